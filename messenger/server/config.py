@@ -1,0 +1,97 @@
+"""Every server setting in one typed record.
+
+`messenger.server.tap.Options` fills a `ServerConfig` from the command line and the
+config file; tests build one directly. Components receive the config (or the few values
+they need), never the Options object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from messenger.wire.suites import SUITES
+
+
+@dataclass
+class MailConfig:
+    """Outgoing e-mail: an SMTP relay, or a Maildir under the data dir when host is empty."""
+
+    relay_host: str = ""
+    relay_port: int = 25
+    starttls: bool = False          # require STARTTLS with the relay
+    username: str = ""
+    password: str = ""
+    from_address: str = "messenger@localhost"
+    retry_initial: float = 5.0      # seconds before the first retry after a failure
+    retry_max: float = 600.0        # back-off ceiling
+    new_location_prefix: int = 32   # IPv4 prefix length that counts as "the same place"
+    new_location_prefix6: int = 64  # IPv6 prefix length
+
+
+@dataclass
+class LimitsConfig:
+    """Rate limits and lockout; see docs/OPERATIONS.md."""
+
+    connections_per_minute: int = 60      # new connections per source address
+    logins_per_minute: int = 20           # login attempts per source address
+    requests_per_second: float = 50.0     # per connection, sustained
+    request_burst: int = 200              # per connection, burst
+    strikes_before_drop: int = 20         # 429s in a row before the connection is dropped
+    lockout_failures: int = 5             # failed logins ...
+    lockout_window: float = 15 * 60.0     # ... within this many seconds lock the account
+    lockout_duration: float = 15 * 60.0   # for this long
+
+
+@dataclass
+class TlsConfig:
+    port: int = 0                 # 0 = no TLS listener
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass
+class ServerConfig:
+    port: int = 7777
+    interface: str = ""
+    data_dir: Path = Path("var")
+    secret_file: Path | None = None       # default: <data_dir>/secret
+    max_frame: int = 1024 * 1024
+    suites: tuple[str, ...] = SUITES      # offered, in order of preference
+    auto_register: bool = False
+    rsa_bits: int = 3072
+    database: str = ""                    # default: <data_dir>/messenger.sqlite
+    max_body: int = 16 * 1024             # bytes of UTF-8 in a message or broadcast
+    handshake_timeout: float = 10.0       # CHALLENGE and KEYX, each
+    login_timeout: float = 60.0           # UNAUTHENTICATED
+    probe_interval: float = 30.0          # READY: probe after this much silence ...
+    probe_timeout: float = 15.0           # ... and drop when no answer within this
+    token_lifetime: float = 30 * 24 * 3600.0
+    scrypt_n: int = 2**15                 # password hash cost (memory 128 * n * r bytes)
+    udp_port: int | None = None           # default: same number as the TCP port
+    call_ring_timeout: float = 45.0       # an unanswered dial ends after this
+    public_host: str = ""                 # relay address told to clients (default: interface)
+    persist: bool = True                  # False only for benchmarks: messages not stored
+    mail: MailConfig = field(default_factory=MailConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    @property
+    def secret_path(self) -> Path:
+        return self.secret_file if self.secret_file is not None else self.data_dir / "secret"
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database) if self.database else self.data_dir / "messenger.sqlite"
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.data_dir / "server_key.pem"
+
+    @property
+    def maildir_path(self) -> Path:
+        return self.data_dir / "Maildir"
+
+    @property
+    def mail_spool_path(self) -> Path:
+        return self.data_dir / "mail-spool"

@@ -1,0 +1,405 @@
+"""Phases 1 and 2 of a connection, on both sides, as state machines without I/O.
+
+Phase 1 is a mutual HMAC challenge proving that both ends know the deployment's shared
+secret. Phase 2 is the key exchange: the client sends its RSA public key and the suites it
+accepts; the server answers with its long-term key, the chosen suite, a fresh 32-byte
+session secret encrypted to the client's key (RSA-OAEP-SHA256) and an RSA-PSS signature
+over the transcript. The transcript is one DER SEQUENCE built with pyasn1 (`transcript`),
+so both ends sign and verify the same canonical bytes.
+
+`ServerHandshake` and `ClientHandshake` take frame payloads in and give payloads out; the
+protocols in ``server/`` and ``client/`` only move bytes. Each ends with an `Established`
+holding the phase-3 `Channel`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.codec.der import encoder as der_encoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import char, namedtype, univ
+
+from messenger.wire import jim, keys
+from messenger.wire.errors import BadRequest, Forbidden, MessengerError
+from messenger.wire.suites import (
+    AES_GCM,
+    CLIENT_TO_SERVER,
+    OAEP,
+    RSA_OAEP,
+    SERVER_TO_CLIENT,
+    SUITES,
+    AesGcmChannel,
+    Channel,
+    RsaOaepChannel,
+)
+
+PROTOCOL = "messenger/1"
+VERSION = 1
+NONCE_SIZE = 32
+SECRET_SIZE = 32
+PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+HMAC_ERROR = "hmac error"
+
+
+class HandshakeError(MessengerError):
+    """The handshake failed; ``reply`` is the plain frame to send before closing, if any."""
+
+    def __init__(self, message: str, code: int = 400, reply: bytes | None = None) -> None:
+        super().__init__(message, code)
+        self.reply = reply
+
+
+class ServerKeyChanged(HandshakeError):
+    """The server presented a key other than the one pinned for its address."""
+
+    def __init__(self, address: str, pinned: str, presented: str, known_servers: str) -> None:
+        super().__init__(
+            f"server key changed: {address} presented {presented} but {pinned} is pinned in"
+            f" {known_servers}. If the server's key was replaced on purpose, remove that line"
+            " (or run with --accept-new-key) to trust the new key.", 403)
+        self.address = address
+        self.pinned = pinned
+        self.presented = presented
+
+
+# -- primitives ---------------------------------------------------------------------------
+
+def hmac_digest(secret: bytes, nonce: bytes) -> str:
+    """Hex HMAC-SHA256 of a raw nonce under the shared secret."""
+    return hmac.new(secret, nonce, sha256).hexdigest()
+
+
+def digest_matches(secret: bytes, nonce: bytes, digest: Any) -> bool:
+    """Constant-time check of a peer's hex digest."""
+    if type(digest) is not str or len(digest) != 64:
+        return False
+    return hmac.compare_digest(hmac_digest(secret, nonce), digest.lower())
+
+
+def derive_key(secret: bytes, server_nonce: bytes, client_nonce: bytes, label: str) -> bytes:
+    """HKDF-SHA256(secret, salt = server nonce + client nonce, info = 'messenger/1 ' + label)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=server_nonce + client_nonce,
+                info=f"{PROTOCOL} {label}".encode("ascii")).derive(secret)
+
+
+def b64decode(name: str, value: Any, size: int | None = None) -> bytes:
+    if type(value) is not str or len(value) > 8192:
+        raise BadRequest(f"'{name}' must be a base64 string")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"'{name}' must be a base64 string") from None
+    if size is not None and len(raw) != size:
+        raise BadRequest(f"'{name}' must encode {size} bytes")
+    return raw
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+# -- the signed transcript ----------------------------------------------------------------
+
+class SuiteList(univ.SequenceOf):
+    componentType = char.UTF8String()
+
+
+class Transcript(univ.Sequence):
+    """The ASN.1 shape of what the server signs (see docs/PROTOCOL.md)."""
+
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("protocol", char.UTF8String()),
+        namedtype.NamedType("serverNonce", univ.OctetString()),
+        namedtype.NamedType("clientNonce", univ.OctetString()),
+        namedtype.NamedType("clientKey", univ.OctetString()),
+        namedtype.NamedType("serverKey", univ.OctetString()),
+        namedtype.NamedType("offeredSuites", SuiteList()),
+        namedtype.NamedType("suite", char.UTF8String()),
+        namedtype.NamedType("encryptedSecret", univ.OctetString()),
+    )
+
+
+@dataclass(frozen=True)
+class TranscriptFields:
+    server_nonce: bytes
+    client_nonce: bytes
+    client_key_der: bytes
+    server_key_der: bytes
+    offered_suites: tuple[str, ...]
+    suite: str
+    encrypted_secret: bytes
+
+
+def transcript(fields: TranscriptFields) -> bytes:
+    """The canonical DER encoding of the handshake transcript."""
+    record = Transcript()
+    record["protocol"] = PROTOCOL
+    record["serverNonce"] = fields.server_nonce
+    record["clientNonce"] = fields.client_nonce
+    record["clientKey"] = fields.client_key_der
+    record["serverKey"] = fields.server_key_der
+    suites = SuiteList()
+    for position, suite in enumerate(fields.offered_suites):
+        suites[position] = suite
+    record["offeredSuites"] = suites
+    record["suite"] = fields.suite
+    record["encryptedSecret"] = fields.encrypted_secret
+    return der_encoder.encode(record)
+
+
+def parse_transcript(der: bytes) -> TranscriptFields:
+    """Parse a DER transcript back into its fields (for tools and tests)."""
+    try:
+        record, rest = der_decoder.decode(der, asn1Spec=Transcript())
+    except PyAsn1Error as error:
+        raise ValueError(f"not a transcript: {error}") from None
+    if rest or str(record["protocol"]) != PROTOCOL:
+        raise ValueError("not a messenger/1 transcript")
+    return TranscriptFields(
+        server_nonce=bytes(record["serverNonce"]),
+        client_nonce=bytes(record["clientNonce"]),
+        client_key_der=bytes(record["clientKey"]),
+        server_key_der=bytes(record["serverKey"]),
+        offered_suites=tuple(str(s) for s in record["offeredSuites"]),
+        suite=str(record["suite"]),
+        encrypted_secret=bytes(record["encryptedSecret"]),
+    )
+
+
+def make_channel(suite: str, side: int, secret: bytes, server_nonce: bytes,
+                 client_nonce: bytes, own_key: rsa.RSAPrivateKey,
+                 peer_key: rsa.RSAPublicKey) -> Channel:
+    """Build the phase-3 channel for one side (``side`` = its sending direction)."""
+    if suite == AES_GCM:
+        c2s = derive_key(secret, server_nonce, client_nonce, "aes-256-gcm c2s")
+        s2c = derive_key(secret, server_nonce, client_nonce, "aes-256-gcm s2c")
+        send, recv = (c2s, s2c) if side == CLIENT_TO_SERVER else (s2c, c2s)
+        return AesGcmChannel(send, recv, side)
+    if suite == RSA_OAEP:
+        c2s = derive_key(secret, server_nonce, client_nonce, "rsa-oaep mac c2s")
+        s2c = derive_key(secret, server_nonce, client_nonce, "rsa-oaep mac s2c")
+        send, recv = (c2s, s2c) if side == CLIENT_TO_SERVER else (s2c, c2s)
+        return RsaOaepChannel(own_key, peer_key, send, recv, side)
+    raise ValueError(f"unknown suite {suite!r}")
+
+
+@dataclass
+class Established:
+    """The outcome of a finished handshake."""
+
+    channel: Channel
+    suite: str
+    server_fingerprint: str
+    peer_key: rsa.RSAPublicKey
+
+
+def _plain(message: dict[str, Any]) -> bytes:
+    return jim.encode(message)
+
+
+def _decode_plain(payload: bytes, expected_action: str | None) -> dict[str, Any]:
+    message = jim.decode(payload)
+    if expected_action is not None and message.get("action") != expected_action:
+        raise BadRequest(f"expected the '{expected_action}' step of the handshake")
+    return message
+
+
+# -- server side --------------------------------------------------------------------------
+
+class ServerHandshake:
+    """The server's half: send the challenge, check the response, answer the key exchange."""
+
+    def __init__(self, secret: bytes, server_key: rsa.RSAPrivateKey,
+                 suites: Sequence[str] = SUITES,
+                 random: Callable[[int], bytes] = os.urandom) -> None:
+        self._secret = secret
+        self._key = server_key
+        self._suites = tuple(suites)
+        self._random = random
+        self._server_nonce = random(NONCE_SIZE)
+        self._client_nonce = b""
+        self.state = "challenge"
+
+    def start(self) -> bytes:
+        """The first frame: the challenge."""
+        return _plain({"action": "challenge", "version": VERSION,
+                       "nonce": b64(self._server_nonce)})
+
+    def receive(self, payload: bytes) -> tuple[bytes, Established | None]:
+        """Take one client frame; return the reply and, at the end, the channel.
+
+        Raises `HandshakeError` whose ``reply`` the caller sends before closing.
+        """
+        try:
+            if self.state == "challenge":
+                return self._on_response(payload), None
+            if self.state == "keyx":
+                return self._on_key_exchange(payload)
+        except HandshakeError:
+            self.state = "failed"
+            raise
+        except MessengerError as error:
+            self.state = "failed"
+            raise HandshakeError(error.message, error.code,
+                                 _plain({"response": error.code, "error": error.message})) \
+                from None
+        raise HandshakeError("handshake already finished", 400)
+
+    def _on_response(self, payload: bytes) -> bytes:
+        message = _decode_plain(payload, "challenge_response")
+        client_nonce = b64decode("nonce", message.get("nonce"), NONCE_SIZE)
+        if not digest_matches(self._secret, self._server_nonce, message.get("digest")):
+            raise HandshakeError(HMAC_ERROR, Forbidden.code,
+                                 _plain({"response": Forbidden.code, "error": HMAC_ERROR}))
+        self._client_nonce = client_nonce
+        self.state = "keyx"
+        return _plain({"response": 200, "digest": hmac_digest(self._secret, client_nonce)})
+
+    def _on_key_exchange(self, payload: bytes) -> tuple[bytes, Established]:
+        message = _decode_plain(payload, "key_exchange")
+        try:
+            client_key = keys.parse_public_pem(message.get("public_key"))
+        except keys.InvalidPublicKey as error:
+            raise BadRequest(f"'public_key': {error}") from None
+        offered = message.get("suites")
+        if (type(offered) is not list or not 1 <= len(offered) <= 8
+                or any(type(s) is not str or len(s) > 32 for s in offered)):
+            raise BadRequest("'suites' must be a list of 1 to 8 suite names")
+        chosen = next((s for s in self._suites if s in offered), None)
+        if chosen is None:
+            raise BadRequest("no common cipher suite; this server offers: "
+                             + ", ".join(self._suites))
+        secret = self._random(SECRET_SIZE)
+        encrypted = client_key.encrypt(secret, OAEP)
+        server_public = self._key.public_key()
+        fields = TranscriptFields(self._server_nonce, self._client_nonce,
+                                  keys.public_der(client_key), keys.public_der(server_public),
+                                  tuple(offered), chosen, encrypted)
+        signature = self._key.sign(transcript(fields), PSS, hashes.SHA256())
+        reply = _plain({"response": 200, "public_key": keys.public_pem(server_public),
+                        "suite": chosen, "secret": b64(encrypted), "signature": b64(signature)})
+        channel = make_channel(chosen, SERVER_TO_CLIENT, secret, self._server_nonce,
+                               self._client_nonce, self._key, client_key)
+        self.state = "done"
+        return reply, Established(channel, chosen, keys.fingerprint(server_public), client_key)
+
+
+# -- client side --------------------------------------------------------------------------
+
+PinCheck = Callable[[rsa.RSAPublicKey], None]
+
+
+class ClientHandshake:
+    """The client's half: answer the challenge, check the server, verify the key exchange.
+
+    ``check_server_key`` is the pinning hook: it is called with the server's public key
+    before the signature is checked, and raises (`ServerKeyChanged`) to refuse it.
+    """
+
+    def __init__(self, secret: bytes, client_key: rsa.RSAPrivateKey,
+                 suites: Sequence[str] = SUITES,
+                 check_server_key: PinCheck | None = None,
+                 random: Callable[[int], bytes] = os.urandom) -> None:
+        self._secret = secret
+        self._key = client_key
+        self._suites = tuple(suites)
+        self._check_server_key = check_server_key
+        self._random = random
+        self._server_nonce = b""
+        self._client_nonce = random(NONCE_SIZE)
+        self.state = "challenge"
+
+    def receive(self, payload: bytes) -> tuple[bytes | None, Established | None]:
+        """Take one server frame; return the frame to send (if any) and, at the end, the channel.
+
+        Raises `HandshakeError` (or `ServerKeyChanged`) when the server fails a check.
+        """
+        try:
+            message = jim.decode(payload)
+        except BadRequest as error:
+            raise HandshakeError(f"server sent an invalid handshake frame: {error.message}") \
+                from None
+        response = message.get("response")
+        if isinstance(response, int) and response >= 400:
+            text = message.get("error") if isinstance(message.get("error"), str) else "error"
+            self.state = "failed"
+            raise HandshakeError(f"Server rejected the connection: {text}", response)
+        if self.state == "challenge":
+            return self._on_challenge(message), None
+        if self.state == "digest":
+            return self._on_digest(message), None
+        if self.state == "keyx":
+            return None, self._on_key_exchange(message)
+        raise HandshakeError("unexpected frame after the handshake")
+
+    def _on_challenge(self, message: dict[str, Any]) -> bytes:
+        if message.get("action") != "challenge":
+            raise HandshakeError("server did not start with a challenge")
+        if message.get("version") != VERSION:
+            raise HandshakeError(f"server speaks protocol version {message.get('version')!r},"
+                                 f" this client speaks {VERSION}")
+        try:
+            self._server_nonce = b64decode("nonce", message.get("nonce"), NONCE_SIZE)
+        except BadRequest as error:
+            raise HandshakeError(f"server challenge is malformed: {error.message}") from None
+        self.state = "digest"
+        return _plain({"action": "challenge_response",
+                       "digest": hmac_digest(self._secret, self._server_nonce),
+                       "nonce": b64(self._client_nonce)})
+
+    def _on_digest(self, message: dict[str, Any]) -> bytes:
+        if message.get("response") != 200 or not digest_matches(
+                self._secret, self._client_nonce, message.get("digest")):
+            self.state = "failed"
+            raise HandshakeError("server failed the HMAC check: it does not know the shared"
+                                 " secret", 403)
+        self.state = "keyx"
+        return _plain({"action": "key_exchange", "public_key": keys.public_pem(
+            self._key.public_key()), "suites": list(self._suites)})
+
+    def _on_key_exchange(self, message: dict[str, Any]) -> Established:
+        self.state = "failed"
+        try:
+            server_key = keys.parse_public_pem(message.get("public_key"))
+        except keys.InvalidPublicKey as error:
+            raise HandshakeError(f"server key is unacceptable: {error}") from None
+        suite = message.get("suite")
+        if suite not in self._suites:
+            raise HandshakeError(f"server chose a suite this client did not offer: {suite!r}")
+        try:
+            encrypted = b64decode("secret", message.get("secret"))
+            signature = b64decode("signature", message.get("signature"))
+        except BadRequest as error:
+            raise HandshakeError(f"server key exchange is malformed: {error.message}") from None
+        if self._check_server_key is not None:
+            self._check_server_key(server_key)
+        fields = TranscriptFields(self._server_nonce, self._client_nonce,
+                                  keys.public_der(self._key.public_key()),
+                                  keys.public_der(server_key), self._suites, suite, encrypted)
+        try:
+            server_key.verify(signature, transcript(fields), PSS, hashes.SHA256())
+        except InvalidSignature:
+            raise HandshakeError("server's handshake signature is invalid", 403) from None
+        try:
+            secret = self._key.decrypt(encrypted, OAEP)
+        except ValueError:
+            raise HandshakeError("server's session secret does not decrypt") from None
+        if len(secret) != SECRET_SIZE:
+            raise HandshakeError("server's session secret has the wrong size")
+        channel = make_channel(suite, CLIENT_TO_SERVER, secret, self._server_nonce,
+                               self._client_nonce, self._key, server_key)
+        self.state = "done"
+        return Established(channel, suite, keys.fingerprint(server_key), server_key)

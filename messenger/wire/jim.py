@@ -1,0 +1,265 @@
+"""The JIM codec: JSON objects on the wire, and the validation of every request.
+
+``encode`` and ``decode`` turn dicts into frame payloads and back. ``validate_request``
+checks a decoded request against the schema of its action (``ACTIONS``) before any handler
+sees it: types, lengths, ranges and the account-name charset. Anything wrong raises
+`BadRequest` with a message that names the field, so the sender learns what to fix.
+
+Unknown extra keys are ignored (a newer client may send more); missing or ill-typed known
+keys are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from messenger.wire.errors import BadRequest
+
+Validator = Callable[[str, Any], None]
+
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,31}")
+EMAIL_RE = re.compile(r"[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+REQUEST_ID_RE = re.compile(r"[0-9a-f]{32}")
+MAX_TEXT = 65536
+STATUSES = ("online", "away")
+
+
+# -- codec --------------------------------------------------------------------------------
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_encode = _encoder.encode
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """Serialise one JIM object as compact UTF-8 JSON."""
+    return _encode(message).encode("utf-8")
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """Parse one frame payload into a JIM object, or raise `BadRequest`."""
+    try:
+        message = _decoder.decode(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("frame is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise BadRequest("frame is not valid JSON") from None
+    if type(message) is not dict:
+        raise BadRequest("a JIM message must be a JSON object")
+    return message
+
+
+# -- field validators ---------------------------------------------------------------------
+# Each validator takes (field name, value) and raises BadRequest when the value is wrong.
+
+def _check_text(name: str, value: Any, min_len: int, max_len: int) -> None:
+    if type(value) is not str:
+        raise BadRequest(f"'{name}' must be a string")
+    if not min_len <= len(value) <= max_len:
+        raise BadRequest(f"'{name}' must be {min_len} to {max_len} characters long")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"'{name}' is not valid Unicode text") from None
+
+
+def text(min_len: int = 1, max_len: int = 1024) -> Validator:
+    """A string of ``min_len`` to ``max_len`` characters of valid Unicode."""
+    def check(name: str, value: Any) -> None:
+        _check_text(name, value, min_len, max_len)
+    return check
+
+
+def account_name(name: str, value: Any) -> None:
+    """3 to 32 characters: ASCII letters, digits, '_', '.', '-', starting alphanumeric."""
+    if type(value) is not str:
+        raise BadRequest(f"'{name}' must be a string")
+    if not ACCOUNT_NAME_RE.fullmatch(value):
+        raise BadRequest(
+            f"'{name}' must be 3 to 32 characters: letters, digits, '_', '.' or '-',"
+            " starting with a letter or digit")
+
+
+def email(name: str, value: Any) -> None:
+    if type(value) is not str:
+        raise BadRequest(f"'{name}' must be a string")
+    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+        raise BadRequest(f"'{name}' must be an e-mail address")
+
+
+def integer(minimum: int = 0, maximum: int = 2**63 - 1) -> Validator:
+    """A JSON integer (not a boolean, not a float) within [minimum, maximum]."""
+    def check(name: str, value: Any) -> None:
+        if type(value) is not int:
+            raise BadRequest(f"'{name}' must be an integer")
+        if not minimum <= value <= maximum:
+            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
+    return check
+
+
+def number(name: str, value: Any) -> None:
+    if type(value) not in (int, float):
+        raise BadRequest(f"'{name}' must be a number")
+
+
+def boolean(name: str, value: Any) -> None:
+    if type(value) is not bool:
+        raise BadRequest(f"'{name}' must be true or false")
+
+
+def one_of(*choices: str) -> Validator:
+    def check(name: str, value: Any) -> None:
+        if value not in choices or type(value) is not str:
+            raise BadRequest(f"'{name}' must be one of: {', '.join(choices)}")
+    return check
+
+
+def string_list(item: Validator, max_items: int) -> Validator:
+    def check(name: str, value: Any) -> None:
+        if type(value) is not list:
+            raise BadRequest(f"'{name}' must be a list")
+        if len(value) > max_items:
+            raise BadRequest(f"'{name}' may hold at most {max_items} items")
+        for position, element in enumerate(value):
+            item(f"{name}[{position}]", element)
+    return check
+
+
+class Field:
+    """One key of a schema: its validator and whether it must be present."""
+
+    __slots__ = ("name", "check", "required")
+
+    def __init__(self, name: str, check: Validator, required: bool = True) -> None:
+        self.name = name
+        self.check = check
+        self.required = required
+
+
+def optional(name: str, check: Validator) -> Field:
+    """A key that may be absent or null; when present it must pass ``check``."""
+    return Field(name, check, required=False)
+
+
+def obj(*fields: Field) -> Validator:
+    """A nested JSON object with the given fields."""
+    def check(name: str, value: Any) -> None:
+        if type(value) is not dict:
+            raise BadRequest(f"'{name}' must be an object")
+        _check_fields(value, fields, prefix=f"{name}.")
+    return check
+
+
+def _check_fields(message: Mapping[str, Any], fields: tuple[Field, ...], prefix: str = "") -> None:
+    for field in fields:
+        value = message.get(field.name)
+        if value is None:
+            if field.required:
+                raise BadRequest(f"'{prefix}{field.name}' is required")
+            continue
+        field.check(prefix + field.name, value)
+
+
+# -- request schemas ----------------------------------------------------------------------
+
+password = text(1, 1024)
+new_password = text(8, 1024)
+body = text(1, MAX_TEXT)  # the server applies its configured, smaller body limit on top
+token = text(16, 128)
+page_limit = integer(1, 1000)
+message_id = integer(0)
+
+ACTIONS: dict[str, tuple[Field, ...]] = {
+    # Phase 3, before login
+    "register": (
+        Field("user", obj(Field("account_name", account_name), Field("password", new_password),
+                          Field("email", email))),
+        optional("premium_code", text(1, 64)),
+        optional("remember", boolean),
+    ),
+    "authenticate": (
+        Field("user", obj(Field("account_name", account_name), Field("password", password))),
+        optional("remember", boolean),
+    ),
+    "resume": (
+        Field("user", obj(Field("account_name", account_name))),
+        Field("token", token),
+    ),
+    "quit": (),
+    # after login
+    "logout": (),
+    "set_password": (Field("old_password", password), Field("new_password", new_password)),
+    "presence": (Field("status", one_of(*STATUSES)),),
+    "get_contacts": (),
+    "add_contact": (Field("user_id", account_name),),
+    "del_contact": (Field("user_id", account_name),),
+    "search_users": (
+        Field("query", text(1, 32)),
+        optional("offset", integer(0, 100000)),
+        optional("limit", integer(1, 50)),
+    ),
+    "msg": (
+        Field("to", account_name),
+        Field("message", body),
+        optional("from", account_name),
+    ),
+    "history": (
+        Field("with", account_name),
+        optional("before", message_id),
+        optional("limit", integer(1, 200)),
+    ),
+    "sync": (Field("since", message_id), optional("limit", integer(1, 1000))),
+    "broadcast": (Field("message", body),),
+    "get_broadcasts": (optional("before", message_id), optional("limit", integer(1, 100))),
+    "call_dial": (
+        Field("user_id", account_name),
+        optional("codecs", string_list(text(1, 16), 8)),
+    ),
+    "call_hangup": (optional("call_id", text(1, 64)), optional("user_id", account_name)),
+    # admin (the server checks the role on every call)
+    "admin_list_users": (
+        optional("query", text(1, 32)),
+        optional("offset", integer(0, 10**9)),
+        optional("limit", integer(1, 200)),
+    ),
+    "admin_set_admin": (Field("user_id", account_name), Field("value", boolean)),
+    "admin_set_premium": (Field("user_id", account_name), Field("value", boolean)),
+    "admin_lock": (Field("user_id", account_name), optional("minutes", integer(1, 10**7))),
+    "admin_unlock": (Field("user_id", account_name),),
+    "admin_login_history": (
+        Field("user_id", account_name),
+        optional("before", message_id),
+        optional("limit", integer(1, 200)),
+    ),
+    "admin_create_code": (),
+    "admin_list_codes": (optional("offset", integer(0, 10**9)), optional("limit", integer(1, 200))),
+    "admin_delete_user": (Field("user_id", account_name),),
+    "admin_audit": (optional("before", message_id), optional("limit", integer(1, 200))),
+}
+
+
+def validate_envelope(request: dict[str, Any]) -> str:
+    """Check the keys every request carries; return its action name."""
+    action = request.get("action")
+    if type(action) is not str:
+        raise BadRequest("'action' is required and must be a string")
+    request_id = request.get("id")
+    if type(request_id) is not str or not REQUEST_ID_RE.fullmatch(request_id):
+        raise BadRequest("'id' is required: 32 lowercase hex digits (128 random bits)")
+    stamp = request.get("time")
+    if type(stamp) not in (int, float):
+        raise BadRequest("'time' is required and must be a number")
+    return action
+
+
+def validate_request(action: str, request: Mapping[str, Any]) -> None:
+    """Check the fields of a request whose action is known; raise `BadRequest` if wrong."""
+    _check_fields(request, ACTIONS[action])
