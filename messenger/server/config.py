@@ -25,6 +25,10 @@ class MailConfig:
     from_address: str = "messenger@localhost"
     retry_initial: float = 5.0      # seconds before the first retry after a failure
     retry_max: float = 600.0        # back-off ceiling
+    relay_ca_file: str = ""         # PEM CA file for the relay's certificate (default: system)
+    relay_timeout: float = 60.0     # seconds to connect / wait for each relay reply
+    give_up_after: float = 5 * 24 * 3600.0  # temporary failures for this long -> failed/ (0: never)
+    server_name: str = "Messenger"  # how the e-mails name this server
     new_location_prefix: int = 32   # IPv4 prefix length that counts as "the same place"
     new_location_prefix6: int = 64  # IPv6 prefix length
 

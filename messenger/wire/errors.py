@@ -17,7 +17,7 @@ class MessengerError(Exception):
 
     code: int = codes.SERVER_ERROR
 
-    def __init__(self, message: str, code: int | None = None, **extra: Any) -> None:
+    def __init__(self, message: str, code: int | None = None, /, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -67,7 +67,7 @@ class TooManyRequests(MessengerError):
 
     code = codes.TOO_MANY_REQUESTS
 
-    def __init__(self, message: str, retry_after: float, **extra: Any) -> None:
+    def __init__(self, message: str, retry_after: float, /, **extra: Any) -> None:
         super().__init__(message, retry_after=round(retry_after, 3), **extra)
         self.retry_after = retry_after
 
@@ -85,10 +85,11 @@ _BY_CODE: dict[int, type[MessengerError]] = {
 
 def error_from_reply(reply: dict[str, Any]) -> MessengerError:
     """Build the exception that an error reply describes (used by clients)."""
-    code = reply.get("response")
+    raw_code = reply.get("response")
+    code = raw_code if type(raw_code) is int else None
     message = reply.get("error")
     if not isinstance(message, str):
-        message = f"error {code}"
+        message = f"error {raw_code}"
     extra = {k: v for k, v in reply.items()
              if k not in ("response", "error", "id", "time", "retry_after")}
     if code == codes.TOO_MANY_REQUESTS:

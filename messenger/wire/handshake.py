@@ -84,7 +84,7 @@ def hmac_digest(secret: bytes, nonce: bytes) -> str:
 
 def digest_matches(secret: bytes, nonce: bytes, digest: Any) -> bool:
     """Constant-time check of a peer's hex digest."""
-    if type(digest) is not str or len(digest) != 64:
+    if type(digest) is not str or len(digest) != 64 or not digest.isascii():
         return False
     return hmac.compare_digest(hmac_digest(secret, nonce), digest.lower())
 
@@ -276,7 +276,7 @@ class ServerHandshake:
             raise BadRequest(f"'public_key': {error}") from None
         offered = message.get("suites")
         if (type(offered) is not list or not 1 <= len(offered) <= 8
-                or any(type(s) is not str or len(s) > 32 for s in offered)):
+                or any(type(s) is not str or len(s) > 32 or not s.isascii() for s in offered)):
             raise BadRequest("'suites' must be a list of 1 to 8 suite names")
         chosen = next((s for s in self._suites if s in offered), None)
         if chosen is None:
@@ -306,7 +306,8 @@ class ClientHandshake:
     """The client's half: answer the challenge, check the server, verify the key exchange.
 
     ``check_server_key`` is the pinning hook: it is called with the server's public key
-    before the signature is checked, and raises (`ServerKeyChanged`) to refuse it.
+    once the transcript signature has verified, and raises (`ServerKeyChanged`) to
+    refuse it.
     """
 
     def __init__(self, secret: bytes, client_key: rsa.RSAPrivateKey,
@@ -348,7 +349,7 @@ class ClientHandshake:
     def _on_challenge(self, message: dict[str, Any]) -> bytes:
         if message.get("action") != "challenge":
             raise HandshakeError("server did not start with a challenge")
-        if message.get("version") != VERSION:
+        if type(message.get("version")) is not int or message.get("version") != VERSION:
             raise HandshakeError(f"server speaks protocol version {message.get('version')!r},"
                                  f" this client speaks {VERSION}")
         try:
@@ -372,6 +373,8 @@ class ClientHandshake:
 
     def _on_key_exchange(self, message: dict[str, Any]) -> Established:
         self.state = "failed"
+        if message.get("response") != 200:
+            raise HandshakeError("server answered the key exchange without a 200")
         try:
             server_key = keys.parse_public_pem(message.get("public_key"))
         except keys.InvalidPublicKey as error:
@@ -384,8 +387,6 @@ class ClientHandshake:
             signature = b64decode("signature", message.get("signature"))
         except BadRequest as error:
             raise HandshakeError(f"server key exchange is malformed: {error.message}") from None
-        if self._check_server_key is not None:
-            self._check_server_key(server_key)
         fields = TranscriptFields(self._server_nonce, self._client_nonce,
                                   keys.public_der(self._key.public_key()),
                                   keys.public_der(server_key), self._suites, suite, encrypted)
@@ -393,6 +394,10 @@ class ClientHandshake:
             server_key.verify(signature, transcript(fields), PSS, hashes.SHA256())
         except InvalidSignature:
             raise HandshakeError("server's handshake signature is invalid", 403) from None
+        if self._check_server_key is not None:
+            # After the signature: the server has proved it holds this key's private half,
+            # so a trust-on-first-use hook may record it.
+            self._check_server_key(server_key)
         try:
             secret = self._key.decrypt(encrypted, OAEP)
         except ValueError:

@@ -12,6 +12,7 @@ keys are refused.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,7 +22,7 @@ from messenger.wire.errors import BadRequest
 Validator = Callable[[str, Any], None]
 
 ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,31}")
-EMAIL_RE = re.compile(r"[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f\ud800-\udfff]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 REQUEST_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_TEXT = 65536
 STATUSES = ("online", "away")
@@ -33,7 +34,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _encode = _encoder.encode
 

@@ -51,6 +51,7 @@ def write_private_key(path: Path, key: rsa.RSAPrivateKey) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a stale temporary file keeps its old mode otherwise
     with os.fdopen(fd, "wb") as handle:
         handle.write(private_pem(key))
     os.replace(tmp, path)

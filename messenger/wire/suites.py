@@ -45,6 +45,7 @@ class ChannelError(Exception):
 class Channel:
     """Seals outgoing and opens incoming payloads of one connection in one suite."""
 
+    __slots__ = ()
     name: str
 
     def seal(self, plaintext: bytes) -> bytes:
@@ -99,8 +100,8 @@ class RsaOaepChannel(Channel):
         self._recv_direction = 3 - send_direction
         self._send_count = 0
         self._recv_count = 0
-        self._peer_size = peer_key.key_size // 8
-        self._own_size = own_key.key_size // 8
+        self._peer_size = (peer_key.key_size + 7) // 8
+        self._own_size = (own_key.key_size + 7) // 8
         self._chunk = self._peer_size - OAEP_OVERHEAD
 
     @staticmethod

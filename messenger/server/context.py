@@ -1,0 +1,103 @@
+"""The components one server shares between its connections.
+
+`ServerContext` is built once by the service and handed to every connection. It holds the
+components themselves (router, presence, directory, store, hasher, limits, mailer), each
+built with only what it needs, and the two moments that span components: a session that
+logs in and a session that ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from twisted.internet import task
+from twisted.logger import Logger
+
+from messenger.server.config import ServerConfig
+from messenger.server.directory import Directory
+from messenger.server.limits import Limits
+from messenger.server.lockout import LockoutPolicy
+from messenger.server.passwords import PasswordHasher
+from messenger.server.presence import Presence
+from messenger.server.router import Router
+from messenger.store import messages
+from messenger.store.db import Database
+from messenger.store.groupcommit import GroupCommit
+
+
+@dataclass(slots=True)
+class Account:
+    """The logged-in user of a session (flags refreshed when an admin changes them)."""
+
+    id: int
+    name: str
+    email: str
+    is_admin: bool
+    is_premium: bool
+
+
+class ServerContext:
+    log = Logger()
+
+    def __init__(self, config: ServerConfig, clock: Any, db: Database, secret: bytes,
+                 server_key: rsa.RSAPrivateKey, mailer: Any = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.db = db
+        self.secret = secret
+        self.server_key = server_key
+        self.mailer = mailer
+        self.router = Router()
+        self.presence = Presence(self.router, clock)
+        self.directory = Directory(db)
+        self.hasher = PasswordHasher(config.scrypt_n, clock)
+        self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
+        self.limits = Limits(config.limits, clock)
+        self.lockout_policy = LockoutPolicy.from_limits(config.limits)
+        self.calls: Any = None
+        self.next_volatile_id = 1  # message ids when persistence is off (benchmarks only)
+        self._sweeper: task.LoopingCall | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.hasher.start()
+        interval = max(0.05, min(self.config.probe_interval, self.config.probe_timeout) / 3)
+        self._sweeper = task.LoopingCall(self.sweep)
+        self._sweeper.clock = self.clock
+        self._sweeper.start(interval, now=False)
+
+    def stop(self) -> None:
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self.hasher.stop()
+
+    def sweep(self) -> None:
+        """Keepalive: probe silent sessions and drop those that stopped answering."""
+        now = self.clock.seconds()
+        for user_id in list(self.router._sessions):
+            session = self.router.session(user_id)
+            if session is not None:
+                session.check_alive(now)
+        self.limits.prune()
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def session_ended(self, session: Any) -> None:
+        """A logged-in session closed (quit, drop, timeout): offline for everyone."""
+        account = session.account
+        self.router.detach(account.id, session)
+        if not self.router.is_online(account.id):
+            self.presence.went_offline(account.id, account.name)
+            if self.calls is not None:
+                self.calls.user_gone(account.id)
+
+    def notify_mail(self, template: str, to: str, **fields: Any) -> None:
+        """Queue one e-mail; a failure to queue is logged, never raised into a request."""
+        if self.mailer is None or not to:
+            return
+        d = self.mailer.send_template(to, template, **fields)
+        d.addErrback(lambda f: self.log.failure("Could not queue the {template} e-mail", f,
+                                                template=template))

@@ -1,0 +1,1 @@
+"""Action handlers, one module per group of actions; each exports ``ROUTES``."""

@@ -1,0 +1,335 @@
+"""Accounts: register, authenticate, resume, logout, set_password, quit.
+
+A login ends the same way whatever proved it (`_complete_login`): one live session per
+account (a second gets 409 and the first is untouched), a login-history row with the peer
+address, an optional resume token (256 random bits; only its SHA-256 is stored), the
+new-location e-mail, presence, and the reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+import time
+from typing import Any
+
+from twisted.internet import defer
+
+from messenger.server import lockout
+from messenger.server.context import Account
+from messenger.server.states import ANY_ENCRYPTED, BEFORE_LOGIN, LOGGED_IN, State
+from messenger.store import contacts, logins, tokens, users
+from messenger.store.errors import Duplicate, InvalidCode
+from messenger.wire import codes
+from messenger.wire.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotAuthorised,
+    TooManyRequests,
+    WrongCredentials,
+)
+
+WRONG_CREDENTIALS = "wrong account name or password"
+AUTO_EMAIL_DOMAIN = "auto-registered.invalid"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def hash_code(code: str) -> str:
+    """Premium codes compare without regard to case, dashes or spaces."""
+    normal = code.upper().replace("-", "").replace(" ", "")
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def format_time(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
+def user_info(account: Account) -> dict[str, Any]:
+    return {"account_name": account.name, "email": account.email, "admin": account.is_admin,
+            "premium": account.is_premium}
+
+
+def lock_state(row: users.UserRow) -> lockout.LockState:
+    return lockout.LockState(row.failed_logins, row.first_failure, row.locked_until,
+                             row.admin_locked)
+
+
+def locked_error(state: lockout.LockState) -> Forbidden:
+    if state.admin_locked or state.locked_until is None:
+        return Forbidden("account locked by an administrator", locked_until=None)
+    return Forbidden(f"account locked until {format_time(state.locked_until)}",
+                     locked_until=state.locked_until)
+
+
+def _check_login_rate(session: Any) -> None:
+    allowed, retry = session.ctx.limits.allow_login(session.address)
+    if not allowed:
+        raise TooManyRequests("too many login attempts from your address; try again later",
+                              retry)
+
+
+def _same_network(address: str, known: list[str], prefix4: int, prefix6: int) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address in known
+    prefix = prefix4 if ip.version == 4 else prefix6
+    network = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+    for other in known:
+        try:
+            if ipaddress.ip_address(other) in network:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _login_txn(txn: Any, user_id: int, now: float, address: str, method: str,
+               token_hash: str | None, expires: float, reset_failures: bool) -> list[str]:
+    """Record a successful login; returns the addresses known before it."""
+    known = logins.known_addresses_txn(txn, user_id)
+    logins.record_txn(txn, user_id, now, address, method, True)
+    if token_hash is not None:
+        tokens.create_txn(txn, user_id, token_hash, now, expires)
+    if reset_failures:
+        users.save_lock_state_txn(txn, user_id, 0, None, None, False)
+    return known
+
+
+def _failure_txn(txn: Any, user_id: int, now: float, address: str, method: str,
+                 state: lockout.LockState) -> None:
+    logins.record_txn(txn, user_id, now, address, method, False)
+    users.save_lock_state_txn(txn, user_id, state.failed_count, state.first_failure,
+                              state.locked_until, state.admin_locked)
+
+
+@defer.inlineCallbacks
+def _complete_login(session: Any, row: users.UserRow, method: str, remember: bool,
+                    code: int = codes.OK, token_hash: str | None = None,
+                    token_expires: float | None = None) -> Any:
+    ctx = session.ctx
+    if ctx.router.is_online(row.id):
+        _conflict(session, row.id)
+    now = ctx.clock.seconds()
+    token = None
+    if remember and token_hash is None:
+        token = secrets.token_urlsafe(32)
+        token_hash = hash_token(token)
+        token_expires = now + ctx.config.token_lifetime
+        new_token_hash = token_hash
+    else:
+        new_token_hash = None
+    state = lock_state(row)
+    known = yield ctx.db.write(_login_txn, row.id, now, session.address, method,
+                               new_token_hash, token_expires or 0.0, state.failed_count > 0)
+    contact_rows = yield ctx.db.read(contacts.list_txn, row.id)
+    if session.state is not State.UNAUTHENTICATED:
+        return None  # the connection went away meanwhile
+    if not ctx.router.attach(row.id, session):
+        if new_token_hash is not None:
+            ctx.db.write(tokens.revoke_txn, new_token_hash)
+        _conflict(session, row.id)
+    account = Account(row.id, row.name, row.email, row.is_admin, row.is_premium)
+    session.token_hash = token_hash
+    session.contact_ids = [contact_id for contact_id, _ in contact_rows]
+    session.logged_in(account)
+    ctx.directory.remember(row.id, row.name)
+    ctx.presence.went_online(row.id, row.name, session.contact_ids)
+    if known and method != "register" and not _same_network(
+            session.address, known, ctx.config.mail.new_location_prefix,
+            ctx.config.mail.new_location_prefix6):
+        ctx.notify_mail("new_location", row.email, account_name=row.name, email=row.email,
+                        address=session.address, time=format_time(now))
+    reply: dict[str, Any] = {"response": code, "user": user_info(account)}
+    if token is not None:
+        reply["token"] = token
+    if token_expires:
+        reply["token_expires"] = token_expires
+    return reply
+
+
+def _conflict(session: Any, user_id: int) -> None:
+    holder = session.ctx.router.session(user_id)
+    if holder is not None and holder.probe_id is None:
+        # Ask the holder whether it is still there: a half-open connection is dropped
+        # after the probe timeout, and the next attempt then succeeds.
+        holder.probe(session.ctx.clock.seconds())
+    raise Conflict("already connected: this account has a live session elsewhere")
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+@defer.inlineCallbacks
+def register(session: Any, request: dict[str, Any]) -> Any:
+    ctx = session.ctx
+    _check_login_rate(session)
+    user = request["user"]
+    name, email = user["account_name"], user["email"]
+    code = request.get("premium_code")
+    existing = yield ctx.db.read(users.get_by_name_txn, name)
+    if existing is not None:
+        raise Conflict("account name already taken")
+    password_hash = yield ctx.hasher.hash(user["password"])
+    try:
+        row = yield ctx.db.write(users.create_txn, name, email, password_hash,
+                                 ctx.clock.seconds(), hash_code(code) if code else None)
+    except Duplicate as error:
+        raise Conflict(f"{error.field} already taken") from None
+    except InvalidCode:
+        raise BadRequest("invalid or already used premium code") from None
+    session.log.info("Registered account {account} from {address} (admin={admin},"
+                     " premium={premium})", account=row.name, address=session.address,
+                     admin=row.is_admin, premium=row.is_premium)
+    ctx.notify_mail("welcome", row.email, account_name=row.name, email=row.email,
+                    address=session.address, time=format_time(row.created))
+    reply = yield _complete_login(session, row, "register", bool(request.get("remember")),
+                                  codes.CREATED)
+    return reply
+
+
+@defer.inlineCallbacks
+def authenticate(session: Any, request: dict[str, Any]) -> Any:
+    ctx = session.ctx
+    _check_login_rate(session)
+    user = request["user"]
+    name, password = user["account_name"], user["password"]
+    remember = bool(request.get("remember"))
+    row = yield ctx.db.read(users.get_by_name_txn, name)
+    if row is None:
+        if ctx.config.auto_register:
+            reply = yield _auto_register(session, name, password, remember)
+            return reply
+        yield ctx.hasher.verify(password, None)
+        raise WrongCredentials(WRONG_CREDENTIALS)
+    now = ctx.clock.seconds()
+    state = lock_state(row)
+    if lockout.is_locked(state, now):
+        raise locked_error(state)
+    matches = yield ctx.hasher.verify(password, row.password_hash)
+    if not matches:
+        now = ctx.clock.seconds()
+        new_state, locked_now = lockout.on_failure(state, now, ctx.lockout_policy)
+        yield ctx.db.write(_failure_txn, row.id, now, session.address, "password", new_state)
+        if locked_now:
+            session.log.warn("Account {account} locked after {count} failed logins",
+                             account=row.name, count=new_state.failed_count)
+            ctx.notify_mail("lockout", row.email, account_name=row.name, email=row.email,
+                            address=session.address, time=format_time(now),
+                            unlock_time=format_time(new_state.locked_until or now))
+        raise WrongCredentials(WRONG_CREDENTIALS)
+    reply = yield _complete_login(session, row, "password", remember)
+    return reply
+
+
+@defer.inlineCallbacks
+def _auto_register(session: Any, name: str, password: str, remember: bool) -> Any:
+    ctx = session.ctx
+    if len(password) < 8:
+        raise BadRequest("a new account needs a password of at least 8 characters")
+    password_hash = yield ctx.hasher.hash(password)
+    try:
+        row = yield ctx.db.write(users.create_txn, name, f"{name.lower()}@{AUTO_EMAIL_DOMAIN}",
+                                 password_hash, ctx.clock.seconds())
+    except Duplicate:
+        raise Conflict("account name already taken") from None
+    session.log.info("Auto-registered account {account} from {address}", account=row.name,
+                     address=session.address)
+    reply = yield _complete_login(session, row, "register", remember, codes.CREATED)
+    return reply
+
+
+@defer.inlineCallbacks
+def resume(session: Any, request: dict[str, Any]) -> Any:
+    ctx = session.ctx
+    _check_login_rate(session)
+    token_hash = hash_token(request["token"])
+    found = yield ctx.db.read(tokens.lookup_txn, token_hash)
+    if found is None:
+        raise NotAuthorised("invalid resume token: log in with your password")
+    user_id, expires = found
+    now = ctx.clock.seconds()
+    if expires < now:
+        yield ctx.db.write(tokens.revoke_txn, token_hash)
+        raise NotAuthorised("resume token expired: log in with your password")
+    row = yield ctx.db.read(users.get_by_id_txn, user_id)
+    if row is None or row.name.lower() != request["user"]["account_name"].lower():
+        raise NotAuthorised("invalid resume token: log in with your password")
+    state = lock_state(row)
+    if lockout.is_locked(state, now):
+        raise locked_error(state)
+    ctx.db.write(tokens.touch_txn, token_hash, now)
+    reply = yield _complete_login(session, row, "token", False, token_hash=token_hash,
+                                  token_expires=expires)
+    return reply
+
+
+def quit_(session: Any, request: dict[str, Any]) -> None:
+    session.reply(request["id"], {"response": codes.OK, "alert": "bye"})
+    session.close()
+
+
+@defer.inlineCallbacks
+def logout(session: Any, request: dict[str, Any]) -> Any:
+    """Revoke this session's resume token and close."""
+    if session.token_hash is not None:
+        yield session.ctx.db.write(tokens.revoke_txn, session.token_hash)
+        session.token_hash = None
+    session.reply(request["id"], {"response": codes.OK, "alert": "logged out"})
+    session.close()
+    return None
+
+
+def _set_password_txn(txn: Any, user_id: int, password_hash: str, now: float,
+                      token_hash: str | None, expires: float) -> None:
+    users.set_password_txn(txn, user_id, password_hash, now)
+    tokens.revoke_all_txn(txn, user_id)
+    if token_hash is not None:
+        tokens.create_txn(txn, user_id, token_hash, now, expires)
+
+
+@defer.inlineCallbacks
+def set_password(session: Any, request: dict[str, Any]) -> Any:
+    """Change the password; every resume token is revoked (this session gets a new one)."""
+    ctx = session.ctx
+    row = yield ctx.db.read(users.get_by_id_txn, session.account.id)
+    if row is None:
+        raise NotAuthorised("account no longer exists")
+    matches = yield ctx.hasher.verify(request["old_password"], row.password_hash)
+    if not matches:
+        raise WrongCredentials("wrong password")
+    password_hash = yield ctx.hasher.hash(request["new_password"])
+    now = ctx.clock.seconds()
+    token = token_hash = None
+    expires = now + ctx.config.token_lifetime
+    if session.token_hash is not None:
+        token = secrets.token_urlsafe(32)
+        token_hash = hash_token(token)
+    yield ctx.db.write(_set_password_txn, row.id, password_hash, now, token_hash, expires)
+    session.token_hash = token_hash
+    reply: dict[str, Any] = {"response": codes.OK, "alert": "password changed"}
+    if token is not None:
+        reply.update(token=token, token_expires=expires)
+    return reply
+
+
+def presence(session: Any, request: dict[str, Any]) -> dict[str, Any]:
+    account = session.account
+    session.status = request["status"]
+    session.ctx.presence.set_status(account.id, account.name, request["status"])
+    return {"response": codes.OK}
+
+
+ROUTES = {
+    "register": (register, BEFORE_LOGIN),
+    "authenticate": (authenticate, BEFORE_LOGIN),
+    "resume": (resume, BEFORE_LOGIN),
+    "quit": (quit_, ANY_ENCRYPTED),
+    "logout": (logout, LOGGED_IN),
+    "set_password": (set_password, LOGGED_IN),
+    "presence": (presence, LOGGED_IN),
+}

@@ -1,0 +1,47 @@
+"""Broadcasts: premium and admin accounts post to everyone's home feed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+
+from messenger.server.handlers.messages import check_body
+from messenger.server.states import LOGGED_IN
+from messenger.store import broadcasts, users
+from messenger.wire import codes
+from messenger.wire.errors import Forbidden
+
+
+@defer.inlineCallbacks
+def broadcast(session: Any, request: dict[str, Any]) -> Any:
+    ctx = session.ctx
+    body = request["message"]
+    check_body(body, ctx.config.max_body)
+    row = yield ctx.db.read(users.get_by_id_txn, session.account.id)
+    if row is None or not (row.is_premium or row.is_admin):
+        raise Forbidden("only premium or admin accounts can broadcast; register with a"
+                        " premium code or ask an administrator")
+    broadcast_id, created, new = yield ctx.db.write(
+        broadcasts.insert_txn, row.id, row.name, request["id"], body, ctx.clock.seconds())
+    if new:
+        ctx.router.push_all({"action": "broadcast", "broadcast_id": broadcast_id,
+                             "time": created, "from": row.name, "message": body})
+    return {"response": codes.OK, "broadcast_id": broadcast_id, "time": created}
+
+
+@defer.inlineCallbacks
+def get_broadcasts(session: Any, request: dict[str, Any]) -> Any:
+    """The most recent broadcasts, newest first, ids below ``before``."""
+    limit = request.get("limit") or 20
+    rows = yield session.ctx.db.read(broadcasts.recent_txn, request.get("before"), limit + 1)
+    return {"response": codes.ACCEPTED,
+            "alert": [{"broadcast_id": b_id, "time": created, "from": sender, "message": body}
+                      for b_id, created, sender, body in rows[:limit]],
+            "more": len(rows) > limit}
+
+
+ROUTES = {
+    "broadcast": (broadcast, LOGGED_IN),
+    "get_broadcasts": (get_broadcasts, LOGGED_IN),
+}

@@ -1,0 +1,5 @@
+"""Call signalling (call_dial, call_hangup); filled in with the UDP relay."""
+
+from __future__ import annotations
+
+ROUTES: dict = {}

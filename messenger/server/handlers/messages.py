@@ -1,0 +1,123 @@
+"""Direct messages: send (acknowledged after commit), sync since an id, history.
+
+The hot path. ``msg`` resolves the recipient from the directory cache, queues the row for
+the next group commit, and returns; when the batch has committed, the recipient gets the
+push (if online) and the sender its 200 with the server's message id and timestamp. A
+resend of a request id already stored is acknowledged with the first copy and not pushed
+again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+
+from messenger.server.states import LOGGED_IN
+from messenger.store import messages
+from messenger.wire import codes, jim
+from messenger.wire.errors import BadRequest, NotFound, ServerError
+
+
+def check_body(body: str, limit: int) -> None:
+    """Refuse a body above the configured size (in UTF-8 bytes)."""
+    if len(body) * 4 > limit and len(body.encode("utf-8")) > limit:
+        raise BadRequest(f"'message' is larger than {limit} bytes")
+
+
+def message_view(row: messages.MessageRow) -> dict[str, Any]:
+    msg_id, created, sender, recipient, body = row
+    return {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
+            "message": body}
+
+
+def msg(session: Any, request: dict[str, Any]) -> Any:
+    ctx = session.ctx
+    body = request["message"]
+    check_body(body, ctx.config.max_body)
+    sender = session.account
+    claimed = request.get("from")
+    if claimed is not None and claimed.lower() != sender.name.lower():
+        raise BadRequest("'from' must be your own account name")
+    recipient = ctx.directory.cached(request["to"])
+    if recipient is not None:
+        _submit(session, request["id"], recipient, body)
+        return None
+    d = ctx.directory.lookup(request["to"])
+    d.addCallback(_resolved, session, request, body)
+    return d
+
+
+def _resolved(recipient: Any, session: Any, request: dict[str, Any], body: str) -> None:
+    if recipient is None:
+        raise NotFound(f"no user named '{request['to']}'")
+    _submit(session, request["id"], recipient, body)
+
+
+def _submit(session: Any, request_id: str, recipient: Any, body: str) -> None:
+    ctx = session.ctx
+    now = ctx.clock.seconds()
+    sender = session.account
+    if not ctx.config.persist:
+        msg_id = ctx.next_volatile_id
+        ctx.next_volatile_id += 1
+        _deliver(session, request_id, sender.name, recipient, body, (msg_id, now, True))
+        return
+
+    def stored(result: Any) -> None:
+        _deliver(session, request_id, sender.name, recipient, body, result)
+    ctx.messages.submit((sender.id, recipient.id, request_id, body, now), stored)
+
+
+def _deliver(session: Any, request_id: str, sender_name: str, recipient: Any, body: str,
+             result: Any) -> None:
+    ctx = session.ctx
+    if result is None:
+        ctx.directory.forget(recipient.name)
+        session.send_error(request_id, NotFound(f"no user named '{recipient.name}'"))
+        return
+    if isinstance(result, Exception):
+        session.send_error(request_id, ServerError("the message could not be stored"))
+        return
+    msg_id, created, new = result
+    if new:
+        target = ctx.router.session(recipient.id)
+        if target is not None:
+            target.push_encoded(jim.encode({
+                "action": "msg", "msg_id": msg_id, "time": created, "from": sender_name,
+                "to": recipient.name, "message": body}))
+    session.reply(request_id, {"response": codes.OK, "msg_id": msg_id, "time": created})
+
+
+@defer.inlineCallbacks
+def sync(session: Any, request: dict[str, Any]) -> Any:
+    """Everything addressed to the user after ``since``, oldest first, with ``more``."""
+    limit = request.get("limit") or 500
+    rows = yield session.ctx.db.read(messages.sync_txn, session.account.id, request["since"],
+                                     limit + 1)
+    return {"response": codes.ACCEPTED, "alert": [message_view(r) for r in rows[:limit]],
+            "more": len(rows) > limit}
+
+
+@defer.inlineCallbacks
+def history(session: Any, request: dict[str, Any]) -> Any:
+    """One page of the conversation with another user, oldest first, ids below ``before``."""
+    ctx = session.ctx
+    other = yield ctx.directory.lookup(request["with"])
+    if other is None:
+        raise NotFound(f"no user named '{request['with']}'")
+    limit = request.get("limit") or 50
+    rows = yield ctx.db.read(messages.history_txn, session.account.id, other.id,
+                             request.get("before"), limit + 1)
+    more = len(rows) > limit
+    if more:
+        rows = rows[1:]
+    return {"response": codes.ACCEPTED, "alert": [message_view(r) for r in rows],
+            "more": more}
+
+
+ROUTES = {
+    "msg": (msg, LOGGED_IN),
+    "sync": (sync, LOGGED_IN),
+    "history": (history, LOGGED_IN),
+}

@@ -1,0 +1,330 @@
+"""The `Mailer` service: queue durably, deliver, retry with back-off, never lose a mail.
+
+`send` composes the message, writes it to the spool (`spool.py`) and fires once the file is
+durable; delivery happens afterwards, in the background:
+
+* a new mail is attempted at once; at start every spooled mail is picked up again;
+* success removes the spool file;
+* a temporary failure (relay down, 4xx, TLS/AUTH set-up problems) records the attempt in
+  the spool file and schedules the next one `backoff_delay` later: `retry_initial`,
+  doubling up to `retry_max`, minus up to 20 % jitter so a queue does not retry in step;
+* a permanent failure (5xx for the recipient or the message), or temporary failures for
+  longer than `give_up_after`, moves the file to ``failed/`` and logs an error.
+
+At most `Mailer.max_parallel` deliveries run at once; due mails beyond that wait in line.
+Delivery is at least once. Within one process a mail has at most one attempt in flight and
+at most one timer, so retries never overlap. A crash after the relay accepted a mail but
+before its spool file is removed sends it again at the next start, with the same
+Message-ID (taken from the spool id), which lets receiving systems spot the copy. The
+Maildir deliverer uses the spool id in the file name and skips a mail already there, so
+local delivery is exactly once.
+
+Scheduling goes through the injected reactor (`IReactorTime`); file work runs in threads.
+Log events are structured and carry ``mail_event`` (queued, delivered, deferred, failed)
+and ``mail_id``; they never contain a message body or the relay password.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from messenger.server.config import MailConfig
+from messenger.server.mail.compose import compose, split_sender, to_text
+from messenger.server.mail.delivery import Deliverer, DeliveryError, make_deliverer
+from messenger.server.mail.spool import RunIO, Spool, SpoolEntry, new_mail_id
+from messenger.server.mail.templates import TemplateError, render
+
+JITTER = 0.2        # a delay is cut by up to this fraction at random
+_MAX_DOUBLINGS = 60
+
+
+def backoff_delay(attempts: int, initial: float, maximum: float, sample: float) -> float:
+    """Seconds to wait after the `attempts`-th failed attempt (1, 2, ...).
+
+    `initial` doubles per attempt up to `maximum`, then shrinks by up to `JITTER` of itself
+    according to `sample` in [0, 1). Never more than `maximum`, never negative.
+    """
+    doublings = min(max(attempts - 1, 0), _MAX_DOUBLINGS)
+    base = min(maximum, initial * 2.0 ** doublings)
+    return max(0.0, base * (1.0 - JITTER * sample))
+
+
+class Mailer(Service):
+    """Outgoing mail for the server: ``send``/``send_template`` and the delivery loop."""
+
+    log = Logger()
+    name = "mailer"
+    max_parallel = 4        # deliveries at once; more wait their turn (after an outage)
+
+    def __init__(self, config: MailConfig, spool_dir: Path, maildir: Path, reactor=None, *,
+                 deliverer: Deliverer | None = None, run_io: RunIO | None = None,
+                 random: Callable[[], float] | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        if not 0 < config.retry_initial <= config.retry_max:
+            raise ValueError("need 0 < retry_initial <= retry_max")
+        self._config = config
+        self._reactor = reactor
+        self._sender = split_sender(config.from_address)[1]   # ValueError if unusable
+        self._spool = Spool(Path(spool_dir), run_io)
+        self._deliverer = deliverer if deliverer is not None else make_deliverer(
+            config, Path(maildir), reactor, run_io)
+        self._random = random if random is not None else _random.random
+        self._entries: dict[str, SpoolEntry] = {}     # pending mails known to this run
+        self._timers: dict[str, IDelayedCall] = {}    # at most one per mail
+        self._in_flight: set[str] = set()             # at most one attempt per mail
+        self._ready: deque[str] = deque()             # due, waiting for a free slot
+        self._operations: set[Deferred] = set()       # what stopService waits for
+        self._loading = False                         # the start-up scan is running
+        self._queued_during_load: dict[str, SpoolEntry] = {}
+
+    # -- the public API -----------------------------------------------------------------
+
+    def send(self, to: str, subject: str, body: str) -> Deferred:
+        """Queue a mail; fires with its spool id once it is durably spooled.
+
+        Fails at once (nothing queued) with ValueError for a bad address or subject.
+        Delivery follows in the background.
+        """
+        try:
+            entry = self._new_entry(to, subject, body)
+        except ValueError:
+            return fail()
+        d = self._spool.write(entry)
+        d.addCallbacks(self._queued, self._queue_failed, callbackArgs=(entry,),
+                       errbackArgs=(entry,))
+        return self._track(d)
+
+    def send_template(self, to: str, template: str, **fields: object) -> Deferred:
+        """Queue template `template` (welcome, new_location, lockout) for `to`.
+
+        `fields` fill the template (see `templates.FIELDS`); ``server_name`` defaults to the
+        configured one, ``email`` to `to`, ``time`` to now. Times may be POSIX seconds.
+        Fails at once with TemplateError (a ValueError) for unknown or missing fields.
+        """
+        values: dict[str, object] = {
+            "server_name": self._config.server_name,
+            "email": to,
+            "time": self._reactor.seconds(),
+        }
+        values.update(fields)
+        try:
+            subject, body = render(template, **values)
+        except TemplateError:
+            return fail()
+        return self.send(to, subject, body)
+
+    def pending(self) -> Deferred:
+        """Fires with the spooled mails waiting for delivery (`SpoolEntry`, oldest first)."""
+        return self._spool.pending()
+
+    def failed(self) -> Deferred:
+        """Fires with the mails that failed for good (`SpoolEntry`, oldest first)."""
+        return self._spool.failed()
+
+    # -- service ------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        config = self._config
+        self.log.info("mail delivery: {destination}, spool {spool}",
+                      destination=self._deliverer.description, spool=str(self._spool.path))
+        if config.relay_host and config.username and not config.starttls:
+            self.log.warn("SMTP AUTH without STARTTLS: the relay password crosses the "
+                          "network in clear text; set starttls")
+        self._loading = True
+        d = self._spool.recover()
+        d.addCallbacks(self._loaded, self._load_failed)
+        self._track(d)
+
+    def stopService(self) -> Deferred:
+        """Cancel the retry timers; fires when in-flight deliveries and writes are done."""
+        super().stopService()
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        self._ready.clear()
+        waiting = list(self._operations)
+        d = gatherResults(waiting) if waiting else succeed(None)
+        d.addCallback(lambda _: self._entries.clear())
+        return d
+
+    # -- queueing -----------------------------------------------------------------------
+
+    def _new_entry(self, to: str, subject: str, body: str) -> SpoolEntry:
+        now = self._reactor.seconds()
+        mail_id = new_mail_id()
+        message = compose(sender=self._config.from_address, to=to, subject=subject,
+                          body=body, date=now, mail_id=mail_id)
+        return SpoolEntry(mail_id=mail_id, created=now, sender=self._sender, to=to,
+                          subject=subject, message=to_text(message), next_attempt=now)
+
+    def _queued(self, _: object, entry: SpoolEntry) -> str:
+        self.log.info("queued mail {mail_id} to {to}: {subject}", mail_event="queued",
+                      mail_id=entry.mail_id, to=entry.to, subject=entry.subject)
+        if not self.running:
+            pass                    # the next startService finds it in the spool
+        elif self._loading:
+            # The start-up scan may or may not list it: `_loaded` takes it either way,
+            # once. Nothing is delivered before the scan is in, so nothing goes twice.
+            self._queued_during_load[entry.mail_id] = entry
+        elif entry.mail_id not in self._entries:
+            self._entries[entry.mail_id] = entry
+            self._attempt(entry.mail_id)
+        return entry.mail_id
+
+    def _queue_failed(self, failure: Failure, entry: SpoolEntry) -> Failure:
+        self.log.error("could not queue mail {mail_id} to {to}: {error}",
+                       mail_event="queue_failed", mail_id=entry.mail_id, to=entry.to,
+                       error=str(failure.value))
+        return failure
+
+    def _loaded(self, entries: list[SpoolEntry]) -> None:
+        self._loading = False
+        fresh, self._queued_during_load = self._queued_during_load, {}
+        if not self.running:
+            return
+        if entries:
+            self.log.info("{count} mail(s) waiting in the spool", count=len(entries))
+        for entry in [*entries, *fresh.values()]:
+            if entry.mail_id not in self._entries:
+                self._entries[entry.mail_id] = entry
+                self._schedule(entry)
+
+    def _load_failed(self, failure: Failure) -> None:
+        self._loaded([])
+        self.log.failure("could not read the mail spool {spool}", failure,
+                         spool=str(self._spool.path))
+
+    # -- delivery loop ------------------------------------------------------------------
+
+    def _schedule(self, entry: SpoolEntry) -> None:
+        """One timer for `entry` at its next_attempt (at most retry_max from now)."""
+        mail_id = entry.mail_id
+        if (not self.running or mail_id not in self._entries or mail_id in self._in_flight
+                or mail_id in self._ready):
+            return
+        old = self._timers.pop(mail_id, None)
+        if old is not None and old.active():
+            old.cancel()
+        delay = min(max(0.0, entry.next_attempt - self._reactor.seconds()),
+                    self._config.retry_max)
+        self._timers[mail_id] = self._reactor.callLater(delay, self._attempt, mail_id)
+
+    def _attempt(self, mail_id: str) -> None:
+        timer = self._timers.pop(mail_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        entry = self._entries.get(mail_id)
+        if entry is None or mail_id in self._in_flight or not self.running:
+            return
+        if len(self._in_flight) >= self.max_parallel:
+            if mail_id not in self._ready:
+                self._ready.append(mail_id)
+            return
+        self._in_flight.add(mail_id)
+        entry.last_attempt = self._reactor.seconds()
+        d = maybeDeferred(self._deliverer.deliver, entry)
+        d.addCallbacks(self._delivered, self._not_delivered, callbackArgs=(entry,),
+                       errbackArgs=(entry,))
+        d.addErrback(self._bookkeeping_failed, entry)
+        d.addBoth(self._attempt_finished, entry)
+        self._track(d)
+
+    # Each outcome is logged once the spool reflects it, so a log line is a fact on disk.
+
+    def _delivered(self, _: object, entry: SpoolEntry) -> Deferred:
+        self._entries.pop(entry.mail_id, None)
+        d = self._spool.remove(entry.mail_id)
+        d.addCallbacks(self._log_delivered, self._remove_failed, callbackArgs=(entry,),
+                       errbackArgs=(entry,))
+        return d
+
+    def _log_delivered(self, _: object, entry: SpoolEntry) -> None:
+        self.log.info("delivered mail {mail_id} to {to} via {destination}",
+                      mail_event="delivered", mail_id=entry.mail_id, to=entry.to,
+                      attempts=entry.attempts + 1, destination=self._deliverer.description)
+
+    def _remove_failed(self, failure: Failure, entry: SpoolEntry) -> None:
+        self._log_delivered(None, entry)
+        self.log.error("mail {mail_id} was delivered but its spool file could not be "
+                       "removed ({error}); it will be sent again after a restart",
+                       mail_id=entry.mail_id, error=str(failure.value))
+
+    def _not_delivered(self, failure: Failure, entry: SpoolEntry) -> Deferred:
+        if failure.check(DeliveryError):
+            error: DeliveryError = failure.value
+        else:
+            self.log.failure("unexpected error delivering mail {mail_id}", failure,
+                             mail_id=entry.mail_id)
+            error = DeliveryError(f"internal error: {failure.type.__name__}",
+                                  permanent=False)
+        now = self._reactor.seconds()
+        entry.attempts += 1
+        entry.last_error = error.message
+        give_up = self._config.give_up_after
+        expired = give_up > 0 and now - entry.created >= give_up
+        if error.permanent or expired:
+            if expired and not error.permanent:
+                entry.last_error = (f"gave up after {entry.attempts} attempts in "
+                                    f"{(now - entry.created) / 3600:.1f} h: {error.message}")
+            return self._give_up(entry, now)
+        delay = backoff_delay(entry.attempts, self._config.retry_initial,
+                              self._config.retry_max, self._random())
+        entry.next_attempt = now + delay
+        d = self._spool.write(entry)
+        d.addErrback(self._update_failed, entry)
+        d.addCallback(lambda _: self.log.warn(
+            "mail {mail_id} to {to} not delivered (attempt {attempts}): {error}; "
+            "next attempt in {delay:.1f} s", mail_event="deferred",
+            mail_id=entry.mail_id, to=entry.to, attempts=entry.attempts,
+            error=error.message, code=error.code, delay=delay))
+        return d
+
+    def _give_up(self, entry: SpoolEntry, now: float) -> Deferred:
+        self._entries.pop(entry.mail_id, None)
+        entry.failed_at = now
+        d = self._spool.fail(entry)
+        d.addErrback(self._update_failed, entry)
+        d.addCallback(lambda _: self.log.error(
+            "mail {mail_id} to {to} failed for good: {error}", mail_event="failed",
+            mail_id=entry.mail_id, to=entry.to, attempts=entry.attempts,
+            error=entry.last_error))
+        return d
+
+    def _update_failed(self, failure: Failure, entry: SpoolEntry) -> None:
+        self.log.error("could not update the spool file of mail {mail_id}: {error}",
+                       mail_id=entry.mail_id, error=str(failure.value))
+
+    def _bookkeeping_failed(self, failure: Failure, entry: SpoolEntry) -> None:
+        self.log.failure("mail {mail_id}: delivery bookkeeping failed", failure,
+                         mail_id=entry.mail_id)
+
+    def _attempt_finished(self, _: object, entry: SpoolEntry) -> None:
+        self._in_flight.discard(entry.mail_id)
+        self._schedule(entry)      # no-op unless the mail is still pending and we run
+        while self._ready and len(self._in_flight) < self.max_parallel and self.running:
+            self._attempt(self._ready.popleft())
+
+    def _track(self, d: Deferred) -> Deferred:
+        """Remember `d` until it fires, so stopService can wait for it; returns `d`."""
+        finished: Deferred = Deferred()
+        self._operations.add(finished)
+
+        def done(result: object) -> object:
+            self._operations.discard(finished)
+            finished.callback(None)
+            return result
+
+        d.addBoth(done)
+        return d

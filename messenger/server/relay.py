@@ -1,0 +1,306 @@
+"""The UDP side of calls on the server: who is in which call, and the relay itself.
+
+`CallTable` is the in-memory state the JIM signalling drives: ``add_call`` when a call
+starts (call id, call key, the two members and their relay tokens), ``remove_call`` when
+it ends. A member proves itself with a HELLO signed with its token; the table then knows
+that member's public endpoint (the datagram's source) and the local endpoints it
+announced, tells signalling through ``on_endpoint`` / ``wait_ready``, and answers with a
+HELLO_ACK carrying the observed endpoint and the peer's endpoints.
+
+`RelayProtocol` forwards sealed packets (AUDIO, PROBE, PROBE_ACK, BYE) of a live call from
+one member's learned endpoint to the other's, and only when the GCM tag verifies under
+the call key and the sequence number is fresh. Everything else is dropped and counted;
+no exception leaves ``datagramReceived`` (the model is Twisted's DNSDatagramProtocol).
+Per packet the relay does one dictionary lookup, one tuple comparison, one AES-GCM open
+and one replay-window check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from messenger.wire import media
+from messenger.wire.media import (
+    AUDIO,
+    BYE,
+    CALL_ID_SIZE,
+    HEADER,
+    HELLO,
+    MAX_DATAGRAM,
+    MIN_SEALED,
+    PROBE,
+    PROBE_ACK,
+    TOKEN_SIZE,
+    CallCipher,
+    Endpoint,
+    MalformedPacket,
+    ReplayWindow,
+)
+
+# first byte -> sealed packet type, for the types the relay forwards
+_FORWARDED = {media.type_byte(t): t for t in (PROBE, PROBE_ACK, AUDIO, BYE)}
+_HELLO_BYTE = media.type_byte(HELLO)
+
+
+@dataclass(frozen=True)
+class MemberEndpoints:
+    """Where one member can be reached: as the relay saw it, and as it announced itself."""
+
+    public: Endpoint
+    local: tuple[Endpoint, ...] = ()
+
+    def all(self) -> tuple[Endpoint, ...]:
+        """The public endpoint first, then the local ones that differ from it."""
+        return (self.public,) + tuple(e for e in self.local if e != self.public)
+
+
+class CallEnded(Exception):
+    """The call was removed before both members said HELLO."""
+
+
+EndpointCallback = Callable[[bytes, int, MemberEndpoints], None]
+
+
+class RelayCall:
+    """One live call as the relay sees it. Index 0 and 1 are the two members."""
+
+    __slots__ = ("call_id", "cipher", "members", "tokens", "endpoints", "locals",
+                 "hello_counters", "windows", "on_endpoint", "waiters", "relayed")
+
+    def __init__(self, call_id: bytes, key: bytes, members: tuple[str, str],
+                 tokens: tuple[bytes, bytes], on_endpoint: EndpointCallback | None) -> None:
+        self.call_id = call_id
+        self.cipher = CallCipher(key)
+        self.members = members
+        self.tokens = tokens
+        self.endpoints: list[Endpoint | None] = [None, None]
+        self.locals: list[tuple[Endpoint, ...]] = [(), ()]
+        self.hello_counters = [-1, -1]
+        # one replay window per (sender, sealed type): index sender * 8 + type
+        self.windows = [ReplayWindow() for _ in range(16)]
+        self.on_endpoint = on_endpoint
+        self.waiters: list[Deferred[tuple[MemberEndpoints, MemberEndpoints]]] = []
+        self.relayed = 0
+
+    def member_endpoints(self, member: int) -> MemberEndpoints | None:
+        public = self.endpoints[member]
+        if public is None:
+            return None
+        return MemberEndpoints(public, self.locals[member])
+
+    def ready(self) -> bool:
+        return self.endpoints[0] is not None and self.endpoints[1] is not None
+
+
+class CallTable:
+    """The live calls the relay serves, keyed by call id. Driven by the JIM signalling."""
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self.calls: dict[bytes, RelayCall] = {}
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def __contains__(self, call_id: object) -> bool:
+        return call_id in self.calls
+
+    def add_call(self, call_id: bytes, key: bytes, members: tuple[str, str],
+                 tokens: tuple[bytes, bytes],
+                 on_endpoint: EndpointCallback | None = None) -> None:
+        """Start relaying for a call.
+
+        ``members`` are the account names of member 0 and member 1 (for logs and
+        signalling; the relay identifies members by index). ``tokens`` are their relay
+        tokens, in the same order; ``key`` is the call key both members hold.
+        ``on_endpoint(call_id, member_index, MemberEndpoints)`` is called each time a
+        member's endpoints are learned or change.
+        """
+        if len(call_id) != CALL_ID_SIZE:
+            raise ValueError(f"a call id has {CALL_ID_SIZE} bytes")
+        if call_id in self.calls:
+            raise ValueError("call id already in use")
+        if len(tokens) != 2 or any(len(token) != TOKEN_SIZE for token in tokens):
+            raise ValueError(f"two relay tokens of {TOKEN_SIZE} bytes are needed")
+        if tokens[0] == tokens[1]:
+            raise ValueError("the two members need different tokens")
+        self.calls[call_id] = RelayCall(call_id, key, members, tokens, on_endpoint)
+
+    def remove_call(self, call_id: bytes) -> bool:
+        """Stop relaying for a call; True if it was there. Pending `wait_ready` fail."""
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return False
+        waiters, call.waiters = call.waiters, []
+        for waiter in waiters:
+            waiter.errback(CallEnded(call_id.hex()))
+        return True
+
+    def get(self, call_id: bytes) -> RelayCall | None:
+        return self.calls.get(call_id)
+
+    def endpoints(self, call_id: bytes) -> tuple[MemberEndpoints | None, MemberEndpoints | None]:
+        """What the relay knows of each member's endpoints (None: no HELLO yet)."""
+        call = self.calls.get(call_id)
+        if call is None:
+            raise KeyError(call_id.hex())
+        return call.member_endpoints(0), call.member_endpoints(1)
+
+    def wait_ready(self, call_id: bytes) -> Deferred[tuple[MemberEndpoints, MemberEndpoints]]:
+        """Fires with both members' endpoints once both have said HELLO.
+
+        Fails with `CallEnded` if the call is removed first; cancel it to stop waiting
+        (signalling puts its own timeout on it).
+        """
+        call = self.calls.get(call_id)
+        if call is None:
+            raise KeyError(call_id.hex())
+        if call.ready():
+            first, second = call.member_endpoints(0), call.member_endpoints(1)
+            assert first is not None and second is not None
+            return succeed((first, second))
+
+        def cancel(waiter: Deferred[tuple[MemberEndpoints, MemberEndpoints]]) -> None:
+            if waiter in call.waiters:
+                call.waiters.remove(waiter)
+
+        waiter: Deferred[tuple[MemberEndpoints, MemberEndpoints]] = Deferred(cancel)
+        call.waiters.append(waiter)
+        return waiter
+
+    def learned(self, call: RelayCall, member: int) -> None:
+        """A member's endpoints were learned or changed: tell signalling."""
+        endpoints = call.member_endpoints(member)
+        assert endpoints is not None
+        if call.on_endpoint is not None:
+            try:
+                call.on_endpoint(call.call_id, member, endpoints)
+            except Exception:
+                self.log.failure("on_endpoint callback failed")
+        if call.ready() and call.waiters:
+            both = (call.member_endpoints(0), call.member_endpoints(1))
+            waiters, call.waiters = call.waiters, []
+            for waiter in waiters:
+                waiter.callback(both)
+
+
+class RelayProtocol(DatagramProtocol):
+    """The server's UDP endpoint for calls: HELLO answers and authenticated forwarding."""
+
+    log = Logger()
+
+    def __init__(self, table: CallTable) -> None:
+        self.table = table
+        self.dropped_malformed = 0
+        self.dropped_auth = 0          # bad tag, or a sender that is not that member
+        self.dropped_unknown_call = 0
+        self.dropped_replay = 0
+        self.dropped_no_peer = 0       # the other member has not said HELLO yet
+        self.dropped_error = 0         # a bug: logged with a traceback
+        self.relayed = 0
+        self.hellos = 0
+
+    def stats(self) -> dict[str, int]:
+        """The counters, for logs and the admin side."""
+        return {
+            "calls": len(self.table),
+            "relayed": self.relayed,
+            "hellos": self.hellos,
+            "dropped_malformed": self.dropped_malformed,
+            "dropped_auth": self.dropped_auth,
+            "dropped_unknown_call": self.dropped_unknown_call,
+            "dropped_replay": self.dropped_replay,
+            "dropped_no_peer": self.dropped_no_peer,
+            "dropped_error": self.dropped_error,
+        }
+
+    def datagramReceived(self, data: bytes, addr: Endpoint) -> None:  # noqa: N802
+        try:
+            ptype = _FORWARDED.get(data[0]) if data else None
+            if ptype is not None:
+                self._forward(data, addr, ptype)
+            elif data and data[0] == _HELLO_BYTE:
+                self._hello(data, addr)
+            else:
+                self.dropped_malformed += 1
+        except MalformedPacket:
+            self.dropped_malformed += 1
+        except Exception:
+            self.dropped_error += 1
+            self.log.failure("relay: unexpected error on a datagram")
+
+    def _forward(self, data: bytes, addr: Endpoint, ptype: int) -> None:
+        if len(data) < MIN_SEALED or len(data) > MAX_DATAGRAM:
+            self.dropped_malformed += 1
+            return
+        _, sender, _, _, call_id, seq, _ = HEADER.unpack_from(data)
+        call = self.table.calls.get(call_id)
+        if call is None:
+            self.dropped_unknown_call += 1
+            return
+        if sender > 1:
+            self.dropped_malformed += 1
+            return
+        if call.endpoints[sender] != addr:
+            self.dropped_auth += 1
+            return
+        window = call.windows[sender * 8 + ptype]
+        if not window.check(seq):
+            self.dropped_replay += 1
+            return
+        if call.cipher.open(data) is None:
+            self.dropped_auth += 1
+            return
+        window.update(seq)
+        target = call.endpoints[1 - sender]
+        if target is None:
+            self.dropped_no_peer += 1
+            return
+        self.transport.write(data, target)
+        call.relayed += 1
+        self.relayed += 1
+
+    def _hello(self, data: bytes, addr: Endpoint) -> None:
+        hello = media.parse_hello(data)
+        call = self.table.calls.get(hello.call_id)
+        if call is None:
+            self.dropped_unknown_call += 1
+            return
+        member = hello.member
+        if not media.verify_signed(data, call.tokens[member]):
+            self.dropped_auth += 1
+            return
+        endpoint = (addr[0], addr[1])
+        if hello.counter <= call.hello_counters[member] and call.endpoints[member] != endpoint:
+            # an old HELLO replayed from elsewhere must not move the member's endpoint
+            self.dropped_replay += 1
+            return
+        self.hellos += 1
+        call.hello_counters[member] = max(call.hello_counters[member], hello.counter)
+        changed = call.endpoints[member] != endpoint or call.locals[member] != hello.endpoints
+        call.endpoints[member] = endpoint
+        call.locals[member] = hello.endpoints
+        self._send_ack(call, member, hello.counter)
+        if changed:
+            peer = 1 - member
+            if call.endpoints[peer] is not None:
+                # tell the peer at once rather than at its next keepalive HELLO
+                self._send_ack(call, peer, call.hello_counters[peer])
+            self.table.learned(call, member)
+
+    def _send_ack(self, call: RelayCall, member: int, counter: int) -> None:
+        endpoint = call.endpoints[member]
+        assert endpoint is not None
+        peer = call.member_endpoints(1 - member)
+        packet = media.encode_hello_ack(
+            call.call_id, member, max(counter, 0), call.tokens[member], endpoint,
+            peer_present=peer is not None,
+            peer_endpoints=peer.all()[:media.MAX_ENDPOINTS + 1] if peer is not None else ())
+        self.transport.write(packet, endpoint)
+

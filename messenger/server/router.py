@@ -1,0 +1,70 @@
+"""Who is online on which connection, and delivery of pushes to them.
+
+The router alone knows which session holds which user. Handlers ask it to push; a
+multi-node deployment would replace this module with one that fans out over a message
+bus, without touching the handlers (DESIGN.md section 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from messenger.wire import jim
+
+
+class Pushable(Protocol):
+    def push_encoded(self, payload: bytes) -> None: ...
+
+
+class Router:
+    """One live session per user id."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, Any] = {}
+
+    def attach(self, user_id: int, session: Pushable) -> bool:
+        """Make ``session`` the user's live session; False if another one already is."""
+        current = self._sessions.get(user_id)
+        if current is not None and current is not session:
+            return False
+        self._sessions[user_id] = session
+        return True
+
+    def detach(self, user_id: int, session: Pushable) -> None:
+        if self._sessions.get(user_id) is session:
+            del self._sessions[user_id]
+
+    def session(self, user_id: int) -> Any | None:
+        return self._sessions.get(user_id)
+
+    def is_online(self, user_id: int) -> bool:
+        return user_id in self._sessions
+
+    def online_count(self) -> int:
+        return len(self._sessions)
+
+    def push(self, user_id: int, message: dict[str, Any]) -> bool:
+        """Push one message to a user if online; True if it was handed to a connection."""
+        session = self._sessions.get(user_id)
+        if session is None:
+            return False
+        session.push_encoded(jim.encode(message))
+        return True
+
+    def push_many(self, user_ids: Iterable[int], message: dict[str, Any]) -> int:
+        """Push the same message to several users (encoded once); returns how many got it."""
+        payload: bytes | None = None
+        count = 0
+        for user_id in user_ids:
+            session = self._sessions.get(user_id)
+            if session is None:
+                continue
+            if payload is None:
+                payload = jim.encode(message)
+            session.push_encoded(payload)
+            count += 1
+        return count
+
+    def push_all(self, message: dict[str, Any]) -> int:
+        return self.push_many(list(self._sessions), message)

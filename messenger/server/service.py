@@ -1,0 +1,138 @@
+"""The running server: opens the data dir, the database and the listeners.
+
+`MessengerServer` does the work and offers ``start()``/``stop()`` Deferreds (tests use it
+directly); `MessengerService` adapts it to twistd's service tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+
+from messenger.server.config import ServerConfig
+from messenger.server.context import ServerContext
+from messenger.server.mail.mailer import Mailer
+from messenger.server.protocol import ServerProtocol
+from messenger.server.secret import load_or_create_secret
+from messenger.store.db import Database
+from messenger.wire import keys
+
+
+class MessengerFactory(ServerFactory):
+    noisy = False
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def buildProtocol(self, addr: Any) -> ServerProtocol:
+        protocol = ServerProtocol(self.ctx)
+        protocol.factory = self
+        return protocol
+
+
+class MessengerServer:
+    log = Logger()
+
+    def __init__(self, config: ServerConfig, reactor: Any = None, mailer: Any = None) -> None:
+        """``mailer`` defaults to a `Mailer` on the configured relay or the Maildir."""
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.mailer = mailer
+        self.ctx: ServerContext | None = None
+        self.db: Database | None = None
+        self.port: Any = None
+        self.tls_port: Any = None
+        self.udp_port: Any = None
+        self._own_mailer = False
+
+    @defer.inlineCallbacks
+    def start(self) -> Any:
+        """Prepare the data dir, migrate the database, then listen. Fires with self."""
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        secret, created = load_or_create_secret(config.secret_path)
+        if created:
+            self.log.info("Generated a new shared secret in {path}: give this file to"
+                          " clients (--secret-file)", path=str(config.secret_path.resolve()))
+        else:
+            self.log.info("Shared secret: {path}", path=str(config.secret_path.resolve()))
+        server_key, made = keys.load_or_create(config.server_key_path, config.rsa_bits)
+        self.log.info("{what} server key {path}: {fingerprint}",
+                      what="Generated" if made else "Loaded",
+                      path=str(config.server_key_path), fingerprint=keys.fingerprint(
+                          server_key.public_key()))
+        if self.mailer is None:
+            self.mailer = Mailer(config.mail, config.mail_spool_path, config.maildir_path,
+                                 self.reactor)
+            self._own_mailer = True
+        if self._own_mailer:
+            self.mailer.startService()
+        self.db = Database(config.database_path, reactor=self.reactor)
+        version = yield self.db.open()
+        self.log.info("Database {path} at schema version {version}",
+                      path=str(config.database_path), version=version)
+        self.ctx = ServerContext(config, self.reactor, self.db, secret, server_key,
+                                 mailer=self.mailer)
+        self.ctx.start()
+        factory = MessengerFactory(self.ctx)
+        self.port = self.reactor.listenTCP(config.port, factory, interface=config.interface)
+        self.log.info("Messenger listening on {host}:{port} (suites: {suites})",
+                      host=config.interface or "*", port=self.port.getHost().port,
+                      suites=", ".join(config.suites))
+        return self
+
+    @property
+    def tcp_port(self) -> int:
+        return self.port.getHost().port
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        for port in (self.port, self.tls_port, self.udp_port):
+            if port is not None:
+                yield port.stopListening()
+        self.port = self.tls_port = self.udp_port = None
+        if self.ctx is not None:
+            for user_id in list(self.ctx.router._sessions):
+                session = self.ctx.router.session(user_id)
+                if session is not None:
+                    session.transport.abortConnection()
+            yield self.ctx.messages.flush()
+            self.ctx.stop()
+        if self.db is not None:
+            self.db.close()
+        if self._own_mailer and self.mailer is not None and self.mailer.running:
+            yield self.mailer.stopService()
+
+
+class MessengerService(service.Service):
+    """twistd's view of the server: start on startService, stop on stopService."""
+
+    log = Logger()
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.server: MessengerServer | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet import reactor
+        self.server = MessengerServer(self.config, reactor)
+        d = self.server.start()
+        d.addErrback(self._failed, reactor)
+
+    def _failed(self, failure: Any, reactor: Any) -> None:
+        self.log.failure("The server could not start", failure)
+        reactor.stop()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.server is not None:
+            return self.server.stop()
+        return None

@@ -1,0 +1,41 @@
+"""Contact lists: who has whom (one direction; presence flows to those who have you)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messenger.store.errors import Duplicate
+
+
+def list_txn(txn: Any, owner_id: int) -> list[tuple[int, str]]:
+    """(user id, account name) of the owner's contacts, by name."""
+    txn.execute("SELECT u.id, u.name FROM contacts c JOIN users u ON u.id = c.contact_id"
+                " WHERE c.owner_id = ? ORDER BY u.name_lower", (owner_id,))
+    return [(row[0], row[1]) for row in txn.fetchall()]
+
+
+def add_txn(txn: Any, owner_id: int, contact_id: int, now: float) -> None:
+    txn.execute("SELECT 1 FROM contacts WHERE owner_id = ? AND contact_id = ?",
+                (owner_id, contact_id))
+    if txn.fetchone():
+        raise Duplicate("contact")
+    txn.execute("INSERT INTO contacts (owner_id, contact_id, added) VALUES (?, ?, ?)",
+                (owner_id, contact_id, now))
+
+
+def delete_txn(txn: Any, owner_id: int, contact_id: int) -> bool:
+    txn.execute("DELETE FROM contacts WHERE owner_id = ? AND contact_id = ?",
+                (owner_id, contact_id))
+    return txn.rowcount == 1
+
+
+def watchers_txn(txn: Any, user_id: int) -> list[int]:
+    """Ids of the users who have ``user_id`` as a contact."""
+    txn.execute("SELECT owner_id FROM contacts WHERE contact_id = ?", (user_id,))
+    return [row[0] for row in txn.fetchall()]
+
+
+def is_contact_txn(txn: Any, owner_id: int, contact_id: int) -> bool:
+    txn.execute("SELECT 1 FROM contacts WHERE owner_id = ? AND contact_id = ?",
+                (owner_id, contact_id))
+    return txn.fetchone() is not None

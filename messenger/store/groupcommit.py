@@ -1,0 +1,94 @@
+"""Group commit: many writers' rows in one transaction, one transaction in flight.
+
+Committing each message on its own would cap throughput at the rate of commits. Instead,
+rows queue here while the previous transaction runs; when it finishes, everything that
+queued meanwhile goes into the next one. Under light load a batch is one row and adds no
+delay; under heavy load batches grow by themselves.
+
+Each row comes with a ``done(result)`` callable, called on the reactor thread with that
+row's result or, if the whole transaction failed, with the exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from messenger.store.db import Database
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+Done = Callable[[Any], None]
+
+
+class GroupCommit(Generic[Item, Result]):
+    log = Logger()
+
+    def __init__(self, db: Database,
+                 batch_txn: Callable[[Any, list[Item]], list[Result]],
+                 max_batch: int = 2000) -> None:
+        self._db = db
+        self._batch_txn = batch_txn
+        self._max_batch = max_batch
+        self._items: list[Item] = []
+        self._done: list[Done] = []
+        self._busy = False
+        self._idle_waiters: list[defer.Deferred[None]] = []
+        self.batches = 0
+        self.rows = 0
+
+    def submit(self, item: Item, done: Done) -> None:
+        """Queue one row; ``done`` gets its result once the batch has committed."""
+        self._items.append(item)
+        self._done.append(done)
+        if not self._busy:
+            self._next()
+
+    def _next(self) -> None:
+        if not self._items:
+            self._busy = False
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+            return
+        self._busy = True
+        items, done = self._items[:self._max_batch], self._done[:self._max_batch]
+        del self._items[:self._max_batch]
+        del self._done[:self._max_batch]
+        self.batches += 1
+        self.rows += len(items)
+        d = self._db.write(self._batch_txn, items)
+        d.addCallbacks(self._committed, self._failed, callbackArgs=(done,),
+                       errbackArgs=(done,))
+        d.addBoth(self._after)
+
+    def _committed(self, results: list[Result], done: list[Done]) -> None:
+        for callback, result in zip(done, results, strict=True):
+            try:
+                callback(result)
+            except Exception:
+                self.log.failure("Group commit callback failed")
+
+    def _failed(self, failure: Failure, done: list[Done]) -> None:
+        self.log.failure("Group commit of {rows} rows failed", failure, rows=len(done))
+        error = failure.value
+        for callback in done:
+            try:
+                callback(error)
+            except Exception:
+                self.log.failure("Group commit callback failed")
+
+    def _after(self, _: Any) -> None:
+        self._next()
+
+    def flush(self) -> defer.Deferred[None]:
+        """Fires when every queued row has been written (or failed)."""
+        if not self._busy and not self._items:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter

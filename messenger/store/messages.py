@@ -1,0 +1,75 @@
+"""Direct messages: batched idempotent inserts, sync since an id, history between two users.
+
+A message is identified by the server's ``id`` (increasing in commit order) and, for
+idempotence, by (sender, client request id): a resend of the same request is answered
+with the row already stored instead of a second copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INSERT = ("INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
+          " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id")
+EXISTING = "SELECT id, created FROM messages WHERE sender_id = ? AND client_id = ?"
+
+# One queued message: (sender id, recipient id, client request id, body, created).
+NewMessage = tuple[int, int, str, str, float]
+# The outcome per message: (message id, created, newly stored) or None if a user is gone.
+Stored = tuple[int, float, bool] | None
+# A stored message as read back: (id, created, sender name, recipient name, body).
+MessageRow = tuple[int, float, str, str, str]
+
+
+def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
+    """Store a batch in one transaction; results are in the order of ``items``."""
+    user_ids = {item[0] for item in items} | {item[1] for item in items}
+    txn.execute(f"SELECT id FROM users WHERE id IN ({','.join('?' * len(user_ids))})",
+                tuple(user_ids))
+    existing = {row[0] for row in txn.fetchall()}
+    results: list[Stored] = []
+    append = results.append
+    execute = txn.execute
+    fetchone = txn.fetchone
+    for item in items:
+        if item[1] not in existing or item[0] not in existing:
+            append(None)
+            continue
+        execute(INSERT, item)
+        row = fetchone()
+        if row is not None:
+            append((row[0], item[4], True))
+        else:
+            execute(EXISTING, (item[0], item[2]))
+            row = fetchone()
+            append((row[0], row[1], False))
+    return results
+
+
+def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[MessageRow]:
+    """Messages addressed to the user with an id above ``since``, oldest first."""
+    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body FROM messages m"
+                " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
+                " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?",
+                (recipient_id, since, limit))
+    return [tuple(row) for row in txn.fetchall()]
+
+
+def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
+                limit: int) -> list[MessageRow]:
+    """One page of the conversation between two users, oldest first, ids below ``before``."""
+    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body FROM messages m"
+                " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
+                " WHERE ((m.sender_id = ? AND m.recipient_id = ?)"
+                " OR (m.sender_id = ? AND m.recipient_id = ?)) AND m.id < ?"
+                " ORDER BY m.id DESC LIMIT ?",
+                (user_id, other_id, other_id, user_id,
+                 before if before is not None else 2**62, limit))
+    rows = [tuple(row) for row in txn.fetchall()]
+    rows.reverse()
+    return rows
+
+
+def count_txn(txn: Any) -> int:
+    txn.execute("SELECT COUNT(*) FROM messages")
+    return txn.fetchone()[0]
