@@ -21,6 +21,7 @@ from messenger.server.limits import Limits
 from messenger.server.lockout import LockoutPolicy
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
+from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.store import messages
 from messenger.store.db import Database
@@ -56,6 +57,8 @@ class ServerContext:
         self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
         self.limits = Limits(config.limits, clock)
         self.lockout_policy = LockoutPolicy.from_limits(config.limits)
+        self.call_table = CallTable()
+        self.relay_port = 0
         self.calls: Any = None
         self.next_volatile_id = 1  # message ids when persistence is off (benchmarks only)
         self._sweeper: task.LoopingCall | None = None

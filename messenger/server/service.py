@@ -17,7 +17,9 @@ from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
 from messenger.server.mail.mailer import Mailer
 from messenger.server.protocol import ServerProtocol
+from messenger.server.relay import RelayProtocol
 from messenger.server.secret import load_or_create_secret
+from messenger.server.tls import server_tls_options
 from messenger.store.db import Database
 from messenger.wire import keys
 
@@ -56,7 +58,12 @@ class MessengerServer:
     def start(self) -> Any:
         """Prepare the data dir, migrate the database, then listen. Fires with self."""
         config = self.config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        if not config.data_dir.exists():
+            config.data_dir.mkdir(parents=True, mode=0o700)
+        elif config.data_dir.stat().st_mode & 0o077:
+            self.log.warn("Data dir {path} is readable by other users; it holds password"
+                          " hashes, messages and keys: chmod 700 it",
+                          path=str(config.data_dir))
         secret, created = load_or_create_secret(config.secret_path)
         if created:
             self.log.info("Generated a new shared secret in {path}: give this file to"
@@ -86,11 +93,28 @@ class MessengerServer:
         self.log.info("Messenger listening on {host}:{port} (suites: {suites})",
                       host=config.interface or "*", port=self.port.getHost().port,
                       suites=", ".join(config.suites))
+        if config.tls.port:
+            options = server_tls_options(config.tls.cert, config.tls.key)
+            self.tls_port = self.reactor.listenSSL(config.tls.port, factory, options,
+                                                   interface=config.interface)
+            self.log.info("Messenger listening with TLS on {host}:{port}",
+                          host=config.interface or "*", port=self.tls_port.getHost().port)
+        udp_port = config.udp_port if config.udp_port is not None else self.tcp_port
+        self.relay = RelayProtocol(self.ctx.call_table)
+        self.udp_port = self.reactor.listenUDP(udp_port, self.relay,
+                                               interface=config.interface)
+        self.ctx.relay_port = self.udp_port.getHost().port
+        self.log.info("Call relay listening on UDP {host}:{port}",
+                      host=config.interface or "*", port=self.ctx.relay_port)
         return self
 
     @property
     def tcp_port(self) -> int:
         return self.port.getHost().port
+
+    @property
+    def tls_listen_port(self) -> int:
+        return self.tls_port.getHost().port
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
