@@ -21,6 +21,7 @@ from messenger.server.limits import Limits
 from messenger.server.lockout import LockoutPolicy
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
+from messenger.server.calls import CallService
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.store import messages
@@ -58,8 +59,8 @@ class ServerContext:
         self.limits = Limits(config.limits, clock)
         self.lockout_policy = LockoutPolicy.from_limits(config.limits)
         self.call_table = CallTable()
-        self.relay_port = 0
-        self.calls: Any = None
+        self.calls = CallService(self.router, self.call_table, clock,
+                                 config.call_ring_timeout, config.public_host)
         self.next_volatile_id = 1  # message ids when persistence is off (benchmarks only)
         self._sweeper: task.LoopingCall | None = None
 
@@ -94,8 +95,7 @@ class ServerContext:
         self.router.detach(account.id, session)
         if not self.router.is_online(account.id):
             self.presence.went_offline(account.id, account.name)
-            if self.calls is not None:
-                self.calls.user_gone(account.id)
+            self.calls.user_gone(account.id)
 
     def notify_mail(self, template: str, to: str, **fields: Any) -> None:
         """Queue one e-mail; a failure to queue is logged, never raised into a request."""

@@ -103,9 +103,9 @@ class MessengerServer:
         self.relay = RelayProtocol(self.ctx.call_table)
         self.udp_port = self.reactor.listenUDP(udp_port, self.relay,
                                                interface=config.interface)
-        self.ctx.relay_port = self.udp_port.getHost().port
+        self.ctx.calls.relay_port = self.udp_port.getHost().port
         self.log.info("Call relay listening on UDP {host}:{port}",
-                      host=config.interface or "*", port=self.ctx.relay_port)
+                      host=config.interface or "*", port=self.ctx.calls.relay_port)
         return self
 
     @property

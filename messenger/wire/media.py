@@ -29,6 +29,7 @@ import hmac
 import os
 import socket
 import struct
+from collections.abc import Sequence
 from hashlib import sha256
 from typing import NamedTuple
 
@@ -66,6 +67,11 @@ SIGNED_SIZE = SIGNED.size                     # 16
 _NONCE_PAD = bytes(6)
 _PORT = struct.Struct(">H")
 _PROBE_TIME = struct.Struct(">d")
+
+PCM = "pcm"
+OPUS = "opus"
+CODEC_IDS = {PCM: 0, OPUS: 1}          # the codec id byte of AUDIO headers
+CODEC_NAMES = {number: name for name, number in CODEC_IDS.items()}
 
 PEER_PRESENT = 0x01    # HELLO_ACK flag: the relay knows the peer's endpoint
 
@@ -377,3 +383,15 @@ class ReplayWindow:
             return False
         self.update(seq)
         return True
+
+
+def choose_codec(offer: Sequence[str], answer: Sequence[str]) -> str:
+    """The first codec of ``offer`` (the caller's preference) that ``answer`` also has.
+
+    PCM is always understood, so it is the answer when nothing better is common. The
+    server negotiates with this when a call starts.
+    """
+    for name in offer:
+        if name in CODEC_IDS and name in answer:
+            return name
+    return PCM

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -71,14 +72,20 @@ class PartyProcess(ProcessProtocol):
         return f"call party exited {self.status}:\n" + "\n".join(tail)
 
 
-def spawn_party(reactor: Any, config: dict[str, Any], env: dict[str, str]) -> PartyProcess:
-    """Start this script as a child with ``config``; ``env`` carries ALSA_CONFIG_PATH."""
+def spawn_party(reactor: Any, config: dict[str, Any], env: dict[str, str],
+                netns: str | None = None) -> PartyProcess:
+    """Start this script as a child with ``config``; ``env`` carries ALSA_CONFIG_PATH.
+
+    With ``netns`` the child runs inside that network namespace (``ip netns exec``).
+    """
     env = dict(env)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     party = PartyProcess()
-    reactor.spawnProcess(party, sys.executable,
-                         [sys.executable, str(SCRIPT), json.dumps(config)],
-                         env=env, path=str(ROOT))
+    argv = [sys.executable, str(SCRIPT), json.dumps(config)]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    reactor.spawnProcess(party, argv[0] if netns is None else shutil.which("ip") or "ip", argv, env=env,
+                         path=str(ROOT))
     return party
 
 

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Sequence
 from functools import cache
 from typing import Any
+
+from messenger.wire.media import CODEC_IDS, CODEC_NAMES, OPUS, PCM, choose_codec
+
+__all__ = ["CODEC_IDS", "CODEC_NAMES", "OPUS", "PCM", "available_codecs", "choose_codec",
+           "codec_by_id", "make_codec"]
 
 RATE = 16000
 CHANNELS = 1
@@ -25,10 +29,6 @@ FRAME_SAMPLES = RATE * FRAME_MS // 1000   # 320
 FRAME_BYTES = FRAME_SAMPLES * 2           # 640
 SILENCE = bytes(FRAME_BYTES)
 
-PCM = "pcm"
-OPUS = "opus"
-CODEC_IDS = {PCM: 0, OPUS: 1}
-CODEC_NAMES = {number: name for name, number in CODEC_IDS.items()}
 PREFERENCE = (OPUS, PCM)
 OPUS_BITRATE = 24000
 
@@ -124,17 +124,6 @@ def _opuslib() -> Any:
 def available_codecs() -> list[str]:
     """The codecs this machine can use, best first: ["opus", "pcm"] or ["pcm"]."""
     return [OPUS, PCM] if _opuslib() is not None else [PCM]
-
-
-def choose_codec(offer: Sequence[str], answer: Sequence[str]) -> str:
-    """The first codec of ``offer`` (the caller's preference) that ``answer`` also has.
-
-    PCM is always understood, so it is the answer when nothing better is common.
-    """
-    for name in offer:
-        if name in CODEC_IDS and name in answer:
-            return name
-    return PCM
 
 
 def make_codec(name: str) -> Codec:

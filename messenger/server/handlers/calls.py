@@ -1,5 +1,29 @@
-"""Call signalling (call_dial, call_hangup); filled in with the UDP relay."""
+"""Call signalling actions: call_dial and call_hangup (the state lives in server/calls.py)."""
 
 from __future__ import annotations
 
-ROUTES: dict = {}
+from typing import Any
+
+from twisted.internet import defer
+
+from messenger.server.states import LOGGED_IN
+from messenger.wire.errors import NotFound
+
+
+@defer.inlineCallbacks
+def call_dial(session: Any, request: dict[str, Any]) -> Any:
+    ctx = session.ctx
+    target = yield ctx.directory.lookup(request["user_id"])
+    if target is None:
+        raise NotFound(f"no user named '{request['user_id']}'")
+    return ctx.calls.dial(session, target.id, target.name, list(request.get("codecs") or []))
+
+
+def call_hangup(session: Any, request: dict[str, Any]) -> dict[str, Any]:
+    return session.ctx.calls.hangup(session, request.get("call_id"))
+
+
+ROUTES = {
+    "call_dial": (call_dial, LOGGED_IN),
+    "call_hangup": (call_hangup, LOGGED_IN),
+}

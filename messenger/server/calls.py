@@ -1,0 +1,197 @@
+"""Call signalling: the dial-in system that starts 1:1 calls and ends them.
+
+A call exists from the first ``call_dial`` until it ends. Its states:
+
+* RINGING: one side dialled; the other got ``call_ring``. Dialling back accepts; a
+  ``call_hangup`` from either side ends it (declined / cancelled); no answer within the
+  ring timeout ends it too.
+* ACTIVE: both dialled. The server minted a call key and one relay token per member,
+  registered the call with the UDP relay (`CallTable`) and pushed ``call_start`` to both.
+* ENDED: ``call_end`` went to both; the relay forgets the call.
+
+Each user is in at most one call. The transitions are the methods of `CallService`, each
+checking the state it starts from; the relay (`messenger.server.relay`) carries the
+audio and knows nothing of this.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from messenger.server.relay import CallTable
+from messenger.server.router import Router
+from messenger.wire import media
+from messenger.wire.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+
+
+class CallState(enum.Enum):
+    RINGING = "ringing"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+# Why a call ended, as told in call_end.
+HANGUP = "hangup"
+DECLINED = "declined"
+CANCELLED = "cancelled"
+NO_ANSWER = "no answer"
+DISCONNECTED = "disconnected"
+
+
+@dataclass(eq=False)
+class Party:
+    user_id: int
+    name: str
+    session: Any
+    codecs: list[str] = field(default_factory=list)
+    dialled: bool = False
+
+
+@dataclass(eq=False)
+class Call:
+    call_id: bytes
+    parties: tuple[Party, Party]      # index 0 = the caller, 1 = the callee
+    state: CallState = CallState.RINGING
+    timer: IDelayedCall | None = None
+
+    @property
+    def hex_id(self) -> str:
+        return self.call_id.hex()
+
+    def party(self, user_id: int) -> Party:
+        return self.parties[0] if self.parties[0].user_id == user_id else self.parties[1]
+
+    def other(self, user_id: int) -> Party:
+        return self.parties[1] if self.parties[0].user_id == user_id else self.parties[0]
+
+
+class CallService:
+    log = Logger()
+
+    def __init__(self, router: Router, table: CallTable, clock: Any, ring_timeout: float,
+                 public_host: str = "", relay_port: int = 0) -> None:
+        self._router = router
+        self._table = table
+        self._clock = clock
+        self._ring_timeout = ring_timeout
+        self._public_host = public_host
+        self.relay_port = relay_port
+        self._by_user: dict[int, Call] = {}
+        self._by_id: dict[bytes, Call] = {}
+
+    def call_of(self, user_id: int) -> Call | None:
+        return self._by_user.get(user_id)
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def dial(self, session: Any, target_id: int, target_name: str,
+             codecs: list[str]) -> dict[str, Any]:
+        """``session``'s user dials ``target``: ring them, or accept their ring."""
+        me = session.account
+        if target_id == me.id:
+            raise BadRequest("you cannot call yourself")
+        mine = self._by_user.get(me.id)
+        if mine is not None:
+            if mine.other(me.id).user_id != target_id:
+                raise Conflict("you are already in a call; hang up first")
+            party = mine.party(me.id)
+            if mine.state is CallState.RINGING and not party.dialled:
+                party.dialled = True
+                party.codecs = codecs
+                party.session = session
+                self._activate(mine)
+            return {"response": 200, "call_id": mine.hex_id, "state": mine.state.value}
+        if target_id not in session.contact_ids:
+            raise Forbidden(f"'{target_name}' is not in your contacts; add them first")
+        target_session = self._router.session(target_id)
+        if target_session is None:
+            raise Gone(f"'{target_name}' is offline")
+        if target_id in self._by_user:
+            raise Conflict(f"'{target_name}' is busy in another call")
+        call = Call(media.new_call_id(), (
+            Party(me.id, me.name, session, list(codecs), dialled=True),
+            Party(target_id, target_name, target_session)))
+        self._by_user[me.id] = self._by_user[target_id] = call
+        self._by_id[call.call_id] = call
+        call.timer = self._clock.callLater(self._ring_timeout, self._end, call, NO_ANSWER,
+                                           None)
+        target_session.push({"action": "call_ring", "call_id": call.hex_id, "from": me.name,
+                             "time": self._clock.seconds()})
+        self.log.info("{caller} is calling {callee}", caller=me.name, callee=target_name)
+        return {"response": 200, "call_id": call.hex_id, "state": call.state.value}
+
+    def hangup(self, session: Any, call_id: str | None) -> dict[str, Any]:
+        """End the user's call (decline a ring, cancel a dial, or hang up)."""
+        me = session.account
+        call = self._by_user.get(me.id)
+        if call is None or (call_id is not None and call_id != call.hex_id):
+            raise NotFound("no such call")
+        if call.state is CallState.ACTIVE:
+            reason = HANGUP
+        else:
+            reason = CANCELLED if call.party(me.id).dialled else DECLINED
+        self._end(call, reason, me.name)
+        return {"response": 200, "call_id": call.hex_id}
+
+    def user_gone(self, user_id: int) -> None:
+        """The user's connection ended: their call ends for both."""
+        call = self._by_user.get(user_id)
+        if call is not None:
+            self._end(call, DISCONNECTED, call.party(user_id).name)
+
+    def _activate(self, call: Call) -> None:
+        if call.timer is not None and call.timer.active():
+            call.timer.cancel()
+        call.timer = None
+        key = media.new_call_key()
+        tokens = (media.new_token(), media.new_token())
+        caller, callee = call.parties
+        self._table.add_call(call.call_id, key, (caller.name, callee.name), tokens)
+        call.state = CallState.ACTIVE
+        codec = media.choose_codec(caller.codecs, callee.codecs)
+        now = self._clock.seconds()
+        for index, party in enumerate(call.parties):
+            peer = call.parties[1 - index]
+            party.session.push({
+                "action": "call_start", "call_id": call.hex_id, "member": index,
+                "peer": peer.name, "key": _b64(key), "token": _b64(tokens[index]),
+                "relay": [self._relay_host(party.session), self.relay_port],
+                "peer_endpoints": [], "codec": codec, "time": now})
+        self.log.info("Call {call_id} between {a} and {b} started ({codec})",
+                      call_id=call.hex_id, a=caller.name, b=callee.name, codec=codec)
+
+    def _end(self, call: Call, reason: str, by: str | None) -> None:
+        if call.state is CallState.ENDED:
+            return
+        was_active = call.state is CallState.ACTIVE
+        call.state = CallState.ENDED
+        if call.timer is not None and call.timer.active():
+            call.timer.cancel()
+        call.timer = None
+        for party in call.parties:
+            if self._by_user.get(party.user_id) is call:
+                del self._by_user[party.user_id]
+        self._by_id.pop(call.call_id, None)
+        if was_active:
+            self._table.remove_call(call.call_id)
+        message = {"action": "call_end", "call_id": call.hex_id, "reason": reason, "by": by,
+                   "time": self._clock.seconds()}
+        for party in call.parties:
+            self._router.push(party.user_id, message)
+        self.log.info("Call {call_id} ended: {reason}", call_id=call.hex_id, reason=reason)
+
+    def _relay_host(self, session: Any) -> str:
+        if self._public_host:
+            return self._public_host
+        host = getattr(session.transport.getHost(), "host", "")
+        return host or "127.0.0.1"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
