@@ -2,8 +2,9 @@
 
 `ServerContext` is built once by the service and handed to every connection. It holds the
 components themselves (router, presence, directory, store, hasher, limits, mailer), each
-built with only what it needs, and the two moments that span components: a session that
-logs in and a session that ends.
+built with only what it needs, the set of open connections (whatever their state, so that
+a shutdown closes them all), and the moments that span components: a session that ends,
+an e-mail to queue, the keepalive sweep.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.directory import Directory
 from messenger.server.limits import Limits
 from messenger.server.lockout import LockoutPolicy
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
-from messenger.server.calls import CallService
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.store import messages
@@ -62,6 +63,8 @@ class ServerContext:
         self.calls = CallService(self.router, self.call_table, clock,
                                  config.call_ring_timeout, config.public_host)
         self.next_volatile_id = 1  # message ids when persistence is off (benchmarks only)
+        self.connections: set[Any] = set()     # every open connection, in any state
+        self._drain_waiters: list[defer.Deferred[None]] = []
         self._sweeper: task.LoopingCall | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -81,11 +84,45 @@ class ServerContext:
     def sweep(self) -> None:
         """Keepalive: probe silent sessions and drop those that stopped answering."""
         now = self.clock.seconds()
-        for user_id in list(self.router._sessions):
-            session = self.router.session(user_id)
-            if session is not None:
-                session.check_alive(now)
+        for connection in list(self.connections):
+            connection.check_alive(now)
         self.limits.prune()
+
+    # -- connections ----------------------------------------------------------------------
+
+    def connection_made(self, connection: Any) -> None:
+        self.connections.add(connection)
+
+    def connection_lost(self, connection: Any) -> None:
+        self.connections.discard(connection)
+        if not self.connections and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def close_connections(self, message: str = "The server is shutting down.",
+                          grace: float = 2.0) -> defer.Deferred[None]:
+        """Close every connection (logged-in users get ``message`` first); fires when all
+        are gone. Connections that have not closed after ``grace`` seconds are aborted."""
+        for connection in list(self.connections):
+            connection.shutdown(message)
+        if not self.connections:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._drain_waiters.append(waiter)
+        timer = self.clock.callLater(grace, self._abort_connections)
+
+        def drained(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return result
+        return waiter.addBoth(drained)
+
+    def _abort_connections(self) -> None:
+        for connection in list(self.connections):
+            self.log.info("Aborting {address}: it did not close in time",
+                          address=connection.address)
+            connection.transport.abortConnection()
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -98,8 +135,12 @@ class ServerContext:
             self.calls.user_gone(account.id)
 
     def notify_mail(self, template: str, to: str, **fields: Any) -> None:
-        """Queue one e-mail; a failure to queue is logged, never raised into a request."""
-        if self.mailer is None or not to:
+        """Queue one e-mail; a failure to queue is logged, never raised into a request.
+
+        Addresses under ``.invalid`` (auto-registered accounts) get nothing: that domain
+        never exists (RFC 2606), the mail would only wait in the spool for days.
+        """
+        if self.mailer is None or not to or to.lower().endswith(".invalid"):
             return
         d = self.mailer.send_template(to, template, **fields)
         d.addErrback(lambda f: self.log.failure("Could not queue the {template} e-mail", f,

@@ -55,14 +55,26 @@ class PasswordHasher:
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=threads_max, name="password-hash")
         # A hash of a random password, verified against for unknown accounts so that
-        # a wrong name costs as long as a wrong password.
-        self._decoy = hash_password_sync(os.urandom(16).hex(), n)
+        # a wrong name costs as long as a wrong password. Made in the pool on first use:
+        # one scrypt is tens of milliseconds, too long for the reactor thread.
+        self._decoy: str | None = None
 
     def start(self) -> None:
         self._pool.start()
+        self._pool.callInThread(self._make_decoy)
+
+    def _make_decoy(self) -> str:
+        decoy = self._decoy
+        if decoy is None:
+            decoy = self._decoy = hash_password_sync(os.urandom(16).hex(), self.n)
+        return decoy
 
     def stop(self) -> None:
         self._pool.stop()
+
+    def _verify_decoy(self, password: str) -> bool:
+        """In a pool thread: check against the decoy (made at start, or here)."""
+        return verify_password_sync(password, self._make_decoy())
 
     def hash(self, password: str) -> defer.Deferred[str]:
         return threads.deferToThreadPool(self._reactor, self._pool, hash_password_sync,
@@ -71,8 +83,8 @@ class PasswordHasher:
     def verify(self, password: str, stored: str | None) -> defer.Deferred[bool]:
         """Fires True when ``password`` matches; ``stored`` None checks against a decoy."""
         if stored is None:
-            d = threads.deferToThreadPool(self._reactor, self._pool, verify_password_sync,
-                                          password, self._decoy)
+            d = threads.deferToThreadPool(self._reactor, self._pool, self._verify_decoy,
+                                          password)
             d.addCallback(lambda _: False)
             return d
         return threads.deferToThreadPool(self._reactor, self._pool, verify_password_sync,

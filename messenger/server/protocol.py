@@ -1,11 +1,15 @@
 """One client connection: the state machine CHALLENGE -> KEYX -> UNAUTHENTICATED -> READY.
 
 Frames are length-prefixed (`Int32StringReceiver`). In CHALLENGE and KEYX they are plain
-JSON handled by `ServerHandshake`; afterwards each frame goes open (decrypt) -> decode ->
-validate -> dispatch, and the reply goes back sealed. Every state has a timeout; only the
-actions allowed in a state are dispatched; every failure of a request becomes one error
-reply in `_send_error`, and the connection stays up unless the frame itself could not be
-trusted (a frame that fails to open closes the connection at once).
+JSON handled by `ServerHandshake`; afterwards each frame goes open (decrypt) -> rate
+check -> decode -> validate -> dispatch, and the reply goes back sealed. Every state has
+a timeout; only the actions allowed in a state are dispatched; every failure of a
+request becomes one error reply in `_send_error`, and the connection stays up unless the
+frame itself could not be trusted (a frame that fails to open closes the connection at
+once). Once CLOSED, nothing more is read or written: `_open` and `_seal` are dropped.
+
+The phase-3 frame path (`stringReceived` -> `_on_frame` -> `_dispatch`) is the server's
+hot path: no logging, no per-frame allocation beyond what decoding needs, one clock read.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
@@ -31,13 +35,23 @@ from messenger.wire.errors import (
     TooManyRequests,
 )
 from messenger.wire.handshake import HandshakeError, ServerHandshake
-from messenger.wire.suites import ChannelError
+from messenger.wire.suites import MAC_SIZE, RSA_OAEP, ChannelError
 
 if TYPE_CHECKING:
     from messenger.server.context import Account, ServerContext
 
-HANDSHAKE_MAX_FRAME = 16 * 1024
-SEEN_IDS = 1024
+HANDSHAKE_MAX_FRAME = 16 * 1024   # until the handshake is done (PROTOCOL.md section 10)
+SEEN_IDS = 1024                   # request ids remembered per connection (replay refusal)
+OFFLOAD_CHUNKS = 8                # rsa-oaep frames of more chunks are opened in a thread
+
+
+def _request_id_of(message: Any) -> str | None:
+    """The request's id if it is a well-formed one (for error replies), else None."""
+    if type(message) is dict:
+        request_id = message.get("id")
+        if type(request_id) is str and jim.REQUEST_ID_RE.fullmatch(request_id):
+            return request_id
+    return None
 
 
 class ServerProtocol(Int32StringReceiver):
@@ -50,17 +64,19 @@ class ServerProtocol(Int32StringReceiver):
         self.account: Account | None = None
         self.address = "?"
         self.token_hash: str | None = None
+        self.login_request: str | None = None   # id of the login being processed, if any
         self.status = "online"
-        self.active = True
+        self.active = True          # a frame arrived since the last keepalive sweep
         self.idle_since = 0.0
         self.probe_id: str | None = None
         self.probe_sent = 0.0
-        self.strikes = 0
+        self.strikes = 0            # rate-limit refusals in a row
         self.bucket: Any = None
         self.contact_ids: list[int] = []
         self._handshake: ServerHandshake | None = None
-        self._open: Any = None
-        self._seal: Any = None
+        self._open: Any = None      # channel.open while frames may be read, else None
+        self._seal: Any = None      # channel.seal while frames may be written, else None
+        self._offload = 0           # frames longer than this are opened in a thread (0: never)
         self._timer: IDelayedCall | None = None
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
@@ -70,13 +86,13 @@ class ServerProtocol(Int32StringReceiver):
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.address = getattr(peer, "host", "?")
+        self.ctx.connection_made(self)
         allowed, retry = self.ctx.limits.allow_connection(self.address)
         if not allowed:
             self.log.info("Refused a connection from {address}: too many", address=self.address)
             self.sendString(jim.encode(TooManyRequests(
                 "too many connections from your address", retry).to_reply()))
-            self._enter(State.CLOSED)
-            self.transport.loseConnection()
+            self.close()
             return
         self.bucket = self.ctx.limits.request_bucket()
         self._handshake = ServerHandshake(self.ctx.secret, self.ctx.server_key,
@@ -85,11 +101,12 @@ class ServerProtocol(Int32StringReceiver):
         self._start_timer(self.ctx.config.handshake_timeout, "handshake timed out")
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        was_ready = self.state is State.READY
-        self.state = State.CLOSED
-        self._cancel_timer()
-        if was_ready and self.account is not None:
+        if self.state is not State.CLOSED:
+            self._enter(State.CLOSED)
+        self._handshake = None
+        if self.account is not None:
             self.ctx.session_ended(self)
+        self.ctx.connection_lost(self)
 
     def _enter(self, state: State) -> None:
         if state not in TRANSITIONS[self.state]:
@@ -103,6 +120,8 @@ class ServerProtocol(Int32StringReceiver):
             self._start_timer(self.ctx.config.login_timeout, "login timed out")
         elif state is State.READY:
             self.idle_since = self.ctx.clock.seconds()
+        elif state is State.CLOSED:
+            self._open = self._seal = None
 
     def _start_timer(self, seconds: float, reason: str) -> None:
         self._timer = self.ctx.clock.callLater(seconds, self._timed_out, reason)
@@ -135,14 +154,26 @@ class ServerProtocol(Int32StringReceiver):
             self._enter(State.CLOSED)
         self.transport.abortConnection()
 
+    def shutdown(self, message: str) -> None:
+        """The server is stopping: tell a logged-in user why, then close."""
+        if self.state is State.READY:
+            self.push({"action": "notice", "level": codes.IMPORTANT_NOTICE,
+                       "message": message, "time": self.ctx.clock.seconds()})
+        self.close()
+
     def lengthLimitExceeded(self, length: int) -> None:
+        # Never keep the announced frame: Int32StringReceiver would hold on to it.
+        self._unprocessed = b""
+        if self.state is State.CLOSED:
+            return
         self.log.warn("Frame of {length} bytes from {address} exceeds the limit",
                       length=length, address=self.address)
         error = {"response": codes.BAD_REQUEST,
                  "error": f"frame too large ({length} bytes; the limit is {self.MAX_LENGTH})"}
         if self._seal is not None:
+            error["time"] = self.ctx.clock.seconds()
             self.push(error)
-        elif self.state is not State.CLOSED:
+        else:
             self.sendString(jim.encode(error))
         self.close()
 
@@ -150,9 +181,13 @@ class ServerProtocol(Int32StringReceiver):
 
     def stringReceived(self, data: bytes) -> None:
         if self._open is not None:
-            self._on_frame(data)
+            if self._offload and len(data) > self._offload:
+                self._open_in_thread(data)
+            else:
+                self._on_frame(data)
         elif self.state is State.CHALLENGE or self.state is State.KEYX:
             self._on_handshake(data)
+        # CLOSED: whatever still arrives is dropped unread.
 
     def _on_handshake(self, data: bytes) -> None:
         assert self._handshake is not None
@@ -165,13 +200,24 @@ class ServerProtocol(Int32StringReceiver):
                 self.sendString(error.reply)
             self.close()
             return
+        except Exception:
+            self.log.failure("Handshake with {address} failed unexpectedly",
+                             address=self.address)
+            self.abort("internal error in the handshake")
+            return
         self.sendString(reply)
         if established is None:
             self._enter(State.KEYX)
             return
         self._handshake = None
-        self._open = established.channel.open
-        self._seal = established.channel.seal
+        channel = established.channel
+        self._open = channel.open
+        self._seal = channel.seal
+        if established.suite == RSA_OAEP:
+            # One RSA private-key operation per chunk: a large frame would hold the
+            # reactor for long (about 2 s for 1 MiB with a 3072-bit key).
+            chunk = (self.ctx.server_key.key_size + 7) // 8
+            self._offload = OFFLOAD_CHUNKS * chunk + MAC_SIZE
         self._enter(State.UNAUTHENTICATED)
 
     def _on_frame(self, data: bytes) -> None:
@@ -180,8 +226,41 @@ class ServerProtocol(Int32StringReceiver):
         except ChannelError as error:
             self.abort(str(error))
             return
+        self._dispatch(plaintext)
+
+    def _open_in_thread(self, data: bytes) -> None:
+        """Open a large rsa-oaep frame off the reactor thread; read nothing meanwhile."""
+        self.pauseProducing()
+        d = threads.deferToThread(self._open, data)
+        d.addCallbacks(self._opened_in_thread, self._open_in_thread_failed)
+
+    def _opened_in_thread(self, plaintext: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._dispatch(plaintext)
+        if self.state is not State.CLOSED:
+            self.resumeProducing()
+
+    def _open_in_thread_failed(self, failure: Failure) -> None:
+        if failure.check(ChannelError):
+            self.abort(str(failure.value))
+        else:
+            self.log.failure("Opening a frame from {address} failed", failure,
+                             address=self.address)
+            self.abort("internal error while opening a frame")
+
+    def _dispatch(self, plaintext: bytes) -> None:
+        """One opened frame: rate check, decode, validate, route, reply."""
         self.active = True
-        request_id = None
+        bucket = self.bucket
+        if bucket is not None:
+            allowed, retry = bucket.check(self.ctx.clock.seconds())
+            if not allowed:
+                self._rate_limited(plaintext, retry)
+                return
+            if self.strikes:
+                self.strikes = 0
+        request = request_id = None
         try:
             request = jim.decode(plaintext)
             if "action" not in request and "response" in request:
@@ -194,23 +273,6 @@ class ServerProtocol(Int32StringReceiver):
                               address=self.address, account=self.account_name)
                 raise BadRequest("request id already used in this session (replay refused)")
             self._remember(request_id)
-            bucket = self.bucket
-            if bucket is not None:
-                allowed, retry = bucket.check(self.ctx.clock.seconds())
-            else:
-                allowed = True
-            if not allowed:
-                self.strikes += 1
-                if self.strikes > self.ctx.config.limits.strikes_before_drop:
-                    self.log.warn("Dropping {address}: kept exceeding the request rate",
-                                  address=self.address)
-                    self._send_error(request_id, TooManyRequests(
-                        "too many requests; closing the connection", retry))
-                    self.close()
-                    return
-                raise TooManyRequests("too many requests; slow down", retry)
-            if self.strikes:
-                self.strikes = 0
             route = ROUTES.get(action)
             if route is None:
                 raise BadRequest(f"unknown action '{action[:64]}'")
@@ -221,7 +283,7 @@ class ServerProtocol(Int32StringReceiver):
             jim.validate_request(action, request)
             result = route.handler(self, request)
         except MessengerError as error:
-            self._send_error(request_id, error)
+            self._send_error(request_id or _request_id_of(request), error)
             return
         except Exception:
             self.log.failure("Request from {address} failed", address=self.address)
@@ -234,6 +296,26 @@ class ServerProtocol(Int32StringReceiver):
                                 callbackArgs=(request_id,), errbackArgs=(request_id,))
         else:
             self.reply(request_id, result)
+
+    def _rate_limited(self, plaintext: bytes, retry: float) -> None:
+        """A frame over the connection's request rate: 429, and a drop if it keeps on."""
+        try:
+            message: Any = jim.decode(plaintext)
+        except BadRequest:
+            message = None
+        if message is not None and "action" not in message and "response" in message:
+            self._on_client_reply(message)  # an answer to our probe is no request
+            return
+        self.strikes += 1
+        request_id = _request_id_of(message)
+        if self.strikes > self.ctx.config.limits.strikes_before_drop:
+            self.log.warn("Dropping {address}: kept exceeding the request rate",
+                          address=self.address)
+            self._send_error(request_id, TooManyRequests(
+                "too many requests; closing the connection", retry))
+            self.close()
+            return
+        self._send_error(request_id, TooManyRequests("too many requests; slow down", retry))
 
     def _remember(self, request_id: str) -> None:
         self._seen.add(request_id)
@@ -249,7 +331,11 @@ class ServerProtocol(Int32StringReceiver):
 
     def _reply_result(self, result: dict[str, Any] | None, request_id: str) -> None:
         if result is not None:
-            self.reply(request_id, result)
+            try:
+                self.reply(request_id, result)
+            except Exception:
+                self.log.failure("Reply to {address} failed", address=self.address)
+                self._send_error(request_id, ServerError("internal server error"))
 
     def _reply_failure(self, failure: Failure, request_id: str) -> None:
         if isinstance(failure.value, MessengerError):
@@ -261,10 +347,10 @@ class ServerProtocol(Int32StringReceiver):
     # -- sending --------------------------------------------------------------------------
 
     def push_encoded(self, payload: bytes) -> None:
-        """Send an already encoded JIM object (a push or a reply)."""
-        if self.state is State.CLOSED or self._seal is None:
-            return
-        self.sendString(self._seal(payload))
+        """Send an already encoded JIM object (a push or a reply); dropped once closed."""
+        seal = self._seal
+        if seal is not None:
+            self.sendString(seal(payload))
 
     def push(self, message: dict[str, Any]) -> None:
         self.push_encoded(jim.encode(message))
@@ -293,8 +379,10 @@ class ServerProtocol(Int32StringReceiver):
         self._enter(State.READY)
 
     def probe(self, now: float) -> None:
+        """Ask the client whether it is still there; any frame from now on says yes."""
         self.probe_id = os.urandom(16).hex()
         self.probe_sent = now
+        self.active = False
         self.push({"action": "probe", "id": self.probe_id, "time": now})
 
     def check_alive(self, now: float) -> None:
@@ -302,13 +390,16 @@ class ServerProtocol(Int32StringReceiver):
         if self.state is not State.READY:
             return
         if self.active:
+            # A frame since the last sweep (or since the probe): the client is there.
             self.active = False
             self.idle_since = now
+            self.probe_id = None
             return
         if self.probe_id is not None:
             if now - self.probe_sent >= self.ctx.config.probe_timeout:
                 self.log.info("Dropping {account} at {address}: no answer to probe",
                               account=self.account_name, address=self.address)
+                self._enter(State.CLOSED)
                 self.transport.abortConnection()
         elif now - self.idle_since >= self.ctx.config.probe_interval:
             self.probe(now)

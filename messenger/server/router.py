@@ -66,5 +66,11 @@ class Router:
             count += 1
         return count
 
-    def push_all(self, message: dict[str, Any]) -> int:
-        return self.push_many(list(self._sessions), message)
+    def push_all(self, message: dict[str, Any], except_id: int | None = None) -> int:
+        """Push to every online user (but ``except_id``); returns how many got it."""
+        return self.push_many([user_id for user_id in self._sessions if user_id != except_id],
+                              message)
+
+    def sessions(self) -> list[Any]:
+        """Every live session (a snapshot: safe to close sessions while iterating)."""
+        return list(self._sessions.values())

@@ -20,7 +20,10 @@ def load_or_create_secret(path: Path) -> tuple[bytes, bool]:
         created = True
     else:
         created = False
-    secret = path.read_text("utf-8").strip().encode("utf-8")
+    try:
+        secret = path.read_text("utf-8").strip().encode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"the secret file {path} is not UTF-8 text") from None
     if not secret:
         raise ValueError(f"the secret file {path} is empty")
     return secret, created

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
@@ -19,8 +20,8 @@ from messenger.server.mail.mailer import Mailer
 from messenger.server.protocol import ServerProtocol
 from messenger.server.relay import RelayProtocol
 from messenger.server.secret import load_or_create_secret
-from messenger.server.tls import server_tls_options
-from messenger.store.db import Database
+from messenger.server.tls import TlsConfigError, server_tls_options
+from messenger.store.db import Database, DatabaseTooNew
 from messenger.wire import keys
 
 
@@ -37,6 +38,16 @@ class MessengerFactory(ServerFactory):
 
 
 class MessengerServer:
+    """The whole server: ``start()`` and ``stop()`` return Deferreds.
+
+    ``start`` checks what an operator can get wrong first (TLS files), then prepares the
+    data dir (secret, server key, database migrations) and listens. If any step fails,
+    what was already started is stopped again and the failure is passed on. ``stop``
+    stops listening, closes every connection (logged-in users are told why), writes the
+    messages still queued, and closes the database and the mailer; calling it twice, or
+    after a failed start, is harmless.
+    """
+
     log = Logger()
 
     def __init__(self, config: ServerConfig, reactor: Any = None, mailer: Any = None) -> None:
@@ -52,12 +63,29 @@ class MessengerServer:
         self.port: Any = None
         self.tls_port: Any = None
         self.udp_port: Any = None
+        self.relay: RelayProtocol | None = None
         self._own_mailer = False
 
     @defer.inlineCallbacks
     def start(self) -> Any:
         """Prepare the data dir, migrate the database, then listen. Fires with self."""
+        try:
+            yield self._start()
+        except BaseException:
+            try:
+                yield self.stop()
+            except Exception:
+                self.log.failure("Cleaning up after a failed start failed")
+            raise
+        return self
+
+    @defer.inlineCallbacks
+    def _start(self) -> Any:
         config = self.config
+        tls_options = None
+        if config.tls.port:
+            # Before anything else: a wrong certificate path should not cost a key pair.
+            tls_options = server_tls_options(config.tls.cert, config.tls.key)
         if not config.data_dir.exists():
             config.data_dir.mkdir(parents=True, mode=0o700)
         elif config.data_dir.stat().st_mode & 0o077:
@@ -70,7 +98,10 @@ class MessengerServer:
                           " clients (--secret-file)", path=str(config.secret_path.resolve()))
         else:
             self.log.info("Shared secret: {path}", path=str(config.secret_path.resolve()))
-        server_key, made = keys.load_or_create(config.server_key_path, config.rsa_bits)
+        # Making a 3072-bit key takes a second or more: not on the reactor thread.
+        server_key, made = yield threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), keys.load_or_create,
+            config.server_key_path, config.rsa_bits)
         self.log.info("{what} server key {path}: {fingerprint}",
                       what="Generated" if made else "Loaded",
                       path=str(config.server_key_path), fingerprint=keys.fingerprint(
@@ -93,9 +124,8 @@ class MessengerServer:
         self.log.info("Messenger listening on {host}:{port} (suites: {suites})",
                       host=config.interface or "*", port=self.port.getHost().port,
                       suites=", ".join(config.suites))
-        if config.tls.port:
-            options = server_tls_options(config.tls.cert, config.tls.key)
-            self.tls_port = self.reactor.listenSSL(config.tls.port, factory, options,
+        if tls_options is not None:
+            self.tls_port = self.reactor.listenSSL(config.tls.port, factory, tls_options,
                                                    interface=config.interface)
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
@@ -106,7 +136,6 @@ class MessengerServer:
         self.ctx.calls.relay_port = self.udp_port.getHost().port
         self.log.info("Call relay listening on UDP {host}:{port}",
                       host=config.interface or "*", port=self.ctx.calls.relay_port)
-        return self
 
     @property
     def tcp_port(self) -> int:
@@ -118,21 +147,24 @@ class MessengerServer:
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
-        for port in (self.port, self.tls_port, self.udp_port):
+        """Stop listening, close every connection, flush, close the database and mail."""
+        ports, self.port, self.tls_port, self.udp_port = (
+            (self.port, self.tls_port, self.udp_port), None, None, None)
+        for port in ports:
             if port is not None:
                 yield port.stopListening()
-        self.port = self.tls_port = self.udp_port = None
-        if self.ctx is not None:
-            for user_id in list(self.ctx.router._sessions):
-                session = self.ctx.router.session(user_id)
-                if session is not None:
-                    session.transport.abortConnection()
-            yield self.ctx.messages.flush()
-            self.ctx.stop()
-        if self.db is not None:
-            self.db.close()
+        ctx, self.ctx = self.ctx, None
+        if ctx is not None:
+            yield ctx.close_connections()
+            yield ctx.messages.flush()
+            ctx.stop()
+        db, self.db = self.db, None
+        if db is not None:
+            db.close()
         if self._own_mailer and self.mailer is not None and self.mailer.running:
             yield self.mailer.stopService()
+        if ctx is not None:
+            self.log.info("Messenger stopped")
 
 
 class MessengerService(service.Service):
@@ -143,20 +175,30 @@ class MessengerService(service.Service):
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.server: MessengerServer | None = None
+        self._started: defer.Deferred[Any] | None = None
 
     def startService(self) -> None:
         super().startService()
         from twisted.internet import reactor
         self.server = MessengerServer(self.config, reactor)
-        d = self.server.start()
-        d.addErrback(self._failed, reactor)
+        self._started = self.server.start()
+        self._started.addErrback(self._failed, reactor)
 
     def _failed(self, failure: Any, reactor: Any) -> None:
-        self.log.failure("The server could not start", failure)
+        if failure.check(TlsConfigError, CannotListenError, OSError, ValueError,
+                         DatabaseTooNew):
+            # An operator's mistake (a file, a port): say what, without a traceback.
+            self.log.critical("The server could not start: {error}", error=failure.value)
+        else:
+            self.log.failure("The server could not start", failure)
         reactor.stop()
 
     def stopService(self) -> Any:
         super().stopService()
-        if self.server is not None:
-            return self.server.stop()
-        return None
+        server, started = self.server, self._started
+        if server is None or started is None:
+            return None
+        # A stop during the start waits for the start to finish (or fail) first.
+        done: defer.Deferred[Any] = defer.Deferred()
+        started.addBoth(lambda _: server.stop().chainDeferred(done))
+        return done

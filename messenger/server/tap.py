@@ -2,12 +2,16 @@
 
 Every option can also be set in an INI file given with ``--config FILE``: a
 ``[messenger]`` section whose keys are the long option names (``data-dir = /srv/m``;
-flags take yes/no). The command line wins over the file.
+``data_dir`` works too; flags take yes/no). The command line wins over the file.
+Relative paths in the file are relative to the directory the server starts in.
+`Options.postOptions` checks every value, so a mistake stops ``twistd`` with a usage
+message naming the option, before anything is started.
 """
 
 from __future__ import annotations
 
 import configparser
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,21 @@ from twisted.application import service
 from twisted.python import usage
 
 from messenger.server.config import LimitsConfig, MailConfig, ServerConfig, TlsConfig
+from messenger.server.mail.compose import split_sender
 from messenger.wire.suites import SUITES
 
 MIB = 1024 * 1024
+MAX_FRAME_LIMIT = 64 * MIB
+MAX_SCRYPT_N = 2**20        # 1 GiB of memory per hash: more is a typo
+RSA_SIZES = (2048, 3072, 4096)
+
+# Options that must be positive numbers of seconds, minutes or days.
+_POSITIVE = ("handshake-timeout", "login-timeout", "probe-interval", "probe-timeout",
+             "token-days", "ring-timeout", "smtp-timeout", "lockout-window",
+             "lockout-duration")
+# Options that may be 0 (a limit that is off) but not negative.
+_NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minute",
+                 "requests-per-second", "request-burst", "lockout-failures")
 
 
 def _suites(text: str) -> tuple[str, ...]:
@@ -45,7 +61,8 @@ class Options(usage.Options):
 
     optParameters = [
         ["config", "c", None, "INI file with a [messenger] section of these options."],
-        ["port", "p", 7777, "TCP port for clients.", int],
+        ["port", "p", 7777, "TCP port for clients (0: any free port; the log says which).",
+         int],
         ["interface", None, "", "Address to listen on (default: all)."],
         ["data-dir", "d", "var", "Directory for the database, keys, secret and mail."],
         ["secret-file", None, None, "Shared-secret file (default: DATA_DIR/secret); created"
@@ -54,7 +71,7 @@ class Options(usage.Options):
         ["cipher", None, ",".join(SUITES), "Cipher suites offered, in order of preference"
                                            " (aes-256-gcm, rsa-oaep)."],
         ["rsa-bits", None, 3072, "Size of the server's RSA key when one is generated"
-                                 " (2048 or 3072).", int],
+                                 " (2048, 3072 or 4096).", int],
         ["max-body", None, 16 * 1024, "Largest message or broadcast body, in bytes.", int],
         ["handshake-timeout", None, 10.0, "Seconds allowed for each handshake phase.", float],
         ["login-timeout", None, 60.0, "Seconds allowed between handshake and login.", float],
@@ -103,49 +120,79 @@ class Options(usage.Options):
     @staticmethod
     def _find_config(argv: list[str]) -> str | None:
         for index, arg in enumerate(argv):
+            if arg == "--":
+                break
             if arg in ("--config", "-c") and index + 1 < len(argv):
                 return argv[index + 1]
             if arg.startswith("--config="):
                 return arg.split("=", 1)[1]
+            if arg.startswith("-c") and not arg.startswith("--") and len(arg) > 2:
+                return arg[2:]
         return None
 
     def _load_config(self, path: str) -> None:
-        parser = configparser.ConfigParser()
-        if not parser.read(path, encoding="utf-8"):
-            raise usage.UsageError(f"cannot read config file {path}")
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            if not parser.read(path, encoding="utf-8"):
+                raise usage.UsageError(f"cannot read config file {path}")
+        except (configparser.Error, UnicodeDecodeError) as error:
+            raise usage.UsageError(f"config file {path} is not a valid INI file:"
+                                   f" {error}") from None
         if not parser.has_section("messenger"):
             raise usage.UsageError(f"{path} has no [messenger] section")
         flags = {name for name, *_ in self.optFlags}
         params = {entry[0]: entry for entry in self.optParameters}
-        for key, value in parser.items("messenger"):
+        for raw_key, value in parser.items("messenger"):
+            key = raw_key.replace("_", "-")
             if key in flags:
-                self[key] = 1 if parser.getboolean("messenger", key) else 0
-            elif key in params:
+                try:
+                    self[key] = 1 if parser.getboolean("messenger", raw_key) else 0
+                except ValueError:
+                    raise usage.UsageError(f"{path}: {key} must be yes or no, not"
+                                           f" {value!r}") from None
+            elif key in params and key != "config":
                 coerce = params[key][4] if len(params[key]) > 4 else None
                 try:
                     self[key] = coerce(value) if coerce else value
                 except ValueError:
                     raise usage.UsageError(f"{path}: bad value for {key}: {value!r}") from None
             else:
-                raise usage.UsageError(f"{path}: unknown option {key!r}")
+                raise usage.UsageError(f"{path}: unknown option {raw_key!r}")
 
     def postOptions(self) -> None:
         try:
-            suites = _suites(self["cipher"])
+            _suites(self["cipher"])
         except ValueError as error:
             raise usage.UsageError(str(error)) from None
-        if not 1 <= self["port"] <= 65535:
-            raise usage.UsageError("--port must be 1..65535")
-        if self["rsa-bits"] not in (2048, 3072):
-            raise usage.UsageError("--rsa-bits must be 2048 or 3072")
-        if self["max-frame"] < 4096:
-            raise usage.UsageError("--max-frame must be at least 4096")
+        for name in ("port", "tls-port", "udp-port"):
+            if self[name] is not None and not 0 <= self[name] <= 65535:
+                raise usage.UsageError(f"--{name} must be 0..65535")
+        if not 1 <= self["smtp-port"] <= 65535:
+            raise usage.UsageError("--smtp-port must be 1..65535")
+        if self["rsa-bits"] not in RSA_SIZES:
+            raise usage.UsageError("--rsa-bits must be 2048, 3072 or 4096")
+        if not 4096 <= self["max-frame"] <= MAX_FRAME_LIMIT:
+            raise usage.UsageError(f"--max-frame must be 4096..{MAX_FRAME_LIMIT} bytes")
+        if not 1 <= self["max-body"] < self["max-frame"]:
+            raise usage.UsageError("--max-body must be at least 1 and below --max-frame")
+        for name in _POSITIVE:
+            if not (math.isfinite(self[name]) and self[name] > 0):
+                raise usage.UsageError(f"--{name} must be a positive number")
+        for name in _NOT_NEGATIVE:
+            if not (math.isfinite(self[name]) and self[name] >= 0):
+                raise usage.UsageError(f"--{name} must not be negative")
+        if not 0 <= self["new-location-prefix"] <= 32:
+            raise usage.UsageError("--new-location-prefix must be 0..32")
         if self["tls-port"] and not (self["tls-cert"] and self["tls-key"]):
             raise usage.UsageError("--tls-port needs --tls-cert and --tls-key"
                                    " (messenger-admin gen-cert HOST makes them)")
         n = self["scrypt-n"]
-        if n < 2 or n & (n - 1):
-            raise usage.UsageError("--scrypt-n must be a power of two")
+        if n < 2 or n & (n - 1) or n > MAX_SCRYPT_N:
+            raise usage.UsageError(f"--scrypt-n must be a power of two, 2..{MAX_SCRYPT_N}")
+        try:
+            split_sender(self["mail-from"])
+        except ValueError as error:
+            raise usage.UsageError(f"--mail-from is not a usable address: {error}") from None
         self.config = self.to_config()
 
     def _smtp_password(self) -> str:

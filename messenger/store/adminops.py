@@ -1,16 +1,22 @@
-"""Administrative changes, each with its audit row in the same transaction.
+"""Administrative actions, each with its audit row in the same transaction.
 
 Shared by the server's ``admin_*`` handlers and the ``messenger-admin`` tool, so an
 operator at the command line and an admin in the client change accounts the same way
 and leave the same trail. ``actor`` is the account name of the admin (or
-``"operator:<login>"`` for the command line).
+``"operator:<login>"`` for the command line). The audit row records who (actor), what
+(action), whom (target account name) and when; names rather than ids, so the rows
+outlive deleted accounts.
+
+Changes raise `Missing` for an unknown account and `LastAdmin` when they would leave the
+deployment without an administrator. The ``*_audited_txn`` reads let the protocol record
+that an admin looked at users, login history, codes or the audit log itself.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from messenger.store import audit, premium, users
+from messenger.store import audit, logins, premium, users
 from messenger.store.errors import LastAdmin, Missing
 
 
@@ -20,6 +26,8 @@ def _user(txn: Any, name: str) -> users.UserRow:
         raise Missing(name)
     return row
 
+
+# -- changes ------------------------------------------------------------------------------
 
 def set_admin_txn(txn: Any, actor: str, name: str, value: bool, now: float) -> users.UserRow:
     row = _user(txn, name)
@@ -42,8 +50,7 @@ def lock_txn(txn: Any, actor: str, name: str, until: float | None,
              now: float) -> users.UserRow:
     """Lock until a time, or (``until`` None) until an admin unlocks."""
     row = _user(txn, name)
-    users.save_lock_state_txn(txn, row.id, row.failed_logins, row.first_failure, until,
-                              until is None)
+    users.save_lock_state_txn(txn, row.id, 0, None, until, until is None)
     audit.record_txn(txn, now, actor, "lock", row.name,
                      "until unlocked" if until is None else f"until {until:.0f}")
     return _user(txn, name)
@@ -57,6 +64,8 @@ def unlock_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
 
 
 def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
+    """Delete an account and everything that cascades from it (contacts, messages,
+    login history, tokens); its broadcasts stay, under its name."""
     row = _user(txn, name)
     if row.is_admin and users.count_admins_txn(txn) <= 1:
         raise LastAdmin(name)
@@ -69,3 +78,66 @@ def create_code_txn(txn: Any, actor: str, code_hash: str, hint: str, now: float)
     code_id = premium.create_txn(txn, code_hash, hint, actor, now)
     audit.record_txn(txn, now, actor, "create_premium_code", None, f"code #{code_id} {hint}")
     return code_id
+
+
+def record_txn(txn: Any, actor: str, action: str, target: str | None, detail: str | None,
+               now: float) -> None:
+    """An audit row for an action that is not one of the changes above (e.g. ``sql``)."""
+    audit.record_txn(txn, now, actor, action, target, detail)
+
+
+# -- reads that leave an audit row --------------------------------------------------------
+
+def list_users_audited_txn(txn: Any, actor: str, query: str | None, offset: int, limit: int,
+                           now: float) -> list[users.UserRow]:
+    rows = users.list_txn(txn, query, offset, limit)
+    detail = f"query {query!r}, offset {offset}" if query else f"offset {offset}"
+    audit.record_txn(txn, now, actor, "list_users", None, detail)
+    return rows
+
+
+def login_history_audited_txn(txn: Any, actor: str, name: str, before: int | None,
+                              limit: int, now: float) -> list[tuple[int, float, str, str, bool]]:
+    row = _user(txn, name)
+    rows = logins.history_txn(txn, row.id, before, limit)
+    audit.record_txn(txn, now, actor, "login_history", row.name)
+    return rows
+
+
+def list_codes_audited_txn(txn: Any, actor: str, offset: int, limit: int,
+                           now: float) -> list[premium.CodeRow]:
+    rows = premium.list_txn(txn, offset, limit)
+    audit.record_txn(txn, now, actor, "list_premium_codes", None, f"offset {offset}")
+    return rows
+
+
+def audit_audited_txn(txn: Any, actor: str, before: int | None, limit: int,
+                      now: float) -> list[audit.AuditRow]:
+    """The audit log (newest first) as it was before this look at it is recorded."""
+    rows = audit.list_txn(txn, before, limit)
+    audit.record_txn(txn, now, actor, "view_audit", None)
+    return rows
+
+
+# -- summaries for the operator -----------------------------------------------------------
+
+def summary_txn(txn: Any, name: str) -> dict[str, Any]:
+    """One account with counts of what it owns, for ``messenger-admin users show``."""
+    row = _user(txn, name)
+
+    def count(sql: str, *args: Any) -> int:
+        txn.execute(sql, args)
+        return txn.fetchone()[0]
+    txn.execute("SELECT time, address FROM login_history WHERE user_id = ? AND success = 1"
+                " ORDER BY id DESC LIMIT 1", (row.id,))
+    last = txn.fetchone()
+    return {
+        "user": row,
+        "contacts": count("SELECT COUNT(*) FROM contacts WHERE owner_id = ?", row.id),
+        "contact_of": count("SELECT COUNT(*) FROM contacts WHERE contact_id = ?", row.id),
+        "sent": count("SELECT COUNT(*) FROM messages WHERE sender_id = ?", row.id),
+        "received": count("SELECT COUNT(*) FROM messages WHERE recipient_id = ?", row.id),
+        "broadcasts": count("SELECT COUNT(*) FROM broadcasts WHERE sender_id = ?", row.id),
+        "tokens": count("SELECT COUNT(*) FROM resume_tokens WHERE user_id = ?", row.id),
+        "last_login": (last[0], last[1]) if last else None,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger.store.errors import Duplicate
+from messenger.store.errors import Duplicate, Missing
 
 
 def list_txn(txn: Any, owner_id: int) -> list[tuple[int, str]]:
@@ -15,12 +15,16 @@ def list_txn(txn: Any, owner_id: int) -> list[tuple[int, str]]:
 
 
 def add_txn(txn: Any, owner_id: int, contact_id: int, now: float) -> None:
+    """Add a contact; `Duplicate` if it is there already, `Missing` if either user is gone."""
     txn.execute("SELECT 1 FROM contacts WHERE owner_id = ? AND contact_id = ?",
                 (owner_id, contact_id))
     if txn.fetchone():
         raise Duplicate("contact")
-    txn.execute("INSERT INTO contacts (owner_id, contact_id, added) VALUES (?, ?, ?)",
-                (owner_id, contact_id, now))
+    txn.execute("INSERT INTO contacts (owner_id, contact_id, added)"
+                " SELECT ?, id, ? FROM users WHERE id = ? AND EXISTS"
+                " (SELECT 1 FROM users WHERE id = ?)", (owner_id, now, contact_id, owner_id))
+    if txn.rowcount != 1:
+        raise Missing(str(contact_id))
 
 
 def delete_txn(txn: Any, owner_id: int, contact_id: int) -> bool:

@@ -46,47 +46,65 @@ class GroupCommit(Generic[Item, Result]):
         self._items.append(item)
         self._done.append(done)
         if not self._busy:
-            self._next()
+            self._start()
 
-    def _next(self) -> None:
-        if not self._items:
-            self._busy = False
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-            return
+    @property
+    def pending(self) -> int:
+        """Rows queued and not yet handed to the database."""
+        return len(self._items)
+
+    def _start(self) -> None:
         self._busy = True
-        items, done = self._items[:self._max_batch], self._done[:self._max_batch]
-        del self._items[:self._max_batch]
-        del self._done[:self._max_batch]
+        size = self._max_batch
+        items, done = self._items[:size], self._done[:size]
+        del self._items[:size]
+        del self._done[:size]
         self.batches += 1
         self.rows += len(items)
         d = self._db.write(self._batch_txn, items)
         d.addCallbacks(self._committed, self._failed, callbackArgs=(done,),
                        errbackArgs=(done,))
-        d.addBoth(self._after)
 
     def _committed(self, results: list[Result], done: list[Done]) -> None:
+        # The next batch goes to the database thread first, so that it is written while
+        # this one's callbacks (replies, pushes) run here; its results cannot arrive
+        # before these callbacks are done, so callbacks still run in submission order.
+        self._busy = False
+        if self._items:
+            self._start()
+        if len(results) != len(done):
+            error = RuntimeError(f"batch of {len(done)} rows gave {len(results)} results")
+            self.log.error("Group commit: {error}", error=error)
+            results = [error] * len(done)  # type: ignore[list-item]
         for callback, result in zip(done, results, strict=True):
             try:
                 callback(result)
             except Exception:
                 self.log.failure("Group commit callback failed")
+        self._maybe_idle()
 
     def _failed(self, failure: Failure, done: list[Done]) -> None:
         self.log.failure("Group commit of {rows} rows failed", failure, rows=len(done))
+        self._busy = False
+        if self._items:
+            self._start()
         error = failure.value
         for callback in done:
             try:
                 callback(error)
             except Exception:
                 self.log.failure("Group commit callback failed")
+        self._maybe_idle()
 
-    def _after(self, _: Any) -> None:
-        self._next()
+    def _maybe_idle(self) -> None:
+        if self._busy or self._items or not self._idle_waiters:
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     def flush(self) -> defer.Deferred[None]:
-        """Fires when every queued row has been written (or failed)."""
+        """Fires when every queued row has been written (or failed) and its callback run."""
         if not self._busy and not self._items:
             return defer.succeed(None)
         waiter: defer.Deferred[None] = defer.Deferred()

@@ -10,38 +10,59 @@ from __future__ import annotations
 from typing import Any
 
 INSERT = ("INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
-          " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id")
+          " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id) DO NOTHING")
 EXISTING = "SELECT id, created FROM messages WHERE sender_id = ? AND client_id = ?"
 
 # One queued message: (sender id, recipient id, client request id, body, created).
 NewMessage = tuple[int, int, str, str, float]
-# The outcome per message: (message id, created, newly stored) or None if a user is gone.
-Stored = tuple[int, float, bool] | None
+# The outcome per message: (message id, created, newly stored); RECIPIENT_GONE or
+# SENDER_GONE when that account no longer exists (deleted after it was looked up).
+Stored = tuple[int, float, bool] | str
+RECIPIENT_GONE = "recipient gone"
+SENDER_GONE = "sender gone"
 # A stored message as read back: (id, created, sender name, recipient name, body).
 MessageRow = tuple[int, float, str, str, str]
 
 
 def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
-    """Store a batch in one transaction; results are in the order of ``items``."""
+    """Store a batch in one transaction; results are in the order of ``items``.
+
+    Ids increase in the order of ``items`` and are never reused (schema 002). A message
+    whose (sender, client id) is already stored, before or earlier in the same batch, is
+    not stored again: its result is the first copy's id and time, with ``newly stored``
+    false.
+
+    The rows go in with one ``executemany`` (the loop runs in C, off the GIL's critical
+    path), then one query reads back the ids given out in this transaction: every id
+    above the largest one before the insert.
+    """
     user_ids = {item[0] for item in items} | {item[1] for item in items}
     txn.execute(f"SELECT id FROM users WHERE id IN ({','.join('?' * len(user_ids))})",
                 tuple(user_ids))
     existing = {row[0] for row in txn.fetchall()}
+    if len(existing) == len(user_ids):
+        valid = items
+    else:
+        valid = [item for item in items if item[0] in existing and item[1] in existing]
+    txn.execute("SELECT MAX(id) FROM messages")
+    floor = txn.fetchone()[0] or 0
+    txn.executemany(INSERT, valid)
+    txn.execute("SELECT sender_id, client_id, id FROM messages WHERE id > ?", (floor,))
+    fresh = {(row[0], row[1]): row[2] for row in txn.fetchall()}
     results: list[Stored] = []
     append = results.append
-    execute = txn.execute
-    fetchone = txn.fetchone
+    pop = fresh.pop
     for item in items:
-        if item[1] not in existing or item[0] not in existing:
-            append(None)
-            continue
-        execute(INSERT, item)
-        row = fetchone()
-        if row is not None:
-            append((row[0], item[4], True))
+        msg_id = pop((item[0], item[2]), None)
+        if msg_id is not None:
+            append((msg_id, item[4], True))
+        elif item[0] not in existing:
+            append(SENDER_GONE)
+        elif item[1] not in existing:
+            append(RECIPIENT_GONE)
         else:
-            execute(EXISTING, (item[0], item[2]))
-            row = fetchone()
+            txn.execute(EXISTING, (item[0], item[2]))
+            row = txn.fetchone()
             append((row[0], row[1], False))
     return results
 

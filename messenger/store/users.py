@@ -83,12 +83,15 @@ def create_txn(txn: Any, name: str, email: str, password_hash: str, now: float,
                    now, now)
 
 
-def search_txn(txn: Any, query: str, offset: int, limit: int) -> list[str]:
-    """Account names containing ``query`` (any case), alphabetical, one page."""
-    txn.execute("SELECT name FROM users WHERE name_lower LIKE ? ESCAPE '\\'"
+def search_txn(txn: Any, query: str, exclude_id: int | None, offset: int,
+               limit: int) -> list[tuple[int, str]]:
+    """(id, name) of accounts whose name contains ``query`` (any case, taken literally:
+    ``%`` and ``_`` are not wildcards), alphabetical, one page, ``exclude_id`` left out."""
+    txn.execute("SELECT id, name FROM users WHERE name_lower LIKE ? ESCAPE '\\' AND id <> ?"
                 " ORDER BY name_lower LIMIT ? OFFSET ?",
-                (f"%{escape_like(query.lower())}%", limit, offset))
-    return [row[0] for row in txn.fetchall()]
+                (f"%{escape_like(query.lower())}%", -1 if exclude_id is None else exclude_id,
+                 limit, offset))
+    return [(row[0], row[1]) for row in txn.fetchall()]
 
 
 def list_txn(txn: Any, query: str | None, offset: int, limit: int) -> list[UserRow]:

@@ -337,7 +337,11 @@ class ClientHandshake:
         if isinstance(response, int) and response >= 400:
             text = message.get("error") if isinstance(message.get("error"), str) else "error"
             self.state = "failed"
-            raise HandshakeError(f"Server rejected the connection: {text}", response)
+            error = HandshakeError(f"Server rejected the connection: {text}", response)
+            retry = message.get("retry_after")
+            if type(retry) in (int, float) and 0 <= retry < 86400:
+                error.extra["retry_after"] = retry  # a 429 says when to come back
+            raise error
         if self.state == "challenge":
             return self._on_challenge(message), None
         if self.state == "digest":

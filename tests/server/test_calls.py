@@ -12,7 +12,7 @@ from messenger.client.calls.audio import FakeAudioDevice
 from messenger.client.calls.codec import FRAME_SAMPLES, PCM
 from messenger.client.calls.engine import CallEngine
 from messenger.client.calls.media import SessionTiming, call_params_from_jim
-from tests.support.jimclient import connect, register
+from tests.support.jimclient import register
 from tests.support.netsim import blocking_session_factory, relay_only, wait_until
 from tests.support.server import start_server
 

@@ -4,14 +4,21 @@ A login ends the same way whatever proved it (`_complete_login`): one live sessi
 account (a second gets 409 and the first is untouched), a login-history row with the peer
 address, an optional resume token (256 random bits; only its SHA-256 is stored), the
 new-location e-mail, presence, and the reply.
+
+One login at a time per connection (`_one_login`): a second login request while one is
+being processed gets 409. The lockout state is read and written in the same write
+transaction as the attempt it accounts for (`_failure_txn`, `_login_txn`), so parallel
+guesses cannot lose counts and a lock set meanwhile is never lifted by a login.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -90,22 +97,56 @@ def _same_network(address: str, known: list[str], prefix4: int, prefix6: int) ->
 
 
 def _login_txn(txn: Any, user_id: int, now: float, address: str, method: str,
-               token_hash: str | None, expires: float, reset_failures: bool) -> list[str]:
-    """Record a successful login; returns the addresses known before it."""
+               new_token_hash: str | None, expires: float,
+               used_token_hash: str | None) -> tuple[list[str], list[tuple[int, str]]]:
+    """Record a successful login; returns (addresses known before it, contacts).
+
+    Checked again here, against the row as it is now: the account still exists, is not
+    locked (a lock may have been set while the password was being checked) and, for a
+    token login, the token was not revoked meanwhile. The failure count is cleared; a
+    lock never is.
+    """
+    row = users.get_by_id_txn(txn, user_id)
+    if row is None:
+        raise NotAuthorised("this account no longer exists")
+    state = lock_state(row)
+    if lockout.is_locked(state, now):
+        raise locked_error(state)
+    if used_token_hash is not None:
+        if tokens.lookup_txn(txn, used_token_hash) is None:
+            raise NotAuthorised("invalid resume token: log in with your password")
+        tokens.touch_txn(txn, used_token_hash, now)
     known = logins.known_addresses_txn(txn, user_id)
     logins.record_txn(txn, user_id, now, address, method, True)
-    if token_hash is not None:
-        tokens.create_txn(txn, user_id, token_hash, now, expires)
-    if reset_failures:
-        users.save_lock_state_txn(txn, user_id, 0, None, None, False)
-    return known
+    if new_token_hash is not None:
+        tokens.create_txn(txn, user_id, new_token_hash, now, expires)
+    cleared = lockout.on_success(state)
+    if cleared != state:
+        users.save_lock_state_txn(txn, user_id, cleared.failed_count, cleared.first_failure,
+                                  cleared.locked_until, cleared.admin_locked)
+    return known, contacts.list_txn(txn, user_id)
 
 
 def _failure_txn(txn: Any, user_id: int, now: float, address: str, method: str,
-                 state: lockout.LockState) -> None:
+                 policy: lockout.LockoutPolicy) -> tuple[lockout.LockState, bool]:
+    """Record a failed login and count it; returns (new lock state, locked just now)."""
+    row = users.get_by_id_txn(txn, user_id)
+    if row is None:
+        return lockout.LockState(), False
     logins.record_txn(txn, user_id, now, address, method, False)
-    users.save_lock_state_txn(txn, user_id, state.failed_count, state.first_failure,
-                              state.locked_until, state.admin_locked)
+    state = lock_state(row)
+    new_state, locked_now = lockout.on_failure(state, now, policy)
+    if new_state != state:
+        users.save_lock_state_txn(txn, user_id, new_state.failed_count,
+                                  new_state.first_failure, new_state.locked_until,
+                                  new_state.admin_locked)
+    return new_state, locked_now
+
+
+def _revoke_quietly(ctx: Any, token_hash: str) -> None:
+    """Revoke a token nobody will get to see; a failure is logged, not raised."""
+    d = ctx.db.write(tokens.revoke_txn, token_hash)
+    d.addErrback(lambda f: ctx.log.failure("Could not revoke an unused resume token", f))
 
 
 @defer.inlineCallbacks
@@ -116,23 +157,23 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
     if ctx.router.is_online(row.id):
         _conflict(session, row.id)
     now = ctx.clock.seconds()
-    token = None
+    token = new_token_hash = None
+    used_token_hash = token_hash
     if remember and token_hash is None:
         token = secrets.token_urlsafe(32)
-        token_hash = hash_token(token)
+        token_hash = new_token_hash = hash_token(token)
         token_expires = now + ctx.config.token_lifetime
-        new_token_hash = token_hash
-    else:
-        new_token_hash = None
-    state = lock_state(row)
-    known = yield ctx.db.write(_login_txn, row.id, now, session.address, method,
-                               new_token_hash, token_expires or 0.0, state.failed_count > 0)
-    contact_rows = yield ctx.db.read(contacts.list_txn, row.id)
+    known, contact_rows = yield ctx.db.write(
+        _login_txn, row.id, now, session.address, method, new_token_hash,
+        token_expires or 0.0, used_token_hash)
     if session.state is not State.UNAUTHENTICATED:
-        return None  # the connection went away meanwhile
+        # The connection went away meanwhile: nobody will see the token.
+        if new_token_hash is not None:
+            _revoke_quietly(ctx, new_token_hash)
+        return None
     if not ctx.router.attach(row.id, session):
         if new_token_hash is not None:
-            ctx.db.write(tokens.revoke_txn, new_token_hash)
+            _revoke_quietly(ctx, new_token_hash)
         _conflict(session, row.id)
     account = Account(row.id, row.name, row.email, row.is_admin, row.is_premium)
     session.token_hash = token_hash
@@ -143,6 +184,8 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
     if known and method != "register" and not _same_network(
             session.address, known, ctx.config.mail.new_location_prefix,
             ctx.config.mail.new_location_prefix6):
+        session.log.info("Account {account} logged in from a new address {address}",
+                         account=row.name, address=session.address)
         ctx.notify_mail("new_location", row.email, account_name=row.name, email=row.email,
                         address=session.address, time=format_time(now))
     reply: dict[str, Any] = {"response": code, "user": user_info(account)}
@@ -155,11 +198,26 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
 
 def _conflict(session: Any, user_id: int) -> None:
     holder = session.ctx.router.session(user_id)
-    if holder is not None and holder.probe_id is None:
+    if holder is not None and holder is not session and holder.probe_id is None:
         # Ask the holder whether it is still there: a half-open connection is dropped
         # after the probe timeout, and the next attempt then succeeds.
         holder.probe(session.ctx.clock.seconds())
     raise Conflict("already connected: this account has a live session elsewhere")
+
+
+def _one_login(handler: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., Any]:
+    """Refuse a login request while another one on the same connection is in flight."""
+    @functools.wraps(handler)
+    def guarded(session: Any, request: dict[str, Any]) -> Any:
+        if session.login_request is not None:
+            raise Conflict("a login is already in progress on this connection")
+        session.login_request = request["id"]
+
+        def done(result: Any) -> Any:
+            session.login_request = None
+            return result
+        return handler(session, request).addBoth(done)
+    return guarded
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -213,8 +271,8 @@ def authenticate(session: Any, request: dict[str, Any]) -> Any:
     matches = yield ctx.hasher.verify(password, row.password_hash)
     if not matches:
         now = ctx.clock.seconds()
-        new_state, locked_now = lockout.on_failure(state, now, ctx.lockout_policy)
-        yield ctx.db.write(_failure_txn, row.id, now, session.address, "password", new_state)
+        new_state, locked_now = yield ctx.db.write(_failure_txn, row.id, now, session.address,
+                                                   "password", ctx.lockout_policy)
         if locked_now:
             session.log.warn("Account {account} locked after {count} failed logins",
                              account=row.name, count=new_state.failed_count)
@@ -253,7 +311,7 @@ def resume(session: Any, request: dict[str, Any]) -> Any:
         raise NotAuthorised("invalid resume token: log in with your password")
     user_id, expires = found
     now = ctx.clock.seconds()
-    if expires < now:
+    if expires <= now:
         yield ctx.db.write(tokens.revoke_txn, token_hash)
         raise NotAuthorised("resume token expired: log in with your password")
     row = yield ctx.db.read(users.get_by_id_txn, user_id)
@@ -262,7 +320,6 @@ def resume(session: Any, request: dict[str, Any]) -> Any:
     state = lock_state(row)
     if lockout.is_locked(state, now):
         raise locked_error(state)
-    ctx.db.write(tokens.touch_txn, token_hash, now)
     reply = yield _complete_login(session, row, "token", False, token_hash=token_hash,
                                   token_expires=expires)
     return reply
@@ -296,6 +353,7 @@ def _set_password_txn(txn: Any, user_id: int, password_hash: str, now: float,
 def set_password(session: Any, request: dict[str, Any]) -> Any:
     """Change the password; every resume token is revoked (this session gets a new one)."""
     ctx = session.ctx
+    _check_login_rate(session)  # each try proves or disproves a password, like a login
     row = yield ctx.db.read(users.get_by_id_txn, session.account.id)
     if row is None:
         raise NotAuthorised("account no longer exists")
@@ -325,9 +383,9 @@ def presence(session: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 ROUTES = {
-    "register": (register, BEFORE_LOGIN),
-    "authenticate": (authenticate, BEFORE_LOGIN),
-    "resume": (resume, BEFORE_LOGIN),
+    "register": (_one_login(register), BEFORE_LOGIN),
+    "authenticate": (_one_login(authenticate), BEFORE_LOGIN),
+    "resume": (_one_login(resume), BEFORE_LOGIN),
     "quit": (quit_, ANY_ENCRYPTED),
     "logout": (logout, LOGGED_IN),
     "set_password": (set_password, LOGGED_IN),

@@ -1,30 +1,33 @@
-"""Admin actions over the protocol. The role is checked against the database on every
-call (whatever the client shows), and every change leaves an audit row."""
+"""Admin actions over the protocol (``admin_*``).
+
+The role is read from the database on every call, whatever the client shows or the
+session remembers: a non-admin gets 403 and nothing happens (the attempt is logged).
+Every admin action, reads included, leaves an audit row (who, what, whom, when) in the
+same transaction as its effect; the changes themselves live in `messenger.store.adminops`,
+shared with the ``messenger-admin`` tool.
+
+Effects on live sessions: a changed role is pushed to that user's session (``account``
+push); a locked or deleted account's session gets a ``notice`` push and is closed.
+"""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from twisted.internet import defer
 
-from messenger.server.handlers.accounts import format_time, hash_code, user_info
+from messenger.server.handlers.accounts import format_time, user_info
 from messenger.server.states import LOGGED_IN
-from messenger.store import adminops, audit, logins, premium, users
+from messenger.store import adminops, premium, users
 from messenger.store.errors import LastAdmin, Missing
 from messenger.wire import codes
 from messenger.wire.errors import BadRequest, Conflict, Forbidden, NotFound
 
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: easy to read aloud
-
-
-def new_premium_code() -> str:
-    """16 characters in four dash-separated groups (80 bits)."""
-    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(16))
-    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+PAGE = 50
 
 
 def user_view(row: users.UserRow, online: bool, now: float) -> dict[str, Any]:
+    """An account as the admin panel shows it."""
     locked = row.admin_locked or (row.locked_until is not None and row.locked_until > now)
     return {"account_name": row.name, "email": row.email, "admin": row.is_admin,
             "premium": row.is_premium, "locked": locked,
@@ -32,26 +35,40 @@ def user_view(row: users.UserRow, online: bool, now: float) -> dict[str, Any]:
             "created": row.created, "online": online}
 
 
+def _view(session: Any, row: users.UserRow) -> dict[str, Any]:
+    ctx = session.ctx
+    return user_view(row, ctx.router.is_online(row.id), ctx.clock.seconds())
+
+
 @defer.inlineCallbacks
-def _require_admin(session: Any) -> Any:
-    row = yield session.ctx.db.read(users.get_by_id_txn, session.account.id)
+def _require_admin(session: Any, action: str) -> Any:
+    account = session.account
+    row = yield session.ctx.db.read(users.get_by_id_txn, account.id)
     if row is None or not row.is_admin:
-        session.account.is_admin = False
+        account.is_admin = False
+        session.log.warn("Refused {action} to non-admin {account} at {address}",
+                         action=action, account=account.name, address=session.address)
         raise Forbidden("administrators only")
     return row
 
 
 @defer.inlineCallbacks
-def _change(session: Any, txn: Any, *args: Any) -> Any:
-    """Run one adminops change as this admin; map store outcomes to JIM errors."""
+def _run(session: Any, txn: Any, *args: Any) -> Any:
+    """Run one adminops function as this admin; map store outcomes to JIM errors."""
     ctx = session.ctx
     try:
-        row = yield ctx.db.write(txn, session.account.name, *args, ctx.clock.seconds())
+        result = yield ctx.db.write(txn, session.account.name, *args, ctx.clock.seconds())
     except Missing as error:
         raise NotFound(f"no user named '{error}'") from None
     except LastAdmin:
-        raise Conflict("the last administrator cannot lose the admin role") from None
-    return row
+        raise Conflict("the last administrator cannot lose the admin role or be deleted;"
+                       " make another administrator first") from None
+    return result
+
+
+def _page(rows: list[Any], limit: int, view: Any) -> dict[str, Any]:
+    return {"response": codes.ACCEPTED, "alert": [view(row) for row in rows[:limit]],
+            "more": len(rows) > limit}
 
 
 def _refresh_session(session: Any, row: users.UserRow) -> None:
@@ -72,103 +89,91 @@ def _kick(session: Any, user_id: int, why: str) -> None:
         target.close()
 
 
+# -- handlers -----------------------------------------------------------------------------
+
 @defer.inlineCallbacks
 def list_users(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
-    ctx = session.ctx
-    limit = request.get("limit") or 50
-    rows = yield ctx.db.read(users.list_txn, request.get("query"), request.get("offset") or 0,
-                             limit + 1)
-    now = ctx.clock.seconds()
-    return {"response": codes.ACCEPTED,
-            "alert": [user_view(r, ctx.router.is_online(r.id), now) for r in rows[:limit]],
-            "more": len(rows) > limit}
+    yield _require_admin(session, "admin_list_users")
+    limit = request.get("limit") or PAGE
+    rows = yield _run(session, adminops.list_users_audited_txn, request.get("query"),
+                      request.get("offset") or 0, limit + 1)
+    return _page(rows, limit, lambda row: _view(session, row))
 
 
 @defer.inlineCallbacks
 def set_admin(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
-    row = yield _change(session, adminops.set_admin_txn, request["user_id"], request["value"])
+    yield _require_admin(session, "admin_set_admin")
+    row = yield _run(session, adminops.set_admin_txn, request["user_id"], request["value"])
     _refresh_session(session, row)
-    return {"response": codes.OK, "user": user_view(row, True, 0)}
+    return {"response": codes.OK, "user": _view(session, row)}
 
 
 @defer.inlineCallbacks
 def set_premium(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
-    row = yield _change(session, adminops.set_premium_txn, request["user_id"],
-                        request["value"])
+    yield _require_admin(session, "admin_set_premium")
+    row = yield _run(session, adminops.set_premium_txn, request["user_id"], request["value"])
     _refresh_session(session, row)
-    return {"response": codes.OK, "user": user_view(row, True, 0)}
+    return {"response": codes.OK, "user": _view(session, row)}
 
 
 @defer.inlineCallbacks
 def lock(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
+    yield _require_admin(session, "admin_lock")
     ctx = session.ctx
     if request["user_id"].lower() == session.account.name.lower():
         raise BadRequest("you cannot lock your own account")
     minutes = request.get("minutes")
     until = ctx.clock.seconds() + minutes * 60 if minutes else None
-    row = yield _change(session, adminops.lock_txn, request["user_id"], until)
+    row = yield _run(session, adminops.lock_txn, request["user_id"], until)
     _kick(session, row.id, "Your account was locked by an administrator"
           + (f" until {format_time(until)}." if until else "."))
-    return {"response": codes.OK, "user": user_view(row, False, ctx.clock.seconds())}
+    return {"response": codes.OK, "user": _view(session, row)}
 
 
 @defer.inlineCallbacks
 def unlock(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
-    row = yield _change(session, adminops.unlock_txn, request["user_id"])
-    return {"response": codes.OK, "user": user_view(row, False, session.ctx.clock.seconds())}
+    yield _require_admin(session, "admin_unlock")
+    row = yield _run(session, adminops.unlock_txn, request["user_id"])
+    return {"response": codes.OK, "user": _view(session, row)}
 
 
 @defer.inlineCallbacks
 def login_history(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
-    ctx = session.ctx
-    target = yield ctx.db.read(users.get_by_name_txn, request["user_id"])
-    if target is None:
-        raise NotFound(f"no user named '{request['user_id']}'")
-    limit = request.get("limit") or 50
-    rows = yield ctx.db.read(logins.history_txn, target.id, request.get("before"), limit + 1)
-    return {"response": codes.ACCEPTED,
-            "alert": [{"login_id": login_id, "time": when, "address": address,
-                       "method": method, "success": success}
-                      for login_id, when, address, method, success in rows[:limit]],
-            "more": len(rows) > limit}
+    yield _require_admin(session, "admin_login_history")
+    limit = request.get("limit") or PAGE
+    rows = yield _run(session, adminops.login_history_audited_txn, request["user_id"],
+                      request.get("before"), limit + 1)
+    return _page(rows, limit, lambda r: {"login_id": r[0], "time": r[1], "address": r[2],
+                                         "method": r[3], "success": r[4]})
 
 
 @defer.inlineCallbacks
 def create_code(session: Any, request: dict[str, Any]) -> Any:
     """A new single-use premium code, shown this once (only its hash is kept)."""
-    yield _require_admin(session)
-    ctx = session.ctx
-    code = new_premium_code()
-    code_id = yield ctx.db.write(adminops.create_code_txn, session.account.name,
-                                 hash_code(code), code[:4] + "-…", ctx.clock.seconds())
+    yield _require_admin(session, "admin_create_code")
+    code = premium.new_code()
+    code_id = yield _run(session, adminops.create_code_txn, premium.hash_code(code),
+                         premium.hint(code))
     return {"response": codes.CREATED, "code": code, "code_id": code_id}
 
 
 @defer.inlineCallbacks
 def list_codes(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
-    limit = request.get("limit") or 50
-    rows = yield session.ctx.db.read(premium.list_txn, request.get("offset") or 0, limit + 1)
-    return {"response": codes.ACCEPTED,
-            "alert": [{"code_id": code_id, "hint": hint, "created_by": by, "created": created,
-                       "used_by": used_by, "used": used}
-                      for code_id, hint, by, created, used_by, used in rows[:limit]],
-            "more": len(rows) > limit}
+    yield _require_admin(session, "admin_list_codes")
+    limit = request.get("limit") or PAGE
+    rows = yield _run(session, adminops.list_codes_audited_txn, request.get("offset") or 0,
+                      limit + 1)
+    return _page(rows, limit, lambda r: {"code_id": r[0], "hint": r[1], "created_by": r[2],
+                                         "created": r[3], "used_by": r[4], "used": r[5]})
 
 
 @defer.inlineCallbacks
 def delete_user(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
+    yield _require_admin(session, "admin_delete_user")
     ctx = session.ctx
     if request["user_id"].lower() == session.account.name.lower():
         raise BadRequest("you cannot delete your own account here")
-    row = yield _change(session, adminops.delete_user_txn, request["user_id"])
+    row = yield _run(session, adminops.delete_user_txn, request["user_id"])
     _kick(session, row.id, "Your account was deleted by an administrator.")
     ctx.directory.forget(row.name)
     return {"response": codes.OK}
@@ -176,14 +181,11 @@ def delete_user(session: Any, request: dict[str, Any]) -> Any:
 
 @defer.inlineCallbacks
 def audit_log(session: Any, request: dict[str, Any]) -> Any:
-    yield _require_admin(session)
-    limit = request.get("limit") or 50
-    rows = yield session.ctx.db.read(audit.list_txn, request.get("before"), limit + 1)
-    return {"response": codes.ACCEPTED,
-            "alert": [{"audit_id": a_id, "time": when, "actor": actor, "action": action,
-                       "target": target, "detail": detail}
-                      for a_id, when, actor, action, target, detail in rows[:limit]],
-            "more": len(rows) > limit}
+    yield _require_admin(session, "admin_audit")
+    limit = request.get("limit") or PAGE
+    rows = yield _run(session, adminops.audit_audited_txn, request.get("before"), limit + 1)
+    return _page(rows, limit, lambda r: {"audit_id": r[0], "time": r[1], "actor": r[2],
+                                         "action": r[3], "target": r[4], "detail": r[5]})
 
 
 ROUTES = {

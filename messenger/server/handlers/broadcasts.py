@@ -15,6 +15,12 @@ from messenger.wire.errors import Forbidden
 
 @defer.inlineCallbacks
 def broadcast(session: Any, request: dict[str, Any]) -> Any:
+    """Store a broadcast and push it to every other online user; 403 unless premium/admin.
+
+    The role is read from the database, not the session, so a change by an admin or the
+    operator applies at once. A resend of the same request id (after a reconnect) is
+    answered with the first copy and pushed only once.
+    """
     ctx = session.ctx
     body = request["message"]
     check_body(body, ctx.config.max_body)
@@ -26,7 +32,8 @@ def broadcast(session: Any, request: dict[str, Any]) -> Any:
         broadcasts.insert_txn, row.id, row.name, request["id"], body, ctx.clock.seconds())
     if new:
         ctx.router.push_all({"action": "broadcast", "broadcast_id": broadcast_id,
-                             "time": created, "from": row.name, "message": body})
+                             "time": created, "from": row.name, "message": body},
+                            except_id=row.id)
     return {"response": codes.OK, "broadcast_id": broadcast_id, "time": created}
 
 

@@ -1,4 +1,9 @@
-"""Contacts: list (with presence), add, delete, and search for people to add."""
+"""Contacts: list (with presence), add, delete, and search for people to add.
+
+Contacts go one way: adding B makes B one of *your* contacts, and you start seeing B's
+presence; B's list is unchanged. Names are matched without regard to case everywhere;
+replies always carry the name as it was registered.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,20 @@ from twisted.internet import defer
 
 from messenger.server.states import LOGGED_IN
 from messenger.store import contacts, users
-from messenger.store.errors import Duplicate
+from messenger.store.errors import Duplicate, Missing
 from messenger.wire import codes
 from messenger.wire.errors import BadRequest, Conflict, NotFound
+
+SEARCH_PAGE = 20
+
+
+def _no_such_user(name: str) -> NotFound:
+    return NotFound(f"no user named '{name}'")
 
 
 @defer.inlineCallbacks
 def get_contacts(session: Any, request: dict[str, Any]) -> Any:
+    """202 with ``alert``: the caller's contacts by name, each with its presence status."""
     ctx = session.ctx
     rows = yield ctx.db.read(contacts.list_txn, session.account.id)
     status_of = ctx.presence.status_of
@@ -25,17 +37,22 @@ def get_contacts(session: Any, request: dict[str, Any]) -> Any:
 
 @defer.inlineCallbacks
 def add_contact(session: Any, request: dict[str, Any]) -> Any:
+    """201 with the new contact and its status; 404 unknown, 400 yourself, 409 twice."""
     ctx = session.ctx
     me = session.account
-    target = yield ctx.directory.lookup(request["user_id"])
+    name = request["user_id"]
+    target = yield ctx.directory.lookup(name)
     if target is None:
-        raise NotFound(f"no user named '{request['user_id']}'")
+        raise _no_such_user(name)
     if target.id == me.id:
         raise BadRequest("you cannot add yourself as a contact")
     try:
         yield ctx.db.write(contacts.add_txn, me.id, target.id, ctx.clock.seconds())
     except Duplicate:
         raise Conflict(f"'{target.name}' is already in your contacts") from None
+    except Missing:
+        ctx.directory.forget(target.name)
+        raise _no_such_user(name) from None
     if target.id not in session.contact_ids:
         session.contact_ids.append(target.id)
     ctx.presence.contact_added(me.id, target.id)
@@ -46,11 +63,13 @@ def add_contact(session: Any, request: dict[str, Any]) -> Any:
 
 @defer.inlineCallbacks
 def del_contact(session: Any, request: dict[str, Any]) -> Any:
+    """200; 404 when the name is unknown or not among the caller's contacts."""
     ctx = session.ctx
     me = session.account
-    target = yield ctx.directory.lookup(request["user_id"])
+    name = request["user_id"]
+    target = yield ctx.directory.lookup(name)
     if target is None:
-        raise NotFound(f"no user named '{request['user_id']}'")
+        raise _no_such_user(name)
     removed = yield ctx.db.write(contacts.delete_txn, me.id, target.id)
     if not removed:
         raise NotFound(f"'{target.name}' is not in your contacts")
@@ -62,15 +81,21 @@ def del_contact(session: Any, request: dict[str, Any]) -> Any:
 
 @defer.inlineCallbacks
 def search_users(session: Any, request: dict[str, Any]) -> Any:
-    """Names containing the query, any case, paged; the caller is left out."""
-    limit = request.get("limit") or 20
+    """202: names containing the query, any case, alphabetical, paged; the caller left out.
+
+    Each result says whether that user is already a contact, so a client can offer
+    "add" only where it makes sense.
+    """
+    limit = request.get("limit") or SEARCH_PAGE
     offset = request.get("offset") or 0
-    names = yield session.ctx.db.read(users.search_txn, request["query"], offset, limit + 1)
-    more = len(names) > limit
-    me = session.account.name
+    me = session.account
+    rows = yield session.ctx.db.read(users.search_txn, request["query"], me.id, offset,
+                                     limit + 1)
+    mine = set(session.contact_ids)
     return {"response": codes.ACCEPTED,
-            "alert": [{"account_name": name} for name in names[:limit] if name != me],
-            "more": more}
+            "alert": [{"account_name": name, "contact": user_id in mine}
+                      for user_id, name in rows[:limit]],
+            "more": len(rows) > limit}
 
 
 ROUTES = {

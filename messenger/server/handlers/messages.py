@@ -9,14 +9,15 @@ again.
 
 from __future__ import annotations
 
+from json.encoder import encode_basestring as _json_string  # type: ignore[attr-defined]
 from typing import Any
 
 from twisted.internet import defer
 
 from messenger.server.states import LOGGED_IN
 from messenger.store import messages
-from messenger.wire import codes, jim
-from messenger.wire.errors import BadRequest, NotFound, ServerError
+from messenger.wire import codes
+from messenger.wire.errors import BadRequest, NotAuthorised, NotFound, ServerError
 
 
 def check_body(body: str, limit: int) -> None:
@@ -32,6 +33,7 @@ def message_view(row: messages.MessageRow) -> dict[str, Any]:
 
 
 def msg(session: Any, request: dict[str, Any]) -> Any:
+    """Queue the message for the next group commit; the reply is sent by `_deliver`."""
     ctx = session.ctx
     body = request["message"]
     check_body(body, ctx.config.max_body)
@@ -71,22 +73,44 @@ def _submit(session: Any, request_id: str, recipient: Any, body: str) -> None:
 
 def _deliver(session: Any, request_id: str, sender_name: str, recipient: Any, body: str,
              result: Any) -> None:
-    ctx = session.ctx
-    if result is None:
-        ctx.directory.forget(recipient.name)
-        session.send_error(request_id, NotFound(f"no user named '{recipient.name}'"))
-        return
-    if isinstance(result, Exception):
-        session.send_error(request_id, ServerError("the message could not be stored"))
+    if type(result) is not tuple:
+        _not_stored(session, request_id, recipient, result)
         return
     msg_id, created, new = result
     if new:
-        target = ctx.router.session(recipient.id)
+        target = session.ctx.router.session(recipient.id)
         if target is not None:
-            target.push_encoded(jim.encode({
-                "action": "msg", "msg_id": msg_id, "time": created, "from": sender_name,
-                "to": recipient.name, "message": body}))
-    session.reply(request_id, {"response": codes.OK, "msg_id": msg_id, "time": created})
+            target.push_encoded(push_frame(msg_id, created, sender_name, recipient.name, body))
+    session.push_encoded(ack_frame(request_id, msg_id, created))
+
+
+# The two frames of every message, written out directly: the same JSON that jim.encode
+# makes of the dicts in their docstrings (a test holds them to that), at a fraction of
+# the cost. Ids are integers, times finite floats, the request id 32 hex digits, and
+# strings go through the json module's own C escaper.
+
+def ack_frame(request_id: str, msg_id: int, created: float) -> bytes:
+    """``{"response": 200, "msg_id": msg_id, "time": created, "id": request_id}``"""
+    return f'{{"response":200,"msg_id":{msg_id},"time":{created!r},"id":"{request_id}"}}'.encode()
+
+
+def push_frame(msg_id: int, created: float, sender: str, recipient: str, body: str) -> bytes:
+    """``{"action": "msg", "msg_id", "time", "from", "to", "message"}``"""
+    return (f'{{"action":"msg","msg_id":{msg_id},"time":{created!r},'
+            f'"from":{_json_string(sender)},"to":{_json_string(recipient)},'
+            f'"message":{_json_string(body)}}}').encode()
+
+
+def _not_stored(session: Any, request_id: str, recipient: Any, result: Any) -> None:
+    """The rare outcomes: an account deleted meanwhile, or a failed transaction."""
+    if result == messages.RECIPIENT_GONE:
+        session.ctx.directory.forget(recipient.name)
+        session.send_error(request_id, NotFound(f"no user named '{recipient.name}'"))
+    elif result == messages.SENDER_GONE:
+        session.send_error(request_id, NotAuthorised("your account no longer exists"))
+        session.close()
+    else:
+        session.send_error(request_id, ServerError("the message could not be stored"))
 
 
 @defer.inlineCallbacks

@@ -1,0 +1,495 @@
+"""messenger-admin: the operator's tool on a server's data directory.
+
+    messenger-admin [--data-dir DIR] [--database FILE] COMMAND ...
+
+It opens the server's SQLite database directly (WAL mode and a 30 s busy timeout, so it
+runs beside a live server) and changes accounts with the same store functions as the
+server's ``admin_*`` actions (`messenger.store.adminops`): the same rules (the last
+administrator stays one) and the same audit rows, with the actor
+``operator:<login name>``. Commands that only look open the database read-only.
+
+Changes reach a running server at once where the server reads them per request (roles,
+premium, locks at the next login); a user who is online when locked or deleted here is
+not disconnected (the ``admin_lock``/``admin_delete_user`` actions do that).
+
+This is not reactor code: plain ``sqlite3`` on the calling thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from messenger.admin import certs, mailcmd
+from messenger.admin.table import format_record, format_table, when
+from messenger.server.config import ServerConfig
+from messenger.store import adminops, audit, db, logins, premium, users
+from messenger.store.errors import LastAdmin, Missing
+
+
+class CommandError(Exception):
+    """A failure to report to the operator in one line (exit status 1)."""
+
+
+# -- opening the database -----------------------------------------------------------------
+
+def database_path(args: argparse.Namespace) -> Path:
+    config = ServerConfig(data_dir=Path(args.data_dir), database=args.database or "")
+    return config.database_path
+
+
+def open_database(args: argparse.Namespace, write: bool) -> sqlite3.Connection:
+    """A connection to an existing database at the schema version this tool knows."""
+    path = database_path(args)
+    if not path.exists():
+        raise CommandError(f"no database at {path} (start the server once, or run"
+                           " 'messenger-admin migrate' to create it)")
+    connection = db.connect(path, readonly=not write)
+    version = db.read_transaction(connection, db.stored_version_txn, db.SqliteEngine())
+    latest = db.latest_version()
+    if version > latest:
+        connection.close()
+        raise CommandError(f"database schema version {version} is newer than this tool"
+                           f" ({latest}); use the messenger-admin of the newer server")
+    if version < latest:
+        connection.close()
+        raise CommandError(f"database schema version {version} is older than this tool"
+                           f" ({latest}); run 'messenger-admin migrate' first (the server"
+                           " also migrates when it starts)")
+    return connection
+
+
+def operator() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return f"operator:{name}"
+
+
+def change(args: argparse.Namespace, fn: Callable[..., Any], *fn_args: Any) -> Any:
+    """Run one adminops change as the operator, in one write transaction."""
+    connection = open_database(args, write=True)
+    try:
+        return db.write_transaction(connection, fn, operator(), *fn_args, time.time())
+    except Missing as error:
+        raise CommandError(f"no user named '{error}'") from None
+    except LastAdmin:
+        raise CommandError("refused: that would leave no administrator; make another"
+                           " administrator first") from None
+    finally:
+        connection.close()
+
+
+def read(args: argparse.Namespace, fn: Callable[..., Any], *fn_args: Any) -> Any:
+    connection = open_database(args, write=False)
+    try:
+        return db.read_transaction(connection, fn, *fn_args)
+    except Missing as error:
+        raise CommandError(f"no user named '{error}'") from None
+    finally:
+        connection.close()
+
+
+# -- users --------------------------------------------------------------------------------
+
+def _locked(row: users.UserRow, now: float) -> str:
+    if row.admin_locked:
+        return "until unlocked"
+    if row.locked_until is not None and row.locked_until > now:
+        return "until " + when(row.locked_until)
+    return ""
+
+
+def cmd_users_list(args: argparse.Namespace, out: TextIO) -> None:
+    rows = read(args, users.list_txn, args.query, args.offset, args.limit + 1)
+    now = time.time()
+    shown = rows[:args.limit]
+    if not shown:
+        out.write("No users.\n")
+        return
+    out.write(format_table(
+        ("id", "name", "email", "admin", "premium", "locked", "created"),
+        [(r.id, r.name, r.email, r.is_admin, r.is_premium, _locked(r, now), when(r.created))
+         for r in shown]) + "\n")
+    more = f"; more after --offset {args.offset + args.limit}" if len(rows) > args.limit else ""
+    out.write(f"\n{len(shown)} user(s){more}\n")
+
+
+def cmd_users_show(args: argparse.Namespace, out: TextIO) -> None:
+    summary = read(args, adminops.summary_txn, args.name)
+    row: users.UserRow = summary["user"]
+    last = summary["last_login"]
+    out.write(format_record([
+        ("Name", row.name), ("Id", row.id), ("E-mail", row.email),
+        ("Admin", "yes" if row.is_admin else "no"),
+        ("Premium", "yes" if row.is_premium else "no"),
+        ("Locked", _locked(row, time.time()) or "no"),
+        ("Failed logins", row.failed_logins),
+        ("Created", when(row.created) + " UTC"),
+        ("Password set", when(row.password_changed) + " UTC"),
+        ("Last login", f"{when(last[0])} UTC from {last[1]}" if last else "never"),
+        ("Contacts", summary["contacts"]), ("In contacts of", summary["contact_of"]),
+        ("Messages sent", summary["sent"]), ("Messages received", summary["received"]),
+        ("Broadcasts", summary["broadcasts"]), ("Resume tokens", summary["tokens"]),
+    ]) + "\n")
+
+
+def _changed(out: TextIO, row: users.UserRow, what: str) -> None:
+    out.write(f"{row.name}: {what}\n")
+
+
+def cmd_set_admin(args: argparse.Namespace, out: TextIO) -> None:
+    row = change(args, adminops.set_admin_txn, args.name, args.value)
+    _changed(out, row, "administrator" if args.value else "no longer an administrator")
+
+
+def cmd_set_premium(args: argparse.Namespace, out: TextIO) -> None:
+    row = change(args, adminops.set_premium_txn, args.name, args.value)
+    _changed(out, row, "premium" if args.value else "no longer premium")
+
+
+def cmd_lock(args: argparse.Namespace, out: TextIO) -> None:
+    until = time.time() + args.minutes * 60 if args.minutes else None
+    row = change(args, adminops.lock_txn, args.name, until)
+    _changed(out, row, f"locked until {when(until)} UTC" if until else
+             "locked until unlocked")
+
+
+def cmd_unlock(args: argparse.Namespace, out: TextIO) -> None:
+    row = change(args, adminops.unlock_txn, args.name)
+    _changed(out, row, "unlocked")
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO) -> None:
+    def history_txn(txn: Any) -> list[Any]:
+        row = users.get_by_name_txn(txn, args.name)
+        if row is None:
+            raise Missing(args.name)
+        return logins.history_txn(txn, row.id, None, args.limit)
+    rows = read(args, history_txn)
+    if not rows:
+        out.write(f"No logins recorded for {args.name}.\n")
+        return
+    out.write(format_table(("id", "time (utc)", "address", "method", "result"),
+                           [(r[0], when(r[1], "%Y-%m-%d %H:%M:%S"), r[2], r[3],
+                             "ok" if r[4] else "FAILED") for r in rows]) + "\n")
+
+
+def cmd_delete(args: argparse.Namespace, out: TextIO) -> None:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("deleting an account cannot be undone: add --yes")
+        answer = input(f"Delete {args.name} with its contacts, messages and login history?"
+                       " [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CommandError("not deleted")
+    row = change(args, adminops.delete_user_txn, args.name)
+    _changed(out, row, "deleted")
+
+
+# -- premium codes and audit --------------------------------------------------------------
+
+def cmd_code_create(args: argparse.Namespace, out: TextIO) -> None:
+    connection = open_database(args, write=True)
+    actor = operator()
+
+    def create_txn(txn: Any) -> list[tuple[int, str]]:
+        made = []
+        for _ in range(args.count):
+            code = premium.new_code()
+            made.append((adminops.create_code_txn(txn, actor, premium.hash_code(code),
+                                                  premium.hint(code), time.time()), code))
+        return made
+    try:
+        made = db.write_transaction(connection, create_txn)
+    finally:
+        connection.close()
+    for code_id, code in made:
+        out.write(f"#{code_id}  {code}\n")
+    out.write("\nEach code works once. Only a hash is stored: copy them now.\n")
+
+
+def cmd_code_list(args: argparse.Namespace, out: TextIO) -> None:
+    rows = read(args, premium.list_txn, args.offset, args.limit)
+    if not rows:
+        out.write("No premium codes.\n")
+        return
+    out.write(format_table(("id", "hint", "created by", "created", "used by", "used"),
+                           [(r[0], r[1], r[2], when(r[3]), r[4], when(r[5])) for r in rows])
+              + "\n")
+
+
+def cmd_audit(args: argparse.Namespace, out: TextIO) -> None:
+    rows = read(args, audit.list_txn, args.before, args.limit)
+    if not rows:
+        out.write("The audit log is empty.\n")
+        return
+    out.write(format_table(("id", "time (utc)", "actor", "action", "target", "detail"),
+                           [(r[0], when(r[1], "%Y-%m-%d %H:%M:%S"), r[2], r[3], r[4], r[5])
+                            for r in rows]) + "\n")
+
+
+# -- database -----------------------------------------------------------------------------
+
+def cmd_migrate(args: argparse.Namespace, out: TextIO) -> None:
+    path = database_path(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists() and path.stat().st_size > 0
+    engine = db.SqliteEngine()
+    connection = db.connect(path)
+    try:
+        before = db.read_transaction(connection, db.stored_version_txn, engine)
+        latest = db.latest_version()
+        if before > latest:
+            raise CommandError(f"database schema version {before} is newer than this tool"
+                               f" ({latest}); upgrade messenger")
+        if before == latest:
+            out.write(f"{path}: schema version {before}, up to date\n")
+            return
+        if existed and before > 0:
+            target = db.backup_path_for(path, before)
+            db.backup_file(path, target)
+            out.write(f"Backed up version {before} to {target}\n")
+        after = db.write_transaction(connection, db.migrate_txn, engine)
+    except db.DatabaseTooNew as error:
+        raise CommandError(str(error)) from None
+    finally:
+        connection.close()
+    out.write(f"{path}: schema version {before} -> {after}\n")
+
+
+def cmd_backup(args: argparse.Namespace, out: TextIO) -> None:
+    source = database_path(args)
+    target = Path(args.file)
+    if not source.exists():
+        raise CommandError(f"no database at {source}")
+    if target.exists() and not args.force:
+        raise CommandError(f"{target} already exists (--force replaces it)")
+    if target.resolve() == source.resolve():
+        raise CommandError("the backup must go to another file than the database")
+    size = db.backup_file(source, target)
+    check = db.connect(target, readonly=True)
+    try:
+        verdict = check.execute("PRAGMA quick_check").fetchone()[0]
+        version = db.stored_version_txn(check.cursor(), db.SqliteEngine())
+        counts = {table: check.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                  for table in ("users", "messages", "broadcasts")} if version else {}
+    finally:
+        check.close()
+    if verdict != "ok":
+        raise CommandError(f"the backup in {target} failed its check: {verdict}")
+    summary = ", ".join(f"{count} {table}" for table, count in counts.items())
+    out.write(f"Backed up {source} to {target}: {size} bytes, schema version {version}"
+              f"{', ' + summary if summary else ''}; check ok\n")
+
+
+_READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+                 sqlite3.SQLITE_RECURSIVE}
+
+
+def _read_only_authorizer(action: int, arg1: Any, arg2: Any, dbname: Any,
+                          source: Any) -> int:
+    """Allow reading only: no writes, no ATTACH, no PRAGMA that sets anything."""
+    if action in _READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is None:
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+def cmd_sql(args: argparse.Namespace, out: TextIO) -> None:
+    statement = args.statement.strip()
+    if not statement:
+        raise CommandError("give one SQL statement")
+    connection = open_database(args, write=args.write)
+    try:
+        if args.write:
+            def run_txn(txn: Any) -> tuple[list[str], list[Any], int]:
+                txn.execute(statement)
+                headers = [d[0] for d in txn.description or ()]
+                rows = txn.fetchall() if headers else []
+                changed = txn.rowcount
+                adminops.record_txn(txn, operator(), "sql", None, statement[:500],
+                                    time.time())
+                return headers, rows, changed
+            headers, rows, changed = db.write_transaction(connection, run_txn)
+        else:
+            connection.set_authorizer(_read_only_authorizer)
+            cursor = connection.execute(statement)
+            headers = [d[0] for d in cursor.description or ()]
+            rows = cursor.fetchall() if headers else []
+            changed = -1
+    except sqlite3.DatabaseError as error:  # includes ProgrammingError (two statements)
+        text = str(error)
+        if not args.write and ("not authorized" in text or "readonly" in text):
+            raise CommandError("refused: the database is opened read-only and this"
+                               " statement would change it (add --write to change data)"
+                               ) from None
+        raise CommandError(f"SQL error: {text}") from None
+    finally:
+        connection.close()
+    if headers:
+        out.write(format_table(headers, rows, null="NULL") + "\n")
+        out.write(f"\n{len(rows)} row(s)\n")
+    if args.write and changed >= 0:
+        out.write(f"{changed} row(s) changed\n")
+
+
+# -- mail and certificates ----------------------------------------------------------------
+
+def cmd_mail_list(args: argparse.Namespace, out: TextIO) -> None:
+    out.write(mailcmd.format_mail_table(mailcmd.list_mail(Path(args.data_dir))) + "\n")
+
+
+def cmd_mail_show(args: argparse.Namespace, out: TextIO) -> None:
+    try:
+        out.write(mailcmd.show_mail(Path(args.data_dir), args.key) + "\n")
+    except (LookupError, ValueError) as error:
+        raise CommandError(str(error)) from None
+
+
+def cmd_gen_cert(args: argparse.Namespace, out: TextIO) -> None:
+    data_dir = Path(args.data_dir)
+    cert = Path(args.cert) if args.cert else data_dir / "tls-cert.pem"
+    key = Path(args.key) if args.key else data_dir / "tls-key.pem"
+    try:
+        fingerprint = certs.generate_self_signed(args.host, cert, key, days=args.days,
+                                                 bits=args.bits, overwrite=args.force)
+    except FileExistsError as error:
+        raise CommandError(f"{error} (--force replaces it)") from None
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    out.write(f"Certificate: {cert}\nKey:         {key} (mode 0600)\n"
+              f"Fingerprint: {fingerprint}\n\n"
+              f"Start the server with: --tls-port PORT --tls-cert {cert} --tls-key {key}\n"
+              "Clients can pin this fingerprint or use the certificate as their CA file.\n")
+
+
+# -- the command line ---------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="messenger-admin",
+        description="Look at and change a Messenger server's data directory (safe while"
+                    " the server runs).")
+    parser.add_argument("--data-dir", "-d", default="var",
+                        help="the server's data directory (default: var)")
+    parser.add_argument("--database", default="",
+                        help="the database file, if not DATA_DIR/messenger.sqlite")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Callable[..., None], help_: str,
+                group: Any = commands) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    users_parser = commands.add_parser("users", help="list or show accounts")
+    users_commands = users_parser.add_subparsers(dest="users_command", metavar="ACTION",
+                                                 required=True)
+    sub = command("list", cmd_users_list, "list accounts (paged)", users_commands)
+    sub.add_argument("--query", "-q", help="only names containing this (any case)")
+    sub.add_argument("--offset", type=int, default=0)
+    sub.add_argument("--limit", type=int, default=100)
+    command("show", cmd_users_show, "one account in detail", users_commands
+            ).add_argument("name")
+
+    for name, handler, value, text in (
+            ("set-admin", cmd_set_admin, True, "make an account an administrator"),
+            ("clear-admin", cmd_set_admin, False, "take the administrator role away"),
+            ("set-premium", cmd_set_premium, True, "make an account premium"),
+            ("clear-premium", cmd_set_premium, False, "make an account ordinary")):
+        sub = command(name, handler, text)
+        sub.add_argument("name")
+        sub.set_defaults(value=value)
+    sub = command("lock", cmd_lock, "lock an account (until unlocked, or for --minutes)")
+    sub.add_argument("name")
+    sub.add_argument("--minutes", type=int, default=0)
+    command("unlock", cmd_unlock, "unlock an account and clear its failed logins"
+            ).add_argument("name")
+    sub = command("history", cmd_history, "login history of an account, newest first")
+    sub.add_argument("name")
+    sub.add_argument("--limit", type=int, default=50)
+    sub = command("delete", cmd_delete, "delete an account and what it owns")
+    sub.add_argument("name")
+    sub.add_argument("--yes", action="store_true", help="do not ask")
+
+    codes_parser = commands.add_parser("premium-code", help="create or list premium codes")
+    codes_commands = codes_parser.add_subparsers(dest="code_command", metavar="ACTION",
+                                                 required=True)
+    sub = command("create", cmd_code_create, "make single-use premium codes", codes_commands)
+    sub.add_argument("--count", "-n", type=int, default=1)
+    sub = command("list", cmd_code_list, "list premium codes, newest first", codes_commands)
+    sub.add_argument("--offset", type=int, default=0)
+    sub.add_argument("--limit", type=int, default=100)
+
+    sub = command("audit", cmd_audit, "the audit log of admin actions, newest first")
+    sub.add_argument("--limit", type=int, default=50)
+    sub.add_argument("--before", type=int, default=None, help="only entries below this id")
+    command("migrate", cmd_migrate, "create the database or bring its schema up to date")
+    sub = command("backup", cmd_backup, "copy the database to FILE (online backup)")
+    sub.add_argument("file")
+    sub.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    sub = command("sql", cmd_sql, "run one SQL statement (read-only unless --write)")
+    sub.add_argument("statement")
+    sub.add_argument("--write", action="store_true", help="allow changes (audited)")
+
+    mail_parser = commands.add_parser("mail", help="the server's outgoing mail")
+    mail_commands = mail_parser.add_subparsers(dest="mail_command", metavar="ACTION",
+                                               required=True)
+    command("list", cmd_mail_list, "queued, failed and delivered mail", mail_commands)
+    command("show", cmd_mail_show, "one mail by (a unique start of) its key",
+            mail_commands).add_argument("key")
+
+    sub = command("gen-cert", cmd_gen_cert, "make a self-signed TLS certificate for HOST")
+    sub.add_argument("host")
+    sub.add_argument("--cert", help="certificate file (default: DATA_DIR/tls-cert.pem)")
+    sub.add_argument("--key", help="key file (default: DATA_DIR/tls-key.pem)")
+    sub.add_argument("--days", type=int, default=825)
+    sub.add_argument("--bits", type=int, default=2048)
+    sub.add_argument("--force", action="store_true", help="replace existing files")
+    return parser
+
+
+def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name, low in (("limit", 1), ("offset", 0), ("count", 1), ("minutes", 0)):
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            parser.error(f"--{name} must be at least {low}")
+    if getattr(args, "count", 1) > 1000:
+        parser.error("--count may be at most 1000")
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 failed, 2 usage)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    parser = build_parser()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+            _check_numbers(parser, args)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        args.handler(args, out)
+    except CommandError as error:
+        err.write(f"messenger-admin: {error}\n")
+        return 1
+    except (sqlite3.Error, OSError) as error:
+        err.write(f"messenger-admin: {type(error).__name__}: {error}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

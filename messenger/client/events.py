@@ -1,0 +1,183 @@
+"""What the client core tells its front ends: event records and the observer registry.
+
+Every observer is a callable of one argument, the event record of its kind, called on the
+reactor thread. A front end subscribes with `MessengerClient.subscribe(kind, callback)`;
+the Qt bridge turns each kind into a signal. An observer that raises is logged and the
+others still run: a broken window cannot stop the client.
+
+Kinds and their records:
+
+===============  =====================================================================
+``state``        `ConnectionState`: connecting, handshaking, ..., reconnecting in N s
+``message``      `IncomingMessage`: a direct message, each ``msg_id`` exactly once, in
+                 increasing ``msg_id`` order (live pushes and sync merged)
+``message_status``  `messenger.client.outbox.OutgoingMessage`: an own message changed
+                 status (pending, acked with its ``msg_id``, or failed)
+``presence``     `PresenceChange`: a contact went online, away or offline
+``broadcast``    `Broadcast`: a premium user's post to everyone
+``account``      `AccountInfo`: the logged-in account (after login, and when an admin
+                 changes its roles)
+``notice``       `Notice`: a server notice (e.g. "your account was locked")
+``call``         `CallEvent`: ``call_ring``, ``call_start`` or ``call_end``
+``server_key``   `ServerKeyEvent`: a server key was pinned for the first time or replaced
+``push``         the raw JIM dict of every push, known or not (for tools and debugging)
+===============  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.logger import Logger
+
+# -- connection states --------------------------------------------------------------------
+
+OFFLINE = "offline"                # not started, or stopped / logged out
+CONNECTING = "connecting"          # TCP (or TLS) connection being made
+HANDSHAKING = "handshaking"        # HMAC challenge and key exchange
+LOGGING_IN = "logging_in"          # resume / authenticate / register in flight
+SYNCING = "syncing"                # logged in; fetching what arrived while away
+ONLINE = "online"                  # logged in and caught up
+RECONNECTING = "reconnecting"      # waiting ``retry_in`` seconds before the next attempt
+LOGIN_REQUIRED = "login_required"  # no usable token: a password login is needed
+FAILED = "failed"                  # stopped trying: ``reason`` says why (key changed, ...)
+
+STATES = (OFFLINE, CONNECTING, HANDSHAKING, LOGGING_IN, SYNCING, ONLINE, RECONNECTING,
+          LOGIN_REQUIRED, FAILED)
+
+EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
+               "notice", "call", "server_key", "push")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """One observation of the connection; ``name`` is one of `STATES`."""
+
+    name: str
+    reason: str | None = None           # why we are here (for reconnecting/failed/...)
+    retry_in: float | None = None       # reconnecting: seconds until the next attempt
+    retry_at: float | None = None       # reconnecting: clock time of the next attempt
+    attempt: int = 0                    # reconnecting: failed attempts in a row
+    error: BaseException | None = field(default=None, compare=False)
+
+    @property
+    def logged_in(self) -> bool:
+        return self.name in (SYNCING, ONLINE)
+
+    def __str__(self) -> str:
+        text = self.name.replace("_", " ")
+        if self.name == RECONNECTING and self.retry_in is not None:
+            text = f"reconnecting in {self.retry_in:.1f} s"
+        if self.reason:
+            text += f" ({self.reason})"
+        return text
+
+
+# -- pushes -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    msg_id: int
+    time: float
+    sender: str
+    recipient: str
+    text: str
+    from_sync: bool = False             # fetched by sync (arrived while away), not pushed
+
+    @classmethod
+    def from_jim(cls, message: dict[str, Any], from_sync: bool = False) -> IncomingMessage:
+        return cls(message["msg_id"], message["time"], message["from"], message["to"],
+                   message["message"], from_sync)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    account_name: str
+    status: str                         # "online", "away" or "offline"
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    broadcast_id: int
+    time: float
+    sender: str
+    text: str
+
+    @classmethod
+    def from_jim(cls, message: dict[str, Any]) -> Broadcast:
+        return cls(message["broadcast_id"], message["time"], message["from"],
+                   message["message"])
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    account_name: str
+    email: str
+    admin: bool
+    premium: bool
+
+    @classmethod
+    def from_jim(cls, user: dict[str, Any]) -> AccountInfo:
+        return cls(user["account_name"], user.get("email", ""), bool(user.get("admin")),
+                   bool(user.get("premium")))
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    level: int                          # 100 basic, 101 important; 4xx for an error notice
+    message: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    kind: str                           # "call_ring", "call_start" or "call_end"
+    fields: dict[str, Any]              # the push as received (call_id, from, key, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKeyEvent:
+    address: str                        # "host:port"
+    fingerprint: str                    # "sha256:..."
+    first_use: bool                     # nothing was pinned: this key is now
+    replaced: str | None = None         # the fingerprint it replaced (accept_new_key)
+
+
+# -- the registry -------------------------------------------------------------------------
+
+Observer = Callable[[Any], None]
+
+
+class Observers:
+    """Callbacks by event kind. ``subscribe`` returns a function that unsubscribes."""
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._by_kind: dict[str, tuple[Observer, ...]] = {kind: () for kind in EVENT_KINDS}
+
+    def subscribe(self, kind: str, callback: Observer) -> Callable[[], None]:
+        if kind not in self._by_kind:
+            raise ValueError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_KINDS)}")
+        self._by_kind[kind] = self._by_kind[kind] + (callback,)
+
+        def unsubscribe() -> None:
+            current = self._by_kind[kind]
+            if callback in current:
+                position = current.index(callback)
+                self._by_kind[kind] = current[:position] + current[position + 1:]
+        return unsubscribe
+
+    def wanted(self, kind: str) -> bool:
+        return bool(self._by_kind[kind])
+
+    def emit(self, kind: str, event: Any) -> None:
+        for callback in self._by_kind[kind]:  # a tuple: (un)subscribing meanwhile is safe
+            try:
+                callback(event)
+            except Exception:
+                self.log.failure("Observer {callback!r} of {kind} events failed",
+                                 callback=callback, kind=kind)

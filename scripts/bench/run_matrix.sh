@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The benchmark matrix of docs/BENCHMARKS.md: Messenger beside Prosody (../shared/bench/xmpp) and
+# the bare relay floor (../shared/bench/floor), interleaved, in one sitting, fresh server per run,
+# 1 s settle before every run. Appends to docs/bench-results/results.jsonl and summary.log and
+# records the machine in docs/bench-results/machine-<date>.txt.
+#
+#   scripts/bench/run_matrix.sh [main|rate|conns|logins|relay|all] [ROUNDS]   (default: main 2)
+#
+# main   closed loop, W=50: messenger aes-256-gcm persist P=1/10/100, no-persist P=100,
+#        rsa-oaep P=100, Prosody P=100, floor P=100                          (~4 min per 2 rounds)
+# rate   open loop 2,000 msg/s, P=100 (and P=10): messenger persist, no-persist, Prosody
+# conns  10,000 idle authenticated connections: server memory per connection
+# logins logins per second, with a password and with a resume token
+# relay  the UDP call relay: K calls, packets per second and loss
+#
+# Needs: the project venv (.venv), Debian 'prosody' (apt-get install -y prosody) with users
+# registered by ../shared/bench/xmpp/run_prosody.sh register 200 (done here when missing).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+WHAT="${1:-main}"
+ROUNDS="${2:-2}"
+PY="$ROOT/.venv/bin/python"
+BENCH=("$PY" -m messenger.bench.cli)
+SHARED="$(cd "$ROOT/../shared/bench" && pwd)"
+XMPP="$SHARED/xmpp"
+FLOOR="$SHARED/floor"
+OUT="$ROOT/docs/bench-results"
+JSON="$OUT/results.jsonl"
+LOG="$OUT/summary.log"
+SRV="$ROOT/scripts/bench/server.sh"
+export BENCH_PORT="${BENCH_PORT:-17777}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+FLOOR_ENV=(env PY="$PY" FLOOR_RUN=/tmp/bench_floor)
+mkdir -p "$OUT"
+
+trap '"$SRV" stop >/dev/null 2>&1 || true; "$XMPP/run_prosody.sh" stop >/dev/null 2>&1 || true; "${FLOOR_ENV[@]}" "$FLOOR/run_floor.sh" stop >/dev/null 2>&1 || true' EXIT
+
+{
+	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  what: $WHAT rounds: $ROUNDS"
+	echo "nproc: $(nproc)"
+	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+	echo "mem: $(grep MemTotal /proc/meminfo | awk '{print $2" kB"}')"
+	echo "kernel: $(uname -r)"
+	echo "prosody: $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo none)"
+	echo "python: $($PY -c 'import sys,twisted,cryptography; print(sys.version.split()[0], "twisted", twisted.__version__, "cryptography", cryptography.__version__)')"
+	echo "messenger: $(git -C "$ROOT" rev-parse --short HEAD) $(git -C "$ROOT" status --porcelain messenger | wc -l) modified files under messenger/"
+	echo "loadavg before: $(cat /proc/loadavg)"
+} >> "$OUT/machine-$(date -u +%Y%m%d).txt"
+
+log_result() { tee -a "$LOG" || true; }
+
+# Other developers share this 2-core machine: before each run wait (up to $QUIET_WAIT s,
+# default 120) until the whole machine was at least 90 % idle over one second, so that a
+# run does not start in the middle of someone's test suite. Runs that still overlap show
+# it in their machine_busy_2cores figure.
+QUIET_WAIT="${QUIET_WAIT:-120}"
+busy_pct() {
+	local a b
+	a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+	local idle=$(( (b[4]+b[5]) - (a[4]+a[5]) )) total=0 i
+	for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+	echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+wait_quiet() {
+	local waited=0 busy
+	while busy="$(busy_pct)"; (( busy > 10 && waited < QUIET_WAIT )); do
+		waited=$((waited + 1))
+	done
+	(( waited > 0 )) && echo "# waited ${waited} s for a quiet machine (last second ${busy} % busy)" | log_result
+	return 0
+}
+
+# messenger LABEL "SERVER OPTIONS" -- messenger-bench delivery args...
+messenger() {
+	local label="$1" sopts="$2"; shift 2
+	"$SRV" stop >/dev/null
+	"$SRV" start $sopts >/dev/null
+	sleep 1
+	wait_quiet
+	"${BENCH[@]}" delivery --label "$label" --server "127.0.0.1:$BENCH_PORT" --secret-file "$("$SRV" secret)" \
+		--server-pid "$("$SRV" pid)" --max-seconds 150 --json-out "$JSON" "$@" 2>&1 >/dev/null | log_result \
+		|| echo "run failed: $label $*" | log_result
+	"$SRV" stop >/dev/null
+}
+
+prosody() {
+	local label="$1"; shift
+	[[ -f "${BENCH_DATA:-/tmp/xmpp-bench/data}/localhost/accounts/user200.dat" ]] || "$XMPP/run_prosody.sh" register 200 >/dev/null
+	"$XMPP/run_prosody.sh" stop >/dev/null
+	"$XMPP/run_prosody.sh" start >/dev/null
+	sleep 1
+	wait_quiet
+	"$PY" "$XMPP/xmpp_load.py" --label "$label" --server-pid "$("$XMPP/run_prosody.sh" pid)" --max-seconds 90 \
+		--json-out "$JSON" "$@" 2>&1 >/dev/null | log_result || echo "run failed: $label $*" | log_result
+	"$XMPP/run_prosody.sh" stop >/dev/null
+}
+
+floor() {
+	local label="$1"; shift
+	"${FLOOR_ENV[@]}" "$FLOOR/run_floor.sh" stop >/dev/null
+	"${FLOOR_ENV[@]}" "$FLOOR/run_floor.sh" start >/dev/null
+	sleep 1
+	wait_quiet
+	"$PY" "$FLOOR/relay_load.py" --label "$label" --server-pid "$("${FLOOR_ENV[@]}" "$FLOOR/run_floor.sh" pid)" \
+		--max-seconds 90 --json-out "$JSON" "$@" 2>&1 >/dev/null | log_result || echo "run failed: $label $*" | log_result
+	"${FLOOR_ENV[@]}" "$FLOOR/run_floor.sh" stop >/dev/null
+}
+
+if [[ "$WHAT" == main || "$WHAT" == all ]]; then
+	for _ in $(seq 1 "$ROUNDS"); do
+		messenger messenger-aes-persist "" -P 100 -M 1600
+		messenger messenger-aes-nopersist "--no-persist" -P 100 -M 1600
+		prosody prosody -P 100 -M 1600
+		floor floor -P 100 -M 1600
+		messenger messenger-rsa-persist "" -P 100 -M 30 --cipher rsa-oaep
+		messenger messenger-aes-persist "" -P 1 -M 20000
+		messenger messenger-aes-persist "" -P 10 -M 5000
+	done
+fi
+
+if [[ "$WHAT" == rate || "$WHAT" == all ]]; then
+	for _ in $(seq 1 "$ROUNDS"); do
+		messenger messenger-aes-persist-rate2000 "" -P 100 -M 300 --rate 2000
+		messenger messenger-aes-nopersist-rate2000 "--no-persist" -P 100 -M 300 --rate 2000
+		prosody prosody-rate2000 -P 100 -M 300 --rate 2000
+		messenger messenger-aes-persist-rate2000 "" -P 10 -M 3000 --rate 2000
+	done
+fi
+
+if [[ "$WHAT" == conns || "$WHAT" == all ]]; then
+	for _ in $(seq 1 "$ROUNDS"); do
+		# Cheap password hashing only to register 10,000 accounts in reasonable time; the
+		# figure (memory per held connection) does not depend on the hash cost.
+		"$SRV" stop >/dev/null; "$SRV" start --scrypt-n 1024 >/dev/null; sleep 1; wait_quiet
+		"${BENCH[@]}" connections --label conns-aes -N 10000 --server "127.0.0.1:$BENCH_PORT" \
+			--secret-file "$("$SRV" secret)" --server-pid "$("$SRV" pid)" --json-out "$JSON" 2>&1 >/dev/null | log_result \
+			|| echo "run failed: connections" | log_result
+		"$SRV" stop >/dev/null
+	done
+fi
+
+if [[ "$WHAT" == logins || "$WHAT" == all ]]; then
+	for _ in $(seq 1 "$ROUNDS"); do
+		for how in password resume; do
+			"$SRV" stop >/dev/null; "$SRV" start >/dev/null; sleep 1; wait_quiet
+			"${BENCH[@]}" logins --label "logins-$how" --how "$how" --server "127.0.0.1:$BENCH_PORT" \
+				--secret-file "$("$SRV" secret)" --server-pid "$("$SRV" pid)" --json-out "$JSON" 2>&1 >/dev/null | log_result \
+				|| echo "run failed: logins $how" | log_result
+			"$SRV" stop >/dev/null
+		done
+	done
+fi
+
+if [[ "$WHAT" == relay || "$WHAT" == all ]]; then
+	for _ in $(seq 1 "$ROUNDS"); do
+		for k in 200 400; do   # 20,000 and 40,000 packets/s offered (50 per member)
+			"$SRV" stop >/dev/null; "$SRV" start --scrypt-n 1024 >/dev/null; sleep 1; wait_quiet
+			"${BENCH[@]}" relay --label "relay-k$k" -K "$k" --server "127.0.0.1:$BENCH_PORT" \
+				--secret-file "$("$SRV" secret)" --server-pid "$("$SRV" pid)" --json-out "$JSON" 2>&1 >/dev/null | log_result \
+				|| echo "run failed: relay K=$k" | log_result
+			"$SRV" stop >/dev/null
+		done
+	done
+fi
+
+"${BENCH[@]}" report "$JSON" --since "$(date -u +%Y-%m-%d)"

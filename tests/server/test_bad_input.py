@@ -1,0 +1,225 @@
+"""Bad input on every action over a real server: wrong types, missing fields, huge strings
+and SQL metacharacters get a 400 with a readable error naming the field, the connection
+stays up, and nothing is stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from messenger.wire import jim
+from tests.server.people import rows, server_with, snapshot
+from tests.support import jimclient
+
+HUGE = "x" * 100_000
+SQL_NAMES = ["x'; DROP TABLE users; --", "bob\" OR 1=1 --", "a%b", "robert');--", "a b",
+             "é-accent", "_leading", "ab"]
+
+LOGIN = {"account_name": "alice", "password": "correct horse"}
+
+# action -> [(fields, name of the field the error must mention)]
+BEFORE_LOGIN = {
+    "register": [
+        ({}, "user"),
+        ({"user": "alice"}, "user"),
+        ({"user": ["alice"]}, "user"),
+        ({"user": {"password": "longenough", "email": "a@b.org"}}, "user.account_name"),
+        *[({"user": {"account_name": name, "password": "longenough", "email": "a@b.org"}},
+           "user.account_name") for name in SQL_NAMES],
+        ({"user": {"account_name": 7, "password": "longenough", "email": "a@b.org"}},
+         "user.account_name"),
+        ({"user": {"account_name": "newbie", "password": "short", "email": "a@b.org"}},
+         "user.password"),
+        ({"user": {"account_name": "newbie", "password": HUGE, "email": "a@b.org"}},
+         "user.password"),
+        ({"user": {"account_name": "newbie", "password": "longenough", "email": "nope"}},
+         "user.email"),
+        ({"user": {"account_name": "newbie", "password": "longenough",
+                   "email": "a@b.org' OR '1'='1"}}, "user.email"),
+        ({"user": {"account_name": "newbie", "password": "longenough",
+                   "email": HUGE + "@b.org"}}, "user.email"),
+        ({"user": {"account_name": "newbie", "password": "longenough", "email": "a@b.org"},
+          "premium_code": 1234}, "premium_code"),
+        ({"user": {"account_name": "newbie", "password": "longenough", "email": "a@b.org"},
+          "premium_code": HUGE}, "premium_code"),
+        ({"user": {"account_name": "newbie", "password": "longenough", "email": "a@b.org"},
+          "remember": "yes"}, "remember"),
+    ],
+    "authenticate": [
+        ({}, "user"),
+        ({"user": None}, "user"),
+        ({"user": {"account_name": "alice"}}, "user.password"),
+        ({"user": {"account_name": "alice", "password": 12345678}}, "user.password"),
+        *[({"user": {"account_name": name, "password": "x"}}, "user.account_name")
+          for name in SQL_NAMES],
+        ({"user": LOGIN, "remember": 1}, "remember"),
+    ],
+    "resume": [
+        ({"token": "t" * 32}, "user"),
+        ({"user": {"account_name": "alice"}}, "token"),
+        ({"user": {"account_name": "alice"}, "token": "short"}, "token"),
+        ({"user": {"account_name": "alice"}, "token": 12345678901234567890}, "token"),
+        ({"user": {"account_name": "alice"}, "token": HUGE}, "token"),
+    ],
+}
+
+AFTER_LOGIN = {
+    "set_password": [
+        ({"new_password": "new password"}, "old_password"),
+        ({"old_password": "correct horse"}, "new_password"),
+        ({"old_password": "correct horse", "new_password": "short"}, "new_password"),
+        ({"old_password": ["x"], "new_password": "new password"}, "old_password"),
+    ],
+    "presence": [({}, "status"), ({"status": "offline"}, "status"),
+                 ({"status": "ONLINE"}, "status"), ({"status": 1}, "status")],
+    "add_contact": [({}, "user_id"), ({"user_id": 42}, "user_id"),
+                    ({"user_id": ["bob"]}, "user_id"), ({"user_id": HUGE}, "user_id"),
+                    *[({"user_id": name}, "user_id") for name in SQL_NAMES]],
+    "del_contact": [({}, "user_id"), ({"user_id": {"name": "bob"}}, "user_id"),
+                    *[({"user_id": name}, "user_id") for name in SQL_NAMES]],
+    "search_users": [({}, "query"), ({"query": ""}, "query"), ({"query": "q" * 33}, "query"),
+                     ({"query": 5}, "query"), ({"query": "a", "offset": -1}, "offset"),
+                     ({"query": "a", "offset": "0"}, "offset"),
+                     ({"query": "a", "limit": 0}, "limit"),
+                     ({"query": "a", "limit": 51}, "limit"),
+                     ({"query": "a", "limit": True}, "limit"),
+                     ({"query": "a", "limit": 10.0}, "limit")],
+    "msg": [({"message": "hi"}, "to"), ({"to": "bob"}, "message"),
+            ({"to": "bob", "message": ""}, "message"),
+            ({"to": "bob", "message": 12}, "message"),
+            ({"to": "bob", "message": ["hi"]}, "message"),
+            ({"to": "bob", "message": HUGE}, "message"),
+            ({"to": "bob", "message": "x" * 20_000}, "message"),
+            ({"to": "bob", "message": "\ud800"}, "message"),
+            ({"to": "bob", "message": "hi", "from": "x y"}, "from"),
+            *[({"to": name, "message": "hi"}, "to") for name in SQL_NAMES]],
+    "history": [({}, "with"), ({"with": 3}, "with"), ({"with": "bob", "before": -1}, "before"),
+                ({"with": "bob", "before": 1.5}, "before"),
+                ({"with": "bob", "limit": 0}, "limit"),
+                ({"with": "bob", "limit": 201}, "limit"),
+                *[({"with": name}, "with") for name in SQL_NAMES]],
+    "sync": [({}, "since"), ({"since": "0"}, "since"), ({"since": -1}, "since"),
+             ({"since": 0, "limit": 1001}, "limit"), ({"since": False}, "since")],
+    "broadcast": [({}, "message"), ({"message": HUGE}, "message"),
+                  ({"message": "x" * 20_000}, "message"), ({"message": None}, "message")],
+    "get_broadcasts": [({"before": "x"}, "before"), ({"limit": 101}, "limit"),
+                       ({"limit": -3}, "limit")],
+    "admin_list_users": [({"query": ""}, "query"), ({"offset": -1}, "offset"),
+                         ({"limit": 201}, "limit"), ({"query": 1}, "query")],
+    "admin_set_admin": [({"value": True}, "user_id"), ({"user_id": "bob"}, "value"),
+                        ({"user_id": "bob", "value": "true"}, "value"),
+                        ({"user_id": "bob", "value": 1}, "value"),
+                        *[({"user_id": name, "value": True}, "user_id")
+                          for name in SQL_NAMES]],
+    "admin_set_premium": [({"user_id": "bob"}, "value"),
+                          ({"user_id": "bob", "value": 0}, "value"),
+                          ({"user_id": "x'--", "value": True}, "user_id")],
+    "admin_lock": [({}, "user_id"), ({"user_id": "bob", "minutes": 0}, "minutes"),
+                   ({"user_id": "bob", "minutes": "5"}, "minutes"),
+                   ({"user_id": "bob", "minutes": 10**8}, "minutes"),
+                   ({"user_id": "1; DELETE FROM users"}, "user_id")],
+    "admin_unlock": [({}, "user_id"), ({"user_id": True}, "user_id")],
+    "admin_login_history": [({}, "user_id"), ({"user_id": "bob", "before": "1"}, "before"),
+                            ({"user_id": "bob", "limit": 500}, "limit")],
+    "admin_list_codes": [({"offset": -1}, "offset"), ({"limit": 0}, "limit")],
+    "admin_delete_user": [({}, "user_id"), ({"user_id": "*"}, "user_id"),
+                          ({"user_id": HUGE}, "user_id")],
+    "admin_audit": [({"before": -1}, "before"), ({"limit": 1000}, "limit")],
+    "call_dial": [({}, "user_id"), ({"user_id": "x'--"}, "user_id"),
+                  ({"user_id": "bob", "codecs": "opus"}, "codecs"),
+                  ({"user_id": "bob", "codecs": [1]}, "codecs[0]")],
+    "call_hangup": [({"call_id": 7}, "call_id"), ({"user_id": "x y"}, "user_id"),
+                    ({"call_id": HUGE}, "call_id")],
+}
+
+
+def request_escaped(client, action, **fields):
+    """Send a request as ASCII JSON (non-ASCII as \\u escapes, so that even a lone
+    surrogate can be sent, as a hostile client would); fires with the reply."""
+    request_id = os.urandom(16).hex()
+    d = defer.Deferred()
+    client.pending[request_id] = d
+    message = {"action": action, "id": request_id, "time": time.time(), **fields}
+    client.sendString(client.channel.seal(json.dumps(message).encode("ascii")))
+    return d
+
+
+class BadInputTests(unittest.TestCase):
+
+    def test_every_action_with_fields_is_covered(self):
+        """Each action whose schema has fields has bad-input cases here."""
+        with_fields = {action for action, fields in jim.ACTIONS.items() if fields}
+        self.assertEqual(with_fields, set(BEFORE_LOGIN) | set(AFTER_LOGIN))
+
+    @defer.inlineCallbacks
+    def check_cases(self, client, cases):
+        for action, entries in cases.items():
+            for fields, field in entries:
+                reply = yield request_escaped(client, action, **fields)
+                label = f"{action} {str(fields)[:80]}"
+                self.assertEqual(reply["response"], 400, label)
+                self.assertIsInstance(reply["error"], str, label)
+                self.assertIn(f"'{field}'", reply["error"], label)
+                self.assertNotIn(HUGE, reply["error"])
+                self.assertTrue(client.connected_, label)
+
+    @defer.inlineCallbacks
+    def test_before_login(self):
+        """register, authenticate and resume refuse bad input with 400 on a connection
+        that is not logged in, which stays open and can then log in."""
+        server, (alice,) = yield server_with(self, "alice")
+        before = yield snapshot(server)
+        logins_before = yield rows(server, "SELECT COUNT(*) FROM login_history")
+        client = yield jimclient.connect(self, server.tcp_port)
+        yield self.check_cases(client, BEFORE_LOGIN)
+        after = yield snapshot(server)
+        self.assertEqual(after, before)
+        logins_after = yield rows(server, "SELECT COUNT(*) FROM login_history")
+        self.assertEqual(logins_after, logins_before)
+        yield alice.request("quit")
+        reply = yield client.request("authenticate", user=LOGIN)
+        self.assertEqual(reply["response"], 200)
+
+    @defer.inlineCallbacks
+    def test_after_login(self):
+        """Every action of a logged-in user (admin actions by an admin) refuses bad input
+        with 400 naming the field; the session stays up and nothing is stored."""
+        server, (admin, bob) = yield server_with(self, "admin", "bob")
+        before = yield snapshot(server)
+        yield self.check_cases(admin, AFTER_LOGIN)
+        after = yield snapshot(server)
+        self.assertEqual(after, before)
+        names = yield rows(server, "SELECT name FROM users ORDER BY id")
+        self.assertEqual(names, [("admin",), ("bob",)])
+        reply = yield admin.request("msg", to="bob", message="still fine")
+        self.assertEqual(reply["response"], 200)
+
+    @defer.inlineCallbacks
+    def test_sql_metacharacters_in_free_text_are_data(self):
+        """Quotes, semicolons and comment marks in searches and bodies are stored and
+        matched as plain text."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        body = "'); DROP TABLE messages; -- \" OR 1=1 /* %_ */"
+        reply = yield alice.request("msg", to="bob", message=body)
+        self.assertEqual(reply["response"], 200)
+        push = yield bob.wait_push("msg")
+        self.assertEqual(push["message"], body)
+        for query in ("' OR '1'='1", "%", "a'--", "\"; DROP"):
+            reply = yield alice.request("search_users", query=query)
+            self.assertEqual((reply["response"], reply["alert"]), (202, []), query)
+        stored = yield rows(server, "SELECT body FROM messages")
+        self.assertEqual(stored, [(body,)])
+        tables = yield rows(server, "SELECT COUNT(*) FROM sqlite_master WHERE type='table'")
+        self.assertGreater(tables[0][0], 5)
+
+    @defer.inlineCallbacks
+    def test_unknown_keys_are_ignored(self):
+        """Extra keys a newer client might send do not disturb a valid request."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        reply = yield alice.request("msg", to="bob", message="hi", colour="blue",
+                                    nested={"x": [1, 2]})
+        self.assertEqual(reply["response"], 200)

@@ -1,0 +1,145 @@
+"""Group commit over a real database: many concurrent submits go into few transactions,
+results come back in submission order, failures reach every row of their batch
+(messenger.store.groupcommit)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from messenger.store import db
+from messenger.store.groupcommit import GroupCommit
+
+TABLE = (1, "log", "CREATE TABLE log (\n    id AUTO_ID,\n    value TEXT NOT NULL UNIQUE\n);\n")
+
+
+class Recorder:
+    """A batch function that inserts each value and records the batch sizes."""
+
+    def __init__(self):
+        self.sizes = []
+        self.threads = set()
+        self.gate = None
+
+    def __call__(self, txn, items):
+        self.threads.add(threading.get_ident())
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.sizes.append(len(items))
+        results = []
+        for value in items:
+            if value == "boom":
+                raise RuntimeError("the whole batch fails")
+            txn.execute("INSERT INTO log (value) VALUES (?) RETURNING id", (value,))
+            results.append(txn.fetchone()[0])
+        return results
+
+
+class GroupCommitTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.patch(db, "migrations", lambda: [TABLE])
+        self.database = db.Database(Path(self.mktemp()) / "g.sqlite", reactor=reactor)
+        yield self.database.open()
+        self.addCleanup(self.database.close)
+        self.recorder = Recorder()
+        self.commit = GroupCommit(self.database, self.recorder, max_batch=100)
+
+    def submit_all(self, values):
+        results = []
+        done = defer.Deferred()
+        remaining = [len(values)]
+
+        def collect(value, result):
+            results.append((value, result))
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.callback(results)
+        for value in values:
+            self.commit.submit(value, lambda result, value=value: collect(value, result))
+        return done
+
+    @defer.inlineCallbacks
+    def stored(self):
+        found = yield self.database.read(lambda txn: txn.execute(
+            "SELECT id, value FROM log ORDER BY id").fetchall())
+        return [tuple(row) for row in found]
+
+    @defer.inlineCallbacks
+    def test_many_submits_few_transactions_in_order(self):
+        """250 rows submitted at once are written in a handful of transactions (at most
+        max_batch each), not 250; callbacks and ids follow the submission order."""
+        values = [f"v{i}" for i in range(250)]
+        results = yield self.submit_all(values)
+        self.assertEqual([value for value, _ in results], values)
+        ids = [result for _, result in results]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(self.recorder.sizes, [1, 100, 100, 49])
+        self.assertEqual((self.commit.batches, self.commit.rows), (4, 250))
+        stored = yield self.stored()
+        self.assertEqual(stored, list(zip(ids, values, strict=True)))
+        self.assertNotIn(threading.get_ident(), self.recorder.threads)
+
+    @defer.inlineCallbacks
+    def test_submits_during_a_transaction_join_the_next(self):
+        """Rows submitted from many connections while a transaction is in flight all go
+        into the next transaction together."""
+        self.recorder.gate = threading.Event()
+        first = self.submit_all(["first"])
+        later = []
+        for turn in range(30):
+            yield task.deferLater(reactor, 0, lambda: None)
+            later.append(self.submit_all([f"c{turn}"]))
+        self.assertEqual(self.commit.pending, 30)
+        self.recorder.gate.set()
+        yield first
+        yield defer.gatherResults(later)
+        self.assertEqual(self.recorder.sizes, [1, 30])
+        stored = yield self.stored()
+        self.assertEqual([value for _, value in stored], ["first"] + [f"c{i}" for i in range(30)])
+
+    @defer.inlineCallbacks
+    def test_failed_batch_reports_to_every_row_and_goes_on(self):
+        """When a batch's transaction fails, each of its rows gets the exception, nothing
+        of it is stored, and the next batch is written normally."""
+        self.recorder.gate = threading.Event()
+        self.submit_all(["alone"])
+        failing = self.submit_all(["a", "boom", "b"])
+        self.recorder.gate.set()
+        results = yield failing
+        self.assertEqual([value for value, _ in results], ["a", "boom", "b"])
+        self.assertTrue(all(isinstance(result, RuntimeError) for _, result in results))
+        after = yield self.submit_all(["after"])
+        self.assertIsInstance(after[0][1], int)
+        stored = yield self.stored()
+        self.assertEqual([value for _, value in stored], ["alone", "after"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_callback_error_does_not_stop_the_others(self):
+        """A done callback that raises is logged; the other rows still get their results."""
+        got = []
+
+        def bad(result):
+            raise ValueError("callback bug")
+        self.commit.submit("x", bad)
+        self.commit.submit("y", got.append)
+        self.commit.submit("z", got.append)
+        yield self.commit.flush()
+        self.assertEqual(len(got), 2)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    @defer.inlineCallbacks
+    def test_flush(self):
+        """flush fires once every queued row is written and its callback has run."""
+        got = []
+        for value in ("p", "q", "r"):
+            self.commit.submit(value, got.append)
+        yield self.commit.flush()
+        self.assertEqual(len(got), 3)
+        idle = self.commit.flush()
+        self.assertTrue(idle.called)
