@@ -25,7 +25,7 @@ from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
-from messenger.store import messages
+from messenger.store import messages, users
 from messenger.store.db import Database
 from messenger.store.groupcommit import GroupCommit
 
@@ -39,6 +39,10 @@ class Account:
     email: str
     is_admin: bool
     is_premium: bool
+
+
+# Seconds between checks for accounts deleted or locked with messenger-admin.
+ACCOUNT_CHECK_INTERVAL = 10.0
 
 
 class ServerContext:
@@ -66,6 +70,7 @@ class ServerContext:
         self.connections: set[Any] = set()     # every open connection, in any state
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._sweeper: task.LoopingCall | None = None
+        self._account_check: task.LoopingCall | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -75,11 +80,39 @@ class ServerContext:
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
         self._sweeper.start(interval, now=False)
+        self._account_check = task.LoopingCall(self.check_accounts)
+        self._account_check.clock = self.clock
+        self._account_check.start(ACCOUNT_CHECK_INTERVAL, now=False)
 
     def stop(self) -> None:
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
+        for loop in (self._sweeper, self._account_check):
+            if loop is not None and loop.running:
+                loop.stop()
         self.hasher.stop()
+
+    def check_accounts(self) -> Any:
+        """End the sessions of accounts that were deleted or admin-locked behind the
+        server's back (by messenger-admin on the data dir). Timed lockouts are left alone:
+        whoever triggers one must not be able to kick the owner off."""
+        online = list(self.router._sessions)
+        if not online:
+            return None
+        d = self.db.read(users.barred_txn, online)
+        d.addCallback(self._end_barred)
+        d.addErrback(lambda f: self.log.failure("Account check failed", f))
+        return d
+
+    def _end_barred(self, user_ids: list[int]) -> None:
+        now = self.clock.seconds()
+        for user_id in user_ids:
+            session = self.router.session(user_id)
+            if session is None:
+                continue
+            self.log.info("Closing the session of {account}: account deleted or locked",
+                          account=session.account_name)
+            session.push({"action": "notice", "level": 101, "time": now,
+                          "message": "Your account was locked or deleted by an administrator."})
+            session.close()
 
     def sweep(self) -> None:
         """Keepalive: probe silent sessions and drop those that stopped answering."""

@@ -8,8 +8,10 @@ both users still exist in its own transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from messenger.store import users
 from messenger.store.db import Database
@@ -26,6 +28,7 @@ class Directory:
         self._db = db
         self._max = max_entries
         self._by_name: dict[str, UserRef] = {}
+        self._reading: dict[str, list[defer.Deferred[UserRef | None]]] = {}
 
     def cached(self, name: str) -> UserRef | None:
         return self._by_name.get(name.lower())
@@ -40,10 +43,31 @@ class Directory:
         self._by_name.pop(name.lower(), None)
 
     def lookup(self, name: str) -> defer.Deferred[UserRef | None]:
-        """The user of that name (any case), from the cache or one read."""
-        ref = self._by_name.get(name.lower())
+        """The user of that name (any case), from the cache or one read.
+
+        Lookups of one name while its read is in flight share that read and fire in the
+        order they were asked, so messages to a new recipient keep their send order.
+        """
+        key = name.lower()
+        ref = self._by_name.get(key)
         if ref is not None:
             return defer.succeed(ref)
+        waiter: defer.Deferred[UserRef | None] = defer.Deferred()
+        waiting = self._reading.get(key)
+        if waiting is not None:
+            waiting.append(waiter)
+            return waiter
+        self._reading[key] = [waiter]
         d = self._db.read(users.get_by_name_txn, name)
-        d.addCallback(lambda row: self.remember(row.id, row.name) if row else None)
-        return d
+        d.addBoth(self._read_done, key)
+        return waiter
+
+    def _read_done(self, result: Any, key: str) -> None:
+        waiters = self._reading.pop(key, [])
+        if isinstance(result, Failure):
+            for waiter in waiters:
+                waiter.errback(result)
+            return
+        ref = self.remember(result.id, result.name) if result is not None else None
+        for waiter in waiters:
+            waiter.callback(ref)

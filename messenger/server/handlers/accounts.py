@@ -26,7 +26,7 @@ from twisted.internet import defer
 from messenger.server import lockout
 from messenger.server.context import Account
 from messenger.server.states import ANY_ENCRYPTED, BEFORE_LOGIN, LOGGED_IN, State
-from messenger.store import contacts, logins, tokens, users
+from messenger.store import contacts, logins, premium, tokens, users
 from messenger.store.errors import Duplicate, InvalidCode
 from messenger.wire import codes
 from messenger.wire.errors import (
@@ -44,12 +44,6 @@ AUTO_EMAIL_DOMAIN = "auto-registered.invalid"
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def hash_code(code: str) -> str:
-    """Premium codes compare without regard to case, dashes or spaces."""
-    normal = code.upper().replace("-", "").replace(" ", "")
-    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
 
 
 def format_time(timestamp: float) -> str:
@@ -235,7 +229,7 @@ def register(session: Any, request: dict[str, Any]) -> Any:
     password_hash = yield ctx.hasher.hash(user["password"])
     try:
         row = yield ctx.db.write(users.create_txn, name, email, password_hash,
-                                 ctx.clock.seconds(), hash_code(code) if code else None)
+                                 ctx.clock.seconds(), premium.hash_code(code) if code else None)
     except Duplicate as error:
         raise Conflict(f"{error.field} already taken") from None
     except InvalidCode:

@@ -20,6 +20,11 @@ from messenger.wire import codes
 from messenger.wire.errors import BadRequest, NotAuthorised, NotFound, ServerError
 
 
+# A sync or history reply stays under about this many bytes (well below the 1 MiB frame
+# limit that clients apply); a page cut short says "more": true.
+PAGE_BYTES = 512 * 1024
+
+
 def check_body(body: str, limit: int) -> None:
     """Refuse a body above the configured size (in UTF-8 bytes)."""
     if len(body) * 4 > limit and len(body.encode("utf-8")) > limit:
@@ -119,8 +124,21 @@ def sync(session: Any, request: dict[str, Any]) -> Any:
     limit = request.get("limit") or 500
     rows = yield session.ctx.db.read(messages.sync_txn, session.account.id, request["since"],
                                      limit + 1)
-    return {"response": codes.ACCEPTED, "alert": [message_view(r) for r in rows[:limit]],
-            "more": len(rows) > limit}
+    more = len(rows) > limit
+    rows = rows[:limit]
+    fitting = _fit(rows)
+    return {"response": codes.ACCEPTED, "alert": [message_view(r) for r in rows[:fitting]],
+            "more": more or fitting < len(rows)}
+
+
+def _fit(rows: list[messages.MessageRow], budget: int = PAGE_BYTES) -> int:
+    """How many rows, from the first, fit in one reply of about ``budget`` bytes (>= 1)."""
+    used = 0
+    for count, row in enumerate(rows):
+        used += len(row[4]) * 2 + 120
+        if used > budget and count:
+            return count
+    return len(rows)
 
 
 @defer.inlineCallbacks
@@ -136,6 +154,9 @@ def history(session: Any, request: dict[str, Any]) -> Any:
     more = len(rows) > limit
     if more:
         rows = rows[1:]
+    fitting = _fit(rows[::-1])  # keep the newest rows that fit
+    if fitting < len(rows):
+        rows, more = rows[len(rows) - fitting:], True
     return {"response": codes.ACCEPTED, "alert": [message_view(r) for r in rows],
             "more": more}
 

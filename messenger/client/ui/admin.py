@@ -1,0 +1,537 @@
+"""The admin panel: users and their roles and locks, login history, premium codes, audit.
+
+Shown only to administrators; the server checks the role on every admin action whatever
+the client shows (a non-admin gets 403).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PyQt5.QtCore import Qt, pyqtSignal
+from PyQt5.QtGui import QGuiApplication, QKeySequence
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QShortcut,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from messenger.client.ui import style
+from messenger.client.ui.messages import explain, format_clock, format_when
+from messenger.client.ui.widgets import Banner, Spinner
+
+USER_COLUMNS = ("Account", "E-mail", "Admin", "Premium", "Locked", "Online", "Created")
+HISTORY_COLUMNS = ("Time", "Address", "Method", "Result")
+CODE_COLUMNS = ("Code", "Created by", "Created", "Used by", "Used")
+AUDIT_COLUMNS = ("Time", "Who", "Action", "Whom", "Detail")
+
+
+def _table(columns: tuple[str, ...], stretch: int = 1) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.setSelectionBehavior(QAbstractItemView.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.setShowGrid(False)
+    table.setAlternatingRowColors(False)
+    table.verticalHeader().setDefaultSectionSize(30)
+    header = table.horizontalHeader()
+    header.setHighlightSections(False)
+    header.setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+    for column in range(len(columns)):
+        header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
+    header.setSectionResizeMode(stretch, QHeaderView.Stretch)
+    return table
+
+
+def _item(text: str, data: Any = None) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    if data is not None:
+        item.setData(Qt.UserRole, data)
+    return item
+
+
+def _yes(value: Any) -> str:
+    return "yes" if value else "—"
+
+
+def lock_text(user: dict[str, Any]) -> str:
+    if not user.get("locked"):
+        return "—"
+    until = user.get("locked_until")
+    return f"until {format_clock(until)}" if isinstance(until, (int, float)) else \
+        "by an administrator"
+
+
+class CodeDialog(QDialog):
+    """A new premium code, shown this once, with a button to copy it."""
+
+    def __init__(self, code: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New premium code — Messenger")
+        self.setMinimumWidth(460)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(22, 20, 22, 18)
+        layout.setSpacing(12)
+        layout.addWidget(style.named(QLabel("New premium code"), "heading"))
+        note = QLabel("Give this code to the person who should get a premium account; they"
+                      " enter it when they register. It is shown only this once (the server"
+                      " keeps only a hash of it): copy it now.")
+        note.setWordWrap(True)
+        layout.addWidget(note)
+        self.code = QLineEdit(code)
+        self.code.setReadOnly(True)
+        self.code.setObjectName("code")
+        self.code.setStyleSheet('font-family: "DejaVu Sans Mono"; font-size: 17pt;'
+                                ' padding: 8px; letter-spacing: 1px;')
+        self.code.setAlignment(Qt.AlignCenter)
+        layout.addWidget(self.code)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        self.copy_button = style.set_kind(QPushButton("Copy"), "primary")
+        self.copy_button.clicked.connect(self.copy)
+        row.addWidget(self.copy_button)
+        done = QPushButton("Done")
+        done.clicked.connect(self.accept)
+        row.addWidget(done)
+        layout.addLayout(row)
+        self.code.selectAll()
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.code.text())
+        self.copy_button.setText("Copied")
+
+
+class AdminPanel(QWidget):
+    """Administration of the server's accounts (for administrators)."""
+
+    users_loaded = pyqtSignal()
+
+    def __init__(self, client: Any, me: str, parent: QWidget | None = None,
+                 address: str = "") -> None:
+        super().__init__(parent, Qt.Window)
+        self.client = client
+        self.me = me
+        self.address = address
+        self.users: list[dict[str, Any]] = []
+        self.code_dialog: CodeDialog | None = None
+        self.setObjectName("window")
+        self.setWindowTitle("Administration — Messenger")
+        self.setMinimumSize(900, 560)
+        self.resize(1180, 720)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 14, 18, 14)
+        layout.setSpacing(10)
+        top = QHBoxLayout()
+        top.addWidget(style.named(QLabel("Administration"), "title"))
+        top.addStretch(1)
+        self.spinner = Spinner(20)
+        top.addWidget(self.spinner)
+        layout.addLayout(top)
+        self.banner = Banner()
+        layout.addWidget(self.banner)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._users_tab(), "Users")
+        self.tabs.addTab(self._codes_tab(), "Premium codes")
+        self.tabs.addTab(self._audit_tab(), "Audit log")
+        self.tabs.currentChanged.connect(self._tab_changed)
+        layout.addWidget(self.tabs, 1)
+        QShortcut(QKeySequence("F5"), self, activated=self.refresh)
+        QShortcut(QKeySequence("Esc"), self, activated=self.close)
+        self._busy = 0
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def _users_tab(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 10, 0, 0)
+        row = QHBoxLayout()
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter by name…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.returnPressed.connect(self.load_users)
+        row.addWidget(self.filter, 1)
+        refresh = QPushButton("Refresh")
+        refresh.setToolTip("Reload (F5)")
+        refresh.clicked.connect(self.load_users)
+        row.addWidget(refresh)
+        layout.addLayout(row)
+
+        body = QHBoxLayout()
+        splitter = QSplitter(Qt.Vertical)
+        self.users_table = _table(USER_COLUMNS, stretch=1)
+        self.users_table.itemSelectionChanged.connect(self._selection_changed)
+        splitter.addWidget(self.users_table)
+        history_box = QWidget()
+        history_layout = QVBoxLayout(history_box)
+        history_layout.setContentsMargins(0, 8, 0, 0)
+        self.history_label = style.named(QLabel("Login history: select a user"), "heading")
+        history_layout.addWidget(self.history_label)
+        self.history_table = _table(HISTORY_COLUMNS, stretch=1)
+        history_layout.addWidget(self.history_table)
+        splitter.addWidget(history_box)
+        splitter.setSizes([420, 220])
+        body.addWidget(splitter, 1)
+        body.addWidget(self._actions())
+        layout.addLayout(body, 1)
+        return page
+
+    def _actions(self) -> QWidget:
+        box = QGroupBox("Selected user")
+        box.setMinimumWidth(230)
+        column = QVBoxLayout(box)
+        column.setSpacing(8)
+        self.selected_label = style.named(QLabel("nobody"), "heading")
+        column.addWidget(self.selected_label)
+        self.admin_button = QPushButton("Make administrator")
+        self.admin_button.clicked.connect(self.toggle_admin)
+        column.addWidget(self.admin_button)
+        self.premium_button = QPushButton("Give premium")
+        self.premium_button.clicked.connect(self.toggle_premium)
+        column.addWidget(self.premium_button)
+        column.addSpacing(8)
+        lock_row = QHBoxLayout()
+        lock_row.addWidget(QLabel("Lock for"))
+        self.lock_minutes = QSpinBox()
+        self.lock_minutes.setRange(0, 10_000_000)
+        self.lock_minutes.setValue(0)
+        self.lock_minutes.setSpecialValueText("until unlocked")
+        self.lock_minutes.setSuffix(" min")
+        lock_row.addWidget(self.lock_minutes, 1)
+        column.addLayout(lock_row)
+        self.lock_button = QPushButton("Lock account")
+        self.lock_button.clicked.connect(self.lock)
+        column.addWidget(self.lock_button)
+        self.unlock_button = QPushButton("Unlock account")
+        self.unlock_button.clicked.connect(self.unlock)
+        column.addWidget(self.unlock_button)
+        column.addSpacing(8)
+        self.delete_button = style.set_kind(QPushButton("Delete account…"), "danger")
+        self.delete_button.clicked.connect(self.confirm_delete)
+        column.addWidget(self.delete_button)
+        column.addStretch(1)
+        self._action_buttons = [self.admin_button, self.premium_button, self.lock_button,
+                                self.unlock_button, self.delete_button, self.lock_minutes]
+        self._update_actions()
+        return box
+
+    def _codes_tab(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 10, 0, 0)
+        row = QHBoxLayout()
+        note = style.named(QLabel("A premium code lets one new account broadcast to"
+                                  " everyone. Each code works once."), "muted")
+        row.addWidget(note, 1)
+        self.create_code_button = style.set_kind(QPushButton("Create premium code"),
+                                                 "primary")
+        self.create_code_button.clicked.connect(self.create_code)
+        row.addWidget(self.create_code_button)
+        layout.addLayout(row)
+        self.codes_table = _table(CODE_COLUMNS, stretch=3)
+        layout.addWidget(self.codes_table, 1)
+        return page
+
+    def _audit_tab(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 10, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(style.named(QLabel("Every administrator action, newest first."),
+                                  "muted"), 1)
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(self.load_audit)
+        row.addWidget(refresh)
+        layout.addLayout(row)
+        self.audit_table = _table(AUDIT_COLUMNS, stretch=4)
+        layout.addWidget(self.audit_table, 1)
+        return page
+
+    # -- loading --------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        {0: self.load_users, 1: self.load_codes, 2: self.load_audit}.get(
+            self.tabs.currentIndex(), self.load_users)()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self.users:
+            self.load_users()
+
+    def _tab_changed(self, index: int) -> None:
+        if index == 1:
+            self.load_codes()
+        elif index == 2:
+            self.load_audit()
+
+    def _call(self, deferred: Any, done: Any) -> Any:
+        """Spinner while a request runs; errors as a sentence in the banner."""
+        self._busy += 1
+        self.spinner.start()
+
+        def finished(result: Any) -> Any:
+            self._busy -= 1
+            if not self._busy:
+                self.spinner.stop()
+            return result
+        deferred.addBoth(finished)
+        deferred.addCallbacks(done, self._failed)
+        return deferred
+
+    def _failed(self, failure: Any) -> None:
+        self.banner.show_error(explain(failure, self.address))
+
+    def load_users(self) -> Any:
+        query = self.filter.text().strip() or None
+        return self._call(self.client.admin_list_users(query=query, limit=200),
+                          self._users_loaded)
+
+    def _users_loaded(self, reply: dict[str, Any]) -> None:
+        selected = self.selected_name()
+        users = reply.get("alert") if isinstance(reply.get("alert"), list) else []
+        self.users = [u for u in users if isinstance(u, dict) and "account_name" in u]
+        table = self.users_table
+        table.setRowCount(0)
+        for user in self.users:
+            self._add_user_row(user)
+        if selected is not None:
+            self._select(selected)
+        self._update_actions()
+        self.users_loaded.emit()
+
+    def _add_user_row(self, user: dict[str, Any]) -> None:
+        row = self.users_table.rowCount()
+        self.users_table.insertRow(row)
+        self._fill_user_row(row, user)
+
+    def _fill_user_row(self, row: int, user: dict[str, Any]) -> None:
+        name = str(user["account_name"])
+        name_item = _item(name, name)
+        name_item.setIcon(style.avatar_pixmap(name, 22, "online" if user.get("online")
+                                              else "offline"))
+        cells = [name_item, _item(str(user.get("email", ""))), _item(_yes(user.get("admin"))),
+                 _item(_yes(user.get("premium"))), _item(lock_text(user)),
+                 _item("online" if user.get("online") else "—"),
+                 _item(format_when(user["created"]) if isinstance(user.get("created"),
+                                                                  (int, float)) else "")]
+        for column, cell in enumerate(cells):
+            self.users_table.setItem(row, column, cell)
+
+    def _select(self, name: str) -> None:
+        for row in range(self.users_table.rowCount()):
+            if self.users_table.item(row, 0).data(Qt.UserRole).lower() == name.lower():
+                self.users_table.selectRow(row)
+                return
+
+    def select_user(self, name: str) -> None:
+        self._select(name)
+
+    def selected_name(self) -> str | None:
+        rows = self.users_table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return self.users_table.item(rows[0].row(), 0).data(Qt.UserRole)
+
+    def selected_user(self) -> dict[str, Any] | None:
+        name = self.selected_name()
+        for user in self.users:
+            if name is not None and user["account_name"].lower() == name.lower():
+                return user
+        return None
+
+    def _selection_changed(self) -> None:
+        self._update_actions()
+        name = self.selected_name()
+        self.history_table.setRowCount(0)
+        if name is None:
+            self.history_label.setText("Login history: select a user")
+            return
+        self.history_label.setText(f"Login history of {name}")
+        self._call(self.client.admin_login_history(name, limit=50),
+                   lambda reply: self._history_loaded(name, reply))
+
+    def _history_loaded(self, name: str, reply: dict[str, Any]) -> None:
+        if self.selected_name() != name:
+            return
+        entries = reply.get("alert") if isinstance(reply.get("alert"), list) else []
+        table = self.history_table
+        table.setRowCount(0)
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            row = table.rowCount()
+            table.insertRow(row)
+            when = entry.get("time")
+            ok = entry.get("success")
+            result = _item("succeeded" if ok else "failed")
+            result.setForeground(Qt.darkGreen if ok else Qt.red)
+            for column, cell in enumerate((
+                    _item(format_when(when) if isinstance(when, (int, float)) else ""),
+                    _item(str(entry.get("address", ""))),
+                    _item(str(entry.get("method", ""))), result)):
+                table.setItem(row, column, cell)
+        if not entries:
+            self.history_label.setText(f"Login history of {name}: no logins yet")
+
+    def _update_actions(self) -> None:
+        user = self.selected_user()
+        for widget in self._action_buttons:
+            widget.setEnabled(user is not None)
+        if user is None:
+            self.selected_label.setText("Select a user")
+            return
+        self.selected_label.setText(user["account_name"])
+        self.admin_button.setText("Remove administrator" if user.get("admin")
+                                  else "Make administrator")
+        self.premium_button.setText("Remove premium" if user.get("premium")
+                                    else "Give premium")
+        self.unlock_button.setEnabled(bool(user.get("locked")))
+        mine = user["account_name"].lower() == self.me.lower()
+        self.lock_button.setEnabled(not mine)
+        self.delete_button.setEnabled(not mine)
+
+    # -- actions --------------------------------------------------------------------------
+
+    def _user_changed(self, reply: dict[str, Any], sentence: str) -> None:
+        user = reply.get("user")
+        if isinstance(user, dict) and "account_name" in user:
+            for position, known in enumerate(self.users):
+                if known["account_name"].lower() == user["account_name"].lower():
+                    self.users[position] = user
+            for row in range(self.users_table.rowCount()):
+                if self.users_table.item(row, 0).data(Qt.UserRole).lower() == \
+                        user["account_name"].lower():
+                    self._fill_user_row(row, user)
+        self._update_actions()
+        self.banner.show_info(sentence)
+
+    def toggle_admin(self) -> Any:
+        user = self.selected_user()
+        if user is None:
+            return None
+        value = not user.get("admin")
+        name = user["account_name"]
+        sentence = (f"{name} is now an administrator." if value
+                    else f"{name} is no longer an administrator.")
+        return self._call(self.client.admin_set_admin(name, value),
+                          lambda reply: self._user_changed(reply, sentence))
+
+    def toggle_premium(self) -> Any:
+        user = self.selected_user()
+        if user is None:
+            return None
+        value = not user.get("premium")
+        name = user["account_name"]
+        sentence = f"{name} is now premium." if value else f"{name} is no longer premium."
+        return self._call(self.client.admin_set_premium(name, value),
+                          lambda reply: self._user_changed(reply, sentence))
+
+    def lock(self) -> Any:
+        user = self.selected_user()
+        if user is None:
+            return None
+        name = user["account_name"]
+        minutes = self.lock_minutes.value() or None
+        sentence = (f"{name} is locked for {minutes} minutes and was logged out." if minutes
+                    else f"{name} is locked until an administrator unlocks the account.")
+        return self._call(self.client.admin_lock(name, minutes),
+                          lambda reply: self._user_changed(reply, sentence))
+
+    def unlock(self) -> Any:
+        user = self.selected_user()
+        if user is None:
+            return None
+        name = user["account_name"]
+        return self._call(self.client.admin_unlock(name),
+                          lambda reply: self._user_changed(reply,
+                                                           f"{name} can log in again."))
+
+    def confirm_delete(self) -> QMessageBox | None:
+        user = self.selected_user()
+        if user is None:
+            return None
+        name = user["account_name"]
+        box = QMessageBox(QMessageBox.Warning, "Delete account — Messenger",
+                          f"Delete the account {name}?",
+                          QMessageBox.Cancel, self)
+        box.setInformativeText("Their contacts, messages, login history and saved logins are"
+                               " deleted for good. Their broadcasts stay.")
+        delete = box.addButton("Delete account", QMessageBox.DestructiveRole)
+        style.set_kind(delete, "danger")
+        box.setDefaultButton(QMessageBox.Cancel)
+        box.buttonClicked.connect(
+            lambda button: self.delete_user(name) if button is delete else None)
+        box.open()
+        self.confirm_box = box
+        return box
+
+    def delete_user(self, name: str) -> Any:
+        def deleted(reply: dict[str, Any]) -> None:
+            self.banner.show_info(f"The account {name} was deleted.")
+            self.load_users()
+        return self._call(self.client.admin_delete_user(name), deleted)
+
+    def create_code(self) -> Any:
+        def created(reply: dict[str, Any]) -> None:
+            code = str(reply.get("code", ""))
+            self.code_dialog = CodeDialog(code, self)
+            self.code_dialog.open()
+            self.load_codes()
+        return self._call(self.client.admin_create_code(), created)
+
+    def load_codes(self) -> Any:
+        return self._call(self.client.admin_list_codes(limit=200), self._codes_loaded)
+
+    def _codes_loaded(self, reply: dict[str, Any]) -> None:
+        codes = reply.get("alert") if isinstance(reply.get("alert"), list) else []
+        table = self.codes_table
+        table.setRowCount(0)
+        for code in codes:
+            if not isinstance(code, dict):
+                continue
+            row = table.rowCount()
+            table.insertRow(row)
+            created, used = code.get("created"), code.get("used")
+            for column, cell in enumerate((
+                    _item(str(code.get("hint", ""))), _item(str(code.get("created_by") or "")),
+                    _item(format_when(created) if isinstance(created, (int, float)) else ""),
+                    _item(str(code.get("used_by") or "not used yet")),
+                    _item(format_when(used) if isinstance(used, (int, float)) else "—"))):
+                table.setItem(row, column, cell)
+
+    def load_audit(self) -> Any:
+        return self._call(self.client.admin_audit(limit=200), self._audit_loaded)
+
+    def _audit_loaded(self, reply: dict[str, Any]) -> None:
+        entries = reply.get("alert") if isinstance(reply.get("alert"), list) else []
+        table = self.audit_table
+        table.setRowCount(0)
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            row = table.rowCount()
+            table.insertRow(row)
+            when = entry.get("time")
+            for column, cell in enumerate((
+                    _item(format_when(when) if isinstance(when, (int, float)) else ""),
+                    _item(str(entry.get("actor", ""))),
+                    _item(str(entry.get("action", "")).replace("_", " ")),
+                    _item(str(entry.get("target") or "—")),
+                    _item(str(entry.get("detail") or "")))):
+                table.setItem(row, column, cell)

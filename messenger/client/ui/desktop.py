@@ -1,0 +1,395 @@
+"""The desktop client as a whole: which window is up, and the client core behind them.
+
+`Desktop` owns the settings, the `MessengerClient` built from them (with its
+`ClientBridge`, `CallController` and `CallBridge`), the login window and, once logged in,
+the main window. It logs in with a saved token at start, or with what the user types;
+goes back to the login window with a sentence when the session cannot go on (token
+refused, account locked, server key changed); and stops the client cleanly on quit.
+Every call into the core returns a Deferred; nothing here waits for one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from messenger.client.calls.controller import CallController
+from messenger.client.calls.engine import CallEngine
+from messenger.client.core import MessengerClient
+from messenger.client.errors import NotConnected, PasswordNeeded
+from messenger.client.events import (
+    CONNECTING,
+    FAILED,
+    HANDSHAKING,
+    LOGGING_IN,
+    LOGIN_REQUIRED,
+    RECONNECTING,
+    SYNCING,
+    ConnectionState,
+)
+from messenger.client.tls import client_tls_options
+from messenger.client.ui.bridge import CallBridge, ClientBridge
+from messenger.client.ui.login import LoginWindow
+from messenger.client.ui.main_window import MainWindow
+from messenger.client.ui.messages import describe_state, explain
+from messenger.client.ui.notify import Notifier
+from messenger.client.ui.settings import (
+    DesktopSettings,
+    SettingsProblem,
+    read_secret,
+    save_settings,
+)
+from messenger.client.ui.settings_dialog import SettingsDialog
+from messenger.wire.handshake import ServerKeyChanged
+
+
+class Desktop(QObject):
+    """The running desktop client."""
+
+    log = Logger()
+    quit_requested = pyqtSignal()
+    logged_in = pyqtSignal()
+
+    def __init__(self, config_dir: Path, settings: DesktopSettings, *, reactor: Any = None,
+                 client_options: dict[str, Any] | None = None,
+                 engine_factory: Callable[..., Any] | None = None,
+                 use_tray: bool | None = None, accept_new_key: bool = False,
+                 run_blocking: Any = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.reactor = reactor
+        self.config_dir = Path(config_dir)
+        self.settings = settings
+        self.client_options = dict(client_options or {})
+        self._engine_factory = engine_factory
+        self._run = run_blocking or threads.deferToThread
+        self.accept_new_key = accept_new_key
+        self.key_changed = False
+        self.quit_on_close = False
+
+        self.client: MessengerClient | None = None
+        self.bridge: ClientBridge | None = None
+        self.calls: CallController | None = None
+        self.call_bridge: CallBridge | None = None
+        self._client_settings: DesktopSettings | None = None
+        self.main_window: MainWindow | None = None
+        self.settings_dialog: SettingsDialog | None = None
+        self._busy_what = ""
+        self._attempt = 0
+
+        self.login_window = LoginWindow()
+        self.login_window.login_requested.connect(self.login)
+        self.login_window.register_requested.connect(self.register)
+        self.login_window.settings_requested.connect(self.open_settings)
+        self.login_window.cancel_requested.connect(self.cancel)
+        self.login_window.closed.connect(self._login_window_closed)
+        self.login_window.set_server(self._address_text())
+        self.login_window.set_account(settings.last_account)
+        self.login_window.remember.setChecked(settings.remember)
+        self.notifier = Notifier(self.login_window, use_tray)
+        self._busy_timer = QTimer(self)
+        self._busy_timer.setInterval(1000)
+        self._busy_timer.timeout.connect(self._refresh_busy)
+
+    # == start ==============================================================================
+
+    def start(self) -> defer.Deferred[Any]:
+        """Show the login window and log in with a saved token if there is one. Fires
+        once that is settled either way (never fails)."""
+        self.login_window.show()
+        self._set_busy("Starting…")
+        attempt = self._next_attempt()
+        d = self._ensure_client()
+        d.addCallback(lambda client: client.start(fail_fast=False))
+        d.addCallbacks(self._logged_in, self._start_failed, callbackArgs=(attempt,),
+                       errbackArgs=(attempt,))
+        return d
+
+    def _start_failed(self, failure: Any, attempt: int) -> None:
+        if attempt != self._attempt:
+            return
+        error = failure.value
+        if isinstance(error, PasswordNeeded) and error.message.startswith("no saved login"):
+            self.login_window.set_idle()
+            self.login_window._focus_first_empty()
+        elif isinstance(error, NotConnected):
+            self.login_window.set_idle()
+        else:
+            self._show_login_error(error)
+
+    # == logging in =========================================================================
+
+    def login(self, name: str, password: str, remember: bool = True) -> defer.Deferred[Any]:
+        self._set_busy("Connecting to {address}…")
+        self._remember_choice(name, remember)
+        attempt = self._next_attempt()
+        d = self._ensure_client()
+        d.addCallback(lambda client: client.login(name, password, remember=remember))
+        d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(attempt,),
+                       errbackArgs=(attempt,))
+        return d
+
+    def register(self, name: str, email: str, password: str, code: str = ""
+                 ) -> defer.Deferred[Any]:
+        self._set_busy("Connecting to {address}…")
+        remember = self.login_window.remember.isChecked()
+        self._remember_choice(name, remember)
+        attempt = self._next_attempt()
+        d = self._ensure_client()
+        d.addCallback(lambda client: client.register(name, password, email, code or None,
+                                                     remember=remember))
+        d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(attempt,),
+                       errbackArgs=(attempt,))
+        return d
+
+    def cancel(self) -> None:
+        """The user gave up waiting: stop trying (nothing is left running)."""
+        self._next_attempt()
+        if self.client is not None:
+            self.client.stop()
+        self._busy_timer.stop()
+        self.login_window.set_idle()
+
+    def _next_attempt(self) -> int:
+        self._attempt += 1
+        return self._attempt
+
+    def _login_failed(self, failure: Any, attempt: int) -> None:
+        if attempt == self._attempt:
+            self._show_login_error(failure.value)
+
+    def _show_login_error(self, error: BaseException) -> None:
+        self._busy_timer.stop()
+        if isinstance(error, ServerKeyChanged):
+            self.key_changed = True
+        address = self._address_text()
+        self.login_window.show_error(explain(error, address))
+
+    def _logged_in(self, reply: Any, attempt: int) -> None:
+        if attempt != self._attempt or self.client is None:
+            return
+        self._busy_timer.stop()
+        client = self.client
+        if self.accept_new_key:
+            self.accept_new_key = False           # the new key is pinned now
+            client.accept_new_key = False
+            self.key_changed = False
+        account = client.account
+        name = account.account_name if account else self.settings.last_account
+        self.settings = self.settings.with_changes(last_account=name)
+        self._save_settings()
+        self.login_window.set_idle()
+        self.login_window.banner.clear_message()
+        self.login_window.hide()
+        self._open_main_window(name)
+        self.logged_in.emit()
+
+    def _remember_choice(self, name: str, remember: bool) -> None:
+        self.settings = self.settings.with_changes(last_account=name, remember=remember)
+
+    # == the client =========================================================================
+
+    def _ensure_client(self) -> defer.Deferred[MessengerClient]:
+        """The client for the current settings (made again when they changed)."""
+        settings = self.settings
+        if self.client is not None and self._client_settings == settings:
+            self.client.accept_new_key = self.accept_new_key
+            return defer.succeed(self.client)
+        self._drop_client()
+        d = self._run(read_secret, settings.secret_file)
+        d.addCallback(self._make_client, settings)
+        return d
+
+    def _make_client(self, secret: bytes, settings: DesktopSettings) -> MessengerClient:
+        if self.client is not None and self._client_settings == settings:
+            return self.client                    # made meanwhile by another attempt
+        self._drop_client()
+        try:
+            host, port = settings.host_port
+        except ValueError:
+            raise SettingsProblem("The server address cannot be used. Write it as host:port"
+                                " (for example chat.example.org:7777) in Server"
+                                " settings.") from None
+        tls = None
+        if settings.tls:
+            tls = client_tls_options(host, settings.ca_file or None,
+                                     settings.pin_cert or None)
+        client = MessengerClient(host, port, secret, config_dir=self.config_dir, tls=tls,
+                                 accept_new_key=self.accept_new_key,
+                                 reactor=self.reactor, **self.client_options)
+        self.client = client
+        self._client_settings = settings
+        self.bridge = ClientBridge(client, self)
+        self.bridge.state.connect(self._on_state)
+        self.calls = CallController(client, self._make_engine, self.reactor)
+        self.call_bridge = CallBridge(self.calls, self)
+        return client
+
+    def _make_engine(self, **callbacks: Any) -> Any:
+        if self._engine_factory is not None:
+            return self._engine_factory(**callbacks)
+        return CallEngine(self.reactor, **callbacks)
+
+    def _drop_client(self) -> defer.Deferred[Any]:
+        client, self.client = self.client, None
+        self._client_settings = None
+        if self.bridge is not None:
+            self.bridge.detach()
+            self.bridge = None
+        if self.call_bridge is not None:
+            self.call_bridge.detach()
+            self.call_bridge = None
+        if self.calls is not None:
+            self.calls.close()
+            self.calls = None
+        return client.stop() if client is not None else defer.succeed(None)
+
+    # == the session as it goes =============================================================
+
+    def _on_state(self, state: ConnectionState) -> None:
+        if self.login_window.busy:
+            self._refresh_busy()
+            if state.name == RECONNECTING:
+                self._busy_timer.start()
+            return
+        if self.main_window is None:
+            return
+        if state.name in (LOGIN_REQUIRED, FAILED):
+            # The session cannot go on by itself: say why, where the user can act on it.
+            error = state.error if state.error is not None else state.reason or ""
+            self._back_to_login()
+            if isinstance(error, BaseException):
+                self._show_login_error(error)
+            else:
+                self.login_window.show_error(str(error))
+
+    def _set_busy(self, what: str) -> None:
+        self._busy_what = what
+        self.login_window.set_busy(what.format(address=self._address_text()))
+
+    def _refresh_busy(self) -> None:
+        client = self.client
+        if client is None or not self.login_window.busy:
+            self._busy_timer.stop()
+            return
+        state = client.state
+        address = client.address
+        words = {
+            CONNECTING: f"Connecting to {address}…",
+            HANDSHAKING: "Securing the connection…",
+            LOGGING_IN: "Logging in…",
+            SYNCING: "Fetching what arrived while you were away…",
+        }.get(state.name)
+        if state.name == RECONNECTING:
+            words = (describe_state(state, self.reactor.seconds()) + ". The server cannot be"
+                     " reached right now; Messenger keeps trying.")
+        elif state.name != RECONNECTING:
+            self._busy_timer.stop()
+        if words:
+            self.login_window.update_busy(words)
+
+    # == windows ============================================================================
+
+    def _open_main_window(self, name: str) -> None:
+        assert self.client is not None and self.bridge is not None
+        assert self.calls is not None and self.call_bridge is not None
+        if self.main_window is not None:
+            self.main_window.close_all()
+        window = MainWindow(self.client, self.bridge, self.calls, self.call_bridge,
+                            self.notifier, name, self.client.address, self.reactor)
+        window.logout_requested.connect(self.logout)
+        window.settings_requested.connect(self.open_settings)
+        window.quit_requested.connect(self.quit_requested)
+        window.quit_on_close = self.quit_on_close
+        self.notifier.window = window
+        self.main_window = window
+        window.show()
+        window.raise_()
+        window.activateWindow()
+
+    def _back_to_login(self) -> None:
+        if self.main_window is not None:
+            self.main_window.close_all()
+            self.main_window = None
+        self.notifier.window = self.login_window
+        self.login_window.set_server(self._address_text())
+        self.login_window.show()
+        self.login_window.raise_()
+        self.login_window.activateWindow()
+
+    def logout(self) -> defer.Deferred[Any]:
+        """Log out: the token is revoked and forgotten; back to the login window."""
+        client = self.client
+        if self.calls is not None and self.calls.status.live:
+            self.calls.hangup()
+        self._back_to_login()
+        self.login_window.show_info("You are logged out.")
+        if client is None:
+            return defer.succeed(None)
+        return client.logout()
+
+    def open_settings(self) -> SettingsDialog:
+        parent = self.main_window if self.main_window is not None else self.login_window
+        dialog = SettingsDialog(self.settings, parent, key_changed=self.key_changed)
+        dialog.applied.connect(self.apply_settings)
+        self.settings_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def apply_settings(self, settings: DesktopSettings, trust_new_key: bool = False) -> None:
+        changed = (settings.server, settings.secret_file, settings.tls, settings.ca_file,
+                   settings.pin_cert) != (self.settings.server, self.settings.secret_file,
+                                          self.settings.tls, self.settings.ca_file,
+                                          self.settings.pin_cert)
+        self.settings = settings
+        if trust_new_key:
+            self.accept_new_key = True
+        self._save_settings()
+        self.login_window.set_server(self._address_text())
+        if self.main_window is not None:
+            if changed:
+                self.main_window.statusBar().showMessage(
+                    "The new server settings apply the next time you log in.", 8000)
+        else:
+            self.login_window.banner.clear_message()
+            if trust_new_key:
+                self.login_window.show_info("The server's new key will be trusted at the"
+                                            " next login.")
+
+    def _save_settings(self) -> None:
+        d = save_settings(self.config_dir, self.settings, self._run)
+        d.addErrback(lambda failure: self.log.failure("Cannot save the desktop settings",
+                                                      failure))
+
+    def _address_text(self) -> str:
+        try:
+            return self.settings.address
+        except ValueError:
+            return self.settings.server
+
+    def _login_window_closed(self) -> None:
+        if self.quit_on_close and self.main_window is None:
+            self.quit_requested.emit()
+
+    # == the end ============================================================================
+
+    def shutdown(self) -> defer.Deferred[Any]:
+        """Hang up, say quit to the server, close every window."""
+        self.quit_on_close = False
+        self._busy_timer.stop()
+        if self.main_window is not None:
+            self.main_window.close_all()
+            self.main_window = None
+        self.login_window.close()
+        if self.settings_dialog is not None:
+            self.settings_dialog.close()
+        self.notifier.close()
+        return self._drop_client()
+

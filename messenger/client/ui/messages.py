@@ -1,0 +1,301 @@
+"""Every sentence the desktop client shows about a failure or a state, in one place.
+
+The windows never show an exception or a traceback: they pass what went wrong to
+`explain` (a login, an action, a call) or `describe_state` (the status bar) and show the
+sentence they get, which says what happened and, where the user can do something, what
+to do. Times and durations for people are formatted here too. No Qt here.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet import error as net_error
+
+from messenger.client.calls import controller as calls
+from messenger.client.errors import ConnectionFailed, NotConnected, PasswordNeeded
+from messenger.client.events import (
+    CONNECTING,
+    FAILED,
+    HANDSHAKING,
+    LOGGING_IN,
+    LOGIN_REQUIRED,
+    OFFLINE,
+    ONLINE,
+    RECONNECTING,
+    SYNCING,
+    ConnectionState,
+)
+from messenger.client.reconnect import describe
+from messenger.client.tls import TlsSettingsError, TlsVerificationError, describe_tls_failure
+from messenger.client.ui.settings import SettingsProblem
+from messenger.wire import codes
+from messenger.wire.errors import MessengerError
+from messenger.wire.handshake import HMAC_ERROR, HandshakeError, ServerKeyChanged
+
+SETTINGS_HINT = "Server settings"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _where(address: str) -> str:
+    return f" at {address}" if address else ""
+
+
+# -- failures -----------------------------------------------------------------------------
+
+def explain(error: BaseException | Any, address: str = "") -> str:
+    """One or two sentences about ``error`` (an exception or a Failure) for a person:
+    what happened, and what to do about it. ``address`` is the server's "host:port"."""
+    error = getattr(error, "value", error)        # a Failure
+    if isinstance(error, SettingsProblem):
+        return str(error)
+    if isinstance(error, ServerKeyChanged):
+        return (f"Server key changed: the server{_where(error.address)} now presents the key"
+                f" {_short(error.presented)}, but {_short(error.pinned)} was remembered for"
+                " it. Someone may be intercepting the connection. If your administrator"
+                " replaced the server's key on purpose, compare the fingerprint with"
+                f" theirs, then tick \"Trust the server's new key\" in {SETTINGS_HINT}.")
+    if isinstance(error, HandshakeError):
+        return _explain_handshake(error, address)
+    if isinstance(error, (TlsVerificationError, SSL.Error)):
+        return (f"Secure connection refused: {_lower_first(describe_tls_failure(error))}"
+                f" Check the TLS options in {SETTINGS_HINT}, or ask your administrator for"
+                " the server's certificate.")
+    if isinstance(error, TlsSettingsError):
+        return _sentence(f"The TLS settings cannot be used: {error}") + (
+            f" Fix them in {SETTINGS_HINT}.")
+    if isinstance(error, PasswordNeeded):
+        if error.message.startswith("no saved login"):
+            return "Log in with your password."
+        return _sentence(f"Your saved login is no longer valid ({_strip(error.message)})")\
+            + " Log in with your password."
+    if isinstance(error, NotConnected):
+        return "Not connected to the server right now. Wait until the status bar says" \
+               " online, then try again."
+    if isinstance(error, ConnectionFailed):
+        return _sentence(f"The connection to the server{_where(address)} failed:"
+                         f" {_strip(error.message)}") + " Check your network and try again."
+    if isinstance(error, MessengerError):
+        return _explain_reply(error)
+    return _explain_network(error, address)
+
+
+def _explain_handshake(error: HandshakeError, address: str) -> str:
+    text = error.message
+    if HMAC_ERROR in text and "rejected" in text:
+        return ("Server rejected the connection: hmac error. The shared secret does not"
+                " match this server's: choose the secret file your administrator gave you"
+                f" in {SETTINGS_HINT}.")
+    if error.code == codes.TOO_MANY_REQUESTS:
+        return (f"The server{_where(address)} has too many connections from your address"
+                " right now. Wait a minute and try again.")
+    if "failed the HMAC check" in text:
+        return ("The server failed the shared-secret check: it does not know this secret."
+                " It may not be your Messenger server; check the address and the secret"
+                f" file in {SETTINGS_HINT}.")
+    if "protocol version" in text or "did not start with a challenge" in text:
+        return (f"The program{_where(address)} does not speak the Messenger protocol."
+                f" Check the server address and port in {SETTINGS_HINT}.")
+    return _sentence(f"The secure connection could not be set up: {_lower_first(text)}") + \
+        f" Check the server address in {SETTINGS_HINT}, or ask your administrator."
+
+
+def _explain_reply(error: MessengerError) -> str:
+    code, text = error.code, _strip(error.message)
+    low = text.lower()
+    if code == codes.WRONG_CREDENTIALS:
+        if "wrong password" in low and "account name" not in low:
+            return "Wrong password. Type your current password again."
+        return ("Wrong password or account name. Check both (names are not case sensitive)"
+                " and try again.")
+    if code == codes.CONFLICT and "already connected" in low:
+        return ("This account is already connected from somewhere else. Close Messenger"
+                " there, or wait a minute if it crashed, then try again.")
+    if code == codes.CONFLICT and "login is already in progress" in low:
+        return "A login is already on its way. Wait for its answer."
+    if code == codes.CONFLICT and "account name already taken" in low:
+        return "That account name is already taken. Choose another one."
+    if code == codes.CONFLICT and "e-mail address already taken" in low:
+        return ("That e-mail address already has an account. Log in to it instead, or use"
+                " another address.")
+    if code == codes.FORBIDDEN and "locked" in low:
+        until = error.extra.get("locked_until")
+        if isinstance(until, (int, float)):
+            return (f"Account locked until {format_clock(until)} after too many failed"
+                    " logins. Try again then, or ask an administrator to unlock it.")
+        return "This account was locked by an administrator. Ask an administrator to" \
+               " unlock it."
+    if code == codes.FORBIDDEN and "administrators only" in low:
+        return "Only administrators can do that."
+    if code == codes.FORBIDDEN and "premium" in low:
+        return ("Only premium accounts can post to everyone. Ask an administrator for a"
+                " premium code.")
+    if code == codes.BAD_REQUEST and "premium code" in low:
+        return ("That premium code is not valid or was already used. Correct it, or leave"
+                " the field empty to register without one.")
+    if code == codes.TOO_MANY_REQUESTS:
+        retry = getattr(error, "retry_after", None)
+        wait = f" in {max(1, round(retry))} s" if isinstance(retry, (int, float)) else \
+            " in a moment"
+        return f"Too many attempts. Try again{wait}."
+    if code == codes.NOT_AUTHORISED and "expired" in low:
+        return "Your saved login has expired. Log in with your password."
+    if code == codes.NOT_AUTHORISED:
+        return _sentence(text) + " Log in with your password."
+    if code == codes.GONE:
+        return _sentence(text) + " Try again when they are online."
+    if code >= 500:
+        return "The server had a problem with that request. Try again in a moment."
+    return _sentence(text)
+
+
+def _explain_network(error: BaseException, address: str) -> str:
+    if isinstance(error, net_error.ConnectionRefusedError):
+        return (f"Cannot reach the server{_where(address)}: nothing is listening there."
+                " The server may be down, or the address or port is wrong; check it in"
+                f" {SETTINGS_HINT}.")
+    if isinstance(error, net_error.DNSLookupError):
+        return (f"The server name{_where(address)} could not be found. Check the address in"
+                f" {SETTINGS_HINT}.")
+    if isinstance(error, (net_error.TimeoutError, TimeoutError)):
+        return (f"The server{_where(address)} did not answer in time. Check the address and"
+                " your network, then try again.")
+    if isinstance(error, (net_error.ConnectionDone, net_error.ConnectionLost)):
+        return (f"The server{_where(address)} closed the connection. It may be restarting;"
+                " try again in a moment.")
+    if isinstance(error, (net_error.NoRouteError, net_error.ConnectError, OSError)):
+        return (f"Cannot connect to the server{_where(address)}"
+                f" ({_strip(describe(error))}). Check your network and the address in"
+                f" {SETTINGS_HINT}.")
+    return _sentence(f"Something went wrong: {describe(error)}")
+
+
+def _strip(text: str) -> str:
+    return text.strip().rstrip(".")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text else text
+
+
+def _short(fingerprint: str) -> str:
+    """``sha256:1f2e3d4c...`` shortened for a sentence (the full one is in the tooltip)."""
+    return fingerprint[:23] + "…" if len(fingerprint) > 24 else fingerprint
+
+
+# -- connection state ---------------------------------------------------------------------
+
+def describe_state(state: ConnectionState, now: float | None = None) -> str:
+    """The status bar's words for the connection, kept current (call again each second
+    while reconnecting: the countdown moves)."""
+    name = state.name
+    if name == ONLINE:
+        return "Online"
+    if name == SYNCING:
+        return "Online, catching up…"
+    if name in (CONNECTING, HANDSHAKING):
+        return "Connecting…"
+    if name == LOGGING_IN:
+        return "Logging in…"
+    if name == RECONNECTING:
+        seconds = state.retry_in or 0.0
+        if state.retry_at is not None and now is not None:
+            seconds = max(0.0, state.retry_at - now)
+        text = f"Reconnecting in {max(1, int(seconds + 0.999))} s"
+        return text + (f" ({_strip(state.reason)})" if state.reason else "")
+    if name == LOGIN_REQUIRED:
+        return "Logged out" + (f": {_strip(state.reason)}" if state.reason else "")
+    if name == FAILED:
+        return "Offline" + (f": {_strip(state.reason)}" if state.reason else "")
+    if name == OFFLINE:
+        return "Offline"
+    return name
+
+
+# -- calls --------------------------------------------------------------------------------
+
+def describe_call(status: calls.CallStatus) -> str:
+    """The call window's line under the peer's name (before and after the timer)."""
+    state = status.state
+    if state == calls.OUTGOING:
+        return "Calling…"
+    if state == calls.INCOMING:
+        return "Incoming call"
+    if state in (calls.ACCEPTING, calls.CONNECTING):
+        return "Connecting…"
+    if state == calls.ACTIVE:
+        return "In call"
+    if state == calls.ENDED:
+        return describe_call_end(status)
+    return ""
+
+
+def describe_call_end(status: calls.CallStatus, me: str | None = None) -> str:
+    """Why a call ended, as a sentence (``me``: our own account name)."""
+    reason, by, peer = status.end_reason, status.ended_by, status.peer or "the other side"
+    if by is None:
+        mine = False
+    elif me is not None:
+        mine = by.lower() == me.lower()
+    else:
+        mine = status.peer is not None and by.lower() != status.peer.lower()
+    if reason == calls.HANGUP:
+        return "Call ended." if mine else f"{by or peer} hung up."
+    if reason == calls.DECLINED:
+        return "You declined the call." if mine else f"{by or peer} declined the call."
+    if reason == calls.CANCELLED:
+        return "Call cancelled." if mine else f"Missed call from {by or peer}."
+    if reason == calls.NO_ANSWER:
+        return (f"Missed call from {peer}." if status.incoming
+                else f"{peer} did not answer.")
+    if reason == calls.DISCONNECTED:
+        return f"The call ended: {by or peer} lost the connection."
+    if reason == calls.CONNECTION_LOST:
+        return "The call ended: the connection to the server was lost."
+    if reason == calls.FAILED and status.error is not None:
+        return "The call could not go on: " + _lower_first(explain(status.error))
+    return "Call ended."
+
+
+# -- times and durations ------------------------------------------------------------------
+
+def format_clock(timestamp: float) -> str:
+    """"14:05" in local time."""
+    return time.strftime("%H:%M", time.localtime(timestamp))
+
+
+def format_day(timestamp: float, now: float | None = None) -> str:
+    """"Today", "Yesterday", or "Monday 12 March 2026"."""
+    day = datetime.fromtimestamp(timestamp).date()
+    today = datetime.fromtimestamp(now if now is not None else time.time()).date()
+    if day == today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def format_when(timestamp: float, now: float | None = None) -> str:
+    """A list's time column: "14:05" today, else "12 Mar 2026 14:05"."""
+    if format_day(timestamp, now) == "Today":
+        return format_clock(timestamp)
+    moment = datetime.fromtimestamp(timestamp)
+    return f"{moment.day} {moment:%b %Y %H:%M}"
+
+
+def format_duration(seconds: float) -> str:
+    """"0:42", "12:05", "1:02:03"."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,65 @@
+"""Accounts changed with messenger-admin while their owner is online: the server notices."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from twisted.internet import defer, threads
+from twisted.trial import unittest
+
+from messenger.store import adminops
+from tests.server.people import online, server_with, settle
+
+
+def operator_change(path: str, fn: Any, *args: Any) -> None:
+    """What messenger-admin does: its own connection to the database file, one write."""
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        connection.execute("PRAGMA foreign_keys=ON")
+        with connection:
+            fn(connection.cursor(), "operator:test", *args, time.time())
+    finally:
+        connection.close()
+
+
+class AccountCheckTests(unittest.TestCase):
+    """check_accounts ends sessions of accounts deleted or admin-locked out of band."""
+
+    @defer.inlineCallbacks
+    def change(self, server: Any, fn: Any, *args: Any) -> Any:
+        yield threads.deferToThread(operator_change, str(server.config.database_path), fn,
+                                    *args)
+
+    @defer.inlineCallbacks
+    def test_admin_lock_from_the_cli_ends_the_session(self) -> Any:
+        """An account locked until unlocked gets a notice and is disconnected."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        yield self.change(server, adminops.lock_txn, "bob", None)
+        yield server.ctx.check_accounts()
+        notice = yield bob.wait_push("notice")
+        self.assertIn("locked or deleted", notice["message"])
+        yield bob.closed
+        self.assertFalse(online(server, "bob"))
+        self.assertTrue(online(server, "alice"))
+
+    @defer.inlineCallbacks
+    def test_deleted_account_ends_the_session(self) -> Any:
+        """An account deleted from the command line is disconnected."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        yield self.change(server, adminops.delete_user_txn, "bob")
+        yield server.ctx.check_accounts()
+        yield bob.closed
+        self.assertFalse(online(server, "bob"))
+
+    @defer.inlineCallbacks
+    def test_timed_lock_does_not_kick(self) -> Any:
+        """A timed lock (what repeated wrong passwords cause) leaves the live session be."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        yield self.change(server, adminops.lock_txn, "bob", time.time() + 600)
+        yield server.ctx.check_accounts()
+        yield settle()
+        self.assertTrue(online(server, "bob"))
+        reply = yield bob.request("get_contacts")
+        self.assertEqual(reply["response"], 202)
