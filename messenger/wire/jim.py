@@ -261,7 +261,9 @@ def validate_envelope(request: dict[str, Any]) -> str:
         raise BadRequest("'action' is required and must be a string")
     request_id = request.get("id")
     if type(request_id) is not str or not REQUEST_ID_RE.fullmatch(request_id):
-        raise BadRequest("'id' is required: 32 lowercase hex digits (128 random bits)")
+        if request_id is None:
+            raise BadRequest("'id' is required: 32 lowercase hex digits (128 random bits)")
+        raise BadRequest("'id' must be 32 lowercase hex digits (128 random bits)")
     stamp = request.get("time")
     if type(stamp) not in (int, float):
         raise BadRequest("'time' is required and must be a number")

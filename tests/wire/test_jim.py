@@ -416,7 +416,8 @@ class EnvelopeTests(SynchronousTestCase):
             if request_id is not None:
                 request["id"] = request_id
             error = self.assertRaises(BadRequest, jim.validate_envelope, request)
-            self.assertIn("'id' is required: 32 lowercase hex digits", error.message)
+            expected = "'id' is required:" if request_id is None else "'id' must be"
+            self.assertIn(f"{expected} 32 lowercase hex digits", error.message)
 
     def test_time(self) -> None:
         """The time must be a JSON number, not a string, a bool or null."""
