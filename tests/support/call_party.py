@@ -84,8 +84,8 @@ def spawn_party(reactor: Any, config: dict[str, Any], env: dict[str, str],
     argv = [sys.executable, str(SCRIPT), json.dumps(config)]
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
-    reactor.spawnProcess(party, argv[0] if netns is None else shutil.which("ip") or "ip", argv, env=env,
-                         path=str(ROOT))
+    executable = argv[0] if netns is None else shutil.which("ip") or "ip"
+    reactor.spawnProcess(party, executable, argv, env=env, path=str(ROOT))
     return party
 
 

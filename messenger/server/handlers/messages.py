@@ -19,7 +19,6 @@ from messenger.store import messages
 from messenger.wire import codes
 from messenger.wire.errors import BadRequest, NotAuthorised, NotFound, ServerError
 
-
 # A sync or history reply stays under about this many bytes (well below the 1 MiB frame
 # limit that clients apply); a page cut short says "more": true.
 PAGE_BYTES = 512 * 1024
