@@ -119,9 +119,11 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> dict[str, An
             self.sent_t = array("q")
             self.seen = bytearray()
             self.received = 0
+            self.last_action = ""
 
         # -- signalling (JIM) ------------------------------------------------------------
         def request(self, action: str, **fields: Any) -> None:
+            self.last_action = action
             self.send_jim({"action": action, "id": request_id(), "time": time.time(),
                            **fields})
 
@@ -137,10 +139,12 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> dict[str, An
                 if state["phase"] not in ("closing",):
                     fail(f"{self.name}: call ended: {message.get('reason')}")
             elif code is not None:
-                if code >= 400:
-                    fail(f"{self.name}: request refused: {code} {message.get('error')}")
-                elif code == 201 and self.caller and self.index < 0:
+                added = self.last_action == "add_contact" and code in (201, 409)
+                if added and self.caller and self.index < 0:
+                    # 409: already a contact (a reused server); either way, dial now.
                     self.request("call_dial", user_id=self.partner.name)
+                elif code >= 400:
+                    fail(f"{self.name}: {self.last_action} refused: {code} {message.get('error')}")
 
         @property
         def name(self) -> str:

@@ -76,6 +76,7 @@ class ServerConfig:
     call_ring_timeout: float = 45.0       # an unanswered dial ends after this
     public_host: str = ""                 # relay address told to clients (default: interface)
     persist: bool = True                  # False only for benchmarks: messages not stored
+    db_sync: str = "full"                 # SQLite synchronous: "full" or "normal"
     mail: MailConfig = field(default_factory=MailConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)

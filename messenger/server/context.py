@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.directory import Directory
+from messenger.server.handlers import messages as message_handlers
 from messenger.server.limits import Limits
 from messenger.server.lockout import LockoutPolicy
 from messenger.server.passwords import PasswordHasher
@@ -60,7 +61,8 @@ class ServerContext:
         self.presence = Presence(self.router, clock)
         self.directory = Directory(db)
         self.hasher = PasswordHasher(config.scrypt_n, clock)
-        self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
+        self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn,
+                                                           message_handlers.stored)
         self.limits = Limits(config.limits, clock)
         self.lockout_policy = LockoutPolicy.from_limits(config.limits)
         self.call_table = CallTable()

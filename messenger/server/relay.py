@@ -17,6 +17,7 @@ and one replay-window check.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ from messenger.wire.media import (
     MalformedPacket,
     ReplayWindow,
 )
+
+RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes; the kernel caps it at net.core.rmem_max
 
 # first byte -> sealed packet type, for the types the relay forwards
 _FORWARDED = {media.type_byte(t): t for t in (PROBE, PROBE_ACK, AUDIO, BYE)}
@@ -205,6 +208,16 @@ class RelayProtocol(DatagramProtocol):
         self.dropped_error = 0         # a bug: logged with a traceback
         self.relayed = 0
         self.hellos = 0
+
+    def startProtocol(self) -> None:  # noqa: N802
+        """Ask for a large receive buffer: audio arrives in bursts from many calls, and
+        the kernel's default (about 200 KiB) drops packets before the relay sees them."""
+        handle = getattr(self.transport, "socket", None)
+        if handle is not None:
+            try:
+                handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            except OSError:
+                self.log.warn("Could not enlarge the relay's receive buffer")
 
     def stats(self) -> dict[str, int]:
         """The counters, for logs and the admin side."""

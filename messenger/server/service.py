@@ -6,6 +6,7 @@ directly); `MessengerService` adapts it to twistd's service tree.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from twisted.application import service
@@ -21,7 +22,7 @@ from messenger.server.protocol import ServerProtocol
 from messenger.server.relay import RelayProtocol
 from messenger.server.secret import load_or_create_secret
 from messenger.server.tls import TlsConfigError, server_tls_options
-from messenger.store.db import Database, DatabaseTooNew
+from messenger.store.db import Database, DatabaseTooNew, SqliteEngine
 from messenger.wire import keys
 
 
@@ -112,7 +113,8 @@ class MessengerServer:
             self._own_mailer = True
         if self._own_mailer:
             self.mailer.startService()
-        self.db = Database(config.database_path, reactor=self.reactor)
+        self.db = Database(config.database_path, SqliteEngine(config.db_sync.upper()),
+                           reactor=self.reactor)
         version = yield self.db.open()
         self.log.info("Database {path} at schema version {version}",
                       path=str(config.database_path), version=version)
@@ -182,7 +184,15 @@ class MessengerService(service.Service):
         from twisted.internet import reactor
         self.server = MessengerServer(self.config, reactor)
         self._started = self.server.start()
-        self._started.addErrback(self._failed, reactor)
+        self._started.addCallbacks(self._running, self._failed, errbackArgs=(reactor,))
+
+    @staticmethod
+    def _running(server: Any) -> Any:
+        # What exists now (modules, config, pools) lives as long as the process: move it
+        # out of the collector's way, so collections only walk per-message objects.
+        gc.collect()
+        gc.freeze()
+        return server
 
     def _failed(self, failure: Any, reactor: Any) -> None:
         if failure.check(TlsConfigError, CannotListenError, OSError, ValueError,

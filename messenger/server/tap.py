@@ -83,6 +83,9 @@ class Options(usage.Options):
         ["udp-port", None, None, "UDP port of the call relay (default: the TCP port).", int],
         ["public-host", None, "", "Host name or address clients use to reach the relay."],
         ["ring-timeout", None, 45.0, "Seconds an unanswered call rings.", float],
+        ["db-sync", None, "full", "SQLite durability: 'full' (every commit reaches the disk"
+                                  " before the sender's acknowledgement) or 'normal'"
+                                  " (survives a crash of the server, not of the machine)."],
         ["tls-port", None, 0, "Also listen with TLS on this port (0: no TLS).", int],
         ["tls-cert", None, "", "PEM certificate for the TLS listener."],
         ["tls-key", None, "", "PEM private key for the TLS listener."],
@@ -164,6 +167,9 @@ class Options(usage.Options):
             _suites(self["cipher"])
         except ValueError as error:
             raise usage.UsageError(str(error)) from None
+        if self["db-sync"].lower() not in ("full", "normal"):
+            raise usage.UsageError("--db-sync must be 'full' or 'normal'")
+        self["db-sync"] = self["db-sync"].lower()
         for name in ("port", "tls-port", "udp-port"):
             if self[name] is not None and not 0 <= self[name] <= 65535:
                 raise usage.UsageError(f"--{name} must be 0..65535")
@@ -226,6 +232,7 @@ class Options(usage.Options):
             call_ring_timeout=self["ring-timeout"],
             public_host=self["public-host"],
             persist=not self["no-persist"],
+            db_sync=self["db-sync"],
             mail=MailConfig(relay_host=self["smtp-host"], relay_port=self["smtp-port"],
                             starttls=bool(self["smtp-starttls"]), username=self["smtp-user"],
                             password=self._smtp_password(), from_address=self["mail-from"],

@@ -5,8 +5,11 @@ rows queue here while the previous transaction runs; when it finishes, everythin
 queued meanwhile goes into the next one. Under light load a batch is one row and adds no
 delay; under heavy load batches grow by themselves.
 
-Each row comes with a ``done(result)`` callable, called on the reactor thread with that
-row's result or, if the whole transaction failed, with the exception.
+Each row comes with a token; once its batch has committed, ``on_result(item, token,
+result)`` is called on the reactor thread with that row's result or, if the whole
+transaction failed, with the exception. One callback for all rows, not a closure per
+row: the message path submits tens of thousands of rows a second, and every object kept
+alive until its batch commits feeds the garbage collector.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from messenger.store.db import Database
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-Done = Callable[[Any], None]
+OnResult = Callable[[Any, Any, Any], None]
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -30,21 +33,22 @@ class GroupCommit(Generic[Item, Result]):
 
     def __init__(self, db: Database,
                  batch_txn: Callable[[Any, list[Item]], list[Result]],
-                 max_batch: int = 2000) -> None:
+                 on_result: OnResult, max_batch: int = 2000) -> None:
         self._db = db
         self._batch_txn = batch_txn
+        self._on_result = on_result
         self._max_batch = max_batch
         self._items: list[Item] = []
-        self._done: list[Done] = []
+        self._tokens: list[Any] = []
         self._busy = False
         self._idle_waiters: list[defer.Deferred[None]] = []
         self.batches = 0
         self.rows = 0
 
-    def submit(self, item: Item, done: Done) -> None:
-        """Queue one row; ``done`` gets its result once the batch has committed."""
+    def submit(self, item: Item, token: Any) -> None:
+        """Queue one row; ``on_result(item, token, result)`` follows its commit."""
         self._items.append(item)
-        self._done.append(done)
+        self._tokens.append(token)
         if not self._busy:
             self._start()
 
@@ -56,42 +60,43 @@ class GroupCommit(Generic[Item, Result]):
     def _start(self) -> None:
         self._busy = True
         size = self._max_batch
-        items, done = self._items[:size], self._done[:size]
+        items, tokens = self._items[:size], self._tokens[:size]
         del self._items[:size]
-        del self._done[:size]
+        del self._tokens[:size]
         self.batches += 1
         self.rows += len(items)
         d = self._db.write(self._batch_txn, items)
-        d.addCallbacks(self._committed, self._failed, callbackArgs=(done,),
-                       errbackArgs=(done,))
+        d.addCallbacks(self._committed, self._failed, callbackArgs=(items, tokens),
+                       errbackArgs=(items, tokens))
 
-    def _committed(self, results: list[Result], done: list[Done]) -> None:
+    def _committed(self, results: list[Result], items: list[Item], tokens: list[Any]) -> None:
         # The next batch goes to the database thread first, so that it is written while
         # this one's callbacks (replies, pushes) run here; its results cannot arrive
         # before these callbacks are done, so callbacks still run in submission order.
         self._busy = False
         if self._items:
             self._start()
-        if len(results) != len(done):
-            error = RuntimeError(f"batch of {len(done)} rows gave {len(results)} results")
+        if len(results) != len(items):
+            error = RuntimeError(f"batch of {len(items)} rows gave {len(results)} results")
             self.log.error("Group commit: {error}", error=error)
-            results = [error] * len(done)  # type: ignore[list-item]
-        for callback, result in zip(done, results, strict=True):
+            results = [error] * len(items)  # type: ignore[list-item]
+        on_result = self._on_result
+        for item, token, result in zip(items, tokens, results, strict=True):
             try:
-                callback(result)
+                on_result(item, token, result)
             except Exception:
                 self.log.failure("Group commit callback failed")
         self._maybe_idle()
 
-    def _failed(self, failure: Failure, done: list[Done]) -> None:
-        self.log.failure("Group commit of {rows} rows failed", failure, rows=len(done))
+    def _failed(self, failure: Failure, items: list[Item], tokens: list[Any]) -> None:
+        self.log.failure("Group commit of {rows} rows failed", failure, rows=len(items))
         self._busy = False
         if self._items:
             self._start()
         error = failure.value
-        for callback in done:
+        for item, token in zip(items, tokens, strict=True):
             try:
-                callback(error)
+                self._on_result(item, token, error)
             except Exception:
                 self.log.failure("Group commit callback failed")
         self._maybe_idle()

@@ -4,10 +4,11 @@
 # 1 s settle before every run. Appends to docs/bench-results/results.jsonl and summary.log and
 # records the machine in docs/bench-results/machine-<date>.txt.
 #
-#   scripts/bench/run_matrix.sh [main|rate|conns|logins|relay|all] [ROUNDS]   (default: main 2)
+#   scripts/bench/run_matrix.sh [main|ratio|rate|conns|logins|relay|all] [ROUNDS]   (default: main 2)
 #
 # main   closed loop, W=50: messenger aes-256-gcm persist P=1/10/100, no-persist P=100,
 #        rsa-oaep P=100, Prosody P=100, floor P=100                          (~4 min per 2 rounds)
+# ratio  only the P=100 closed-loop cells of the targets: messenger persist / no-persist, Prosody, floor
 # rate   open loop 2,000 msg/s, P=100 (and P=10): messenger persist, no-persist, Prosody
 # conns  10,000 idle authenticated connections: server memory per connection
 # logins logins per second, with a password and with a resume token
@@ -44,7 +45,9 @@ trap '"$SRV" stop >/dev/null 2>&1 || true; "$XMPP/run_prosody.sh" stop >/dev/nul
 	echo "kernel: $(uname -r)"
 	echo "prosody: $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo none)"
 	echo "python: $($PY -c 'import sys,twisted,cryptography; print(sys.version.split()[0], "twisted", twisted.__version__, "cryptography", cryptography.__version__)')"
-	echo "messenger: $(git -C "$ROOT" rev-parse --short HEAD) $(git -C "$ROOT" status --porcelain messenger | wc -l) modified files under messenger/"
+	# The server code under test: HEAD plus a digest of the working tree's messenger/ sources
+	# (several developers change them during a sitting; rows are comparable only within one digest).
+	echo "messenger: $(git -C "$ROOT" rev-parse --short HEAD) + $(git -C "$ROOT" status --porcelain messenger | wc -l) modified files; tree digest $(cd "$ROOT" && find messenger -name '*.py' | sort | xargs cat | sha1sum | cut -c1-12)"
 	echo "loadavg before: $(cat /proc/loadavg)"
 } >> "$OUT/machine-$(date -u +%Y%m%d).txt"
 
@@ -119,6 +122,16 @@ if [[ "$WHAT" == main || "$WHAT" == all ]]; then
 	done
 fi
 
+if [[ "$WHAT" == ratio ]]; then
+	# Only the P = 100 cells of the targets, interleaved, for more runs of the same ratio.
+	for _ in $(seq 1 "$ROUNDS"); do
+		messenger messenger-aes-persist "" -P 100 -M 1600
+		prosody prosody -P 100 -M 1600
+		floor floor -P 100 -M 1600
+		messenger messenger-aes-nopersist "--no-persist" -P 100 -M 1600
+	done
+fi
+
 if [[ "$WHAT" == rate || "$WHAT" == all ]]; then
 	for _ in $(seq 1 "$ROUNDS"); do
 		messenger messenger-aes-persist-rate2000 "" -P 100 -M 300 --rate 2000
@@ -142,7 +155,7 @@ fi
 
 if [[ "$WHAT" == logins || "$WHAT" == all ]]; then
 	for _ in $(seq 1 "$ROUNDS"); do
-		for how in password resume; do
+		for how in password resume handshake; do
 			"$SRV" stop >/dev/null; "$SRV" start >/dev/null; sleep 1; wait_quiet
 			"${BENCH[@]}" logins --label "logins-$how" --how "$how" --server "127.0.0.1:$BENCH_PORT" \
 				--secret-file "$("$SRV" secret)" --server-pid "$("$SRV" pid)" --json-out "$JSON" 2>&1 >/dev/null | log_result \

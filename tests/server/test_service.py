@@ -162,6 +162,23 @@ class StartTests(unittest.TestCase):
             self.assertNotIn(threading.main_thread(), used, name)
 
 
+class DurabilityTests(unittest.TestCase):
+    """db_sync reaches SQLite on every connection of the server's pools."""
+
+    @defer.inlineCallbacks
+    def test_db_sync(self) -> Any:
+        """'full' (the default) makes SQLite sync every commit; 'normal' does not."""
+        def synchronous(txn: Any) -> int:
+            txn.execute("PRAGMA synchronous")
+            return txn.fetchone()[0]
+        full = yield start_server(self)
+        value = yield full.db.write(synchronous)
+        self.assertEqual(value, 2)
+        normal = yield start_server(self, db_sync="normal")
+        value = yield normal.db.write(synchronous)
+        self.assertEqual(value, 1)
+
+
 class StopTests(unittest.TestCase):
     timeout = 30
 

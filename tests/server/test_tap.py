@@ -120,6 +120,13 @@ class OptionsTests(unittest.TestCase):
         """--port 0 picks any free port (the log says which)."""
         self.assertEqual(parse("--port", "0").config.port, 0)
 
+    def test_db_sync(self) -> None:
+        """--db-sync chooses SQLite's durability: full by default, normal on request."""
+        self.assertEqual(parse().config.db_sync, "full")
+        self.assertEqual(parse("--db-sync", "NORMAL").config.db_sync, "normal")
+        error = self.assertRaises(usage.UsageError, parse, "--db-sync", "off")
+        self.assertIn("--db-sync", str(error))
+
     def test_validation(self) -> None:
         """Every impossible value stops with a usage error naming the option."""
         cases = [

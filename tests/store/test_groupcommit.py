@@ -47,7 +47,8 @@ class GroupCommitTests(unittest.TestCase):
         yield self.database.open()
         self.addCleanup(self.database.close)
         self.recorder = Recorder()
-        self.commit = GroupCommit(self.database, self.recorder, max_batch=100)
+        self.commit = GroupCommit(self.database, self.recorder,
+                                  lambda item, done, result: done(result), max_batch=100)
 
     def submit_all(self, values):
         results = []

@@ -63,29 +63,29 @@ def _resolved(recipient: Any, session: Any, request: dict[str, Any], body: str) 
 def _submit(session: Any, request_id: str, recipient: Any, body: str) -> None:
     ctx = session.ctx
     now = ctx.clock.seconds()
-    sender = session.account
+    item = (session.account.id, recipient.id, request_id, body, now)
+    token = (session, recipient)
     if not ctx.config.persist:
         msg_id = ctx.next_volatile_id
         ctx.next_volatile_id += 1
-        _deliver(session, request_id, sender.name, recipient, body, (msg_id, now, True))
+        stored(item, token, (msg_id, now, True))
         return
-
-    def stored(result: Any) -> None:
-        _deliver(session, request_id, sender.name, recipient, body, result)
-    ctx.messages.submit((sender.id, recipient.id, request_id, body, now), stored)
+    ctx.messages.submit(item, token)
 
 
-def _deliver(session: Any, request_id: str, sender_name: str, recipient: Any, body: str,
-             result: Any) -> None:
+def stored(item: messages.NewMessage, token: tuple[Any, Any], result: Any) -> None:
+    """After the commit (the group commit's ``on_result``): push, then acknowledge."""
+    session, recipient = token
     if type(result) is not tuple:
-        _not_stored(session, request_id, recipient, result)
+        _not_stored(session, item[2], recipient, result)
         return
     msg_id, created, new = result
     if new:
         target = session.ctx.router.session(recipient.id)
         if target is not None:
-            target.push_encoded(push_frame(msg_id, created, sender_name, recipient.name, body))
-    session.push_encoded(ack_frame(request_id, msg_id, created))
+            target.push_encoded(push_frame(msg_id, created, session.account.name,
+                                           recipient.name, item[3]))
+    session.push_encoded(ack_frame(item[2], msg_id, created))
 
 
 # The two frames of every message, written out directly: the same JSON that jim.encode
