@@ -42,8 +42,9 @@ def run_trial(args: list[str], env: dict[str, str]) -> dict[str, int]:
     """Run one trial process, echo its output, and return the counts of its summary."""
     command = [sys.executable, "-m", "twisted.trial", *args]
     print("$", " ".join(command), flush=True)
-    process = subprocess.Popen(command, cwd=ROOT,  # noqa: S603 (our own trial, fixed argv) env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    process = subprocess.Popen(  # noqa: S603 (our own trial, fixed argv)
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, errors="replace")
     counts: dict[str, int] | None = None
     assert process.stdout is not None
     for line in process.stdout:

@@ -25,7 +25,7 @@ def test_config(data_dir: Path, **overrides: Any) -> ServerConfig:
     if not (data_dir / "server_key.pem").exists():
         keys.write_private_key(data_dir / "server_key.pem", rsa_key("server", 2048))
     config = ServerConfig(port=0, interface="127.0.0.1", data_dir=data_dir, scrypt_n=2**4,
-                          rsa_bits=2048)
+                          rsa_bits=2048, udp_port=0)
     for name, value in overrides.items():
         if not hasattr(config, name):
             raise AttributeError(f"ServerConfig has no {name}")

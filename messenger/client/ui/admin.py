@@ -13,7 +13,6 @@ from PyQt5.QtGui import QGuiApplication, QKeySequence
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QDialog,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -31,7 +30,7 @@ from PyQt5.QtWidgets import (
 )
 
 from messenger.client.ui import style
-from messenger.client.ui.messages import explain, format_clock, format_when
+from messenger.client.ui.messages import explain, format_clock, format_date, format_when
 from messenger.client.ui.widgets import Banner, Spinner
 
 USER_COLUMNS = ("Account", "E-mail", "Admin", "Premium", "Locked", "Online", "Created")
@@ -193,10 +192,13 @@ class AdminPanel(QWidget):
         return page
 
     def _actions(self) -> QWidget:
-        box = QGroupBox("Selected user")
-        box.setMinimumWidth(230)
+        box = style.named(QWidget(), "card")
+        box.setAttribute(Qt.WA_StyledBackground, True)
+        box.setMinimumWidth(240)
         column = QVBoxLayout(box)
+        column.setContentsMargins(14, 12, 14, 14)
         column.setSpacing(8)
+        column.addWidget(style.named(QLabel("SELECTED USER"), "muted"))
         self.selected_label = style.named(QLabel("nobody"), "heading")
         column.addWidget(self.selected_label)
         self.admin_button = QPushButton("Make administrator")
@@ -323,12 +325,12 @@ class AdminPanel(QWidget):
     def _fill_user_row(self, row: int, user: dict[str, Any]) -> None:
         name = str(user["account_name"])
         name_item = _item(name, name)
-        name_item.setIcon(style.avatar_pixmap(name, 22, "online" if user.get("online")
+        name_item.setIcon(style.avatar_icon(name, 22, "online" if user.get("online")
                                               else "offline"))
         cells = [name_item, _item(str(user.get("email", ""))), _item(_yes(user.get("admin"))),
                  _item(_yes(user.get("premium"))), _item(lock_text(user)),
                  _item("online" if user.get("online") else "—"),
-                 _item(format_when(user["created"]) if isinstance(user.get("created"),
+                 _item(format_date(user["created"]) if isinstance(user.get("created"),
                                                                   (int, float)) else "")]
         for column, cell in enumerate(cells):
             self.users_table.setItem(row, column, cell)
@@ -363,8 +365,9 @@ class AdminPanel(QWidget):
             self.history_label.setText("Login history: select a user")
             return
         self.history_label.setText(f"Login history of {name}")
-        self._call(self.client.admin_login_history(name, limit=50),
-                   lambda reply: self._history_loaded(name, reply))
+        d = self.client.admin_login_history(name, limit=50)
+        d.addCallbacks(lambda reply: self._history_loaded(name, reply),
+                       lambda failure: self._history_failed(name, failure))
 
     def _history_loaded(self, name: str, reply: dict[str, Any]) -> None:
         if self.selected_name() != name:
@@ -388,6 +391,11 @@ class AdminPanel(QWidget):
                 table.setItem(row, column, cell)
         if not entries:
             self.history_label.setText(f"Login history of {name}: no logins yet")
+
+    def _history_failed(self, name: str, failure: Any) -> None:
+        if self.selected_name() == name:        # else: stale (the user may be gone)
+            self.history_label.setText(f"Login history of {name}: "
+                                       + explain(failure, self.address))
 
     def _update_actions(self) -> None:
         user = self.selected_user()

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config_dir = Path(args.config_dir).expanduser() if args.config_dir else \
         default_config_dir()
-    settings = settings_from(args, load_settings(config_dir))   # before the loop runs
+    saved = load_settings(config_dir)                     # before the loop runs
+    settings = settings_from(args, saved)
     if not settings.secret_file and (config_dir / "secret").exists():
         settings = settings.with_changes(secret_file=str(config_dir / "secret"))
     input_device, output_device = _device(args.input_device), _device(args.output_device)
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     desktop.quit_on_close = True
     desktop.quit_requested.connect(lambda: reactor.stop() if reactor.running else None)
     reactor.addSystemEventTrigger("before", "shutdown", desktop.shutdown)
+    if settings != saved:
+        reactor.callLater(0, desktop.save_settings)       # what the options said, kept
     reactor.callLater(0, desktop.start)
     reactor.run()
     return 0

@@ -36,8 +36,8 @@ QLabel#peer { font-size: 18pt; font-weight: 600; color: white; }
 QLabel#callstate { font-size: 12pt; color: #cbd5e1; }
 QLabel#chip { background: #334155; color: #e2e8f0; border-radius: 10px; padding: 3px 10px;
     font-weight: 600; }
-QLabel#counter { color: #94a3b8; }
-QLabel#value { color: #f1f5f9; font-weight: 600; }
+QLabel#counter { color: #94a3b8; font-size: 8pt; }
+QLabel#value { color: #f1f5f9; font-weight: 600; font-size: 12pt; }
 QLabel#warning { color: #fbbf24; }
 QWidget#panel { background: rgba(255, 255, 255, 18); border-radius: 12px; }
 QPushButton { border-radius: 22px; padding: 10px 18px; font-weight: 600; }
@@ -132,6 +132,8 @@ class CallWindow(QWidget):
         self._close_timer = QTimer(self)
         self._close_timer.setSingleShot(True)
         self._close_timer.timeout.connect(self.close)
+        QShortcut(QKeySequence(Qt.Key_Return), self, activated=self._enter)
+        QShortcut(QKeySequence(Qt.Key_Enter), self, activated=self._enter)
         QShortcut(QKeySequence("Ctrl+M"), self, activated=self.mute_button.toggle)
         QShortcut(QKeySequence("Ctrl+D"), self, activated=self.hang_up)
         self._bridge = bridge
@@ -143,23 +145,29 @@ class CallWindow(QWidget):
         panel.setAttribute(Qt.WA_StyledBackground, True)
         grid = QGridLayout(panel)
         grid.setContentsMargins(16, 12, 16, 12)
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(6)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(10)
         top = QHBoxLayout()
         self.path_chip = style.named(QLabel(""), "chip")
         top.addWidget(self.path_chip)
         top.addStretch(1)
         self.bars = QualityBars()
         top.addWidget(self.bars)
-        grid.addLayout(top, 0, 0, 1, 4)
+        grid.addLayout(top, 0, 0, 1, 3)
         self.values: dict[str, QLabel] = {}
         for position, (key, title) in enumerate((
-                ("loss", "Loss"), ("late", "Late"), ("jitter", "Jitter"), ("rtt", "Round trip"),
-                ("sent", "Sent"), ("received", "Received"))):
-            row, column = 1 + position // 2, (position % 2) * 2
-            grid.addWidget(style.named(QLabel(title), "counter"), row, column)
+                ("loss", "loss"), ("late", "late"), ("jitter", "jitter"),
+                ("rtt", "round trip"), ("sent", "packets sent"),
+                ("received", "packets received"))):
+            cell = QVBoxLayout()
+            cell.setSpacing(0)
             value = style.named(QLabel("—"), "value")
-            grid.addWidget(value, row, column + 1)
+            value.setAlignment(Qt.AlignCenter)
+            caption = style.named(QLabel(title), "counter")
+            caption.setAlignment(Qt.AlignCenter)
+            cell.addWidget(value)
+            cell.addWidget(caption)
+            grid.addLayout(cell, 1 + position // 3, position % 3)
             self.values[key] = value
         self.panel = panel
         return panel
@@ -230,22 +238,28 @@ class CallWindow(QWidget):
             return
         self.panel.show()
         path = stats.path
-        self.path_chip.setText(PATH_WORDS.get(path, path))
+        words = PATH_WORDS.get(path, path)
+        self.path_chip.setText(f"{words} · {stats.codec.upper()}" if stats.codec else words)
         self.path_chip.setToolTip(PATH_TIPS.get(path, ""))
         self.bars.set_level(quality_level(stats))
-        self.values["loss"].setText(f"{stats.loss_percent:.1f} % ({stats.lost})")
+        self.values["loss"].setText(f"{stats.loss_percent:.1f} %")
+        self.values["loss"].setToolTip(f"{stats.lost} packets lost")
         self.values["late"].setText(str(stats.late))
         self.values["jitter"].setText(f"{stats.jitter_ms:.1f} ms")
         self.values["rtt"].setText(f"{stats.rtt_ms:.0f} ms" if stats.rtt_ms is not None
                                    else "—")
-        self.values["sent"].setText(f"{stats.audio_sent} packets")
-        self.values["received"].setText(f"{stats.audio_received} packets")
+        self.values["sent"].setText(str(stats.audio_sent))
+        self.values["received"].setText(str(stats.audio_received))
         if stats.audio_error:
             self.audio_warning.setText("No sound device: this call is silent on this side"
                                        f" ({stats.audio_error}).")
             self.audio_warning.show()
 
     # -- the user's buttons ---------------------------------------------------------------
+
+    def _enter(self) -> None:
+        if self.controller.status.state == calls.INCOMING and not self.finished:
+            self.accept()
 
     def accept(self) -> None:
         self.controller.accept().addErrback(lambda _: None)

@@ -115,8 +115,8 @@ class ChatWindow(QWidget):
         row = QHBoxLayout(box)
         row.setContentsMargins(12, 10, 12, 12)
         row.setSpacing(8)
-        self.compose = ComposeEdit("Write a message…  (Enter sends, Shift+Enter for a new"
-                                   " line)")
+        self.compose = ComposeEdit(f"Message {self.peer}…")
+        self.compose.setToolTip("Enter sends; Shift+Enter starts a new line")
         self.compose.setAccessibleName(f"Message to {self.peer}")
         self.compose.submitted.connect(self.send)
         row.addWidget(self.compose, 1)

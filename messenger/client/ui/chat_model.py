@@ -298,12 +298,14 @@ class BubbleDelegate(QStyledItemDelegate):
                 entry.status, style.OWN_BUBBLE)
             painter.fillPath(path, QColor(fill))
             if entry.status == FAILED:
+                painter.setBrush(Qt.NoBrush)
                 painter.setPen(QPen(QColor(style.DANGER), 1.2))
                 painter.drawPath(path)
             text_colour = QColor(style.TEXT if entry.status == FAILED else "white")
             footer_colour = QColor(style.DANGER if entry.status == FAILED else "#dbe6fd")
         else:
             painter.fillPath(path, QColor(style.OTHER_BUBBLE))
+            painter.setBrush(Qt.NoBrush)
             painter.setPen(QPen(QColor(style.BORDER), 1))
             painter.drawPath(path)
             text_colour = QColor(style.TEXT)

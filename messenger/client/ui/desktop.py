@@ -47,6 +47,8 @@ from messenger.client.ui.settings import (
 from messenger.client.ui.settings_dialog import SettingsDialog
 from messenger.wire.handshake import ServerKeyChanged
 
+REGISTERING = "Connecting to {address} to create your account…"
+
 
 class Desktop(QObject):
     """The running desktop client."""
@@ -83,6 +85,7 @@ class Desktop(QObject):
         self.settings_dialog: SettingsDialog | None = None
         self._busy_what = ""
         self._attempt = 0
+        self._early_server_keys: list[Any] = []
 
         self.login_window = LoginWindow()
         self.login_window.login_requested.connect(self.login)
@@ -110,6 +113,7 @@ class Desktop(QObject):
         d.addCallback(lambda client: client.start(fail_fast=False))
         d.addCallbacks(self._logged_in, self._start_failed, callbackArgs=(attempt,),
                        errbackArgs=(attempt,))
+        d.addErrback(self._unexpected)
         return d
 
     def _start_failed(self, failure: Any, attempt: int) -> None:
@@ -134,11 +138,12 @@ class Desktop(QObject):
         d.addCallback(lambda client: client.login(name, password, remember=remember))
         d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(attempt,),
                        errbackArgs=(attempt,))
+        d.addErrback(self._unexpected)
         return d
 
     def register(self, name: str, email: str, password: str, code: str = ""
                  ) -> defer.Deferred[Any]:
-        self._set_busy("Connecting to {address}…")
+        self._set_busy(REGISTERING)
         remember = self.login_window.remember.isChecked()
         self._remember_choice(name, remember)
         attempt = self._next_attempt()
@@ -147,6 +152,7 @@ class Desktop(QObject):
                                                      remember=remember))
         d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(attempt,),
                        errbackArgs=(attempt,))
+        d.addErrback(self._unexpected)
         return d
 
     def cancel(self) -> None:
@@ -164,6 +170,12 @@ class Desktop(QObject):
     def _login_failed(self, failure: Any, attempt: int) -> None:
         if attempt == self._attempt:
             self._show_login_error(failure.value)
+
+    def _unexpected(self, failure: Any) -> None:
+        """A bug of ours: the traceback goes to the log, a sentence to the window."""
+        self.log.failure("Unexpected failure in the desktop client", failure)
+        self._back_to_login()
+        self._show_login_error(failure.value)
 
     def _show_login_error(self, error: BaseException) -> None:
         self._busy_timer.stop()
@@ -184,7 +196,7 @@ class Desktop(QObject):
         account = client.account
         name = account.account_name if account else self.settings.last_account
         self.settings = self.settings.with_changes(last_account=name)
-        self._save_settings()
+        self.save_settings()
         self.login_window.set_idle()
         self.login_window.banner.clear_message()
         self.login_window.hide()
@@ -197,18 +209,22 @@ class Desktop(QObject):
     # == the client =========================================================================
 
     def _ensure_client(self) -> defer.Deferred[MessengerClient]:
-        """The client for the current settings (made again when they changed)."""
+        """The client for the current connection settings (made again when they changed;
+        the old one is stopped, its files written, before the new one starts)."""
         settings = self.settings
-        if self.client is not None and self._client_settings == settings:
+        if self.client is not None and self._client_settings is not None and (
+                self._client_settings.connection == settings.connection):
             self.client.accept_new_key = self.accept_new_key
             return defer.succeed(self.client)
-        self._drop_client()
-        d = self._run(read_secret, settings.secret_file)
+        d = self._drop_client()
+        d.addErrback(lambda failure: self.log.failure("Stopping the old client", failure))
+        d.addCallback(lambda _: self._run(read_secret, settings.secret_file))
         d.addCallback(self._make_client, settings)
         return d
 
     def _make_client(self, secret: bytes, settings: DesktopSettings) -> MessengerClient:
-        if self.client is not None and self._client_settings == settings:
+        if self.client is not None and self._client_settings is not None and (
+                self._client_settings.connection == settings.connection):
             return self.client                    # made meanwhile by another attempt
         self._drop_client()
         try:
@@ -228,6 +244,7 @@ class Desktop(QObject):
         self._client_settings = settings
         self.bridge = ClientBridge(client, self)
         self.bridge.state.connect(self._on_state)
+        self.bridge.server_key.connect(self._on_server_key)
         self.calls = CallController(client, self._make_engine, self.reactor)
         self.call_bridge = CallBridge(self.calls, self)
         return client
@@ -270,6 +287,11 @@ class Desktop(QObject):
             else:
                 self.login_window.show_error(str(error))
 
+    def _on_server_key(self, event: Any) -> None:
+        """Keys pinned during the login come before the main window: keep them for it."""
+        if self.main_window is None:
+            self._early_server_keys.append(event)
+
     def _set_busy(self, what: str) -> None:
         self._busy_what = what
         self.login_window.set_busy(what.format(address=self._address_text()))
@@ -284,7 +306,8 @@ class Desktop(QObject):
         words = {
             CONNECTING: f"Connecting to {address}…",
             HANDSHAKING: "Securing the connection…",
-            LOGGING_IN: "Logging in…",
+            LOGGING_IN: "Creating your account…" if self._busy_what == REGISTERING
+            else "Logging in…",
             SYNCING: "Fetching what arrived while you were away…",
         }.get(state.name)
         if state.name == RECONNECTING:
@@ -310,6 +333,9 @@ class Desktop(QObject):
         window.quit_on_close = self.quit_on_close
         self.notifier.window = window
         self.main_window = window
+        for event in self._early_server_keys:
+            window.on_server_key(event)
+        self._early_server_keys = []
         window.show()
         window.raise_()
         window.activateWindow()
@@ -344,14 +370,11 @@ class Desktop(QObject):
         return dialog
 
     def apply_settings(self, settings: DesktopSettings, trust_new_key: bool = False) -> None:
-        changed = (settings.server, settings.secret_file, settings.tls, settings.ca_file,
-                   settings.pin_cert) != (self.settings.server, self.settings.secret_file,
-                                          self.settings.tls, self.settings.ca_file,
-                                          self.settings.pin_cert)
+        changed = settings.connection != self.settings.connection
         self.settings = settings
         if trust_new_key:
             self.accept_new_key = True
-        self._save_settings()
+        self.save_settings()
         self.login_window.set_server(self._address_text())
         if self.main_window is not None:
             if changed:
@@ -363,7 +386,8 @@ class Desktop(QObject):
                 self.login_window.show_info("The server's new key will be trusted at the"
                                             " next login.")
 
-    def _save_settings(self) -> None:
+    def save_settings(self) -> None:
+        """Write the settings file (off the reactor thread)."""
         d = save_settings(self.config_dir, self.settings, self._run)
         d.addErrback(lambda failure: self.log.failure("Cannot save the desktop settings",
                                                       failure))

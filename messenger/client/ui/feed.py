@@ -31,8 +31,9 @@ def _paragraphs(text: str) -> str:
 
 def _card(header: str, body: str, colour: str = "#ffffff", border: str = style.BORDER) -> str:
     # QTextBrowser knows tables, not CSS boxes: one cell per card.
-    return (f'<table width="100%" cellspacing="0" cellpadding="12" style="margin-bottom:10px;'
-            f' background-color:{colour}; border: 1px solid {border};">'
+    return (f'<table width="100%" cellspacing="0" cellpadding="12" border="1"'
+            f' style="margin-bottom:10px; background-color:{colour}; border-style:solid;'
+            f' border-color:{border};">'
             f'<tr><td>{header}<div style="margin-top:6px;">{body}</div></td></tr></table>')
 
 
@@ -60,8 +61,8 @@ class FeedView(QWidget):
         self.compose.submitted.connect(self.post)
         box.addWidget(self.compose)
         row = QHBoxLayout()
-        row.addWidget(style.named(QLabel("Premium: your post appears on everyone's home"
-                                         " page."), "muted"), 1)
+        row.addWidget(style.named(QLabel("Your post appears on everyone's home page."),
+                                  "muted"), 1)
         self.post_spinner = Spinner(18)
         row.addWidget(self.post_spinner)
         self.post_button = style.set_kind(QPushButton("Broadcast"), "primary")
@@ -74,7 +75,7 @@ class FeedView(QWidget):
         self.banner = Banner()
         layout.addWidget(self.banner)
         heading = QHBoxLayout()
-        heading.addWidget(style.named(QLabel("Home"), "heading"))
+        heading.addWidget(style.named(QLabel("Broadcasts"), "heading"))
         heading.addStretch(1)
         self.spinner = Spinner(18)
         heading.addWidget(self.spinner)

@@ -13,7 +13,6 @@ from typing import Any
 from PyQt5.QtCore import Qt, pyqtSignal
 from PyQt5.QtWidgets import (
     QCheckBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -75,10 +74,9 @@ class LoginWindow(QWidget):
         self.tabs.addTab(self._register_tab(), "Register")
         self.tabs.currentChanged.connect(self._tab_changed)
         card_layout.addWidget(self.tabs)
-        outer.addWidget(card)
-
         self.banner = Banner()
-        outer.addWidget(self.banner)
+        card_layout.addWidget(self.banner)
+        outer.addWidget(card)
 
         busy = QHBoxLayout()
         self.spinner = Spinner(22)
@@ -98,56 +96,77 @@ class LoginWindow(QWidget):
 
     # -- the two tabs ---------------------------------------------------------------------
 
+    @staticmethod
+    def _field(layout: QVBoxLayout, label: str, widget: QWidget) -> None:
+        """A label above its field (mnemonic ``&`` moves the focus there)."""
+        caption = QLabel(label)
+        caption.setBuddy(widget)
+        layout.addWidget(caption)
+        layout.addWidget(widget)
+        layout.addSpacing(4)
+
     def _login_tab(self) -> QWidget:
         page = QWidget()
-        form = QFormLayout(page)
+        form = QVBoxLayout(page)
         form.setContentsMargins(4, 16, 4, 4)
-        form.setVerticalSpacing(12)
+        form.setSpacing(4)
         self.name = QLineEdit()
         self.name.setPlaceholderText("your account name")
         self.name.setMaxLength(32)
-        form.addRow("&Account name", self.name)
+        self._field(form, "&Account name", self.name)
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.Password)
         self.password.setPlaceholderText("password")
-        form.addRow("&Password", self.password)
+        self._field(form, "&Password", self.password)
         self.remember = QCheckBox("&Keep me logged in on this computer")
         self.remember.setChecked(True)
-        form.addRow("", self.remember)
+        form.addWidget(self.remember)
+        form.addSpacing(10)
         self.login_button = style.set_kind(QPushButton("Log in"), "primary")
         self.login_button.setDefault(True)
+        self.login_button.setMinimumHeight(36)
         self.login_button.clicked.connect(self._submit_login)
-        form.addRow("", self.login_button)
+        form.addWidget(self.login_button)
+        form.addStretch(1)
         for edit in (self.name, self.password):
             edit.returnPressed.connect(self._submit_login)
         return page
 
     def _register_tab(self) -> QWidget:
         page = QWidget()
-        form = QFormLayout(page)
+        form = QVBoxLayout(page)
         form.setContentsMargins(4, 16, 4, 4)
-        form.setVerticalSpacing(10)
+        form.setSpacing(4)
         self.reg_name = QLineEdit()
         self.reg_name.setPlaceholderText("3 to 32 characters")
         self.reg_name.setMaxLength(32)
-        form.addRow("Account &name", self.reg_name)
+        self._field(form, "Account &name", self.reg_name)
         self.reg_email = QLineEdit()
         self.reg_email.setPlaceholderText("you@example.org")
-        form.addRow("&E-mail", self.reg_email)
-        self.reg_password = QLineEdit()
-        self.reg_password.setEchoMode(QLineEdit.Password)
-        self.reg_password.setPlaceholderText(f"at least {MIN_PASSWORD} characters")
-        form.addRow("Pass&word", self.reg_password)
-        self.reg_password2 = QLineEdit()
-        self.reg_password2.setEchoMode(QLineEdit.Password)
-        self.reg_password2.setPlaceholderText("the same again")
-        form.addRow("&Repeat", self.reg_password2)
+        self._field(form, "&E-mail", self.reg_email)
+        passwords = QHBoxLayout()
+        passwords.setSpacing(10)
+        for attribute, label, hint in (("reg_password", "Pass&word",
+                                        f"at least {MIN_PASSWORD} characters"),
+                                       ("reg_password2", "&Repeat password", "the same again")):
+            column = QVBoxLayout()
+            column.setSpacing(4)
+            edit = QLineEdit()
+            edit.setEchoMode(QLineEdit.Password)
+            edit.setPlaceholderText(hint)
+            setattr(self, attribute, edit)
+            self._field(column, label, edit)
+            passwords.addLayout(column)
+        form.addLayout(passwords)
         self.reg_code = QLineEdit()
         self.reg_code.setPlaceholderText("optional, e.g. K7QM-2XWD-PA9F-HT3C")
-        form.addRow("Premium &code", self.reg_code)
+        self._field(form, "Premium &code (lets you post to everyone)", self.reg_code)
+        form.addSpacing(6)
         self.register_button = style.set_kind(QPushButton("Create account"), "primary")
+        self.register_button.setMinimumHeight(36)
         self.register_button.clicked.connect(self._submit_register)
-        form.addRow("", self.register_button)
+        form.addWidget(self.register_button)
+        form.addStretch(1)
         for edit in (self.reg_name, self.reg_email, self.reg_password, self.reg_password2,
                      self.reg_code):
             edit.returnPressed.connect(self._submit_register)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from PyQt5.QtCore import QSortFilterProxyModel, Qt, QTimer, pyqtSignal
-from PyQt5.QtGui import QKeySequence
+from PyQt5.QtGui import QIcon, QKeySequence
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -88,15 +88,15 @@ class MainWindow(QMainWindow):
         self._countdown.setInterval(1000)
         self._countdown.timeout.connect(self._refresh_state)
 
-        bridge.state.connect(self.on_state)
-        bridge.message.connect(self.on_message)
-        bridge.message_status.connect(self.on_message_status)
-        bridge.presence.connect(self.on_presence)
-        bridge.broadcast.connect(self.on_broadcast)
-        bridge.account.connect(self.on_account)
-        bridge.notice.connect(self.on_notice)
-        bridge.server_key.connect(self.on_server_key)
-        call_bridge.status.connect(self.on_call_status)
+        self._connections = [
+            (bridge.state, self.on_state), (bridge.message, self.on_message),
+            (bridge.message_status, self.on_message_status),
+            (bridge.presence, self.on_presence), (bridge.broadcast, self.on_broadcast),
+            (bridge.account, self.on_account), (bridge.notice, self.on_notice),
+            (bridge.server_key, self.on_server_key),
+            (call_bridge.status, self.on_call_status)]
+        for signal, slot in self._connections:
+            signal.connect(slot)
         if self.account is not None:
             self.on_account(self.account)
         self.on_state(client.state)
@@ -131,9 +131,9 @@ class MainWindow(QMainWindow):
         names.addLayout(badges)
         profile.addLayout(names, 1)
         self.presence_box = QComboBox()
-        self.presence_box.addItem(style.dot_pixmap(style.PRESENCE_COLOURS["online"]),
+        self.presence_box.addItem(QIcon(style.dot_pixmap(style.PRESENCE_COLOURS["online"])),
                                   "Online", "online")
-        self.presence_box.addItem(style.dot_pixmap(style.PRESENCE_COLOURS["away"]),
+        self.presence_box.addItem(QIcon(style.dot_pixmap(style.PRESENCE_COLOURS["away"])),
                                   "Away", "away")
         self.presence_box.setToolTip("Your presence, as your contacts see it")
         self.presence_box.activated.connect(self._presence_chosen)
@@ -221,7 +221,8 @@ class MainWindow(QMainWindow):
         menu.addAction("Server settings…", self.settings_requested)
         menu.addSeparator()
         menu.addAction("Log out", self.logout_requested)
-        menu.addAction("Quit", self.quit_requested, QKeySequence("Ctrl+Q"))
+        quit_action = menu.addAction("Quit", self.quit_requested, QKeySequence("Ctrl+Q"))
+        self.addAction(quit_action)                 # the shortcut works with the menu shut
         self.menu_button.setMenu(menu)
         self.account_menu = menu
         row.addWidget(self.menu_button)
@@ -463,11 +464,12 @@ class MainWindow(QMainWindow):
         if self.search_dialog is None:
             self.search_dialog = SearchDialog(self.client, self, self.address)
             self.search_dialog.contact_added.connect(self._contact_added)
+        if not self.search_dialog.isVisible():
+            self.search_dialog.reset()
         self.search_dialog.show()
         self.search_dialog.raise_()
         self.search_dialog.activateWindow()
         self.search_dialog.query.setFocus()
-        self.search_dialog.query.selectAll()
         return self.search_dialog
 
     def _contact_added(self, contact: dict[str, Any]) -> None:
@@ -553,8 +555,15 @@ class MainWindow(QMainWindow):
     # == closing ============================================================================
 
     def close_all(self) -> None:
-        """Close this window and every window it opened (logout, or back to login)."""
+        """Close this window and every window it opened (logout, or back to login), and
+        stop listening to the client: the next login gets a fresh main window."""
         self._countdown.stop()
+        for signal, slot in self._connections:
+            try:
+                signal.disconnect(slot)
+            except TypeError:
+                pass                        # already disconnected
+        self._connections = []
         for window in [*self.chats.values(), self.admin_panel, self.search_dialog,
                        self.call_window]:
             if window is not None:

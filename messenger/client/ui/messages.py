@@ -68,9 +68,10 @@ def explain(error: BaseException | Any, address: str = "") -> str:
     if isinstance(error, HandshakeError):
         return _explain_handshake(error, address)
     if isinstance(error, (TlsVerificationError, SSL.Error)):
-        return (f"Secure connection refused: {_lower_first(describe_tls_failure(error))}"
-                f" Check the TLS options in {SETTINGS_HINT}, or ask your administrator for"
-                " the server's certificate.")
+        return (_sentence(f"Secure connection refused: "
+                          f"{_lower_first(describe_tls_failure(error))}")
+                + f" Check the TLS options in {SETTINGS_HINT}, or ask your administrator"
+                " for the server's certificate.")
     if isinstance(error, TlsSettingsError):
         return _sentence(f"The TLS settings cannot be used: {error}") + (
             f" Fix them in {SETTINGS_HINT}.")
@@ -263,7 +264,9 @@ def describe_call_end(status: calls.CallStatus, me: str | None = None) -> str:
     if reason == calls.CONNECTION_LOST:
         return "The call ended: the connection to the server was lost."
     if reason == calls.FAILED and status.error is not None:
-        return "The call could not go on: " + _lower_first(explain(status.error))
+        lead = "The call could not go on: " if status.started is not None else \
+            "The call could not start: "
+        return lead + _lower_first(explain(status.error))
     return "Call ended."
 
 
@@ -291,6 +294,12 @@ def format_when(timestamp: float, now: float | None = None) -> str:
         return format_clock(timestamp)
     moment = datetime.fromtimestamp(timestamp)
     return f"{moment.day} {moment:%b %Y %H:%M}"
+
+
+def format_date(timestamp: float) -> str:
+    """"23 Nov 2026"."""
+    moment = datetime.fromtimestamp(timestamp)
+    return f"{moment.day} {moment:%b %Y}"
 
 
 def format_duration(seconds: float) -> str:

@@ -91,6 +91,22 @@ class SearchDialog(QDialog):
         self._debounce.timeout.connect(self.search_now)
         self.query.setFocus()
 
+    def reset(self) -> None:
+        """A fresh search (the dialog is reused)."""
+        self._debounce.stop()
+        self.query.blockSignals(True)
+        self.query.clear()
+        self.query.blockSignals(False)
+        self._query = ""
+        self._generation += 1
+        self._searching = False
+        self.spinner.stop()
+        self.results.clear()
+        self.more_button.hide()
+        self.banner.clear_message()
+        self.note.setText("Results appear as you type.")
+        self._update_buttons()
+
     # -- searching ------------------------------------------------------------------------
 
     def _typed(self, text: str) -> None:
@@ -142,7 +158,7 @@ class SearchDialog(QDialog):
                 continue
             name = str(person["account_name"])
             known = bool(person.get("contact"))
-            item = QListWidgetItem(style.avatar_pixmap(name, 32),
+            item = QListWidgetItem(style.avatar_icon(name, 32),
                                    f"{name}    (already a contact)" if known else name)
             item.setData(NAME_ROLE, name)
             if known:

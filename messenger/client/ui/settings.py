@@ -43,6 +43,11 @@ class DesktopSettings:
         host, port = self.host_port
         return format_address(host, port)
 
+    @property
+    def connection(self) -> tuple[str, str, bool, str, str]:
+        """What the client is built from: a change here needs a new client."""
+        return (self.server, self.secret_file, self.tls, self.ca_file, self.pin_cert)
+
     def with_changes(self, **changes: Any) -> DesktopSettings:
         return replace(self, **changes)
 

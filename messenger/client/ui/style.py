@@ -42,17 +42,16 @@ QLabel#title {{ font-size: 20pt; font-weight: 600; }}
 QLabel#subtitle, QLabel#muted {{ color: {MUTED}; }}
 QLabel#heading {{ font-size: 12pt; font-weight: 600; }}
 QLabel#error {{ background: {DANGER_SOFT}; color: #991b1b; border: 1px solid #f5b5b5;
-    border-radius: 8px; padding: 8px 10px; }}
+    border-radius: 8px; }}
 QLabel#info {{ background: {ACCENT_SOFT}; color: #1e3a8a; border: 1px solid #b9cdf8;
-    border-radius: 8px; padding: 8px 10px; }}
+    border-radius: 8px; }}
 QLabel#badge {{ background: {ACCENT_SOFT}; color: {ACCENT_DARK}; border-radius: 8px;
     padding: 1px 7px; font-size: 8pt; font-weight: 600; }}
 QLabel#code {{ font-family: "DejaVu Sans Mono", monospace; font-size: 16pt; }}
-QLineEdit, QPlainTextEdit, QTextEdit, QSpinBox, QComboBox {{
+QLineEdit, QPlainTextEdit, QTextEdit {{
     background: {SURFACE}; border: 1px solid #cfd6e2; border-radius: 7px;
     padding: 5px 8px; selection-background-color: {ACCENT}; }}
-QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus, QSpinBox:focus,
-QComboBox:focus {{ border: 1px solid {ACCENT}; }}
+QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus {{ border: 1px solid {ACCENT}; }}
 QLineEdit:disabled, QPlainTextEdit:disabled {{ background: #f1f3f7; color: {MUTED}; }}
 QPushButton {{ background: {SURFACE}; border: 1px solid #cfd6e2; border-radius: 7px;
     padding: 6px 14px; }}
@@ -73,14 +72,18 @@ QPushButton[kind="success"]:hover {{ background: #15803d; }}
 QPushButton[kind="flat"] {{ background: transparent; border: none; color: {ACCENT};
     padding: 2px 4px; }}
 QPushButton[kind="flat"]:hover {{ text-decoration: underline; }}
+QPushButton::menu-indicator {{ image: none; width: 0; }}
 QTabWidget::pane {{ border: none; }}
-QTabBar::tab {{ background: transparent; padding: 8px 16px; margin-right: 2px;
-    border-bottom: 2px solid transparent; color: {MUTED}; font-weight: 600; }}
+QTabBar::tab {{ background: transparent; padding: 8px 18px; margin-right: 2px;
+    border-bottom: 2px solid transparent; color: {MUTED}; }}
 QTabBar::tab:selected {{ color: {ACCENT}; border-bottom: 2px solid {ACCENT}; }}
 QTabBar::tab:hover {{ color: {TEXT}; }}
 QListView, QListWidget, QTableWidget, QTextBrowser {{ background: {SURFACE};
     border: 1px solid {BORDER}; border-radius: 8px; }}
 QListView#contacts {{ border: none; background: transparent; }}
+QListWidget::item {{ padding: 2px 4px; border-radius: 6px; }}
+QListWidget::item:selected {{ background: {ACCENT_SOFT}; color: {TEXT}; }}
+QListWidget::item:hover:!selected {{ background: #f2f5fa; }}
 QListView#chat {{ border: none; background: {CHAT_BACKGROUND}; }}
 QTableWidget {{ gridline-color: #edf0f4; selection-background-color: {ACCENT_SOFT};
     selection-color: {TEXT}; }}
@@ -163,6 +166,10 @@ def avatar_pixmap(name: str, size: int, presence: str | None = None) -> QPixmap:
     paint_avatar(painter, QRectF(1, 1, size - 2, size - 2), name, presence)
     painter.end()
     return pixmap
+
+
+def avatar_icon(name: str, size: int, presence: str | None = None) -> QIcon:
+    return QIcon(avatar_pixmap(name, size, presence))
 
 
 def dot_pixmap(colour: str, size: int = 10) -> QPixmap:

@@ -58,6 +58,7 @@ class Banner(QLabel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWordWrap(True)
+        self.setMargin(9)
         self.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
         self.kind = ""
@@ -118,7 +119,7 @@ class ComposeEdit(QPlainTextEdit):
         self.setPlaceholderText(placeholder)
         self.setTabChangesFocus(True)
         self.setLineWrapMode(QPlainTextEdit.WidgetWidth)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._max_lines = max_lines
         self.document().contentsChanged.connect(self._fit)
         self._fit()
@@ -135,11 +136,14 @@ class ComposeEdit(QPlainTextEdit):
 
     def _fit(self) -> None:
         line = self.fontMetrics().lineSpacing()
-        lines = max(1, min(self._max_lines, int(self.document().size().height())))
+        wanted = max(1, int(self.document().size().height()))
+        lines = min(self._max_lines, wanted)
         margins = self.contentsMargins()
         height = lines * line + int(2 * self.document().documentMargin()) + \
-            margins.top() + margins.bottom() + 4
+            margins.top() + margins.bottom() + 14
         self.setFixedHeight(max(height, 38))
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded if wanted > self._max_lines
+                                        else Qt.ScrollBarAlwaysOff)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(300, self.height())

@@ -319,7 +319,7 @@ class RealServerCallTests(TestCase):
     def test_call_and_hang_up_on_either_side(self) -> Any:
         """Alice dials, Bob rings and accepts, audio flows both ways, and Bob's hang-up
         ends the call on Alice's side too."""
-        server = yield start_server(self)
+        server = yield start_server(self, udp_port=0)   # relay port: any free one
         alice, bob = self.client(server.tcp_port), self.client(server.tcp_port)
         yield alice.register("alice", "correct horse", "alice@example.org")
         yield bob.register("bob", "correct horse", "bob@example.org")

@@ -8,11 +8,12 @@ leak between tests and ``~/.config`` is never touched.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PyQt5.QtCore import Qt
+from PyQt5.QtCore import Qt, qInstallMessageHandler
 from PyQt5.QtTest import QTest
 from PyQt5.QtWidgets import QWidget
 from twisted.internet import defer, reactor, task
@@ -34,6 +35,15 @@ FAST_MEDIA = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05,
                            direct_timeout=0.3)
 
 style.apply(qtreactor.application())
+
+
+def _quiet_offscreen(kind: Any, context: Any, message: str) -> None:
+    """The offscreen platform says it cannot raise windows; everything else is shown."""
+    if "This plugin does not support" not in message:
+        sys.stderr.write(message + "\n")
+
+
+qInstallMessageHandler(_quiet_offscreen)
 
 
 @defer.inlineCallbacks
@@ -67,16 +77,25 @@ class DesktopTestCase(TestCase):
 
     @defer.inlineCallbacks
     def start_server(self, **overrides: Any) -> Any:
+        # The relay's UDP port defaults to the TCP port's number, which another UDP
+        # socket (a call's, another test's) may hold: let the system pick one.
+        overrides.setdefault("udp_port", 0)
         self.server = yield start_server(self, **overrides)
         return self.server
 
     @defer.inlineCallbacks
-    def restart_server(self) -> Any:
-        """Stop the server and start it again on the same port and data dir."""
-        config = self.server.config
-        port = self.server.tcp_port
+    def stop_server(self) -> Any:
+        """Stop the server (its port and data dir are kept for `restart_server`)."""
+        if self.server.port is not None:
+            self._server_port = self.server.tcp_port
         yield self.server.stop()
-        config.port = port
+
+    @defer.inlineCallbacks
+    def restart_server(self) -> Any:
+        """Start the server again on the same port and data dir (stopping it first)."""
+        yield self.stop_server()
+        config = self.server.config
+        config.port = self._server_port
         server = MessengerServer(config, reactor)
         yield server.start()
         self.addCleanup(server.stop)

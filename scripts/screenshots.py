@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Render the desktop client's windows into docs/screenshots/*.png from the running program.
+
+A real server runs in this process (loopback, a temporary data dir, SQLite); three
+desktop clients on the Qt reactor register (alice, the first account, is an
+administrator; bob registers with a premium code alice made; carol is an ordinary user),
+add each other, chat, broadcast and call. Each window is then captured with
+``QWidget.grab()`` at a realistic size (the main window at 1280x800). Nothing is mocked:
+what you see is what the program draws.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py [--out DIR]
+
+(or under Xvfb: ``xvfb-run -a .venv/bin/python scripts/screenshots.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+if not os.environ.get("DISPLAY"):                  # no X server (Xvfb): render offscreen
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+RUNTIME_DIR = None
+if "XDG_RUNTIME_DIR" not in os.environ:
+    RUNTIME_DIR = tempfile.mkdtemp(prefix="qtui_xdg_")
+    os.environ["XDG_RUNTIME_DIR"] = RUNTIME_DIR
+
+from messenger.client.ui import qtreactor  # noqa: E402
+
+APP = qtreactor.application()
+reactor = qtreactor.install()
+
+from PyQt5.QtCore import Qt  # noqa: E402
+from PyQt5.QtWidgets import QWidget  # noqa: E402
+from twisted.internet import defer, task  # noqa: E402
+
+from messenger.client.calls.audio import FakeAudioDevice  # noqa: E402
+from messenger.client.calls.engine import CallEngine  # noqa: E402
+from messenger.client.reconnect import backoff_policy  # noqa: E402
+from messenger.client.ui import style  # noqa: E402
+from messenger.client.ui.call_window import CallWindow  # noqa: E402
+from messenger.client.ui.desktop import Desktop  # noqa: E402
+from messenger.client.ui.settings import DesktopSettings  # noqa: E402
+from messenger.server.config import ServerConfig  # noqa: E402
+from messenger.server.service import MessengerServer  # noqa: E402
+
+PASSWORD = "correct horse battery"  # noqa: S105 (demo accounts on a throwaway server)
+
+
+def sleep(seconds: float) -> defer.Deferred:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@defer.inlineCallbacks
+def wait_for(condition: Any, timeout: float = 20.0, what: str = "") -> Any:
+    deadline = reactor.seconds() + timeout
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        yield sleep(0.03)
+
+
+class Shots:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.saved: list[Path] = []
+
+    @defer.inlineCallbacks
+    def take(self, widget: QWidget, name: str, width: int | None = None,
+             height: int | None = None) -> Any:
+        widget.show()
+        if width and height:
+            widget.resize(width, height)
+        else:
+            widget.adjustSize()
+        yield sleep(0.4)                      # let layouts, timers and repaints settle
+        path = self.out / f"{name}.png"
+        if not widget.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        self.saved.append(path)
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
+              f" ({widget.width()}x{widget.height()})")
+
+
+class World:
+    """A server and the desktops of alice, bob and carol."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.server: MessengerServer | None = None
+        self.desktops: dict[str, Desktop] = {}
+
+    @defer.inlineCallbacks
+    def start_server(self) -> Any:
+        data = self.base / "server"
+        config = ServerConfig(port=0, interface="127.0.0.1", data_dir=data, rsa_bits=2048,
+                              scrypt_n=2**10)
+        self.server = MessengerServer(config, reactor)
+        yield self.server.start()
+
+    def desktop(self, name: str, secret: bytes | None = None) -> Desktop:
+        config_dir = self.base / f"client-{name}"
+        config_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        secret_file = config_dir / "secret"
+        assert self.server is not None
+        secret_file.write_bytes(secret if secret is not None else
+                                self.server.config.secret_path.read_bytes())
+        settings = DesktopSettings(server=f"127.0.0.1:{self.server.tcp_port}",
+                                   secret_file=str(secret_file))
+        device = FakeAudioDevice()
+
+        def engine(**callbacks: Any) -> CallEngine:
+            return CallEngine(reactor, audio=device, interface="127.0.0.1", **callbacks)
+
+        desktop = Desktop(config_dir, settings, reactor=reactor, engine_factory=engine,
+                          use_tray=False,
+                          client_options={"backoff": backoff_policy(0.2, 2.0)})
+        self.desktops[name] = desktop
+        return desktop
+
+    @defer.inlineCallbacks
+    def register(self, name: str, code: str = "") -> Any:
+        desktop = self.desktop(name)
+        yield desktop.start()
+        yield wait_for(lambda: not desktop.login_window.busy, what="login form")
+        yield desktop.register(name, f"{name}@example.org", PASSWORD, code)
+        yield wait_for(lambda: desktop.main_window is not None
+                       and desktop.client.state.name == "online", what=f"{name} online")
+        return desktop
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        for desktop in self.desktops.values():
+            yield desktop.shutdown()
+        if self.server is not None:
+            yield self.server.stop()
+
+
+@defer.inlineCallbacks
+def scenario(out: Path, base: Path) -> Any:
+    shots = Shots(out)
+    world = World(base)
+    yield world.start_server()
+    try:
+        # -- the login window: both tabs, and one refusal ---------------------------------
+        fresh = world.desktop("newcomer")
+        yield fresh.start()
+        yield wait_for(lambda: not fresh.login_window.busy, what="login form")
+        login = fresh.login_window
+        login.name.setText("alice")
+        login.password.setText(PASSWORD)
+        yield shots.take(login, "login", 460, 640)
+        login.tabs.setCurrentIndex(1)
+        login.reg_name.setText("dave")
+        login.reg_email.setText("dave@example.org")
+        login.reg_password.setText(PASSWORD)
+        login.reg_password2.setText(PASSWORD)
+        login.reg_code.setText("K7QM-2XWD-PA9F-HT3C")
+        yield shots.take(login, "login-register", 460, 640)
+        login.tabs.setCurrentIndex(0)
+        dialog = fresh.open_settings()
+        yield shots.take(dialog, "settings")
+        dialog.close()
+
+        # -- three users, contacts, messages, a broadcast ---------------------------------
+        alice = yield world.register("alice")
+        reply = yield alice.client.admin_create_code()
+        bob = yield world.register("bob", code=reply["code"])
+        carol = yield world.register("carol")
+        dave = yield world.register("dave")
+        for desktop, contacts in ((alice, ("bob", "carol", "dave")), (bob, ("alice",)),
+                                  (carol, ("alice",)), (dave, ("alice",))):
+            for name in contacts:
+                yield desktop.client.add_contact(name)
+            desktop.main_window.reload()
+        conversation = [
+            (bob, "alice", "Morning! Did the new build pass on your machine?"),
+            (alice, "bob", "Yes, all green here. The call quality looks much better too."),
+            (bob, "alice", "Great. I'll tag the release after lunch then."),
+            (alice, "bob", "Sounds good. One thing: the relay fallback kicked in twice"
+                           " during yesterday's test, both times on the guest Wi-Fi. I think"
+                           " that network blocks direct UDP between clients, so it is doing"
+                           " exactly what it should, but let's mention it in the notes."),
+            (bob, "alice", "Good catch, will do."),
+        ]
+        for sender, to, text in conversation:
+            yield sender.client.send_message(to, text)
+            yield sleep(0.05)
+        yield bob.client.broadcast("Release 1.2 is out: voice calls now fall back to the"
+                                   " server's relay when a direct path is blocked, and the"
+                                   " desktop client shows call quality live.")
+        feed = alice.main_window.feed
+        feed.compose.setPlainText("Maintenance tonight from 22:00 to 22:15; expect a short"
+                                  " reconnect.")
+        feed.post()
+        yield wait_for(lambda: len(feed.items) >= 2, what="alice's broadcast")
+        yield carol.client.send_message("alice", "Are we still on for the review at 3?")
+        yield carol.client.send_message("alice", "I booked the small meeting room.")
+        yield bob.client.set_presence("away")
+        yield dave.logout()
+        yield sleep(0.5)
+
+        # -- the main window ---------------------------------------------------------------
+        main = alice.main_window
+        main.select_contact("bob")
+        yield shots.take(main, "main", 1280, 800)
+
+        # -- the search dialog -------------------------------------------------------------
+        search = carol.main_window.open_search()
+        search.query.setText("a")
+        search.search_now()
+        yield wait_for(lambda: search.results.count() >= 2, what="search results")
+        yield shots.take(search, "search", 460, 520)
+        search.close()
+
+        # -- a chat ------------------------------------------------------------------------
+        chat = main.open_chat("bob")
+        yield wait_for(lambda: chat.model.rowCount() >= len(conversation), what="history")
+        chat.compose.setPlainText("I'll write the release notes now.")
+        yield shots.take(chat, "chat", 560, 680)
+
+        # -- the admin panel and a new premium code ----------------------------------------
+        panel = main.open_admin()
+        yield wait_for(lambda: panel.users_table.rowCount() >= 4, what="users")
+        panel.select_user("bob")
+        yield wait_for(lambda: panel.history_table.rowCount() > 0, what="login history")
+        yield shots.take(panel, "admin", 1180, 720)
+        yield panel.create_code()
+        yield wait_for(lambda: panel.code_dialog is not None, what="code dialog")
+        yield shots.take(panel.code_dialog, "premium-code")
+        panel.code_dialog.close()
+        panel.close()
+
+        # -- a call: ringing at bob's, then in progress ------------------------------------
+        CallWindow.CLOSE_DELAY = 60.0
+        alice.main_window.start_call("bob")
+        yield wait_for(lambda: bob.main_window.call_window is not None, what="ring")
+        yield shots.take(bob.main_window.call_window, "call-incoming", 400, 560)
+        bob.main_window.call_window.accept()
+        yield wait_for(lambda: alice.calls.status.state == "active", what="call active")
+        yield sleep(3.2)
+        yield shots.take(alice.main_window.call_window, "call", 400, 560)
+        yield alice.calls.hangup()
+
+        # -- a refusal in the login window -------------------------------------------------
+        login.tabs.setCurrentIndex(0)
+        yield fresh.login("alice", "not the password")
+        yield wait_for(lambda: login.banner.kind == "error", what="refusal")
+        login.name.setText("alice")
+        yield shots.take(login, "login-error", 460, 640)
+        wrong = world.desktop("wrong-secret", secret=b"an old secret\n")
+        yield wrong.start()
+        yield wait_for(lambda: not wrong.login_window.busy, what="login form")
+        wrong.login_window.name.setText("carol")
+        yield wrong.login("carol", PASSWORD)
+        yield wait_for(lambda: wrong.login_window.banner.kind == "error", what="hmac")
+        wrong.login_window.name.setText("carol")
+        yield shots.take(wrong.login_window, "login-hmac-error", 460, 640)
+    finally:
+        yield world.stop()
+    return shots.saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"),
+                        help="where the PNGs go (default: docs/screenshots)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    style.apply(APP)
+    APP.setAttribute(Qt.AA_UseHighDpiPixmaps)
+    result: dict[str, Any] = {}
+
+    base = Path(tempfile.mkdtemp(prefix="qtui_shots_"))
+
+    def run() -> None:
+        d = scenario(out, base)
+
+        def done(outcome: Any) -> None:
+            result["outcome"] = outcome
+            reactor.stop()
+        d.addBoth(done)
+
+    reactor.callLater(0, run)
+    try:
+        reactor.run()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)       # the server's data and the clients'
+        if RUNTIME_DIR is not None:
+            shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
+    outcome = result.get("outcome")
+    if not isinstance(outcome, list):
+        if hasattr(outcome, "printTraceback"):
+            outcome.printTraceback()
+        print("screenshots: failed", file=sys.stderr)
+        return 1
+    print(f"screenshots: {len(outcome)} images in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
