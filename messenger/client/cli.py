@@ -31,6 +31,7 @@ from messenger.client.errors import ClientError, PasswordNeeded
 from messenger.client.events import (
     FAILED,
     LOGIN_REQUIRED,
+    ONLINE,
     RECONNECTING,
     Broadcast,
     CallEvent,
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  default=20)
     command("presence", "set your presence").add_argument("status",
                                                           choices=("online", "away"))
+    command("chat", "talk to someone: send each line typed, print what comes, stay"
+            " connected").add_argument("to", metavar="USER")
     sub = command("tail", "print messages and other events as they come, until"
                   " interrupted")
     sub.add_argument("--count", type=int, metavar="N",
@@ -326,8 +329,10 @@ class Session:
     def limit(self, d: defer.Deferred) -> defer.Deferred:
         return d.addTimeout(self.timeout, self.reactor)
 
-    async def start(self) -> dict[str, Any]:
-        return await self.limit(self.client.start())
+    async def start(self, patient: bool = False) -> dict[str, Any]:
+        """Log in with the saved token. ``patient``: wait through reconnects (a server
+        that is restarting) until --timeout, instead of failing at the first refusal."""
+        return await self.limit(self.client.start(fail_fast=not patient))
 
 
 async def run(reactor: Any, settings: Settings, password: str | None,
@@ -410,7 +415,7 @@ async def cmd_search(session: Session, args: argparse.Namespace, _: Any) -> int:
 
 
 async def cmd_send(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
+    await session.start(patient=True)
     text = " ".join(args.text)
     reply = await session.limit(session.client.send_message(args.to, text))
     session.output.line(f"sent #{reply.get('msg_id')} to {args.to}",
@@ -482,7 +487,64 @@ async def cmd_tail(session: Session, args: argparse.Namespace, _: Any) -> int:
     return await done
 
 
+async def cmd_chat(session: Session, args: argparse.Namespace, _: Any) -> int:
+    """Talk to one person: each line typed is sent, messages are printed as they come.
+
+    Stays connected through server restarts: lines typed meanwhile wait in the outbox and
+    go out (once) after the reconnect. End of input (Ctrl-D) waits for the last messages
+    to be acknowledged, then quits.
+    """
+    from twisted.internet import stdio
+    from twisted.protocols.basic import LineReceiver
+
+    client, output = session.client, session.output
+    done: defer.Deferred[int] = defer.Deferred()
+
+    def show(event: Any) -> None:
+        text = format_event(event)
+        if text is not None:
+            output.line(text, event_json(event))
+
+    def acked(reply: dict[str, Any]) -> None:
+        output.note(f"  sent #{reply.get('msg_id')}")
+
+    def refused(failure: Any) -> None:
+        output.note(f"{PROG}: not sent: {explain(failure.value)[0]}")
+
+    def on_state(state: ConnectionState) -> None:
+        if state.name == RECONNECTING:
+            output.note(f"{PROG}: {state} (lines you type are kept and sent after it)")
+        elif state.name == ONLINE:
+            output.note(f"{PROG}: online")
+        elif state.name in (FAILED, LOGIN_REQUIRED) and not done.called:
+            done.errback(state.error or ClientError(state.reason or state.name))
+
+    class Keyboard(LineReceiver):
+        delimiter = b"\n"
+
+        def lineReceived(self, line: bytes) -> None:  # noqa: N802
+            text = line.decode("utf-8", "replace").strip()
+            if text:
+                client.queue_message(args.to, text).when_done().addCallbacks(acked, refused)
+
+        def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+            pending = [message.when_done() for message in client.pending_messages()]
+            finished = defer.DeferredList(pending, consumeErrors=True)
+            session.limit(finished).addBoth(
+                lambda _: done.called or done.callback(EXIT_OK))
+
+    for kind in ("message", "presence", "notice"):
+        client.subscribe(kind, show)
+    client.subscribe("state", on_state)
+    await session.start(patient=True)
+    output.note(f"{PROG}: chatting with {args.to}; type a line and press Enter to send,"
+                " Ctrl-D to quit")
+    stdio.StandardIO(Keyboard(), reactor=session.reactor)
+    return await done
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
+    "chat": cmd_chat,
     "register": cmd_login,
     "login": cmd_login,
     "logout": cmd_logout,
