@@ -6,6 +6,7 @@ the client shows (a non-admin gets 403).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PyQt5.QtCore import Qt, pyqtSignal
@@ -63,6 +64,24 @@ def _item(text: str, data: Any = None) -> QTableWidgetItem:
     if data is not None:
         item.setData(Qt.UserRole, data)
     return item
+
+
+def _when_item(stamp: Any, missing: str = "") -> QTableWidgetItem:
+    return _item(format_when(stamp) if isinstance(stamp, (int, float)) else missing)
+
+
+def _fill_table(table: QTableWidget, reply: dict[str, Any],
+                cells: Callable[[dict[str, Any]], tuple[QTableWidgetItem, ...]]) -> None:
+    """Replace a table's rows with one per object of a list reply (``alert``)."""
+    entries = reply.get("alert") if isinstance(reply.get("alert"), list) else []
+    table.setRowCount(0)
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        row = table.rowCount()
+        table.insertRow(row)
+        for column, cell in enumerate(cells(entry)):
+            table.setItem(row, column, cell)
 
 
 def _yes(value: Any) -> str:
@@ -372,24 +391,14 @@ class AdminPanel(QWidget):
     def _history_loaded(self, name: str, reply: dict[str, Any]) -> None:
         if self.selected_name() != name:
             return
-        entries = reply.get("alert") if isinstance(reply.get("alert"), list) else []
-        table = self.history_table
-        table.setRowCount(0)
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            row = table.rowCount()
-            table.insertRow(row)
-            when = entry.get("time")
+        def cells(entry: dict[str, Any]) -> tuple[QTableWidgetItem, ...]:
             ok = entry.get("success")
             result = _item("succeeded" if ok else "failed")
             result.setForeground(Qt.darkGreen if ok else Qt.red)
-            for column, cell in enumerate((
-                    _item(format_when(when) if isinstance(when, (int, float)) else ""),
-                    _item(str(entry.get("address", ""))),
-                    _item(str(entry.get("method", ""))), result)):
-                table.setItem(row, column, cell)
-        if not entries:
+            return (_when_item(entry.get("time")), _item(str(entry.get("address", ""))),
+                    _item(str(entry.get("method", ""))), result)
+        _fill_table(self.history_table, reply, cells)
+        if not self.history_table.rowCount():
             self.history_label.setText(f"Login history of {name}: no logins yet")
 
     def _history_failed(self, name: str, failure: Any) -> None:
@@ -507,39 +516,16 @@ class AdminPanel(QWidget):
         return self._call(self.client.admin_list_codes(limit=200), self._codes_loaded)
 
     def _codes_loaded(self, reply: dict[str, Any]) -> None:
-        codes = reply.get("alert") if isinstance(reply.get("alert"), list) else []
-        table = self.codes_table
-        table.setRowCount(0)
-        for code in codes:
-            if not isinstance(code, dict):
-                continue
-            row = table.rowCount()
-            table.insertRow(row)
-            created, used = code.get("created"), code.get("used")
-            for column, cell in enumerate((
-                    _item(str(code.get("hint", ""))), _item(str(code.get("created_by") or "")),
-                    _item(format_when(created) if isinstance(created, (int, float)) else ""),
-                    _item(str(code.get("used_by") or "not used yet")),
-                    _item(format_when(used) if isinstance(used, (int, float)) else "—"))):
-                table.setItem(row, column, cell)
+        _fill_table(self.codes_table, reply, lambda code: (
+            _item(str(code.get("hint", ""))), _item(str(code.get("created_by") or "")),
+            _when_item(code.get("created")), _item(str(code.get("used_by") or "not used yet")),
+            _when_item(code.get("used"), "—")))
 
     def load_audit(self) -> Any:
         return self._call(self.client.admin_audit(limit=200), self._audit_loaded)
 
     def _audit_loaded(self, reply: dict[str, Any]) -> None:
-        entries = reply.get("alert") if isinstance(reply.get("alert"), list) else []
-        table = self.audit_table
-        table.setRowCount(0)
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            row = table.rowCount()
-            table.insertRow(row)
-            when = entry.get("time")
-            for column, cell in enumerate((
-                    _item(format_when(when) if isinstance(when, (int, float)) else ""),
-                    _item(str(entry.get("actor", ""))),
-                    _item(str(entry.get("action", "")).replace("_", " ")),
-                    _item(str(entry.get("target") or "—")),
-                    _item(str(entry.get("detail") or "")))):
-                table.setItem(row, column, cell)
+        _fill_table(self.audit_table, reply, lambda entry: (
+            _when_item(entry.get("time")), _item(str(entry.get("actor", ""))),
+            _item(str(entry.get("action", "")).replace("_", " ")),
+            _item(str(entry.get("target") or "—")), _item(str(entry.get("detail") or ""))))
