@@ -494,13 +494,18 @@ def _local_endpoints(host: str, port: int, relay_host: str) -> tuple[Endpoint, .
     """Our own address(es) for the peer to try: the bound one, or the one routing to the relay.
 
     For a wildcard socket the kernel's choice of source address toward the relay is asked
-    with a connected UDP socket (no packet is sent).
+    with a connected UDP socket. This never blocks: connect() on a datagram socket to an
+    IP literal is only a routing-table lookup (no packet, no DNS), and a relay given by
+    name is not looked up here at all (the engine resolves it off the reactor first).
     """
     try:
         address = ipaddress.ip_address(host)
+        relay = ipaddress.ip_address(relay_host)
     except ValueError:
         return ()
     if address.is_unspecified:
+        if relay.version != address.version:
+            return ()
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         probe = socket.socket(family, socket.SOCK_DGRAM)
         try:
