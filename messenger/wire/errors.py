@@ -76,6 +76,20 @@ class ServerError(MessengerError):
     code = codes.SERVER_ERROR
 
 
+class ServiceUnavailable(MessengerError):
+    """The server as a whole is overloaded or its store is down: nothing was done, and the
+    same request may succeed later (``retry_after`` seconds, when the server can tell)."""
+
+    code = codes.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, retry_after: float | None = None, /,
+                 **extra: Any) -> None:
+        if retry_after is not None:
+            extra["retry_after"] = round(retry_after, 3)
+        super().__init__(message, **extra)
+        self.retry_after = retry_after
+
+
 _BY_CODE: dict[int, type[MessengerError]] = {
     cls.code: cls
     for cls in (BadRequest, NotAuthorised, WrongCredentials, Forbidden, NotFound, Conflict,
@@ -92,6 +106,10 @@ def error_from_reply(reply: dict[str, Any]) -> MessengerError:
         message = f"error {raw_code}"
     extra = {k: v for k, v in reply.items()
              if k not in ("response", "error", "id", "time", "retry_after")}
+    if code == codes.SERVICE_UNAVAILABLE:
+        retry = reply.get("retry_after")
+        return ServiceUnavailable(message, float(retry) if isinstance(retry, (int, float))
+                                  else None, **extra)
     if code == codes.TOO_MANY_REQUESTS:
         retry = reply.get("retry_after")
         return TooManyRequests(message, float(retry) if isinstance(retry, (int, float)) else 1.0,
