@@ -11,15 +11,15 @@ class CodesTests(SynchronousTestCase):
     """The JIM code table."""
 
     def test_design_codes(self) -> None:
-        """codes.ALL is exactly the list of JIM codes in DESIGN.md section 3."""
+        """codes.ALL is the list of JIM codes in DESIGN.md section 3, plus 503."""
         self.assertEqual(codes.ALL, {100, 101, 200, 201, 202, 400, 401, 402, 403, 404, 409,
-                                     410, 429, 500})
+                                     410, 429, 500, 503})
 
     def test_is_success(self) -> None:
         """1xx and 2xx are successes; 4xx and 5xx are not."""
         for code in (100, 101, 200, 201, 202):
             self.assertTrue(codes.is_success(code))
-        for code in (400, 401, 402, 403, 404, 409, 410, 429, 500):
+        for code in (400, 401, 402, 403, 404, 409, 410, 429, 500, 503):
             self.assertFalse(codes.is_success(code))
 
 
@@ -92,6 +92,17 @@ class ErrorFromReplyTests(SynchronousTestCase):
         error = errors.error_from_reply({"response": 429, "error": "slow",
                                          "retry_after": "soon"})
         self.assertEqual(error.retry_after, 1.0)
+
+    def test_service_unavailable(self) -> None:
+        """A 503 reply gives ServiceUnavailable, with retry_after when the server sent one."""
+        error = errors.error_from_reply({"response": 503, "error": "busy", "retry_after": 2})
+        self.assertIs(type(error), errors.ServiceUnavailable)
+        self.assertEqual(error.retry_after, 2.0)
+        self.assertEqual(error.to_reply(),
+                         {"response": 503, "error": "busy", "retry_after": 2.0})
+        error = errors.error_from_reply({"response": 503, "error": "store down"})
+        self.assertIsNone(error.retry_after)
+        self.assertEqual(error.to_reply(), {"response": 503, "error": "store down"})
 
     def test_unknown_code(self) -> None:
         """A code without a class keeps its number in a plain MessengerError."""
