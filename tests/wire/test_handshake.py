@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -14,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -48,6 +49,12 @@ CLIENT_X25519 = bytes(range(96, 128))     # the client's ephemeral X25519 privat
 SERVER_X25519 = bytes(range(128, 160))    # the server's
 PSS_32 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 HMAC_403 = b'{"response":403,"error":"hmac error"}'
+
+
+@functools.cache
+def legacy_e3_key() -> rsa.RSAPrivateKey:
+    """A real 2048-bit RSA key with the legacy public exponent 3 (made once)."""
+    return rsa.generate_private_key(public_exponent=3, key_size=2048)
 
 
 def make_server(secret: bytes = SECRET, key_name: str = "server", bits: int = 2048,
@@ -484,6 +491,52 @@ class ServerPhaseTwoTests(SynchronousTestCase):
         else:
             self.fail("the handshake accepted a suite name with a lone surrogate")
 
+    def test_missing_share_is_a_version_1_client(self) -> None:
+        """A key_exchange without 'share' (a messenger/1 client) is told to upgrade: 400."""
+        self._refused("key_exchange has no 'share': this server speaks messenger/2 (an"
+                      " ephemeral X25519 share is required); upgrade the client", share=None)
+
+    def test_bad_shares(self) -> None:
+        """A share that is not base64 of exactly 32 bytes is refused with a 400."""
+        for share, message in (
+                ("!!!", "'share' must be a base64 string"),
+                (5, "'share' must be a base64 string"),
+                (base64.b64encode(bytes(32)).decode().rstrip("="),
+                 "'share' must be a base64 string"),
+                (base64.urlsafe_b64encode(b"\xff" * 32).decode(),
+                 "'share' must be a base64 string"),
+                (base64.b64encode(bytes(31)).decode(), "'share' must encode 32 bytes"),
+                (base64.b64encode(bytes(33)).decode(), "'share' must encode 32 bytes"),
+                ("", "'share' must encode 32 bytes")):
+            self._refused(message, share=share)
+
+    def test_low_order_shares(self) -> None:
+        """A share that makes Z all zeros (0, 1, a low-order point) is refused with a 400."""
+        order_8 = bytes.fromhex(
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+        for point in (bytes(32), b"\x01" + bytes(31), order_8):
+            self._refused("'share' is not a usable X25519 public key",
+                          share=base64.b64encode(point).decode())
+
+    def test_client_exponents(self) -> None:
+        """A client key whose public exponent is not 65537 (3, 65539, nearly n) is a 400."""
+        modulus = rsa_key("client").public_key().public_numbers().n
+        for exponent in (3, 65539, (1 << 64) + 1, modulus - 2):
+            public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+            self._refused("'public_key': public exponent must be 65537", public_key=pem(public))
+
+    def test_share_checked_before_any_rsa_work(self) -> None:
+        """A bad share is refused before the server draws S or does any RSA operation."""
+        drawn: list[int] = []
+
+        def random(size: int) -> bytes:
+            drawn.append(size)
+            return bytes(size)
+        server = make_server(random=random)
+        frame = reencode(until_key_exchange(server, make_client()), share="AAAA")
+        self.assertRaises(HandshakeError, server.receive, frame)
+        self.assertEqual(drawn, [32])   # the server nonce only
+
     def test_no_common_suite(self) -> None:
         """When no offered suite is acceptable the server says which it offers."""
         self._refused("no common cipher suite; this server offers: rsa-oaep",
@@ -713,6 +766,43 @@ class ClientPhaseTwoTests(SynchronousTestCase):
         encrypted = rsa_key("client").public_key().encrypt(SESSION_SECRET, OAEP)
         _, established = client.receive(self._forged(client, exchange, encrypted))
         self.assertEqual(established.suite, "aes-256-gcm")
+
+    def test_server_key_exponent(self) -> None:
+        """A server key whose public exponent is not 65537 is refused before its signature."""
+        modulus = rsa_key("server").public_key().public_numbers().n
+        for exponent in (3, 65539, modulus - 2):
+            client, reply = self._setup()
+            public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+            self._refused(client, reencode(reply, public_key=pem(public)),
+                          "server key is unacceptable: public exponent must be 65537")
+
+    def test_server_key_exponent_3_even_if_signed(self) -> None:
+        """A server that really holds an e = 3 key and signs correctly is still refused."""
+        server = ServerHandshake(SECRET, legacy_e3_key(),
+                                 random=scripted_random([SERVER_NONCE, SESSION_SECRET,
+                                                         SERVER_X25519]))
+        client, reply = self._setup(server=server)
+        self._refused(client, reply, "server key is unacceptable: public exponent must be 65537")
+
+    def test_bad_server_shares(self) -> None:
+        """A missing, short or non-base64 server share is refused as malformed."""
+        for share in (None, "AAAA", "***", base64.b64encode(bytes(33)).decode()):
+            client, reply = self._setup()
+            self._refused(client, reencode(reply, share=share), "key exchange is malformed")
+
+    def test_substituted_server_share(self) -> None:
+        """Another (valid) server share in the reply breaks the signature: 403."""
+        client, reply = self._setup()
+        other = base64.b64encode(x25519_share(bytes(range(1, 33)))).decode()
+        self._refused(client, reencode(reply, share=other), "signature is invalid", 403)
+
+    def test_low_order_server_share_even_if_signed(self) -> None:
+        """A correctly signed reply whose share makes Z all zeros is refused."""
+        server, client = make_server(), make_client()
+        exchange = until_key_exchange(server, client)
+        encrypted = rsa_key("client").public_key().encrypt(SESSION_SECRET, OAEP)
+        forged = self._forged(client, exchange, encrypted, server_share=bytes(32))
+        self._refused(client, forged, "server's X25519 share is unusable")
 
     def test_channel_fails_on_tamper_after_handshake(self) -> None:
         """After the handshake a tampered phase-3 frame raises ChannelError."""
