@@ -193,7 +193,6 @@ class ServerHandshake:
 
     def _on_key_exchange(self, payload: bytes) -> tuple[bytes, Established]:
         message = _decode_plain(payload, "key_exchange")
-        client_share = _client_share(message)
         try:
             client_key = keys.parse_public_pem(message.get("public_key"))
         except keys.InvalidPublicKey as error:
@@ -202,6 +201,7 @@ class ServerHandshake:
         if (type(offered) is not list or not 1 <= len(offered) <= 8
                 or any(type(s) is not str or len(s) > 32 or not s.isascii() for s in offered)):
             raise BadRequest("'suites' must be a list of 1 to 8 suite names")
+        client_share = _client_share(message)
         chosen = next((s for s in self._suites if s in offered), None)
         if chosen is None:
             raise BadRequest("no common cipher suite; this server offers: "
