@@ -24,6 +24,7 @@ from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
 from messenger.server.limits import Limits
 from messenger.server.lockout import LockoutPolicy
+from messenger.server.maintenance import Maintenance
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
 from messenger.server.refusals import RefusalLog
@@ -68,6 +69,7 @@ class ServerContext:
         self.refusals = RefusalLog(clock)
         self.counters: Counter[str] = Counter()
         self.lockout_policy = LockoutPolicy.from_limits(limits)
+        self.maintenance = Maintenance(db, clock, config.retention_days)
         self.call_table = CallTable()
         self.calls = CallService(self.router, self.call_table, clock,
                                  config.call_ring_timeout, config.public_host)
@@ -82,6 +84,7 @@ class ServerContext:
     def start(self) -> None:
         self.hasher.start()
         self.crypto.start()
+        self.maintenance.start()
         interval = max(0.05, min(self.config.probe_interval, self.config.probe_timeout) / 3)
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
@@ -94,6 +97,7 @@ class ServerContext:
         for loop in (self._sweeper, self._account_check):
             if loop is not None and loop.running:
                 loop.stop()
+        self.maintenance.stop()
         self.hasher.stop()
         self.crypto.stop()
         self.refusals.flush()

@@ -59,6 +59,34 @@ class ContactsTests(unittest.TestCase):
         self.assertEqual(stored, 1)
 
     @defer.inlineCallbacks
+    def test_contacts_paged_and_capped(self):
+        """get_contacts pages by name with `after` and `limit`; past max_contacts an add
+        is 403 and nothing is stored; removing one makes room again."""
+        from messenger.server.config import LimitsConfig
+        from tests.server.people import no_limits
+        limits: LimitsConfig = no_limits()
+        limits.max_contacts = 3
+        server, (alice, *_) = yield server_with(self, "alice", "dora", "bob", "Carl", "eve",
+                                                limits=limits)
+        for name in ("dora", "bob", "Carl"):
+            reply = yield alice.request("add_contact", user_id=name)
+            self.assertEqual(reply["response"], 201)
+        reply = yield alice.request("add_contact", user_id="eve")
+        self.assertEqual((reply["response"], reply["error"]),
+                         (403, "you have 3 contacts, the most allowed; remove one first"))
+        stored = yield count(server, "contacts")
+        self.assertEqual(stored, 3)
+        first = yield alice.request("get_contacts", limit=2)
+        self.assertEqual(([c["account_name"] for c in first["alert"]], first["more"]),
+                         (["bob", "Carl"], True))
+        rest = yield alice.request("get_contacts", limit=2, after="carl")
+        self.assertEqual(([c["account_name"] for c in rest["alert"]], rest["more"]),
+                         (["dora"], False))
+        yield alice.request("del_contact", user_id="bob")
+        reply = yield alice.request("add_contact", user_id="eve")
+        self.assertEqual(reply["response"], 201)
+
+    @defer.inlineCallbacks
     def test_delete_errors(self):
         """Deleting an unknown name or a name that is not a contact is 404."""
         server, (alice, _) = yield server_with(self, "alice", "bob")
