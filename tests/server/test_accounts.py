@@ -222,6 +222,29 @@ class LoginTests(AccountTestCase):
         self.assertEqual(reply["response"], 200)
 
     @defer.inlineCallbacks
+    def test_raised_cost_rehashes_at_login(self) -> Any:
+        """After the operator raises the scrypt cost, a successful login stores a new hash
+        of that cost (the password still works); a failed login changes nothing."""
+        client, _ = yield self.login("alice")
+        yield client.request("quit")
+        yield wait_closed(client)
+        before = yield self.user_row("alice")
+        self.assertTrue(before.password_hash.startswith("scrypt$16$"))
+        self.server.ctx.hasher.n = 32
+        _, reply = yield self.login("alice", "wrong password")
+        self.assertEqual(reply["response"], 402)
+        unchanged = yield self.user_row("alice")
+        self.assertEqual(unchanged.password_hash, before.password_hash)
+        client, reply = yield self.login("alice")
+        self.assertEqual(reply["response"], 200)
+        yield wait_until(lambda: self.user_row("alice").addCallback(
+            lambda row: row.password_hash.startswith("scrypt$32$")))
+        yield client.request("quit")
+        yield wait_closed(client)
+        _, reply = yield self.login("alice")
+        self.assertEqual(reply["response"], 200)
+
+    @defer.inlineCallbacks
     def test_set_password(self) -> Any:
         """set_password: the old password must be right; the new one works afterwards."""
         client, _ = yield self.login("alice")
