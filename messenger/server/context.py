@@ -30,7 +30,7 @@ from messenger.server.refusals import RefusalLog
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.server.session import Account, Session
-from messenger.store import messages, users
+from messenger.store import groupmsgs, messages, users
 from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
 from messenger.store.groupcommit import GroupCommit
@@ -62,6 +62,9 @@ class ServerContext:
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
+        # Group messages commit apart, so the direct path stays as it was; one writer
+        # orders both, and their callbacks (pushes) follow the id order.
+        self.group_messages: GroupCommit[Any, Any] = GroupCommit(db, groupmsgs.insert_batch_txn)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))

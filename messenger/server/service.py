@@ -163,6 +163,7 @@ class MessengerServer:
         if ctx is not None:
             yield ctx.close_connections()
             yield ctx.messages.flush()
+            yield ctx.group_messages.flush()
             ctx.stop()
         db, self.db = self.db, None
         if db is not None:

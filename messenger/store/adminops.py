@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger.store import audit, logins, premium, users
+from messenger.store import audit, groups, logins, premium, users
 from messenger.store.errors import LastAdmin, Missing, NotAdmin
 
 
@@ -91,10 +91,12 @@ def unlock_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
 
 def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
     """Delete an account and everything that cascades from it (contacts, messages,
-    login history, tokens); its broadcasts stay, under its name."""
+    login history, tokens, group memberships; a group it owned passes to another member);
+    its broadcasts stay, under its name."""
     row = _user(txn, name)
     if _last_admin(txn, row, now):
         raise LastAdmin(name)
+    groups.user_deleted_txn(txn, row.id)
     users.delete_txn(txn, row.id)
     audit.record_txn(txn, now, actor, "delete_user", row.name, row.email)
     return row

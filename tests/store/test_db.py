@@ -259,9 +259,10 @@ class MessageIdMigrationTests(unittest.TestCase):
         afterwards a deleted newest id is not given out again."""
         self.migrate(db.migrations()[:1])
         self.fill()
-        before = self.connection.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        columns = "id, sender_id, recipient_id, client_id, body, created"
+        before = self.connection.execute(f"SELECT {columns} FROM messages ORDER BY id").fetchall()
         self.assertEqual(self.migrate(db.migrations()), db.latest_version())
-        after = self.connection.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        after = self.connection.execute(f"SELECT {columns} FROM messages ORDER BY id").fetchall()
         self.assertEqual(after, before)
         indexes = {row[0] for row in self.connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'")}
