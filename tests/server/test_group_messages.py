@@ -19,7 +19,6 @@ from tests.server.people import (
     login,
     quit_,
     rows,
-    server_with,
     wait_until,
 )
 from tests.server.test_groups import NOT_MEMBER, class_of_five, error, no_push
