@@ -64,6 +64,10 @@ class RoleConflict(StoreError):
     """The change contradicts the roles (the owner leaving, demoting itself, ...)."""
 
 
+class NoSuchGroup(StoreError):
+    """No group has that id (told only to server administrators and operators)."""
+
+
 @dataclass(frozen=True, slots=True)
 class GroupRow:
     id: int
@@ -427,7 +431,7 @@ def delete_txn(txn: Any, actor_id: int, actor_name: str, group_id: int,
                              " delete the group")
     group = membership.group if membership is not None else group_txn(txn, group_id)
     if group is None:
-        raise Missing(str(group_id))
+        raise NoSuchGroup(str(group_id))
     member_ids = member_ids_txn(txn, group_id)
     _delete(txn, group_id)
     if by_admin:
@@ -498,7 +502,7 @@ def operator_delete_txn(txn: Any, actor: str, group_id: int,
     """Delete a group from the command line (messenger-admin), audited."""
     group = group_txn(txn, group_id)
     if group is None:
-        raise Missing(str(group_id))
+        raise NoSuchGroup(str(group_id))
     member_ids = member_ids_txn(txn, group_id)
     _delete(txn, group_id)
     audit.record_txn(txn, now, actor, "delete_group", None, f"group #{group_id} {group.name!r}")

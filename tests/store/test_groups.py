@@ -148,7 +148,8 @@ class MembershipTests(GroupCase):
                                                  2.0)
         self.assertEqual((group.name, len(member_ids), by_admin), ("Class", 3, True))
         self.assertEqual(self.read(messages.count_txn), 0)
-        self.assertRaises(Missing, self.write, groups.delete_txn, self.root, "root", gid, 2.0)
+        self.assertRaises(groups.NoSuchGroup, self.write, groups.delete_txn, self.root, "root",
+                          gid, 2.0)
         trail = self.read(lambda txn: txn.execute(
             "SELECT actor, action, detail FROM audit_log").fetchall())
         self.assertEqual(trail, [("root", "delete_group", f"group #{gid} 'Class'")])

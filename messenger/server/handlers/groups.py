@@ -232,7 +232,7 @@ def group_delete(session: Session, request: dict[str, Any]) -> Any:
     try:
         group, member_ids, by_admin = yield ctx.db.write(groups.delete_txn, me.id, me.name,
                                                          group_id, ctx.clock.seconds())
-    except Missing:
+    except groups.NoSuchGroup:
         raise NotFound(f"no group with id {group_id}") from None
     except (groups.NotMember, groups.NotAllowed) as error:
         raise as_jim_error(error) from None
