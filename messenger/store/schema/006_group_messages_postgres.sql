@@ -9,4 +9,5 @@ ALTER TABLE messages ADD COLUMN group_id BIGINT REFERENCES chat_groups (id) ON D
 ALTER TABLE messages ADD COLUMN mentions TEXT;
 ALTER TABLE messages ADD CONSTRAINT messages_one_conversation
     CHECK ((recipient_id IS NULL) <> (group_id IS NULL));
-CREATE INDEX messages_group ON messages (group_id, id);
+-- Partial: direct messages, most of the rows, do not pay for a group index.
+CREATE INDEX messages_group ON messages (group_id, id) WHERE group_id IS NOT NULL;
