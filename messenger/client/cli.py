@@ -27,12 +27,16 @@ from typing import Any, NoReturn
 from twisted.internet import defer, task, threads
 
 from messenger.client.credentials import CredentialStore, Sessions
-from messenger.client.errors import ClientError, PasswordNeeded
+from messenger.client.errors import (
+    ClientError,
+    HmacError,
+    MessageTooLong,
+    MessengerError,
+    PasswordNeeded,
+    RequestTooLarge,
+    ServerKeyChanged,
+)
 from messenger.client.events import (
-    FAILED,
-    LOGIN_REQUIRED,
-    ONLINE,
-    RECONNECTING,
     Broadcast,
     CallEvent,
     ConnectionState,
@@ -40,12 +44,11 @@ from messenger.client.events import (
     Notice,
     PresenceChange,
     ServerKeyEvent,
+    State,
 )
+from messenger.client.failures import describe
 from messenger.client.known_servers import format_address, parse_address
-from messenger.client.reconnect import describe
 from messenger.client.tls import TlsSettingsError, client_tls_options
-from messenger.wire.errors import MessengerError
-from messenger.wire.handshake import HandshakeError, ServerKeyChanged
 
 PROG = "messenger-cli"
 DEFAULT_SERVER = "localhost:7777"
@@ -87,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TLS: trust exactly this server certificate (PEM)")
     parser.add_argument("--accept-new-key", action="store_true",
                         help="trust the server's key even if another one is pinned, and pin"
-                        " it (after checking its fingerprint with the administrator)")
+                        " it, for this run's first connection only (after checking its"
+                        " fingerprint with the administrator)")
     parser.add_argument("--config-dir", metavar="DIR",
                         help="where the key, tokens and pins live (default:"
                         " $XDG_CONFIG_HOME/messenger)")
@@ -284,13 +288,13 @@ def explain(error: BaseException) -> tuple[str, int]:
         return error.message, error.status
     if isinstance(error, ServerKeyChanged):
         return error.message, EXIT_CONNECTION
-    if isinstance(error, HandshakeError):
-        text = describe(error)
-        if text == "hmac error":
-            text += " (the shared secret does not match the server's: check --secret-file)"
-        return text, EXIT_CONNECTION
+    if isinstance(error, HmacError):
+        return (f"{error.message} (the shared secret does not match the server's: check"
+                " --secret-file)", EXIT_CONNECTION)
     if isinstance(error, PasswordNeeded):
         return (f"{error.message} (run: {PROG} login NAME)", EXIT_LOGIN)
+    if isinstance(error, (MessageTooLong, RequestTooLarge)):
+        return error.message, EXIT_REFUSED
     if isinstance(error, ClientError):
         return describe(error), EXIT_CONNECTION
     if isinstance(error, MessengerError):
@@ -475,9 +479,9 @@ async def cmd_tail(session: Session, args: argparse.Namespace, _: Any) -> int:
                 done.callback(EXIT_OK)
 
     def on_state(state: ConnectionState) -> None:
-        if state.name == RECONNECTING:
+        if state.name == State.RECONNECTING:
             output.note(f"{PROG}: {state}")
-        elif state.name in (FAILED, LOGIN_REQUIRED) and not done.called:
+        elif state.name in (State.FAILED, State.LOGIN_REQUIRED) and not done.called:
             done.errback(state.error or ClientError(state.reason or state.name))
 
     for kind in ("message", "presence", "broadcast", "notice", "call"):
@@ -512,11 +516,11 @@ async def cmd_chat(session: Session, args: argparse.Namespace, _: Any) -> int:
         output.note(f"{PROG}: not sent: {explain(failure.value)[0]}")
 
     def on_state(state: ConnectionState) -> None:
-        if state.name == RECONNECTING:
+        if state.name == State.RECONNECTING:
             output.note(f"{PROG}: {state} (lines you type are kept and sent after it)")
-        elif state.name == ONLINE:
+        elif state.name == State.ONLINE:
             output.note(f"{PROG}: online")
-        elif state.name in (FAILED, LOGIN_REQUIRED) and not done.called:
+        elif state.name in (State.FAILED, State.LOGIN_REQUIRED) and not done.called:
             done.errback(state.error or ClientError(state.reason or state.name))
 
     class Keyboard(LineReceiver):

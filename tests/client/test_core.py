@@ -15,12 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+    TCPTimedOutError,
+)
 from twisted.trial import unittest
 
 from messenger.client.core import MessengerClient
-from messenger.client.errors import ConnectionFailed, NotConnected, PasswordNeeded
-from messenger.client.protocol import new_request_id
+from messenger.client.errors import (
+    AlreadyConnected,
+    AlreadyLoggedIn,
+    ConnectionFailed,
+    ConnectionRefused,
+    HmacError,
+    MessageTooLong,
+    NoResponse,
+    NoSavedLogin,
+    NotConnected,
+    PasswordNeeded,
+    ServerKeyChanged,
+    TokenExpired,
+    WrongCredentials,
+)
+from messenger.client.failures import reply_error
+from messenger.client.requests import new_request_id
 from messenger.wire.errors import (
     Conflict,
     MessengerError,
@@ -28,7 +48,6 @@ from messenger.wire.errors import (
     NotFound,
     ServerError,
     TooManyRequests,
-    WrongCredentials,
 )
 from messenger.wire.handshake import HandshakeError
 from tests.support.keys import rsa_key
@@ -132,9 +151,11 @@ class FakeConnection:
         request.deferred.callback(reply)
 
     def refuse(self, request: Request, error: MessengerError) -> None:
+        """Answer with the error reply of ``error``: the client gets what
+        `ClientProtocol` would give it, the typed error of the action and code."""
         request.answered = True
         self.last_received = self.clock.seconds()
-        request.deferred.errback(error)
+        request.deferred.errback(reply_error(request.action, error.to_reply()))
 
     def push(self, message: dict[str, Any]) -> None:
         message.setdefault("time", self.clock.seconds())
@@ -167,6 +188,10 @@ class FakeNetwork:
     def refuse(self) -> None:
         assert self.waiting, "no connection attempt is waiting"
         self.attempts[-1].errback(ConnectionRefusedError())
+
+    def time_out(self) -> None:
+        assert self.waiting, "no connection attempt is waiting"
+        self.attempts[-1].errback(TCPTimedOutError())
 
 
 def run_now(fn: Any, *args: Any) -> defer.Deferred:
@@ -256,7 +281,7 @@ class LoginTests(CoreTestCase):
         text = (self.config_dir / "sessions.json").read_text()
         self.assertNotIn("correct horse", text)
         self.assertEqual((self.config_dir / "sessions.json").stat().st_mode & 0o777, 0o600)
-        self.assertIsNone(self.client._plan.password)
+        self.assertIsNone(self.client._service.plan.password)
 
     def test_register_sends_the_account_fields(self):
         """register sends name, password, e-mail and the premium code, asking for a token."""
@@ -273,8 +298,8 @@ class LoginTests(CoreTestCase):
         self.assertEqual(self.successResultOf(d)["response"], 201)
 
     def test_start_without_a_saved_token_needs_a_password(self):
-        """start() with nothing saved fails with PasswordNeeded and reports login_required."""
-        error = self.failureResultOf(self.client.start(), PasswordNeeded).value
+        """start() with nothing saved fails with NoSavedLogin and reports login_required."""
+        error = self.failureResultOf(self.client.start(), NoSavedLogin).value
         self.assertIn("log in with a password", error.message)
         self.assertEqual(self.states, ["login_required"])
         self.assertFalse(self.net.attempts)
@@ -307,32 +332,33 @@ class LoginTests(CoreTestCase):
         self.assertEqual(self.client.state.name, "login_required")
         self.assertIn("quit", [r.action for r in connection.requests])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertIsNone(self.client._plan)
+        self.assertIsNone(self.client._service.plan)
 
     def test_already_connected_is_reported_on_an_explicit_login(self):
-        """409 on a password login fails it with Conflict ("already connected")."""
+        """409 "already connected" on a password login fails it with AlreadyConnected."""
         d = self.client.login("alice", "correct horse")
         connection = self.net.accept()
         connection.establish()
         connection.refuse(connection.take("authenticate"), Conflict("already connected"))
-        self.assertIn("already connected", self.failureResultOf(d, Conflict).value.message)
+        self.failureResultOf(d, AlreadyConnected)
 
     def test_unreachable_server_fails_an_explicit_login_at_once(self):
-        """A refused connection fails login() and does not retry with the password."""
+        """A refused connection fails login() with ConnectionRefused (a
+        ServerUnreachable: the password was never judged) and is not retried with it."""
         d = self.client.login("alice", "correct horse")
         self.net.refuse()
-        self.failureResultOf(d, ConnectionRefusedError)
+        self.failureResultOf(d, ConnectionRefused)
         self.assertEqual(self.client.state.name, "failed")
         self.assertIn("connection refused", self.client.state.reason)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertIsNone(self.client._plan)
+        self.assertIsNone(self.client._service.plan)
 
     def test_wrong_secret_stops_for_good(self):
         """A handshake refused with 'hmac error' fails with it and is not retried."""
         d = self.client.login("alice", "correct horse")
         connection = self.net.accept()
         connection.lose(HandshakeError("Server rejected the connection: hmac error", 403))
-        self.assertIn("hmac error", self.failureResultOf(d, HandshakeError).value.message)
+        self.failureResultOf(d, HmacError)
         self.assertEqual((self.client.state.name, self.client.state.reason),
                          ("failed", "hmac error"))
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -340,7 +366,7 @@ class LoginTests(CoreTestCase):
     def test_login_while_logged_in_is_refused(self):
         """A second login on a live session fails instead of tearing it down."""
         self.logged_in()
-        self.failureResultOf(self.client.login("bob", "pw"), NotConnected)
+        self.failureResultOf(self.client.login("bob", "pw"), AlreadyLoggedIn)
         self.assertEqual(self.client.state.name, "online")
 
 
@@ -363,18 +389,34 @@ class ReconnectTests(CoreTestCase):
                                             "logging_in", "syncing", "online"])
 
     def test_backoff_grows_and_resets_once_online(self):
-        """Each failed attempt waits longer; a success resets the count."""
+        """Each attempt that times out waits longer; a success resets the count."""
         first = self.logged_in()
         first.lose()
         delays = [self.client.state.retry_in]
         for _ in range(3):
             self.clock.advance(self.client.state.retry_in)
-            self.net.refuse()
+            self.net.time_out()
             delays.append(self.client.state.retry_in)
         self.assertEqual(delays, [1.0, 2.0, 4.0, 8.0])
         self.clock.advance(8.0)
         self.come_online(login_action="resume").lose()
         self.assertEqual(self.client.state.retry_in, 1.0)
+
+    def test_refused_connections_are_retried_every_second_at_most(self):
+        """While the server's host refuses connections (the server is down, the machine
+        up), the next attempt is never more than a second away, so the client is back
+        within a second of the server; a timeout backs off as usual."""
+        self.logged_in().lose()
+        delays = []
+        for _ in range(5):
+            self.clock.advance(self.client.state.retry_in)
+            self.net.refuse()
+            delays.append(self.client.state.retry_in)
+        self.assertEqual(delays, [1.0] * 5)
+        self.assertIsInstance(self.client.state.error, ConnectionRefused)
+        self.clock.advance(1.0)
+        self.net.time_out()
+        self.assertEqual(self.client.state.retry_in, 8.0)
 
     def test_conflict_on_resume_is_retried(self):
         """409 on resume (a half-open old session) backs off and tries again."""
@@ -410,7 +452,7 @@ class ReconnectTests(CoreTestCase):
         state = self.client.state
         self.assertEqual(state.name, "login_required")
         self.assertIn("resume token expired", state.reason)
-        self.assertIsInstance(state.error, PasswordNeeded)
+        self.assertIsInstance(state.error, TokenExpired)
         self.assertIsNone(self.saved_account()["token"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -424,7 +466,7 @@ class ReconnectTests(CoreTestCase):
         client.subscribe("state", lambda s: states.append(s.name))
         d = client.start()
         self.net.refuse()
-        self.failureResultOf(d, ConnectionRefusedError)
+        self.failureResultOf(d, ConnectionRefused)
         self.assertEqual(client.state.name, "reconnecting")
         self.clock.advance(1.0)
         self.come_online(login_action="resume")
@@ -456,7 +498,7 @@ class ReconnectTests(CoreTestCase):
         self.clock.advance(60)
         self.assertIsNone(connection.aborted)
         self.clock.advance(31)
-        self.assertIsInstance(connection.aborted, ConnectionFailed)
+        self.assertIsInstance(connection.aborted, NoResponse)
         self.assertIn("no data from the server", str(connection.aborted))
         self.assertEqual(self.client.state.name, "reconnecting")
 
@@ -465,7 +507,7 @@ class ReconnectTests(CoreTestCase):
         self.client.login("alice", "correct horse").addErrback(lambda _: None)
         connection = self.net.accept()
         self.clock.advance(20)
-        self.assertIsInstance(connection.aborted, ConnectionFailed)
+        self.assertIsInstance(connection.aborted, NoResponse)
 
     def test_requests_fail_fast_while_reconnecting(self):
         """A request while not logged in fails at once with NotConnected."""
