@@ -73,7 +73,7 @@ class ConnectionState:
         return self.name in (State.SYNCING, State.ONLINE)
 
     def __str__(self) -> str:
-        text = self.name.value.replace("_", " ")
+        text = str(self.name).replace("_", " ")
         if self.name == State.RECONNECTING and self.retry_in is not None:
             text = f"reconnecting in {self.retry_in:.1f} s"
         if self.reason:

@@ -102,7 +102,6 @@ class ClientProtocol(Int32StringReceiver):
             cause = reason.value if reason is not None else ConnectionDone()
         if not self.established.called:
             self.established.errback(cause)
-            self.established.addErrback(lambda _: None)
         self.close_reason = cause
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:

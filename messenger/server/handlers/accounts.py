@@ -28,7 +28,7 @@ from messenger.server.context import Account
 from messenger.server.states import ANY_ENCRYPTED, BEFORE_LOGIN, LOGGED_IN, State
 from messenger.store import contacts, logins, premium, tokens, users
 from messenger.store.errors import Duplicate, InvalidCode
-from messenger.wire import codes
+from messenger.wire import codes, jim
 from messenger.wire.errors import (
     BadRequest,
     Conflict,
@@ -182,7 +182,10 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
                          account=row.name, address=session.address)
         ctx.notify_mail("new_location", row.email, account_name=row.name, email=row.email,
                         address=session.address, time=format_time(now))
-    reply: dict[str, Any] = {"response": code, "user": user_info(account)}
+    reply: dict[str, Any] = {"response": code, "user": user_info(account),
+                             "limits": {"max_frame": ctx.config.max_frame,
+                                        "max_body": ctx.config.max_body,
+                                        "max_payload": jim.MAX_SERVER_PAYLOAD}}
     if token is not None:
         reply["token"] = token
     if token_expires:
