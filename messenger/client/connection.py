@@ -181,9 +181,6 @@ class Connection:
         """The handshake's pinning hook (the signature has verified); raising refuses."""
         self._pin = self._account.check_server_key(key)
 
-    def _discard(self, protocol: ClientProtocol) -> None:
-        protocol.abort(NotConnected("the connection is no longer wanted"))
-
     def _send_login(self, established: Established) -> None:
         self._account.connection_established(established, self._pin)
         self._lifecycle.connection_phase(Phase.LOGGING_IN)
@@ -325,7 +322,6 @@ class Connection:
         (Phase.CONNECTING, "dial"): (Phase.CONNECTING, _dial_server),
         (Phase.CONNECTING, "connected"): (Phase.HANDSHAKING, _attach),
         (Phase.CONNECTING, "dial_failed"): (Phase.CLOSED, _dial_failed),
-        (Phase.CLOSED, "connected"): (Phase.CLOSED, _discard),
         (Phase.HANDSHAKING, "key"): (Phase.HANDSHAKING, _check_key),
         (Phase.HANDSHAKING, "established"): (Phase.LOGGING_IN, _send_login),
         (Phase.LOGGING_IN, "refused"): (Phase.CLOSED, _refused),

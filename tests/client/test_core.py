@@ -1,26 +1,15 @@
-"""Tests for messenger.client.core: the connection cycle, the outbox, de-duplication and
-the observers, with a scripted network (no sockets, no crypto) and a task.Clock.
-
-`FakeNetwork.connect` is the client's ``connect`` hook: each attempt waits until the test
-accepts or refuses it. A `FakeConnection` stands in for `ClientProtocol`: it records the
-requests the client sends, lets the test answer them, push, or drop the connection, and,
-like the server, answers ``quit`` and ``logout`` and closes.
-"""
+"""Tests for messenger.client.core: logging in and out, reconnecting, the outbox, the
+inbox and the observers, on a scripted network (`tests.client.fakes`: no sockets, no
+crypto) and a task.Clock."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.error import (
-    ConnectionDone,
-    ConnectionLost,
-    ConnectionRefusedError,
-    TCPTimedOutError,
-)
+from twisted.internet.error import ConnectionLost
 from twisted.trial import unittest
 
 from messenger.client.core import MessengerClient
@@ -35,163 +24,23 @@ from messenger.client.errors import (
     NoSavedLogin,
     NotConnected,
     PasswordNeeded,
-    ServerKeyChanged,
     TokenExpired,
     WrongCredentials,
 )
-from messenger.client.failures import reply_error
-from messenger.client.requests import new_request_id
 from messenger.wire.errors import (
     Conflict,
-    MessengerError,
     NotAuthorised,
     NotFound,
     ServerError,
     TooManyRequests,
 )
 from messenger.wire.handshake import HandshakeError
+from tests.client.fakes import FakeNetwork, FakeProtocol
 from tests.support.keys import rsa_key
 
 SECRET = b"secret"
 ALICE = {"account_name": "alice", "email": "alice@example.org", "admin": False,
          "premium": False}
-
-
-@dataclass
-class Request:
-    action: str
-    fields: dict[str, Any]
-    id: str
-    deferred: defer.Deferred
-    answered: bool = False
-
-
-class _Established:
-    server_fingerprint = "sha256:" + "ab" * 32
-
-
-class FakeConnection:
-    def __init__(self, clock: task.Clock) -> None:
-        self.clock = clock
-        self.established: defer.Deferred = defer.Deferred()
-        self.on_push: Any = None
-        self.on_orphan_reply: Any = None
-        self.last_received = clock.seconds()
-        self.requests: list[Request] = []
-        self.ready = False
-        self.open = True
-        self.close_reason: BaseException | None = None
-        self.aborted: BaseException | None = None
-        self._close_waiters: list[defer.Deferred] = []
-
-    # -- the ClientProtocol interface the core uses ---------------------------------------
-
-    def request(self, action: str, fields: dict[str, Any] | None = None,
-                request_id: str | None = None) -> defer.Deferred:
-        if not self.ready:
-            return defer.fail(NotConnected("not connected"))
-        d: defer.Deferred = defer.Deferred()
-        self.requests.append(Request(action, dict(fields or {}),
-                                     request_id or new_request_id(), d))
-        if action in ("quit", "logout"):
-            self.answer(self.requests[-1], response=200)
-            self.lose(ConnectionDone())
-        return d
-
-    def when_closed(self) -> defer.Deferred:
-        if self.close_reason is not None:
-            return defer.succeed(self.close_reason)
-        d: defer.Deferred = defer.Deferred()
-        self._close_waiters.append(d)
-        return d
-
-    def close(self) -> None:
-        self.lose(ConnectionDone())
-
-    def abort(self, cause: BaseException) -> None:
-        self.aborted = cause
-        self.lose(cause)
-
-    # -- driving it -----------------------------------------------------------------------
-
-    def establish(self) -> None:
-        self.ready = True
-        self.established.callback(_Established())
-
-    def lose(self, cause: BaseException | None = None) -> None:
-        if not self.open:
-            return
-        self.open = self.ready = False
-        cause = cause or ConnectionLost()
-        for request in self.requests:
-            if not request.answered:
-                request.answered = True
-                request.deferred.errback(NotConnected("lost"))
-        if not self.established.called:
-            self.established.errback(cause)
-        self.close_reason = cause
-        waiters, self._close_waiters = self._close_waiters, []
-        for waiter in waiters:
-            waiter.callback(cause)
-
-    def pending(self, action: str | None = None) -> list[Request]:
-        return [r for r in self.requests
-                if not r.answered and (action is None or r.action == action)]
-
-    def take(self, action: str) -> Request:
-        found = self.pending(action)
-        assert found, f"no pending {action!r}; sent: {[r.action for r in self.requests]}"
-        return found[0]
-
-    def answer(self, request: Request, **reply: Any) -> None:
-        request.answered = True
-        reply.setdefault("id", request.id)
-        reply.setdefault("time", self.clock.seconds())
-        self.last_received = self.clock.seconds()
-        request.deferred.callback(reply)
-
-    def refuse(self, request: Request, error: MessengerError) -> None:
-        """Answer with the error reply of ``error``: the client gets what
-        `ClientProtocol` would give it, the typed error of the action and code."""
-        request.answered = True
-        self.last_received = self.clock.seconds()
-        request.deferred.errback(reply_error(request.action, error.to_reply()))
-
-    def push(self, message: dict[str, Any]) -> None:
-        message.setdefault("time", self.clock.seconds())
-        self.last_received = self.clock.seconds()
-        self.on_push(message)
-
-
-class FakeNetwork:
-    def __init__(self, clock: task.Clock) -> None:
-        self.clock = clock
-        self.attempts: list[defer.Deferred] = []
-        self.connections: list[FakeConnection] = []
-
-    def connect(self, build: Any) -> defer.Deferred:
-        d: defer.Deferred = defer.Deferred()
-        self.attempts.append(d)
-        return d
-
-    @property
-    def waiting(self) -> bool:
-        return bool(self.attempts) and not self.attempts[-1].called
-
-    def accept(self) -> FakeConnection:
-        assert self.waiting, "no connection attempt is waiting"
-        connection = FakeConnection(self.clock)
-        self.connections.append(connection)
-        self.attempts[-1].callback(connection)
-        return connection
-
-    def refuse(self) -> None:
-        assert self.waiting, "no connection attempt is waiting"
-        self.attempts[-1].errback(ConnectionRefusedError())
-
-    def time_out(self) -> None:
-        assert self.waiting, "no connection attempt is waiting"
-        self.attempts[-1].errback(TCPTimedOutError())
 
 
 def run_now(fn: Any, *args: Any) -> defer.Deferred:
@@ -225,7 +74,7 @@ class CoreTestCase(unittest.TestCase):
         return self.sessions_file()["servers"]["chat.example.org:7777"]["accounts"][name]
 
     def come_online(self, login_action: str = "authenticate", token: str | None = "tok-1",
-                    sync: list[dict[str, Any]] | None = None) -> FakeConnection:
+                    sync: list[dict[str, Any]] | None = None) -> FakeProtocol:
         """Accept the pending attempt and walk it through handshake, login and sync."""
         connection = self.net.accept()
         connection.establish()
@@ -238,7 +87,7 @@ class CoreTestCase(unittest.TestCase):
                           more=False)
         return connection
 
-    def logged_in(self, **kwargs: Any) -> FakeConnection:
+    def logged_in(self, **kwargs: Any) -> FakeProtocol:
         d = self.client.login("alice", "correct horse", **kwargs)
         connection = self.come_online()
         self.successResultOf(d)
@@ -838,3 +687,51 @@ class PushTests(CoreTestCase):
                           token_expires=5)
         self.successResultOf(d)
         self.assertEqual(self.saved_account()["token"], "tok-2")
+
+
+class LimitsTests(CoreTestCase):
+    def test_the_limits_of_the_login_reply_are_kept(self):
+        """The login reply's limits bound what the client sends: a body over max_body is
+        refused at once, frames over max_frame by the protocol; defaults before."""
+        self.assertEqual(self.client.limits.max_body, 16 * 1024)
+        d = self.client.login("alice", "correct horse")
+        connection = self.net.accept()
+        connection.establish()
+        connection.answer(connection.take("authenticate"), response=200, user=ALICE,
+                          token="t", limits={"max_frame": 4096, "max_body": 10,
+                                             "max_payload": 1048576, "future": 1})
+        connection.answer(connection.take("sync"), response=202, alert=[], more=False)
+        self.successResultOf(d)
+        self.assertEqual((self.client.limits.max_frame, self.client.limits.max_body),
+                         (4096, 10))
+        self.assertEqual(connection.max_send, 4096)
+        self.assertRaises(MessageTooLong, self.client.queue_message, "bob", "é" * 6)
+        self.failureResultOf(self.client.send_message("bob", "x" * 11), MessageTooLong)
+        self.assertEqual(self.client.queue_message("bob", "x" * 10).status, "pending")
+
+    def test_nonsense_limits_keep_the_defaults(self):
+        """A limit that is not a positive whole number is ignored."""
+        self.client.login("alice", "correct horse").addErrback(lambda _: None)
+        connection = self.net.accept()
+        connection.establish()
+        connection.answer(connection.take("authenticate"), response=200, user=ALICE,
+                          token="t", limits={"max_frame": "big", "max_body": -1})
+        self.assertEqual((self.client.limits.max_frame, self.client.limits.max_body),
+                         (64 * 1024, 16 * 1024))
+
+
+class AcceptNewKeyTests(CoreTestCase):
+    def test_accept_new_key_is_spent_by_one_check(self):
+        """The first key check after accept_new_key may replace the pin; the next one
+        refuses a change again."""
+        from messenger.client.errors import ServerKeyChanged
+        from messenger.wire import keys
+        client = self.make_client(accept_new_key=True)
+        self.successResultOf(client.prepare())
+        client._saved.known.pin("chat.example.org:7777",
+                                keys.fingerprint(rsa_key("server-2", 2048).public_key()))
+        outcome = client.check_server_key(rsa_key("server", 2048).public_key())
+        self.assertIsNotNone(outcome.replaced)
+        self.assertFalse(client.accept_new_key)
+        self.assertRaises(ServerKeyChanged, client.check_server_key,
+                          rsa_key("server-3", 2048).public_key())
