@@ -1,23 +1,14 @@
 """`MessengerClient`: the Qt-free client core every front end builds on.
 
 It owns one server address and the account logged in there, and keeps the session alive
-for as long as the user wants to be logged in. Its parts, top down:
-
-* this class: the account's actions (log in with a saved token or a password, register,
-  stop, log out, send messages, presence, password) and what a login leaves behind (the
-  resume token, never the password; the account; the sync cursor; the server's limits);
-* `service.ConnectionService`: stays connected, one `connection.Connection` after
-  another with a back-off between them (what a failure means: `reconnect`);
-* `connection.Connection`: one connection's life as an explicit state machine (dial,
-  handshake, login, sync, online, closed), with request matching in `requests` and push
-  dispatch in `pushes` under it;
-* `sender`/`outbox`: own messages resent with their original ids until acknowledged;
-  `inbox`: incoming messages once each, in order; `saved`: the config dir.
-
-Every protocol action is a method returning a Deferred (`actions.ActionsMixin`) that
-fires with the reply or fails with the typed error of `errors`. Front ends hear of
-everything through observers (`events`). Nothing here blocks the reactor and nothing
-imports Qt. docs/CLIENT.md is the guide.
+for as long as the user wants to be logged in. This class holds the account's actions (log
+in with a saved token or a password, register, stop, log out, messages, presence, the
+password) and what a login leaves behind (the resume token, never the password; the
+account; the sync cursor; the server's limits). Below it, `service.ConnectionService`
+stays connected, one `connection.Connection` after another (ARCHITECTURE.md has the
+picture). Every action returns a Deferred that fires with the reply or fails with a
+typed error of `errors`; front ends hear of everything through observers (`events`).
+Nothing here blocks the reactor or imports Qt. docs/CLIENT.md is the guide.
 """
 
 from __future__ import annotations

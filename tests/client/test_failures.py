@@ -41,38 +41,30 @@ class ReplyErrorTests(unittest.TestCase):
 
     def test_the_action_refines_the_code(self):
         """A 403 to a login is a lock, to an admin action a role, to broadcast premium;
-        a 402 to set_password is the current password."""
-        self.assertIsInstance(refusal("authenticate", 403, "account locked"),
-                              errors.AccountLocked)
-        self.assertIsInstance(refusal("register", 403, "account locked"),
-                              errors.AccountLocked)
-        self.assertIsInstance(refusal("admin_audit", 403, "administrators only"),
-                              errors.AdminsOnly)
-        self.assertIsInstance(refusal("broadcast", 403, "only premium"),
-                              errors.PremiumOnly)
-        self.assertIsInstance(refusal("set_password", 402, "wrong password"),
-                              errors.WrongPassword)
-        self.assertIs(type(refusal("call_dial", 403, "not in your contacts")),
-                      errors.Forbidden)
+        a 402 to set_password is the current password; elsewhere the code's class."""
+        cases = [("authenticate", 403, "account locked", errors.AccountLocked),
+                 ("register", 403, "account locked", errors.AccountLocked),
+                 ("admin_audit", 403, "administrators only", errors.AdminsOnly),
+                 ("broadcast", 403, "only premium", errors.PremiumOnly),
+                 ("set_password", 402, "wrong password", errors.WrongPassword),
+                 ("call_dial", 403, "not in your contacts", errors.Forbidden)]
+        for action, code, text, cls in cases:
+            self.assertIs(type(refusal(action, code, text)), cls, action)
 
     def test_documented_texts_decide_where_the_code_cannot(self):
         """409 to a login: the account elsewhere, a taken name, a taken address; 401 to
         resume: expired or invalid; 400 to register: the premium code."""
-        self.assertIsInstance(refusal("resume", 409, "already connected: elsewhere"),
-                              errors.AlreadyConnected)
-        self.assertIsInstance(refusal("register", 409, "account name already taken"),
-                              errors.NameTaken)
-        self.assertIsInstance(refusal("register", 409, "e-mail address already taken"),
-                              errors.EmailTaken)
-        self.assertIs(type(refusal("add_contact", 409, "already in your contacts")),
-                      errors.Conflict)
-        self.assertIsInstance(refusal("resume", 401, "resume token expired: log in"),
-                              errors.TokenExpired)
-        self.assertIsInstance(refusal("resume", 401, "invalid resume token"),
-                              errors.TokenInvalid)
-        self.assertIsInstance(refusal("register", 400, "invalid or already used premium"
-                                      " code"), errors.InvalidPremiumCode)
-        self.assertIs(type(refusal("register", 400, "bad e-mail")), errors.BadRequest)
+        cases = [("resume", 409, "already connected: elsewhere", errors.AlreadyConnected),
+                 ("register", 409, "account name already taken", errors.NameTaken),
+                 ("register", 409, "e-mail address already taken", errors.EmailTaken),
+                 ("add_contact", 409, "already in your contacts", errors.Conflict),
+                 ("resume", 401, "resume token expired: log in", errors.TokenExpired),
+                 ("resume", 401, "invalid resume token", errors.TokenInvalid),
+                 ("register", 400, "invalid or already used premium code",
+                  errors.InvalidPremiumCode),
+                 ("register", 400, "bad e-mail", errors.BadRequest)]
+        for action, code, text, cls in cases:
+            self.assertIs(type(refusal(action, code, text)), cls, text)
 
     def test_a_lock_says_until_when(self):
         """AccountLocked.locked_until is the timed lock's end, None for an admin lock."""

@@ -61,6 +61,12 @@ class Session:
         that is restarting) until --timeout, instead of failing at the first refusal."""
         return await self.limit(self.client.start(fail_fast=not patient))
 
+    async def ask(self, action: Callable[[Any], defer.Deferred],
+                  patient: bool = False) -> dict[str, Any]:
+        """Log in, then ``action(client)``'s reply, within --timeout."""
+        await self.start(patient)
+        return await self.limit(action(self.client))
+
 
 async def run(reactor: Any, settings: Settings, password: str | None,
               output: Output) -> int:
@@ -109,8 +115,7 @@ async def cmd_logout(session: Session, args: argparse.Namespace, _: Any) -> int:
 
 
 async def cmd_contacts(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    reply = await session.limit(session.client.get_contacts())
+    reply = await session.ask(lambda client: client.get_contacts())
     for contact in reply.get("alert", []):
         session.output.line(f"{contact.get('account_name')}\t{contact.get('status')}",
                             contact)
@@ -118,8 +123,7 @@ async def cmd_contacts(session: Session, args: argparse.Namespace, _: Any) -> in
 
 
 async def cmd_add(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    reply = await session.limit(session.client.add_contact(args.account_name))
+    reply = await session.ask(lambda client: client.add_contact(args.account_name))
     contact = reply.get("contact", {})
     session.output.line(f"added {contact.get('account_name')} ({contact.get('status')})",
                         contact)
@@ -127,24 +131,22 @@ async def cmd_add(session: Session, args: argparse.Namespace, _: Any) -> int:
 
 
 async def cmd_remove(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    await session.limit(session.client.del_contact(args.account_name))
+    await session.ask(lambda client: client.del_contact(args.account_name))
     session.output.line(f"removed {args.account_name}", {"removed": args.account_name})
     return EXIT_OK
 
 
 async def cmd_search(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    reply = await session.limit(session.client.search_users(args.query))
+    reply = await session.ask(lambda client: client.search_users(args.query))
     for user in reply.get("alert", []):
         session.output.line(str(user.get("account_name")), user)
     return EXIT_OK
 
 
 async def cmd_send(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start(patient=True)
     text = " ".join(args.text)
-    reply = await session.limit(session.client.send_message(args.to, text))
+    reply = await session.ask(lambda client: client.send_message(args.to, text),
+                              patient=True)
     session.output.line(f"sent #{reply.get('msg_id')} to {args.to}",
                         {"msg_id": reply.get("msg_id"), "time": reply.get("time"),
                          "to": args.to})
@@ -152,25 +154,22 @@ async def cmd_send(session: Session, args: argparse.Namespace, _: Any) -> int:
 
 
 async def cmd_history(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    reply = await session.limit(session.client.history(args.with_user, before=args.before,
-                                                       limit=args.limit))
+    reply = await session.ask(lambda client: client.history(
+        args.with_user, before=args.before, limit=args.limit))
     for message in reply.get("alert", []):
         session.output.line(format_message(message), message)
     return EXIT_OK
 
 
 async def cmd_broadcast(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    reply = await session.limit(session.client.broadcast(" ".join(args.text)))
+    reply = await session.ask(lambda client: client.broadcast(" ".join(args.text)))
     session.output.line(f"broadcast #{reply.get('broadcast_id')}",
                         {"broadcast_id": reply.get("broadcast_id")})
     return EXIT_OK
 
 
 async def cmd_broadcasts(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    reply = await session.limit(session.client.get_broadcasts(limit=args.limit))
+    reply = await session.ask(lambda client: client.get_broadcasts(limit=args.limit))
     for item in reply.get("alert", []):
         session.output.line(f"#{item.get('broadcast_id')} {_when(item.get('time'))}"
                             f" {item.get('from')}: {item.get('message')}", item)
@@ -178,8 +177,7 @@ async def cmd_broadcasts(session: Session, args: argparse.Namespace, _: Any) -> 
 
 
 async def cmd_presence(session: Session, args: argparse.Namespace, _: Any) -> int:
-    await session.start()
-    await session.limit(session.client.set_presence(args.status))
+    await session.ask(lambda client: client.set_presence(args.status))
     session.output.line(f"presence: {args.status}", {"status": args.status})
     return EXIT_OK
 

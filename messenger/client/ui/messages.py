@@ -180,31 +180,25 @@ def _short(fingerprint: str) -> str:
 
 # -- connection state ---------------------------------------------------------------------
 
+_STATE_WORDS = {State.ONLINE: "Online", State.SYNCING: "Online, catching up…",
+                State.CONNECTING: "Connecting…", State.HANDSHAKING: "Connecting…",
+                State.LOGGING_IN: "Logging in…", State.OFFLINE: "Offline"}
+
+
 def describe_state(state: ConnectionState, now: float | None = None) -> str:
     """The status bar's words for the connection, kept current (call again each second
     while reconnecting: the countdown moves)."""
     name = state.name
-    if name == State.ONLINE:
-        return "Online"
-    if name == State.SYNCING:
-        return "Online, catching up…"
-    if name in (State.CONNECTING, State.HANDSHAKING):
-        return "Connecting…"
-    if name == State.LOGGING_IN:
-        return "Logging in…"
+    reason = f" ({_strip(state.reason)})" if state.reason else ""
     if name == State.RECONNECTING:
         seconds = state.retry_in or 0.0
         if state.retry_at is not None and now is not None:
             seconds = max(0.0, state.retry_at - now)
-        text = f"Reconnecting in {max(1, int(seconds + 0.999))} s"
-        return text + (f" ({_strip(state.reason)})" if state.reason else "")
-    if name == State.LOGIN_REQUIRED:
-        return "Logged out" + (f": {_strip(state.reason)}" if state.reason else "")
-    if name == State.FAILED:
-        return "Offline" + (f": {_strip(state.reason)}" if state.reason else "")
-    if name == State.OFFLINE:
-        return "Offline"
-    return str(name)
+        return f"Reconnecting in {max(1, int(seconds + 0.999))} s" + reason
+    if name in (State.LOGIN_REQUIRED, State.FAILED):
+        lead = "Logged out" if name == State.LOGIN_REQUIRED else "Offline"
+        return lead + (f": {_strip(state.reason)}" if state.reason else "")
+    return _STATE_WORDS.get(name, str(name))
 
 
 # -- calls --------------------------------------------------------------------------------
