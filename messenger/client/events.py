@@ -87,7 +87,7 @@ class ServerLimits:
     client refuses locally what the server would refuse; the defaults stand until then
     (and for a server that announces none)."""
 
-    max_frame: int = 64 * 1024          # bytes of a sealed client->server frame
+    max_frame: int = 128 * 1024         # bytes of a sealed client->server frame
     max_body: int = 16 * 1024           # bytes of UTF-8 in a message or broadcast
     max_payload: int = MAX_SERVER_PAYLOAD  # bytes of JSON in a server->client frame
 

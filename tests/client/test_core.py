@@ -392,7 +392,7 @@ class LimitsTests(CoreTestCase):
         connection.answer(connection.take("authenticate"), response=200, user=ALICE,
                           token="t", limits={"max_frame": "big", "max_body": -1})
         self.assertEqual((self.client.limits.max_frame, self.client.limits.max_body),
-                         (64 * 1024, 16 * 1024))
+                         (128 * 1024, 16 * 1024))
 
 
 class AcceptNewKeyTests(CoreTestCase):

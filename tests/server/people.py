@@ -16,9 +16,12 @@ PASSWORD = "correct horse"
 
 
 def no_limits() -> LimitsConfig:
-    """Rate limits off: tests log in many users and send many requests from 127.0.0.1."""
-    return LimitsConfig(connections_per_minute=0, logins_per_minute=0,
-                        requests_per_second=0, request_burst=0)
+    """Rate limits off: tests log in many users and send many requests (and bad ones)
+    from 127.0.0.1."""
+    return LimitsConfig(connections_per_minute=0, connections_per_minute_network=0,
+                        logins_per_minute=0, logins_per_minute_network=0,
+                        requests_per_second=0, request_burst=0, bad_requests_per_second=0,
+                        stored_bytes_per_day=0)
 
 
 @defer.inlineCallbacks
@@ -108,6 +111,9 @@ def snapshot(server: Any) -> Any:
     return counts
 
 
-def settle(seconds: float = 0.05) -> defer.Deferred:
-    """Let pushes that would have been sent arrive (for checks that something did not)."""
-    return task.deferLater(reactor, seconds, lambda: None)
+def barrier(client: Any) -> defer.Deferred:
+    """A round trip on ``client``'s connection. The server writes to one connection in
+    order, so once this reply is in, every push it wrote to ``client`` before answering
+    has arrived too: for checks that a push did *not* come, made after the request that
+    would have caused it was answered (no waiting for a fixed time)."""
+    return client.request("get_contacts")
