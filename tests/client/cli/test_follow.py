@@ -13,8 +13,9 @@ from tests.client.cli.runner import CliRunner
 from tests.support.twistd_server import ROOT, start_twistd_server, wait_for
 
 
-class _ChatProcess(protocol.ProcessProtocol):
-    """messenger-cli chat as a child: the test types lines into its standard input."""
+class _CliProcess(protocol.ProcessProtocol):
+    """messenger-cli as a child whose output the test watches as it comes (and, for
+    chat, types lines into its standard input)."""
 
     def __init__(self) -> None:
         self.out = b""
@@ -54,14 +55,20 @@ class ChatAcrossRestartTests(unittest.TestCase):
             result = yield runner.run("--secret-file", str(server.secret_file), "register",
                                       name, "--email", f"{name}@example.org")
             self.assertEqual(result[2], 0, result)
-        tail = bob.run("--timeout", "60", "tail", "--count", "6")
-        chat = _ChatProcess()
+        tail = _CliProcess()
+        reactor.spawnProcess(tail, sys.executable, [
+            sys.executable, "-m", "messenger.client.cli", "--server",
+            f"127.0.0.1:{server.port}", "--timeout", "60", "tail", "--count", "6"],
+            env=bob.env(), path=str(ROOT))
+        chat = _CliProcess()
         argv = [sys.executable, "-m", "messenger.client.cli", "--server",
                 f"127.0.0.1:{server.port}", "--timeout", "60", "chat", "bob"]
         reactor.spawnProcess(chat, sys.executable, argv, env=alice.env(), path=str(ROOT))
         yield wait_for(lambda: b"chatting with bob" in chat.err, what="chat to start")
         chat.type("one", "two", "three")
         yield wait_for(lambda: chat.sent() == 3, what="three messages acknowledged")
+        # Both ends are in session before the kill: the tail has printed the three.
+        yield wait_for(lambda: tail.out.count(b"\n") == 3, what="the tail following")
         yield server.kill()
         chat.type("four", "five")           # typed while the server is down
         yield server.start()
@@ -72,9 +79,9 @@ class ChatAcrossRestartTests(unittest.TestCase):
         status = yield chat.ended
         self.assertEqual(status, 0, chat.err)
         self.assertIn(b"reconnecting in", chat.err)
-        out, err, code = yield tail
-        self.assertEqual(code, 0, err)
-        self.assertEqual([line.split(": ", 1)[1] for line in out.splitlines()],
+        code = yield tail.ended
+        self.assertEqual(code, 0, tail.err)
+        self.assertEqual([line.split(": ", 1)[1] for line in tail.out.decode().splitlines()],
                          ["one", "two", "three", "four", "five", "six"])
         history = yield alice.run("history", "bob")
         self.assertEqual([line.split(": ", 1)[1] for line in history[0].splitlines()],
