@@ -93,7 +93,7 @@ def judge(error: MessengerError, *, during_login: bool, explicit: bool) -> Verdi
         return Verdict(FAIL if explicit else RETRY, min_delay=_retry_after(error, 5.0))
     if isinstance(error, (errors.HandshakeFailed, errors.TlsRefused,
                           errors.TlsSettingsInvalid)):
-        return Verdict(FAIL)    # wrong secret, key changed, not our server, TLS refused
+        return Verdict(FAIL)    # wrong secret, key changed, not a messenger/2 server, TLS
     if during_login:
         return _judge_login(error, explicit)
     if explicit:
