@@ -68,6 +68,8 @@ class LiveServerTests(ServerTestCase):
         self.assertIsInstance(reply["msg_id"], int)
         yield bob.set_presence("away")
         history = yield bob.history("alice")
+        # Bob's presence reaches Alice on her own connection: wait for it, not for time.
+        yield wait_for(lambda: presence, what="bob's presence at alice")
         self.assertEqual([m["message"] for m in history["alert"]], ["hello bob"])
         self.assertEqual([(m.msg_id, m.text) for m in received],
                          [(reply["msg_id"], "hello bob")])

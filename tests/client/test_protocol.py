@@ -335,12 +335,12 @@ class BoundsTests(ProtocolTestCase):
 class SealedSizeTests(unittest.TestCase):
     def test_sizes_match_the_suites(self):
         """The size computed for a payload is what sealing it gives, in both suites."""
-        from messenger.wire.handshake import make_channel
+        from messenger.wire.kex import make_channel
         from messenger.wire.suites import CLIENT_TO_SERVER
         client, server = rsa_key("client", 2048), rsa_key("server", 2048)
         for suite in (AES_GCM, RSA_OAEP):
-            channel = make_channel(suite, CLIENT_TO_SERVER, b"s" * 32, b"n" * 32, b"m" * 32,
-                                   client, server.public_key())
+            channel = make_channel(suite, CLIENT_TO_SERVER, b"s" * 32, b"x" * 32, b"n" * 32,
+                                   b"m" * 32, b"i" * 32, client, server.public_key())
             for size in (1, 189, 190, 191, 1000):
                 self.assertEqual(len(channel.seal(b"x" * size)),
                                  sealed_size(suite, size, 256), (suite, size))
