@@ -26,12 +26,14 @@ from twisted.python.failure import Failure
 
 from messenger.server.dispatch import ROUTES
 from messenger.server.states import TRANSITIONS, State
+from messenger.store.errors import Unavailable
 from messenger.wire import codes, jim
 from messenger.wire.errors import (
     BadRequest,
     MessengerError,
     NotAuthorised,
     ServerError,
+    ServiceUnavailable,
     TooManyRequests,
 )
 from messenger.wire.handshake import HandshakeError, ServerHandshake
@@ -43,6 +45,12 @@ if TYPE_CHECKING:
 HANDSHAKE_MAX_FRAME = 16 * 1024   # until the handshake is done (PROTOCOL.md section 10)
 SEEN_IDS = 1024                   # request ids remembered per connection (replay refusal)
 OFFLOAD_CHUNKS = 8                # rsa-oaep frames of more chunks are opened in a thread
+
+
+def store_unavailable(error: Unavailable) -> ServiceUnavailable:
+    """The 503 for a request that needed a database that is down or not answering."""
+    return ServiceUnavailable("the database is unavailable; try again shortly",
+                              error.retry_after)
 
 
 def _request_id_of(message: Any) -> str | None:
@@ -340,6 +348,9 @@ class ServerProtocol(Int32StringReceiver):
     def _reply_failure(self, failure: Failure, request_id: str) -> None:
         if isinstance(failure.value, MessengerError):
             self._send_error(request_id, failure.value)
+        elif isinstance(failure.value, Unavailable):
+            # The store logs the outage once; no traceback per request.
+            self._send_error(request_id, store_unavailable(failure.value))
         else:
             self.log.failure("Request from {address} failed", failure, address=self.address)
             self._send_error(request_id, ServerError("internal server error"))

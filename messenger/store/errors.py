@@ -23,3 +23,14 @@ class Missing(StoreError):
 
 class LastAdmin(StoreError):
     """The change would leave the deployment without an administrator."""
+
+
+class Unavailable(StoreError):
+    """The database cannot be reached or did not answer in time (the server answers 503).
+
+    Whether a write that failed this way was committed is unknown: it failed before or
+    during its COMMIT. Requests that are idempotent by their id (messages, broadcasts)
+    may simply be sent again.
+    """
+
+    retry_after = 2.0

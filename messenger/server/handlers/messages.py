@@ -16,8 +16,15 @@ from twisted.internet import defer
 
 from messenger.server.states import LOGGED_IN
 from messenger.store import messages
+from messenger.store.errors import Unavailable
 from messenger.wire import codes
-from messenger.wire.errors import BadRequest, NotAuthorised, NotFound, ServerError
+from messenger.wire.errors import (
+    BadRequest,
+    NotAuthorised,
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
+)
 
 # A sync or history reply stays under about this many bytes (well below the 1 MiB frame
 # limit that clients apply); a page cut short says "more": true.
@@ -113,6 +120,10 @@ def _not_stored(session: Any, request_id: str, recipient: Any, result: Any) -> N
     elif result == messages.SENDER_GONE:
         session.send_error(request_id, NotAuthorised("your account no longer exists"))
         session.close()
+    elif isinstance(result, Unavailable):
+        session.send_error(request_id, ServiceUnavailable(
+            "the database is unavailable; send the message again shortly (with the same"
+            " id it is stored once)", result.retry_after))
     else:
         session.send_error(request_id, ServerError("the message could not be stored"))
 
