@@ -137,7 +137,9 @@ def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[Messag
 # messages_pair (sender_id, recipient_id, id), read backwards from ``before`` and stopped
 # after ``limit`` rows; only those (at most 2 * limit) rows are merged and joined. The
 # same query as ``(a -> b OR b -> a) ORDER BY id DESC`` would read and sort the whole
-# conversation for every page.
+# conversation for every page. (PostgreSQL may instead walk the primary key backwards
+# and filter, where its statistics say the conversation is most of the table; either way
+# a page reads about a page: tests/store/test_history_cost.py checks the plans.)
 _HISTORY = (
     "SELECT m.id, m.created, s.name, r.name, m.body FROM ("
     " SELECT * FROM (SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"

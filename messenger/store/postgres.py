@@ -53,9 +53,11 @@ class PostgresEngine(Engine):
     default_writers = 2
 
     def __init__(self, url: str = "", statement_timeout: float = STATEMENT_TIMEOUT,
-                 connect_timeout: int = CONNECT_TIMEOUT) -> None:
+                 connect_timeout: int = CONNECT_TIMEOUT,
+                 request_timeout: float | None = REQUEST_TIMEOUT) -> None:
         self.url = url
         self.statement_timeout = statement_timeout
+        self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
 
     def convert(self, sql: str) -> str:
