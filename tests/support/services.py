@@ -164,6 +164,7 @@ class PostgresCluster:
                             *itertools.chain.from_iterable(("-c", s) for s in PG_SETTINGS)],
                            self.base / "postgres.log", self.user, self.base)
         self._initialised = False
+        self.template_ready = False   # the migrated template database exists
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -242,7 +243,6 @@ class PostgresCluster:
 
 _shared: PostgresCluster | None = None
 _shared_starting: defer.Deferred[Any] | None = None
-_template_ready = False
 _database_numbers = itertools.count(1)
 TEMPLATE = "messenger_template"
 
@@ -273,8 +273,7 @@ def shared_postgres() -> defer.Deferred[PostgresCluster]:
 
 def _make_template(cluster: PostgresCluster) -> None:
     """A database at the current schema, the template of every migrated test database."""
-    global _template_ready
-    if _template_ready:
+    if cluster.template_ready:
         return
     from messenger.store import db, plain
     cluster.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
@@ -284,7 +283,7 @@ def _make_template(cluster: PostgresCluster) -> None:
         connection.write(db.migrate_txn, connection.engine)
     finally:
         connection.close()
-    _template_ready = True
+    cluster.template_ready = True
 
 
 def _create(cluster: PostgresCluster, name: str, migrated: bool) -> None:
