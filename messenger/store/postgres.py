@@ -215,9 +215,13 @@ class _Pool(adbapi.ConnectionPool):
 def parse(url: str) -> dict[str, str]:
     """The connection parameters of a URL or DSN (`ValueError` if libpq cannot read it)."""
     try:
-        return psycopg2.extensions.parse_dsn(url)
+        params = psycopg2.extensions.parse_dsn(url)
     except psycopg2.ProgrammingError as error:
         raise ValueError(f"not a PostgreSQL URL: {str(error).strip()}") from None
+    for port in params.get("port", "5432").split(","):
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"not a PostgreSQL URL: bad port {port!r}")
+    return params
 
 
 def redact(url: str) -> str:
