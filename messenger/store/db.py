@@ -107,6 +107,17 @@ class Database:
 
     @defer.inlineCallbacks
     def open(self) -> Any:
+        """See `_open`; a database that cannot be reached is named with the cause."""
+        try:
+            version = yield self._open()
+        except Unavailable as error:
+            cause = error.__cause__ or error
+            detail = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
+            raise Unavailable(f"cannot use the database {self.describe()}: {detail}") from cause
+        return version
+
+    @defer.inlineCallbacks
+    def _open(self) -> Any:
         """Open the pools and apply pending migrations; fires with the schema version.
 
         Before a SQLite database that holds data is upgraded, it is copied (SQLite

@@ -14,7 +14,7 @@ from twisted.trial import unittest
 from tests.server.test_tap import parse
 from tests.support import jimclient, services
 from tests.support.jimclient import new_user
-from tests.support.twistd_server import start_twistd_server
+from tests.support.twistd_server import TwistdServer, start_twistd_server
 
 
 class DatabaseOptionTests(unittest.TestCase):
@@ -88,9 +88,13 @@ class TwistdOnPostgresTests(unittest.TestCase):
     def test_postgres_down_at_start(self) -> Any:
         """With nothing listening at the URL, twistd stops with one clear line and no
         traceback."""
-        url = f"postgresql://postgres@127.0.0.1:{services.free_port()}/nothing"
-        failure = yield self.assertFailure(start_twistd_server(self, "--database", url),
-                                           RuntimeError)
-        self.assertIn("The server could not start", str(failure))
-        self.assertIn("is unavailable", str(failure))
-        self.assertNotIn("Traceback", str(failure))
+        port = services.free_port()
+        url = f"postgresql://postgres@127.0.0.1:{port}/nothing"
+        server = TwistdServer(Path(self.mktemp()), ("--database", url))
+        self.addCleanup(server.stop)
+        yield self.assertFailure(server.start(), RuntimeError)
+        log = server.log_path.read_text("utf-8")
+        self.assertIn("The server could not start: cannot use the database"
+                      f" postgresql://postgres@127.0.0.1:{port}/nothing: connection to server",
+                      log)
+        self.assertNotIn("Traceback", log)
