@@ -70,9 +70,10 @@ class CommitOrderTests(unittest.TestCase):
         @defer.inlineCallbacks
         def sync_loop():
             while True:
+                finished = bool(done)  # everything was committed before this sync began
                 fresh = yield reader.read(ids_above_txn, seen[-1] if seen else 0)
                 seen.extend(fresh)
-                if done and not fresh:
+                if finished and not fresh:
                     return
 
         @defer.inlineCallbacks
