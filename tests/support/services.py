@@ -168,6 +168,8 @@ class PostgresCluster:
                            self.base / "postgres.log", self.user, self.base)
         self._initialised = False
         self.template_ready = False   # the migrated template database exists
+        self.template_shape: frozenset[str] = frozenset()
+        self.free_databases: list[str] = []   # migrated, emptied, ready for a test
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -289,6 +291,25 @@ def shared_postgres() -> defer.Deferred[PostgresCluster]:
     return waiter
 
 
+# What a migrated database looks like: its tables, columns and indexes. A database a
+# test leaves in this shape is emptied and handed to the next test (a few ms); any other
+# is dropped. Creating one from the template costs a file copy (0.05 to 0.5 s).
+_SHAPE = ("SELECT table_name || '.' || column_name FROM information_schema.columns"
+          " WHERE table_schema = 'public' UNION ALL"
+          " SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+          " UNION ALL SELECT 'v' || MAX(version) FROM schema_version")
+
+
+def _shape(cluster: PostgresCluster, name: str) -> frozenset[str]:
+    connection = cluster.connect(name)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(_SHAPE)
+        return frozenset(row[0] for row in cursor.fetchall())
+    finally:
+        connection.close()
+
+
 def _make_template(cluster: PostgresCluster) -> None:
     """A database at the current schema, the template of every migrated test database."""
     if cluster.template_ready:
@@ -301,35 +322,72 @@ def _make_template(cluster: PostgresCluster) -> None:
         connection.write(db.migrate_txn, connection.engine)
     finally:
         connection.close()
+    cluster.template_shape = _shape(cluster, TEMPLATE)
     cluster.template_ready = True
 
 
 def _create(cluster: PostgresCluster, name: str, migrated: bool) -> None:
     if migrated:
         _make_template(cluster)
-    cluster.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE if migrated else 'template0'}"
-                    " STRATEGY FILE_COPY")
+    cluster.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE if migrated else 'template0'}")
+
+
+def _recycle(cluster: PostgresCluster, name: str, migrated: bool) -> None:
+    """Empty a migrated database that kept its shape, for the next test; else drop it."""
+    if migrated:
+        try:
+            if _shape(cluster, name) == cluster.template_shape:
+                _empty(cluster, name)
+                cluster.free_databases.append(name)
+                return
+        except Exception:  # noqa: S110 (anything odd: the database is dropped below)
+            pass
+    cluster.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _empty(cluster: PostgresCluster, name: str) -> None:
+    """Delete every row and restart every id sequence (as new: ids start at 1)."""
+    connection = cluster.connect(name)
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT table_name FROM information_schema.tables"
+                       " WHERE table_schema = 'public' AND table_name <> 'schema_version'")
+        tables = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+        sequences = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SET lock_timeout = '2s'")
+        cursor.execute("BEGIN; SET LOCAL session_replication_role = replica; "
+                       + "".join(f"DELETE FROM {table}; " for table in tables)
+                       + "".join(f"ALTER SEQUENCE {seq} RESTART; " for seq in sequences)
+                       + "COMMIT")
+    finally:
+        connection.close()
 
 
 @defer.inlineCallbacks
 def fresh_database(testcase: Any, migrated: bool = True,
                    cluster: PostgresCluster | None = None) -> Any:
-    """A new database for ``testcase`` (dropped in cleanup); fires with its URL.
+    """An empty database for ``testcase`` alone; fires with its URL.
 
-    ``migrated`` copies it from a template at the current schema (what a server makes
-    at its first start); otherwise it is empty, for tests of the migrations themselves.
+    ``migrated``: at the current schema (what a server makes at its first start), taken
+    from the databases earlier tests left behind, emptied, or copied from a template;
+    otherwise brand new and without tables, for tests of the migrations themselves.
+    After the test it is emptied for the next one, or dropped if the test changed its
+    shape.
     """
     if cluster is None:
         cluster = yield shared_postgres()
-    name = f"test_{os.getpid()}_{next(_database_numbers)}"
-    yield threads.deferToThread(_create, cluster, name, migrated)
+    if migrated and cluster.free_databases:
+        name = cluster.free_databases.pop()
+    else:
+        name = f"test_{os.getpid()}_{next(_database_numbers)}"
+        yield threads.deferToThread(_create, cluster, name, migrated)
 
-    def drop() -> defer.Deferred[Any]:
+    def recycle() -> defer.Deferred[Any] | None:
         if not cluster.child.running:
-            return defer.succeed(None)
-        return threads.deferToThread(cluster.execute,
-                                     f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    testcase.addCleanup(drop)
+            return None
+        return threads.deferToThread(_recycle, cluster, name, migrated)
+    testcase.addCleanup(recycle)
     return cluster.url(name)
 
 

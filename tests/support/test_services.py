@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
@@ -141,3 +141,31 @@ class PostgresTests(unittest.TestCase):
         cursor.execute("SELECT COUNT(*) FROM audit_log")
         self.assertEqual(cursor.fetchone()[0], 0)
         self.assertTrue(alive(cluster.pid))
+
+    @defer.inlineCallbacks
+    def test_databases_are_emptied_for_the_next_test(self):
+        """A database left at the migrated shape is emptied (ids start at 1 again) and
+        handed out again; one whose shape a test changed is dropped."""
+        cluster = yield services.shared_postgres()
+        kept = "reuse_kept"
+        changed = "reuse_changed"
+        for name in (kept, changed):
+            yield threads.deferToThread(services._create, cluster, name, True)
+        cluster.execute("INSERT INTO audit_log (time, actor, action) VALUES (1, 'a', 'b')",
+                        kept)
+        cluster.execute("CREATE TABLE extra (x INTEGER)", changed)
+        for name in (kept, changed):
+            yield threads.deferToThread(services._recycle, cluster, name, True)
+        self.assertIn(kept, cluster.free_databases)
+        self.assertNotIn(changed, cluster.free_databases)
+        cluster.execute("INSERT INTO audit_log (time, actor, action) VALUES (1, 'a', 'b')",
+                        kept)
+        connection = cluster.connect(kept)
+        self.addCleanup(connection.close)
+        cursor = connection.cursor()
+        cursor.execute("SELECT id FROM audit_log")
+        self.assertEqual(cursor.fetchall(), [(1,)])
+        cursor.execute("SELECT COUNT(*) FROM pg_database WHERE datname = %s", (changed,))
+        self.assertEqual(cursor.fetchone()[0], 0)
+        cluster.free_databases.remove(kept)
+        yield threads.deferToThread(services._recycle, cluster, kept, True)
