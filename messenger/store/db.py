@@ -89,7 +89,6 @@ class Database:
         self._writers = 1 if not self.postgres else (writers or self.engine.default_writers)
         self._writer: adbapi.ConnectionPool | None = None
         self._reader: adbapi.ConnectionPool | None = None
-        self._wrap = self.engine.paramstyle != "qmark"
         self._timeout = self.engine.request_timeout
         self.unavailable_since: float | None = None
 
