@@ -52,10 +52,17 @@ class Engine:
         return txn.fetchone() is not None
 
     def serial_section(self, txn: Any, key: int) -> None:
-        """Start a section that no other writer anywhere runs at the same time.
+        """Start a section that no other writer anywhere runs at the same time (until
+        the commit). Nothing to do on SQLite: its single writer already runs one write
+        transaction at a time."""
+        sql = self.serial_section_sql(txn)
+        if sql:
+            txn.execute(sql, (key,))
 
-        Must be the transaction's first statement. Nothing to do on SQLite: its single
-        writer already runs one write transaction at a time."""
+    def serial_section_sql(self, txn: Any) -> str:
+        """The SQL (with one ``?`` for the key) that `serial_section` runs, for callers
+        that send it in one round trip with their own statement ("" on SQLite)."""
+        return ""
 
     def begin_migration(self, txn: Any) -> None:
         """First statement of a migration (nodes that start together take turns)."""

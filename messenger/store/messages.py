@@ -72,12 +72,11 @@ def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
     return results
 
 
-# One round trip on PostgreSQL: READ COMMITTED, then the cluster-wide lock that makes ids
-# commit in the order they are given out, then every row (arrays, so the statement's
-# size does not depend on the batch's), in batch order, skipping rows whose sender or
-# recipient is gone and rows already stored.
+# One round trip on PostgreSQL: the cluster-wide section that makes ids commit in the
+# order they are given out (`Engine.serial_section_sql`), then every row (arrays, so the
+# statement's size does not depend on the batch's), in batch order, skipping rows whose
+# sender or recipient is gone and rows already stored.
 _PG_INSERT = (
-    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(?);"
     " INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
     " SELECT t.s, t.r, t.c, t.b, t.t"
     " FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::float8[])"
@@ -96,13 +95,12 @@ def _insert_batch_postgres(txn: Any, items: list[NewMessage]) -> list[Stored]:
     transactions commit in any order: without the lock, a client could sync past id 101
     while 100 was still uncommitted, and never see 100. The advisory lock (held until
     commit, taken by every message insert of every node) makes id order commit order.
-    It is the first statement, in READ COMMITTED, so everything after it sees what the
-    previous holder committed. Rows not inserted are either already stored (a resend,
+    It comes first, in READ COMMITTED, so everything after it sees what the previous
+    holder committed. Rows not inserted are either already stored (a resend,
     maybe through another node) or addressed from or to an account that is gone.
     """
-    txn.execute(_PG_INSERT, (MESSAGES_LOCK, [i[0] for i in items], [i[1] for i in items],
-                             [i[2] for i in items], [i[3] for i in items],
-                             [i[4] for i in items]))
+    columns = [[item[k] for item in items] for k in range(5)]
+    txn.execute(engine_of(txn).serial_section_sql(txn) + _PG_INSERT, (MESSAGES_LOCK, *columns))
     fresh = {(row[0], row[1]): row[2] for row in txn.fetchall()}
     results: list[Stored] = []
     existing: set[int] | None = None

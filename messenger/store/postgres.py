@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from twisted.enterprise import adbapi
 
 from messenger.store.engines import MIGRATIONS_LOCK, ConvertingCursor, Engine
@@ -63,9 +64,13 @@ class PostgresEngine(Engine):
     def convert(self, sql: str) -> str:
         return sql.replace("%", "%%").replace("?", "%s")
 
-    def serial_section(self, txn: Any, key: int) -> None:
-        txn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;"
-                    " SELECT pg_advisory_xact_lock(?)", (key,))
+    def serial_section_sql(self, txn: Any) -> str:
+        """READ COMMITTED, so that what follows sees what the lock's previous holder
+        committed, then the lock. (When statements already ran in the transaction, its
+        isolation level is fixed: only the lock; a conflict is then retried.)"""
+        if txn.connection.get_transaction_status() != TRANSACTION_STATUS_IDLE:
+            return "SELECT pg_advisory_xact_lock(?);"
+        return "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(?);"
 
     def begin_migration(self, txn: Any) -> None:
         self.serial_section(txn, MIGRATIONS_LOCK)
