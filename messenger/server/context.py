@@ -22,8 +22,7 @@ from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
-from messenger.server.limits import Limits
-from messenger.server.lockout import LockoutPolicy
+from messenger.server.limits import Limits, lockout_policy
 from messenger.server.maintenance import Maintenance
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
@@ -61,7 +60,7 @@ class ServerContext:
         self.directory = Directory(db)
         limits = config.limits
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
-                                     background_capacity=limits.decoy_queue)
+                                     decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
         self.limits = Limits(limits, clock)
@@ -69,7 +68,7 @@ class ServerContext:
                                    limits.max_connections or total_cap_for(open_files))
         self.refusals = RefusalLog(clock)
         self.counters: Counter[str] = Counter()
-        self.lockout_policy = LockoutPolicy.from_limits(limits)
+        self.lockout_policy = lockout_policy(limits)
         self.maintenance = Maintenance(db, clock, config.retention_days)
         self.call_table = CallTable()
         self.calls = CallService(self.router, self.call_table, clock,
