@@ -136,8 +136,9 @@ class Child:
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 # No fsync (a test cluster is thrown away with its machine's page cache), but every commit
 # is written out before it is acknowledged, so a crash of PostgreSQL itself (SIGKILL)
-# keeps what was committed, as in production. Enough connections for several servers.
-PG_SETTINGS = ("fsync=off", "full_page_writes=off",
+# keeps what was committed, as in production. No autovacuum (test databases are small and
+# short-lived: it would only take CPU from the tests). Enough connections for servers.
+PG_SETTINGS = ("fsync=off", "full_page_writes=off", "autovacuum=off",
                "max_connections=200", "shared_buffers=32MB")
 
 
