@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from messenger.store.db import Database
+from messenger.store.errors import Unavailable
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -105,7 +106,8 @@ class GroupCommit(Generic[Item, Result]):
         self._maybe_idle()
 
     def _failed(self, failure: Failure, items: list[Item], tokens: list[Any]) -> None:
-        self.log.failure("Group commit of {rows} rows failed", failure, rows=len(items))
+        if not failure.check(Unavailable):  # an outage is logged once, by the Database
+            self.log.failure("Group commit of {rows} rows failed", failure, rows=len(items))
         self._busy = False
         if self._items:
             self._start()

@@ -21,6 +21,7 @@ from messenger.server.replies import Ack, Later, Page, SessionOver
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
 from messenger.store import messages
+from messenger.store.errors import Unavailable
 from messenger.wire.errors import (
     BadRequest,
     MessengerError,
@@ -148,6 +149,8 @@ def push_frame(msg_id: int, created: float, sender: str, recipient: str, body: s
 
 def _not_stored(session: Session, recipient: UserRef, result: Any) -> None:
     """The rare outcomes: an account deleted meanwhile, or a failed transaction."""
+    if isinstance(result, Unavailable):
+        raise result  # a store that is down answers 503 (the outage is logged once)
     if isinstance(result, BaseException):
         log.failure("A message could not be stored", Failure(result))
         raise ServerError("the message could not be stored")
