@@ -16,7 +16,7 @@ from tests.support.jimclient import register
 from tests.support.netsim import blocking_session_factory, relay_only, wait_until
 from tests.support.server import start_server
 
-FAST = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05, direct_timeout=0.3)
+FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05, direct_timeout=0.3)
 
 
 class CallSignallingTests(TestCase):

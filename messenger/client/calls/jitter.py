@@ -290,7 +290,8 @@ class JitterBuffer:
     def stats(self) -> JitterStats:
         return JitterStats(
             received=self.received, lost=self.lost, late=self.late,
-            duplicate=self.duplicate, concealed=self.concealed, discarded=self.discarded,
+            duplicate=self.duplicate, concealed=self.concealed, recovered=self.recovered,
+            discarded=self.discarded,
             jitter_ms=round(self.jitter_ms, 2),
             depth_ms=float(self.depth_frames() * self.frame_ms),
             target_ms=self.target_ms())

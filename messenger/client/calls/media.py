@@ -110,7 +110,7 @@ class _Backoff:
         self.gap, self.due, self.sent = first, now, 0
 
     def fire(self, now: float) -> bool:
-        if now < self.due:
+        if now < self.due - 1e-6:
             return False
         self.sent += 1
         self.due = now + self.gap

@@ -29,7 +29,7 @@ from tests.support.netsim import (
     wait_until,
 )
 
-FAST = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05, direct_timeout=0.3)
+FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05, direct_timeout=0.3)
 
 
 def numbered_frames(count: int) -> bytes:
