@@ -166,6 +166,11 @@ class CallEngine:
             return None
         return self.session.transport.getHost().port
 
+    @property
+    def pump_started(self) -> float:
+        """Reactor time of the first audio frame slot (capture and playback clocks)."""
+        return self._pump._start if self._pump is not None else 0.0
+
     @staticmethod
     def list_devices() -> tuple[list[Any], list[Any]]:
         """(input devices, output devices) PortAudio sees, for a chooser; ([], []) when

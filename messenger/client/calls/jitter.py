@@ -71,6 +71,7 @@ class JitterBuffer:
         self._capacity = max(2, capacity_ms // frame_ms)
         self._max_gap = max(1, max_ms // frame_ms)
         self._frames: dict[int, Any] = {}
+        self._arrived: dict[int, float] = {}     # seq -> arrival time
         self._next: int | None = None        # seq due next; None while buffering
         self._highest = -1
         self._first_arrival: float | None = None
@@ -133,6 +134,7 @@ class JitterBuffer:
                 self._grow = 1
             return
         self._frames[seq] = payload
+        self._arrived[seq] = now
         if seq > self._highest:
             self._highest = seq
         if self._first_arrival is None:
@@ -171,6 +173,12 @@ class JitterBuffer:
             self._grow = 0
             return self._conceal(None)
         if due in frames:
+            if self._waits and self._early(due, now):
+                # resuming after the queue ran dry (a DTX pause, an outage): build the
+                # depth up to the target again before playing, or every pause would
+                # shrink the buffer to nothing and the next loss would cut the speech
+                self._waits += 1
+                return self._conceal(None)
             return self._play(due)
         if not frames:
             # nothing queued (a DTX pause, or an outage): wait for the frame rather than
@@ -197,8 +205,17 @@ class JitterBuffer:
         self._next = due + 1
         return self._conceal(frames.get(due + 1))
 
+    def _early(self, seq: int, now: float) -> bool:
+        arrived = self._arrived.get(seq)
+        if arrived is None:
+            return False
+        return now - arrived < (self.target_ms() - self.frame_ms) / 1000.0 - 1e-6
+
     def _play(self, seq: int) -> tuple[str, Any]:
         payload = self._frames.pop(seq)
+        self._arrived.pop(seq, None)
+        if len(self._arrived) > 2 * self._capacity:
+            self._arrived = {s: t for s, t in self._arrived.items() if s in self._frames}
         self._next = seq + 1
         self._last_payload = payload
         self._misses = 0

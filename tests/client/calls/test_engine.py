@@ -11,7 +11,7 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from messenger.client.calls import codec as codec_module
-from messenger.client.calls import engine as engine_module
+from messenger.client.calls import audio as audio_module
 from messenger.client.calls.audio import AudioUnavailable, FakeAudioDevice
 from messenger.client.calls.codec import FRAME_SAMPLES, OPUS, PCM
 from messenger.client.calls.engine import CallEngine, CallStats
@@ -33,12 +33,20 @@ FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05, direct_timeo
 
 
 def numbered_frames(count: int) -> bytes:
-    """Frame i holds the sample value i + 1 throughout (PCM carries it exactly)."""
-    return b"".join(array("h", [i + 1] * FRAME_SAMPLES).tobytes() for i in range(count))
+    """Frame i holds the sample value 1000 + i throughout (PCM carries it exactly)."""
+    return b"".join(array("h", [1000 + i] * FRAME_SAMPLES).tobytes() for i in range(count))
 
 
 def frame_values(played: list[bytes]) -> list[int]:
-    return [array("h", frame)[0] for frame in played]
+    """i + 1 for each played frame that is numbered frame i, else 0 (concealment,
+    comfort noise, silence)."""
+    values = []
+    for frame in played:
+        samples = array("h", frame)
+        first = samples[0]
+        exact = first >= 1000 and samples.count(first) == len(samples)
+        values.append(first - 999 if exact else 0)
+    return values
 
 
 class Relay:
@@ -199,12 +207,12 @@ class EngineTests(TestCase):
         """Without a usable sound device the call runs silent and says why."""
         def refuse(*args: Any, **kwargs: Any) -> None:
             raise AudioUnavailable("no card here")
-        self.patch(engine_module, "PyAudioDevice", refuse)
+        self.patch(audio_module, "PyAudioDevice", refuse)
         engine = CallEngine(reactor, interface="127.0.0.1", timing=FAST)
         self.addCleanup(engine.stop)
         yield engine.start(self.relay.params(0))
         self.assertIsInstance(engine.audio, FakeAudioDevice)
-        self.assertEqual(engine.stats().audio_error, "no card here")
+        self.assertEqual(engine.stats().audio_error, audio_module.NO_SOUND)
 
     @inlineCallbacks
     def test_relay_name_resolved(self) -> None:

@@ -1,0 +1,167 @@
+"""Call quality on a bad network: PESQ-WB, mouth-to-ear delay and CPU per case.
+
+`run_case` makes one real call on this machine: a relay (`RelayProtocol`) on a UDP
+socket, two `CallEngine` s whose "microphones" play the two speech samples and whose
+"loudspeakers" record, and between each engine and the relay an `ImpairmentProxy` that
+impairs what reaches the engine (so each direction of audio crosses one impaired hop).
+The direct path is blocked (every packet crosses the proxies). When both recordings are
+long enough the call stops and each direction is scored: PESQ-WB of the played speech
+against the sample, and the mouth-to-ear delay (the lag at which the speech came out,
+from one engine's capture clock to the other's playback clock; no sound card latency).
+
+``messenger-bench calls`` runs the `CASES` one after the other and prints a table;
+tests (tests/client/calls/test_quality.py) run some of them at once and assert the
+bounds of docs/CALLS.md.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, task
+
+from messenger.bench import speech
+from messenger.bench.impair import CLEAN, Impairment, ImpairmentProxy
+
+LEAD = 1.0          # seconds of silence before the speech (the call sets up meanwhile)
+TAIL = 1.0          # and after it, for the jitter buffer to drain
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    down: Impairment = CLEAN          # what reaches each engine
+    processing: bool = False          # echo/noise/gain processing on the capture path
+
+
+CASES = (
+    Case("clean"),
+    Case("5% loss", Impairment(loss=0.05)),
+    Case("20% loss", Impairment(loss=0.20)),
+    Case("5% loss in bursts of 3", Impairment(loss=0.05, burst=3.0)),
+    Case("40 ms jitter", Impairment(delay=0.02, jitter=0.04)),
+    Case("5% loss + 30 ms jitter + reordering", Impairment(loss=0.05, delay=0.02,
+                                                          jitter=0.03, reorder=0.02)),
+    Case("clean, echo/noise/gain on", processing=True),
+)
+
+
+@dataclass
+class CaseResult:
+    name: str
+    pesq: tuple[float, float]             # a -> b, b -> a
+    mouth_to_ear_ms: tuple[float, float]
+    cpu_percent: float                    # of one core, both ends of the call together
+    stats: tuple[Any, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def worst_pesq(self) -> float:
+        return min(self.pesq)
+
+
+class _Call:
+    """Two engines, two proxies and a relay on loopback."""
+
+    def __init__(self, reactor: Any, case: Case, seed: int) -> None:
+        from messenger.client.calls.audio import FakeAudioDevice  # noqa: PLC0415
+        from messenger.client.calls.dsp import AudioSettings  # noqa: PLC0415
+        from messenger.client.calls.engine import CallEngine  # noqa: PLC0415
+        from messenger.client.calls.params import CallParams  # noqa: PLC0415
+        from messenger.server.relay import CallTable, RelayProtocol  # noqa: PLC0415
+        from messenger.wire import media  # noqa: PLC0415
+
+        self.reactor = reactor
+        self.ports: list[Any] = []
+        table = CallTable()
+        self.relay = RelayProtocol(table, reactor)
+        relay_port = reactor.listenUDP(0, self.relay, interface="127.0.0.1")
+        self.ports.append(relay_port)
+        relay = ("127.0.0.1", relay_port.getHost().port)
+        call_id, key = media.new_call_id(), media.new_call_key()
+        tokens = (media.new_token(), media.new_token())
+        table.add_call(call_id, key, ("a", "b"), tokens)
+        self.samples = (speech.speech("a"), speech.speech("b"))
+        self.devices = tuple(FakeAudioDevice(speech.padded(sample, LEAD, TAIL + 2.0))
+                             for sample in self.samples)
+        self.proxies = []
+        self.engines = []
+        processing = AudioSettings() if case.processing else None
+        for member in (0, 1):
+            proxy = ImpairmentProxy(relay, down=case.down, reactor=reactor,
+                                    seed=seed * 2 + member)
+            self.ports.append(reactor.listenUDP(0, proxy, interface="127.0.0.1"))
+            self.proxies.append(proxy)
+            params = CallParams(call_id, member, key, tokens[member], proxy.address,
+                                codec="opus")
+            engine = CallEngine(reactor, audio=self.devices[member], interface="127.0.0.1",
+                                session_factory=_relay_only(), processing=processing)
+            self.engines.append((engine, params))
+
+    @defer.inlineCallbacks
+    def run(self) -> Any:
+        yield defer.gatherResults([engine.start(params) for engine, params in self.engines])
+        need = int((LEAD + len(self.samples[0]) / speech.RATE + TAIL) / 0.02)
+        while min(len(device.played) for device in self.devices) < need:
+            yield task.deferLater(self.reactor, 0.1, lambda: None)
+        stats = tuple(engine.stats() for engine, _ in self.engines)
+        yield self.stop()
+        return stats
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        for engine, _ in self.engines:
+            yield engine.stop()
+        for port in self.ports:
+            yield port.stopListening()
+
+    def score(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        scores, delays = [], []
+        for speaker in (0, 1):
+            listener = 1 - speaker
+            played = b"".join(self.devices[listener].played)
+            value, lag = speech.score(self.samples[speaker], played)
+            talk = self.engines[speaker][0].pump_started
+            hear = self.engines[listener][0].pump_started
+            delays.append(round(1000 * (hear + lag / speech.RATE - (talk + LEAD)), 1))
+            scores.append(round(value, 2))
+        return (scores[0], scores[1]), (delays[0], delays[1])
+
+
+def _relay_only() -> Callable[..., Any]:
+    from messenger.client.calls.media import MediaSession  # noqa: PLC0415
+
+    class RelayOnly(MediaSession):
+        """Sends only to its relay (here: the impairment proxy)."""
+
+        def _send(self, packet: bytes, target: Any) -> bool:
+            if (target[0], target[1]) != self.relay_address:
+                return False
+            return super()._send(packet, target)
+
+    return RelayOnly
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@defer.inlineCallbacks
+def run_case(reactor: Any, case: Case, seed: int = 1) -> Any:
+    """One call through ``case``'s network; fires with a `CaseResult`."""
+    call = _Call(reactor, case, seed)
+    cpu, wall = _cpu(), time.monotonic()
+    try:
+        stats = yield call.run()
+    except BaseException:
+        yield call.stop()
+        raise
+    cpu, wall = _cpu() - cpu, time.monotonic() - wall
+    scores, delays = call.score()
+    return CaseResult(case.name, scores, delays, round(100 * cpu / wall, 1), stats,
+                      {"proxies": [p.stats() for p in call.proxies]})
