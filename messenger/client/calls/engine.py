@@ -204,7 +204,10 @@ class CallEngine:
         # PortAudio's start-up blocks for a moment: do it before the socket is live
         device = self._open_audio()
         self.processor = processor_for(self.processing)
-        self.jitter = JitterBuffer()
+        # 60 ms: one frame more than the jitter alone needs, so that a lost packet's
+        # copy (in the next packet) is here in time, and a stalled reactor does not
+        # empty the queue in the middle of a word
+        self.jitter = JitterBuffer(min_ms=60)
         self.playout = Playout(self.jitter)
         session = self._session_factory(
             params, self._reactor, timing=self.timing, on_audio=self._received,

@@ -112,6 +112,7 @@ class JitterBuffer:
             if following is None and (not self._frames or seq < min(self._frames) - 1):
                 return
             self._frames[seq] = payload
+            self._arrived[seq] = now
             self.recovered += 1
             return
         self.received += 1
@@ -195,6 +196,9 @@ class JitterBuffer:
             self._next = due
             self._waits = 0
             if due in frames:
+                if self._early(due, now):
+                    self._waits = 1          # build the depth up again (see above)
+                    return self._conceal(None)
                 return self._play(due)
             gap = lowest - due
         if gap > self._max_gap:
