@@ -18,6 +18,7 @@ from messenger.client.calls.engine import CallEngine, CallStats
 from messenger.client.calls.media import DIRECT, RELAY, CallParams, SessionTiming
 from messenger.server.relay import CallTable, RelayProtocol
 from messenger.wire import media
+from messenger.bench import speech
 from tests.support.alsa import AlsaFiles, align, chirp, silence
 from tests.support.call_party import party_config, spawn_party
 from tests.support.netsim import (
@@ -190,7 +191,7 @@ class EngineTests(TestCase):
         self.assertGreater(stats.packets_sent, stats.audio_sent - 1)
         self.assertGreater(stats.packets_received, 10)
         self.assertIsNotNone(stats.rtt_ms)
-        self.assertEqual(stats.target_ms, 40)
+        self.assertEqual(stats.target_ms, 60)
         self.assertEqual((stats.dropped, stats.audio_error), (0, ""))
 
     @inlineCallbacks
@@ -249,17 +250,26 @@ class EndToEndAudioTests(TestCase):
 
     @inlineCallbacks
     def converse(self, codec: str, block_direct: bool) -> Any:
+        """Each party's microphone: a chirp (PCM, compared sample by sample) or speech
+        (Opus, scored with PESQ-WB: a tonal chirp is what Opus's DTX rightly treats as
+        background and leaves out)."""
         relay = Relay(self)
         base = self.mktemp()
         cards, signals, results, parties = [], [], [], []
         for member, (low, high) in enumerate(((300.0, 3400.0), (3400.0, 300.0))):
             card = AlsaFiles(f"{base}/party{member}")
-            signal = silence(0.5)
-            signal.extend(chirp(0.8, low, high))
-            signal.extend(silence(3.0))
-            card.set_capture(signal)
+            if codec == PCM:
+                signal = silence(0.5)
+                signal.extend(chirp(0.8, low, high))
+                signal.extend(silence(3.0))
+                card.set_capture(signal)
+                seconds = 2.2
+            else:
+                signal = speech.speech("ab"[member])
+                card.capture.write_bytes(speech.padded(signal, 0.5, 4.0))
+                seconds = 9.5
             result = card.directory / "result.json"
-            config = party_config(relay.params(member, codec), seconds=2.2,
+            config = party_config(relay.params(member, codec), seconds=seconds,
                                   block_direct=block_direct, result=str(result))
             cards.append(card)
             signals.append(signal)
@@ -272,8 +282,12 @@ class EndToEndAudioTests(TestCase):
         stats = [json.loads(result.read_text()) for result in results]
         scores = []
         for member in (0, 1):
-            reference = signals[1 - member][int(0.3 * 16000):int(1.5 * 16000)]
-            lag, score = align(reference, cards[member].played())
+            if codec == PCM:
+                reference = signals[1 - member][int(0.3 * 16000):int(1.5 * 16000)]
+                lag, score = align(reference, cards[member].played())
+            else:
+                played = cards[member].playback.read_bytes()
+                score, lag = speech.score(signals[1 - member], played)
             scores.append(score)
         return stats, scores, relay
 
@@ -295,17 +309,13 @@ class EndToEndAudioTests(TestCase):
         self.assertTrue(min(scores) > 0.9, scores)
 
     @inlineCallbacks
-    def test_opus_direct(self) -> None:
-        """Opus over the direct path: corr > 0.9 after the codec delay."""
-        stats, scores, relay = yield self.converse(OPUS, block_direct=False)
-        self.assertEqual([s["codec"] for s in stats], [OPUS, OPUS])
-        self.assertEqual([s["path"] for s in stats], [DIRECT, DIRECT])
-        self.assertTrue(min(scores) > 0.9, scores)
-
-    @inlineCallbacks
     def test_opus_relay(self) -> None:
-        """Opus through the relay: corr > 0.9."""
+        """Opus through the relay, real pyaudio at both ends: speech comes out at the
+        other end with PESQ-WB >= 3.5 (real time, so a little below the simulated
+        runs), and the call went active."""
         stats, scores, relay = yield self.converse(OPUS, block_direct=True)
+        self.assertEqual([s["codec"] for s in stats], [OPUS, OPUS])
         self.assertEqual([s["path"] for s in stats], [RELAY, RELAY])
-        self.assertGreater(relay.protocol.relayed, 150)
-        self.assertTrue(min(scores) > 0.9, scores)
+        self.assertEqual([s["media"] for s in stats], ["active", "active"])
+        self.assertGreater(relay.protocol.relayed, 300)
+        self.assertTrue(min(scores) >= 3.5, scores)
