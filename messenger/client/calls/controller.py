@@ -227,6 +227,11 @@ class CallController:
             return engine.switch_devices(input_device, output_device)
         return ""
 
+    def list_devices(self) -> tuple[list[Any], list[Any]]:
+        """(microphones, loudspeakers) for a chooser; empty lists without pyaudio."""
+        from messenger.client.calls.engine import CallEngine  # noqa: PLC0415
+        return CallEngine.list_devices()
+
     def check_devices(self) -> Any:
         """What the chosen sound devices allow (`audio.DeviceCheck`), asked before a call
         starts so the user reads a sentence rather than PortAudio's error number."""
