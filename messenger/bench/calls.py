@@ -218,3 +218,61 @@ def run_case(reactor: Any, case: Case, seed: int = 1, scored: bool = True,
     result = CaseResult(case.name, round(100 * cpu / wall, 1), stats,
                         {"proxies": [p.stats() for p in call.proxies]}, call=call)
     return result.score() if scored else result
+
+
+def _table(results: list[CaseResult], simulated: bool) -> str:
+    lines = ["| case | PESQ-WB a→b | PESQ-WB b→a | mouth-to-ear ms | CPU % of a core |",
+             "|---|---|---|---|---|"]
+    for result in results:
+        cpu = "—" if simulated else f"{result.cpu_percent:.1f}"
+        delay = "/".join(f"{value:.0f}" for value in result.mouth_to_ear_ms)
+        lines.append(f"| {result.name} | {result.pesq[0]:.2f} | {result.pesq[1]:.2f} | "
+                     f"{delay} | {cpu} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """``messenger-bench calls``: every case of `CASES`, one after the other."""
+    import argparse  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="messenger-bench calls", description=__doc__)
+    parser.add_argument("--simulated", action="store_true",
+                        help="simulated time (repeatable scores; no CPU figures)")
+    parser.add_argument("--seed", type=int, default=1, help="loss pattern seed")
+    parser.add_argument("--case", action="append", default=[],
+                        help="run only cases whose name contains this (repeatable)")
+    parser.add_argument("--json-out", help="append one JSON line per case to this file")
+    args = parser.parse_args(argv)
+    cases = [case for case in CASES
+             if not args.case or any(part in case.name for part in args.case)]
+    from twisted.internet import reactor  # noqa: PLC0415
+    results: list[CaseResult] = []
+    outcome = {"status": 0}
+
+    @defer.inlineCallbacks
+    def run() -> Any:
+        try:
+            for case in cases:
+                result = yield run_case(reactor, case, seed=args.seed,
+                                        simulated=args.simulated)
+                results.append(result)
+                line = {"bench": "calls", "case": result.name, "pesq": result.pesq,
+                        "mouth_to_ear_ms": result.mouth_to_ear_ms,
+                        "cpu_percent": None if args.simulated else result.cpu_percent,
+                        "simulated": args.simulated, "seed": args.seed}
+                print(json.dumps(line), flush=True)
+                if args.json_out:
+                    with open(args.json_out, "a", encoding="utf-8") as out:
+                        out.write(json.dumps(line) + "\n")
+            print(_table(results, args.simulated), file=sys.stderr)
+        except Exception as exc:  # report and fail, never hang
+            print(f"messenger-bench calls: {exc!r}", file=sys.stderr)
+            outcome["status"] = 1
+        finally:
+            reactor.stop()
+
+    reactor.callWhenRunning(run)
+    reactor.run()
+    return outcome["status"]
