@@ -32,7 +32,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -45,7 +44,6 @@ from messenger.wire import media
 from messenger.wire.media import (
     AUDIO,
     BYE,
-    REPORT,
     CALL_ID_SIZE,
     HEADER,
     HELLO,
@@ -53,6 +51,7 @@ from messenger.wire.media import (
     MIN_SEALED,
     PROBE,
     PROBE_ACK,
+    REPORT,
     TOKEN_SIZE,
     CallCipher,
     Endpoint,

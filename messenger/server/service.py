@@ -17,9 +17,9 @@ from twisted.logger import Logger
 
 from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
+from messenger.server.listen import listen_stream_dual, listen_tcp, listen_udp
 from messenger.server.mail.mailer import Mailer
 from messenger.server.protocol import ServerProtocol
-from messenger.server.listen import listen_stream_dual, listen_tcp, listen_udp
 from messenger.server.relay import RelayProtocol, RelayStreamFactory
 from messenger.server.secret import load_or_create_secret
 from messenger.server.tls import TlsConfigError, server_tls_options

@@ -295,7 +295,8 @@ class RelayForwardTests(SynchronousTestCase):
         self.assertEqual((stats["calls"], stats["relayed"], stats["hellos"]), (1, 1, 2))
         self.assertEqual(set(stats), {"calls", "relayed", "hellos", "dropped_malformed",
                                       "dropped_auth", "dropped_unknown_call",
-                                      "dropped_replay", "dropped_no_peer", "dropped_rate", "dropped_error"})
+                                      "dropped_replay", "dropped_no_peer", "dropped_rate",
+                                      "dropped_error"})
 
     def test_lean_enough(self) -> None:
         """20,000 authenticated audio packets go through in well under a second of CPU."""

@@ -1,8 +1,9 @@
 """Calls as a person sees them: dial a contact, ring, accept, decline, hang up.
 
 `CallController` joins the two halves of a call: the JIM signalling of the client core
-(``request("call_dial" / "call_hangup")`` and the pushes ``call_ring``, ``call_start``
-and ``call_end``, heard through ``subscribe``; docs/PROTOCOL.md and docs/CALLS.md) and the media of a `CallEngine`
+(``request`` of ``call_dial`` and ``call_hangup``; the pushes ``call_ring``,
+``call_start`` and ``call_end``, heard through ``subscribe``; docs/PROTOCOL.md and
+docs/CALLS.md) and the media of a `CallEngine`
 (one engine per call: an engine runs one call only). A front end calls `dial`, `accept`,
 `decline`, `hangup` and `set_muted`, reads `status` and `stats()`, and hears every change
 through `subscribe`. No Qt here: the desktop client's call window and any other front end
@@ -129,6 +130,8 @@ class CallController:
         self._engine: Any = None
         self.input_device: Any = None      # None: the engine factory's own choice
         self.output_device: Any = None
+        from messenger.client.calls.dsp import AudioSettings  # noqa: PLC0415
+        self.processing: Any = AudioSettings()   # echo/noise/gain: on unless switched off
         self._observers: tuple[Callable[[CallStatus], None], ...] = ()
         self._unsubscribe = [client.subscribe("call", self._on_call_event),
                              client.subscribe("state", self._on_client_state)]
@@ -227,6 +230,15 @@ class CallController:
             return engine.switch_devices(input_device, output_device)
         return ""
 
+    def set_processing(self, on: bool) -> None:
+        """Echo cancellation, noise suppression and automatic gain on or off (the
+        settings switch); applied at once in a running call."""
+        from messenger.client.calls.dsp import OFF, AudioSettings  # noqa: PLC0415
+        self.processing = AudioSettings() if on else OFF
+        engine = self._engine
+        if engine is not None and hasattr(engine, "set_processing"):
+            engine.set_processing(self.processing)
+
     def list_devices(self) -> tuple[list[Any], list[Any]]:
         """(microphones, loudspeakers) for a chooser; empty lists without pyaudio."""
         from messenger.client.calls.engine import CallEngine  # noqa: PLC0415
@@ -308,6 +320,8 @@ class CallController:
             engine.input_device = self.input_device
         if self.output_device is not None:
             engine.output_device = self.output_device
+        if hasattr(engine, "set_processing"):
+            engine.set_processing(self.processing)
         self._engine = engine
         if connecting.muted:
             engine.set_muted(True)

@@ -34,8 +34,15 @@ from twisted.logger import Logger
 
 from messenger.client.calls import audio as audio_module
 from messenger.client.calls.audio import AudioDevice, AudioPump, DeviceChoice
-from messenger.client.calls.codec import FRAME_SAMPLES, OPUS, PCM, SILENCE, Codec, CodecError
-from messenger.client.calls.codec import make_codec
+from messenger.client.calls.codec import (
+    FRAME_SAMPLES,
+    OPUS,
+    PCM,
+    SILENCE,
+    Codec,
+    CodecError,
+    make_codec,
+)
 from messenger.client.calls.dsp import AudioProcessor, AudioSettings, processor_for
 from messenger.client.calls.jitter import JitterBuffer
 from messenger.client.calls.media import CONNECTING, MediaSession, ReceivedAudio, SessionTiming
@@ -252,6 +259,12 @@ class CallEngine:
         old.close()
         self.audio_error = problem
         return problem
+
+    def set_processing(self, settings: AudioSettings | None) -> None:
+        """Echo cancellation, noise suppression and gain on or off (mid-call too)."""
+        self.processing = settings
+        if self.session is not None and self._ended is None:
+            self.processor = processor_for(settings)
 
     def stop(self) -> Deferred[None]:
         """End the call's media: BYE to the peer, close the socket and the sound device."""

@@ -117,7 +117,7 @@ class Playout:
         faded = array("h", pcm)
         noise = array("h", self._noise(weight))
         keep = 1.0 - weight
-        return array("h", (int(a * keep) + b for a, b in zip(faded, noise))).tobytes()
+        return array("h", (int(a * keep) + b for a, b in zip(faded, noise, strict=True))).tobytes()
 
     def _noise(self, weight: float) -> bytes:
         """Comfort noise at the quietest recent level (the line's background)."""

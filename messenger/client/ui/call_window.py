@@ -17,6 +17,7 @@ from typing import Any
 from PyQt5.QtCore import QRectF, Qt, QTimer, pyqtSignal
 from PyQt5.QtGui import QColor, QKeySequence, QPainter
 from PyQt5.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGridLayout,
     QHBoxLayout,
@@ -201,6 +202,13 @@ class CallWindow(QWidget):
             caption = style.named(QLabel(title), "counter")
             grid.addWidget(caption, row, 0)
             grid.addWidget(combo, row, 1)
+        self.processing_box = QCheckBox("Echo and noise control")
+        self.processing_box.setToolTip("Echo cancellation, noise suppression and automatic"
+                                       " gain on your microphone")
+        self.processing_box.setChecked(bool(getattr(self.controller.processing, "any",
+                                                    False)))
+        self.processing_box.toggled.connect(self.controller.set_processing)
+        grid.addWidget(self.processing_box, 2, 0, 1, 2)
         return grid
 
     def _device_chosen(self, _: int = 0) -> None:

@@ -10,15 +10,15 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from messenger.client.calls import codec as codec_module
+from messenger.bench import speech
 from messenger.client.calls import audio as audio_module
+from messenger.client.calls import codec as codec_module
 from messenger.client.calls.audio import AudioUnavailable, FakeAudioDevice
 from messenger.client.calls.codec import FRAME_SAMPLES, OPUS, PCM
 from messenger.client.calls.engine import CallEngine, CallStats
 from messenger.client.calls.media import DIRECT, RELAY, CallParams, SessionTiming
 from messenger.server.relay import CallTable, RelayProtocol
 from messenger.wire import media
-from messenger.bench import speech
 from tests.support.alsa import AlsaFiles, align, chirp, silence
 from tests.support.call_party import party_config, spawn_party
 from tests.support.netsim import (

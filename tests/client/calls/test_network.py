@@ -19,8 +19,14 @@ from messenger.bench import speech
 from messenger.bench.calls import Case, run_case
 from messenger.bench.impair import Impairment, ImpairmentProxy
 from messenger.client.calls.audio import FakeAudioDevice
-from messenger.client.calls.engine import ACTIVE, FAILED, LOST, RECONNECTING, CallEngine
-from messenger.client.calls.engine import MediaTiming
+from messenger.client.calls.engine import (
+    ACTIVE,
+    FAILED,
+    LOST,
+    RECONNECTING,
+    CallEngine,
+    MediaTiming,
+)
 from messenger.client.calls.media import RELAY, MediaSession, SessionTiming
 from messenger.client.calls.params import CallParams, call_params_from_jim
 from messenger.server.relay import CallTable, RelayProtocol

@@ -144,6 +144,10 @@ class DeviceAndLineTests(CallWindowBase):
         theirs.refresh()
         self.assertTrue(theirs.state_label.text().startswith("Reconnecting…"))
         self.bob.calls._media("active", "")
+        self.assertTrue(theirs.processing_box.isChecked())
+        self.assertIsNotNone(self.bob.calls.engine.processor)
+        theirs.processing_box.setChecked(False)           # the settings switch
+        self.assertIsNone(self.bob.calls.engine.processor)
         click(theirs.hangup_button)
         yield wait_for(lambda: self.alice.calls.status.state == "ended", what="ended")
 
