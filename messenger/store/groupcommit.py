@@ -9,7 +9,9 @@ Each row comes with a token; once its batch has committed, ``on_result(item, tok
 result)`` is called on the reactor thread with that row's result or, if the whole
 transaction failed, with the exception. One callback for all rows, not a closure per
 row: the message path submits tens of thousands of rows a second, and every object kept
-alive until its batch commits feeds the garbage collector.
+alive until its batch commits feeds the garbage collector. The default ``on_result``
+(`fire_token`) takes the token to be a Deferred and fires it with the row's result (or
+fails it with the exception).
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ Result = TypeVar("Result")
 OnResult = Callable[[Any, Any, Any], None]
 
 
+def fire_token(item: Any, token: defer.Deferred[Any], result: Any) -> None:
+    """The default ``on_result``: the token is a Deferred for the row's result."""
+    if isinstance(result, BaseException):
+        token.errback(result)
+    else:
+        token.callback(result)
+
+
 class GroupCommit(Generic[Item, Result]):
     log = Logger()
 
     def __init__(self, db: Database,
                  batch_txn: Callable[[Any, list[Item]], list[Result]],
-                 on_result: OnResult, max_batch: int = 2000) -> None:
+                 on_result: OnResult = fire_token, max_batch: int = 2000) -> None:
         self._db = db
         self._batch_txn = batch_txn
         self._on_result = on_result

@@ -8,6 +8,7 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from messenger.server import replies
 from messenger.server.handlers import messages
 from messenger.wire import jim
 from tests.server.people import count, drop, login, quit_, rows, server_with, settle, wait_until
@@ -56,6 +57,34 @@ class ContactsTests(unittest.TestCase):
                          (400, "you cannot add yourself as a contact"))
         stored = yield count(server, "contacts")
         self.assertEqual(stored, 1)
+
+    @defer.inlineCallbacks
+    def test_contacts_paged_and_capped(self):
+        """get_contacts pages by name with `after` and `limit`; past max_contacts an add
+        is 403 and nothing is stored; removing one makes room again."""
+        from messenger.server.config import LimitsConfig
+        from tests.server.people import no_limits
+        limits: LimitsConfig = no_limits()
+        limits.max_contacts = 3
+        server, (alice, *_) = yield server_with(self, "alice", "dora", "bob", "Carl", "eve",
+                                                limits=limits)
+        for name in ("dora", "bob", "Carl"):
+            reply = yield alice.request("add_contact", user_id=name)
+            self.assertEqual(reply["response"], 201)
+        reply = yield alice.request("add_contact", user_id="eve")
+        self.assertEqual((reply["response"], reply["error"]),
+                         (403, "you have 3 contacts, the most allowed; remove one first"))
+        stored = yield count(server, "contacts")
+        self.assertEqual(stored, 3)
+        first = yield alice.request("get_contacts", limit=2)
+        self.assertEqual(([c["account_name"] for c in first["alert"]], first["more"]),
+                         (["bob", "Carl"], True))
+        rest = yield alice.request("get_contacts", limit=2, after="carl")
+        self.assertEqual(([c["account_name"] for c in rest["alert"]], rest["more"]),
+                         (["dora"], False))
+        yield alice.request("del_contact", user_id="bob")
+        reply = yield alice.request("add_contact", user_id="eve")
+        self.assertEqual(reply["response"], 201)
 
     @defer.inlineCallbacks
     def test_delete_errors(self):
@@ -240,10 +269,11 @@ class SyncTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_large_pages_are_cut_by_size(self):
-        """A sync or history page of big bodies stays under the reply budget and says
-        'more'; following the pages still gives every message once, in order."""
+        """A sync or history page of big bodies stays within the documented 1 MiB by its
+        encoded size (a control character takes six bytes in JSON) and says 'more';
+        following the pages still gives every message once, in order."""
         server, (alice, bob) = yield server_with(self, "alice", "bob")
-        body = "x" * 16000
+        body = "\x01" * 16000
         sent = []
         for i in range(40):
             reply = yield alice.request("msg", to="bob", message=f"{i:02d}" + body)
@@ -251,7 +281,7 @@ class SyncTests(unittest.TestCase):
         seen, since = [], 0
         while True:
             reply = yield bob.request("sync", since=since, limit=1000)
-            self.assertLessEqual(len(jim.encode(reply)), messages.PAGE_BYTES * 2 + 4096)
+            self.assertLessEqual(len(jim.encode(reply)), jim.MAX_SERVER_PAYLOAD)
             seen += [m["msg_id"] for m in reply["alert"]]
             if not reply["more"]:
                 break
@@ -462,11 +492,13 @@ class FrameTests(unittest.TestCase):
                 self.assertEqual(jim.decode(frame)["message"], body)
 
     def test_ack_frame_is_the_encoded_reply(self):
-        """ack_frame gives what jim.encode gives for the 200 reply with id and time."""
+        """ack_payload gives what jim.encode gives for the 200 reply with id and time."""
         rid = request_id()
         for created in (1767225600.25, 3, 1795455188.3589005):
             expected = jim.encode({"response": 200, "msg_id": 7, "time": created, "id": rid})
-            self.assertEqual(messages.ack_frame(rid, 7, created), expected)
+            self.assertEqual(replies.ack_payload(rid, 7, created), expected)
+            self.assertEqual(replies.encode_reply(rid, replies.Ack(7, created), 0.0),
+                             expected)
 
 
 class NoteToSelfTests(unittest.TestCase):

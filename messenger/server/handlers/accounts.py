@@ -7,7 +7,7 @@ new-location e-mail, presence, and the reply.
 
 One login at a time per connection (`_one_login`): a second login request while one is
 being processed gets 409. The lockout state is read and written in the same write
-transaction as the attempt it accounts for (`_failure_txn`, `_login_txn`), so parallel
+transaction as the attempt it accounts for (`messenger.store.accounts`), so parallel
 guesses cannot lose counts and a lock set meanwhile is never lifted by a login.
 """
 
@@ -23,17 +23,19 @@ from typing import Any
 
 from twisted.internet import defer
 
-from messenger.server import lockout
-from messenger.server.context import Account
+from messenger.server.passwords import QueueFull
+from messenger.server.replies import Closing
+from messenger.server.session import Account, Session
 from messenger.server.states import ANY_ENCRYPTED, BEFORE_LOGIN, LOGGED_IN, State
-from messenger.store import contacts, logins, premium, tokens, users
-from messenger.store.errors import Duplicate, InvalidCode
-from messenger.wire import codes
+from messenger.store import accounts, lockout, premium, tokens, users
+from messenger.store.errors import Duplicate, InvalidCode, Locked, Missing, Revoked
+from messenger.wire import codes, jim
 from messenger.wire.errors import (
     BadRequest,
     Conflict,
     Forbidden,
     NotAuthorised,
+    ServiceUnavailable,
     TooManyRequests,
     WrongCredentials,
 )
@@ -55,11 +57,6 @@ def user_info(account: Account) -> dict[str, Any]:
             "premium": account.is_premium}
 
 
-def lock_state(row: users.UserRow) -> lockout.LockState:
-    return lockout.LockState(row.failed_logins, row.first_failure, row.locked_until,
-                             row.admin_locked)
-
-
 def locked_error(state: lockout.LockState) -> Forbidden:
     if state.admin_locked or state.locked_until is None:
         return Forbidden("account locked by an administrator", locked_until=None)
@@ -67,7 +64,54 @@ def locked_error(state: lockout.LockState) -> Forbidden:
                      locked_until=state.locked_until)
 
 
-def _check_login_rate(session: Any) -> None:
+def limits_info(ctx: Any) -> dict[str, int]:
+    """The limits a client must know, announced in every login reply (one source)."""
+    return {"max_frame": ctx.config.max_frame, "max_body": ctx.config.max_body,
+            "max_payload": jim.MAX_SERVER_PAYLOAD}
+
+
+def _alive(session: Session) -> Callable[[], bool]:
+    """For the hasher: is the connection that asked still there?"""
+    return lambda: session.state is not State.CLOSED
+
+
+@defer.inlineCallbacks
+def _verify(session: Session, password: str, stored: str | None) -> Any:
+    """Check a password in the hasher's queue. A full queue: 503 for an existing account;
+    for an unknown name, a plain "wrong credentials" without the decoy hash (under load,
+    refusing a name that does not exist is made cheap on purpose)."""
+    try:
+        matches = yield session.ctx.hasher.verify(password, stored, _alive(session))
+    except QueueFull as full:
+        if stored is None:
+            session.ctx.count("decoys_skipped")
+            return False
+        raise ServiceUnavailable("the server is busy checking passwords; try again"
+                                 " shortly", full.retry_after) from None
+    return matches
+
+
+@defer.inlineCallbacks
+def _new_hash(session: Session, password: str) -> Any:
+    try:
+        password_hash = yield session.ctx.hasher.hash(password, _alive(session))
+    except QueueFull as full:
+        raise ServiceUnavailable("the server is busy; try again shortly",
+                                 full.retry_after) from None
+    return password_hash
+
+
+def _rehash_later(session: Session, row: users.UserRow, password: str) -> None:
+    """The stored hash has a lower cost than configured: store a new one (after the login,
+    which never waits for it; a busy hasher just leaves it for the next login)."""
+    ctx = session.ctx
+    d = ctx.hasher.hash(password)
+    d.addCallback(lambda new: ctx.db.write(users.rehash_txn, row.id, row.password_hash, new))
+    d.addErrback(lambda f: None if f.check(QueueFull) else
+                 ctx.log.failure("Re-hashing a password failed", f))
+
+
+def _check_login_rate(session: Session) -> None:
     allowed, retry = session.ctx.limits.allow_login(session.address)
     if not allowed:
         raise TooManyRequests("too many login attempts from your address; try again later",
@@ -90,53 +134,6 @@ def _same_network(address: str, known: list[str], prefix4: int, prefix6: int) ->
     return False
 
 
-def _login_txn(txn: Any, user_id: int, now: float, address: str, method: str,
-               new_token_hash: str | None, expires: float,
-               used_token_hash: str | None) -> tuple[list[str], list[tuple[int, str]]]:
-    """Record a successful login; returns (addresses known before it, contacts).
-
-    Checked again here, against the row as it is now: the account still exists, is not
-    locked (a lock may have been set while the password was being checked) and, for a
-    token login, the token was not revoked meanwhile. The failure count is cleared; a
-    lock never is.
-    """
-    row = users.get_by_id_txn(txn, user_id)
-    if row is None:
-        raise NotAuthorised("this account no longer exists")
-    state = lock_state(row)
-    if lockout.is_locked(state, now):
-        raise locked_error(state)
-    if used_token_hash is not None:
-        if tokens.lookup_txn(txn, used_token_hash) is None:
-            raise NotAuthorised("invalid resume token: log in with your password")
-        tokens.touch_txn(txn, used_token_hash, now)
-    known = logins.known_addresses_txn(txn, user_id)
-    logins.record_txn(txn, user_id, now, address, method, True)
-    if new_token_hash is not None:
-        tokens.create_txn(txn, user_id, new_token_hash, now, expires)
-    cleared = lockout.on_success(state)
-    if cleared != state:
-        users.save_lock_state_txn(txn, user_id, cleared.failed_count, cleared.first_failure,
-                                  cleared.locked_until, cleared.admin_locked)
-    return known, contacts.list_txn(txn, user_id)
-
-
-def _failure_txn(txn: Any, user_id: int, now: float, address: str, method: str,
-                 policy: lockout.LockoutPolicy) -> tuple[lockout.LockState, bool]:
-    """Record a failed login and count it; returns (new lock state, locked just now)."""
-    row = users.get_by_id_txn(txn, user_id)
-    if row is None:
-        return lockout.LockState(), False
-    logins.record_txn(txn, user_id, now, address, method, False)
-    state = lock_state(row)
-    new_state, locked_now = lockout.on_failure(state, now, policy)
-    if new_state != state:
-        users.save_lock_state_txn(txn, user_id, new_state.failed_count,
-                                  new_state.first_failure, new_state.locked_until,
-                                  new_state.admin_locked)
-    return new_state, locked_now
-
-
 def _revoke_quietly(ctx: Any, token_hash: str) -> None:
     """Revoke a token nobody will get to see; a failure is logged, not raised."""
     d = ctx.db.write(tokens.revoke_txn, token_hash)
@@ -144,7 +141,7 @@ def _revoke_quietly(ctx: Any, token_hash: str) -> None:
 
 
 @defer.inlineCallbacks
-def _complete_login(session: Any, row: users.UserRow, method: str, remember: bool,
+def _complete_login(session: Session, row: users.UserRow, method: str, remember: bool,
                     code: int = codes.OK, token_hash: str | None = None,
                     token_expires: float | None = None) -> Any:
     ctx = session.ctx
@@ -157,9 +154,16 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
         token = secrets.token_urlsafe(32)
         token_hash = new_token_hash = hash_token(token)
         token_expires = now + ctx.config.token_lifetime
-    known, contact_rows = yield ctx.db.write(
-        _login_txn, row.id, now, session.address, method, new_token_hash,
-        token_expires or 0.0, used_token_hash)
+    try:
+        known, contact_rows = yield ctx.db.write(
+            accounts.login_success_txn, row.id, now, session.address, method,
+            new_token_hash, token_expires or 0.0, used_token_hash)
+    except Missing:
+        raise NotAuthorised("this account no longer exists") from None
+    except Locked as locked:
+        raise locked_error(locked.state) from None
+    except Revoked:
+        raise NotAuthorised("invalid resume token: log in with your password") from None
     if session.state is not State.UNAUTHENTICATED:
         # The connection went away meanwhile: nobody will see the token.
         if new_token_hash is not None:
@@ -182,7 +186,8 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
                          account=row.name, address=session.address)
         ctx.notify_mail("new_location", row.email, account_name=row.name, email=row.email,
                         address=session.address, time=format_time(now))
-    reply: dict[str, Any] = {"response": code, "user": user_info(account)}
+    reply: dict[str, Any] = {"response": code, "user": user_info(account),
+                             "limits": limits_info(ctx)}
     if token is not None:
         reply["token"] = token
     if token_expires:
@@ -190,7 +195,7 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
     return reply
 
 
-def _conflict(session: Any, user_id: int) -> None:
+def _conflict(session: Session, user_id: int) -> None:
     holder = session.ctx.router.session(user_id)
     if holder is not None and holder is not session and holder.probe_id is None:
         # Ask the holder whether it is still there: a half-open connection is dropped
@@ -202,7 +207,7 @@ def _conflict(session: Any, user_id: int) -> None:
 def _one_login(handler: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., Any]:
     """Refuse a login request while another one on the same connection is in flight."""
     @functools.wraps(handler)
-    def guarded(session: Any, request: dict[str, Any]) -> Any:
+    def guarded(session: Session, request: dict[str, Any]) -> Any:
         if session.login_request is not None:
             raise Conflict("a login is already in progress on this connection")
         session.login_request = request["id"]
@@ -217,7 +222,7 @@ def _one_login(handler: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., A
 # -- handlers -----------------------------------------------------------------------------
 
 @defer.inlineCallbacks
-def register(session: Any, request: dict[str, Any]) -> Any:
+def register(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     _check_login_rate(session)
     user = request["user"]
@@ -226,7 +231,7 @@ def register(session: Any, request: dict[str, Any]) -> Any:
     existing = yield ctx.db.read(users.get_by_name_txn, name)
     if existing is not None:
         raise Conflict("account name already taken")
-    password_hash = yield ctx.hasher.hash(user["password"])
+    password_hash = yield _new_hash(session, user["password"])
     try:
         row = yield ctx.db.write(users.create_txn, name, email, password_hash,
                                  ctx.clock.seconds(), premium.hash_code(code) if code else None)
@@ -245,7 +250,7 @@ def register(session: Any, request: dict[str, Any]) -> Any:
 
 
 @defer.inlineCallbacks
-def authenticate(session: Any, request: dict[str, Any]) -> Any:
+def authenticate(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     _check_login_rate(session)
     user = request["user"]
@@ -256,17 +261,18 @@ def authenticate(session: Any, request: dict[str, Any]) -> Any:
         if ctx.config.auto_register:
             reply = yield _auto_register(session, name, password, remember)
             return reply
-        yield ctx.hasher.verify(password, None)
+        yield _verify(session, password, None)
         raise WrongCredentials(WRONG_CREDENTIALS)
     now = ctx.clock.seconds()
-    state = lock_state(row)
+    state = accounts.lock_state(row)
     if lockout.is_locked(state, now):
         raise locked_error(state)
-    matches = yield ctx.hasher.verify(password, row.password_hash)
+    matches = yield _verify(session, password, row.password_hash)
     if not matches:
         now = ctx.clock.seconds()
-        new_state, locked_now = yield ctx.db.write(_failure_txn, row.id, now, session.address,
-                                                   "password", ctx.lockout_policy)
+        new_state, locked_now = yield ctx.db.write(
+            accounts.login_failure_txn, row.id, now, session.address, "password",
+            ctx.lockout_policy)
         if locked_now:
             session.log.warn("Account {account} locked after {count} failed logins",
                              account=row.name, count=new_state.failed_count)
@@ -275,15 +281,17 @@ def authenticate(session: Any, request: dict[str, Any]) -> Any:
                             unlock_time=format_time(new_state.locked_until or now))
         raise WrongCredentials(WRONG_CREDENTIALS)
     reply = yield _complete_login(session, row, "password", remember)
+    if reply is not None and ctx.hasher.needs_rehash(row.password_hash):
+        _rehash_later(session, row, password)
     return reply
 
 
 @defer.inlineCallbacks
-def _auto_register(session: Any, name: str, password: str, remember: bool) -> Any:
+def _auto_register(session: Session, name: str, password: str, remember: bool) -> Any:
     ctx = session.ctx
     if len(password) < 8:
         raise BadRequest("a new account needs a password of at least 8 characters")
-    password_hash = yield ctx.hasher.hash(password)
+    password_hash = yield _new_hash(session, password)
     try:
         row = yield ctx.db.write(users.create_txn, name, f"{name.lower()}@{AUTO_EMAIL_DOMAIN}",
                                  password_hash, ctx.clock.seconds())
@@ -296,7 +304,7 @@ def _auto_register(session: Any, name: str, password: str, remember: bool) -> An
 
 
 @defer.inlineCallbacks
-def resume(session: Any, request: dict[str, Any]) -> Any:
+def resume(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     _check_login_rate(session)
     token_hash = hash_token(request["token"])
@@ -311,7 +319,7 @@ def resume(session: Any, request: dict[str, Any]) -> Any:
     row = yield ctx.db.read(users.get_by_id_txn, user_id)
     if row is None or row.name.lower() != request["user"]["account_name"].lower():
         raise NotAuthorised("invalid resume token: log in with your password")
-    state = lock_state(row)
+    state = accounts.lock_state(row)
     if lockout.is_locked(state, now):
         raise locked_error(state)
     reply = yield _complete_login(session, row, "token", False, token_hash=token_hash,
@@ -319,49 +327,39 @@ def resume(session: Any, request: dict[str, Any]) -> Any:
     return reply
 
 
-def quit_(session: Any, request: dict[str, Any]) -> None:
-    session.reply(request["id"], {"response": codes.OK, "alert": "bye"})
-    session.close()
+def quit_(session: Session, request: dict[str, Any]) -> Closing:
+    return Closing({"response": codes.OK, "alert": "bye"})
 
 
 @defer.inlineCallbacks
-def logout(session: Any, request: dict[str, Any]) -> Any:
+def logout(session: Session, request: dict[str, Any]) -> Any:
     """Revoke this session's resume token and close."""
     if session.token_hash is not None:
         yield session.ctx.db.write(tokens.revoke_txn, session.token_hash)
         session.token_hash = None
-    session.reply(request["id"], {"response": codes.OK, "alert": "logged out"})
-    session.close()
-    return None
-
-
-def _set_password_txn(txn: Any, user_id: int, password_hash: str, now: float,
-                      token_hash: str | None, expires: float) -> None:
-    users.set_password_txn(txn, user_id, password_hash, now)
-    tokens.revoke_all_txn(txn, user_id)
-    if token_hash is not None:
-        tokens.create_txn(txn, user_id, token_hash, now, expires)
+    return Closing({"response": codes.OK, "alert": "logged out"})
 
 
 @defer.inlineCallbacks
-def set_password(session: Any, request: dict[str, Any]) -> Any:
+def set_password(session: Session, request: dict[str, Any]) -> Any:
     """Change the password; every resume token is revoked (this session gets a new one)."""
     ctx = session.ctx
     _check_login_rate(session)  # each try proves or disproves a password, like a login
     row = yield ctx.db.read(users.get_by_id_txn, session.account.id)
     if row is None:
         raise NotAuthorised("account no longer exists")
-    matches = yield ctx.hasher.verify(request["old_password"], row.password_hash)
+    matches = yield _verify(session, request["old_password"], row.password_hash)
     if not matches:
         raise WrongCredentials("wrong password")
-    password_hash = yield ctx.hasher.hash(request["new_password"])
+    password_hash = yield _new_hash(session, request["new_password"])
     now = ctx.clock.seconds()
     token = token_hash = None
     expires = now + ctx.config.token_lifetime
     if session.token_hash is not None:
         token = secrets.token_urlsafe(32)
         token_hash = hash_token(token)
-    yield ctx.db.write(_set_password_txn, row.id, password_hash, now, token_hash, expires)
+    yield ctx.db.write(accounts.set_password_txn, row.id, password_hash, now, token_hash,
+                       expires)
     session.token_hash = token_hash
     reply: dict[str, Any] = {"response": codes.OK, "alert": "password changed"}
     if token is not None:
@@ -369,7 +367,7 @@ def set_password(session: Any, request: dict[str, Any]) -> Any:
     return reply
 
 
-def presence(session: Any, request: dict[str, Any]) -> dict[str, Any]:
+def presence(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     account = session.account
     session.status = request["status"]
     session.ctx.presence.set_status(account.id, account.name, request["status"])
@@ -377,11 +375,11 @@ def presence(session: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 ROUTES = {
-    "register": (_one_login(register), BEFORE_LOGIN),
-    "authenticate": (_one_login(authenticate), BEFORE_LOGIN),
-    "resume": (_one_login(resume), BEFORE_LOGIN),
+    "register": (_one_login(register), BEFORE_LOGIN, True),
+    "authenticate": (_one_login(authenticate), BEFORE_LOGIN, True),
+    "resume": (_one_login(resume), BEFORE_LOGIN, True),
     "quit": (quit_, ANY_ENCRYPTED),
     "logout": (logout, LOGGED_IN),
-    "set_password": (set_password, LOGGED_IN),
+    "set_password": (set_password, LOGGED_IN, True),
     "presence": (presence, LOGGED_IN),
 }

@@ -11,13 +11,16 @@ from typing import Any
 
 from twisted.internet import defer
 
+from messenger.server.replies import Page
+from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
 from messenger.store import contacts, users
 from messenger.store.errors import Duplicate, Missing
 from messenger.wire import codes
-from messenger.wire.errors import BadRequest, Conflict, NotFound
+from messenger.wire.errors import BadRequest, Conflict, Forbidden, NotFound
 
 SEARCH_PAGE = 20
+CONTACTS_PAGE = 5000
 
 
 def _no_such_user(name: str) -> NotFound:
@@ -25,18 +28,20 @@ def _no_such_user(name: str) -> NotFound:
 
 
 @defer.inlineCallbacks
-def get_contacts(session: Any, request: dict[str, Any]) -> Any:
-    """202 with ``alert``: the caller's contacts by name, each with its presence status."""
+def get_contacts(session: Session, request: dict[str, Any]) -> Any:
+    """202 with ``alert``: the caller's contacts by name, each with its presence status;
+    one page of names after ``after`` (cut to fit a frame), ``more`` when there are more."""
     ctx = session.ctx
-    rows = yield ctx.db.read(contacts.list_txn, session.account.id)
+    limit = request.get("limit") or CONTACTS_PAGE
+    after = (request.get("after") or "").lower()
+    rows = yield ctx.db.read(contacts.list_page_txn, session.account.id, after, limit + 1)
     status_of = ctx.presence.status_of
-    return {"response": codes.ACCEPTED,
-            "alert": [{"account_name": name, "status": status_of(user_id)}
-                      for user_id, name in rows]}
+    return Page([{"account_name": name, "status": status_of(user_id)}
+                 for user_id, name in rows[:limit]], more=len(rows) > limit)
 
 
 @defer.inlineCallbacks
-def add_contact(session: Any, request: dict[str, Any]) -> Any:
+def add_contact(session: Session, request: dict[str, Any]) -> Any:
     """201 with the new contact and its status; 404 unknown, 400 yourself, 409 twice."""
     ctx = session.ctx
     me = session.account
@@ -46,6 +51,10 @@ def add_contact(session: Any, request: dict[str, Any]) -> Any:
         raise _no_such_user(name)
     if target.id == me.id:
         raise BadRequest("you cannot add yourself as a contact")
+    cap = ctx.config.limits.max_contacts
+    if cap and len(session.contact_ids) >= cap and target.id not in session.contact_ids:
+        raise Forbidden(f"you have {len(session.contact_ids)} contacts, the most allowed;"
+                        " remove one first")
     try:
         yield ctx.db.write(contacts.add_txn, me.id, target.id, ctx.clock.seconds())
     except Duplicate:
@@ -62,7 +71,7 @@ def add_contact(session: Any, request: dict[str, Any]) -> Any:
 
 
 @defer.inlineCallbacks
-def del_contact(session: Any, request: dict[str, Any]) -> Any:
+def del_contact(session: Session, request: dict[str, Any]) -> Any:
     """200; 404 when the name is unknown or not among the caller's contacts."""
     ctx = session.ctx
     me = session.account
@@ -80,7 +89,7 @@ def del_contact(session: Any, request: dict[str, Any]) -> Any:
 
 
 @defer.inlineCallbacks
-def search_users(session: Any, request: dict[str, Any]) -> Any:
+def search_users(session: Session, request: dict[str, Any]) -> Any:
     """202: names containing the query, any case, alphabetical, paged; the caller left out.
 
     Each result says whether that user is already a contact, so a client can offer
@@ -92,15 +101,13 @@ def search_users(session: Any, request: dict[str, Any]) -> Any:
     rows = yield session.ctx.db.read(users.search_txn, request["query"], me.id, offset,
                                      limit + 1)
     mine = set(session.contact_ids)
-    return {"response": codes.ACCEPTED,
-            "alert": [{"account_name": name, "contact": user_id in mine}
-                      for user_id, name in rows[:limit]],
-            "more": len(rows) > limit}
+    return Page([{"account_name": name, "contact": user_id in mine}
+                 for user_id, name in rows[:limit]], more=len(rows) > limit)
 
 
 ROUTES = {
-    "get_contacts": (get_contacts, LOGGED_IN),
+    "get_contacts": (get_contacts, LOGGED_IN, True),
     "add_contact": (add_contact, LOGGED_IN),
     "del_contact": (del_contact, LOGGED_IN),
-    "search_users": (search_users, LOGGED_IN),
+    "search_users": (search_users, LOGGED_IN, True),
 }
