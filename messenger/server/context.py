@@ -59,7 +59,7 @@ class ServerContext:
         self.directory = Directory(db)
         limits = config.limits
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
-                                     background_capacity=limits.decoy_queue)
+                                     decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
         self.limits = Limits(limits, clock)

@@ -11,7 +11,7 @@ from twisted.trial import unittest
 from messenger.server import replies
 from messenger.server.handlers import messages
 from messenger.wire import jim
-from tests.server.people import count, drop, login, quit_, rows, server_with, settle, wait_until
+from tests.server.people import barrier, count, drop, login, quit_, rows, server_with, wait_until
 
 
 def request_id() -> str:
@@ -347,7 +347,7 @@ class ResendTests(unittest.TestCase):
         self.assertEqual((reply["msg_id"], reply["time"]), original[0])
         stored = yield count(server, "messages")
         self.assertEqual(stored, 1)
-        yield settle()
+        yield barrier(bob)
         pushes = [p for p in bob.pushes if p["action"] == "msg"]
         self.assertEqual([p["msg_id"] for p in pushes], [original[0][0]])
 
