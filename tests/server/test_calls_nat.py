@@ -59,12 +59,12 @@ class NatLabCase(TestCase):
             params = call_params_from_jim(starts[member])
             self.assertEqual(params.relay, (self.lab.server_ip, self.server.ctx.calls.relay_port))
             card = AlsaFiles(f"{base}/party{member}")
-            signal = silence(0.8)
+            signal = silence(1.8)      # room for a slow start-up on a busy machine
             signal.extend(chirp(0.8, low, high))
             signal.extend(silence(3.0))
             card.set_capture(signal)
             result = card.directory / "result.json"
-            config = party_config(params, seconds=2.6, result=str(result))
+            config = party_config(params, seconds=3.6, result=str(result))
             cards.append(card)
             signals.append(signal)
             results.append(result)
@@ -77,7 +77,7 @@ class NatLabCase(TestCase):
         stats = [json.loads(result.read_text()) for result in results]
         scores = []
         for member in (0, 1):
-            reference = signals[1 - member][int(0.6 * 16000):int(1.8 * 16000)]
+            reference = signals[1 - member][int(1.6 * 16000):int(2.8 * 16000)]
             _, score = align(reference, cards[member].played())
             scores.append(score)
         self.call_id = bytes.fromhex(starts[0]["call_id"])
@@ -134,4 +134,4 @@ class PlainMasqueradeTests(NatLabCase):
         self.assertTrue(all(s["path"] in (DIRECT, RELAY) for s in stats), stats)
         self.assertTrue(all(s["active_after"] is not None and s["active_after"] <= 3.0
                             for s in stats), stats)
-        self.assertTrue(min(scores) > 0.9, scores)
+        self.assertTrue(min(scores) > 0.9, (scores, stats))
