@@ -148,10 +148,16 @@ class MessengerServer:
             wanted = config.udp_port if config.udp_port is not None else config.port
             tcp_relay = wanted + 1 if 0 < wanted < 65535 else 0
         if tcp_relay >= 0:
-            self.relay_tcp = listen_stream_dual(self.reactor, tcp_relay,
-                                                RelayStreamFactory(self.relay),
-                                                config.interface)
-            self.ctx.calls.relay_tcp_port = self.relay_tcp.getHost().port
+            try:
+                self.relay_tcp = listen_stream_dual(self.reactor, tcp_relay,
+                                                    RelayStreamFactory(self.relay),
+                                                    config.interface)
+                self.ctx.calls.relay_tcp_port = self.relay_tcp.getHost().port
+            except CannotListenError as error:
+                # optional: calls still work wherever UDP does
+                self.log.warn("No call relay over TCP (port {port}: {error}); clients"
+                              " behind UDP-blocking firewalls cannot call",
+                              port=tcp_relay, error=error)
         self.log.info("Call relay listening on UDP {host}:{port} and TCP {tcp}",
                       host=config.interface or "*", port=self.ctx.calls.relay_port,
                       tcp=self.ctx.calls.relay_tcp_port)

@@ -227,6 +227,29 @@ class CallAbuseAndMediaTests(TestCase):
         self.assertNotIn(bytes.fromhex(reply["call_id"]), self.server.ctx.call_table)
 
 
+class TcpRelayPortTests(TestCase):
+    """The TCP relay is optional: a taken port costs it, not the server."""
+
+    @defer.inlineCallbacks
+    def test_taken_port_is_no_failure(self) -> Any:
+        """With the TCP relay's port in use the server starts, says so in the log, and
+        call_start simply has no relay_tcp."""
+        from twisted.internet.protocol import Factory
+        taken = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        server = yield start_server(self, relay_tcp_port=taken.getHost().port)
+        self.assertIsNone(server.relay_tcp)
+        self.assertIsNone(server.ctx.calls.relay_tcp_port)
+        alice, _ = yield register(self, server.tcp_port, "alice")
+        bob, _ = yield register(self, server.tcp_port, "bob")
+        yield alice.request("add_contact", user_id="bob")
+        yield alice.request("call_dial", user_id="bob")
+        yield bob.wait_push("call_ring")
+        yield bob.request("call_dial", user_id="alice")
+        start = yield alice.wait_push("call_start")
+        self.assertNotIn("relay_tcp", start)
+
+
 class RelayedCallTests(TestCase):
     """A call set up by signalling carries audio through the server's own UDP relay."""
 
