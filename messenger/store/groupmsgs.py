@@ -91,10 +91,14 @@ def _mentions(item: NewGroupMessage, group: _Group) -> tuple[str, ...]:
 def insert_batch_txn(txn: Any, items: list[NewGroupMessage]) -> list[Stored]:
     """Store a batch of group messages in one transaction; results in ``items`` order.
 
-    Ids increase in the order of ``items``. A row refused (`NOT_MEMBER`, `ANNOUNCE_ONLY`)
-    is not stored, unless it is the resend of a message stored earlier (before its
-    sender left, say): then, like every resend, it answers with the first copy.
+    Runs in the messages' serial section (`groups.serial_txn`): membership is read, and
+    ids given out, in one order with every membership change and every other message
+    insert, on every node. Ids increase in the order of ``items``. A row refused
+    (`NOT_MEMBER`, `ANNOUNCE_ONLY`) is not stored, unless it is the resend of a message
+    stored earlier (before its sender left, say): then, like every resend, it answers
+    with the first copy.
     """
+    groups.serial_txn(txn)
     loaded = _load(txn, {item[1] for item in items})
     _resolve_mentions(txn, items, loaded)
     verdicts: list[str | None] = []
@@ -205,12 +209,18 @@ def history_txn(txn: Any, user_id: int, group_id: int, before: int | None,
     oldest first, ids below ``before``; `groups.NotMember` unless a member now.
 
     Each window is its own backward range scan of messages_group that stops after
-    ``limit`` ids, so a page costs a page however long the group's history."""
-    if groups.membership_txn(txn, group_id, user_id) is None:
+    ``limit`` ids, so a page costs a page however long the group's history. Every range
+    ends at the group's newest message at most (``chat_groups.last_msg_id``), so a plan
+    that walks the primary key instead starts among the group's messages."""
+    membership = groups.membership_txn(txn, group_id, user_id)
+    if membership is None:
         raise groups.NotMember()
-    terms = [window_terms(group_id, low, high, None, before, limit, True)
-             for low, high in groups.windows_txn(txn, group_id, user_id)
-             if (before is None or before > low + 1) and (high is None or high > low)]
+    newest = membership.group.last_msg_id
+    terms = []
+    for low, high in groups.windows_txn(txn, group_id, user_id):
+        high = newest if high is None else min(high, newest)
+        if high > low and (before is None or before > low + 1):
+            terms.append(window_terms(group_id, low, high, None, before, limit, True))
     if not terms:
         return []
     return rows_by_id_txn(txn, merged_ids_txn(txn, terms, limit, True))

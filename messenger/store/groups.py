@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from messenger.store import audit, users
+from messenger.store.engines import MESSAGES_LOCK, engine_of
 from messenger.store.errors import Missing, NotAdmin, StoreError
 
 OWNER, ADMIN, MEMBER = "owner", "admin", "member"
@@ -115,12 +116,20 @@ class Limits:
     max_groups: int = 500
 
 
-def message_floor_txn(txn: Any) -> int:
-    """The newest message id: the bound of a membership window opened or closed now.
+def serial_txn(txn: Any) -> None:
+    """Start a group change in the messages' serial section (first in its transaction).
 
-    Called in the write transaction that changes the membership; on SQLite the single
-    writer orders it with every message insert, so no message can commit "beside" it.
+    Message inserts take it too (`messenger.store.groupmsgs`), so on every engine each
+    message is wholly before or wholly after each membership or role change: on SQLite
+    the single writer already runs one transaction at a time; on PostgreSQL this is the
+    cluster-wide advisory lock that also makes message ids commit in order.
     """
+    engine_of(txn).serial_section(txn, MESSAGES_LOCK)
+
+
+def message_floor_txn(txn: Any) -> int:
+    """The newest message id: the bound of a membership window opened or closed now
+    (in a transaction that began with `serial_txn`)."""
     txn.execute("SELECT MAX(id) FROM messages")
     return txn.fetchone()[0] or 0
 
@@ -217,11 +226,13 @@ def windows_txn(txn: Any, group_id: int, user_id: int) -> list[tuple[int, int | 
 
 
 def sync_windows_txn(txn: Any, user_id: int,
-                     since: int) -> list[tuple[int, int, int | None]]:
+                     since: int) -> list[tuple[int, int, int]]:
     """The user's membership windows that may hold group messages above ``since``:
-    (group id, lowest id excluded, highest id included or None). Groups whose newest
-    message is not above the window's start are left out, so a sync only looks into the
-    groups that had something new."""
+    (group id, lowest id excluded, highest id included). Groups whose newest message is
+    not above the window's start are left out, so a sync only looks into the groups that
+    had something new; the highest id is at most the group's newest message, so that a
+    plan walking the primary key starts at the group's messages, not at the newest of
+    the whole table."""
     txn.execute("SELECT w.group_id, w.joined_after, w.left_at, g.last_msg_id"
                 " FROM group_members w JOIN chat_groups g ON g.id = w.group_id"
                 " WHERE w.user_id = ? AND g.last_msg_id > ?"
@@ -230,7 +241,8 @@ def sync_windows_txn(txn: Any, user_id: int,
     for group_id, joined_after, left_at, last_msg_id in txn.fetchall():
         low = max(since, joined_after)
         if last_msg_id > low:
-            windows.append((group_id, low, left_at))
+            high = last_msg_id if left_at is None else min(left_at, last_msg_id)
+            windows.append((group_id, low, high))
     return windows
 
 
@@ -292,6 +304,7 @@ def create_txn(txn: Any, creator_id: int, creator_name: str, name: str, topic: s
     creator's own name is ignored). `Missing(name)` for an unknown name, `LimitReached`
     for too many members or a member (or the creator) in too many groups: then nothing
     is created."""
+    serial_txn(txn)
     wanted = [n for n in dict.fromkeys(n.lower() for n in member_names)
               if n != creator_name.lower()]
     found = _names_to_users(txn, wanted)
@@ -319,6 +332,7 @@ def create_txn(txn: Any, creator_id: int, creator_name: str, name: str, topic: s
 def add_txn(txn: Any, actor_id: int, group_id: int, target_name: str, now: float,
             limits: Limits) -> tuple[GroupRow, Member, list[int]]:
     """An owner or admin adds a member: (group, the new member, every member's id)."""
+    serial_txn(txn)
     membership = require_txn(txn, group_id, actor_id, MANAGERS,
                              "only the group's owner and admins may add members")
     target = users.get_by_name_txn(txn, target_name)
@@ -339,6 +353,7 @@ def remove_txn(txn: Any, actor_id: int, group_id: int, target_name: str,
                now: float) -> tuple[Member, list[int]]:
     """An owner or admin removes a member (an admin only plain members; nobody the
     owner): (the member removed, the ids of those who remain)."""
+    serial_txn(txn)
     membership = require_txn(txn, group_id, actor_id, MANAGERS,
                              "only the group's owner and admins may remove members")
     target = users.get_by_name_txn(txn, target_name)
@@ -359,6 +374,7 @@ def remove_txn(txn: Any, actor_id: int, group_id: int, target_name: str,
 
 def leave_txn(txn: Any, user_id: int, group_id: int, now: float) -> list[int]:
     """A member leaves (the owner must hand ownership over first): the remaining ids."""
+    serial_txn(txn)
     membership = require_txn(txn, group_id, user_id)
     if membership.role == OWNER:
         raise RoleConflict("the owner cannot leave: make another member the owner"
@@ -370,6 +386,7 @@ def leave_txn(txn: Any, user_id: int, group_id: int, now: float) -> list[int]:
 def update_txn(txn: Any, actor_id: int, group_id: int, name: str | None,
                topic: str | None, announce_only: bool | None) -> tuple[GroupRow, list[int]]:
     """An owner or admin changes the name, topic or announce_only (None: unchanged)."""
+    serial_txn(txn)
     membership = require_txn(txn, group_id, actor_id, MANAGERS,
                              "only the group's owner and admins may change the group")
     old = membership.group
@@ -387,6 +404,7 @@ def set_role_txn(txn: Any, actor_id: int, group_id: int, target_name: str,
     """The owner sets a member's role; making another member the owner hands ownership
     over (the old owner becomes an admin). Returns the members whose role changed (none
     when the role was already that) and every member's id."""
+    serial_txn(txn)
     require_txn(txn, group_id, actor_id, (OWNER,), "only the group's owner may change roles")
     target = users.get_by_name_txn(txn, target_name)
     if target is None:
@@ -420,6 +438,7 @@ def delete_txn(txn: Any, actor_id: int, actor_name: str, group_id: int,
     """Delete a group with its messages and membership history: by its owner, or by a
     server administrator (then audited). Returns (the group, the ids of its members, and
     whether a server administrator did it)."""
+    serial_txn(txn)
     membership = membership_txn(txn, group_id, actor_id)
     by_admin = membership is None or membership.role != OWNER
     if by_admin:
@@ -500,6 +519,7 @@ def list_all_txn(txn: Any, query: str | None, offset: int,
 def operator_delete_txn(txn: Any, actor: str, group_id: int,
                         now: float) -> tuple[GroupRow, list[int]]:
     """Delete a group from the command line (messenger-admin), audited."""
+    serial_txn(txn)
     group = group_txn(txn, group_id)
     if group is None:
         raise NoSuchGroup(str(group_id))

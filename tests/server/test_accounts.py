@@ -15,6 +15,7 @@ from tests.server.people import wait_until
 from tests.support import jimclient
 from tests.support.jimclient import new_user, wait_closed
 from tests.support.server import start_server
+from tests.support.services import OnPostgres
 
 PASSWORD = "correct horse"
 
@@ -60,6 +61,16 @@ class RegisterTests(AccountTestCase):
         self.assertTrue(row.password_hash.startswith("scrypt$"))
         self.assertNotIn(PASSWORD, row.password_hash)
         self.assertTrue(self.server.ctx.router.is_online(row.id))
+
+    @defer.inlineCallbacks
+    def test_login_reply_carries_the_limits(self) -> Any:
+        """Every login reply announces the server's limits (DECISIONS 3): the largest
+        client frame, message body and server payload."""
+        _, reply = yield jimclient.register(self, self.port, "Alice")
+        config = self.server.config
+        self.assertEqual(reply["limits"], {"max_frame": config.max_frame,
+                                           "max_body": config.max_body,
+                                           "max_payload": 1048576})
 
     @defer.inlineCallbacks
     def test_first_user_is_admin(self) -> Any:
@@ -385,3 +396,19 @@ class TokenTests(AccountTestCase):
             self.assertEqual(refused["response"], 401)
         _, accepted = yield self.resume("alice", new_token)
         self.assertEqual(accepted["response"], 200)
+
+
+class RegisterTestsOnPostgres(OnPostgres, RegisterTests):
+    """The same on a PostgreSQL store."""
+
+
+class LoginTestsOnPostgres(OnPostgres, LoginTests):
+    """The same on a PostgreSQL store."""
+
+
+class AutoRegisterTestsOnPostgres(OnPostgres, AutoRegisterTests):
+    """The same on a PostgreSQL store."""
+
+
+class TokenTestsOnPostgres(OnPostgres, TokenTests):
+    """The same on a PostgreSQL store."""

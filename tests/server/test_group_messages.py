@@ -22,6 +22,7 @@ from tests.server.people import (
     wait_until,
 )
 from tests.server.test_groups import NOT_MEMBER, class_of_five, error, no_push
+from tests.support.services import OnPostgres
 
 
 def request_id() -> str:
@@ -311,3 +312,19 @@ class ReadMarkerTests(unittest.TestCase):
         yield ann.request("mark_read", group=gid, up_to=sent[2])
         reply = yield ann.request("mark_read", group=gid, up_to=sent[0])
         self.assertEqual(reply["read_up_to"], sent[2])
+
+
+class SendTestsOnPostgres(OnPostgres, SendTests):
+    pass
+
+
+class MembershipChangeTestsOnPostgres(OnPostgres, MembershipChangeTests):
+    pass
+
+
+class SyncAndHistoryTestsOnPostgres(OnPostgres, SyncAndHistoryTests):
+    pass
+
+
+class ReadMarkerTestsOnPostgres(OnPostgres, ReadMarkerTests):
+    pass

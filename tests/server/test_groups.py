@@ -8,6 +8,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.server.people import barrier, count, no_limits, quit_, rows, server_with
+from tests.support.services import OnPostgres
 
 NOT_MEMBER = (403, "you are not a member of this group")
 
@@ -328,3 +329,23 @@ class StrangerTests(unittest.TestCase):
         after = yield count(server, "messages")
         self.assertEqual(after, before)
         yield quit_(root)
+
+
+class CreateTestsOnPostgres(OnPostgres, CreateTests):
+    pass
+
+
+class MembershipTestsOnPostgres(OnPostgres, MembershipTests):
+    pass
+
+
+class ChangeTestsOnPostgres(OnPostgres, ChangeTests):
+    pass
+
+
+class DeleteTestsOnPostgres(OnPostgres, DeleteTests):
+    pass
+
+
+class StrangerTestsOnPostgres(OnPostgres, StrangerTests):
+    pass

@@ -5,10 +5,12 @@ new (messenger.store.groupmsgs.history_txn, messenger.store.messages.sync_txn)."
 
 from __future__ import annotations
 
+import json
 import re
 
 from messenger.store import groupmsgs, groups, messages
 from tests.store.test_queries import StoreCase
+from tests.support.services import OnPostgres
 
 LONG, SHORT, PAGE = 4000, 200, 20
 MANY = groups.Limits(max_members=0, max_groups=0)
@@ -32,24 +34,30 @@ class Recording:
         return getattr(self._txn, name)
 
 
-class GroupCostTests(StoreCase):
+def fill_txn(txn, rows, *group_ids):
+    txn.executemany("INSERT INTO messages (sender_id, recipient_id, group_id, client_id,"
+                    " body, created) VALUES (?, ?, ?, ?, ?, 1.0)", rows)
+    for group_id in group_ids:
+        txn.execute("UPDATE chat_groups SET last_msg_id = (SELECT MAX(id) FROM messages"
+                    " WHERE group_id = ?) WHERE id = ?", (group_id, group_id))
 
-    def setUp(self):
-        super().setUp()
+
+class GroupCostCase(StoreCase):
+    """A long group, a short one and many direct messages."""
+
+    def prepare(self):
         self.alice, self.bob, self.carol = (self.user(n).id for n in ("alice", "bob", "carol"))
         self.long = self.group(("bob",))
         self.short = self.group(("bob",))
-        rows, n = [], 0
+        # Group and direct messages interleaved, as they come in real life (one
+        # transaction, plain rows: the store's own inserts are tested elsewhere).
+        rows = []
         for i in range(LONG):
-            n += 1
-            rows.append((self.alice, self.long, f"l{n}", "x" * 20, float(n), ()))
+            rows.append((self.alice, None, self.long, f"l{i}", "x" * 20))
             if i < SHORT:
-                n += 1
-                rows.append((self.alice, self.short, f"s{n}", "y" * 20, float(n), ()))
-        for start in range(0, len(rows), 2000):
-            self.write(groupmsgs.insert_batch_txn, rows[start:start + 2000])
-        self.write(messages.insert_batch_txn,
-                   [(self.alice, self.bob, f"d{i}", "z", float(i)) for i in range(LONG)])
+                rows.append((self.alice, None, self.short, f"s{i}", "y" * 20))
+            rows.append((self.alice, self.bob, None, f"d{i}", "z"))
+        self.write(fill_txn, rows, self.long, self.short)
 
     def group(self, members):
         group, _ = self.write(groups.create_txn, self.alice, "alice", "G", "", False,
@@ -73,12 +81,16 @@ class GroupCostTests(StoreCase):
         def tick():
             counted[0] += 1
             return 0
-        self.connection.set_progress_handler(tick, 1)
+        self.connection.raw.set_progress_handler(tick, 1)
         try:
             self.read(fn, *args)
         finally:
-            self.connection.set_progress_handler(None, 1)
+            self.connection.raw.set_progress_handler(None, 1)
         return counted[0]
+
+
+
+class SqliteGroupCostTests(GroupCostCase):
 
     def assert_indexed(self, lines, index):
         searches = [line for line in lines if index in line]
@@ -125,3 +137,60 @@ class GroupCostTests(StoreCase):
             return self.steps(messages.sync_txn, self.carol, since, PAGE)
         few, many = fill_then_sync(1), fill_then_sync(30)
         self.assertLess(many, few * 1.2)
+
+
+class Analysing(Recording):
+    """Records EXPLAIN (ANALYZE, FORMAT JSON) of each statement that reads messages."""
+
+    def execute(self, sql, args=()):
+        if sql.startswith("SELECT") and "messages" in sql:
+            self._txn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, args)
+            (row,) = self._txn.fetchall()
+            plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+            self.plans.append(plan[0]["Plan"])
+        return self._txn.execute(sql, args)
+
+
+class PostgresGroupCostTests(OnPostgres, GroupCostCase):
+
+    def scans(self, fn, *args):
+        """Every node of every plan that reads the messages table."""
+        self.write(lambda txn: txn.execute("ANALYZE messages"))
+        recorded = []
+
+        def run(txn):
+            cursor = Analysing(txn)
+            result = fn(cursor, *args)
+            recorded.extend(cursor.plans)
+            return result
+        rows = self.read(run)
+        nodes, stack = [], list(recorded)
+        while stack:
+            node = stack.pop()
+            nodes.append(node)
+            stack.extend(node.get("Plans", ()))
+        return rows, [n for n in nodes if n.get("Relation Name") == "messages"]
+
+    def assert_about_a_page(self, scans, page):
+        self.assertTrue(scans)
+        for node in scans:
+            self.assertIn(node["Node Type"], ("Index Scan", "Index Only Scan",
+                                              "Bitmap Heap Scan"), node)
+            touched = (node["Actual Rows"] * node["Actual Loops"]
+                       + node.get("Rows Removed by Filter", 0))
+            self.assertLessEqual(touched, 3 * page, node)
+
+    def test_history_reads_about_a_page(self):
+        """Each scan of messages in a page of group history is an index scan that reads
+        about a page, in a long group and a short one."""
+        for group in (self.long, self.short):
+            rows, scans = self.scans(groupmsgs.history_txn, self.bob, group, None, PAGE + 1)
+            self.assertEqual(len(rows), PAGE + 1)
+            self.assert_about_a_page(scans, PAGE + 1)
+
+    def test_sync_reads_about_a_page(self):
+        """Each scan of messages in a sync page is an index scan that reads about a
+        page."""
+        rows, scans = self.scans(messages.sync_txn, self.bob, 0, PAGE)
+        self.assertEqual(len(rows), PAGE)
+        self.assert_about_a_page(scans, PAGE + 1)

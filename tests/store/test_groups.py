@@ -1,4 +1,5 @@
-"""Groups in the store on a real SQLite file: roles and limits checked in the write
+"""Groups in the store on a real SQLite file (and, in the ...OnPostgres twins, a real
+PostgreSQL database): roles and limits checked in the write
 transaction, membership windows, group message inserts (membership, announce-only,
 resends, mentions), one sync cursor over direct and group messages, history per group,
 read markers and unread counts (messenger.store.groups, groupmsgs, reads, messages)."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 from messenger.store import adminops, db, groupmsgs, groups, messages, reads, users
 from messenger.store.errors import Missing, NotAdmin
 from tests.store.test_queries import StoreCase
+from tests.support.services import OnPostgres
 
 LIMITS = groups.Limits(max_members=5, max_groups=3)
 
@@ -15,8 +17,7 @@ LIMITS = groups.Limits(max_members=5, max_groups=3)
 class GroupCase(StoreCase):
     """Five users (root is a server admin) and helpers for groups and messages."""
 
-    def setUp(self):
-        super().setUp()
+    def prepare(self):
         for name in ("root", "alice", "bob", "carol", "dave"):
             setattr(self, name, self.user(name).id)
         self.client = 0
@@ -383,3 +384,19 @@ class ReadMarkerTests(GroupCase):
         self.write(lambda txn: txn.execute("DELETE FROM read_markers"))
         self.write(lambda txn: txn.execute(seed))
         self.assertEqual(self.read(reads.direct_unread_txn, self.alice), [])
+
+
+class MembershipTestsOnPostgres(OnPostgres, MembershipTests):
+    pass
+
+
+class GroupMessageTestsOnPostgres(OnPostgres, GroupMessageTests):
+    pass
+
+
+class WindowTestsOnPostgres(OnPostgres, WindowTests):
+    pass
+
+
+class ReadMarkerTestsOnPostgres(OnPostgres, ReadMarkerTests):
+    pass

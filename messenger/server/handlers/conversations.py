@@ -16,14 +16,23 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from messenger.server.replies import Ack, Page
+from messenger.server.replies import Ack, Later, Page
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
 from messenger.store import groupmsgs, groups, reads
+from messenger.store.errors import Unavailable
 from messenger.store.messages import SyncRow
 from messenger.wire import codes
-from messenger.wire.errors import BadRequest, Conflict, Forbidden, NotFound, ServerError
+from messenger.wire.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    MessengerError,
+    NotFound,
+    ServerError,
+)
 
 log = Logger()
 
@@ -69,41 +78,62 @@ def sync_view(row: SyncRow) -> dict[str, Any]:
 
 # -- sending ------------------------------------------------------------------------------
 
-def send(session: Session, request: dict[str, Any], body: str) -> defer.Deferred[Ack]:
-    """Queue a group message (body, quota and ``from`` already checked by ``msg``)."""
+def send(session: Session, request: dict[str, Any], body: str) -> _GroupSent:
+    """Queue a group message (body, quota and ``from`` already checked by ``msg``); its
+    `Ack` comes after the commit, through a `Later`."""
     ctx = session.ctx
-    item = (session.account.id, request["group"], request["id"], body,  # type: ignore
-            ctx.clock.seconds(), mention_candidates(body))
-    d: defer.Deferred[Any] = defer.Deferred()
-    d.addCallbacks(_stored, _store_failed, callbackArgs=(session, item))
+    sent = _GroupSent(session, request["id"], request["group"], body)
     # Group messages are stored even with persistence off (a benchmark switch): their
     # membership check lives in the database.
-    ctx.group_messages.submit(item, d)
-    return d
+    ctx.group_messages.submit((session.account.id, sent.group_id, sent.request_id, body,  # type: ignore[union-attr]
+                               ctx.clock.seconds(), mention_candidates(body)), sent)
+    return sent
 
 
-def _stored(result: groupmsgs.Stored, session: Session,
-            item: groupmsgs.NewGroupMessage) -> Ack:
-    """After the commit: one push for every member online, then the acknowledgement."""
-    if type(result) is not tuple:
-        if result == groupmsgs.ANNOUNCE_ONLY:
-            raise Forbidden("only the group's owner and admins may post in this"
-                            " announcement channel")
-        if result == groupmsgs.ID_REUSED:
-            raise Conflict("this request id was already used for another message")
-        raise Forbidden(NOT_MEMBER)
-    msg_id, created, new, recipients, mentions = result
-    if new and recipients:
-        session.ctx.router.push_many(recipients, {
-            "action": "msg", "msg_id": msg_id, "time": created,
-            "from": session.account.name,  # type: ignore[union-attr]
-            "group": item[1], "message": item[3], "mentions": list(mentions)})
-    return Ack(msg_id, created)
+class _GroupSent(Later):
+    """One group message on its way to the database; `settle` runs after its batch
+    committed: one push for the members online, then the sender's answer."""
+
+    __slots__ = ("group_id", "body")
+
+    def __init__(self, session: Session, request_id: str, group_id: int, body: str) -> None:
+        Later.__init__(self, session, request_id)
+        self.group_id = group_id
+        self.body = body
+
+    def settle(self, result: Any) -> None:
+        try:
+            outcome: Any = self._stored(result)
+        except MessengerError as error:
+            outcome = error
+        Later.settle(self, outcome)
+
+    def _stored(self, result: Any) -> Ack:
+        if type(result) is not tuple:
+            _not_stored(result)
+        msg_id, created, new, recipients, mentions = result
+        if new and recipients:
+            session = self.session
+            session.ctx.router.push_many(recipients, {
+                "action": "msg", "msg_id": msg_id, "time": created,
+                "from": session.account.name, "group": self.group_id,
+                "message": self.body, "mentions": list(mentions)})
+        return Ack(msg_id, created)
 
 
-def _store_failed(failure: Any) -> None:
-    log.failure("A group message could not be stored", failure)
-    raise ServerError("the message could not be stored")
+def _not_stored(result: Any) -> None:
+    """A refusal from the batch transaction, or a failed transaction."""
+    if isinstance(result, Unavailable):
+        raise result  # a store that is down answers 503 (the outage is logged once)
+    if isinstance(result, BaseException):
+        log.failure("A group message could not be stored", Failure(result))
+        raise ServerError("the message could not be stored")
+    if result == groupmsgs.ANNOUNCE_ONLY:
+        raise Forbidden("only the group's owner and admins may post in this announcement"
+                        " channel")
+    if result == groupmsgs.ID_REUSED:
+        raise Conflict("this request id was already used for another message")
+    raise Forbidden(NOT_MEMBER)
 
 
 # -- reading ------------------------------------------------------------------------------

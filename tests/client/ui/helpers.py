@@ -31,7 +31,7 @@ from tests.support.keys import rsa_key
 from tests.support.server import SECRET, start_server
 
 PASSWORD = "correct horse"
-FAST_MEDIA = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05,
+FAST_MEDIA = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05,
                            direct_timeout=0.3)
 
 style.apply(qtreactor.application())
@@ -57,10 +57,6 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = ""
         if reactor.seconds() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         yield task.deferLater(reactor, 0.02, lambda: None)
-
-
-def sleep(seconds: float) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 def type_into(widget: QWidget, text: str) -> None:
