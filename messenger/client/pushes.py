@@ -15,12 +15,14 @@ from typing import Any
 from twisted.logger import Logger
 
 from messenger.client.events import (
+    GROUP_PUSHES,
     AccountInfo,
     Broadcast,
     CallEvent,
     Notice,
     Observers,
     PresenceChange,
+    group_event_from_jim,
 )
 from messenger.wire import codes
 
@@ -41,6 +43,7 @@ class PushDispatcher:
             "account": self._account,
             "notice": self._notice,
             **{action: self._call for action in CALL_PUSHES},
+            **{action: self._group for action in GROUP_PUSHES},
         }
 
     def __call__(self, message: dict[str, Any]) -> None:
@@ -85,3 +88,8 @@ class PushDispatcher:
 
     def _call(self, message: dict[str, Any]) -> None:
         self._observers.emit("call", CallEvent(message["action"], message))
+
+    def _group(self, message: dict[str, Any]) -> None:
+        event = group_event_from_jim(message)
+        if event is not None:
+            self._observers.emit("group", event)
