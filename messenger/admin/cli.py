@@ -33,7 +33,7 @@ import psycopg2
 from messenger.admin import certs, dbcmd, mailcmd
 from messenger.admin.dbcmd import CommandError
 from messenger.admin.table import format_record, format_table, when
-from messenger.store import adminops, audit, groups, logins, premium, users
+from messenger.store import adminops, audit, groupchanges, groups, logins, premium, users
 from messenger.store.errors import LastAdmin, Missing
 
 # -- opening the database (messenger.admin.dbcmd) -----------------------------------------
@@ -215,7 +215,7 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> None:
 # -- groups -------------------------------------------------------------------------------
 
 def cmd_groups_list(args: argparse.Namespace, out: TextIO) -> None:
-    rows = read(args, groups.list_all_txn, args.query, args.offset, args.limit)
+    rows = read(args, groupchanges.list_all_txn, args.query, args.offset, args.limit)
     if not rows:
         out.write("No groups.\n")
         return
@@ -233,7 +233,7 @@ def cmd_groups_delete(args: argparse.Namespace, out: TextIO) -> None:
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandError("not deleted")
     try:
-        group, member_ids = change(args, groups.operator_delete_txn, args.group_id)
+        group, member_ids = change(args, groupchanges.operator_delete_txn, args.group_id)
     except groups.NoSuchGroup:
         raise CommandError(f"no group with id {args.group_id}") from None
     out.write(f"Deleted group #{group.id} {group.name!r} ({len(member_ids)} members).\n")

@@ -42,9 +42,9 @@ from messenger.client.events import (
     ServerKeyEvent,
     ServerLimits,
     State,
-    UnreadCounts,
 )
 from messenger.client.failures import describe
+from messenger.client.groupevents import UnreadCounts
 from messenger.client.inbox import Inbox
 from messenger.client.known_servers import PinOutcome, format_address
 from messenger.client.outbox import Outbox, OutgoingMessage

@@ -15,15 +15,14 @@ from typing import Any
 from twisted.logger import Logger
 
 from messenger.client.events import (
-    GROUP_PUSHES,
     AccountInfo,
     Broadcast,
     CallEvent,
     Notice,
     Observers,
     PresenceChange,
-    group_event_from_jim,
 )
+from messenger.client.groupevents import GROUP_PUSHES, group_event_from_jim
 from messenger.wire import codes
 
 CALL_PUSHES = ("call_ring", "call_start", "call_end")

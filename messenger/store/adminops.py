@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger.store import audit, groups, logins, premium, users
+from messenger.store import audit, groupchanges, logins, premium, users
 from messenger.store.engines import MESSAGES_LOCK, engine_of
 from messenger.store.errors import LastAdmin, Missing, NotAdmin
 
@@ -101,7 +101,7 @@ def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRo
     row = _user(txn, name)
     if _last_admin(txn, row, now):
         raise LastAdmin(name)
-    groups.user_deleted_txn(txn, row.id)
+    groupchanges.user_deleted_txn(txn, row.id)
     users.delete_txn(txn, row.id)
     audit.record_txn(txn, now, actor, "delete_user", row.name, row.email)
     return row

@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from messenger.client import events
+from messenger.client import groupevents as events
 from messenger.client.events import Observers
 from messenger.client.inbox import Inbox, valid_message
 from messenger.client.outbox import Outbox

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from messenger.client import events
+from messenger.client import groupevents as events
 from messenger.client.core import MessengerClient
 from messenger.client.errors import Forbidden
 from messenger.server.service import MessengerServer

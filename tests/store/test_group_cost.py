@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from messenger.store import groupmsgs, groups, messages
+from messenger.store import groupchanges, groupmsgs, groups, messages
 from tests.store.test_queries import StoreCase
 from tests.support.services import OnPostgres
 
@@ -60,7 +60,7 @@ class GroupCostCase(StoreCase):
         self.write(fill_txn, rows, self.long, self.short)
 
     def group(self, members):
-        group, _ = self.write(groups.create_txn, self.alice, "alice", "G", "", False,
+        group, _ = self.write(groupchanges.create_txn, self.alice, "alice", "G", "", False,
                               list(members), 1.0, MANY)
         return group.id
 

@@ -6,7 +6,7 @@ read markers and unread counts (messenger.store.groups, groupmsgs, reads, messag
 
 from __future__ import annotations
 
-from messenger.store import adminops, db, groupmsgs, groups, messages, reads, users
+from messenger.store import adminops, db, groupchanges, groupmsgs, groups, messages, reads, users
 from messenger.store.errors import Missing, NotAdmin
 from tests.store.test_queries import StoreCase
 from tests.support.services import OnPostgres
@@ -25,7 +25,7 @@ class GroupCase(StoreCase):
     def create(self, owner="alice", members=("bob", "carol"), announce_only=False,
                limits=LIMITS, name="Class"):
         owner_id = getattr(self, owner)
-        group, _ = self.write(groups.create_txn, owner_id, owner, name, "topic",
+        group, _ = self.write(groupchanges.create_txn, owner_id, owner, name, "topic",
                               announce_only, list(members), self.now, limits)
         return group.id
 
@@ -55,7 +55,7 @@ class MembershipTests(GroupCase):
     def test_create_makes_the_creator_owner(self):
         """The creator is the owner and the named members are members, each once; the
         creator's own name in the list and a name in another case change nothing."""
-        group, members = self.write(groups.create_txn, self.alice, "alice", "Class", "",
+        group, members = self.write(groupchanges.create_txn, self.alice, "alice", "Class", "",
                                     False, ["BOB", "bob", "alice", "carol"], 1.0, LIMITS)
         self.assertEqual([(m.name, m.role) for m in members],
                          [("alice", "owner"), ("bob", "member"), ("carol", "member")])
@@ -65,13 +65,13 @@ class MembershipTests(GroupCase):
     def test_create_refuses_unknown_names_and_limits(self):
         """An unknown member, too many members or a member in too many groups create
         nothing."""
-        error = self.assertRaises(Missing, self.write, groups.create_txn, self.alice,
+        error = self.assertRaises(Missing, self.write, groupchanges.create_txn, self.alice,
                                   "alice", "G", "", False, ["bob", "Nobody"], 1.0, LIMITS)
         self.assertEqual(str(error), "Nobody")
-        self.assertRaises(groups.LimitReached, self.write, groups.create_txn, self.alice,
+        self.assertRaises(groups.LimitReached, self.write, groupchanges.create_txn, self.alice,
                           "alice", "G", "", False, ["bob", "carol", "dave", "root"],
                           1.0, groups.Limits(max_members=4))
-        self.assertEqual(self.read(groups.list_all_txn, None, 0, 10), [])
+        self.assertEqual(self.read(groupchanges.list_all_txn, None, 0, 10), [])
         for _ in range(3):
             self.create(members=("bob",))
         error = self.assertRaises(groups.LimitReached, self.create, "carol", ("bob",))
@@ -83,85 +83,85 @@ class MembershipTests(GroupCase):
         """Members may not add, remove or update; admins may, but not touch admins or the
         owner; only the owner sets roles; nobody outside learns anything."""
         gid = self.create(members=("bob", "carol"))
-        for fn, args in ((groups.add_txn, (self.bob, gid, "dave", 1.0, LIMITS)),
-                         (groups.remove_txn, (self.bob, gid, "carol", 1.0)),
-                         (groups.update_txn, (self.bob, gid, "x", None, None)),
-                         (groups.set_role_txn, (self.bob, gid, "carol", "admin"))):
+        for fn, args in ((groupchanges.add_txn, (self.bob, gid, "dave", 1.0, LIMITS)),
+                         (groupchanges.remove_txn, (self.bob, gid, "carol", 1.0)),
+                         (groupchanges.update_txn, (self.bob, gid, "x", None, None)),
+                         (groupchanges.set_role_txn, (self.bob, gid, "carol", "admin"))):
             self.assertRaises(groups.NotAllowed, self.write, fn, *args)
-        for fn, args in ((groups.add_txn, (self.dave, gid, "root", 1.0, LIMITS)),
-                         (groups.add_txn, (self.dave, gid + 99, "root", 1.0, LIMITS)),
-                         (groups.leave_txn, (self.dave, gid, 1.0)),
+        for fn, args in ((groupchanges.add_txn, (self.dave, gid, "root", 1.0, LIMITS)),
+                         (groupchanges.add_txn, (self.dave, gid + 99, "root", 1.0, LIMITS)),
+                         (groupchanges.leave_txn, (self.dave, gid, 1.0)),
                          (groups.info_txn, (gid, self.dave, "", 10))):
             self.assertRaises(groups.NotMember, self.write, fn, *args)
-        self.write(groups.set_role_txn, self.alice, gid, "bob", "admin")
-        self.write(groups.add_txn, self.bob, gid, "dave", 1.0, LIMITS)
-        self.write(groups.set_role_txn, self.alice, gid, "carol", "admin")
-        self.assertRaises(groups.NotAllowed, self.write, groups.remove_txn, self.bob, gid,
+        self.write(groupchanges.set_role_txn, self.alice, gid, "bob", "admin")
+        self.write(groupchanges.add_txn, self.bob, gid, "dave", 1.0, LIMITS)
+        self.write(groupchanges.set_role_txn, self.alice, gid, "carol", "admin")
+        self.assertRaises(groups.NotAllowed, self.write, groupchanges.remove_txn, self.bob, gid,
                           "carol", 1.0)
-        self.assertRaises(groups.NotAllowed, self.write, groups.remove_txn, self.bob, gid,
+        self.assertRaises(groups.NotAllowed, self.write, groupchanges.remove_txn, self.bob, gid,
                           "alice", 1.0)
-        member, remaining = self.write(groups.remove_txn, self.bob, gid, "dave", 1.0)
+        member, remaining = self.write(groupchanges.remove_txn, self.bob, gid, "dave", 1.0)
         self.assertEqual((member.name, sorted(remaining)),
                          ("dave", sorted([self.alice, self.bob, self.carol])))
-        self.assertRaises(groups.AlreadyMember, self.write, groups.add_txn, self.bob, gid,
+        self.assertRaises(groups.AlreadyMember, self.write, groupchanges.add_txn, self.bob, gid,
                           "carol", 1.0, LIMITS)
-        self.assertRaises(groups.NotInGroup, self.write, groups.remove_txn, self.alice, gid,
+        self.assertRaises(groups.NotInGroup, self.write, groupchanges.remove_txn, self.alice, gid,
                           "dave", 1.0)
-        self.assertRaises(Missing, self.write, groups.add_txn, self.alice, gid, "ghost", 1.0,
+        self.assertRaises(Missing, self.write, groupchanges.add_txn, self.alice, gid, "ghost", 1.0,
                           LIMITS)
 
     def test_handing_ownership_over(self):
         """The owner cannot leave or demote itself; making another member the owner
         makes the old owner an admin, who may then leave."""
         gid = self.create()
-        self.assertRaises(groups.RoleConflict, self.write, groups.leave_txn, self.alice, gid,
+        self.assertRaises(groups.RoleConflict, self.write, groupchanges.leave_txn, self.alice, gid,
                           1.0)
-        self.assertRaises(groups.RoleConflict, self.write, groups.set_role_txn, self.alice,
+        self.assertRaises(groups.RoleConflict, self.write, groupchanges.set_role_txn, self.alice,
                           gid, "alice", "member")
-        changes, _ = self.write(groups.set_role_txn, self.alice, gid, "bob", "owner")
+        changes, _ = self.write(groupchanges.set_role_txn, self.alice, gid, "bob", "owner")
         self.assertEqual([(m.name, m.role) for m in changes],
                          [("bob", "owner"), ("alice", "admin")])
         self.assertEqual(self.read(groups.owner_name_txn, gid), "bob")
-        unchanged, _ = self.write(groups.set_role_txn, self.bob, gid, "alice", "admin")
+        unchanged, _ = self.write(groupchanges.set_role_txn, self.bob, gid, "alice", "admin")
         self.assertEqual(unchanged, [])
-        self.write(groups.leave_txn, self.alice, gid, 1.0)
+        self.write(groupchanges.leave_txn, self.alice, gid, 1.0)
         self.assertIsNone(self.read(groups.membership_txn, gid, self.alice))
 
     def test_group_limit_on_add(self):
         """A full group or a user in too many groups refuses an add."""
         gid = self.create(members=("bob", "carol", "dave"),
                           limits=groups.Limits(max_members=4, max_groups=3))
-        error = self.assertRaises(groups.LimitReached, self.write, groups.add_txn, self.alice,
+        error = self.assertRaises(groups.LimitReached, self.write, groupchanges.add_txn, self.alice,
                                   gid, "root", 1.0, groups.Limits(max_members=4))
         self.assertEqual(str(error), "the group has 4 members, the most allowed")
-        self.write(groups.add_txn, self.alice, gid, "root", 1.0, groups.Limits(max_members=0))
+        self.write(groupchanges.add_txn, self.alice, gid, "root", 1.0, groups.Limits(max_members=0))
 
     def test_delete_by_owner_or_server_admin(self):
         """A member cannot delete; the owner can; a server administrator can (audited),
         and a missing group is Missing to it; messages go with the group."""
         gid = self.create()
         self.post("bob", gid)
-        self.assertRaises(groups.NotAllowed, self.write, groups.delete_txn, self.bob, "bob",
+        self.assertRaises(groups.NotAllowed, self.write, groupchanges.delete_txn, self.bob, "bob",
                           gid, 1.0)
-        self.assertRaises(groups.NotMember, self.write, groups.delete_txn, self.dave, "dave",
+        self.assertRaises(groups.NotMember, self.write, groupchanges.delete_txn, self.dave, "dave",
                           gid, 1.0)
-        group, member_ids, by_admin = self.write(groups.delete_txn, self.root, "root", gid,
+        group, member_ids, by_admin = self.write(groupchanges.delete_txn, self.root, "root", gid,
                                                  2.0)
         self.assertEqual((group.name, len(member_ids), by_admin), ("Class", 3, True))
         self.assertEqual(self.read(messages.count_txn), 0)
-        self.assertRaises(groups.NoSuchGroup, self.write, groups.delete_txn, self.root, "root",
-                          gid, 2.0)
+        self.assertRaises(groups.NoSuchGroup, self.write, groupchanges.delete_txn, self.root,
+                          "root", gid, 2.0)
         trail = self.read(lambda txn: txn.execute(
             "SELECT actor, action, detail FROM audit_log").fetchall())
         self.assertEqual(trail, [("root", "delete_group", f"group #{gid} 'Class'")])
         gid = self.create()
-        self.assertFalse(self.write(groups.delete_txn, self.alice, "alice", gid, 3.0)[2])
+        self.assertFalse(self.write(groupchanges.delete_txn, self.alice, "alice", gid, 3.0)[2])
 
     def test_deleted_owner_hands_over(self):
         """Deleting an account that owns groups makes the longest-standing admin (else
         member) the owner; a group with nobody left goes."""
         gid = self.create(members=("bob", "carol"))
-        self.write(groups.set_role_txn, self.alice, gid, "carol", "admin")
+        self.write(groupchanges.set_role_txn, self.alice, gid, "carol", "admin")
         alone = self.create(members=())
         self.write(adminops.delete_user_txn, "operator:test", "alice", 5.0)
         self.assertEqual(self.read(groups.owner_name_txn, gid), "carol")
@@ -171,12 +171,12 @@ class MembershipTests(GroupCase):
         """Server administrators list every group (audited); others get NotAdmin."""
         first = self.create(name="Maths 5b")
         self.create(owner="bob", members=("dave",), name="Chess club")
-        rows = self.write(groups.admin_list_txn, self.root, "root", None, 0, 10, 1.0)
+        rows = self.write(groupchanges.admin_list_txn, self.root, "root", None, 0, 10, 1.0)
         self.assertEqual([(g.name, owner, count) for g, owner, count in rows],
                          [("Maths 5b", "alice", 3), ("Chess club", "bob", 2)])
-        rows = self.write(groups.admin_list_txn, self.root, "root", "MATHS", 0, 10, 1.0)
+        rows = self.write(groupchanges.admin_list_txn, self.root, "root", "MATHS", 0, 10, 1.0)
         self.assertEqual([g.id for g, _, _ in rows], [first])
-        self.assertRaises(NotAdmin, self.write, groups.admin_list_txn, self.bob, "bob", None,
+        self.assertRaises(NotAdmin, self.write, groupchanges.admin_list_txn, self.bob, "bob", None,
                           0, 10, 1.0)
 
 
@@ -201,7 +201,7 @@ class GroupMessageTests(GroupCase):
         self.assertEqual(self.post("bob", gid), groupmsgs.ANNOUNCE_ONLY)
         self.assertEqual(self.read(messages.count_txn), 0)
         self.assertTrue(self.post("alice", gid)[2])
-        self.write(groups.set_role_txn, self.alice, gid, "bob", "admin")
+        self.write(groupchanges.set_role_txn, self.alice, gid, "bob", "admin")
         self.assertTrue(self.post("bob", gid)[2])
 
     def test_resend_answers_with_the_first_copy(self):
@@ -211,7 +211,7 @@ class GroupMessageTests(GroupCase):
         item = (self.bob, gid, "same", "hello", 1.0, ())
         first, again = self.write(groupmsgs.insert_batch_txn, [item, item])
         self.assertEqual(again, (first[0], 1.0, False, (), ()))
-        self.write(groups.leave_txn, self.bob, gid, 2.0)
+        self.write(groupchanges.leave_txn, self.bob, gid, 2.0)
         (later,) = self.write(groupmsgs.insert_batch_txn, [item])
         self.assertEqual(later, (first[0], 1.0, False, (), ()))
         self.write(messages.insert_batch_txn, [(self.carol, self.alice, "r", "hi", 1.0)])
@@ -273,11 +273,11 @@ class WindowTests(GroupCase):
         while it was out, again after it was added back; history says the same."""
         gid = self.create(members=("bob",))
         self.post("alice", gid, "before carol")
-        self.write(groups.add_txn, self.alice, gid, "carol", 1.0, LIMITS)
+        self.write(groupchanges.add_txn, self.alice, gid, "carol", 1.0, LIMITS)
         self.post("alice", gid, "first window")
-        self.write(groups.remove_txn, self.alice, gid, "carol", 2.0)
+        self.write(groupchanges.remove_txn, self.alice, gid, "carol", 2.0)
         self.post("alice", gid, "while out")
-        self.write(groups.add_txn, self.alice, gid, "carol", 3.0, LIMITS)
+        self.write(groupchanges.add_txn, self.alice, gid, "carol", 3.0, LIMITS)
         self.post("bob", gid, "second window")
         self.assertEqual([body for body, _, _ in self.sync("carol")],
                          ["first window", "second window"])
@@ -292,7 +292,7 @@ class WindowTests(GroupCase):
         after; history is refused (it is no member now)."""
         gid = self.create()
         self.post("alice", gid, "sent before")
-        self.write(groups.remove_txn, self.alice, gid, "carol", 2.0)
+        self.write(groupchanges.remove_txn, self.alice, gid, "carol", 2.0)
         self.post("alice", gid, "sent after")
         self.assertEqual([body for body, _, _ in self.sync("carol")], ["sent before"])
         self.assertRaises(groups.NotMember, self.read, groupmsgs.history_txn, self.carol, gid,
@@ -347,7 +347,7 @@ class ReadMarkerTests(GroupCase):
         own, not before joining) and says how many mention the user."""
         gid = self.create()
         self.post("alice", gid, "before dave")
-        self.write(groups.add_txn, self.alice, gid, "dave", 1.0, LIMITS)
+        self.write(groupchanges.add_txn, self.alice, gid, "dave", 1.0, LIMITS)
         self.post("alice", gid, "hello @dave")
         last = self.post("bob", gid, "plain")[0]
         self.post("dave", gid, "mine")

@@ -23,7 +23,7 @@ from messenger.server.handlers.conversations import group_message_view
 from messenger.server.replies import Page
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
-from messenger.store import groups, reads
+from messenger.store import groupchanges, groups, reads
 from messenger.store.errors import Missing, NotAdmin
 from messenger.wire import codes
 from messenger.wire.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -106,7 +106,7 @@ def group_create(session: Session, request: dict[str, Any]) -> Any:
     check_label(request, "topic", limits.max_group_topic)
     try:
         group, members = yield ctx.db.write(
-            groups.create_txn, me.id, me.name, request["name"], request.get("topic") or "",
+            groupchanges.create_txn, me.id, me.name, request["name"], request.get("topic") or "",
             bool(request.get("announce_only")), request.get("members") or [],
             ctx.clock.seconds(), store_limits(session))
     except (groups.LimitReached, Missing) as error:
@@ -160,7 +160,7 @@ def group_add(session: Session, request: dict[str, Any]) -> Any:
     ``group_member_added``."""
     ctx = session.ctx
     group, member, member_ids = yield write(
-        session, groups.add_txn, session.account.id, request["group"], request["user_id"],
+        session, groupchanges.add_txn, session.account.id, request["group"], request["user_id"],
         ctx.clock.seconds(), store_limits(session), target=request["user_id"])
     view = {**group_view(group), "members": len(member_ids)}
     push(session, member_ids, "group_member_added", group=view, member=member_view(member),
@@ -174,7 +174,7 @@ def group_remove(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     group_id = request["group"]
     member, remaining = yield write(
-        session, groups.remove_txn, session.account.id, group_id, request["user_id"],
+        session, groupchanges.remove_txn, session.account.id, group_id, request["user_id"],
         ctx.clock.seconds(), target=request["user_id"])
     push(session, [*remaining, member.user_id], "group_member_removed", group_id=group_id,
          account_name=member.name, reason="removed", by=session.account.name)
@@ -186,7 +186,7 @@ def group_leave(session: Session, request: dict[str, Any]) -> Any:
     """200; those who remain get ``group_member_removed`` with reason "left"."""
     me = session.account
     group_id = request["group"]
-    remaining = yield write(session, groups.leave_txn, me.id, group_id,
+    remaining = yield write(session, groupchanges.leave_txn, me.id, group_id,
                             session.ctx.clock.seconds())
     push(session, remaining, "group_member_removed", group_id=group_id,
          account_name=me.name, reason="left", by=me.name)
@@ -200,7 +200,7 @@ def group_update(session: Session, request: dict[str, Any]) -> Any:
     check_label(request, "name", limits.max_group_name)
     check_label(request, "topic", limits.max_group_topic)
     announce = request.get("announce_only")
-    group, member_ids = yield write(session, groups.update_txn, session.account.id,
+    group, member_ids = yield write(session, groupchanges.update_txn, session.account.id,
                                     request["group"], request.get("name"),
                                     request.get("topic"), announce)
     view = group_view(group)
@@ -213,7 +213,7 @@ def group_set_role(session: Session, request: dict[str, Any]) -> Any:
     """200 with the ``members`` whose role changed (two when ownership is handed over);
     the members get one ``group_role_changed`` per change."""
     group_id = request["group"]
-    changes, member_ids = yield write(session, groups.set_role_txn, session.account.id,
+    changes, member_ids = yield write(session, groupchanges.set_role_txn, session.account.id,
                                       group_id, request["user_id"], request["role"],
                                       target=request["user_id"])
     for member in changes:
@@ -230,7 +230,7 @@ def group_delete(session: Session, request: dict[str, Any]) -> Any:
     me = session.account
     group_id = request["group"]
     try:
-        group, member_ids, by_admin = yield ctx.db.write(groups.delete_txn, me.id, me.name,
+        group, member_ids, by_admin = yield ctx.db.write(groupchanges.delete_txn, me.id, me.name,
                                                          group_id, ctx.clock.seconds())
     except groups.NoSuchGroup:
         raise NotFound(f"no group with id {group_id}") from None
@@ -251,7 +251,7 @@ def admin_list_groups(session: Session, request: dict[str, Any]) -> Any:
     me = session.account
     limit = request.get("limit") or 50
     try:
-        rows = yield ctx.db.write(groups.admin_list_txn, me.id, me.name, request.get("query"),
+        rows = yield ctx.db.write(groupchanges.admin_list_txn, me.id, me.name, request.get("query"),
                                   request.get("offset") or 0, limit + 1, ctx.clock.seconds())
     except NotAdmin:
         me.is_admin = False
