@@ -8,6 +8,7 @@ SERVER = [
     "pyOpenSSL>=24.0",
     "service-identity>=24.1",
     "pyasn1>=0.5",
+    "prometheus-client>=0.20",
 ]
 CLIENT = SERVER + ["PyQt5>=5.15", "qt5reactor>=0.6.3"]
 AUDIO = ["pyaudio>=0.2.13", "opuslib>=3.0"]

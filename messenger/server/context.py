@@ -22,6 +22,7 @@ from messenger.server.directory import Directory
 from messenger.server.handlers import messages as message_handlers
 from messenger.server.limits import Limits
 from messenger.server.lockout import LockoutPolicy
+from messenger.server.metrics import Metrics
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
 from messenger.server.relay import CallTable
@@ -57,12 +58,14 @@ class ServerContext:
         self.secret = secret
         self.server_key = server_key
         self.mailer = mailer
+        self.metrics = Metrics()
         self.router = Router()
         self.presence = Presence(self.router, clock)
         self.directory = Directory(db)
         self.hasher = PasswordHasher(config.scrypt_n, clock)
-        self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn,
-                                                           message_handlers.stored)
+        self.messages: GroupCommit[Any, Any] = GroupCommit(
+            db, messages.insert_batch_txn, message_handlers.stored,
+            on_batch=self.metrics.batch_committed)
         self.limits = Limits(config.limits, clock)
         self.lockout_policy = LockoutPolicy.from_limits(config.limits)
         self.call_table = CallTable()
@@ -115,6 +118,53 @@ class ServerContext:
             session.push({"action": "notice", "level": 101, "time": now,
                           "message": "Your account was locked or deleted by an administrator."})
             session.close()
+
+    # -- live account changes (messenger-admin, later the cluster) ---------------------
+
+    def account_changed(self, user_id: int) -> Any:
+        """An account was changed behind the server's back: apply it to its live session.
+
+        The one entry point for changes made outside a request (the control channel of
+        ``messenger-admin``; in a cluster, the same call arriving over the bus). Reads
+        the account again and fires with what was done: ``"offline"`` (no live session
+        here), ``"closed"`` (deleted or locked: the session is told why and closed) or
+        ``"refreshed"`` (roles pushed to the session).
+        """
+        if self.router.session(user_id) is None:
+            return defer.succeed("offline")
+        d = self.db.read(users.get_by_id_txn, user_id)
+        d.addCallback(self._apply_account, user_id)
+        return d
+
+    def _apply_account(self, row: users.UserRow | None, user_id: int) -> str:
+        session = self.router.session(user_id)
+        if session is None or session.account is None:
+            return "offline"
+        now = self.clock.seconds()
+        if row is None or row.admin_locked or (row.locked_until or 0.0) > now:
+            why = ("Your account was deleted by an administrator." if row is None else
+                   "Your account was locked by an administrator.")
+            self.log.info("Closing the session of {account}: {why}",
+                          account=session.account.name, why=why)
+            session.push({"action": "notice", "level": 101, "time": now, "message": why})
+            session.close()
+            if row is None:
+                self.directory.forget(session.account.name)
+            return "closed"
+        account = session.account
+        account.is_admin, account.is_premium = row.is_admin, row.is_premium
+        session.push({"action": "account", "time": now,
+                      "user": {"account_name": account.name, "email": account.email,
+                               "admin": account.is_admin, "premium": account.is_premium}})
+        return "refreshed"
+
+    def online(self) -> list[dict[str, Any]]:
+        """Who is logged in on this node: name, address, since when, presence status."""
+        return sorted(
+            ({"account_name": session.account.name, "address": session.address,
+              "since": getattr(session, "logged_in_at", None), "status": session.status}
+             for session in self.router.sessions() if session.account is not None),
+            key=lambda entry: entry["account_name"].lower())
 
     def sweep(self) -> None:
         """Keepalive: probe silent sessions and drop those that stopped answering."""

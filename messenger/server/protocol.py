@@ -90,6 +90,7 @@ class ServerProtocol(Int32StringReceiver):
         allowed, retry = self.ctx.limits.allow_connection(self.address)
         if not allowed:
             self.log.info("Refused a connection from {address}: too many", address=self.address)
+            self.ctx.metrics.refused("connection")
             self.sendString(jim.encode(TooManyRequests(
                 "too many connections from your address", retry).to_reply()))
             self.close()
@@ -276,6 +277,7 @@ class ServerProtocol(Int32StringReceiver):
             route = ROUTES.get(action)
             if route is None:
                 raise BadRequest(f"unknown action '{action[:64]}'")
+            self.ctx.metrics.request(action)
             if self.state not in route.states:
                 if self.state is State.READY:
                     raise BadRequest(f"'{action}' is not allowed after login")
@@ -307,6 +309,7 @@ class ServerProtocol(Int32StringReceiver):
             self._on_client_reply(message)  # an answer to our probe is no request
             return
         self.strikes += 1
+        self.ctx.metrics.refused("request")
         request_id = _request_id_of(message)
         if self.strikes > self.ctx.config.limits.strikes_before_drop:
             self.log.warn("Dropping {address}: kept exceeding the request rate",
@@ -359,6 +362,7 @@ class ServerProtocol(Int32StringReceiver):
         body["id"] = request_id
         if "time" not in body:
             body["time"] = self.ctx.clock.seconds()
+        self.ctx.metrics.reply(body.get("response", 0))
         self.push_encoded(jim.encode(body))
 
     def _send_error(self, request_id: str | None, error: MessengerError) -> None:
@@ -376,6 +380,7 @@ class ServerProtocol(Int32StringReceiver):
     def logged_in(self, account: Account) -> None:
         """Called by the accounts handler once this session owns its account."""
         self.account = account
+        self.logged_in_at = self.ctx.clock.seconds()
         self._enter(State.READY)
 
     def probe(self, now: float) -> None:

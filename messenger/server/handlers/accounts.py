@@ -70,6 +70,7 @@ def locked_error(state: lockout.LockState) -> Forbidden:
 def _check_login_rate(session: Any) -> None:
     allowed, retry = session.ctx.limits.allow_login(session.address)
     if not allowed:
+        session.ctx.metrics.refused("login")
         raise TooManyRequests("too many login attempts from your address; try again later",
                               retry)
 
@@ -268,6 +269,7 @@ def authenticate(session: Any, request: dict[str, Any]) -> Any:
         new_state, locked_now = yield ctx.db.write(_failure_txn, row.id, now, session.address,
                                                    "password", ctx.lockout_policy)
         if locked_now:
+            ctx.metrics.locked_out()
             session.log.warn("Account {account} locked after {count} failed logins",
                              account=row.name, count=new_state.failed_count)
             ctx.notify_mail("lockout", row.email, account_name=row.name, email=row.email,

@@ -86,6 +86,7 @@ def stored(item: messages.NewMessage, token: tuple[Any, Any], result: Any) -> No
             target.push_encoded(push_frame(msg_id, created, session.account.name,
                                            recipient.name, item[3]))
     session.push_encoded(ack_frame(item[2], msg_id, created))
+    session.ctx.metrics.reply(200)
 
 
 # The two frames of every message, written out directly: the same JSON that jim.encode
