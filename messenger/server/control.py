@@ -44,24 +44,24 @@ class AnotherServer(ControlSocketError):
 
 
 def short_path(path: Path) -> str:
-    """``path`` as the shorter of its absolute and cwd-relative spellings.
+    """A spelling of ``path`` that fits a socket address (107 bytes).
 
-    A socket path is limited to 107 bytes; a deep data dir may exceed that while its
-    path relative to the working directory does not.
+    The absolute path when it fits; else one through an open descriptor of its
+    directory (``/proc/self/fd/N/control.sock``, Linux), which stays open for the life
+    of the process: a data dir deep in a test tree or a long mount point still works.
     """
-    absolute = str(path.resolve())
-    try:
-        relative = os.path.relpath(absolute)
-    except ValueError:
-        relative = absolute
-    return min(absolute, relative, key=len)
+    absolute = path.resolve()
+    if len(os.fsencode(str(absolute))) <= SUN_PATH_MAX:
+        return str(absolute)
+    fd = os.open(absolute.parent, os.O_RDONLY | os.O_DIRECTORY)
+    return f"/proc/self/fd/{fd}/{absolute.name}"
 
 
 def prepare(path: Path) -> str:
     """The address to listen on, after removing a stale socket file; raises
     `ControlSocketError` when another server answers on it or the path is too long."""
     address = short_path(path)
-    if len(os.fsencode(address)) > SUN_PATH_MAX:
+    if len(os.fsencode(address)) > SUN_PATH_MAX:  # a file name of its own that long
         raise ControlSocketError(f"the control socket path {path} is longer than"
                                  f" {SUN_PATH_MAX} bytes; use a shorter --data-dir")
     if os.path.lexists(address):
