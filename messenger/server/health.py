@@ -4,10 +4,10 @@ The node is healthy when
 
 * it has started and is not stopping (its client port listens), and
 * its store answers a query within `STORE_TIMEOUT` (1 s) through the server's own reader
-  pool, and, for SQLite, a fresh read-only connection to the database file opens and
-  reads: the pool's connections were opened at start and keep working on a file that
-  has since been made unreadable, deleted or replaced, which the next restart, backup or
-  new connection would not survive.
+  pool, and, for SQLite, the database file still opens and reads as one: the pool's
+  connections were opened at start and keep working on a file that has since been
+  made unreadable, deleted or replaced, which the next restart, backup or new
+  connection would not survive.
 
 The answer is a small JSON object: ``{"status": "ok"}`` or
 ``{"status": "unavailable", "reason": "..."}`` with HTTP 503. Each check runs its
@@ -23,8 +23,6 @@ from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
-from messenger.store import db
-
 STORE_TIMEOUT = 1.0
 
 
@@ -34,12 +32,15 @@ def _probe_txn(txn: Any) -> None:
 
 
 def _probe_file(path: Any) -> None:
-    """Open the SQLite file anew, read-only, and read its schema (blocking)."""
-    connection = db.connect(path, readonly=True, timeout=STORE_TIMEOUT)
-    try:
-        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    finally:
-        connection.close()
+    """Open the SQLite file anew and read its header (blocking).
+
+    Plain ``open``, not sqlite3: SQLite keeps and reuses the descriptors of a file that
+    is open elsewhere in the process, so a new sqlite3 connection would not notice.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise ValueError(f"{path} is not an SQLite database")
 
 
 def within(d: defer.Deferred[Any], seconds: float, clock: Any,
