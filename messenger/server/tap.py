@@ -88,8 +88,8 @@ def _check_ops(options: Any) -> None:
         raise usage.UsageError("--metrics-port must be 0..65535 (0 turns metrics off)")
     if options["log-format"] not in log_output.LOG_FORMATS:
         raise usage.UsageError("--log-format must be 'text' or 'json'")
-    if options["log-max-bytes"] < 64 * 1024:
-        raise usage.UsageError("--log-max-bytes must be at least 65536")
+    if options["log-max-bytes"] < 4096:
+        raise usage.UsageError("--log-max-bytes must be at least 4096")
     if not 1 <= options["log-max-files"] <= 1000:
         raise usage.UsageError("--log-max-files must be 1..1000")
     if options["mail-queue-max"] < 1:
@@ -350,9 +350,14 @@ def makeService(options: Any) -> service.IService:
     from messenger.server.service import MessengerService
     observer = None
     if getattr(options, "parent", None) is not None:      # run by twistd
-        observer = log_output.observer_for_twistd(
-            options.parent, options["log-format"], options["log-max-bytes"],
-            options["log-max-files"])
+        try:
+            observer = log_output.observer_for_twistd(
+                options.parent, options["log-format"], options["log-max-bytes"],
+                options["log-max-files"])
+        except OSError as error:
+            _one_line_usage_error(options, usage.UsageError(
+                f"--logfile {error.filename}: cannot open it ({error.strerror}); create its"
+                " directory and let the server's user write there"))
     top = _ServerRoot(observer)
     MessengerService(options.config, exit_on_failure=options.parent is not None
                      ).setServiceParent(top)
