@@ -25,6 +25,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
 from messenger.server.dispatch import ROUTES
+from messenger.server.portsniff import is_tls_hello
 from messenger.server.states import TRANSITIONS, State
 from messenger.wire import codes, jim
 from messenger.wire.errors import (
@@ -166,6 +167,11 @@ class ServerProtocol(Int32StringReceiver):
         # Never keep the announced frame: Int32StringReceiver would hold on to it.
         self._unprocessed = b""
         if self.state is State.CLOSED:
+            return
+        if self.state is State.CHALLENGE and is_tls_hello(length):
+            self.log.info("A TLS client connected to the plain port from {address}",
+                          address=self.address)
+            self.close()
             return
         self.log.warn("Frame of {length} bytes from {address} exceeds the limit",
                       length=length, address=self.address)

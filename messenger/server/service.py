@@ -27,6 +27,7 @@ from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
 from messenger.server.mail.mailer import Mailer
 from messenger.server.metrics import metrics_site
+from messenger.server.portsniff import TlsPortFactory
 from messenger.server.protocol import ServerProtocol
 from messenger.server.relay import RelayProtocol
 from messenger.server.secret import load_or_create_secret
@@ -138,8 +139,9 @@ class MessengerServer:
                       host=config.interface or "*", port=self.port.getHost().port,
                       suites=", ".join(config.suites))
         if tls_options is not None:
-            self.tls_port = self.reactor.listenSSL(config.tls.port, factory, tls_options,
-                                                   interface=config.interface)
+            self.tls_port = self.reactor.listenTCP(
+                config.tls.port, TlsPortFactory(factory, tls_options, self.reactor),
+                interface=config.interface)
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
         udp_port = config.udp_port if config.udp_port is not None else self.tcp_port
