@@ -14,7 +14,7 @@ from twisted.internet import defer, utils
 from twisted.trial import unittest
 
 from tests.support import jimclient
-from tests.support.http import get
+from tests.support.httpget import get
 from tests.support.twistd_server import ROOT, TwistdServer, free_port
 
 UNIT = ROOT / "contrib" / "messenger.service"

@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 from tests.server.people import server_with
-from tests.support.http import get
+from tests.support.httpget import get
 from tests.support.twistd_server import TwistdServer, free_port
 
 

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from messenger.server.metrics import Histogram, Metrics, buffered_bytes
 from tests.server.people import server_with
-from tests.support.http import get, samples
+from tests.support.httpget import get, samples
 from tests.support.twistd_server import free_port
 
 
