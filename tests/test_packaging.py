@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,13 @@ class WheelInstallTests(unittest.TestCase):
         and messenger-admin; the unit's command serves clients and /health."""
         base = Path(self.mktemp()).resolve()
         base.mkdir(parents=True)
+        # Built from a copy: setuptools leaves a build/ folder in the tree it builds.
+        source = base / "source"
+        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "_trial_temp*", "build", "dist", "*.egg-info", "__pycache__",
+            "var", "docs", "tests"))
         status, out = yield run(sys.executable, "-m", "pip", "wheel", "--no-deps",
-                                "-q", "-w", str(base / "dist"), str(ROOT), cwd=base)
+                                "-q", "-w", str(base / "dist"), str(source), cwd=base)
         self.assertEqual(status, 0, out)
         (wheel,) = (base / "dist").glob("messenger-*.whl")
         venv = base / "venv"
@@ -89,6 +95,8 @@ class WheelInstallTests(unittest.TestCase):
         self.assertEqual(server.args()[0], str(venv / "bin" / "twistd"))
         self.addCleanup(server.stop)
         yield server.start()
+        _, reply = yield jimclient.register(self, server.port, "admin")   # the first: admin
+        self.assertEqual(reply["response"], 201)
         client, reply = yield jimclient.register(self, server.port, "alice")
         self.assertEqual(reply["response"], 201)
         status, _ = yield get(f"http://127.0.0.1:{metrics_port}/health")

@@ -38,11 +38,25 @@ class MailConfig:
 class LimitsConfig:
     """Rate limits and lockout; see docs/OPERATIONS.md."""
 
-    connections_per_minute: int = 60      # new connections per source address
-    logins_per_minute: int = 20           # login attempts per source address
-    requests_per_second: float = 50.0     # per connection, sustained
+    connections_per_minute: int = 60      # new connections per host (IPv4 address, IPv6 /64)
+    connections_per_minute_network: int = 240  # ... per network (IPv4 /24, IPv6 /48)
+    max_connections_per_host: int = 256   # open connections per host (a school's NAT)
+    max_connections_per_network: int = 1024  # ... per network
+    max_connections: int = 0              # in total; 0: the open-file limit minus a reserve
+    logins_per_minute: int = 20           # login attempts per host
+    logins_per_minute_network: int = 60   # ... per network
+    requests_per_second: float = 50.0     # per connection, sustained (8 KiB = 1 request)
     request_burst: int = 200              # per connection, burst
     strikes_before_drop: int = 20         # 429s in a row before the connection is dropped
+    bad_requests_per_second: float = 0.5  # 400s a connection may keep causing ...
+    bad_request_burst: int = 30           # ... after this many at once; then it is closed
+    crypto_ops_per_second: float = 100.0  # rsa-oaep: RSA private-key operations per connection
+    crypto_burst: int = 400               # ... burst
+    hash_queue: int = 32                  # password checks waiting, for existing accounts
+    decoy_queue: int = 4                  # ... for unknown names and registrations
+    db_queue: int = 256                   # database operations waiting before 503
+    max_contacts: int = 5000              # contacts per user
+    stored_bytes_per_day: int = 64 * 1024 * 1024  # message bytes a user may store a day (0: off)
     lockout_failures: int = 5             # failed logins ...
     lockout_window: float = 15 * 60.0     # ... within this many seconds lock the account
     lockout_duration: float = 15 * 60.0   # for this long
@@ -61,7 +75,8 @@ class ServerConfig:
     interface: str = ""
     data_dir: Path = Path("var")
     secret_file: Path | None = None       # default: <data_dir>/secret
-    max_frame: int = 1024 * 1024
+    max_frame: int = 128 * 1024           # client->server frame after login (16 KiB before)
+    max_queued_bytes: int = 4 * 1024 * 1024  # queued for a client that does not read
     suites: tuple[str, ...] = SUITES      # offered, in order of preference
     auto_register: bool = False
     rsa_bits: int = 3072
@@ -78,6 +93,7 @@ class ServerConfig:
     public_host: str = ""                 # relay address told to clients (default: interface)
     persist: bool = True                  # False only for benchmarks: messages not stored
     db_sync: str = "full"                 # SQLite synchronous: "full" or "normal"
+    retention_days: float = 0.0           # delete messages older than this (0: keep all)
     mail: MailConfig = field(default_factory=MailConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)

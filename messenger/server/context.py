@@ -1,47 +1,43 @@
 """The components one server shares between its connections.
 
 `ServerContext` is built once by the service and handed to every connection. It holds the
-components themselves (router, presence, directory, store, hasher, limits, mailer), each
-built with only what it needs, the set of open connections (whatever their state, so that
-a shutdown closes them all), and the moments that span components: a session that ends,
-an e-mail to queue, the keepalive sweep.
+components themselves (router, presence, directory, store, hasher, crypto pool, limits,
+admission, mailer), each built with only what it needs, the set of open connections
+(whatever their state, so that a shutdown closes them all), and the moments that span
+components: a connection admitted or gone, a session that starts or ends, an account
+deleted, an e-mail to queue, the keepalive sweep. It knows no handlers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from messenger.server.admission import Admission, total_cap_for
 from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
+from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
-from messenger.server.handlers import messages as message_handlers
 from messenger.server.limits import Limits
 from messenger.server.lockout import LockoutPolicy
 from messenger.server.metrics import Metrics
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
+from messenger.server.refusals import RefusalLog
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
+from messenger.server.session import Account, Session
 from messenger.store import messages, users
+from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
 from messenger.store.groupcommit import GroupCommit
+from messenger.wire.errors import MessengerError
 
-
-@dataclass(slots=True)
-class Account:
-    """The logged-in user of a session (flags refreshed when an admin changes them)."""
-
-    id: int
-    name: str
-    email: str
-    is_admin: bool
-    is_premium: bool
-
+__all__ = ["Account", "ServerContext"]
 
 # Seconds between checks for accounts deleted or locked with messenger-admin.
 ACCOUNT_CHECK_INTERVAL = 10.0
@@ -51,23 +47,31 @@ class ServerContext:
     log = Logger()
 
     def __init__(self, config: ServerConfig, clock: Any, db: Database, secret: bytes,
-                 server_key: rsa.RSAPrivateKey, mailer: Any = None) -> None:
+                 server_key: rsa.RSAPrivateKey, mailer: Any = None, crypto: Any = None,
+                 open_files: int = 1024) -> None:
         self.config = config
         self.clock = clock
-        self.db = db
+        self.db = BoundedDatabase(db, config.limits.db_queue)
         self.secret = secret
         self.server_key = server_key
         self.mailer = mailer
         self.metrics = Metrics()
-        self.router = Router()
+        self.router = Router(clock)
         self.presence = Presence(self.router, clock)
         self.directory = Directory(db)
-        self.hasher = PasswordHasher(config.scrypt_n, clock)
+        limits = config.limits
+        self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
+                                     background_capacity=limits.decoy_queue)
+        self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(
-            db, messages.insert_batch_txn, message_handlers.stored,
-            on_batch=self.metrics.batch_committed)
-        self.limits = Limits(config.limits, clock)
-        self.lockout_policy = LockoutPolicy.from_limits(config.limits)
+            db, messages.insert_batch_txn, on_batch=self.metrics.batch_committed)
+        self.limits = Limits(limits, clock)
+        self.admission = Admission(limits, clock,
+                                   limits.max_connections or total_cap_for(open_files))
+        self.refusals = RefusalLog(clock)
+        self.counters: Counter[str] = Counter()
+        self._since: dict[int, float] = {}         # user id -> when its session logged in
+        self.lockout_policy = LockoutPolicy.from_limits(limits)
         self.call_table = CallTable()
         self.calls = CallService(self.router, self.call_table, clock,
                                  config.call_ring_timeout, config.public_host)
@@ -81,6 +85,7 @@ class ServerContext:
 
     def start(self) -> None:
         self.hasher.start()
+        self.crypto.start()
         interval = max(0.05, min(self.config.probe_interval, self.config.probe_timeout) / 3)
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
@@ -94,12 +99,18 @@ class ServerContext:
             if loop is not None and loop.running:
                 loop.stop()
         self.hasher.stop()
+        self.crypto.stop()
+        self.refusals.flush()
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Count an event for the metrics (a dict increment: cheap on any path)."""
+        self.counters[name] += amount
 
     def check_accounts(self) -> Any:
         """End the sessions of accounts that were deleted or admin-locked behind the
         server's back (by messenger-admin on the data dir). Timed lockouts are left alone:
         whoever triggers one must not be able to kick the owner off."""
-        online = list(self.router._sessions)
+        online = self.router.user_ids()
         if not online:
             return None
         d = self.db.read(users.barred_txn, online)
@@ -108,16 +119,14 @@ class ServerContext:
         return d
 
     def _end_barred(self, user_ids: list[int]) -> None:
-        now = self.clock.seconds()
         for user_id in user_ids:
             session = self.router.session(user_id)
             if session is None:
                 continue
             self.log.info("Closing the session of {account}: account deleted or locked",
                           account=session.account_name)
-            session.push({"action": "notice", "level": 101, "time": now,
-                          "message": "Your account was locked or deleted by an administrator."})
-            session.close()
+            self.router.end_session(
+                user_id, "Your account was locked or deleted by an administrator.")
 
     # -- live account changes (messenger-admin, later the cluster) ---------------------
 
@@ -140,29 +149,29 @@ class ServerContext:
         session = self.router.session(user_id)
         if session is None or session.account is None:
             return "offline"
-        now = self.clock.seconds()
-        if row is None or row.admin_locked or (row.locked_until or 0.0) > now:
+        if row is None or row.admin_locked or (row.locked_until or 0.0) > self.clock.seconds():
             why = ("Your account was deleted by an administrator." if row is None else
                    "Your account was locked by an administrator.")
             self.log.info("Closing the session of {account}: {why}",
                           account=session.account.name, why=why)
-            session.push({"action": "notice", "level": 101, "time": now, "message": why})
-            session.close()
             if row is None:
                 self.directory.forget(session.account.name)
+            self.router.end_session(user_id, why)
             return "closed"
         account = session.account
         account.is_admin, account.is_premium = row.is_admin, row.is_premium
-        session.push({"action": "account", "time": now,
-                      "user": {"account_name": account.name, "email": account.email,
-                               "admin": account.is_admin, "premium": account.is_premium}})
+        self.router.push(user_id, {"action": "account", "time": self.clock.seconds(),
+                                   "user": {"account_name": account.name,
+                                            "email": account.email,
+                                            "admin": account.is_admin,
+                                            "premium": account.is_premium}})
         return "refreshed"
 
     def online(self) -> list[dict[str, Any]]:
         """Who is logged in on this node: name, address, since when, presence status."""
         return sorted(
             ({"account_name": session.account.name, "address": session.address,
-              "since": getattr(session, "logged_in_at", None), "status": session.status}
+              "since": self._since.get(session.account.id), "status": session.status}
              for session in self.router.sessions() if session.account is not None),
             key=lambda entry: entry["account_name"].lower())
 
@@ -172,13 +181,21 @@ class ServerContext:
         for connection in list(self.connections):
             connection.check_alive(now)
         self.limits.prune()
+        self.admission.prune()
 
     # -- connections ----------------------------------------------------------------------
 
-    def connection_made(self, connection: Any) -> None:
+    def connection_made(self, connection: Any) -> MessengerError | None:
+        """Count a new connection in; the error to refuse it with, if it may not stay."""
         self.connections.add(connection)
+        refusal = self.admission.admit(connection)
+        if refusal is not None:
+            self.refusals.note(refusal.message, connection.address)
+            self.count("connections_refused")
+        return refusal
 
     def connection_lost(self, connection: Any) -> None:
+        self.admission.gone(connection)
         self.connections.discard(connection)
         if not self.connections and self._drain_waiters:
             waiters, self._drain_waiters = self._drain_waiters, []
@@ -211,13 +228,35 @@ class ServerContext:
 
     # -- sessions -------------------------------------------------------------------------
 
-    def session_ended(self, session: Any) -> None:
+    def session_started(self, session: Session) -> None:
+        """A connection logged in: it no longer counts as a cheap pre-login one."""
+        self.admission.logged_in(session)
+        if session.account is not None:
+            self._since[session.account.id] = self.clock.seconds()
+
+    def session_ended(self, session: Session) -> None:
         """A logged-in session closed (quit, drop, timeout): offline for everyone."""
         account = session.account
+        assert account is not None
         self.router.detach(account.id, session)
         if not self.router.is_online(account.id):
+            self._since.pop(account.id, None)
             self.presence.went_offline(account.id, account.name)
             self.calls.user_gone(account.id)
+
+    def account_deleted(self, user_id: int, name: str, why: str) -> None:
+        """Drop everything kept in memory about a deleted account: its live session (told
+        ``why``), its place in others' presence and contact lists, the directory entry,
+        its call and what the limits count for it. Ids are never reused, but nothing
+        keyed by a dead id should outlive it."""
+        self.router.end_session(user_id, why)
+        self.presence.forget(user_id)
+        self.directory.forget(name)
+        self.calls.user_gone(user_id)
+        self.limits.forget_account(user_id)
+        for session in self.router.sessions():
+            if user_id in session.contact_ids:
+                session.contact_ids.remove(user_id)
 
     def notify_mail(self, template: str, to: str, **fields: Any) -> None:
         """Queue one e-mail; a failure to queue is logged, never raised into a request.

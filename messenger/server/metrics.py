@@ -38,14 +38,20 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.twisted import MetricsResource
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
+from messenger.server.replies import Ack, Closing, Page
 from messenger.server.states import State
+from messenger.wire import codes
+from messenger.wire.errors import MessengerError
 
 COMMIT_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                           1.0, 2.5)
 BATCH_ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
-REFUSAL_KINDS = ("connection", "login", "request")
+# ctx.counters names (counted by the connection code) that are rate-limit refusals.
+_RATE_LIMIT_COUNTERS = {"connections_refused": "connection",
+                        "rate_limited_requests": "request"}
 
 
 class Histogram:
@@ -77,7 +83,7 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: dict[str, int] = {}
         self.replies: dict[int, int] = {}
-        self.refusals: dict[str, int] = dict.fromkeys(REFUSAL_KINDS, 0)
+        self.refusals: dict[str, int] = {"login": 0}
         self.lockouts = 0
         self.commit_seconds = Histogram(COMMIT_SECONDS_BUCKETS)
         self.batch_rows = Histogram(BATCH_ROWS_BUCKETS)
@@ -105,6 +111,26 @@ class Metrics:
         """The group commit wrote a batch (its ``on_batch`` hook)."""
         self.batch_rows.observe(rows)
         self.commit_seconds.observe(seconds)
+
+
+def reply_code(outcome: Any) -> int:
+    """The JIM code of a reply that `replies.encode_reply` makes of ``outcome``."""
+    kind = type(outcome)
+    if kind is Ack:
+        return codes.OK
+    if kind is dict:
+        return outcome.get("response", 0)
+    if isinstance(outcome, Failure):
+        outcome = outcome.value
+    if isinstance(outcome, MessengerError):
+        return outcome.code
+    if isinstance(outcome, BaseException):
+        return codes.SERVER_ERROR
+    if isinstance(outcome, Page):
+        return outcome.code
+    if isinstance(outcome, Closing):
+        return outcome.body.get("response", 0)
+    return 0
 
 
 def buffered_bytes(transport: Any) -> int:
@@ -139,6 +165,7 @@ class ServerCollector(Collector):
             return
         yield from self._connections(ctx)
         yield from self._requests(ctx.metrics)
+        yield from self._refusals(ctx)
         yield from self._store(ctx)
         relay = self.server.relay
         if relay is not None:
@@ -155,7 +182,9 @@ class ServerCollector(Collector):
             state = connection.state.value
             if state in by_state:
                 by_state[state] += 1
-            buffered += buffered_bytes(connection.transport)
+            outbound = getattr(connection, "outbound", None)
+            buffered += buffered_bytes(connection.transport) + (
+                outbound.queued + outbound.pending if outbound is not None else 0)
         family = GaugeMetricFamily("messenger_connections", "Open client connections by"
                                    " state.", labels=["state"])
         for state, count in by_state.items():
@@ -177,17 +206,37 @@ class ServerCollector(Collector):
         for code, count in sorted(metrics.replies.items()):
             family.add_metric([str(code)], count)
         yield family
-        family = CounterMetricFamily("messenger_ratelimit_refusals", "Actions refused by"
-                                     " a rate limit, by kind.", labels=["kind"])
-        for kind, count in sorted(metrics.refusals.items()):
-            family.add_metric([kind], count)
-        yield family
         yield _counter("messenger_lockouts", "Accounts locked after repeated failed"
                        " logins.", metrics.lockouts)
         yield metrics.commit_seconds.family("messenger_db_commit_seconds", "Time of one"
                                             " group-commit transaction.")
         yield metrics.batch_rows.family("messenger_db_commit_batch_rows", "Messages"
                                         " written per group-commit transaction.")
+
+    @staticmethod
+    def _refusals(ctx: Any) -> Iterator[Metric]:
+        counters = dict(getattr(ctx, "counters", {}))
+        limited = dict(ctx.metrics.refusals)
+        for name, kind in _RATE_LIMIT_COUNTERS.items():
+            limited[kind] = limited.get(kind, 0) + counters.get(name, 0)
+        family = CounterMetricFamily("messenger_ratelimit_refusals", "Actions refused by"
+                                     " a rate limit, by kind.", labels=["kind"])
+        for kind, count in sorted(limited.items()):
+            family.add_metric([kind], count)
+        yield family
+        family = CounterMetricFamily("messenger_events", "Counted events of the"
+                                     " connection code (overflows, quota refusals, ...).",
+                                     labels=["event"])
+        for name, count in sorted(counters.items()):
+            family.add_metric([name], count)
+        yield family
+        refusals = getattr(getattr(ctx, "refusals", None), "total", {})
+        family = CounterMetricFamily("messenger_refusals", "Connections and requests"
+                                     " refused, by reason (the refusal log's kinds).",
+                                     labels=["reason"])
+        for reason, count in sorted(refusals.items()):
+            family.add_metric([reason], count)
+        yield family
 
     @staticmethod
     def _store(ctx: Any) -> Iterator[Metric]:

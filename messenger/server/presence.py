@@ -67,6 +67,16 @@ class Presence:
             if not watchers:
                 del self._watchers[contact_id]
 
+    def forget(self, user_id: int) -> None:
+        """An account was deleted: take it out of every watcher set and following set."""
+        for contact_id in self._following.pop(user_id, ()):
+            self.contact_removed(user_id, contact_id)
+        for owner_id in self._watchers.pop(user_id, set()):
+            following = self._following.get(owner_id)
+            if following is not None:
+                following.discard(user_id)
+        self._status.pop(user_id, None)
+
     def watchers_of(self, user_id: int) -> set[int]:
         return set(self._watchers.get(user_id, ()))
 

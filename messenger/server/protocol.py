@@ -2,57 +2,50 @@
 
 Frames are length-prefixed (`Int32StringReceiver`). In CHALLENGE and KEYX they are plain
 JSON handled by `ServerHandshake`; afterwards each frame goes open (decrypt) -> rate
-check -> decode -> validate -> dispatch, and the reply goes back sealed. Every state has
-a timeout; only the actions allowed in a state are dispatched; every failure of a
-request becomes one error reply in `_send_error`, and the connection stays up unless the
-frame itself could not be trusted (a frame that fails to open closes the connection at
-once). Once CLOSED, nothing more is read or written: `_open` and `_seal` are dropped.
+check -> decode -> validate -> dispatch (`messenger.server.requests`), and the outcome
+goes back through `answer`, the connection's one way to reply. Every state has a
+timeout; only the actions allowed in a state are dispatched; the connection stays up
+after a bad request unless the frame itself could not be trusted.
 
-The phase-3 frame path (`stringReceived` -> `_on_frame` -> `_dispatch`) is the server's
-hot path: no logging, no per-frame allocation beyond what decoding needs, one clock read.
+Cryptography with RSA private keys (the key exchange's signature) and the rsa-oaep
+suite's sealing and opening run in the server's crypto pool (`messenger.server.crypto`),
+in this connection's lane, in order; AES-GCM runs here, it costs microseconds. What is
+written goes through `Outbound`, which bounds what may wait for a client that does not
+read; reading stops (`ReadGate`) while replies are held back, while too many requests
+are in flight and while crypto work is queued, so one client cannot pile up work.
+
+The phase-3 path (`stringReceived` -> `_on_frame` -> `dispatch` -> `answer` ->
+`push_encoded`) is the server's hot path: no logging, one clock read per frame.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
+import struct
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer, threads
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
-from messenger.server.dispatch import ROUTES
+from messenger.server import replies, requests
+from messenger.server.metrics import reply_code
+from messenger.server.outbound import Outbound, ReadGate
 from messenger.server.portsniff import is_tls_hello
 from messenger.server.states import TRANSITIONS, State
 from messenger.wire import codes, jim
-from messenger.wire.errors import (
-    BadRequest,
-    MessengerError,
-    NotAuthorised,
-    ServerError,
-    TooManyRequests,
-)
+from messenger.wire.errors import TooManyRequests
 from messenger.wire.handshake import HandshakeError, ServerHandshake
 from messenger.wire.suites import MAC_SIZE, RSA_OAEP, ChannelError
 
 if TYPE_CHECKING:
-    from messenger.server.context import Account, ServerContext
+    from messenger.server.context import ServerContext
+    from messenger.server.session import Account
 
-HANDSHAKE_MAX_FRAME = 16 * 1024   # until the handshake is done (PROTOCOL.md section 10)
-SEEN_IDS = 1024                   # request ids remembered per connection (replay refusal)
-OFFLOAD_CHUNKS = 8                # rsa-oaep frames of more chunks are opened in a thread
-
-
-def _request_id_of(message: Any) -> str | None:
-    """The request's id if it is a well-formed one (for error replies), else None."""
-    if type(message) is dict:
-        request_id = message.get("id")
-        if type(request_id) is str and jim.REQUEST_ID_RE.fullmatch(request_id):
-            return request_id
-    return None
+HANDSHAKE_MAX_FRAME = 16 * 1024   # until login (PROTOCOL.md section 10)
+LANE_DEPTH = 4                    # crypto jobs queued before reading stops
+_prefix = struct.Struct(">I").pack
 
 
 class ServerProtocol(Int32StringReceiver):
@@ -64,6 +57,7 @@ class ServerProtocol(Int32StringReceiver):
         self.state = State.CHALLENGE
         self.account: Account | None = None
         self.address = "?"
+        self.connected_at = 0.0
         self.token_hash: str | None = None
         self.login_request: str | None = None   # id of the login being processed, if any
         self.status = "online"
@@ -71,44 +65,71 @@ class ServerProtocol(Int32StringReceiver):
         self.idle_since = 0.0
         self.probe_id: str | None = None
         self.probe_sent = 0.0
-        self.strikes = 0            # rate-limit refusals in a row
-        self.bucket: Any = None
         self.contact_ids: list[int] = []
+        self.requests = requests.RequestState(ctx)
+        self.gate = ReadGate(self.pauseProducing, self.resumeProducing)
+        self.outbound: Outbound | None = None
         self._handshake: ServerHandshake | None = None
         self._open: Any = None      # channel.open while frames may be read, else None
         self._seal: Any = None      # channel.seal while frames may be written, else None
-        self._offload = 0           # frames longer than this are opened in a thread (0: never)
+        self._lane: Any = None      # this connection's crypto lane
+        self._in_lane = False       # phase-3 sealing and opening go through the lane
+        self._expansion = 1.0       # sealed bytes per plaintext byte (rsa-oaep)
+        self._chunk = 0             # rsa-oaep: bytes per chunk of a received frame
         self._timer: IDelayedCall | None = None
-        self._seen: set[str] = set()
-        self._seen_order: deque[str] = deque()
+        self._lost = False
+        self._receiving = False     # inside dataReceived (see resumeProducing)
 
     # -- connection lifecycle -------------------------------------------------------------
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.address = getattr(peer, "host", "?")
-        self.ctx.connection_made(self)
-        allowed, retry = self.ctx.limits.allow_connection(self.address)
-        if not allowed:
-            self.log.info("Refused a connection from {address}: too many", address=self.address)
-            self.ctx.metrics.refused("connection")
-            self.sendString(jim.encode(TooManyRequests(
-                "too many connections from your address", retry).to_reply()))
+        self.connected_at = self.ctx.clock.seconds()
+        self.outbound = Outbound(self.transport, self.ctx.config.max_queued_bytes, self.gate,
+                                 self._overflowed)
+        self.transport.registerProducer(self.outbound, True)
+        refusal = self.ctx.connection_made(self)
+        if refusal is not None:
+            self.sendString(jim.encode(refusal.to_reply()))
             self.close()
             return
-        self.bucket = self.ctx.limits.request_bucket()
+        self._lane = self.ctx.crypto.lane()
         self._handshake = ServerHandshake(self.ctx.secret, self.ctx.server_key,
                                           self.ctx.config.suites)
         self.sendString(self._handshake.start())
         self._start_timer(self.ctx.config.handshake_timeout, "handshake timed out")
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._lost = True
         if self.state is not State.CLOSED:
             self._enter(State.CLOSED)
+        self._unprocessed = b""     # a half-received frame is freed with the connection
         self._handshake = None
+        if self._lane is not None:
+            self._lane.close()
+        self.requests.close()
         if self.account is not None:
             self.ctx.session_ended(self)
         self.ctx.connection_lost(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._receiving = True
+        try:
+            super().dataReceived(data)
+        finally:
+            self._receiving = False
+
+    def resumeProducing(self) -> None:
+        """Read again; frames already buffered are processed now, unless we are inside
+        `dataReceived` (its own loop goes on with them: calling it again from within would
+        process the same buffer twice)."""
+        self.paused = False
+        self.transport.resumeProducing()
+        if not self._receiving:
+            self.dataReceived(b"")
 
     def _enter(self, state: State) -> None:
         if state not in TRANSITIONS[self.state]:
@@ -118,12 +139,12 @@ class ServerProtocol(Int32StringReceiver):
         if state is State.KEYX:
             self._start_timer(self.ctx.config.handshake_timeout, "handshake timed out")
         elif state is State.UNAUTHENTICATED:
-            self.MAX_LENGTH = self.ctx.config.max_frame
             self._start_timer(self.ctx.config.login_timeout, "login timed out")
         elif state is State.READY:
+            self.MAX_LENGTH = self.ctx.config.max_frame
             self.idle_since = self.ctx.clock.seconds()
         elif state is State.CLOSED:
-            self._open = self._seal = None
+            self._open = None
 
     def _start_timer(self, seconds: float, reason: str) -> None:
         self._timer = self.ctx.clock.callLater(seconds, self._timed_out, reason)
@@ -143,9 +164,14 @@ class ServerProtocol(Int32StringReceiver):
         self.close()
 
     def close(self) -> None:
-        """Flush what is written and close."""
-        if self.state is not State.CLOSED:
-            self._enter(State.CLOSED)
+        """Stop reading, send what is written (and being sealed), then close."""
+        if self.state is State.CLOSED:
+            return
+        self._enter(State.CLOSED)
+        if self._lane is not None and self._in_lane and self._lane.queued:
+            # Frames still in the crypto lane go out first.
+            self._lane.submit(_nothing).addCallback(lambda _: self.transport.loseConnection())
+        else:
             self.transport.loseConnection()
 
     def abort(self, reason: str) -> None:
@@ -163,18 +189,28 @@ class ServerProtocol(Int32StringReceiver):
                        "message": message, "time": self.ctx.clock.seconds()})
         self.close()
 
+    def _overflowed(self, queued: int) -> None:
+        """The client stopped reading and its queue passed the limit: drop it. Its
+        messages are stored; it syncs them after it reconnects."""
+        self.log.warn("Dropping {account} at {address}: {queued} bytes queued for a client"
+                      " that is not reading (limit {limit}, --max-queued-bytes)",
+                      account=self.account_name or "(not logged in)", address=self.address,
+                      queued=queued, limit=self.ctx.config.max_queued_bytes)
+        self.ctx.count("outbound_overflows")
+        if self.state is not State.CLOSED:
+            self._enter(State.CLOSED)
+        self.transport.abortConnection()
+
     def lengthLimitExceeded(self, length: int) -> None:
         # Never keep the announced frame: Int32StringReceiver would hold on to it.
         self._unprocessed = b""
         if self.state is State.CLOSED:
             return
         if self.state is State.CHALLENGE and is_tls_hello(length):
-            self.log.info("A TLS client connected to the plain port from {address}",
-                          address=self.address)
+            self.ctx.refusals.note("a TLS client connected to the plain port", self.address)
             self.close()
             return
-        self.log.warn("Frame of {length} bytes from {address} exceeds the limit",
-                      length=length, address=self.address)
+        self.ctx.refusals.note("frame too large", self.address)
         error = {"response": codes.BAD_REQUEST,
                  "error": f"frame too large ({length} bytes; the limit is {self.MAX_LENGTH})"}
         if self._seal is not None:
@@ -188,44 +224,13 @@ class ServerProtocol(Int32StringReceiver):
 
     def stringReceived(self, data: bytes) -> None:
         if self._open is not None:
-            if self._offload and len(data) > self._offload:
-                self._open_in_thread(data)
+            if self._in_lane:
+                self._open_in_lane(data)
             else:
                 self._on_frame(data)
         elif self.state is State.CHALLENGE or self.state is State.KEYX:
             self._on_handshake(data)
         # CLOSED: whatever still arrives is dropped unread.
-
-    def _on_handshake(self, data: bytes) -> None:
-        assert self._handshake is not None
-        try:
-            reply, established = self._handshake.receive(data)
-        except HandshakeError as error:
-            self.log.info("Handshake with {address} failed: {error}", address=self.address,
-                          error=error.message)
-            if error.reply is not None:
-                self.sendString(error.reply)
-            self.close()
-            return
-        except Exception:
-            self.log.failure("Handshake with {address} failed unexpectedly",
-                             address=self.address)
-            self.abort("internal error in the handshake")
-            return
-        self.sendString(reply)
-        if established is None:
-            self._enter(State.KEYX)
-            return
-        self._handshake = None
-        channel = established.channel
-        self._open = channel.open
-        self._seal = channel.seal
-        if established.suite == RSA_OAEP:
-            # One RSA private-key operation per chunk: a large frame would hold the
-            # reactor for long (about 2 s for 1 MiB with a 3072-bit key).
-            chunk = (self.ctx.server_key.key_size + 7) // 8
-            self._offload = OFFLOAD_CHUNKS * chunk + MAC_SIZE
-        self._enter(State.UNAUTHENTICATED)
 
     def _on_frame(self, data: bytes) -> None:
         try:
@@ -233,22 +238,77 @@ class ServerProtocol(Int32StringReceiver):
         except ChannelError as error:
             self.abort(str(error))
             return
-        self._dispatch(plaintext)
+        requests.dispatch(self, plaintext)
 
-    def _open_in_thread(self, data: bytes) -> None:
-        """Open a large rsa-oaep frame off the reactor thread; read nothing meanwhile."""
-        self.pauseProducing()
-        d = threads.deferToThread(self._open, data)
-        d.addCallbacks(self._opened_in_thread, self._open_in_thread_failed)
+    def _on_handshake(self, data: bytes) -> None:
+        handshake = self._handshake
+        assert handshake is not None
+        if self.state is State.CHALLENGE:
+            # The HMAC step costs microseconds: here. The key exchange signs with the
+            # server's private key: in the crypto lane, reading held meanwhile.
+            try:
+                reply, _ = handshake.receive(data)
+            except Exception as error:
+                self._handshake_failed(Failure(error))
+                return
+            self.sendString(reply)
+            self._enter(State.KEYX)
+            return
+        self.gate.hold("handshake")
+        d = self._lane.submit(handshake.receive, data)
+        d.addCallbacks(self._keyx_done, self._handshake_failed)
 
-    def _opened_in_thread(self, plaintext: bytes) -> None:
+    def _keyx_done(self, outcome: tuple[bytes, Any]) -> None:
+        if self.state is not State.KEYX:
+            return
+        reply, established = outcome
+        self.sendString(reply)
+        self._handshake = None
+        channel = established.channel
+        self._open = channel.open
+        self._seal = channel.seal
+        if established.suite == RSA_OAEP:
+            # One RSA operation per chunk: sealing and opening go to the crypto lane.
+            own = (self.ctx.server_key.key_size + 7) // 8
+            peer = (established.peer_key.key_size + 7) // 8
+            self._in_lane = True
+            self._chunk = own
+            self._expansion = peer / (peer - 66) + 0.01
+        self._enter(State.UNAUTHENTICATED)
+        self.gate.release("handshake")
+
+    def _handshake_failed(self, failure: Failure) -> None:
+        self.gate.release("handshake")
         if self.state is State.CLOSED:
             return
-        self._dispatch(plaintext)
-        if self.state is not State.CLOSED:
-            self.resumeProducing()
+        error = failure.value
+        if isinstance(error, HandshakeError):
+            self.ctx.refusals.note(f"handshake failed: {error.message}", self.address)
+            if error.reply is not None:
+                self.sendString(error.reply)
+            self.close()
+            return
+        self.log.failure("Handshake with {address} failed unexpectedly", failure,
+                         address=self.address)
+        self.abort("internal error in the handshake")
 
-    def _open_in_thread_failed(self, failure: Failure) -> None:
+    def _open_in_lane(self, data: bytes) -> None:
+        """An rsa-oaep frame: opened in the lane (one private-key operation per chunk),
+        charged to this connection's crypto budget; dispatched in arrival order."""
+        chunks = max(1, (len(data) - MAC_SIZE) // self._chunk)
+        self.requests.charge_crypto(self, chunks)
+        lane = self._lane
+        if lane.queued + 1 >= LANE_DEPTH:
+            self.gate.hold("crypto")
+        lane.submit(self._open, data).addCallbacks(self._opened, self._open_failed)
+
+    def _opened(self, plaintext: bytes) -> None:
+        self._lane_drained()
+        if self.state is not State.CLOSED:
+            requests.dispatch(self, plaintext)
+
+    def _open_failed(self, failure: Failure) -> None:
+        self._lane_drained()
         if failure.check(ChannelError):
             self.abort(str(failure.value))
         else:
@@ -256,126 +316,61 @@ class ServerProtocol(Int32StringReceiver):
                              address=self.address)
             self.abort("internal error while opening a frame")
 
-    def _dispatch(self, plaintext: bytes) -> None:
-        """One opened frame: rate check, decode, validate, route, reply."""
-        self.active = True
-        bucket = self.bucket
-        if bucket is not None:
-            allowed, retry = bucket.check(self.ctx.clock.seconds())
-            if not allowed:
-                self._rate_limited(plaintext, retry)
-                return
-            if self.strikes:
-                self.strikes = 0
-        request = request_id = None
-        try:
-            request = jim.decode(plaintext)
-            if "action" not in request and "response" in request:
-                self._on_client_reply(request)
-                return
-            action = jim.validate_envelope(request)
-            request_id = request["id"]
-            if request_id in self._seen:
-                self.log.warn("Replayed request id from {address} ({account}): refused",
-                              address=self.address, account=self.account_name)
-                raise BadRequest("request id already used in this session (replay refused)")
-            self._remember(request_id)
-            route = ROUTES.get(action)
-            if route is None:
-                raise BadRequest(f"unknown action '{action[:64]}'")
-            self.ctx.metrics.request(action)
-            if self.state not in route.states:
-                if self.state is State.READY:
-                    raise BadRequest(f"'{action}' is not allowed after login")
-                raise NotAuthorised(f"log in first: '{action}' needs an authenticated session")
-            jim.validate_request(action, request)
-            result = route.handler(self, request)
-        except MessengerError as error:
-            self._send_error(request_id or _request_id_of(request), error)
-            return
-        except Exception:
-            self.log.failure("Request from {address} failed", address=self.address)
-            self._send_error(request_id, ServerError("internal server error"))
-            return
-        if result is None:
-            return
-        if isinstance(result, defer.Deferred):
-            result.addCallbacks(self._reply_result, self._reply_failure,
-                                callbackArgs=(request_id,), errbackArgs=(request_id,))
-        else:
-            self.reply(request_id, result)
-
-    def _rate_limited(self, plaintext: bytes, retry: float) -> None:
-        """A frame over the connection's request rate: 429, and a drop if it keeps on."""
-        try:
-            message: Any = jim.decode(plaintext)
-        except BadRequest:
-            message = None
-        if message is not None and "action" not in message and "response" in message:
-            self._on_client_reply(message)  # an answer to our probe is no request
-            return
-        self.strikes += 1
-        self.ctx.metrics.refused("request")
-        request_id = _request_id_of(message)
-        if self.strikes > self.ctx.config.limits.strikes_before_drop:
-            self.log.warn("Dropping {address}: kept exceeding the request rate",
-                          address=self.address)
-            self._send_error(request_id, TooManyRequests(
-                "too many requests; closing the connection", retry))
-            self.close()
-            return
-        self._send_error(request_id, TooManyRequests("too many requests; slow down", retry))
-
-    def _remember(self, request_id: str) -> None:
-        self._seen.add(request_id)
-        order = self._seen_order
-        order.append(request_id)
-        if len(order) > SEEN_IDS:
-            self._seen.discard(order.popleft())
-
-    def _on_client_reply(self, reply: dict[str, Any]) -> None:
-        """A reply from the client: the answer to our probe."""
-        if self.probe_id is not None and reply.get("id") == self.probe_id:
-            self.probe_id = None
-
-    def _reply_result(self, result: dict[str, Any] | None, request_id: str) -> None:
-        if result is not None:
-            try:
-                self.reply(request_id, result)
-            except Exception:
-                self.log.failure("Reply to {address} failed", address=self.address)
-                self._send_error(request_id, ServerError("internal server error"))
-
-    def _reply_failure(self, failure: Failure, request_id: str) -> None:
-        if isinstance(failure.value, MessengerError):
-            self._send_error(request_id, failure.value)
-        else:
-            self.log.failure("Request from {address} failed", failure, address=self.address)
-            self._send_error(request_id, ServerError("internal server error"))
+    def _lane_drained(self) -> None:
+        if self._lane.queued < LANE_DEPTH:
+            self.gate.release("crypto")
 
     # -- sending --------------------------------------------------------------------------
+
+    def sendString(self, string: bytes) -> None:
+        """A plain (handshake-phase) frame."""
+        if self.outbound is not None and not self._lost:
+            self.outbound.write(_prefix(len(string)) + string)
 
     def push_encoded(self, payload: bytes) -> None:
         """Send an already encoded JIM object (a push or a reply); dropped once closed."""
         seal = self._seal
-        if seal is not None:
-            self.sendString(seal(payload))
+        if seal is None or self.state is State.CLOSED:
+            return
+        if not self._in_lane:
+            sealed = seal(payload)
+            self.outbound.write(_prefix(len(sealed)) + sealed)  # type: ignore[union-attr]
+            return
+        size = int(len(payload) * self._expansion) + 64
+        if not self.outbound.reserve(size):  # type: ignore[union-attr]
+            return
+        if self._lane.queued + 1 >= LANE_DEPTH:
+            self.gate.hold("crypto")
+        self._lane.submit(seal, payload).addCallback(self._sealed, size)
+
+    def _sealed(self, sealed: bytes, size: int) -> None:
+        self._lane_drained()
+        outbound = self.outbound
+        assert outbound is not None
+        outbound.unreserve(size)
+        if not self._lost:
+            outbound.write(_prefix(len(sealed)) + sealed)
 
     def push(self, message: dict[str, Any]) -> None:
         self.push_encoded(jim.encode(message))
 
-    def reply(self, request_id: str | None, body: dict[str, Any]) -> None:
-        body["id"] = request_id
-        if "time" not in body:
-            body["time"] = self.ctx.clock.seconds()
-        self.ctx.metrics.reply(body.get("response", 0))
-        self.push_encoded(jim.encode(body))
+    def answer(self, request_id: str | None, outcome: Any) -> None:
+        """Reply to one request with a handler's outcome (result, error or Failure)."""
+        if self._seal is None or self.state is State.CLOSED:
+            return
+        self.push_encoded(replies.encode_reply(request_id, outcome,
+                                               self.ctx.clock.seconds()))
+        self.ctx.metrics.reply(reply_code(outcome))
+        if type(outcome) is replies.Closing or (
+                isinstance(outcome, Failure) and outcome.check(replies.SessionOver)) or (
+                isinstance(outcome, replies.SessionOver)):
+            self.close()
 
-    def _send_error(self, request_id: str | None, error: MessengerError) -> None:
-        self.reply(request_id, error.to_reply())
-
-    def send_error(self, request_id: str | None, error: MessengerError) -> None:
-        self._send_error(request_id, error)
+    def refuse(self, request_id: str | None, error: TooManyRequests, drop: bool) -> None:
+        """A rate-limit refusal; ``drop`` closes the connection after it."""
+        self.answer(request_id, error)
+        if drop:
+            self.close()
 
     # -- login and keepalive --------------------------------------------------------------
 
@@ -386,8 +381,8 @@ class ServerProtocol(Int32StringReceiver):
     def logged_in(self, account: Account) -> None:
         """Called by the accounts handler once this session owns its account."""
         self.account = account
-        self.logged_in_at = self.ctx.clock.seconds()
         self._enter(State.READY)
+        self.ctx.session_started(self)
 
     def probe(self, now: float) -> None:
         """Ask the client whether it is still there; any frame from now on says yes."""
@@ -395,6 +390,11 @@ class ServerProtocol(Int32StringReceiver):
         self.probe_sent = now
         self.active = False
         self.push({"action": "probe", "id": self.probe_id, "time": now})
+
+    def on_client_reply(self, reply: dict[str, Any]) -> None:
+        """A reply from the client: the answer to our probe."""
+        if self.probe_id is not None and reply.get("id") == self.probe_id:
+            self.probe_id = None
 
     def check_alive(self, now: float) -> None:
         """Called by the sweeper: probe a silent session, drop one that does not answer."""
@@ -414,3 +414,7 @@ class ServerProtocol(Int32StringReceiver):
                 self.transport.abortConnection()
         elif now - self.idle_since >= self.ctx.config.probe_interval:
             self.probe(now)
+
+
+def _nothing() -> None:
+    return None

@@ -23,6 +23,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from messenger.server import control, startup
+from messenger.server.admission import raise_open_file_limit
 from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
 from messenger.server.mail.mailer import Mailer
@@ -130,8 +131,11 @@ class MessengerServer:
         version = yield self.db.open()
         self.log.info("Database {path} at schema version {version}",
                       path=str(config.database_path), version=version)
+        open_files = raise_open_file_limit()
         self.ctx = ServerContext(config, self.reactor, self.db, secret, server_key,
-                                 mailer=self.mailer)
+                                 mailer=self.mailer, open_files=open_files)
+        self.log.info("Accepting up to {connections} connections ({files} open files)",
+                      connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
         factory = MessengerFactory(self.ctx)
         self.port = self.reactor.listenTCP(config.port, factory, interface=config.interface)

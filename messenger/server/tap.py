@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import configparser
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,10 @@ from messenger.wire.suites import SUITES
 MIB = 1024 * 1024
 MAX_FRAME_LIMIT = 64 * MIB
 MAX_SCRYPT_N = 2**20        # 1 GiB of memory per hash: more is a typo
+MIN_SCRYPT_N = 2**14        # below this a stolen database is too cheap to attack
+# Test suites and benchmarks of other parts set this to hash cheaply: never in production.
+WEAK_HASHING_ENV = "MESSENGER_TEST_WEAK_HASHING"
+MAX_BODY_LIMIT = 64 * 1024  # so that any body, JSON-escaped, fits in one 1 MiB reply
 RSA_SIZES = (2048, 3072, 4096)
 
 # Options that must be positive numbers of seconds, minutes or days.
@@ -42,7 +47,13 @@ _POSITIVE = ("handshake-timeout", "login-timeout", "probe-interval", "probe-time
              "lockout-duration")
 # Options that may be 0 (a limit that is off) but not negative.
 _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minute",
-                 "requests-per-second", "request-burst", "lockout-failures")
+                 "requests-per-second", "request-burst", "lockout-failures",
+                 "connections-per-minute-network", "max-connections-per-host",
+                 "max-connections-per-network", "max-connections", "logins-per-minute-network",
+                 "crypto-ops-per-second", "bad-requests-per-second", "max-contacts",
+                 "stored-mib-per-day", "retention-days")
+# Options that must be at least 1.
+_AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue")
 
 
 # -- operations: metrics, logs, mail queue (issue 16) -------------------------------------
@@ -150,7 +161,10 @@ class Options(usage.Options):
         ["data-dir", "d", "var", "Directory for the database, keys, secret and mail."],
         ["secret-file", None, None, "Shared-secret file (default: DATA_DIR/secret); created"
                                     " with a random secret, mode 0600, when absent."],
-        ["max-frame", None, MIB, "Largest frame accepted, in bytes.", int],
+        ["max-frame", None, 128 * 1024, "Largest frame accepted after login, in bytes"
+                                        " (16 KiB before login).", int],
+        ["max-queued-bytes", None, 4 * MIB, "Bytes queued for a client that does not read"
+                                            " before it is dropped.", int],
         ["cipher", None, ",".join(SUITES), "Cipher suites offered, in order of preference"
                                            " (aes-256-gcm, rsa-oaep)."],
         ["rsa-bits", None, 3072, "Size of the server's RSA key when one is generated"
@@ -186,8 +200,32 @@ class Options(usage.Options):
         ["mail-from", None, "messenger@localhost", "From address of e-mails."],
         ["new-location-prefix", None, 32, "IPv4 prefix length that counts as the same"
                                           " location (32: exact address).", int],
-        ["connections-per-minute", None, 60, "New connections per source address.", int],
-        ["logins-per-minute", None, 20, "Login attempts per source address.", int],
+        ["connections-per-minute", None, 60, "New connections per host (an IPv4 address, an"
+                                             " IPv6 /64).", int],
+        ["connections-per-minute-network", None, 240, "New connections per network (IPv4"
+                                                      " /24, IPv6 /48).", int],
+        ["max-connections-per-host", None, 256, "Open connections per host.", int],
+        ["max-connections-per-network", None, 1024, "Open connections per network.", int],
+        ["max-connections", None, 0, "Open connections in total (0: the open-file limit"
+                                     " minus a reserve).", int],
+        ["logins-per-minute", None, 20, "Login attempts per host.", int],
+        ["logins-per-minute-network", None, 60, "Login attempts per network.", int],
+        ["bad-requests-per-second", None, 0.5, "Bad requests a connection may keep sending"
+                                               " (after a burst of 30) before it is"
+                                               " closed.", float],
+        ["crypto-ops-per-second", None, 100.0, "rsa-oaep: RSA private-key operations per"
+                                               " connection and second.", float],
+        ["hash-queue", None, 32, "Password checks of existing accounts that may wait.",
+         int],
+        ["decoy-queue", None, 4, "Password checks of unknown names and new hashes that may"
+                                 " wait.", int],
+        ["db-queue", None, 256, "Database reads (and writes) that may wait before 503.",
+         int],
+        ["max-contacts", None, 5000, "Contacts per user.", int],
+        ["stored-mib-per-day", None, 64.0, "MiB of messages a user may store a day (0:"
+                                           " no quota).", float],
+        ["retention-days", None, 0.0, "Delete messages older than this many days (0: keep"
+                                      " them).", float],
         ["requests-per-second", None, 50.0, "Sustained requests per connection.", float],
         ["request-burst", None, 200, "Burst of requests per connection.", int],
         ["lockout-failures", None, 5, "Failed logins that lock an account ...", int],
@@ -266,10 +304,18 @@ class Options(usage.Options):
             raise usage.UsageError("--smtp-port must be 1..65535")
         if self["rsa-bits"] not in RSA_SIZES:
             raise usage.UsageError("--rsa-bits must be 2048, 3072 or 4096")
-        if not 4096 <= self["max-frame"] <= MAX_FRAME_LIMIT:
-            raise usage.UsageError(f"--max-frame must be 4096..{MAX_FRAME_LIMIT} bytes")
-        if not 1 <= self["max-body"] < self["max-frame"]:
-            raise usage.UsageError("--max-body must be at least 1 and below --max-frame")
+        if not 1 <= self["max-body"] <= MAX_BODY_LIMIT:
+            raise usage.UsageError(f"--max-body must be 1..{MAX_BODY_LIMIT} bytes")
+        smallest = 6 * self["max-body"] + 1024  # a body of control characters, escaped
+        if not smallest <= self["max-frame"] <= MAX_FRAME_LIMIT:
+            raise usage.UsageError(f"--max-frame must be {smallest}..{MAX_FRAME_LIMIT} bytes"
+                                   " (at least six times --max-body: JSON escapes a"
+                                   " control character into six bytes)")
+        if self["max-queued-bytes"] < MIB:
+            raise usage.UsageError("--max-queued-bytes must be at least 1 MiB (one reply)")
+        for name in _AT_LEAST_ONE:
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
         for name in _POSITIVE:
             if not (math.isfinite(self[name]) and self[name] > 0):
                 raise usage.UsageError(f"--{name} must be a positive number")
@@ -282,8 +328,10 @@ class Options(usage.Options):
             raise usage.UsageError("--tls-port needs --tls-cert and --tls-key"
                                    " (messenger-admin gen-cert HOST makes them)")
         n = self["scrypt-n"]
-        if n < 2 or n & (n - 1) or n > MAX_SCRYPT_N:
-            raise usage.UsageError(f"--scrypt-n must be a power of two, 2..{MAX_SCRYPT_N}")
+        floor = 2 if os.environ.get(WEAK_HASHING_ENV) == "1" else MIN_SCRYPT_N
+        if n < floor or n & (n - 1) or n > MAX_SCRYPT_N:
+            raise usage.UsageError(f"--scrypt-n must be a power of two, {floor}.."
+                                   f"{MAX_SCRYPT_N}")
         try:
             split_sender(self["mail-from"])
         except ValueError as error:
@@ -308,6 +356,8 @@ class Options(usage.Options):
             data_dir=Path(self["data-dir"]),
             secret_file=Path(self["secret-file"]) if self["secret-file"] else None,
             max_frame=self["max-frame"],
+            max_queued_bytes=self["max-queued-bytes"],
+            retention_days=self["retention-days"],
             suites=_suites(self["cipher"]),
             auto_register=bool(self["auto-register"]),
             rsa_bits=self["rsa-bits"],
@@ -334,7 +384,19 @@ class Options(usage.Options):
                             queue_max=self["mail-queue-max"]),
             limits=LimitsConfig(
                 connections_per_minute=self["connections-per-minute"],
+                connections_per_minute_network=self["connections-per-minute-network"],
+                max_connections_per_host=self["max-connections-per-host"],
+                max_connections_per_network=self["max-connections-per-network"],
+                max_connections=self["max-connections"],
                 logins_per_minute=self["logins-per-minute"],
+                logins_per_minute_network=self["logins-per-minute-network"],
+                crypto_ops_per_second=self["crypto-ops-per-second"],
+                bad_requests_per_second=self["bad-requests-per-second"],
+                hash_queue=self["hash-queue"],
+                decoy_queue=self["decoy-queue"],
+                db_queue=self["db-queue"],
+                max_contacts=self["max-contacts"],
+                stored_bytes_per_day=int(self["stored-mib-per-day"] * MIB),
                 requests_per_second=self["requests-per-second"],
                 request_burst=self["request-burst"],
                 lockout_failures=self["lockout-failures"],

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from messenger.store import audit, logins, premium, users
-from messenger.store.errors import LastAdmin, Missing
+from messenger.store.errors import LastAdmin, Missing, NotAdmin
 
 
 def _user(txn: Any, name: str) -> users.UserRow:
@@ -27,11 +27,34 @@ def _user(txn: Any, name: str) -> users.UserRow:
     return row
 
 
+def as_admin_txn(txn: Any, actor_id: int, fn: Any, actor: str, *args: Any) -> Any:
+    """Run ``fn(txn, actor, *args)`` if ``actor_id`` is an administrator, checked in the
+    same transaction as the change (`NotAdmin` otherwise): a role revoked a moment ago
+    cannot slip between a check and the write."""
+    row = users.get_by_id_txn(txn, actor_id)
+    if row is None or not row.is_admin:
+        raise NotAdmin(actor)
+    return fn(txn, actor, *args)
+
+
+def nothing_txn(txn: Any, actor: str, now: float) -> None:
+    """No change: for a role check alone (`as_admin_txn`)."""
+
+
+def _last_admin(txn: Any, row: users.UserRow, now: float) -> bool:
+    """Is ``row`` the last administrator who can still log in?"""
+    return row.is_admin and not _locked(row, now) and users.count_admins_txn(txn, now) <= 1
+
+
+def _locked(row: users.UserRow, now: float) -> bool:
+    return row.admin_locked or (row.locked_until is not None and row.locked_until > now)
+
+
 # -- changes ------------------------------------------------------------------------------
 
 def set_admin_txn(txn: Any, actor: str, name: str, value: bool, now: float) -> users.UserRow:
     row = _user(txn, name)
-    if row.is_admin and not value and users.count_admins_txn(txn) <= 1:
+    if not value and _last_admin(txn, row, now):
         raise LastAdmin(name)
     users.set_admin_txn(txn, row.id, value)
     audit.record_txn(txn, now, actor, "set_admin" if value else "clear_admin", row.name)
@@ -48,8 +71,11 @@ def set_premium_txn(txn: Any, actor: str, name: str, value: bool,
 
 def lock_txn(txn: Any, actor: str, name: str, until: float | None,
              now: float) -> users.UserRow:
-    """Lock until a time, or (``until`` None) until an admin unlocks."""
+    """Lock until a time, or (``until`` None) until an admin unlocks; never the last
+    administrator who can still log in."""
     row = _user(txn, name)
+    if _last_admin(txn, row, now):
+        raise LastAdmin(name)
     users.save_lock_state_txn(txn, row.id, 0, None, until, until is None)
     audit.record_txn(txn, now, actor, "lock", row.name,
                      "until unlocked" if until is None else f"until {until:.0f}")
@@ -67,7 +93,7 @@ def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRo
     """Delete an account and everything that cascades from it (contacts, messages,
     login history, tokens); its broadcasts stay, under its name."""
     row = _user(txn, name)
-    if row.is_admin and users.count_admins_txn(txn) <= 1:
+    if _last_admin(txn, row, now):
         raise LastAdmin(name)
     users.delete_txn(txn, row.id)
     audit.record_txn(txn, now, actor, "delete_user", row.name, row.email)

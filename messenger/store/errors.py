@@ -23,3 +23,7 @@ class Missing(StoreError):
 
 class LastAdmin(StoreError):
     """The change would leave the deployment without an administrator."""
+
+
+class NotAdmin(StoreError):
+    """The acting account is not (or no longer) an administrator."""

@@ -9,7 +9,9 @@ Each row comes with a token; once its batch has committed, ``on_result(item, tok
 result)`` is called on the reactor thread with that row's result or, if the whole
 transaction failed, with the exception. One callback for all rows, not a closure per
 row: the message path submits tens of thousands of rows a second, and every object kept
-alive until its batch commits feeds the garbage collector.
+alive until its batch commits feeds the garbage collector. The default ``on_result``
+(`fire_token`) takes the token to be a Deferred and fires it with the row's result (or
+fails it with the exception).
 
 ``on_batch(rows, seconds)``, when given, hears of every committed batch: its size and how
 long its transaction took (monotonic clock), for the server's metrics. Once per batch,
@@ -33,12 +35,20 @@ Result = TypeVar("Result")
 OnResult = Callable[[Any, Any, Any], None]
 
 
+def fire_token(item: Any, token: defer.Deferred[Any], result: Any) -> None:
+    """The default ``on_result``: the token is a Deferred for the row's result."""
+    if isinstance(result, BaseException):
+        token.errback(result)
+    else:
+        token.callback(result)
+
+
 class GroupCommit(Generic[Item, Result]):
     log = Logger()
 
     def __init__(self, db: Database,
                  batch_txn: Callable[[Any, list[Item]], list[Result]],
-                 on_result: OnResult, max_batch: int = 2000,
+                 on_result: OnResult = fire_token, max_batch: int = 2000,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         self._db = db
         self._batch_txn = batch_txn

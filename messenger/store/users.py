@@ -110,8 +110,10 @@ def count_txn(txn: Any) -> int:
     return txn.fetchone()[0]
 
 
-def count_admins_txn(txn: Any) -> int:
-    txn.execute("SELECT COUNT(*) FROM users WHERE is_admin = 1")
+def count_admins_txn(txn: Any, now: float) -> int:
+    """Administrators who can log in: not locked by an admin, not in a timed lockout."""
+    txn.execute("SELECT COUNT(*) FROM users WHERE is_admin = 1 AND admin_locked = 0"
+                " AND (locked_until IS NULL OR locked_until <= ?)", (now,))
     return txn.fetchone()[0]
 
 
@@ -134,6 +136,14 @@ def save_lock_state_txn(txn: Any, user_id: int, failed_logins: int,
 def set_password_txn(txn: Any, user_id: int, password_hash: str, now: float) -> None:
     txn.execute("UPDATE users SET password_hash = ?, password_changed = ? WHERE id = ?",
                 (password_hash, now, user_id))
+
+
+def rehash_txn(txn: Any, user_id: int, old_hash: str, new_hash: str) -> bool:
+    """Replace a password hash by one of a higher cost, if it is still ``old_hash`` (a
+    password changed meanwhile is left alone); the password itself is unchanged."""
+    txn.execute("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                (new_hash, user_id, old_hash))
+    return txn.rowcount == 1
 
 
 def delete_txn(txn: Any, user_id: int) -> bool:

@@ -25,6 +25,9 @@ ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,31}")
 EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f\ud800-\udfff]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 REQUEST_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_TEXT = 65536
+# The largest JSON payload (before sealing) of any frame the server sends: every reply and
+# push is cut to fit (paged replies by their encoded size), and clients refuse more.
+MAX_SERVER_PAYLOAD = 1024 * 1024
 STATUSES = ("online", "away")
 
 

@@ -87,7 +87,8 @@ class ServerProcess:
                 "--port", str(self.port), "--interface", HOST,
                 "--scrypt-n", "16", "--rsa-bits", "2048",
                 "--connections-per-minute", "0", "--logins-per-minute", "0",
-                "--requests-per-second", "0"] + self.options
+                "--connections-per-minute-network", "0", "--logins-per-minute-network", "0",
+                "--requests-per-second", "0", "--bad-requests-per-second", "0"] + self.options
         env = dict(os.environ, PYTHONPATH=ROOT)
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log,
@@ -765,7 +766,7 @@ class ChannelTests(ServerTestCase):
         self.assertReply(send(b"1" * 4300), 401)  # parsed, then refused for the state
         self.assertReply(send(b"[" * 50 + b"]" * 50), 401)
         for extra in (b"1" * 4301, b"1e400", b"-1e400", b"NaN", b"-Infinity",
-                      b"[" * 10000 + b"]" * 10000):
+                      b"[" * 5000 + b"]" * 5000):
             reply = self.assertReply(send(extra), 400)
             self.assertIsNone(reply["id"])
         self.assertStillUp(c, logged_in=False)
@@ -826,15 +827,21 @@ class ChannelTests(ServerTestCase):
         self.assertEqual(c.wait_closed(), [])
 
     def test_phase3_frame_too_large(self):
-        """An announced frame over 1 MiB gets an encrypted 400 without id, then a close."""
+        """Before login an announced frame over 16 KiB, after login one over max_frame
+        (128 KiB) gets an encrypted 400 without id, then a close (section 10)."""
         c = self.connect()
-        c.sock.sendall(struct.pack(">I", 1048577))
+        c.sock.sendall(struct.pack(">I", 16385))
         frames = c.wait_closed()
         self.assertEqual(len(frames), 1)
         self.assertEqual(frames[0]["response"], 400)
         self.assertEqual(frames[0]["error"],
-                         "frame too large (1048577 bytes; the limit is 1048576)")
+                         "frame too large (16385 bytes; the limit is 16384)")
         self.assertIsNone(frames[0].get("id"))
+        c, _ = self.user()
+        c.sock.sendall(struct.pack(">I", 131073))
+        frames = c.wait_closed()
+        self.assertEqual(frames[-1]["error"],
+                         "frame too large (131073 bytes; the limit is 131072)")
 
 
 # --------------------------------------------------------------------------- accounts
@@ -1404,8 +1411,9 @@ class AdminTests(ServerTestCase):
         """The only administrator cannot lose the role."""
         admin = self.admin()
         self.assertReply(admin.request("admin_set_admin", user_id=ADMIN, value=False), 409,
-                         error="the last administrator cannot lose the admin role or be "
-                               "deleted; make another administrator first")
+                         error="the last administrator who can log in cannot lose the "
+                               "admin role, be locked or be deleted; make another "
+                               "administrator first")
         self.assertReply(admin.request("admin_lock", user_id=ADMIN), 400,
                          error="you cannot lock your own account")
         self.assertReply(admin.request("admin_delete_user", user_id=ADMIN), 400,
@@ -1643,12 +1651,12 @@ class CallTests(ServerTestCase):
 BAD_USER = [None, "alice", 5, [], {"account_name": 5, "password": PASSWORD},
             {"account_name": "ab", "password": PASSWORD},
             {"account_name": SQL, "password": PASSWORD},
-            {"account_name": "a" * 200000, "password": PASSWORD},
+            {"account_name": "a" * 12000, "password": PASSWORD},
             {"account_name": "_alice", "password": PASSWORD},
             {"account_name": "alice", "password": 12345678},
             {"password": PASSWORD}, {"account_name": "alice"}]
 
-NAME_BAD = [None, 5, True, [], {}, "", "ab", "a" * 33, "a" * 200000, SQL, "bob smith",
+NAME_BAD = [None, 5, True, [], {}, "", "ab", "a" * 33, "a" * 12000, SQL, "bob smith",
             "robert'); --", "x%", "\u00e9mile"]
 
 LIMIT_BAD = ["10", True, 1.5, -1, [], 2 ** 64]
@@ -1675,7 +1683,7 @@ BAD_AFTER_LOGIN = {
                      {"old_password": PASSWORD, "new_password": "short"},
                      {"old_password": PASSWORD, "new_password": "x" * 1025},
                      {"old_password": PASSWORD, "new_password": ["new password 1"]},
-                     {"old_password": "x" * 200000, "new_password": "new password 1"}],
+                     {"old_password": "x" * 12000, "new_password": "new password 1"}],
     "presence": [{}, {"status": "offline"}, {"status": 1}, {"status": "ONLINE "},
                  {"status": "x" * 100000}, {"status": SQL}],
     "add_contact": [{"user_id": v} for v in NAME_BAD],
@@ -1688,12 +1696,12 @@ BAD_AFTER_LOGIN = {
     "msg": [{}, {"to": "second"}, {"message": "hi"}, {"to": "second", "message": 5},
             {"to": "second", "message": ""}, {"to": "second", "message": "x" * 65537},
             {"to": "second", "message": ["hi"]}, {"to": 5, "message": "hi"},
-            {"to": SQL, "message": "hi"}, {"to": "a" * 200000, "message": "hi"},
+            {"to": SQL, "message": "hi"}, {"to": "a" * 120000, "message": "hi"},
             {"to": "second", "message": "hi", "from": 5}],
     "sync": [{}, {"since": -1}, {"since": "0"}, {"since": True}, {"since": 1.0},
              {"since": 0, "limit": 0}, {"since": 0, "limit": 1001}]
             + [{"since": 0, "limit": v} for v in LIMIT_BAD],
-    "history": [{}, {"with": 5}, {"with": SQL}, {"with": "a" * 200000},
+    "history": [{}, {"with": 5}, {"with": SQL}, {"with": "a" * 120000},
                 {"with": "second", "before": "x"}, {"with": "second", "before": -1},
                 {"with": "second", "limit": 0}, {"with": "second", "limit": 201}]
                + [{"with": "second", "limit": v} for v in LIMIT_BAD],
@@ -1730,7 +1738,7 @@ BAD_AFTER_LOGIN = {
                  + [{"user_id": "second", "codecs": "pcm"}, {"user_id": "second", "codecs": [1]},
                     {"user_id": "second", "codecs": {"pcm": 1}}],
     "call_hangup": [{"call_id": 5}, {"call_id": ["0123456789abcdef"]}, {"call_id": True},
-                    {"call_id": "x" * 100000}, {"call_id": ""}],
+                    {"call_id": "x" * 10000}, {"call_id": ""}],
 }
 
 BAD_BEFORE_LOGIN = {
@@ -1769,7 +1777,7 @@ BAD_BEFORE_LOGIN = {
                {"user": "alice", "token": "x" * 43},
                {"user": {"account_name": 5}, "token": "x" * 43},
                {"user": {"account_name": "alice"}, "token": ""},
-               {"user": {"account_name": "alice"}, "token": "x" * 100000},
+               {"user": {"account_name": "alice"}, "token": "x" * 12000},
                {"user": {"account_name": "alice"}, "token": ["x" * 43]}],
 }
 

@@ -16,9 +16,12 @@ PASSWORD = "correct horse"
 
 
 def no_limits() -> LimitsConfig:
-    """Rate limits off: tests log in many users and send many requests from 127.0.0.1."""
-    return LimitsConfig(connections_per_minute=0, logins_per_minute=0,
-                        requests_per_second=0, request_burst=0)
+    """Rate limits off: tests log in many users and send many requests (and bad ones)
+    from 127.0.0.1."""
+    return LimitsConfig(connections_per_minute=0, connections_per_minute_network=0,
+                        logins_per_minute=0, logins_per_minute_network=0,
+                        requests_per_second=0, request_burst=0, bad_requests_per_second=0,
+                        stored_bytes_per_day=0)
 
 
 @defer.inlineCallbacks

@@ -8,6 +8,7 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from messenger.server import replies
 from messenger.server.handlers import messages
 from messenger.wire import jim
 from tests.server.people import count, drop, login, quit_, rows, server_with, settle, wait_until
@@ -240,10 +241,11 @@ class SyncTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_large_pages_are_cut_by_size(self):
-        """A sync or history page of big bodies stays under the reply budget and says
-        'more'; following the pages still gives every message once, in order."""
+        """A sync or history page of big bodies stays within the documented 1 MiB by its
+        encoded size (a control character takes six bytes in JSON) and says 'more';
+        following the pages still gives every message once, in order."""
         server, (alice, bob) = yield server_with(self, "alice", "bob")
-        body = "x" * 16000
+        body = "\x01" * 16000
         sent = []
         for i in range(40):
             reply = yield alice.request("msg", to="bob", message=f"{i:02d}" + body)
@@ -251,7 +253,7 @@ class SyncTests(unittest.TestCase):
         seen, since = [], 0
         while True:
             reply = yield bob.request("sync", since=since, limit=1000)
-            self.assertLessEqual(len(jim.encode(reply)), messages.PAGE_BYTES * 2 + 4096)
+            self.assertLessEqual(len(jim.encode(reply)), jim.MAX_SERVER_PAYLOAD)
             seen += [m["msg_id"] for m in reply["alert"]]
             if not reply["more"]:
                 break
@@ -462,11 +464,13 @@ class FrameTests(unittest.TestCase):
                 self.assertEqual(jim.decode(frame)["message"], body)
 
     def test_ack_frame_is_the_encoded_reply(self):
-        """ack_frame gives what jim.encode gives for the 200 reply with id and time."""
+        """ack_payload gives what jim.encode gives for the 200 reply with id and time."""
         rid = request_id()
         for created in (1767225600.25, 3, 1795455188.3589005):
             expected = jim.encode({"response": 200, "msg_id": 7, "time": created, "id": rid})
-            self.assertEqual(messages.ack_frame(rid, 7, created), expected)
+            self.assertEqual(replies.ack_payload(rid, 7, created), expected)
+            self.assertEqual(replies.encode_reply(rid, replies.Ack(7, created), 0.0),
+                             expected)
 
 
 class NoteToSelfTests(unittest.TestCase):

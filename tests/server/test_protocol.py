@@ -19,13 +19,16 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from messenger.server import protocol
+from messenger.server import requests
+from messenger.server.admission import Admission
 from messenger.server.config import LimitsConfig, ServerConfig
-from messenger.server.context import Account
+from messenger.server.crypto import CryptoPool, InlineCryptoPool
 from messenger.server.dispatch import Route
 from messenger.server.limits import Limits
 from messenger.server.metrics import Metrics
 from messenger.server.protocol import HANDSHAKE_MAX_FRAME, ServerProtocol
+from messenger.server.refusals import RefusalLog
+from messenger.server.session import Account
 from messenger.server.states import BEFORE_LOGIN, LOGGED_IN, State
 from messenger.wire import jim
 from messenger.wire.errors import Forbidden
@@ -52,12 +55,24 @@ class FakeContext:
         self.server_key = rsa_key("server", 2048)
         self.connections: set[ServerProtocol] = set()
         self.ended: list[ServerProtocol] = []
+        self.crypto: Any = InlineCryptoPool()
+        self.refusals = RefusalLog(self.clock)
+        self.admission = Admission(self.config.limits, self.clock, 1000)
+        self.counted: list[str] = []
 
-    def connection_made(self, connection: ServerProtocol) -> None:
+    def connection_made(self, connection: ServerProtocol) -> Any:
         self.connections.add(connection)
+        return self.admission.admit(connection)
 
     def connection_lost(self, connection: ServerProtocol) -> None:
+        self.admission.gone(connection)
         self.connections.discard(connection)
+
+    def session_started(self, session: ServerProtocol) -> None:
+        self.admission.logged_in(session)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counted.append(name)
 
     def session_ended(self, session: ServerProtocol) -> None:
         self.ended.append(session)
@@ -105,6 +120,25 @@ class Peer:
         _, established = self.client.receive(keyx_reply)
         self.channel = established.channel
 
+    def handshake_async(self) -> defer.Deferred[None]:
+        """Phases 1 and 2 with a real crypto pool: fires once the key exchange's answer,
+        made in a pool thread, has arrived and the channel is set."""
+        (challenge,) = self.raw_frames()
+        self.send(self.client.receive(challenge)[0])
+        (digest,) = self.raw_frames()
+        key_exchange, _ = self.client.receive(digest)
+        done: defer.Deferred[None] = defer.Deferred()
+        original = self.proto._keyx_done
+
+        def keyx_done(outcome: Any) -> None:
+            original(outcome)
+            (keyx_reply,) = self.raw_frames()
+            self.channel = self.client.receive(keyx_reply)[1].channel
+            done.callback(None)
+        self.proto._keyx_done = keyx_done  # type: ignore[method-assign]
+        self.send(key_exchange)
+        return done
+
     def login(self, name: str = "alice") -> None:
         self.proto.logged_in(Account(1, name, f"{name}@example.org", False, False))
 
@@ -112,7 +146,7 @@ class Peer:
         self.send(self.channel.seal(json.dumps(message).encode("utf-8")))
 
     def request(self, action: str, request_id: str | None = None, **fields: Any) -> str:
-        request_id = request_id or f"{len(self.proto._seen) + 1:032x}"
+        request_id = request_id or f"{len(self.proto.requests.seen) + 1:032x}"
         self.send_json({"action": action, "id": request_id, "time": 1.5, **fields})
         return request_id
 
@@ -155,22 +189,23 @@ class HandshakeUnitTests(unittest.TestCase):
         self.assertIn(peer.proto, self.ctx.connections)
 
     def test_full_handshake_aes(self) -> None:
-        """aes-256-gcm: both ends agree, the server is UNAUTHENTICATED with the big limit."""
+        """aes-256-gcm: both ends agree; the server is UNAUTHENTICATED, the frame limit
+        stays at 16 KiB until login, then becomes --max-frame; frames open inline."""
         peer = Peer(self.ctx, suites=(AES_GCM,))
         peer.handshake()
         self.assertIs(peer.proto.state, State.UNAUTHENTICATED)
-        self.assertEqual(peer.proto.MAX_LENGTH, self.ctx.config.max_frame)
-        self.assertEqual(peer.proto._offload, 0)
+        self.assertEqual(peer.proto.MAX_LENGTH, HANDSHAKE_MAX_FRAME)
+        self.assertFalse(peer.proto._in_lane)
         peer.request("get_contacts")
         (reply,) = peer.received()
         self.assertEqual(reply["response"], 401)
 
     def test_full_handshake_rsa_oaep(self) -> None:
-        """rsa-oaep: frames open and seal; large frames are set to be opened off-thread."""
+        """rsa-oaep: frames open and seal, through the connection's crypto lane."""
         peer = Peer(self.ctx, suites=(RSA_OAEP,))
         peer.handshake()
         self.assertIs(peer.proto.state, State.UNAUTHENTICATED)
-        self.assertEqual(peer.proto._offload, protocol.OFFLOAD_CHUNKS * 256 + 32)
+        self.assertTrue(peer.proto._in_lane)
         peer.request("get_contacts")
         (reply,) = peer.received()
         self.assertEqual(reply["response"], 401)
@@ -343,7 +378,7 @@ class DispatchUnitTests(unittest.TestCase):
         self.login = Calls({"response": 200})
         self.routes = {"get_contacts": Route(self.contacts, LOGGED_IN),
                        "register": Route(self.login, BEFORE_LOGIN)}
-        self.patch(protocol, "ROUTES", self.routes)
+        self.patch(requests, "ROUTES", self.routes)
         self.peer = Peer(self.ctx)
         self.peer.handshake()
 
@@ -504,8 +539,19 @@ class DispatchUnitTests(unittest.TestCase):
         self.peer.send(sealed)
         self.assertTrue(self.peer.transport.disconnected)
 
+    def test_phase3_frame_limit_before_login(self) -> None:
+        """Before login the handshake's 16 KiB limit still holds: 400, then closed."""
+        limit = HANDSHAKE_MAX_FRAME
+        self.peer.proto.dataReceived(struct.pack(">I", limit + 1) + b"z" * 100)
+        (reply,) = self.peer.received()
+        self.assertEqual((reply["response"], reply["error"]),
+                         (400, f"frame too large ({limit + 1} bytes; the limit is {limit})"))
+        self.assertTrue(self.peer.transport.disconnecting)
+
     def test_phase3_frame_limit(self) -> None:
-        """Announcing more than max_frame: an encrypted 400 with no id, then closed."""
+        """After login, announcing more than max_frame: an encrypted 400 with no id, then
+        closed."""
+        self.peer.login()
         limit = self.ctx.config.max_frame
         self.peer.proto.dataReceived(struct.pack(">I", limit + 1) + b"z" * 100)
         (reply,) = self.peer.received()
@@ -529,7 +575,7 @@ class RateLimitUnitTests(unittest.TestCase):
         self.ctx = FakeContext(requests_per_second=1.0, request_burst=3,
                                strikes_before_drop=4)
         self.calls = Calls({"response": 202, "alert": []})
-        self.patch(protocol, "ROUTES", {"get_contacts": Route(self.calls, LOGGED_IN)})
+        self.patch(requests, "ROUTES", {"get_contacts": Route(self.calls, LOGGED_IN)})
         self.peer = Peer(self.ctx)
         self.peer.handshake()
         self.peer.login()
@@ -574,7 +620,7 @@ class RateLimitUnitTests(unittest.TestCase):
             self.peer.request("get_contacts")
         self.ctx.clock.advance(1.0)
         self.peer.request("get_contacts")
-        self.assertEqual(self.peer.proto.strikes, 0)
+        self.assertEqual(self.peer.proto.requests.strikes, 0)
         self.assertFalse(self.peer.transport.disconnecting)
 
     def test_invalid_frames_count_too(self) -> None:
@@ -595,7 +641,7 @@ class RateLimitUnitTests(unittest.TestCase):
         self.peer.send_json({"response": 200, "id": probe["id"], "time": 1})
         self.assertEqual(self.peer.received(), [])
         self.assertIsNone(self.peer.proto.probe_id)
-        self.assertEqual(self.peer.proto.strikes, 0)
+        self.assertEqual(self.peer.proto.requests.strikes, 0)
 
 
 class KeepaliveUnitTests(unittest.TestCase):
@@ -640,7 +686,7 @@ class KeepaliveUnitTests(unittest.TestCase):
 
     def test_any_frame_after_the_probe_is_a_sign_of_life(self) -> None:
         """A request instead of the probe's answer also proves the client is there."""
-        self.patch(protocol, "ROUTES", {})
+        self.patch(requests, "ROUTES", {})
         self.sweep(1)
         self.sweep(30)
         self.peer.received()
@@ -652,7 +698,7 @@ class KeepaliveUnitTests(unittest.TestCase):
 
     def test_activity_before_a_probe_does_not_cancel_it(self) -> None:
         """A probe sent after a busy spell still needs an answer (a half-open holder)."""
-        self.patch(protocol, "ROUTES", {})
+        self.patch(requests, "ROUTES", {})
         self.peer.request("whatever")
         self.peer.proto.probe(self.clock.seconds())
         self.sweep(5)
@@ -705,35 +751,47 @@ class LifecycleUnitTests(unittest.TestCase):
         self.assertEqual(waiting.received(), [])
         self.assertTrue(ready.transport.disconnecting and waiting.transport.disconnecting)
 
-    def test_large_rsa_frames_open_in_a_thread(self) -> None:
-        """rsa-oaep: a frame over the threshold is opened off the reactor thread, in order."""
+    def test_rsa_frames_open_in_the_crypto_pool(self) -> None:
+        """rsa-oaep: frames are opened in a crypto thread, not on the reactor thread, and
+        dispatched in the order they arrived."""
+        from twisted.internet import reactor
+        self.ctx.crypto = CryptoPool(reactor)
+        self.ctx.crypto.start()
+        self.addCleanup(self.ctx.crypto.stop)
         peer = Peer(self.ctx, suites=(RSA_OAEP,))
-        peer.handshake()
+        d: defer.Deferred[None] = defer.Deferred()
         threads_used: list[threading.Thread] = []
-        real_open = peer.proto._open
 
         def recording_open(data: bytes) -> bytes:
             threads_used.append(threading.current_thread())
             return real_open(data)
-        peer.proto._open = recording_open
-        big = jim.encode({"action": "msg", "id": "c" * 32, "time": 1,
-                          "padding": "p" * 4000})
-        small = jim.encode({"action": "fly", "id": "d" * 32, "time": 1})
-        peer.proto.dataReceived(frame(peer.channel.seal(big)) + frame(peer.channel.seal(small)))
-        self.assertEqual(peer.transport.producerState, "paused")
-        d: defer.Deferred[None] = defer.Deferred()
 
-        def check() -> None:
-            if len(threads_used) < 2:
-                from twisted.internet import reactor
-                reactor.callLater(0.01, check)
-                return
-            d.callback(None)
-        check()
+        real_sealed = peer.proto._sealed
+        sealed = []
+
+        def counting_sealed(data: bytes, size: int) -> None:
+            real_sealed(data, size)
+            sealed.append(size)
+            if len(sealed) == 2:
+                d.callback(None)
+        peer.proto._sealed = counting_sealed  # type: ignore[method-assign]
+
+        def handshaken(_: None) -> None:
+            nonlocal real_open
+            real_open = peer.proto._open
+            peer.proto._open = recording_open
+            big = jim.encode({"action": "msg", "id": "c" * 32, "time": 1,
+                              "padding": "p" * 4000})
+            small = jim.encode({"action": "fly", "id": "d" * 32, "time": 1})
+            peer.proto.dataReceived(frame(peer.channel.seal(big))
+                                    + frame(peer.channel.seal(small)))
+        real_open: Any = None
+        peer.handshake_async().addCallback(handshaken)
 
         def done(_: None) -> None:
-            self.assertIsNot(threads_used[0], threading.main_thread())
-            self.assertIs(threads_used[1], threading.main_thread())
-            self.assertEqual([r["id"] for r in peer.received()], ["c" * 32, "d" * 32])
-            self.assertEqual(peer.transport.producerState, "producing")
+            self.assertEqual(len(threads_used), 2)
+            for thread in threads_used:
+                self.assertIsNot(thread, threading.main_thread())
+            replies = peer.received()
+            self.assertEqual([r["id"] for r in replies], ["c" * 32, "d" * 32])
         return d.addCallback(done)

@@ -221,6 +221,7 @@ class StopTests(unittest.TestCase):
         client, _ = yield jimclient.register(self, self.port, "alice")
         client.transport.pauseProducing()       # stop reading: writes back up
         (session,) = self.server.ctx.connections
+        session.outbound.limit = 64 * 1024 * 1024  # below the bound that drops at once
         for _ in range(400):
             session.push({"action": "notice", "message": "x" * 60000})
         started = reactor.seconds()

@@ -16,6 +16,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial import unittest
 
+from messenger.server import tap
 from messenger.server.service import MessengerService
 from messenger.server.tap import Options, makeService
 from messenger.wire.suites import SUITES
@@ -45,7 +46,8 @@ class OptionsTests(unittest.TestCase):
                          (7777, "", "var"))
         self.assertEqual(config.secret_path, Path("var/secret"))
         self.assertEqual(config.suites, SUITES)
-        self.assertEqual((config.max_frame, config.max_body), (1024 * 1024, 16 * 1024))
+        self.assertEqual((config.max_frame, config.max_body), (128 * 1024, 16 * 1024))
+        self.assertEqual(config.max_queued_bytes, 4 * 1024 * 1024)
         self.assertEqual((config.handshake_timeout, config.login_timeout,
                           config.probe_interval, config.probe_timeout),
                          (10.0, 60.0, 30.0, 15.0))
@@ -68,7 +70,7 @@ class OptionsTests(unittest.TestCase):
         (base / "pw").write_text("relay secret\n")
         config = parse(
             "--port", "7000", "--interface", "127.0.0.1", "--data-dir", str(base / "d"),
-            "--secret-file", str(base / "s"), "--max-frame", "65536", "--cipher", "rsa-oaep",
+            "--secret-file", str(base / "s"), "--max-frame", "165536", "--cipher", "rsa-oaep",
             "--rsa-bits", "2048", "--max-body", "1000", "--handshake-timeout", "3",
             "--login-timeout", "4", "--probe-interval", "5", "--probe-timeout", "6",
             "--token-days", "2", "--scrypt-n", "1024", "--udp-port", "7001",
@@ -85,7 +87,7 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual((config.port, config.interface, config.data_dir, config.secret_path),
                          (7000, "127.0.0.1", base / "d", base / "s"))
         self.assertEqual((config.max_frame, config.suites, config.rsa_bits, config.max_body),
-                         (65536, ("rsa-oaep",), 2048, 1000))
+                         (165536, ("rsa-oaep",), 2048, 1000))
         self.assertEqual((config.handshake_timeout, config.login_timeout,
                           config.probe_interval, config.probe_timeout),
                          (3.0, 4.0, 5.0, 6.0))
@@ -138,10 +140,15 @@ class OptionsTests(unittest.TestCase):
             (["--cipher", "rot13"], "unknown cipher suite(s): rot13"),
             (["--cipher", ","], "unknown cipher suite(s): (none)"),
             (["--rsa-bits", "1024"], "--rsa-bits must be 2048, 3072 or 4096"),
-            (["--max-frame", "100"], "--max-frame must be 4096.."),
-            (["--max-frame", str(2**31)], "--max-frame must be 4096.."),
-            (["--max-body", "0"], "--max-body must be at least 1 and below --max-frame"),
-            (["--max-body", str(2**20)], "--max-body must be at least 1 and below"),
+            (["--max-frame", "100"], "--max-frame must be 99328.."),
+            (["--max-frame", str(2**31)], "--max-frame must be 99328.."),
+            (["--max-body", "20000", "--max-frame", "100000"],
+             "at least six times --max-body"),
+            (["--max-body", "0"], "--max-body must be 1..65536 bytes"),
+            (["--max-body", str(2**20)], "--max-body must be 1..65536 bytes"),
+            (["--max-queued-bytes", "1000"], "--max-queued-bytes must be at least 1 MiB"),
+            (["--hash-queue", "0"], "--hash-queue must be at least 1"),
+            (["--max-contacts", "-1"], "--max-contacts must not be negative"),
             (["--handshake-timeout", "0"], "--handshake-timeout must be a positive number"),
             (["--login-timeout", "-5"], "--login-timeout must be a positive number"),
             (["--probe-interval", "nan"], "--probe-interval must be a positive number"),
@@ -164,6 +171,17 @@ class OptionsTests(unittest.TestCase):
         for argv, message in cases:
             error = self.assertRaises(usage.UsageError, parse, *argv)
             self.assertIn(message, str(error), argv)
+
+    def test_scrypt_cost_floor(self) -> None:
+        """Below 2**14 scrypt is refused, unless the test-only environment variable says
+        the server runs under a test suite."""
+        self.patch(os, "environ", {key: value for key, value in os.environ.items()
+                                   if key != tap.WEAK_HASHING_ENV})
+        error = self.assertRaises(usage.UsageError, parse, "--scrypt-n", "8192")
+        self.assertIn("--scrypt-n must be a power of two, 16384..", str(error))
+        self.assertEqual(parse("--scrypt-n", "16384").config.scrypt_n, 16384)
+        self.patch(os, "environ", {**os.environ, tap.WEAK_HASHING_ENV: "1"})
+        self.assertEqual(parse("--scrypt-n", "16").config.scrypt_n, 16)
 
     def test_help_lists_every_option(self) -> None:
         """The usage text names every option, long form, with its help."""

@@ -217,7 +217,23 @@ class AdminOpsTests(StoreCase):
         self.assertEqual(self.trail(), [])
         self.change(adminops.set_admin_txn, "alice", True)
         self.change(adminops.set_admin_txn, "root", False)
-        self.assertEqual(self.read(users.count_admins_txn), 1)
+        self.assertEqual(self.read(users.count_admins_txn, 0.0), 1)
+
+    def test_last_admin_counts_only_admins_who_can_log_in(self):
+        """A locked administrator does not count: with the other admin locked, the one
+        left can neither lose the role, be locked nor be deleted; once the lock is gone
+        (or has run out) it can."""
+        self.change(adminops.set_admin_txn, "alice", True)
+        self.change(adminops.lock_txn, "alice", None)
+        for fn, args in ((adminops.set_admin_txn, (False,)), (adminops.lock_txn, (None,)),
+                         (adminops.delete_user_txn, ())):
+            self.assertRaises(LastAdmin, self.change, fn, "root", *args)
+        self.assertEqual(self.read(users.count_admins_txn, 0.0), 1)
+        self.change(adminops.unlock_txn, "alice")
+        self.change(adminops.lock_txn, "alice", 10.0)   # a timed lock, over by now (50)
+        self.assertEqual(self.read(users.count_admins_txn, 5.0), 1)
+        self.assertEqual(self.read(users.count_admins_txn, 50.0), 2)
+        self.change(adminops.set_admin_txn, "root", False)
 
     def test_missing_user(self):
         """Changes to an unknown name raise Missing and write nothing."""

@@ -24,16 +24,19 @@ from typing import Any
 from twisted.internet import defer
 
 from messenger.server import lockout
-from messenger.server.context import Account
+from messenger.server.passwords import QueueFull
+from messenger.server.replies import Closing
+from messenger.server.session import Account, Session
 from messenger.server.states import ANY_ENCRYPTED, BEFORE_LOGIN, LOGGED_IN, State
 from messenger.store import contacts, logins, premium, tokens, users
 from messenger.store.errors import Duplicate, InvalidCode
-from messenger.wire import codes
+from messenger.wire import codes, jim
 from messenger.wire.errors import (
     BadRequest,
     Conflict,
     Forbidden,
     NotAuthorised,
+    ServiceUnavailable,
     TooManyRequests,
     WrongCredentials,
 )
@@ -67,7 +70,54 @@ def locked_error(state: lockout.LockState) -> Forbidden:
                      locked_until=state.locked_until)
 
 
-def _check_login_rate(session: Any) -> None:
+def limits_info(ctx: Any) -> dict[str, int]:
+    """The limits a client must know, announced in every login reply (one source)."""
+    return {"max_frame": ctx.config.max_frame, "max_body": ctx.config.max_body,
+            "max_payload": jim.MAX_SERVER_PAYLOAD}
+
+
+def _alive(session: Session) -> Callable[[], bool]:
+    """For the hasher: is the connection that asked still there?"""
+    return lambda: session.state is not State.CLOSED
+
+
+@defer.inlineCallbacks
+def _verify(session: Session, password: str, stored: str | None) -> Any:
+    """Check a password in the hasher's queue. A full queue: 503 for an existing account;
+    for an unknown name, a plain "wrong credentials" without the decoy hash (under load,
+    refusing a name that does not exist is made cheap on purpose)."""
+    try:
+        matches = yield session.ctx.hasher.verify(password, stored, _alive(session))
+    except QueueFull as full:
+        if stored is None:
+            session.ctx.count("decoys_skipped")
+            return False
+        raise ServiceUnavailable("the server is busy checking passwords; try again"
+                                 " shortly", full.retry_after) from None
+    return matches
+
+
+@defer.inlineCallbacks
+def _new_hash(session: Session, password: str) -> Any:
+    try:
+        password_hash = yield session.ctx.hasher.hash(password, _alive(session))
+    except QueueFull as full:
+        raise ServiceUnavailable("the server is busy; try again shortly",
+                                 full.retry_after) from None
+    return password_hash
+
+
+def _rehash_later(session: Session, row: users.UserRow, password: str) -> None:
+    """The stored hash has a lower cost than configured: store a new one (after the login,
+    which never waits for it; a busy hasher just leaves it for the next login)."""
+    ctx = session.ctx
+    d = ctx.hasher.hash(password)
+    d.addCallback(lambda new: ctx.db.write(users.rehash_txn, row.id, row.password_hash, new))
+    d.addErrback(lambda f: None if f.check(QueueFull) else
+                 ctx.log.failure("Re-hashing a password failed", f))
+
+
+def _check_login_rate(session: Session) -> None:
     allowed, retry = session.ctx.limits.allow_login(session.address)
     if not allowed:
         session.ctx.metrics.refused("login")
@@ -145,7 +195,7 @@ def _revoke_quietly(ctx: Any, token_hash: str) -> None:
 
 
 @defer.inlineCallbacks
-def _complete_login(session: Any, row: users.UserRow, method: str, remember: bool,
+def _complete_login(session: Session, row: users.UserRow, method: str, remember: bool,
                     code: int = codes.OK, token_hash: str | None = None,
                     token_expires: float | None = None) -> Any:
     ctx = session.ctx
@@ -183,7 +233,8 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
                          account=row.name, address=session.address)
         ctx.notify_mail("new_location", row.email, account_name=row.name, email=row.email,
                         address=session.address, time=format_time(now))
-    reply: dict[str, Any] = {"response": code, "user": user_info(account)}
+    reply: dict[str, Any] = {"response": code, "user": user_info(account),
+                             "limits": limits_info(ctx)}
     if token is not None:
         reply["token"] = token
     if token_expires:
@@ -191,7 +242,7 @@ def _complete_login(session: Any, row: users.UserRow, method: str, remember: boo
     return reply
 
 
-def _conflict(session: Any, user_id: int) -> None:
+def _conflict(session: Session, user_id: int) -> None:
     holder = session.ctx.router.session(user_id)
     if holder is not None and holder is not session and holder.probe_id is None:
         # Ask the holder whether it is still there: a half-open connection is dropped
@@ -203,7 +254,7 @@ def _conflict(session: Any, user_id: int) -> None:
 def _one_login(handler: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., Any]:
     """Refuse a login request while another one on the same connection is in flight."""
     @functools.wraps(handler)
-    def guarded(session: Any, request: dict[str, Any]) -> Any:
+    def guarded(session: Session, request: dict[str, Any]) -> Any:
         if session.login_request is not None:
             raise Conflict("a login is already in progress on this connection")
         session.login_request = request["id"]
@@ -218,7 +269,7 @@ def _one_login(handler: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., A
 # -- handlers -----------------------------------------------------------------------------
 
 @defer.inlineCallbacks
-def register(session: Any, request: dict[str, Any]) -> Any:
+def register(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     _check_login_rate(session)
     user = request["user"]
@@ -227,7 +278,7 @@ def register(session: Any, request: dict[str, Any]) -> Any:
     existing = yield ctx.db.read(users.get_by_name_txn, name)
     if existing is not None:
         raise Conflict("account name already taken")
-    password_hash = yield ctx.hasher.hash(user["password"])
+    password_hash = yield _new_hash(session, user["password"])
     try:
         row = yield ctx.db.write(users.create_txn, name, email, password_hash,
                                  ctx.clock.seconds(), premium.hash_code(code) if code else None)
@@ -246,7 +297,7 @@ def register(session: Any, request: dict[str, Any]) -> Any:
 
 
 @defer.inlineCallbacks
-def authenticate(session: Any, request: dict[str, Any]) -> Any:
+def authenticate(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     _check_login_rate(session)
     user = request["user"]
@@ -257,13 +308,13 @@ def authenticate(session: Any, request: dict[str, Any]) -> Any:
         if ctx.config.auto_register:
             reply = yield _auto_register(session, name, password, remember)
             return reply
-        yield ctx.hasher.verify(password, None)
+        yield _verify(session, password, None)
         raise WrongCredentials(WRONG_CREDENTIALS)
     now = ctx.clock.seconds()
     state = lock_state(row)
     if lockout.is_locked(state, now):
         raise locked_error(state)
-    matches = yield ctx.hasher.verify(password, row.password_hash)
+    matches = yield _verify(session, password, row.password_hash)
     if not matches:
         now = ctx.clock.seconds()
         new_state, locked_now = yield ctx.db.write(_failure_txn, row.id, now, session.address,
@@ -277,15 +328,17 @@ def authenticate(session: Any, request: dict[str, Any]) -> Any:
                             unlock_time=format_time(new_state.locked_until or now))
         raise WrongCredentials(WRONG_CREDENTIALS)
     reply = yield _complete_login(session, row, "password", remember)
+    if reply is not None and ctx.hasher.needs_rehash(row.password_hash):
+        _rehash_later(session, row, password)
     return reply
 
 
 @defer.inlineCallbacks
-def _auto_register(session: Any, name: str, password: str, remember: bool) -> Any:
+def _auto_register(session: Session, name: str, password: str, remember: bool) -> Any:
     ctx = session.ctx
     if len(password) < 8:
         raise BadRequest("a new account needs a password of at least 8 characters")
-    password_hash = yield ctx.hasher.hash(password)
+    password_hash = yield _new_hash(session, password)
     try:
         row = yield ctx.db.write(users.create_txn, name, f"{name.lower()}@{AUTO_EMAIL_DOMAIN}",
                                  password_hash, ctx.clock.seconds())
@@ -298,7 +351,7 @@ def _auto_register(session: Any, name: str, password: str, remember: bool) -> An
 
 
 @defer.inlineCallbacks
-def resume(session: Any, request: dict[str, Any]) -> Any:
+def resume(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     _check_login_rate(session)
     token_hash = hash_token(request["token"])
@@ -321,20 +374,17 @@ def resume(session: Any, request: dict[str, Any]) -> Any:
     return reply
 
 
-def quit_(session: Any, request: dict[str, Any]) -> None:
-    session.reply(request["id"], {"response": codes.OK, "alert": "bye"})
-    session.close()
+def quit_(session: Session, request: dict[str, Any]) -> Closing:
+    return Closing({"response": codes.OK, "alert": "bye"})
 
 
 @defer.inlineCallbacks
-def logout(session: Any, request: dict[str, Any]) -> Any:
+def logout(session: Session, request: dict[str, Any]) -> Any:
     """Revoke this session's resume token and close."""
     if session.token_hash is not None:
         yield session.ctx.db.write(tokens.revoke_txn, session.token_hash)
         session.token_hash = None
-    session.reply(request["id"], {"response": codes.OK, "alert": "logged out"})
-    session.close()
-    return None
+    return Closing({"response": codes.OK, "alert": "logged out"})
 
 
 def _set_password_txn(txn: Any, user_id: int, password_hash: str, now: float,
@@ -346,17 +396,17 @@ def _set_password_txn(txn: Any, user_id: int, password_hash: str, now: float,
 
 
 @defer.inlineCallbacks
-def set_password(session: Any, request: dict[str, Any]) -> Any:
+def set_password(session: Session, request: dict[str, Any]) -> Any:
     """Change the password; every resume token is revoked (this session gets a new one)."""
     ctx = session.ctx
     _check_login_rate(session)  # each try proves or disproves a password, like a login
     row = yield ctx.db.read(users.get_by_id_txn, session.account.id)
     if row is None:
         raise NotAuthorised("account no longer exists")
-    matches = yield ctx.hasher.verify(request["old_password"], row.password_hash)
+    matches = yield _verify(session, request["old_password"], row.password_hash)
     if not matches:
         raise WrongCredentials("wrong password")
-    password_hash = yield ctx.hasher.hash(request["new_password"])
+    password_hash = yield _new_hash(session, request["new_password"])
     now = ctx.clock.seconds()
     token = token_hash = None
     expires = now + ctx.config.token_lifetime
@@ -371,7 +421,7 @@ def set_password(session: Any, request: dict[str, Any]) -> Any:
     return reply
 
 
-def presence(session: Any, request: dict[str, Any]) -> dict[str, Any]:
+def presence(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     account = session.account
     session.status = request["status"]
     session.ctx.presence.set_status(account.id, account.name, request["status"])
@@ -379,11 +429,11 @@ def presence(session: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 ROUTES = {
-    "register": (_one_login(register), BEFORE_LOGIN),
-    "authenticate": (_one_login(authenticate), BEFORE_LOGIN),
-    "resume": (_one_login(resume), BEFORE_LOGIN),
+    "register": (_one_login(register), BEFORE_LOGIN, True),
+    "authenticate": (_one_login(authenticate), BEFORE_LOGIN, True),
+    "resume": (_one_login(resume), BEFORE_LOGIN, True),
     "quit": (quit_, ANY_ENCRYPTED),
     "logout": (logout, LOGGED_IN),
-    "set_password": (set_password, LOGGED_IN),
+    "set_password": (set_password, LOGGED_IN, True),
     "presence": (presence, LOGGED_IN),
 }

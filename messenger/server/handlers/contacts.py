@@ -11,6 +11,8 @@ from typing import Any
 
 from twisted.internet import defer
 
+from messenger.server.replies import Page
+from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
 from messenger.store import contacts, users
 from messenger.store.errors import Duplicate, Missing
@@ -25,18 +27,17 @@ def _no_such_user(name: str) -> NotFound:
 
 
 @defer.inlineCallbacks
-def get_contacts(session: Any, request: dict[str, Any]) -> Any:
+def get_contacts(session: Session, request: dict[str, Any]) -> Any:
     """202 with ``alert``: the caller's contacts by name, each with its presence status."""
     ctx = session.ctx
     rows = yield ctx.db.read(contacts.list_txn, session.account.id)
     status_of = ctx.presence.status_of
-    return {"response": codes.ACCEPTED,
-            "alert": [{"account_name": name, "status": status_of(user_id)}
-                      for user_id, name in rows]}
+    return Page([{"account_name": name, "status": status_of(user_id)}
+                 for user_id, name in rows])
 
 
 @defer.inlineCallbacks
-def add_contact(session: Any, request: dict[str, Any]) -> Any:
+def add_contact(session: Session, request: dict[str, Any]) -> Any:
     """201 with the new contact and its status; 404 unknown, 400 yourself, 409 twice."""
     ctx = session.ctx
     me = session.account
@@ -62,7 +63,7 @@ def add_contact(session: Any, request: dict[str, Any]) -> Any:
 
 
 @defer.inlineCallbacks
-def del_contact(session: Any, request: dict[str, Any]) -> Any:
+def del_contact(session: Session, request: dict[str, Any]) -> Any:
     """200; 404 when the name is unknown or not among the caller's contacts."""
     ctx = session.ctx
     me = session.account
@@ -80,7 +81,7 @@ def del_contact(session: Any, request: dict[str, Any]) -> Any:
 
 
 @defer.inlineCallbacks
-def search_users(session: Any, request: dict[str, Any]) -> Any:
+def search_users(session: Session, request: dict[str, Any]) -> Any:
     """202: names containing the query, any case, alphabetical, paged; the caller left out.
 
     Each result says whether that user is already a contact, so a client can offer
@@ -92,15 +93,13 @@ def search_users(session: Any, request: dict[str, Any]) -> Any:
     rows = yield session.ctx.db.read(users.search_txn, request["query"], me.id, offset,
                                      limit + 1)
     mine = set(session.contact_ids)
-    return {"response": codes.ACCEPTED,
-            "alert": [{"account_name": name, "contact": user_id in mine}
-                      for user_id, name in rows[:limit]],
-            "more": len(rows) > limit}
+    return Page([{"account_name": name, "contact": user_id in mine}
+                 for user_id, name in rows[:limit]], more=len(rows) > limit)
 
 
 ROUTES = {
-    "get_contacts": (get_contacts, LOGGED_IN),
+    "get_contacts": (get_contacts, LOGGED_IN, True),
     "add_contact": (add_contact, LOGGED_IN),
     "del_contact": (del_contact, LOGGED_IN),
-    "search_users": (search_users, LOGGED_IN),
+    "search_users": (search_users, LOGGED_IN, True),
 }

@@ -130,14 +130,14 @@ class TwistdLogTests(unittest.TestCase):
         log_path = base / "messenger.log"
         server = _LogFileServer(base, log_path, ("--log-max-bytes", "4096",
                                                  "--log-max-files", "2",
-                                                 "--connections-per-minute", "0"))
+                                                 "--connections-per-minute", "0",
+                                                 "--logins-per-minute", "0"))
         self.addCleanup(server.stop)
         yield server.start()
-        for _ in range(120):                    # each bad handshake logs a line
-            client = yield jimclient.connect(self, server.port, handshake=False,
-                                             secret=b"wrong secret")
-            client.ready.addErrback(lambda _: None)     # refused: "hmac error"
-            yield client.closed
+        for n in range(40):                     # a registration logs a few lines
+            client, reply = yield jimclient.register(self, server.port, f"user{n}")
+            self.assertEqual(reply["response"], 201)
+            yield client.request("quit")
         yield server.stop()
         names = sorted(name for name in os.listdir(base) if name.startswith("messenger.log"))
         self.assertEqual(names, ["messenger.log", "messenger.log.1", "messenger.log.2"])
