@@ -141,7 +141,7 @@ class TwistdLogTests(unittest.TestCase):
         yield server.stop()
         names = sorted(name for name in os.listdir(base) if name.startswith("messenger.log"))
         self.assertEqual(names, ["messenger.log", "messenger.log.1", "messenger.log.2"])
-        self.assertIn("Messenger stopped", log_path.read_text())
+        self.assertIn("Messenger stopped", "".join((base / name).read_text() for name in names))
 
 
 class _LogFileServer(TwistdServer):
