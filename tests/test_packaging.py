@@ -16,7 +16,7 @@ from twisted.trial import unittest
 
 from tests.support import jimclient
 from tests.support.httpget import get
-from tests.support.twistd_server import ROOT, TwistdServer, free_port
+from tests.support.twistd_server import ROOT, TwistdServer, free_port, wait_for
 
 UNIT = ROOT / "contrib" / "messenger.service"
 
@@ -99,6 +99,8 @@ class WheelInstallTests(unittest.TestCase):
         self.assertEqual(reply["response"], 201)
         client, reply = yield jimclient.register(self, server.port, "alice")
         self.assertEqual(reply["response"], 201)
+        yield wait_for(lambda: "Metrics on http" in server.log_path.read_text(),
+                       what="the metrics listener")
         status, _ = yield get(f"http://127.0.0.1:{metrics_port}/health")
         self.assertEqual(status, 200)
         log = server.log_path.read_text()

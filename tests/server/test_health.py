@@ -12,7 +12,7 @@ from twisted.trial import unittest
 
 from tests.server.people import server_with
 from tests.support.httpget import get
-from tests.support.twistd_server import TwistdServer, free_port
+from tests.support.twistd_server import TwistdServer, free_port, wait_for
 
 
 class HealthTests(unittest.TestCase):
@@ -98,6 +98,8 @@ class UnreadableDatabaseTests(unittest.TestCase):
                                                            str(metrics_port)))
         self.addCleanup(server.stop)
         yield server.start()
+        yield wait_for(lambda: "Metrics on http" in server.log_path.read_text(),
+                       what="the metrics listener")
         status, _ = yield get(f"http://127.0.0.1:{metrics_port}/health")
         self.assertEqual(status, 200)
         database = server.data_dir / "messenger.sqlite"
