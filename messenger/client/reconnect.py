@@ -137,7 +137,7 @@ def judge(error: BaseException, *, during_login: bool, explicit: bool,
     if isinstance(error, HandshakeError):
         if error.code == codes.TOO_MANY_REQUESTS:
             return Verdict(FAIL if explicit else RETRY, reason, min_delay=5.0)
-        return Verdict(FAIL, reason)   # wrong secret, bad signature, not a messenger/1 server
+        return Verdict(FAIL, reason)   # wrong secret, bad signature, not a messenger/2 server
     if isinstance(error, (TlsVerificationError, SSL.Error, TlsSettingsError)):
         return Verdict(FAIL, reason)
     if during_login and isinstance(error, MessengerError):
