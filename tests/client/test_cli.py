@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor, utils
+from twisted.internet import defer, protocol, reactor, task, utils
 from twisted.trial import unittest
 
 from messenger.client import cli
@@ -340,6 +340,9 @@ class ChatAcrossRestartTests(unittest.TestCase):
                                       name, "--email", f"{name}@example.org")
             self.assertEqual(result[2], 0, result)
         tail = bob.run("--timeout", "60", "tail", "--count", "6")
+        # The kill must not come before bob's tail has connected for the first time (a
+        # first connection that fails is an error, not a reconnect).
+        yield wait_until_online(server, "bob")
         chat = _ChatProcess()
         argv = [sys.executable, "-m", "messenger.client.cli", "--server",
                 f"127.0.0.1:{server.port}", "--timeout", "60", "chat", "bob"]
@@ -364,3 +367,21 @@ class ChatAcrossRestartTests(unittest.TestCase):
         history = yield alice.run("history", "bob")
         self.assertEqual([line.split(": ", 1)[1] for line in history[0].splitlines()],
                          ["one", "two", "three", "four", "five", "six"])
+
+
+@defer.inlineCallbacks
+def wait_until_online(server, name: str, timeout: float = 30.0):
+    """Poll the server's control socket (messenger-admin online) until ``name`` is on."""
+    from twisted.internet import threads
+
+    from messenger.admin import control
+    deadline = reactor.seconds() + timeout
+    while True:
+        sessions = yield threads.deferToThread(control.online,
+                                               server.data_dir / "control.sock")
+        if any(entry["account_name"] == name for entry in sessions):
+            return
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"{name} did not come online")
+        yield task.deferLater(reactor, 0.05, lambda: None)
+
