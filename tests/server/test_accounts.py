@@ -62,6 +62,16 @@ class RegisterTests(AccountTestCase):
         self.assertTrue(self.server.ctx.router.is_online(row.id))
 
     @defer.inlineCallbacks
+    def test_login_reply_carries_the_limits(self) -> Any:
+        """Every login reply announces the server's limits (DECISIONS 3): the largest
+        client frame, message body and server payload."""
+        _, reply = yield jimclient.register(self, self.port, "Alice")
+        config = self.server.config
+        self.assertEqual(reply["limits"], {"max_frame": config.max_frame,
+                                           "max_body": config.max_body,
+                                           "max_payload": 1048576})
+
+    @defer.inlineCallbacks
     def test_first_user_is_admin(self) -> Any:
         """The first account ever is an admin; the ones after it are not."""
         _, first = yield jimclient.register(self, self.port, "first")
