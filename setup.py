@@ -9,6 +9,8 @@ SERVER = [
     "service-identity>=24.1",
     "pyasn1>=0.5",
     "prometheus-client>=0.20",
+    "psycopg2-binary>=2.9",   # the PostgreSQL store (--database postgresql://...)
+    "txredisapi>=1.4.10",     # the cluster mode's Redis client (Twisted-native)
 ]
 CLIENT = SERVER + ["PyQt5>=5.15", "qt5reactor>=0.6.3"]
 AUDIO = ["pyaudio>=0.2.13", "opuslib>=3.0"]

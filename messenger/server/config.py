@@ -81,7 +81,10 @@ class ServerConfig:
     suites: tuple[str, ...] = SUITES      # offered, in order of preference
     auto_register: bool = False
     rsa_bits: int = 3072
-    database: str = ""                    # default: <data_dir>/messenger.sqlite
+    database: str = ""                    # SQLite file (default: <data_dir>/messenger.sqlite)
+                                          # or a postgresql:// URL
+    db_readers: int = 2                   # reader connections
+    db_writers: int = 0                   # PostgreSQL writer connections (0: default, 2)
     max_body: int = 16 * 1024             # bytes of UTF-8 in a message or broadcast
     handshake_timeout: float = 10.0       # CHALLENGE and KEYX, each
     login_timeout: float = 60.0           # UNAUTHENTICATED
@@ -108,6 +111,13 @@ class ServerConfig:
     @property
     def database_path(self) -> Path:
         return Path(self.database) if self.database else self.data_dir / "messenger.sqlite"
+
+    @property
+    def database_location(self) -> str | Path:
+        """What the store opens: a PostgreSQL URL as given, else the SQLite file."""
+        if self.database.startswith(("postgresql://", "postgres://")):
+            return self.database
+        return self.database_path
 
     @property
     def server_key_path(self) -> Path:

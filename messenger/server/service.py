@@ -33,7 +33,7 @@ from messenger.server.protocol import ServerProtocol
 from messenger.server.relay import RelayProtocol
 from messenger.server.secret import load_or_create_secret
 from messenger.server.tls import server_tls_options
-from messenger.store.db import Database, SqliteEngine
+from messenger.store.db import Database, engine_for
 from messenger.wire import keys
 
 
@@ -126,11 +126,13 @@ class MessengerServer:
             self._own_mailer = True
         if self._own_mailer:
             self.mailer.startService()
-        self.db = Database(config.database_path, SqliteEngine(config.db_sync.upper()),
+        location = config.database_location
+        self.db = Database(location, engine_for(location, config.db_sync.upper()),
+                           readers=config.db_readers, writers=config.db_writers or None,
                            reactor=self.reactor)
         version = yield self.db.open()
         self.log.info("Database {path} at schema version {version}",
-                      path=str(config.database_path), version=version)
+                      path=self.db.describe(), version=version)
         open_files = raise_open_file_limit()
         self.ctx = ServerContext(config, self.reactor, self.db, secret, server_key,
                                  mailer=self.mailer, open_files=open_files)

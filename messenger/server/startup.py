@@ -34,6 +34,7 @@ from messenger.server import control
 from messenger.server.config import ServerConfig
 from messenger.server.tls import TlsConfigError, server_tls_options
 from messenger.store import db
+from messenger.store.errors import Unavailable
 
 
 class StartupError(Exception):
@@ -115,7 +116,11 @@ def check_server_key(path: Path) -> None:
 
 
 def check_database(config: ServerConfig) -> None:
-    """The SQLite database, when it exists, opens and is not newer than this server."""
+    """The database answers (PostgreSQL) or, when it exists, opens (SQLite), and is not
+    newer than this server."""
+    if db.is_postgres_url(config.database_location):
+        check_postgres(str(config.database_location))
+        return
     path = config.database_path
     if not path.exists():
         return
@@ -135,6 +140,26 @@ def check_database(config: ServerConfig) -> None:
         raise StartupError(f"--data-dir: the database {path} has schema version {version},"
                            f" newer than this server ({db.latest_version()}); run the newer"
                            " server, or restore the backup made before the upgrade")
+
+
+def check_postgres(url: str) -> None:
+    """A PostgreSQL URL: a connection opens within the connect timeout and reads."""
+    import psycopg2
+
+    from messenger.store import postgres
+    shown = postgres.redact(url)
+    try:
+        connection = postgres.connect(url, readonly=True)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchall()
+        finally:
+            connection.close()
+    except (psycopg2.Error, ValueError) as error:
+        cause = " ".join(str(error).split()) or type(error).__name__
+        raise StartupError(f"--database {shown}: cannot connect ({cause}); start PostgreSQL,"
+                           " or fix the host, port, user or password in the URL") from None
 
 
 def check_ports(config: ServerConfig) -> None:
@@ -199,6 +224,8 @@ def describe(exc: BaseException, config: ServerConfig) -> str | None:
         return f"{option} {port}: cannot listen ({cause})"
     if isinstance(exc, db.DatabaseTooNew):
         return f"--data-dir: {exc}"
+    if isinstance(exc, Unavailable):
+        return f"--database: {exc}; start the database or fix --database"
     if isinstance(exc, sqlite3.Error):
         return f"--data-dir: the database {config.database_path} failed: {exc}"
     if isinstance(exc, OSError):
