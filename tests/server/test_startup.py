@@ -137,6 +137,15 @@ class BadConfigurationTests(unittest.TestCase):
                                           "restore it from a backup"))
 
     @defer.inlineCallbacks
+    def test_database_unreachable(self) -> Any:
+        """A PostgreSQL --database nobody answers on: named, with its password masked."""
+        url = f"postgresql://messenger:s3cret-pw@127.0.0.1:{free_port()}/messenger"
+        line = yield self.assert_one_line("--database", url,
+                                          says=("--database", "cannot connect",
+                                                "start PostgreSQL"))
+        self.assertNotIn("s3cret-pw", line)
+
+    @defer.inlineCallbacks
     def test_second_server_on_the_same_data_dir(self) -> Any:
         """A second server on a data dir in use is told so (not about a port)."""
         yield self.server.start()
