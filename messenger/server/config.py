@@ -93,6 +93,7 @@ class ServerConfig:
     token_lifetime: float = 30 * 24 * 3600.0
     scrypt_n: int = 2**15                 # password hash cost (memory 128 * n * r bytes)
     udp_port: int | None = None           # default: same number as the TCP port
+    relay_tcp_port: int | None = None     # call relay over TCP; default UDP port + 1, -1 off
     call_ring_timeout: float = 45.0       # an unanswered dial ends after this
     public_host: str = ""                 # relay address told to clients (default: interface)
     persist: bool = True                  # False only for benchmarks: messages not stored

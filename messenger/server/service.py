@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, threads
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
@@ -26,11 +27,12 @@ from messenger.server import control, startup
 from messenger.server.admission import raise_open_file_limit
 from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
+from messenger.server.listen import listen_stream_dual, listen_tcp, listen_udp
 from messenger.server.mail.mailer import Mailer
 from messenger.server.metrics import metrics_site
 from messenger.server.portsniff import TlsPortFactory
 from messenger.server.protocol import ServerProtocol
-from messenger.server.relay import RelayProtocol
+from messenger.server.relay import RelayProtocol, RelayStreamFactory
 from messenger.server.secret import load_or_create_secret
 from messenger.server.tls import server_tls_options
 from messenger.store.db import Database, engine_for
@@ -75,6 +77,8 @@ class MessengerServer:
         self.port: Any = None
         self.tls_port: Any = None
         self.udp_port: Any = None
+        self.relay_tcp: Any = None
+        self.extra_ports: list[Any] = []
         self.relay: RelayProtocol | None = None
         self.metrics_port: Any = None
         self.control_port: Any = None
@@ -140,7 +144,8 @@ class MessengerServer:
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
         factory = MessengerFactory(self.ctx)
-        self.port = self.reactor.listenTCP(config.port, factory, interface=config.interface)
+        self.port, *self.extra_ports = listen_tcp(self.reactor, config.port, factory,
+                                                  config.interface)
         self.log.info("Messenger listening on {host}:{port} (suites: {suites})",
                       host=config.interface or "*", port=self.port.getHost().port,
                       suites=", ".join(config.suites))
@@ -151,12 +156,27 @@ class MessengerServer:
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
         udp_port = config.udp_port if config.udp_port is not None else self.tcp_port
-        self.relay = RelayProtocol(self.ctx.call_table)
-        self.udp_port = self.reactor.listenUDP(udp_port, self.relay,
-                                               interface=config.interface)
+        self.relay = RelayProtocol(self.ctx.call_table, self.reactor)
+        self.udp_port = listen_udp(self.reactor, udp_port, self.relay, config.interface)
         self.ctx.calls.relay_port = self.udp_port.getHost().port
-        self.log.info("Call relay listening on UDP {host}:{port}",
-                      host=config.interface or "*", port=self.ctx.calls.relay_port)
+        tcp_relay = config.relay_tcp_port
+        if tcp_relay is None:   # the configured UDP port + 1; any free one for port 0
+            wanted = config.udp_port if config.udp_port is not None else config.port
+            tcp_relay = wanted + 1 if 0 < wanted < 65535 else 0
+        if tcp_relay >= 0:
+            try:
+                self.relay_tcp = listen_stream_dual(self.reactor, tcp_relay,
+                                                    RelayStreamFactory(self.relay),
+                                                    config.interface)
+                self.ctx.calls.relay_tcp_port = self.relay_tcp.getHost().port
+            except CannotListenError as error:
+                # optional: calls still work wherever UDP does
+                self.log.warn("No call relay over TCP (port {port}: {error}); clients"
+                              " behind UDP-blocking firewalls cannot call",
+                              port=tcp_relay, error=error)
+        self.log.info("Call relay listening on UDP {host}:{port} and TCP {tcp}",
+                      host=config.interface or "*", port=self.ctx.calls.relay_port,
+                      tcp=self.ctx.calls.relay_tcp_port)
         self._start_operations()
 
     def _start_operations(self) -> None:
@@ -189,10 +209,11 @@ class MessengerServer:
     @defer.inlineCallbacks
     def stop(self) -> Any:
         """Stop listening, close every connection, flush, close the database and mail."""
-        ports = (self.port, self.tls_port, self.udp_port, self.metrics_port,
-                 self.control_port)
-        self.port = self.tls_port = self.udp_port = self.metrics_port = None
-        self.control_port = None
+        ports = (self.port, self.tls_port, self.udp_port, self.relay_tcp, *self.extra_ports,
+                 self.metrics_port, self.control_port)
+        self.port = self.tls_port = self.udp_port = self.relay_tcp = None
+        self.metrics_port = self.control_port = None
+        self.extra_ports = []
         for port in ports:
             if port is not None:
                 yield port.stopListening()

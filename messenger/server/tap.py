@@ -179,6 +179,8 @@ class Options(usage.Options):
         ["token-days", None, 30.0, "Lifetime of a resume token, in days.", float],
         ["scrypt-n", None, 2**15, "scrypt cost parameter N for password hashes.", int],
         ["udp-port", None, None, "UDP port of the call relay (default: the TCP port).", int],
+        ["relay-tcp-port", None, None, "TCP port of the call relay for networks that block"
+                                       " UDP (default: the UDP port + 1; -1: off).", int],
         ["public-host", None, "", "Host name or address clients use to reach the relay."],
         ["ring-timeout", None, 45.0, "Seconds an unanswered call rings.", float],
         ["database", None, "", "SQLite file (default: DATA_DIR/messenger.sqlite) or"
@@ -305,6 +307,8 @@ class Options(usage.Options):
         for name in ("port", "tls-port", "udp-port"):
             if self[name] is not None and not 0 <= self[name] <= 65535:
                 raise usage.UsageError(f"--{name} must be 0..65535")
+        if self["relay-tcp-port"] is not None and not -1 <= self["relay-tcp-port"] <= 65535:
+            raise usage.UsageError("--relay-tcp-port must be -1..65535")
         if not 1 <= self["smtp-port"] <= 65535:
             raise usage.UsageError("--smtp-port must be 1..65535")
         if self["rsa-bits"] not in RSA_SIZES:
@@ -387,6 +391,7 @@ class Options(usage.Options):
             token_lifetime=self["token-days"] * 24 * 3600,
             scrypt_n=self["scrypt-n"],
             udp_port=self["udp-port"],
+            relay_tcp_port=self["relay-tcp-port"],
             call_ring_timeout=self["ring-timeout"],
             public_host=self["public-host"],
             persist=not self["no-persist"],
