@@ -68,7 +68,8 @@ class ServerContext:
             db, messages.insert_batch_txn, on_batch=self.metrics.batch_committed)
         # Group messages commit apart, so the direct path stays as it was; one writer
         # orders both, and their callbacks (pushes) follow the id order.
-        self.group_messages: GroupCommit[Any, Any] = GroupCommit(db, groupmsgs.insert_batch_txn)
+        self.group_messages: GroupCommit[Any, Any] = GroupCommit(
+            db, groupmsgs.MemberCache().insert_batch_txn)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))

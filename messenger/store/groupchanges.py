@@ -78,16 +78,25 @@ def _check_groups_per_user(txn: Any, members: list[tuple[int, str]], limits: Lim
                                " allowed")
 
 
+def touch_txn(txn: Any, group_id: int) -> None:
+    """The members, their roles or announce_only changed: a new ``members_version`` (the
+    message inserts' cache of members is checked against it)."""
+    txn.execute("UPDATE chat_groups SET members_version = members_version + 1 WHERE id = ?",
+                (group_id,))
+
+
 def _join(txn: Any, group_id: int, user_id: int, role: str, floor: int, now: float) -> None:
     txn.execute("INSERT INTO group_members (group_id, user_id, role, joined_after,"
                 " read_up_to, joined_time) VALUES (?, ?, ?, ?, ?, ?)",
                 (group_id, user_id, role, floor, floor, now))
+    touch_txn(txn, group_id)
 
 
 def _leave(txn: Any, group_id: int, user_id: int, floor: int, now: float) -> None:
     txn.execute("UPDATE group_members SET left_at = ?, left_time = ?"
                 " WHERE group_id = ? AND user_id = ? AND left_at IS NULL",
                 (floor, now, group_id, user_id))
+    touch_txn(txn, group_id)
 
 
 def create_txn(txn: Any, creator_id: int, creator_name: str, name: str, topic: str,
@@ -189,6 +198,8 @@ def update_txn(txn: Any, actor_id: int, group_id: int, name: str | None,
                    old.created, old.created_by, old.last_msg_id)
     txn.execute("UPDATE chat_groups SET name = ?, topic = ?, announce_only = ? WHERE id = ?",
                 (new.name, new.topic, int(new.announce_only), group_id))
+    if new.announce_only != old.announce_only:
+        touch_txn(txn, group_id)
     return new, member_ids_txn(txn, group_id)
 
 
@@ -224,6 +235,7 @@ def set_role_txn(txn: Any, actor_id: int, group_id: int, target_name: str,
 def _set_role(txn: Any, group_id: int, user_id: int, role: str) -> None:
     txn.execute("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?"
                 " AND left_at IS NULL", (role, group_id, user_id))
+    touch_txn(txn, group_id)
 
 
 def delete_txn(txn: Any, actor_id: int, actor_name: str, group_id: int,
@@ -260,7 +272,12 @@ def _delete(txn: Any, group_id: int) -> None:
 
 def user_deleted_txn(txn: Any, user_id: int) -> None:
     """Before an account is deleted: each group it owns passes to its longest-standing
-    admin, else to its longest-standing member; a group left with nobody is deleted."""
+    admin, else to its longest-standing member; a group left with nobody is deleted.
+    Every group the account is in gets a new ``members_version`` (its rows go with the
+    account)."""
+    txn.execute("UPDATE chat_groups SET members_version = members_version + 1 WHERE id IN"
+                " (SELECT group_id FROM group_members WHERE user_id = ? AND left_at IS NULL)",
+                (user_id,))
     txn.execute("SELECT group_id FROM group_members WHERE user_id = ? AND left_at IS NULL"
                 " AND role = ?", (user_id, OWNER))
     for (group_id,) in txn.fetchall():

@@ -38,7 +38,8 @@ MAX_TERMS = 400
 
 
 class _Group:
-    """One group's state within a batch transaction."""
+    """One group's state within a batch transaction (``roles`` may be shared with the
+    cache: never changed here)."""
 
     __slots__ = ("announce_only", "roles", "names")
 
@@ -48,16 +49,46 @@ class _Group:
         self.names: dict[str, str] = {}   # lower-case name -> name, of mentioned members
 
 
-def _load(txn: Any, group_ids: set[int]) -> dict[int, _Group]:
-    loaded: dict[int, _Group] = {}
-    for group_id in group_ids:
-        txn.execute("SELECT announce_only FROM chat_groups WHERE id = ?", (group_id,))
-        row = txn.fetchone()
-        if row is None:
-            continue
+class MemberCache:
+    """The members of recently used groups, kept by one server and checked against
+    ``chat_groups.members_version`` in every batch transaction: a 1,000-member group's
+    members are read once per change to them, not once per message (the single SQLite
+    writer serves direct messages too). One cache per database (`insert_batch_txn` of
+    the server's group commit); correct across nodes, since the version is read in the
+    batch's own transaction, in the serial section."""
+
+    def __init__(self, max_groups: int = 1000) -> None:
+        self.max_groups = max_groups
+        self._groups: dict[int, tuple[int, dict[int, str]]] = {}   # id -> (version, roles)
+
+    def roles(self, txn: Any, group_id: int, version: int) -> dict[int, str]:
+        cached = self._groups.get(group_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         txn.execute("SELECT user_id, role FROM group_members"
                     " WHERE group_id = ? AND left_at IS NULL", (group_id,))
-        loaded[group_id] = _Group(bool(row[0]), dict(txn.fetchall()))
+        roles = dict(txn.fetchall())
+        if len(self._groups) >= self.max_groups and group_id not in self._groups:
+            self._groups.pop(next(iter(self._groups)))
+        self._groups[group_id] = (version, roles)
+        return roles
+
+    def insert_batch_txn(self, txn: Any, items: list[NewGroupMessage]) -> list[Stored]:
+        return insert_batch_txn(txn, items, self)
+
+
+def _load(txn: Any, group_ids: set[int], cache: MemberCache | None) -> dict[int, _Group]:
+    cache = cache if cache is not None else MemberCache()
+    loaded: dict[int, _Group] = {}
+    ids = sorted(group_ids)
+    rows = []
+    for start in range(0, len(ids), groups.IN_CHUNK):
+        chunk = ids[start:start + groups.IN_CHUNK]
+        txn.execute(f"SELECT id, announce_only, members_version FROM chat_groups"
+                    f" WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk))
+        rows.extend(txn.fetchall())
+    for group_id, announce_only, version in rows:
+        loaded[group_id] = _Group(bool(announce_only), cache.roles(txn, group_id, version))
     return loaded
 
 
@@ -88,7 +119,8 @@ def _mentions(item: NewGroupMessage, group: _Group) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names[n] for n in item[5] if n in names))
 
 
-def insert_batch_txn(txn: Any, items: list[NewGroupMessage]) -> list[Stored]:
+def insert_batch_txn(txn: Any, items: list[NewGroupMessage],
+                     cache: MemberCache | None = None) -> list[Stored]:
     """Store a batch of group messages in one transaction; results in ``items`` order.
 
     Runs in the messages' serial section (`groups.serial_txn`): membership is read, and
@@ -99,7 +131,7 @@ def insert_batch_txn(txn: Any, items: list[NewGroupMessage]) -> list[Stored]:
     with the first copy.
     """
     groups.serial_txn(txn)
-    loaded = _load(txn, {item[1] for item in items})
+    loaded = _load(txn, {item[1] for item in items}, cache)
     _resolve_mentions(txn, items, loaded)
     verdicts: list[str | None] = []
     rows = []
@@ -133,8 +165,9 @@ def insert_batch_txn(txn: Any, items: list[NewGroupMessage]) -> list[Stored]:
                             _mentions(item, group)))
             continue
         results.append(_existing(txn, item, verdict))
-    for group_id, msg_id in newest.items():
-        txn.execute("UPDATE chat_groups SET last_msg_id = ? WHERE id = ?", (msg_id, group_id))
+    if newest:
+        txn.executemany("UPDATE chat_groups SET last_msg_id = ? WHERE id = ?",
+                        [(msg_id, group_id) for group_id, msg_id in newest.items()])
     return results
 
 

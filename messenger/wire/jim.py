@@ -379,11 +379,14 @@ def _validate_msg(request: Mapping[str, Any]) -> None:
     to = request.get("to")
     if type(to) is not str or _account_match(to) is None:
         if to is None:
-            _check_fields(request, ACTIONS["msg"])
-            _exactly_one(request, "to", "group")
-            return
-        account_name("to", to)
-    if request.get("group") is not None:
+            group = request.get("group")
+            if type(group) is not int or not 0 < group < 2**63:
+                if group is None:
+                    raise BadRequest("'to' (a person) or 'group' (a group id) is required")
+                group_id("group", group)
+        else:
+            account_name("to", to)
+    elif request.get("group") is not None:
         raise BadRequest("give 'to' or 'group', not both")
     text_ = request.get("message")
     if type(text_) is not str or not 0 < len(text_) <= MAX_TEXT or not text_.isascii():

@@ -242,6 +242,54 @@ class GroupMessageTests(GroupCase):
         self.assertEqual(results[3][:3], (results[0][0], 1.0, False))
 
 
+class MemberCacheTests(GroupCase):
+
+    def post_cached(self, cache, sender, group_id):
+        self.client += 1
+        (result,) = self.write(cache.insert_batch_txn,
+                               [(getattr(self, sender), group_id, f"k{self.client}", "hi",
+                                 1.0, ())])
+        return result
+
+    def test_every_change_to_the_members_reaches_the_cache(self):
+        """A cache of members answers like the database after each add, removal, role
+        change, announce_only change and account deletion."""
+        cache = groupmsgs.MemberCache()
+        gid = self.create(members=("bob", "carol"))
+        self.assertEqual(sorted(self.post_cached(cache, "alice", gid)[3]),
+                         sorted([self.bob, self.carol]))
+        self.write(groupchanges.add_txn, self.alice, gid, "dave", 1.0, LIMITS)
+        self.assertIn(self.dave, self.post_cached(cache, "alice", gid)[3])
+        self.write(groupchanges.remove_txn, self.alice, gid, "carol", 1.0)
+        self.assertEqual(self.post_cached(cache, "carol", gid), groupmsgs.NOT_MEMBER)
+        self.write(groupchanges.update_txn, self.alice, gid, None, None, True)
+        self.assertEqual(self.post_cached(cache, "bob", gid), groupmsgs.ANNOUNCE_ONLY)
+        self.write(groupchanges.set_role_txn, self.alice, gid, "bob", "admin")
+        self.assertTrue(self.post_cached(cache, "bob", gid)[2])
+        self.write(adminops.delete_user_txn, "operator:test", "dave", 2.0)
+        self.assertEqual(sorted(self.post_cached(cache, "alice", gid)[3]), [self.bob])
+
+    def test_a_cache_reads_members_once_per_change(self):
+        """Posting again without a change reads no member rows."""
+        cache = groupmsgs.MemberCache()
+        gid = self.create()
+        self.post_cached(cache, "alice", gid)
+        reads = []
+
+        def counting(txn, items):
+            class Counting:
+                def execute(self, sql, args=()):
+                    if "FROM group_members" in sql:
+                        reads.append(sql)
+                    return txn.execute(sql, args)
+
+                def __getattr__(self, name):
+                    return getattr(txn, name)
+            return cache.insert_batch_txn(Counting(), items)
+        self.write(counting, [(self.bob, gid, "again", "hi", 1.0, ())])
+        self.assertEqual(reads, [])
+
+
 class WindowTests(GroupCase):
 
     def test_sync_one_cursor_over_direct_and_group(self):
@@ -399,4 +447,8 @@ class WindowTestsOnPostgres(OnPostgres, WindowTests):
 
 
 class ReadMarkerTestsOnPostgres(OnPostgres, ReadMarkerTests):
+    pass
+
+
+class MemberCacheTestsOnPostgres(OnPostgres, MemberCacheTests):
     pass

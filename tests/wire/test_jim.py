@@ -545,6 +545,7 @@ class ConversationRuleTests(SynchronousTestCase):
                             ({"group": "3", "message": "hi"}, "group"),
                             ({"group": True, "message": "hi"}, "group"),
                             ({"group": 3}, "message"),
+                            ({"group": 2**64, "message": "hi"}, "group"),
                             ({"group": 3, "message": ""}, "message")):
             error = self.assertRaises(BadRequest, jim.validate_request, "msg", body)
             self.assertIn(f"'{field}'", error.message)

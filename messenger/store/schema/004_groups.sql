@@ -6,6 +6,8 @@
 -- member). Both bounds are read from the message sequence inside the write transaction
 -- that adds or removes the member, so a message is either before the change or after it.
 -- A group's id is never handed out twice (SERIAL_ID): clients keep group ids.
+-- members_version grows with every change to the members, their roles or announce_only,
+-- so a server may keep a group's members in memory and check one number per message.
 
 CREATE TABLE chat_groups (
     id SERIAL_ID,
@@ -14,7 +16,8 @@ CREATE TABLE chat_groups (
     announce_only INTEGER NOT NULL DEFAULT 0,
     created DOUBLE PRECISION NOT NULL,
     created_by TEXT NOT NULL,
-    last_msg_id BIGINT NOT NULL DEFAULT 0
+    last_msg_id BIGINT NOT NULL DEFAULT 0,
+    members_version BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE group_members (
