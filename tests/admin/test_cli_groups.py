@@ -1,12 +1,14 @@
-"""messenger-admin groups list / groups delete against a live server's data dir, as real
-processes beside a running server and real clients (messenger.admin.cli)."""
+"""messenger-admin groups list / groups delete against a live server's data dir (or its
+PostgreSQL database, in the twin), as real processes beside a running server and real
+clients (messenger.admin.cli)."""
 
 from __future__ import annotations
 
 from twisted.internet import defer
 
-from tests.admin.test_cli import OPERATOR, LiveServerCase, run_inline
+from tests.admin.test_cli import OPERATOR, LiveServerCase
 from tests.server.people import count, rows
+from tests.support.services import OnPostgres
 
 
 class GroupCommandTests(LiveServerCase):
@@ -53,7 +55,12 @@ class GroupCommandTests(LiveServerCase):
         reply = yield self.bob.request("group_info", group=gid)
         self.assertEqual(reply["response"], 403)
 
+    @defer.inlineCallbacks
     def test_empty(self):
         """With no groups, groups list says so."""
-        status, out, _ = run_inline("--data-dir", str(self.data_dir), "groups", "list")
-        self.assertEqual((status, out), (0, "No groups.\n"))
+        out = yield self.admin_cli("groups", "list")
+        self.assertEqual(out, "No groups.\n")
+
+
+class GroupCommandTestsOnPostgres(OnPostgres, GroupCommandTests):
+    pass
