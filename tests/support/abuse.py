@@ -111,6 +111,12 @@ def small_receive_buffer(client: Any, size: int = 64 * 1024) -> None:
     client.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
+def small_send_buffer(client: Any, size: int = 64 * 1024) -> None:
+    """Shrink the kernel's send buffer of a connected client: what the peer does not read
+    backs up in the client's own transport soon."""
+    client.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 def pause_reading(client: Any) -> None:
     """Stop reading the socket: what the server sends waits in the kernel, then in the
     server."""
