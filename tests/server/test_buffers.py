@@ -22,7 +22,6 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.support import jimclient
 from tests.support.abuse import (
     MIB,
     Bystander,

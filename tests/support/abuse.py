@@ -15,17 +15,20 @@ descriptors read from /proc, attacker addresses, and clients that misbehave on p
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, protocol, reactor, task
 
 from tests.support import jimclient
+from tests.support.twistd_server import ROOT
 
 PASSWORD = "correct horse"
 MIB = 1024 * 1024
@@ -168,13 +171,12 @@ class Latencies:
                 f" failures={len(self.failures)}")
 
 
-class Bystander:
-    """Two users who watch the server while a test attacks it.
+class Watch:
+    """The bystander's two loops, run in its own process (`tests.support.bystander`).
 
     ``reader`` is logged in and asks for its contacts every ``period`` seconds (the next
     request goes out when the previous one is answered, or on the next tick); ``login``
-    logs in and quits every ``login_every`` seconds over a new connection. Both come from
-    ``bind`` (127.0.0.1 by default), away from the attackers' addresses.
+    logs in and quits every ``login_every`` seconds over a new connection.
     """
 
     def __init__(self, testcase: Any, port: int, reader: str, login: str,
@@ -201,7 +203,8 @@ class Bystander:
                                               **self.client_kwargs)
         reply = yield self.client.request("authenticate", user={
             "account_name": self.reader_name, "password": PASSWORD})
-        self.testcase.assertEqual(reply["response"], 200, reply)
+        if reply["response"] != 200:
+            raise AssertionError(f"the bystander could not log in: {reply}")
         self._running = True
         self._loops = [self._ask_loop(), self._login_loop()]
 
@@ -223,7 +226,7 @@ class Bystander:
                     raise AssertionError(f"get_contacts: {reply}")
                 self.requests.samples.append(time.monotonic() - started)
             except Exception as error:  # recorded; assert_served fails on it
-                self.requests.failures.append(error)
+                self.requests.failures.append(repr(error))
                 if not self.client.connected_:
                     return
             yield _sleep(max(0.0, self.period - (time.monotonic() - started)))
@@ -247,7 +250,78 @@ class Bystander:
                 yield client.request("quit")
                 yield client.closed
             except Exception as error:
-                self.logins.failures.append(error)
+                self.logins.failures.append(repr(error))
+
+
+class _Child(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.ready: defer.Deferred[None] = defer.Deferred()
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if not self.ready.called and b"ready\n" in self.output:
+            self.ready.callback(None)
+
+    def errReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason: Any) -> None:
+        if not self.ready.called:
+            self.ready.errback(RuntimeError(f"the bystander failed: {self.output[-2000:]!r}"))
+        self.ended.callback(None)
+
+
+class Bystander:
+    """Two users who watch the server while a test attacks it, from a process of their
+    own (so that what they measure is the server, not the attackers sharing the test's
+    reactor): see `Watch`. Both come from ``bind`` (127.0.0.1 by default), away from the
+    attackers' addresses. `stop` collects their latencies.
+    """
+
+    def __init__(self, testcase: Any, port: int, reader: str, login: str,
+                 period: float = 0.25, login_every: float = 3.0, bind: str | None = None,
+                 suites: tuple[str, ...] | None = None) -> None:
+        self.testcase = testcase
+        self.args = {"port": port, "reader": reader, "login": login, "period": period,
+                     "login_every": login_every, "bind": bind,
+                     "suites": list(suites) if suites else None}
+        self.requests = Latencies()
+        self.logins = Latencies()
+        self._child: _Child | None = None
+        self._transport: Any = None
+
+    def start(self) -> defer.Deferred[None]:
+        """Start the bystander's process; fires once its reader is logged in."""
+        child = self._child = _Child()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT)
+        self._transport = reactor.spawnProcess(
+            child, sys.executable, [sys.executable, "-m", "tests.support.bystander",
+                                    json.dumps(self.args)], env=env, path=str(ROOT))
+        self.testcase.addCleanup(self._kill)
+        return child.ready
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        """Stop the loops and read the figures."""
+        child = self._child
+        assert child is not None
+        self._transport.closeStdin()
+        yield child.ended
+        lines = [line for line in child.output.decode("utf-8", "replace").splitlines()
+                 if line.startswith("{")]
+        if not lines:
+            raise AssertionError(f"the bystander said nothing: {child.output[-2000:]!r}")
+        figures = json.loads(lines[-1])
+        self.requests = Latencies(figures["requests"], figures["request_failures"])
+        self.logins = Latencies(figures["logins"], figures["login_failures"])
+
+    def _kill(self) -> None:
+        if self._child is not None and not self._child.ended.called:
+            self._transport.signalProcess("KILL")
+            return self._child.ended
 
     def assert_served(self, p99: float, login: float, min_logins: int = 1) -> None:
         """Every request and login answered, requests' p99 and every login within the
