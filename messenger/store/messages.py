@@ -78,17 +78,26 @@ def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[Messag
 
 def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
                 limit: int) -> list[MessageRow]:
-    """One page of the conversation between two users, oldest first, ids below ``before``."""
+    """One page of the conversation between two users, oldest first, ids below ``before``.
+
+    One page costs one page, however long the conversation: each direction is its own
+    backward range scan of the ``messages_pair`` index that stops after ``limit`` ids
+    (an ``OR`` of both directions made SQLite sort the whole conversation for every
+    page), then the page's rows are read by id.
+    """
+    below = before if before is not None else 2**62
+    ids: set[int] = set()
+    for sender, recipient in {(user_id, other_id), (other_id, user_id)}:
+        txn.execute("SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
+                    " AND id < ? ORDER BY id DESC LIMIT ?", (sender, recipient, below, limit))
+        ids.update(row[0] for row in txn.fetchall())
+    page = sorted(ids)[-limit:]
+    if not page:
+        return []
     txn.execute("SELECT m.id, m.created, s.name, r.name, m.body FROM messages m"
                 " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
-                " WHERE ((m.sender_id = ? AND m.recipient_id = ?)"
-                " OR (m.sender_id = ? AND m.recipient_id = ?)) AND m.id < ?"
-                " ORDER BY m.id DESC LIMIT ?",
-                (user_id, other_id, other_id, user_id,
-                 before if before is not None else 2**62, limit))
-    rows = [tuple(row) for row in txn.fetchall()]
-    rows.reverse()
-    return rows
+                f" WHERE m.id IN ({','.join('?' * len(page))}) ORDER BY m.id", tuple(page))
+    return [tuple(row) for row in txn.fetchall()]
 
 
 def count_txn(txn: Any) -> int:

@@ -111,6 +111,23 @@ class MessageStoreTests(StoreCase):
         older = self.read(messages.history_txn, self.bob, self.alice, page[0][0], 10)
         self.assertEqual([row[4] for row in older], ["m0", "m1", "m2"])
 
+    def test_history_with_yourself(self):
+        """Notes to self are one conversation: each message once."""
+        for i in range(3):
+            self.insert((self.alice, self.alice, f"s{i}", f"n{i}", float(i)))
+        page = self.read(messages.history_txn, self.alice, self.alice, None, 10)
+        self.assertEqual([row[4] for row in page], ["n0", "n1", "n2"])
+
+    def test_history_page_touches_only_the_page(self):
+        """Each direction of a history page is a backward range scan of the pair index
+        with its LIMIT: no temporary sort of the whole conversation (issue 23)."""
+        cursor = self.connection.cursor()
+        cursor.execute("EXPLAIN QUERY PLAN SELECT id FROM messages WHERE sender_id = ? AND"
+                       " recipient_id = ? AND id < ? ORDER BY id DESC LIMIT ?", (1, 2, 99, 50))
+        plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+        self.assertIn("USING COVERING INDEX messages_pair", plan)
+        self.assertNotIn("TEMP B-TREE", plan)
+
 
 class UserStoreTests(StoreCase):
 
