@@ -154,8 +154,9 @@ class ServerProtocol(Int32StringReceiver):
 
     def _timed_out(self, reason: str) -> None:
         self._timer = None
-        self.log.info("Dropping {address} in state {state}: {reason}", address=self.address,
-                      state=self.state.value, reason=reason)
+        # Once per interval with a count: idle connections come in floods.
+        self.ctx.refusals.note(f"{reason} (dropped in state {self.state.value})",
+                               self.address)
         if self.state is State.UNAUTHENTICATED:
             self.push({"response": codes.NOT_AUTHORISED, "error": reason,
                        "time": self.ctx.clock.seconds()})
@@ -173,9 +174,9 @@ class ServerProtocol(Int32StringReceiver):
             self.transport.loseConnection()
 
     def abort(self, reason: str) -> None:
-        """Close at once: the peer cannot be trusted any more."""
-        self.log.warn("Aborting connection from {address}: {reason}", address=self.address,
-                      reason=reason)
+        """Close at once: the peer cannot be trusted any more (logged once per interval
+        with a count: a peer can make this happen on every connection)."""
+        self.ctx.refusals.note(f"connection aborted: {reason}", self.address)
         if self.state is not State.CLOSED:
             self._enter(State.CLOSED)
         self.transport.abortConnection()

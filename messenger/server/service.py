@@ -26,6 +26,11 @@ from messenger.server.tls import TlsConfigError, server_tls_options
 from messenger.store.db import Database, DatabaseTooNew, SqliteEngine
 from messenger.wire import keys
 
+# Connections the kernel may hold for us before we accept them (Twisted's default is 50:
+# a crowd connecting at once, real users after an outage or an attacker, would see SYNs
+# dropped and retried for seconds). The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
+
 
 class MessengerFactory(ServerFactory):
     noisy = False
@@ -126,12 +131,14 @@ class MessengerServer:
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
         factory = MessengerFactory(self.ctx)
-        self.port = self.reactor.listenTCP(config.port, factory, interface=config.interface)
+        self.port = self.reactor.listenTCP(config.port, factory, backlog=LISTEN_BACKLOG,
+                                           interface=config.interface)
         self.log.info("Messenger listening on {host}:{port} (suites: {suites})",
                       host=config.interface or "*", port=self.port.getHost().port,
                       suites=", ".join(config.suites))
         if tls_options is not None:
             self.tls_port = self.reactor.listenSSL(config.tls.port, factory, tls_options,
+                                                   backlog=LISTEN_BACKLOG,
                                                    interface=config.interface)
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
