@@ -322,29 +322,30 @@ class ServerProtocol(Int32StringReceiver):
         if self.outbound is not None and not self._lost:
             self.outbound.write(_prefix(len(string)) + string)
 
-    def push_encoded(self, payload: bytes) -> None:
-        """Send an already encoded JIM object (a push or a reply); dropped once closed."""
+    def push_encoded(self, payload: bytes, reply: bool = False) -> None:
+        """Send an already encoded JIM object (a push, or with ``reply`` the answer to one
+        of the client's requests); dropped once closed."""
         seal = self._seal
         if seal is None or self.state is State.CLOSED:
             return
         if not self._in_lane:
             sealed = seal(payload)
-            self.outbound.write(_prefix(len(sealed)) + sealed)  # type: ignore[union-attr]
+            self.outbound.write(_prefix(len(sealed)) + sealed, reply)  # type: ignore[union-attr]
             return
         size = int(len(payload) * self._expansion) + 64
-        if not self.outbound.reserve(size):  # type: ignore[union-attr]
+        if not self.outbound.reserve(size, reply):  # type: ignore[union-attr]
             return
         if self._lane.queued + 1 >= LANE_DEPTH:
             self.gate.hold("crypto")
-        self._lane.submit(seal, payload).addCallback(self._sealed, size)
+        self._lane.submit(seal, payload).addCallback(self._sealed, size, reply)
 
-    def _sealed(self, sealed: bytes, size: int) -> None:
+    def _sealed(self, sealed: bytes, size: int, reply: bool) -> None:
         self._lane_drained()
         outbound = self.outbound
         assert outbound is not None
         outbound.unreserve(size)
         if not self._lost:
-            outbound.write(_prefix(len(sealed)) + sealed)
+            outbound.write(_prefix(len(sealed)) + sealed, reply)
 
     def push(self, message: dict[str, Any]) -> None:
         self.push_encoded(jim.encode(message))
@@ -354,7 +355,7 @@ class ServerProtocol(Int32StringReceiver):
         if self._seal is None or self.state is State.CLOSED:
             return
         self.push_encoded(replies.encode_reply(request_id, outcome,
-                                               self.ctx.clock.seconds()))
+                                               self.ctx.clock.seconds()), reply=True)
         if type(outcome) is replies.Closing or (
                 isinstance(outcome, Failure) and outcome.check(replies.SessionOver)) or (
                 isinstance(outcome, replies.SessionOver)):

@@ -20,10 +20,15 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from messenger.server.config import LimitsConfig
+from messenger.server.requests import MAX_HEAVY
+from messenger.wire import jim
 from messenger.wire.handshake import HandshakeError
+from tests.server.people import count, no_limits, server_with
 from tests.support import jimclient
 from tests.support.abuse import (
     MIB,
+    PASSWORD,
     Bystander,
     ProcessProbe,
     RssSampler,
@@ -32,6 +37,7 @@ from tests.support.abuse import (
     logged_in,
     register_users,
 )
+from tests.support.server import start_server
 from tests.support.twistd_server import start_twistd_server, wait_for
 
 FRAME = 16 * 1024   # the frame limit before login
@@ -352,3 +358,228 @@ class LogFloodTests(unittest.TestCase):
         self.assertEqual(log_lines(server.log_path, "Traceback"), [])
         bystander.assert_served(p99=0.5, login=3.0)
 
+
+
+# -- in-process servers: the mechanisms seen from inside --------------------------------
+
+def open_limits(**overrides: Any) -> LimitsConfig:
+    """Login and request rates off (many logins from 127.0.0.1), the rest as given."""
+    limits = no_limits()
+    for name, value in overrides.items():
+        setattr(limits, name, value)
+    return limits
+
+
+class HashingQueueTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_full_hashing_queue_answers_503_at_once(self):
+        """20 logins of existing accounts at once against two hashing threads and a queue
+        of two: the ones that do not fit are answered 503 with retry_after at once (all
+        before the last accepted login is answered), never after a silence."""
+        server = yield start_server(self, scrypt_n=2**14,
+                                    limits=open_limits(hash_queue=2, decoy_queue=1))
+        names = [f"user{i:02d}" for i in range(20)]
+        yield register_users(self, server.tcp_port, *names)
+        clients = []
+        for _ in names:
+            clients.append((yield jimclient.connect(self, server.tcp_port)))
+        arrived: list[tuple[float, dict[str, Any]]] = []
+
+        def note(reply: dict[str, Any]) -> None:
+            arrived.append((time.monotonic(), reply))
+        yield defer.gatherResults([
+            client.request("authenticate", user={"account_name": name, "password": PASSWORD}
+                           ).addCallback(note) for client, name in zip(clients, names)])
+        busy = [(at, r) for at, r in arrived if r["response"] == 503]
+        served = [(at, r) for at, r in arrived if r["response"] == 200]
+        print(f"[figures] hashing queue: {len(served)} logins served, {len(busy)} answered"
+              f" 503 (retry_after {busy[0][1]['retry_after'] if busy else '-'} s)")
+        self.assertEqual(len(busy) + len(served), 20)
+        self.assertGreaterEqual(len(busy), 10)
+        self.assertGreaterEqual(len(served), 2)
+        self.assertTrue(all(r["retry_after"] > 0 and "busy" in r["error"] for _, r in busy))
+        self.assertLess(max(at for at, _ in busy), max(at for at, _ in served))
+        self.assertEqual(server.ctx.hasher.refused, len(busy))
+
+    @defer.inlineCallbacks
+    def test_jobs_of_closed_connections_are_dropped(self):
+        """30 logins sent by connections that close at once: their password checks are
+        dropped before they run (the hasher does not work for nobody), and the bystander
+        logs in meanwhile."""
+        server = yield start_server(self, scrypt_n=2**14, limits=open_limits())
+        names = [f"user{i:02d}" for i in range(30)]
+        yield register_users(self, server.tcp_port, "watcher", "visitor", *names)
+        hasher = server.ctx.hasher
+        clients = []
+        for _ in names:
+            clients.append((yield jimclient.connect(self, server.tcp_port)))
+        for client, name in zip(clients, names):
+            client.request("authenticate", user={"account_name": name,
+                                                 "password": PASSWORD}).addErrback(
+                lambda _: None)
+        yield wait_for(lambda: hasher.waiting > 0, 5, "logins queued for hashing")
+        for client in clients:
+            client.transport.abortConnection()
+        yield wait_for(lambda: hasher.waiting == 0 and not hasher._running, 10,
+                       "the hashing queue to drain")
+        print(f"[figures] closed connections: {hasher.dropped} of 30 password checks"
+              f" dropped unrun")
+        self.assertGreaterEqual(hasher.dropped, 20)
+        watcher = yield logged_in(self, server.tcp_port, "watcher")
+        self.assertTrue(watcher.connected_)
+
+
+class QuotaTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_storage_quota(self):
+        """A user past its daily storage quota gets 429 with retry_after for messages and
+        broadcasts, and nothing of what was refused is stored; the bystander is
+        served."""
+        server = yield start_server(self, limits=open_limits(
+            stored_bytes_per_day=256 * 1024))
+        yield register_users(self, server.tcp_port, "boss", "watcher", "visitor", "sink")
+        bystander = Bystander(self, server.tcp_port, "watcher", "visitor", login_every=1.0)
+        yield bystander.start()
+        boss = yield logged_in(self, server.tcp_port, "boss")   # first account: admin
+        stored = refused = 0
+        last: dict[str, Any] = {}
+        for number in range(40):
+            action = ("broadcast", {}) if number % 4 == 3 else ("msg", {"to": "sink"})
+            last = yield boss.request(action[0], message="q" * 16_000, **action[1])
+            if last["response"] == 429:
+                refused += 1
+                self.assertGreater(last["retry_after"], 0)
+            else:
+                self.assertIn(last["response"], (200,))
+                stored += 1
+        yield bystander.stop()
+        rows = (yield count(server, "messages")) + (yield count(server, "broadcasts"))
+        print(f"[figures] quota 256 KiB/day: {stored} stored, {refused} refused 429")
+        bystander.report("storage quota")
+        self.assertEqual(rows, stored)
+        self.assertEqual(stored, 16)          # 16 x 16,000 bytes fit in 256 KiB
+        self.assertEqual(refused, 24)
+        self.assertIn("too many messages today", last["error"])
+        bystander.assert_served(p99=0.5, login=3.0)
+
+
+class ManyContactsTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_reply_within_the_frame_limit(self):
+        """A user with 60,000 contacts (more than the cap, which add_contact does not
+        check yet) asks for them: the reply stays within 1 MiB by its encoded size and
+        says there is more. (Paging through the rest is not on main yet.)"""
+        server = yield start_server(self, limits=open_limits())
+        yield register_users(self, server.tcp_port, "hoarder")
+        yield server.db.write(_many_contacts_txn, "hoarder", 60_000)
+        hoarder = yield logged_in(self, server.tcp_port, "hoarder")
+        reply = yield hoarder.request("get_contacts")
+        print(f"[figures] 60,000 contacts: a reply of {len(jim.encode(reply))} bytes with"
+              f" {len(reply['alert'])} contacts")
+        self.assertLessEqual(len(jim.encode(reply)), jim.MAX_SERVER_PAYLOAD)
+        self.assertTrue(reply["more"])
+        self.assertEqual(reply["alert"][0], {"account_name": "contact000000",
+                                             "status": "offline"})
+
+    @defer.inlineCallbacks
+    def test_contacts_at_the_cap_pipelined(self):
+        """A user with as many contacts as the default cap (5,000) pipelines get_contacts
+        (40, eight at a time): every reply is whole and the bystander is served."""
+        server = yield start_server(self, limits=open_limits())
+        yield register_users(self, server.tcp_port, "hoarder", "watcher", "visitor")
+        cap = LimitsConfig().max_contacts
+        yield server.db.write(_many_contacts_txn, "hoarder", cap)
+        bystander = Bystander(self, server.tcp_port, "watcher", "visitor", login_every=1.0)
+        yield bystander.start()
+        hoarder = yield logged_in(self, server.tcp_port, "hoarder", bind="127.3.3.3")
+        started = time.monotonic()
+        replies = []
+        for _ in range(5):
+            replies += (yield defer.gatherResults([hoarder.request("get_contacts")
+                                                   for _ in range(8)]))
+        elapsed = time.monotonic() - started
+        yield bystander.stop()
+        print(f"[figures] {cap} contacts: 40 get_contacts in {elapsed:.1f} s")
+        bystander.report("contacts at the cap")
+        self.assertEqual({len(reply["alert"]) for reply in replies}, {cap})
+        self.assertFalse(any(reply["more"] for reply in replies))
+        bystander.assert_served(p99=0.5, login=3.0)
+
+
+def _many_contacts_txn(txn: Any, owner: str, count: int) -> None:
+    txn.execute("SELECT id FROM users WHERE name = ?", (owner,))
+    owner_id = txn.fetchone()[0]
+    txn.executemany("INSERT INTO users (name, name_lower, email, email_lower, password_hash,"
+                    " created, password_changed) VALUES (?, ?, ?, ?, 'x', 0, 0)",
+                    [(f"contact{n:06d}", f"contact{n:06d}", f"c{n}@example.org",
+                      f"c{n}@example.org") for n in range(count)])
+    txn.execute("INSERT INTO contacts (owner_id, contact_id, added) SELECT ?, id, 0"
+                " FROM users WHERE name LIKE 'contact%'", (owner_id,))
+
+
+class InFlightCapTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_pipelined_pages_are_capped_per_connection(self):
+        """200 history requests pipelined on one connection: at most `MAX_HEAVY` of them
+        are in flight at once (the connection is not read meanwhile), and every one is
+        answered in order."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        for n in range(30):
+            yield alice.request("msg", to="bob", message=f"m{n}")
+        session = server.ctx.router.session(server.ctx.directory.cached("alice").id)
+        most = [0, 0]
+
+        def sample() -> None:
+            most[0] = max(most[0], session.requests.heavy)
+            most[1] = max(most[1], server.ctx.db.reads)
+        sampler = task.LoopingCall(sample)
+        sampler.start(0.001)
+        try:
+            replies = yield defer.gatherResults([
+                alice.request("history", limit=10, **{"with": "bob"}) for _ in range(200)])
+        finally:
+            sampler.stop()
+        self.assertEqual({reply["response"] for reply in replies}, {202})
+        self.assertEqual(most[0], MAX_HEAVY)
+        self.assertLessEqual(most[1], MAX_HEAVY)
+
+
+class DeletedAccountStateTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_deleting_an_account_drops_its_state(self):
+        """An account deleted by an admin while it is online, in a call, in others'
+        contact lists and counted by the limits leaves nothing in memory: router,
+        presence, directory, calls, limits and other sessions' contact ids (issue 24)."""
+        server, (admin, victim, friend) = yield server_with(
+            self, "admin", "victim", "friend",
+            limits=open_limits(stored_bytes_per_day=MIB))
+        ctx = server.ctx
+        yield friend.request("add_contact", user_id="victim")
+        yield victim.request("add_contact", user_id="friend")
+        yield victim.request("msg", to="friend", message="hello")
+        reply = yield victim.request("call_dial", user_id="friend")
+        self.assertEqual(reply["response"], 200, reply)
+        victim_id = ctx.directory.cached("victim").id
+        friend_session = ctx.router.session(ctx.directory.cached("friend").id)
+        self.assertIn(victim_id, friend_session.contact_ids)
+        self.assertIsNotNone(ctx.calls.call_of(victim_id))
+        self.assertIn(victim_id, ctx.limits._stored._buckets)
+        reply = yield admin.request("admin_delete_user", user_id="victim")
+        self.assertEqual(reply["response"], 200, reply)
+        yield jimclient.wait_closed(victim)
+        self.assertFalse(ctx.router.is_online(victim_id))
+        self.assertIsNone(ctx.directory.cached("victim"))
+        self.assertIsNone(ctx.calls.call_of(victim_id))
+        self.assertNotIn(victim_id, ctx.limits._stored._buckets)
+        self.assertNotIn(victim_id, friend_session.contact_ids)
+        self.assertEqual(ctx.presence.status_of(victim_id), "offline")
+        self.assertNotIn(victim_id, ctx.presence._watchers)
+        self.assertNotIn(victim_id, ctx.presence._following)
+        self.assertFalse(any(victim_id in ids for ids in ctx.presence._watchers.values()))
+        self.assertFalse(any(victim_id in ids
+                             for ids in ctx.presence._following.values()))

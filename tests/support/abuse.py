@@ -176,7 +176,8 @@ class Watch:
 
     ``reader`` is logged in and asks for its contacts every ``period`` seconds (the next
     request goes out when the previous one is answered, or on the next tick); ``login``
-    logs in and quits every ``login_every`` seconds over a new connection.
+    logs in and quits every ``login_every`` seconds over a new connection (the first
+    time at once).
     """
 
     def __init__(self, testcase: Any, port: int, reader: str, login: str,
@@ -234,9 +235,6 @@ class Watch:
     @defer.inlineCallbacks
     def _login_loop(self) -> Any:
         while self._running:
-            yield _sleep(self.login_every, lambda: not self._running)
-            if not self._running:
-                return
             started = time.monotonic()
             try:
                 client = yield jimclient.connect(self.testcase, self.port, bind=self.bind,
@@ -251,6 +249,8 @@ class Watch:
                 yield client.closed
             except Exception as error:
                 self.logins.failures.append(repr(error))
+            yield _sleep(max(0.0, self.login_every - (time.monotonic() - started)),
+                         lambda: not self._running)
 
 
 class _Child(protocol.ProcessProtocol):
