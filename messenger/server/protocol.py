@@ -250,7 +250,7 @@ class ServerProtocol(Int32StringReceiver):
             self._enter(State.KEYX)
             return
         self.gate.hold("handshake")
-        d = self._lane.submit(handshake.receive, data)
+        d = self._lane.submit(handshake.receive, data, urgent=True)
         d.addCallbacks(self._keyx_done, self._handshake_failed)
 
     def _keyx_done(self, outcome: tuple[bytes, Any]) -> None:

@@ -163,7 +163,7 @@ class SlowReaderTests(unittest.TestCase):
         reader = Drainer(slow, rate=MIB)
         bystander = Bystander(self, server.port, "watcher", "visitor")
         yield bystander.start()
-        total, burst = 12 * MIB, MIB
+        total, burst = 8 * MIB, MIB
         started = time.monotonic()
         acks: list[int] = []
         try:
