@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""A worked example of the messenger/1 wire protocol, for docs/PROTOCOL.md.
+"""A worked example of the messenger/2 wire protocol, for docs/PROTOCOL.md.
 
 Runs the real `ServerHandshake` and `ClientHandshake` of ``messenger.wire`` against each
 other with fixed inputs and prints every frame of phases 1 and 2 (4-byte big-endian length
-prefix + payload, in hex, and the JSON), the HMAC digests, the signed DER transcript, the
-HKDF-derived keys, and the first encrypted phase-3 frame in each direction, for each suite.
+prefix + payload, in hex, and the JSON), the HMAC digests, the X25519 shares and shared
+secret, the signed DER transcript and the session id, the HKDF-derived keys, and the first
+encrypted phase-3 frame in each direction, for each suite.
 
 Fixed inputs: the TEST-ONLY RSA keys in docs/example-keys/ (2048-bit; published, so never
-use them for anything real), the shared secret, both nonces and the session secret below
-(passed to the handshakes as their ``random`` callables), and the phase-3 request and reply.
+use them for anything real), the shared secret, both nonces, both ephemeral X25519 private
+keys and the RSA-carried session secret below (passed to the handshakes as their
+``random`` callables), and the phase-3 request and reply.
 
 RSA-OAEP encryption and RSA-PSS signatures are randomized, so the encrypted session secret,
-the signature, the transcript (which contains the encrypted secret) and every rsa-oaep
-phase-3 frame differ from run to run; everything else is the same on every run. The script
+the signature, the transcript (which contains the encrypted secret), the session id (its
+hash) and every rsa-oaep phase-3 frame differ from run to run; everything else is the same
+on every run. The script
 checks each randomized value with the example keys (decrypts, verifies) and prints the
 result, and exits non-zero if any check fails.
 
@@ -38,9 +41,11 @@ if str(ROOT) not in sys.path:
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
-from messenger.wire import handshake, jim, keys, suites  # noqa: E402
+from messenger.wire import handshake, jim, kex, keys, suites  # noqa: E402
 
 KEY_DIR = ROOT / "docs" / "example-keys"
 SERVER_KEY_FILE = KEY_DIR / "server.TEST-ONLY.key.pem"
@@ -54,6 +59,8 @@ SHARED_SECRET = b"example shared secret"
 SERVER_NONCE = bytes(range(0x00, 0x20))
 CLIENT_NONCE = bytes(range(0x20, 0x40))
 SESSION_SECRET = bytes(range(0x40, 0x60))
+CLIENT_X25519 = bytes(range(0x60, 0x80))   # the client's ephemeral X25519 private key
+SERVER_X25519 = bytes(range(0x80, 0xa0))   # the server's ephemeral X25519 private key
 REQUEST_ID = "9f86d081884c7d659a2feaa0c55ad015"
 REQUEST = {"action": "register", "id": REQUEST_ID, "time": 1767225600,
            "user": {"account_name": "alice", "password": "correct horse battery",
@@ -130,7 +137,7 @@ def frame(report: Report, number: int, title: str, payload: bytes,
 def outline_der(report: Report, der: bytes) -> None:
     """Print the offset, header and size of each element of the transcript SEQUENCE."""
     names = ("protocol", "serverNonce", "clientNonce", "clientKey", "serverKey",
-             "offeredSuites", "suite", "encryptedSecret")
+             "offeredSuites", "suite", "encryptedSecret", "clientShare", "serverShare")
 
     def header(at: int) -> tuple[int, int, int]:
         tag, first = der[at], der[at + 1]
@@ -154,19 +161,14 @@ def outline_der(report: Report, der: bytes) -> None:
         at += size + length
 
 
-def run_suite(report: Report, suite: str, server_key: rsa.RSAPrivateKey,
-              client_key: rsa.RSAPrivateKey) -> None:
-    # The aes-256-gcm run offers what the client offers by default (both suites, so the
-    # server's preference decides); the rsa-oaep run offers rsa-oaep alone.
-    offered = list(suites.SUITES) if suite == suites.AES_GCM else [suite]
-    report.line("=" * 96)
-    report.line(f"Suite {suite}: the client offers {json.dumps(offered)}")
-    report.line("=" * 96)
-    server = handshake.ServerHandshake(SHARED_SECRET, server_key,
-                                       random=scripted(SERVER_NONCE, SESSION_SECRET))
-    client = handshake.ClientHandshake(SHARED_SECRET, client_key, suites=offered,
-                                       random=scripted(CLIENT_NONCE))
+def x25519_share(private: bytes) -> bytes:
+    """The public share of a raw X25519 private key."""
+    return kex.share_of(X25519PrivateKey.from_private_bytes(private))
 
+
+def phase1(report: Report, server: handshake.ServerHandshake,
+           client: handshake.ClientHandshake) -> bytes:
+    """Frames [1] to [3]; returns frame [3] (for the client)."""
     report.line()
     report.line("Phase 1: HMAC challenge (plain frames)")
     report.line()
@@ -187,10 +189,19 @@ def run_suite(report: Report, suite: str, server_key: rsa.RSAPrivateKey,
     report.hex("client nonce", CLIENT_NONCE, 6)
     report.line(f"      digest: {hmac.new(SHARED_SECRET, CLIENT_NONCE, sha256).hexdigest()}")
     frame(report, 3, "S->C digest", digest)
+    return digest
 
+
+def phase2(report: Report, server: handshake.ServerHandshake,
+           client: handshake.ClientHandshake, digest: bytes, offered: list[str], suite: str,
+           server_key: rsa.RSAPrivateKey, client_key: rsa.RSAPrivateKey):
+    """Frames [4] and [5], the transcript and its checks; returns both Established."""
     report.line()
     report.line("Phase 2: key exchange (plain frames)")
     report.line()
+    report.hex("client's ephemeral X25519 private key (fixed here; random in real use)",
+               CLIENT_X25519)
+    report.hex("client share = its X25519 public key", x25519_share(CLIENT_X25519))
     exchange, _ = client.receive(digest)
     frame(report, 4, "C->S key_exchange", exchange)
     reply, server_side = server.receive(exchange)
@@ -202,16 +213,22 @@ def run_suite(report: Report, suite: str, server_key: rsa.RSAPrivateKey,
     message = jim.decode(reply)
     encrypted = base64.b64decode(message["secret"])
     signature = base64.b64decode(message["signature"])
+    server_share = base64.b64decode(message["share"])
     report.line()
+    report.hex("server share = X25519 public key of the server's ephemeral private key",
+               server_share)
+    report.check("server share is that of the fixed server X25519 key",
+                 server_share == x25519_share(SERVER_X25519))
     report.hex("encrypted secret = RSA-OAEP-SHA256(client key, session secret)   (varies)",
                encrypted)
     recovered = client_key.decrypt(encrypted, suites.OAEP)
-    report.hex("session secret (decrypted with the client's private key)", recovered)
+    report.hex("session secret S (decrypted with the client's private key)", recovered)
     report.check("session secret decrypts to the fixed value", recovered == SESSION_SECRET)
 
     fields = handshake.TranscriptFields(
         SERVER_NONCE, CLIENT_NONCE, keys.public_der(client_key.public_key()),
-        keys.public_der(server_key.public_key()), tuple(offered), suite, encrypted)
+        keys.public_der(server_key.public_key()), tuple(offered), suite, encrypted,
+        x25519_share(CLIENT_X25519), server_share)
     der = handshake.transcript(fields)
     report.line()
     report.hex("transcript DER   (varies: it holds the encrypted secret)", der)
@@ -226,19 +243,92 @@ def run_suite(report: Report, suite: str, server_key: rsa.RSAPrivateKey,
     except Exception:
         verified = False
     report.check("signature verifies with the server's public key", verified)
+    session = sha256(der).digest()
+    report.hex("session id = SHA-256(transcript DER)   (varies)", session)
+    report.check("both sides hold this session id",
+                 server_side.session_id == client_side.session_id == session)
     report.line(f"    server fingerprint: {client_side.server_fingerprint}")
+    return server_side, client_side, session
 
+
+def key_derivation(report: Report, suite: str) -> dict[str, bytes]:
+    """Z, IKM and the suite's HKDF keys (nothing here varies from run to run)."""
     report.line()
-    report.line("Key derivation: HKDF-SHA256, length 32, salt = server nonce || client nonce,"
-                " info = 'messenger/1 ' + label")
+    report.line("Key derivation: HKDF-SHA256, length 32, IKM = S || Z, salt = server nonce ||"
+                " client nonce, info = 'messenger/2 ' + label")
+    report.hex("S = the RSA-carried session secret", SESSION_SECRET)
+    client_private = X25519PrivateKey.from_private_bytes(CLIENT_X25519)
+    server_private = X25519PrivateKey.from_private_bytes(SERVER_X25519)
+    report.hex("client's ephemeral X25519 private key", CLIENT_X25519)
+    report.hex("server's ephemeral X25519 private key", SERVER_X25519)
+    z = kex.shared_secret(client_private, x25519_share(SERVER_X25519))
+    report.hex("Z = X25519(client private key, server share)", z)
+    report.check("X25519(server private key, client share) is the same Z",
+                 kex.shared_secret(server_private, x25519_share(CLIENT_X25519)) == z)
+    ikm = SESSION_SECRET + z
+    report.hex("IKM = S || Z", ikm)
     report.hex("salt", SERVER_NONCE + CLIENT_NONCE)
     labels = (("aes-256-gcm c2s", "aes-256-gcm s2c") if suite == suites.AES_GCM
-              else ("rsa-oaep mac c2s", "rsa-oaep mac s2c"))
+              else ("rsa-oaep mac c2s", "rsa-oaep mac s2c", "rsa-oaep enc c2s",
+                    "rsa-oaep enc s2c"))
     derived = {}
     for label in labels:
-        derived[label] = handshake.derive_key(SESSION_SECRET, SERVER_NONCE, CLIENT_NONCE, label)
-        report.hex(f"info {('messenger/1 ' + label)!r} ->", derived[label])
+        derived[label] = handshake.derive_key(ikm, SERVER_NONCE, CLIENT_NONCE, label)
+        report.hex(f"info {('messenger/2 ' + label)!r} ->", derived[label])
+    return derived
 
+
+def gcm_frame(report: Report, derived: dict[str, bytes], direction: int, plaintext: bytes,
+              sealed: bytes) -> None:
+    key = derived[f"aes-256-gcm {'c2s' if direction == 1 else 's2c'}"]
+    nonce = bytes([direction, 0, 0, 0]) + struct.pack(">Q", 0)
+    report.hex("nonce = direction || 000000 || counter (uint64 BE)", nonce)
+    report.hex("ciphertext", sealed[:-16])
+    report.hex("GCM tag", sealed[-16:])
+    report.check("payload = AES-256-GCM(key, nonce, plaintext, no AAD)",
+                 sealed == AESGCM(key).encrypt(nonce, plaintext, None))
+
+
+def oaep_frame(report: Report, derived: dict[str, bytes], direction: int, plaintext: bytes,
+               sealed: bytes, session: bytes, receiver_key: rsa.RSAPrivateKey) -> None:
+    way = "c2s" if direction == 1 else "s2c"
+    size = (receiver_key.key_size + 7) // 8
+    iv = suites.ctr_iv(direction, 0)
+    report.hex("CTR initial block = direction || 000000 || counter (uint64 BE) || 00000000",
+               iv)
+    cipher = Cipher(algorithms.AES(derived[f"rsa-oaep enc {way}"]), modes.CTR(iv))
+    masked = cipher.encryptor().update(plaintext)
+    report.hex(f"masked = AES-256-CTR(key 'rsa-oaep enc {way}', block, plaintext)", masked)
+    ciphertext, tag = sealed[:-32], sealed[-32:]
+    report.line(f"    receiver modulus k = {size} bytes: chunks of at most"
+                f" {size - 66} masked bytes, {len(ciphertext) // size} chunk(s)")
+    pieces = []
+    for index in range(len(ciphertext) // size):
+        label = suites.oaep_label(session, direction, 0, index)
+        report.hex(f"label of chunk {index} = session id || direction || counter (uint64 BE)"
+                   " || index (uint32 BE)", label)
+        chunk = ciphertext[index * size:(index + 1) * size]
+        report.hex(f"chunk {index} = RSA-OAEP-SHA256(receiver key, label, piece)", chunk)
+        pieces.append(receiver_key.decrypt(chunk, suites.oaep_padding(label)))
+    report.hex(f"tag = HMAC-SHA256(key 'rsa-oaep mac {way}', direction || counter64 ||"
+               " chunks)", tag)
+    expected = hmac.new(derived[f"rsa-oaep mac {way}"], bytes([direction])
+                        + struct.pack(">Q", 0) + ciphertext, sha256).digest()
+    report.check("tag matches", hmac.compare_digest(tag, expected))
+    report.check("chunks decrypt, each with its label, to the masked plaintext",
+                 b"".join(pieces) == masked)
+    try:
+        receiver_key.decrypt(ciphertext[:size], suites.oaep_padding(
+            suites.oaep_label(session, direction, 1, 0)))
+        moved = True
+    except ValueError:
+        moved = False
+    report.check("chunk 0 does not decrypt with frame 1's label", not moved)
+
+
+def phase3(report: Report, suite: str, derived: dict[str, bytes], session: bytes,
+           server_side, client_side, server_key: rsa.RSAPrivateKey,
+           client_key: rsa.RSAPrivateKey) -> None:
     report.line()
     report.line("Phase 3: the first encrypted frame in each direction")
     request = jim.encode(REQUEST)
@@ -253,33 +343,32 @@ def run_suite(report: Report, suite: str, server_key: rsa.RSAPrivateKey,
         report.line(f"    plaintext json: {plaintext.decode('utf-8')}")
         report.line(f"    plaintext length: {len(plaintext)} bytes")
         if suite == suites.AES_GCM:
-            key = derived[f"aes-256-gcm {'c2s' if direction == 1 else 's2c'}"]
-            nonce = bytes([direction, 0, 0, 0]) + struct.pack(">Q", 0)
-            report.hex("nonce = direction || 000000 || counter (uint64 BE)", nonce)
-            report.hex("ciphertext", sealed[:-16])
-            report.hex("GCM tag", sealed[-16:])
-            report.check("payload = AES-256-GCM(key, nonce, plaintext, no AAD)",
-                         sealed == AESGCM(key).encrypt(nonce, plaintext, None))
+            gcm_frame(report, derived, direction, plaintext, sealed)
         else:
-            receiver_key = server_key if direction == 1 else client_key
-            size = (receiver_key.key_size + 7) // 8
-            mac_key = derived[f"rsa-oaep mac {'c2s' if direction == 1 else 's2c'}"]
-            ciphertext, tag = sealed[:-32], sealed[-32:]
-            report.line(f"    receiver modulus k = {size} bytes: chunks of at most"
-                        f" {size - 66} plaintext bytes, {len(ciphertext) // size} chunk(s)")
-            for index in range(0, len(ciphertext), size):
-                report.hex(f"chunk {index // size} = RSA-OAEP-SHA256(receiver key, ...)",
-                           ciphertext[index:index + size])
-            report.hex("tag = HMAC-SHA256(mac key, direction || counter64 || chunks)", tag)
-            expected = hmac.new(mac_key, bytes([direction]) + struct.pack(">Q", 0) + ciphertext,
-                                sha256).digest()
-            report.check("tag matches", hmac.compare_digest(tag, expected))
-            pieces = b"".join(receiver_key.decrypt(ciphertext[i:i + size], suites.OAEP)
-                              for i in range(0, len(ciphertext), size))
-            report.check("chunks decrypt to the plaintext", pieces == plaintext)
+            oaep_frame(report, derived, direction, plaintext, sealed, session,
+                       server_key if direction == 1 else client_key)
         report.hex("wire = length || payload", struct.pack(">I", len(sealed)) + sealed)
         report.check("the receiving side opens it", receiver.channel.open(sealed) == plaintext)
     report.line()
+
+
+def run_suite(report: Report, suite: str, server_key: rsa.RSAPrivateKey,
+              client_key: rsa.RSAPrivateKey) -> None:
+    # The aes-256-gcm run offers what the client offers by default (both suites, so the
+    # server's preference decides); the rsa-oaep run offers rsa-oaep alone.
+    offered = list(suites.SUITES) if suite == suites.AES_GCM else [suite]
+    report.line("=" * 96)
+    report.line(f"Suite {suite}: the client offers {json.dumps(offered)}")
+    report.line("=" * 96)
+    server = handshake.ServerHandshake(
+        SHARED_SECRET, server_key, random=scripted(SERVER_NONCE, SESSION_SECRET, SERVER_X25519))
+    client = handshake.ClientHandshake(SHARED_SECRET, client_key, suites=offered,
+                                       random=scripted(CLIENT_NONCE, CLIENT_X25519))
+    digest = phase1(report, server, client)
+    server_side, client_side, session = phase2(report, server, client, digest, offered, suite,
+                                               server_key, client_key)
+    derived = key_derivation(report, suite)
+    phase3(report, suite, derived, session, server_side, client_side, server_key, client_key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     server_key, client_key = load_key(SERVER_KEY_FILE), load_key(CLIENT_KEY_FILE)
     report = Report()
-    report.line("messenger/1 worked example (scripts/protocol_example.py)")
+    report.line("messenger/2 worked example (scripts/protocol_example.py)")
     report.line(f"server key: {SERVER_KEY_FILE.relative_to(ROOT)}  (TEST ONLY, 2048-bit)")
     report.line(f"  fingerprint {keys.fingerprint(server_key.public_key())}")
     report.line(f"client key: {CLIENT_KEY_FILE.relative_to(ROOT)}  (TEST ONLY, 2048-bit)")
@@ -302,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     report.line(f"server nonce: {SERVER_NONCE.hex()}")
     report.line(f"client nonce: {CLIENT_NONCE.hex()}")
     report.line(f"session secret: {SESSION_SECRET.hex()}")
+    report.line(f"client X25519 private key: {CLIENT_X25519.hex()}")
+    report.line(f"server X25519 private key: {SERVER_X25519.hex()}")
     report.line("Hex is lowercase; 'wire' shows the 4-byte big-endian length then the payload.")
     report.line()
     for suite in (suites.SUITES if options.suite == "all" else (options.suite,)):

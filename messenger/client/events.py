@@ -26,26 +26,32 @@ Kinds and their records:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.logger import Logger
 
+from messenger.wire.jim import MAX_SERVER_PAYLOAD
+
 # -- connection states --------------------------------------------------------------------
 
-OFFLINE = "offline"                # not started, or stopped / logged out
-CONNECTING = "connecting"          # TCP (or TLS) connection being made
-HANDSHAKING = "handshaking"        # HMAC challenge and key exchange
-LOGGING_IN = "logging_in"          # resume / authenticate / register in flight
-SYNCING = "syncing"                # logged in; fetching what arrived while away
-ONLINE = "online"                  # logged in and caught up
-RECONNECTING = "reconnecting"      # waiting ``retry_in`` seconds before the next attempt
-LOGIN_REQUIRED = "login_required"  # no usable token: a password login is needed
-FAILED = "failed"                  # stopped trying: ``reason`` says why (key changed, ...)
+class State(enum.StrEnum):
+    """The connection as a front end sees it (docs/CLIENT.md, section 3)."""
 
-STATES = (OFFLINE, CONNECTING, HANDSHAKING, LOGGING_IN, SYNCING, ONLINE, RECONNECTING,
-          LOGIN_REQUIRED, FAILED)
+    OFFLINE = "offline"                # not started, or stopped / logged out
+    CONNECTING = "connecting"          # TCP (or TLS) connection being made
+    HANDSHAKING = "handshaking"        # HMAC challenge and key exchange
+    LOGGING_IN = "logging_in"          # resume / authenticate / register in flight
+    SYNCING = "syncing"                # logged in; fetching what arrived while away
+    ONLINE = "online"                  # logged in and caught up
+    RECONNECTING = "reconnecting"      # waiting ``retry_in`` seconds before the next attempt
+    LOGIN_REQUIRED = "login_required"  # no usable token: a password login is needed
+    FAILED = "failed"                  # stopped trying: ``reason`` says why (key changed, ...)
+
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
                "notice", "call", "server_key", "push")
@@ -53,26 +59,52 @@ EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "a
 
 @dataclass(frozen=True, slots=True)
 class ConnectionState:
-    """One observation of the connection; ``name`` is one of `STATES`."""
+    """One observation of the connection."""
 
-    name: str
+    name: State
     reason: str | None = None           # why we are here (for reconnecting/failed/...)
     retry_in: float | None = None       # reconnecting: seconds until the next attempt
     retry_at: float | None = None       # reconnecting: clock time of the next attempt
     attempt: int = 0                    # reconnecting: failed attempts in a row
-    error: BaseException | None = field(default=None, compare=False)
+    error: BaseException | None = field(default=None, compare=False)  # a typed error
 
     @property
     def logged_in(self) -> bool:
-        return self.name in (SYNCING, ONLINE)
+        return self.name in (State.SYNCING, State.ONLINE)
 
     def __str__(self) -> str:
-        text = self.name.replace("_", " ")
-        if self.name == RECONNECTING and self.retry_in is not None:
+        text = str(self.name).replace("_", " ")
+        if self.name == State.RECONNECTING and self.retry_in is not None:
             text = f"reconnecting in {self.retry_in:.1f} s"
         if self.reason:
             text += f" ({self.reason})"
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """The limits the server announces in its login reply (``limits``), so that the
+    client refuses locally what the server would refuse; the defaults stand until then
+    (and for a server that announces none)."""
+
+    max_frame: int = 128 * 1024         # bytes of a sealed client->server frame
+    max_body: int = 16 * 1024           # bytes of UTF-8 in a message or broadcast
+    max_payload: int = MAX_SERVER_PAYLOAD  # bytes of JSON in a server->client frame
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> ServerLimits:
+        """The limits of a login reply; a missing or nonsensical value keeps its default
+        (an unknown key is ignored)."""
+        limits = reply.get("limits")
+        if not isinstance(limits, dict):
+            return cls()
+        default = cls()
+        values = {}
+        for name in ("max_frame", "max_body", "max_payload"):
+            value = limits.get(name)
+            ok = type(value) is int and 0 < value <= MAX_SERVER_PAYLOAD * 64
+            values[name] = value if ok else getattr(default, name)
+        return cls(**values)
 
 
 # -- pushes -------------------------------------------------------------------------------
@@ -152,12 +184,21 @@ Observer = Callable[[Any], None]
 
 
 class Observers:
-    """Callbacks by event kind. ``subscribe`` returns a function that unsubscribes."""
+    """Callbacks by event kind. ``subscribe`` returns a function that unsubscribes.
+
+    Events emitted inside `held` (a state machine's transition) are queued and delivered,
+    in order, once the outermost held block ends: an observer always sees a finished
+    transition, and may call any client method (``stop`` included) without finding the
+    machine half-way. Outside `held`, `emit` delivers at once.
+    """
 
     log = Logger()
 
     def __init__(self) -> None:
         self._by_kind: dict[str, tuple[Observer, ...]] = {kind: () for kind in EVENT_KINDS}
+        self._depth = 0
+        self._queue: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._flushing = False
 
     def subscribe(self, kind: str, callback: Observer) -> Callable[[], None]:
         if kind not in self._by_kind:
@@ -175,6 +216,38 @@ class Observers:
         return bool(self._by_kind[kind])
 
     def emit(self, kind: str, event: Any) -> None:
+        if kind not in self._by_kind:
+            raise ValueError(f"unknown event kind {kind!r}")
+        self.later(self._deliver, kind, event)
+
+    def later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn(*args)`` in turn with the events: after those emitted before it."""
+        self._queue.append((fn, args))
+        if self._depth == 0:
+            self._flush()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._flushing:
+            return                      # the loop below delivers it, in order
+        self._flushing = True
+        try:
+            while self._queue and self._depth == 0:
+                fn, args = self._queue.popleft()
+                fn(*args)
+        finally:
+            self._flushing = False
+
+    def _deliver(self, kind: str, event: Any) -> None:
         for callback in self._by_kind[kind]:  # a tuple: (un)subscribing meanwhile is safe
             try:
                 callback(event)

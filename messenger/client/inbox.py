@@ -13,7 +13,11 @@ or below it as a duplicate, and nothing is lost if, after each (re)login:
 3. it delivers the buffered pushes, sorted, above ``last_id`` (`end_sync`).
 
 A connection lost during a sync drops the buffer (`abort_sync`): the next sync reads the
-same messages from the database. Pure bookkeeping: no I/O.
+same messages from the database. The buffer holds at most ``max_buffered`` pushes: a
+server that pushes more during one sync makes the inbox drop them and ask for one more
+sync round (`end_sync` returns None), which reads them from the database instead, so a
+misbehaving server cannot grow the client's memory and nothing is lost. Pure bookkeeping:
+no I/O.
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ from typing import Any
 
 from messenger.client.events import IncomingMessage
 
+MAX_BUFFERED = 10_000
+
 
 class Inbox:
-    __slots__ = ("last_id", "_buffer")
+    __slots__ = ("last_id", "max_buffered", "_buffer", "_overflowed")
 
-    def __init__(self, last_id: int = 0) -> None:
+    def __init__(self, last_id: int = 0, max_buffered: int = MAX_BUFFERED) -> None:
         self.last_id = last_id
+        self.max_buffered = max_buffered
         self._buffer: list[dict[str, Any]] | None = None  # None: not syncing
+        self._overflowed = False
 
     @property
     def syncing(self) -> bool:
@@ -38,7 +46,11 @@ class Inbox:
         """A ``msg`` push: the message to deliver now, or None (duplicate or buffered)."""
         buffer = self._buffer
         if buffer is not None:
-            buffer.append(message)
+            if self._overflowed or len(buffer) >= self.max_buffered:
+                buffer.clear()              # the next sync round reads them instead
+                self._overflowed = True
+            else:
+                buffer.append(message)
             return None
         msg_id = message["msg_id"]
         if msg_id <= self.last_id:
@@ -48,6 +60,7 @@ class Inbox:
 
     def begin_sync(self) -> None:
         self._buffer = []
+        self._overflowed = False
 
     def sync_page(self, messages: list[dict[str, Any]]) -> list[IncomingMessage]:
         """One page of a ``sync`` reply (oldest first): the new ones, in order."""
@@ -60,8 +73,12 @@ class Inbox:
         self.last_id = last
         return out
 
-    def end_sync(self) -> list[IncomingMessage]:
-        """The sync is complete: the buffered pushes that are new, in order."""
+    def end_sync(self) -> list[IncomingMessage] | None:
+        """The sync is complete: the buffered pushes that are new, in order; or None when
+        the buffer overflowed: sync once more (still buffering) and end again."""
+        if self._overflowed:
+            self.begin_sync()
+            return None
         buffered, self._buffer = self._buffer or [], None
         out = []
         last = self.last_id
@@ -74,6 +91,7 @@ class Inbox:
 
     def abort_sync(self) -> None:
         self._buffer = None
+        self._overflowed = False
 
 
 def _msg_id(message: dict[str, Any]) -> int:

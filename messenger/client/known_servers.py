@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.logger import Logger
 
 from messenger.client.credentials import tighten_permissions, write_private_file
+from messenger.client.errors import ServerKeyChanged
 from messenger.wire import keys
-from messenger.wire.handshake import ServerKeyChanged
 
 FINGERPRINT_RE = re.compile(r"sha256:[0-9a-f]{64}")
 HEADER = "# Messenger known servers: host:port fingerprint (see docs/PROTOCOL.md, 11)\n"

@@ -1,20 +1,27 @@
-"""One connection to a Messenger server, client side.
+"""The frames of one connection to a Messenger server, client side.
 
 `ClientProtocol` moves frames: length-prefixed (`Int32StringReceiver`), plain JSON through
 `messenger.wire.handshake.ClientHandshake` for phases 1 and 2, then sealed by the
 negotiated channel. In phase 3 every frame goes open -> decode -> route: a reply (no
-``action``) settles the pending request of its ``id``, the server's ``probe`` is answered
-at once, and everything else is a push handed to ``on_push``.
+``action``) settles the pending request of its ``id`` (`messenger.client.requests`), the
+server's ``probe`` is answered at once, and everything else is a push for ``on_push``.
 
-It knows nothing of logins, reconnecting or storage; `messenger.client.core` drives it.
-Its outcome: ``established`` (a Deferred: the handshake finished, or why not) and
-`when_closed` (a new Deferred per call that fires, never fails, with the exception that
-ended the connection).
+What it buffers is bounded: a handshake frame is at most 16 KiB, a sealed frame at most
+what a payload of `MAX_SERVER_PAYLOAD` (1 MiB, docs/PROTOCOL.md) seals to, and the
+payload itself at most that; anything larger ends the connection with
+`ProtocolViolation`. Requests whose frame would exceed ``max_send`` (the server's
+``max_frame``) are refused here with `RequestTooLarge` instead of being sent.
+
+It knows nothing of logins or reconnecting (`messenger.client.connection` drives it). Its
+outcome: ``established`` (a Deferred: the handshake finished, or why not) and
+`when_closed` (a Deferred per call that fires, never fails, with the reason the
+connection ended). When it ends, `when_closed` fires before the pending requests fail,
+so the connection's owner learns first that it is gone.
 """
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,21 +31,31 @@ from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
-from messenger.client.errors import NotConnected, ProtocolViolation
+from messenger.client.errors import (
+    ClientError,
+    NotConnected,
+    ProtocolViolation,
+    RequestTooLarge,
+    TooManyPending,
+)
+from messenger.client.requests import PendingRequests, Reply
 from messenger.wire import jim
-from messenger.wire.errors import BadRequest, error_from_reply
+from messenger.wire.errors import BadRequest
 from messenger.wire.handshake import ClientHandshake, Established, HandshakeError
-from messenger.wire.suites import ChannelError
+from messenger.wire.suites import MAC_SIZE, OAEP_OVERHEAD, RSA_OAEP, ChannelError
 
 HANDSHAKE_MAX_FRAME = 16 * 1024
-# Replies can be larger than what the server accepts (a sync page of long messages), so
-# the client's own limit is generous; it still bounds what one frame may make us buffer.
-MAX_FRAME = 32 * 1024 * 1024
+MIN_RSA_BYTES = 256          # the smallest key either side accepts (2048 bits)
+GCM_TAG = 16
 
 
-def new_request_id() -> str:
-    """128 random bits as 32 lowercase hex digits."""
-    return os.urandom(16).hex()
+def sealed_size(suite: str, payload: int, key_bytes: int = MIN_RSA_BYTES) -> int:
+    """How large a payload of ``payload`` bytes is once sealed in ``suite`` (rsa-oaep:
+    chunks for a receiver's key of ``key_bytes``; the smallest key gives the most)."""
+    if suite == RSA_OAEP:
+        chunks = max(math.ceil(payload / (key_bytes - OAEP_OVERHEAD)), 1)
+        return chunks * key_bytes + MAC_SIZE
+    return payload + GCM_TAG
 
 
 def _ignore(message: dict[str, Any]) -> None:
@@ -49,20 +66,25 @@ class ClientProtocol(Int32StringReceiver):
     log = Logger()
 
     def __init__(self, handshake: ClientHandshake, clock: Any,
-                 max_frame: int = MAX_FRAME) -> None:
+                 max_payload: int = jim.MAX_SERVER_PAYLOAD,
+                 max_pending: int | None = None) -> None:
         self.MAX_LENGTH = HANDSHAKE_MAX_FRAME
+        self.max_send = HANDSHAKE_MAX_FRAME
         self._handshake: ClientHandshake | None = handshake
         self._clock = clock
-        self._max_frame = max_frame
+        self._max_payload = max_payload
         self._seal: Callable[[bytes], bytes] | None = None
+        self._sealed_size: Callable[[int], int] = lambda size: size
         self._open: Callable[[bytes], bytes] | None = None
-        self._pending: dict[str, defer.Deferred[dict[str, Any]]] = {}
+        self._pending = (PendingRequests() if max_pending is None
+                         else PendingRequests(max_pending))
         self.established: defer.Deferred[Established] = defer.Deferred()
         self.close_reason: BaseException | None = None
         self._close_waiters: list[defer.Deferred[BaseException]] = []
         self.on_push: Callable[[dict[str, Any]], None] = _ignore
         self.on_orphan_reply: Callable[[dict[str, Any]], None] = _ignore
         self.last_received = clock.seconds()
+        self.probes_answered = 0
         self.connected_ = False
         self._failure: BaseException | None = None
 
@@ -80,13 +102,11 @@ class ClientProtocol(Int32StringReceiver):
             cause = reason.value if reason is not None else ConnectionDone()
         if not self.established.called:
             self.established.errback(cause)
-        pending, self._pending = self._pending, {}
-        for d in pending.values():
-            d.errback(NotConnected("the connection was lost before the reply"))
         self.close_reason = cause
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(cause)
+        self._pending.fail_all("the connection was lost before the reply")
 
     def when_closed(self) -> defer.Deferred[BaseException]:
         """Fires with the reason once the connection has closed (at once if it has)."""
@@ -107,10 +127,12 @@ class ClientProtocol(Int32StringReceiver):
             self.transport.loseConnection()
 
     def abort(self, cause: BaseException) -> None:
-        """Drop the connection at once, with ``cause`` as the reason."""
+        """Drop the connection at once, with ``cause`` as the reason; frames still in the
+        receive buffer are not read."""
         if self._failure is None:
             self._failure = cause
-        self._seal = None
+        self._seal = self._open = None
+        self._handshake = None
         if self.connected_:
             self.transport.abortConnection()
 
@@ -132,7 +154,7 @@ class ClientProtocol(Int32StringReceiver):
         assert handshake is not None
         try:
             reply, established = handshake.receive(data)
-        except HandshakeError as error:
+        except (HandshakeError, ClientError) as error:  # ClientError: the pin refused
             self._handshake = None
             self._failure = error
             self.transport.loseConnection()
@@ -143,7 +165,9 @@ class ClientProtocol(Int32StringReceiver):
             self._handshake = None
             self._seal = established.channel.seal
             self._open = established.channel.open
-            self.MAX_LENGTH = self._max_frame
+            self.MAX_LENGTH = sealed_size(established.suite, self._max_payload)
+            suite, key_bytes = established.suite, (established.peer_key.key_size + 7) // 8
+            self._sealed_size = lambda size: sealed_size(suite, size, key_bytes)
             self.established.callback(established)
 
     def _on_frame(self, data: bytes) -> None:
@@ -153,6 +177,11 @@ class ClientProtocol(Int32StringReceiver):
         except ChannelError as error:
             self.abort(ProtocolViolation(f"a frame from the server failed to open: {error}"))
             return
+        if len(plaintext) > self._max_payload:
+            self.abort(ProtocolViolation(
+                f"the server sent a payload of {len(plaintext)} bytes; the limit is"
+                f" {self._max_payload}"))
+            return
         try:
             message = jim.decode(plaintext)
         except BadRequest as error:
@@ -161,51 +190,44 @@ class ClientProtocol(Int32StringReceiver):
             return
         action = message.get("action")
         if action is None:
-            self._on_reply(message)
+            if not self._pending.settle(message):
+                self.on_orphan_reply(message)
         elif action == "probe":
             self._answer_probe(message)
         else:
             self.on_push(message)
 
-    def _on_reply(self, message: dict[str, Any]) -> None:
-        request_id = message.get("id")
-        d = self._pending.pop(request_id, None) if type(request_id) is str else None
-        if d is None:
-            self.on_orphan_reply(message)
-            return
-        response = message.get("response")
-        if type(response) is int and response < 400:
-            d.callback(message)
-        else:
-            d.errback(error_from_reply(message))
-
     def _answer_probe(self, message: dict[str, Any]) -> None:
         probe_id = message.get("id")
         if type(probe_id) is str and self._seal is not None:
-            self._send({"response": 200, "id": probe_id, "time": self._clock.seconds()})
+            self.sendString(self._seal(jim.encode(
+                {"response": 200, "id": probe_id, "time": self._clock.seconds()})))
+            self.probes_answered += 1
 
     # -- sending --------------------------------------------------------------------------
 
-    def _send(self, message: dict[str, Any]) -> None:
-        assert self._seal is not None
-        self.sendString(self._seal(jim.encode(message)))
-
     def request(self, action: str, fields: dict[str, Any] | None = None,
-                request_id: str | None = None) -> defer.Deferred[dict[str, Any]]:
+                request_id: str | None = None) -> Reply:
         """Send a request; the Deferred fires with a success reply (code below 400) or
-        fails with the `MessengerError` of an error reply, or `NotConnected`."""
+        fails with the typed error of an error reply, or `NotConnected`."""
         if not self.ready:
             return defer.fail(NotConnected("not connected"))
-        if request_id is None:
-            request_id = new_request_id()
-        elif request_id in self._pending:
-            return defer.fail(ValueError("a request with this id is already pending"))
+        try:
+            request_id, d = self._pending.add(action, request_id)
+        except (TooManyPending, ValueError) as error:
+            return defer.fail(error)
         message = {"action": action, "id": request_id, "time": self._clock.seconds()}
         if fields:
             message.update(fields)
-        d: defer.Deferred[dict[str, Any]] = defer.Deferred()
-        self._pending[request_id] = d
-        self._send(message)
+        plaintext = jim.encode(message)
+        size = self._sealed_size(len(plaintext))
+        if size > self.max_send:            # checked before sealing: that counts a frame
+            self._pending.forget(request_id)
+            return defer.fail(RequestTooLarge(
+                f"the request is {size} bytes sealed; the server accepts frames of at most"
+                f" {self.max_send}"))
+        assert self._seal is not None
+        self.sendString(self._seal(plaintext))
         return d
 
     @property

@@ -1,13 +1,14 @@
-"""Staying connected, as decisions: the state table, the back-off policy, and what each
-failure means.
+"""Staying connected, as decisions: the back-off policy, and what each failure means.
 
-Everything here is a pure function or a table; `messenger.client.core` does the I/O.
-We keep our own small machine rather than `twisted.application.internet.ClientService`
-because the decision after a failure depends on *what* failed, not only on how often:
-a wrong shared secret or a changed server key must stop the retries, an expired token
-must ask for a password, a 429 must wait at least ``retry_after``, and a 409 after a
-reconnect (our own half-open session still holds the account) must be retried. The back-
-off itself follows ``ClientService``'s ``backoffPolicy``: a pure function of the attempt.
+Everything here is a pure function; `messenger.client.service` does the I/O. We keep our
+own small machine rather than `twisted.application.internet.ClientService` because the
+decision after a failure depends on *what* failed, not only on how often: a wrong shared
+secret or a changed server key must stop the retries, an expired token must ask for a
+password, a 429 must wait at least ``retry_after``, a 409 after a reconnect (our own
+half-open session still holds the account) must be retried, and a refused connection
+(the host is up, the server is not) is retried at least every second, so that the
+client is back within a second of the server. The back-off itself follows
+``ClientService``'s ``backoffPolicy``: a pure function of the attempt.
 """
 
 from __future__ import annotations
@@ -16,38 +17,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from OpenSSL import SSL
-from twisted.internet import error as net_error
-
-from messenger.client.events import (
-    CONNECTING,
-    FAILED,
-    HANDSHAKING,
-    LOGGING_IN,
-    LOGIN_REQUIRED,
-    OFFLINE,
-    ONLINE,
-    RECONNECTING,
-    SYNCING,
-)
-from messenger.client.tls import TlsSettingsError, TlsVerificationError, describe_tls_failure
-from messenger.wire import codes
-from messenger.wire.errors import MessengerError, TooManyRequests
-from messenger.wire.handshake import HandshakeError, ServerKeyChanged
-
-# Which state may follow which: every state has a way out (stop -> OFFLINE at least).
-TRANSITIONS: dict[str, frozenset[str]] = {
-    OFFLINE: frozenset({CONNECTING, LOGIN_REQUIRED}),
-    CONNECTING: frozenset({HANDSHAKING, RECONNECTING, FAILED, OFFLINE}),
-    HANDSHAKING: frozenset({LOGGING_IN, RECONNECTING, FAILED, OFFLINE}),
-    LOGGING_IN: frozenset({SYNCING, RECONNECTING, FAILED, LOGIN_REQUIRED, OFFLINE}),
-    SYNCING: frozenset({ONLINE, RECONNECTING, FAILED, OFFLINE}),
-    ONLINE: frozenset({RECONNECTING, FAILED, OFFLINE}),
-    RECONNECTING: frozenset({CONNECTING, OFFLINE}),
-    LOGIN_REQUIRED: frozenset({CONNECTING, OFFLINE}),
-    FAILED: frozenset({CONNECTING, OFFLINE, LOGIN_REQUIRED}),
-}
-
+from messenger.client import errors
+from messenger.wire.errors import MessengerError
 
 # -- back-off -----------------------------------------------------------------------------
 
@@ -89,74 +60,64 @@ RETRY = "retry"            # transient: reconnect after a back-off
 FAIL = "fail"              # permanent until the user changes something: stop retrying
 LOGIN = "login"            # the login itself was refused: a password login is needed
 
-# The JIM codes that, refusing a login, mean "ask the user" rather than "try again".
-_LOGIN_CODES = frozenset({codes.NOT_AUTHORISED, codes.WRONG_CREDENTIALS})
+REFUSED_RETRY = 1.0        # a refused connection is tried again at least this often
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     action: str                  # RETRY, FAIL or LOGIN
-    reason: str                  # one line for the user
     min_delay: float = 0.0       # RETRY: wait at least this long (429's retry_after)
+    max_delay: float | None = None  # RETRY: and at most this long (a refused connection)
     forget_token: bool = False   # LOGIN: the saved token is dead, delete it
 
-
-def describe(error: BaseException) -> str:
-    """One line for the user about a failure."""
-    if isinstance(error, (TlsVerificationError, SSL.Error)):
-        return describe_tls_failure(error)
-    if isinstance(error, HandshakeError):
-        prefix = "Server rejected the connection: "
-        text = error.message
-        return text[len(prefix):] if text.startswith(prefix) else text
-    if isinstance(error, MessengerError):
-        return error.message
-    if isinstance(error, net_error.ConnectionRefusedError):
-        return "connection refused (is the server running, and is this its port?)"
-    if isinstance(error, (net_error.ConnectionDone, net_error.ConnectionLost)):
-        return "the server closed the connection"
-    if isinstance(error, (net_error.TimeoutError, TimeoutError)):
-        return "the connection timed out"
-    if isinstance(error, net_error.DNSLookupError):
-        return "the server's host name could not be resolved"
-    text = str(error).strip()
-    return text or type(error).__name__
+    def delay(self, backoff: float) -> float:
+        """The wait before the next attempt, given the back-off policy's ``backoff``."""
+        delay = max(backoff, self.min_delay)
+        return min(delay, self.max_delay) if self.max_delay is not None else delay
 
 
-def judge(error: BaseException, *, during_login: bool, explicit: bool,
-          resuming: bool) -> Verdict:
-    """What to do after ``error`` ended a connection attempt or a session.
+def _retry_after(error: BaseException, default: float) -> float:
+    retry = getattr(error, "retry_after", None)
+    return float(retry) if isinstance(retry, (int, float)) else default
+
+
+def judge(error: MessengerError, *, during_login: bool, explicit: bool) -> Verdict:
+    """What to do after ``error`` (a typed error, `messenger.client.failures`) ended a
+    connection attempt or a session.
 
     ``during_login``: the login request itself was refused (not the connection);
     ``explicit``: the user is waiting on this attempt (a ``login``/``register`` call), so
-    a refusal is reported rather than retried and no password is kept for a retry;
-    ``resuming``: the login used a saved token.
+    a refusal is reported rather than retried and no password is kept for a retry.
     """
-    reason = describe(error)
-    if isinstance(error, ServerKeyChanged):
-        return Verdict(FAIL, reason)
-    if isinstance(error, HandshakeError):
-        if error.code == codes.TOO_MANY_REQUESTS:
-            return Verdict(FAIL if explicit else RETRY, reason, min_delay=5.0)
-        return Verdict(FAIL, reason)   # wrong secret, bad signature, not a messenger/1 server
-    if isinstance(error, (TlsVerificationError, SSL.Error, TlsSettingsError)):
-        return Verdict(FAIL, reason)
-    if during_login and isinstance(error, MessengerError):
-        code = error.code
-        if code in _LOGIN_CODES:
-            return Verdict(LOGIN, reason, forget_token=resuming)
-        if explicit:
-            return Verdict(LOGIN, reason)      # locked, already connected, name taken, ...
-        if code == codes.TOO_MANY_REQUESTS:
-            retry = error.retry_after if isinstance(error, TooManyRequests) else 1.0
-            return Verdict(RETRY, reason, min_delay=retry)
-        if code == codes.CONFLICT:
-            # After a reconnect our own half-open session may hold the account until the
-            # server's probe drops it: try again.
-            return Verdict(RETRY, reason, min_delay=1.0)
-        if code >= 500:
-            return Verdict(RETRY, reason)
-        return Verdict(FAIL, reason)           # locked (403), bad request (400)
-    # The connection could not be made or broke (refused, reset, timed out, a frame that
-    # failed to open), or something unexpected: the user hears about it at once when
-    # waiting on this attempt, otherwise the next attempt may well work.
-    return Verdict(FAIL if explicit else RETRY, reason)
+    if isinstance(error, errors.TooManyConnections):
+        return Verdict(FAIL if explicit else RETRY, min_delay=_retry_after(error, 5.0))
+    if isinstance(error, (errors.HandshakeFailed, errors.TlsRefused,
+                          errors.TlsSettingsInvalid)):
+        return Verdict(FAIL)    # wrong secret, key changed, not a messenger/2 server, TLS
+    if during_login:
+        return _judge_login(error, explicit)
+    if explicit:
+        return Verdict(FAIL)    # the user hears about it at once
+    if isinstance(error, errors.ConnectionRefused):
+        return Verdict(RETRY, max_delay=REFUSED_RETRY)
+    # The connection could not be made or broke (timed out, reset, silent, a frame that
+    # failed to open), or something unexpected: the next attempt may well work.
+    return Verdict(RETRY)
+
+
+def _judge_login(error: MessengerError, explicit: bool) -> Verdict:
+    if isinstance(error, (errors.PasswordNeeded, errors.WrongCredentials)):
+        return Verdict(LOGIN, forget_token=isinstance(error, errors.PasswordNeeded))
+    if explicit:
+        return Verdict(LOGIN)   # locked, already connected, name taken, ...
+    if isinstance(error, errors.TooManyRequests):
+        return Verdict(RETRY, min_delay=_retry_after(error, 1.0))
+    if isinstance(error, errors.AlreadyConnected):
+        # After a reconnect our own half-open session may hold the account until the
+        # server's probe drops it: try again.
+        return Verdict(RETRY, min_delay=1.0)
+    if isinstance(error, errors.ServiceUnavailable):
+        return Verdict(RETRY, min_delay=_retry_after(error, 0.0))
+    if error.code >= 500:
+        return Verdict(RETRY)
+    return Verdict(FAIL)        # locked (403), bad request (400), a broken reply

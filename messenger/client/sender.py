@@ -12,35 +12,41 @@ message's own request id, and settles it from the reply:
   reconnect, where the server's (sender, id) uniqueness stores it at most once;
 * the connection lost: pending again (`Outbox.connection_lost`), resent on the next one.
 
+The sender is attached to the logged-in `Connection` and detached when it ends; a reply
+that comes back from a connection that has since ended meets a closed connection, which
+ignores being dropped again.
+
 The observers hear ``message_status`` for every message when it is queued, acknowledged
 or failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
-from messenger.client.errors import ConnectionFailed, NotConnected
+from messenger.client.errors import ConnectionFailed, NotConnected, TooManyPending
 from messenger.client.events import Observers
+from messenger.client.failures import describe
 from messenger.client.outbox import FAILED, PENDING, Outbox, OutgoingMessage
-from messenger.client.protocol import ClientProtocol, new_request_id
-from messenger.client.reconnect import describe
+from messenger.client.requests import new_request_id
 from messenger.wire import codes
 from messenger.wire.errors import MessengerError, TooManyRequests
 
+if TYPE_CHECKING:
+    from messenger.client.connection import Connection
+
+BUSY_RETRY = 1.0   # seconds before a message refused locally for too many pending requests
+
 
 class MessageSender:
-    def __init__(self, outbox: Outbox, observers: Observers, clock: Any,
-                 session: Callable[[], ClientProtocol | None]) -> None:
-        """``session()`` returns the logged-in connection, or None."""
+    def __init__(self, outbox: Outbox, observers: Observers, clock: Any) -> None:
         self.outbox = outbox
         self._observers = observers
         self._clock = clock
-        self._session = session
+        self._connection: Connection | None = None
         self._wakeup: IDelayedCall | None = None
         self.owner: str | None = None       # lowercase account name of the queued messages
 
@@ -52,18 +58,23 @@ class MessageSender:
         self.pump()
         return entry
 
+    def attach(self, connection: Connection) -> None:
+        """A session is up on ``connection``: send what is due on it."""
+        self._connection = connection
+        self.pump()
+
     def pump(self) -> None:
         """Send what is due, if a session is up."""
-        proto = self._session()
+        connection = self._connection
         outbox = self.outbox
-        if proto is None or not len(outbox):
+        if connection is None or not len(outbox):
             return
         now = self._clock.seconds()
         for entry in outbox.due(now):
-            d = proto.request("msg", {"to": entry.to, "message": entry.text},
-                              request_id=entry.request_id)
+            d = connection.request("msg", {"to": entry.to, "message": entry.text},
+                                   request_id=entry.request_id)
             d.addCallbacks(self._acked, self._refused, callbackArgs=(entry,),
-                           errbackArgs=(entry, proto))
+                           errbackArgs=(entry, connection))
         wake = outbox.next_wakeup()
         if wake is not None and wake > now and self._wakeup is None:
             self._wakeup = self._clock.callLater(wake - now, self._wake)
@@ -72,7 +83,9 @@ class MessageSender:
         self._wakeup = None
         self.pump()
 
-    def connection_lost(self) -> None:
+    def detach(self) -> None:
+        """The session has ended: what was in flight is pending again."""
+        self._connection = None
         self.outbox.connection_lost()
         self.cancel_timer()
 
@@ -102,22 +115,23 @@ class MessageSender:
         self.pump()
 
     def _refused(self, failure: Failure, entry: OutgoingMessage,
-                 proto: ClientProtocol) -> None:
+                 connection: Connection) -> None:
         error = failure.value
         if entry.status != PENDING or isinstance(error, NotConnected):
             return                          # lost with the connection: resent later
-        if isinstance(error, TooManyRequests):
-            self.outbox.retry(entry, self._clock.seconds() + max(error.retry_after, 0.1),
+        if isinstance(error, (TooManyRequests, TooManyPending)):
+            # Nothing was stored; a 429 also makes this session refuse the id again.
+            wait = error.retry_after if isinstance(error, TooManyRequests) else BUSY_RETRY
+            self.outbox.retry(entry, self._clock.seconds() + max(wait, 0.1),
                               new_request_id=new_request_id())
             self.pump()
             return
         if not isinstance(error, MessengerError) or error.code >= 500 or (
                 error.code == codes.NOT_AUTHORISED):
             self.outbox.retry(entry)
-            if proto is self._session():
-                proto.abort(ConnectionFailed(
-                    f"a message was not acknowledged ({describe(error)});"
-                    " reconnecting to resend it"))
+            connection.drop(ConnectionFailed(
+                f"a message was not acknowledged ({describe(error)}); reconnecting to"
+                " resend it"))
             return
         self.outbox.failed(entry, error)
         self._observers.emit("message_status", entry)

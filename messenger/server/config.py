@@ -51,8 +51,9 @@ class LimitsConfig:
     bad_request_burst: int = 30           # ... after this many at once; then it is closed
     crypto_ops_per_second: float = 100.0  # rsa-oaep: RSA private-key operations per connection
     crypto_burst: int = 400               # ... burst
-    hash_queue: int = 32                  # password checks waiting, for existing accounts
-    decoy_queue: int = 4                  # ... for unknown names and registrations
+    hash_queue: int = 32                  # password checks of existing accounts waiting
+                                          # (and, apart, new hashes: registrations)
+    decoy_queue: int = 4                  # ... of unknown names (decoy hashes)
     db_queue: int = 256                   # database operations waiting before 503
     max_contacts: int = 5000              # contacts per user
     stored_bytes_per_day: int = 64 * 1024 * 1024  # message bytes a user may store a day (0: off)

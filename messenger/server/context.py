@@ -22,8 +22,8 @@ from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
-from messenger.server.limits import Limits
-from messenger.server.lockout import LockoutPolicy
+from messenger.server.limits import Limits, lockout_policy
+from messenger.server.maintenance import Maintenance
 from messenger.server.memory import Trimmer
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
@@ -60,7 +60,7 @@ class ServerContext:
         self.directory = Directory(db)
         limits = config.limits
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
-                                     background_capacity=limits.decoy_queue)
+                                     decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
         self.limits = Limits(limits, clock)
@@ -68,7 +68,8 @@ class ServerContext:
                                    limits.max_connections or total_cap_for(open_files))
         self.refusals = RefusalLog(clock)
         self.counters: Counter[str] = Counter()
-        self.lockout_policy = LockoutPolicy.from_limits(limits)
+        self.lockout_policy = lockout_policy(limits)
+        self.maintenance = Maintenance(db, clock, config.retention_days)
         self.call_table = CallTable()
         self.calls = CallService(self.router, self.call_table, clock,
                                  config.call_ring_timeout, config.public_host)
@@ -84,6 +85,7 @@ class ServerContext:
     def start(self) -> None:
         self.hasher.start()
         self.crypto.start()
+        self.maintenance.start()
         interval = max(0.05, min(self.config.probe_interval, self.config.probe_timeout) / 3)
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
@@ -96,6 +98,7 @@ class ServerContext:
         for loop in (self._sweeper, self._account_check):
             if loop is not None and loop.running:
                 loop.stop()
+        self.maintenance.stop()
         self.hasher.stop()
         self.crypto.stop()
         self.refusals.flush()

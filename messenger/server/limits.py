@@ -12,9 +12,17 @@ from typing import Any
 from messenger.server.config import LimitsConfig
 from messenger.server.netkeys import keys_of
 from messenger.server.ratelimit import Bucket, RateLimiter
+from messenger.store.lockout import LockoutPolicy
 
 _ALLOWED = (True, 0.0)
 DAY = 24 * 3600.0
+
+
+def lockout_policy(config: LimitsConfig) -> LockoutPolicy:
+    """``lockout_failures`` failed logins within ``lockout_window`` s lock for
+    ``lockout_duration`` s."""
+    return LockoutPolicy(config.lockout_failures, config.lockout_window,
+                         config.lockout_duration)
 
 
 class Limits:

@@ -9,10 +9,10 @@ used to queue thousands of decoy hashes in front of every real login. The hasher
 keeps its own two bounded queues in front of a small thread pool:
 
 * *urgent*: checking the password of an account that exists (a real user logging in);
-* *background*: the decoy check for a name that does not exist, and new hashes
-  (registration, password change).
+* *new*: new hashes (registration, password change);
+* *decoy*: the decoy check for a name that does not exist.
 
-Urgent jobs always run first. A full queue refuses at once (`QueueFull`: the handler
+Jobs run in that order of queues. A full queue refuses at once (`QueueFull`: the handler
 answers 503 or, for a decoy, simply "wrong credentials" without hashing), never after a
 minute of silence; and a job whose connection has gone is dropped before it runs.
 """
@@ -36,7 +36,7 @@ P = 1
 SALT_SIZE = 16
 HASH_SIZE = 32
 MIN_N = 2**14               # the lowest cost an operator may configure (tap.py)
-URGENT, BACKGROUND = 0, 1
+URGENT, NEW, DECOY = 0, 1, 2
 
 Wanted = Callable[[], bool]
 
@@ -93,13 +93,13 @@ class PasswordHasher:
     """Hashes and verifies in a thread pool of its own, urgent jobs first, queues bounded."""
 
     def __init__(self, n: int, reactor: Any, threads_max: int = 2, capacity: int = 32,
-                 background_capacity: int = 4) -> None:
+                 decoy_capacity: int = 4) -> None:
         self.n = n
         self._reactor = reactor
         self._max = threads_max
         self._pool = ThreadPool(minthreads=0, maxthreads=threads_max, name="password-hash")
-        self._queues: tuple[deque[Any], deque[Any]] = (deque(), deque())
-        self._caps = (capacity, background_capacity)
+        self._queues: tuple[deque[Any], ...] = (deque(), deque(), deque())
+        self._caps = (capacity, capacity, decoy_capacity)
         self._running = 0
         self.dropped = 0          # jobs whose connection went before they ran
         self.refused = 0          # jobs refused because their queue was full
@@ -118,7 +118,7 @@ class PasswordHasher:
 
     @property
     def waiting(self) -> int:
-        return len(self._queues[URGENT]) + len(self._queues[BACKGROUND])
+        return sum(len(queue) for queue in self._queues)
 
     def needs_rehash(self, stored: str) -> bool:
         """True when ``stored`` was made with a lower cost than the configured one."""
@@ -136,16 +136,16 @@ class PasswordHasher:
         return False
 
     def hash(self, password: str, wanted: Wanted = _always) -> defer.Deferred[str]:
-        """A new stored hash (background priority)."""
-        return self._submit(BACKGROUND, wanted, hash_password_sync, password, self.n)
+        """A new stored hash (after the checks of existing accounts)."""
+        return self._submit(NEW, wanted, hash_password_sync, password, self.n)
 
     def verify(self, password: str, stored: str | None,
                wanted: Wanted = _always) -> defer.Deferred[bool]:
         """Fires True when ``password`` matches; ``stored`` None checks against a decoy
-        (background priority) and fires False. Fails with `QueueFull` when the queue is
+        (last in line, in a small queue) and fires False. Fails with `QueueFull` when the queue is
         full, or `defer.CancelledError` when ``wanted()`` says no before it ran."""
         if stored is None:
-            return self._submit(BACKGROUND, wanted, self._verify_decoy, password)
+            return self._submit(DECOY, wanted, self._verify_decoy, password)
         return self._submit(URGENT, wanted, verify_password_sync, password, stored)
 
     # -- the queues -------------------------------------------------------------------------

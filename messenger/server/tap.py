@@ -132,10 +132,9 @@ class Options(usage.Options):
                                                " closed.", float],
         ["crypto-ops-per-second", None, 100.0, "rsa-oaep: RSA private-key operations per"
                                                " connection and second.", float],
-        ["hash-queue", None, 32, "Password checks of existing accounts that may wait.",
-         int],
-        ["decoy-queue", None, 4, "Password checks of unknown names and new hashes that may"
-                                 " wait.", int],
+        ["hash-queue", None, 32, "Password checks of existing accounts that may wait (and"
+                                 " as many new hashes: registrations).", int],
+        ["decoy-queue", None, 4, "Password checks of unknown names that may wait.", int],
         ["db-queue", None, 256, "Database reads (and writes) that may wait before 503.",
          int],
         ["max-contacts", None, 5000, "Contacts per user.", int],

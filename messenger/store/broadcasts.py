@@ -28,3 +28,10 @@ def recent_txn(txn: Any, before: int | None, limit: int) -> list[BroadcastRow]:
     txn.execute("SELECT id, created, sender_name, body FROM broadcasts WHERE id < ?"
                 " ORDER BY id DESC LIMIT ?", (before if before is not None else 2**62, limit))
     return [tuple(row) for row in txn.fetchall()]
+
+
+def purge_older_than_txn(txn: Any, cutoff: float, batch: int) -> int:
+    """Delete up to ``batch`` of the oldest broadcasts created before ``cutoff``."""
+    txn.execute("DELETE FROM broadcasts WHERE id IN (SELECT id FROM broadcasts"
+                " WHERE created < ? ORDER BY id LIMIT ?)", (cutoff, batch))
+    return txn.rowcount

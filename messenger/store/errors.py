@@ -27,3 +27,15 @@ class LastAdmin(StoreError):
 
 class NotAdmin(StoreError):
     """The acting account is not (or no longer) an administrator."""
+
+
+class Locked(StoreError):
+    """The account is locked (``state`` says how and until when)."""
+
+    def __init__(self, state: object) -> None:
+        super().__init__("account locked")
+        self.state = state
+
+
+class Revoked(StoreError):
+    """The resume token was revoked (or never existed)."""

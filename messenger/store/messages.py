@@ -103,3 +103,13 @@ def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
 def count_txn(txn: Any) -> int:
     txn.execute("SELECT COUNT(*) FROM messages")
     return txn.fetchone()[0]
+
+
+def purge_older_than_txn(txn: Any, cutoff: float, batch: int) -> int:
+    """Delete up to ``batch`` of the oldest messages created before ``cutoff`` (retention).
+
+    Ids grow with time, so the oldest rows are found by walking the primary key from the
+    bottom: no index on ``created`` is needed, and each batch is a short transaction."""
+    txn.execute("DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                " WHERE created < ? ORDER BY id LIMIT ?)", (cutoff, batch))
+    return txn.rowcount

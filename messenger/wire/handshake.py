@@ -1,15 +1,21 @@
 """Phases 1 and 2 of a connection, on both sides, as state machines without I/O.
 
 Phase 1 is a mutual HMAC challenge proving that both ends know the deployment's shared
-secret. Phase 2 is the key exchange: the client sends its RSA public key and the suites it
-accepts; the server answers with its long-term key, the chosen suite, a fresh 32-byte
-session secret encrypted to the client's key (RSA-OAEP-SHA256) and an RSA-PSS signature
-over the transcript. The transcript is one DER SEQUENCE built with pyasn1 (`transcript`),
-so both ends sign and verify the same canonical bytes.
+secret. Phase 2 is the key exchange: the client sends its RSA public key, the suites it
+accepts and an ephemeral X25519 share; the server answers with its long-term key, the
+chosen suite, its own ephemeral X25519 share, a fresh 32-byte secret encrypted to the
+client's key (RSA-OAEP-SHA256) and an RSA-PSS signature over the transcript (a DER
+SEQUENCE of all of these, see `messenger.wire.transcript`). The session keys derive from
+the RSA-carried secret and the X25519 shared secret together (`messenger.wire.kex`).
 
 `ServerHandshake` and `ClientHandshake` take frame payloads in and give payloads out; the
 protocols in ``server/`` and ``client/`` only move bytes. Each ends with an `Established`
 holding the phase-3 `Channel`.
+
+Thread-safety: `ServerHandshake.receive` (and `ClientHandshake.receive`) is synchronous,
+makes no reactor call and touches only its own object, so the server may run it in a
+worker thread (its RSA private-key work is the expensive part); the caller gives one
+handshake one frame at a time.
 """
 
 from __future__ import annotations
@@ -26,28 +32,35 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pyasn1.codec.der import decoder as der_decoder
-from pyasn1.codec.der import encoder as der_encoder
-from pyasn1.error import PyAsn1Error
-from pyasn1.type import char, namedtype, univ
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from messenger.wire import jim, keys
 from messenger.wire.errors import BadRequest, Forbidden, MessengerError
-from messenger.wire.suites import (
-    AES_GCM,
-    CLIENT_TO_SERVER,
-    OAEP,
-    RSA_OAEP,
-    SERVER_TO_CLIENT,
-    SUITES,
-    AesGcmChannel,
-    Channel,
-    RsaOaepChannel,
+from messenger.wire.kex import (
+    SHARE_SIZE,
+    UnusableShare,
+    derive_key,
+    make_channel,
+    new_ephemeral,
+    share_of,
+    shared_secret,
+)
+from messenger.wire.suites import CLIENT_TO_SERVER, OAEP, SERVER_TO_CLIENT, SUITES, Channel
+from messenger.wire.transcript import (
+    PROTOCOL,
+    VERSION,
+    TranscriptFields,
+    parse_transcript,
+    session_id,
+    transcript,
 )
 
-PROTOCOL = "messenger/1"
-VERSION = 1
+__all__ = [
+    "PROTOCOL", "VERSION", "ClientHandshake", "Established", "HandshakeError",
+    "ServerHandshake", "ServerKeyChanged", "TranscriptFields", "derive_key",
+    "make_channel", "parse_transcript", "session_id", "transcript",
+]
+
 NONCE_SIZE = 32
 SECRET_SIZE = 32
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
@@ -89,12 +102,6 @@ def digest_matches(secret: bytes, nonce: bytes, digest: Any) -> bool:
     return hmac.compare_digest(hmac_digest(secret, nonce), digest.lower())
 
 
-def derive_key(secret: bytes, server_nonce: bytes, client_nonce: bytes, label: str) -> bytes:
-    """HKDF-SHA256(secret, salt = server nonce + client nonce, info = 'messenger/1 ' + label)."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=server_nonce + client_nonce,
-                info=f"{PROTOCOL} {label}".encode("ascii")).derive(secret)
-
-
 def b64decode(name: str, value: Any, size: int | None = None) -> bytes:
     if type(value) is not str or len(value) > 8192:
         raise BadRequest(f"'{name}' must be a base64 string")
@@ -111,91 +118,6 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-# -- the signed transcript ----------------------------------------------------------------
-
-class SuiteList(univ.SequenceOf):
-    componentType = char.UTF8String()
-
-
-class Transcript(univ.Sequence):
-    """The ASN.1 shape of what the server signs (see docs/PROTOCOL.md)."""
-
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("protocol", char.UTF8String()),
-        namedtype.NamedType("serverNonce", univ.OctetString()),
-        namedtype.NamedType("clientNonce", univ.OctetString()),
-        namedtype.NamedType("clientKey", univ.OctetString()),
-        namedtype.NamedType("serverKey", univ.OctetString()),
-        namedtype.NamedType("offeredSuites", SuiteList()),
-        namedtype.NamedType("suite", char.UTF8String()),
-        namedtype.NamedType("encryptedSecret", univ.OctetString()),
-    )
-
-
-@dataclass(frozen=True)
-class TranscriptFields:
-    server_nonce: bytes
-    client_nonce: bytes
-    client_key_der: bytes
-    server_key_der: bytes
-    offered_suites: tuple[str, ...]
-    suite: str
-    encrypted_secret: bytes
-
-
-def transcript(fields: TranscriptFields) -> bytes:
-    """The canonical DER encoding of the handshake transcript."""
-    record = Transcript()
-    record["protocol"] = PROTOCOL
-    record["serverNonce"] = fields.server_nonce
-    record["clientNonce"] = fields.client_nonce
-    record["clientKey"] = fields.client_key_der
-    record["serverKey"] = fields.server_key_der
-    suites = SuiteList()
-    for position, suite in enumerate(fields.offered_suites):
-        suites[position] = suite
-    record["offeredSuites"] = suites
-    record["suite"] = fields.suite
-    record["encryptedSecret"] = fields.encrypted_secret
-    return der_encoder.encode(record)
-
-
-def parse_transcript(der: bytes) -> TranscriptFields:
-    """Parse a DER transcript back into its fields (for tools and tests)."""
-    try:
-        record, rest = der_decoder.decode(der, asn1Spec=Transcript())
-    except PyAsn1Error as error:
-        raise ValueError(f"not a transcript: {error}") from None
-    if rest or str(record["protocol"]) != PROTOCOL:
-        raise ValueError("not a messenger/1 transcript")
-    return TranscriptFields(
-        server_nonce=bytes(record["serverNonce"]),
-        client_nonce=bytes(record["clientNonce"]),
-        client_key_der=bytes(record["clientKey"]),
-        server_key_der=bytes(record["serverKey"]),
-        offered_suites=tuple(str(s) for s in record["offeredSuites"]),
-        suite=str(record["suite"]),
-        encrypted_secret=bytes(record["encryptedSecret"]),
-    )
-
-
-def make_channel(suite: str, side: int, secret: bytes, server_nonce: bytes,
-                 client_nonce: bytes, own_key: rsa.RSAPrivateKey,
-                 peer_key: rsa.RSAPublicKey) -> Channel:
-    """Build the phase-3 channel for one side (``side`` = its sending direction)."""
-    if suite == AES_GCM:
-        c2s = derive_key(secret, server_nonce, client_nonce, "aes-256-gcm c2s")
-        s2c = derive_key(secret, server_nonce, client_nonce, "aes-256-gcm s2c")
-        send, recv = (c2s, s2c) if side == CLIENT_TO_SERVER else (s2c, c2s)
-        return AesGcmChannel(send, recv, side)
-    if suite == RSA_OAEP:
-        c2s = derive_key(secret, server_nonce, client_nonce, "rsa-oaep mac c2s")
-        s2c = derive_key(secret, server_nonce, client_nonce, "rsa-oaep mac s2c")
-        send, recv = (c2s, s2c) if side == CLIENT_TO_SERVER else (s2c, c2s)
-        return RsaOaepChannel(own_key, peer_key, send, recv, side)
-    raise ValueError(f"unknown suite {suite!r}")
-
-
 @dataclass
 class Established:
     """The outcome of a finished handshake."""
@@ -204,6 +126,7 @@ class Established:
     suite: str
     server_fingerprint: str
     peer_key: rsa.RSAPublicKey
+    session_id: bytes = b""   # SHA-256 of the DER transcript
 
 
 def _plain(message: dict[str, Any]) -> bytes:
@@ -278,23 +201,42 @@ class ServerHandshake:
         if (type(offered) is not list or not 1 <= len(offered) <= 8
                 or any(type(s) is not str or len(s) > 32 or not s.isascii() for s in offered)):
             raise BadRequest("'suites' must be a list of 1 to 8 suite names")
+        client_share = _client_share(message)
         chosen = next((s for s in self._suites if s in offered), None)
         if chosen is None:
             raise BadRequest("no common cipher suite; this server offers: "
                              + ", ".join(self._suites))
         secret = self._random(SECRET_SIZE)
+        ephemeral = new_ephemeral(self._random)
+        try:
+            agreed = shared_secret(ephemeral, client_share)
+        except UnusableShare:
+            raise BadRequest("'share' is not a usable X25519 public key") from None
         encrypted = client_key.encrypt(secret, OAEP)
         server_public = self._key.public_key()
-        fields = TranscriptFields(self._server_nonce, self._client_nonce,
-                                  keys.public_der(client_key), keys.public_der(server_public),
-                                  tuple(offered), chosen, encrypted)
-        signature = self._key.sign(transcript(fields), PSS, hashes.SHA256())
+        server_share = share_of(ephemeral)
+        der = transcript(TranscriptFields(
+            self._server_nonce, self._client_nonce, keys.public_der(client_key),
+            keys.public_der(server_public), tuple(offered), chosen, encrypted, client_share,
+            server_share))
+        signature = self._key.sign(der, PSS, hashes.SHA256())
         reply = _plain({"response": 200, "public_key": keys.public_pem(server_public),
-                        "suite": chosen, "secret": b64(encrypted), "signature": b64(signature)})
-        channel = make_channel(chosen, SERVER_TO_CLIENT, secret, self._server_nonce,
-                               self._client_nonce, self._key, client_key)
+                        "suite": chosen, "share": b64(server_share), "secret": b64(encrypted),
+                        "signature": b64(signature)})
+        session = session_id(der)
+        channel = make_channel(chosen, SERVER_TO_CLIENT, secret, agreed, self._server_nonce,
+                               self._client_nonce, session, self._key, client_key)
         self.state = "done"
-        return reply, Established(channel, chosen, keys.fingerprint(server_public), client_key)
+        return reply, Established(channel, chosen, keys.fingerprint(server_public), client_key,
+                                  session)
+
+
+def _client_share(message: dict[str, Any]) -> bytes:
+    """The client's X25519 share from [4]; a messenger/1 client (none) is told so."""
+    if "share" not in message:
+        raise BadRequest(f"key_exchange has no 'share': this server speaks {PROTOCOL}"
+                         " (an ephemeral X25519 share is required); upgrade the client")
+    return b64decode("share", message["share"], SHARE_SIZE)
 
 
 # -- client side --------------------------------------------------------------------------
@@ -321,6 +263,7 @@ class ClientHandshake:
         self._random = random
         self._server_nonce = b""
         self._client_nonce = random(NONCE_SIZE)
+        self._ephemeral: X25519PrivateKey | None = None
         self.state = "challenge"
 
     def receive(self, payload: bytes) -> tuple[bytes | None, Established | None]:
@@ -355,7 +298,8 @@ class ClientHandshake:
             raise HandshakeError("server did not start with a challenge")
         if type(message.get("version")) is not int or message.get("version") != VERSION:
             raise HandshakeError(f"server speaks protocol version {message.get('version')!r},"
-                                 f" this client speaks {VERSION}")
+                                 f" this client speaks {VERSION} ({PROTOCOL}): upgrade the"
+                                 " older side")
         try:
             self._server_nonce = b64decode("nonce", message.get("nonce"), NONCE_SIZE)
         except BadRequest as error:
@@ -372,8 +316,10 @@ class ClientHandshake:
             raise HandshakeError("server failed the HMAC check: it does not know the shared"
                                  " secret", 403)
         self.state = "keyx"
+        self._ephemeral = new_ephemeral(self._random)
         return _plain({"action": "key_exchange", "public_key": keys.public_pem(
-            self._key.public_key()), "suites": list(self._suites)})
+            self._key.public_key()), "suites": list(self._suites),
+            "share": b64(share_of(self._ephemeral))})
 
     def _on_key_exchange(self, message: dict[str, Any]) -> Established:
         self.state = "failed"
@@ -387,15 +333,18 @@ class ClientHandshake:
         if suite not in self._suites:
             raise HandshakeError(f"server chose a suite this client did not offer: {suite!r}")
         try:
+            server_share = b64decode("share", message.get("share"), SHARE_SIZE)
             encrypted = b64decode("secret", message.get("secret"))
             signature = b64decode("signature", message.get("signature"))
         except BadRequest as error:
             raise HandshakeError(f"server key exchange is malformed: {error.message}") from None
-        fields = TranscriptFields(self._server_nonce, self._client_nonce,
-                                  keys.public_der(self._key.public_key()),
-                                  keys.public_der(server_key), self._suites, suite, encrypted)
+        assert self._ephemeral is not None
+        der = transcript(TranscriptFields(
+            self._server_nonce, self._client_nonce, keys.public_der(self._key.public_key()),
+            keys.public_der(server_key), self._suites, suite, encrypted,
+            share_of(self._ephemeral), server_share))
         try:
-            server_key.verify(signature, transcript(fields), PSS, hashes.SHA256())
+            server_key.verify(signature, der, PSS, hashes.SHA256())
         except InvalidSignature:
             raise HandshakeError("server's handshake signature is invalid", 403) from None
         if self._check_server_key is not None:
@@ -408,7 +357,13 @@ class ClientHandshake:
             raise HandshakeError("server's session secret does not decrypt") from None
         if len(secret) != SECRET_SIZE:
             raise HandshakeError("server's session secret has the wrong size")
-        channel = make_channel(suite, CLIENT_TO_SERVER, secret, self._server_nonce,
-                               self._client_nonce, self._key, server_key)
+        try:
+            agreed = shared_secret(self._ephemeral, server_share)
+        except UnusableShare:
+            raise HandshakeError("server's X25519 share is unusable") from None
+        self._ephemeral = None  # forward secrecy: nothing of it outlives the handshake
+        session = session_id(der)
+        channel = make_channel(suite, CLIENT_TO_SERVER, secret, agreed, self._server_nonce,
+                               self._client_nonce, session, self._key, server_key)
         self.state = "done"
-        return Established(channel, suite, keys.fingerprint(server_key), server_key)
+        return Established(channel, suite, keys.fingerprint(server_key), server_key, session)

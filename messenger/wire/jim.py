@@ -215,7 +215,7 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
     "logout": (),
     "set_password": (Field("old_password", password), Field("new_password", new_password)),
     "presence": (Field("status", one_of(*STATUSES)),),
-    "get_contacts": (),
+    "get_contacts": (optional("after", account_name), optional("limit", integer(1, 5000))),
     "add_contact": (Field("user_id", account_name),),
     "del_contact": (Field("user_id", account_name),),
     "search_users": (

@@ -17,6 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 MIN_BITS = 2048
 MAX_BITS = 4096
 MAX_PEM_LENGTH = 4096
+# The one public exponent accepted, ours and a peer's: a large exponent makes every
+# encryption to that key (each rsa-oaep chunk the other side seals) many times costlier.
+PUBLIC_EXPONENT = 65537
 
 
 class InvalidPublicKey(ValueError):
@@ -24,7 +27,7 @@ class InvalidPublicKey(ValueError):
 
 
 def generate(bits: int = 3072) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=bits)
 
 
 def private_pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -66,6 +69,10 @@ def load_or_create(path: Path, bits: int = 3072) -> tuple[rsa.RSAPrivateKey, boo
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError(f"{path} does not hold an RSA private key")
+        if key.public_key().public_numbers().e != PUBLIC_EXPONENT:
+            raise ValueError(f"{path} holds an RSA key whose public exponent is not"
+                             f" {PUBLIC_EXPONENT}, which peers refuse; move it away to have a"
+                             " new key made")
         return key, False
     key = generate(bits)
     write_private_key(path, key)
@@ -73,7 +80,7 @@ def load_or_create(path: Path, bits: int = 3072) -> tuple[rsa.RSAPrivateKey, boo
 
 
 def parse_public_pem(text: str) -> rsa.RSAPublicKey:
-    """Parse a peer's PEM public key; only RSA of 2048 to 4096 bits is accepted."""
+    """Parse a peer's PEM public key: only RSA of 2048 to 4096 bits with e = 65537."""
     if not isinstance(text, str) or len(text) > MAX_PEM_LENGTH:
         raise InvalidPublicKey("public key must be a PEM string of at most 4096 characters")
     try:
@@ -86,6 +93,6 @@ def parse_public_pem(text: str) -> rsa.RSAPublicKey:
         raise InvalidPublicKey("public key must be an RSA key")
     if not MIN_BITS <= key.key_size <= MAX_BITS:
         raise InvalidPublicKey(f"RSA key must have {MIN_BITS} to {MAX_BITS} bits")
-    if key.public_numbers().e < 3 or key.public_numbers().e % 2 == 0:
-        raise InvalidPublicKey("RSA public exponent must be odd and at least 3")
+    if key.public_numbers().e != PUBLIC_EXPONENT:
+        raise InvalidPublicKey(f"public exponent must be {PUBLIC_EXPONENT}")
     return key

@@ -10,6 +10,8 @@ from messenger.client.events import (
     ConnectionState,
     IncomingMessage,
     Observers,
+    ServerLimits,
+    State,
 )
 
 
@@ -60,6 +62,37 @@ class ObserversTests(unittest.TestCase):
     def test_unknown_kind_is_refused(self):
         """A misspelt kind fails loudly at subscribe time."""
         self.assertRaises(ValueError, Observers().subscribe, "mesage", print)
+        self.assertRaises(ValueError, Observers().emit, "mesage", None)
+
+    def test_events_held_during_a_transition_come_after_it_in_order(self):
+        """Inside held() nothing is delivered; at the end of the outermost block every
+        event and queued call comes, in the order emitted."""
+        observers = Observers()
+        seen = []
+        observers.subscribe("notice", seen.append)
+        with observers.held():
+            observers.emit("notice", 1)
+            with observers.held():
+                observers.emit("notice", 2)
+            observers.later(seen.append, "call")
+            self.assertEqual(seen, [])
+        self.assertEqual(seen, [1, 2, "call"])
+
+    def test_an_observer_emitting_does_not_overtake_earlier_events(self):
+        """An observer that causes new events while a batch is delivered hears them
+        after the rest of the batch, not in the middle of it."""
+        observers = Observers()
+        seen = []
+
+        def first(event):
+            seen.append(("first", event))
+            if event == 1:
+                observers.emit("notice", 3)
+        observers.subscribe("notice", first)
+        with observers.held():
+            observers.emit("notice", 1)
+            observers.emit("notice", 2)
+        self.assertEqual([event for _, event in seen], [1, 2, 3])
 
 
 class RecordTests(unittest.TestCase):
@@ -70,6 +103,24 @@ class RecordTests(unittest.TestCase):
         self.assertEqual(str(ConnectionState("login_required")), "login required")
         self.assertTrue(ConnectionState("syncing").logged_in)
         self.assertFalse(ConnectionState("handshaking").logged_in)
+
+    def test_states_are_named_as_their_strings(self):
+        """State members compare equal to their names (front ends may use either)."""
+        self.assertEqual(State.LOGIN_REQUIRED, "login_required")
+        self.assertEqual(str(ConnectionState(State.RECONNECTING, retry_in=1.0)),
+                         "reconnecting in 1.0 s")
+
+    def test_server_limits_from_a_login_reply(self):
+        """Announced limits are taken, unknown keys ignored, nonsense and absence keep
+        the defaults."""
+        limits = ServerLimits.from_reply({"limits": {"max_frame": 1000, "max_body": 10,
+                                                     "max_payload": 2048, "other": 1}})
+        self.assertEqual((limits.max_frame, limits.max_body, limits.max_payload),
+                         (1000, 10, 2048))
+        self.assertEqual(ServerLimits.from_reply({}), ServerLimits())
+        odd = ServerLimits.from_reply({"limits": {"max_frame": 0, "max_body": True,
+                                                  "max_payload": "big"}})
+        self.assertEqual(odd, ServerLimits())
 
     def test_records_from_jim(self):
         """The records take the server's field names."""

@@ -84,3 +84,19 @@ class InboxTests(unittest.TestCase):
             bad = dict(msg(1), **{key: value})
             self.assertFalse(valid_message(bad), key)
         self.assertFalse(valid_message(["not", "a", "dict"]))
+
+    def test_the_sync_buffer_is_bounded(self):
+        """Past max_buffered pushes during a sync the buffer is dropped and end_sync asks
+        for one more round (None), still buffering; that round delivers them once."""
+        inbox = Inbox(0, max_buffered=2)
+        inbox.begin_sync()
+        for msg_id in (2, 3, 4):
+            self.assertIsNone(inbox.push(msg(msg_id)))
+        self.assertEqual(texts(inbox.sync_page([msg(1)])), ["m1"])
+        self.assertIsNone(inbox.end_sync())
+        self.assertTrue(inbox.syncing)
+        inbox.push(msg(5))
+        self.assertEqual(texts(inbox.sync_page([msg(2), msg(3), msg(4)])),
+                         ["m2", "m3", "m4"])
+        self.assertEqual(texts(inbox.end_sync()), ["m5"])
+        self.assertFalse(inbox.syncing)

@@ -8,9 +8,9 @@ from pathlib import Path
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from messenger.client.errors import ServerKeyChanged
 from messenger.client.known_servers import KnownServers, format_address, parse_address
 from messenger.wire import keys
-from messenger.wire.handshake import ServerKeyChanged
 from tests.support.keys import rsa_key
 
 

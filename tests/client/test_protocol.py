@@ -12,16 +12,21 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from messenger.client.errors import NotConnected, ProtocolViolation
-from messenger.client.protocol import HANDSHAKE_MAX_FRAME, ClientProtocol
-from messenger.wire import jim, keys
-from messenger.wire.errors import MessengerError, TooManyRequests, WrongCredentials
-from messenger.wire.handshake import (
-    ClientHandshake,
-    HandshakeError,
-    ServerHandshake,
+from messenger.client.errors import (
+    AccountLocked,
+    NotConnected,
+    ProtocolViolation,
+    RequestTooLarge,
     ServerKeyChanged,
+    TooManyPending,
+    TooManyRequests,
+    WrongCredentials,
 )
+from messenger.client.protocol import HANDSHAKE_MAX_FRAME, ClientProtocol, sealed_size
+from messenger.wire import jim, keys
+from messenger.wire.errors import MessengerError
+from messenger.wire.handshake import ClientHandshake, HandshakeError, ServerHandshake
+from messenger.wire.suites import AES_GCM, RSA_OAEP
 from tests.support.keys import rsa_key
 from tests.support.server import SECRET
 
@@ -74,12 +79,15 @@ class ServerPeer:
         return [jim.decode(self.channel.open(payload)) for payload in self.take()]
 
 
-class ClientProtocolTests(unittest.TestCase):
-    def connect(self, secret: bytes = SECRET, check: Any = None):
+LIMIT = 64 * 1024
+
+
+class ProtocolTestCase(unittest.TestCase):
+    def connect(self, secret: bytes = SECRET, check: Any = None, **options: Any):
         self.clock = task.Clock()
         handshake = ClientHandshake(secret, rsa_key("client", 2048),
                                     check_server_key=check)
-        proto = ClientProtocol(handshake, self.clock, max_frame=64 * 1024)
+        proto = ClientProtocol(handshake, self.clock, max_payload=LIMIT, **options)
         transport = StringTransport()
         proto.makeConnection(transport)
         peer = ServerPeer(proto, transport)
@@ -93,9 +101,12 @@ class ClientProtocolTests(unittest.TestCase):
         peer.handshake_through()
         return proto, peer
 
+
+class ClientProtocolTests(ProtocolTestCase):
     def test_handshake_establishes_the_channel(self):
         """Both phases run to the end; the client learns the server's fingerprint and
-        lifts its frame limit from the handshake's 16 KiB."""
+        lifts its frame limit from the handshake's 16 KiB to what the largest payload
+        the server may send seals to."""
         proto, peer = self.connect()
         self.assertEqual(proto.MAX_LENGTH, HANDSHAKE_MAX_FRAME)
         peer.handshake_through()
@@ -103,7 +114,7 @@ class ClientProtocolTests(unittest.TestCase):
         self.assertEqual(established.server_fingerprint,
                          keys.fingerprint(rsa_key("server", 2048).public_key()))
         self.assertTrue(proto.ready)
-        self.assertEqual(proto.MAX_LENGTH, 64 * 1024)
+        self.assertEqual(proto.MAX_LENGTH, LIMIT + 16)
 
     def test_wrong_secret_fails_with_hmac_error(self):
         """The server's plain 403 'hmac error' fails the handshake with that text and the
@@ -146,7 +157,7 @@ class ClientProtocolTests(unittest.TestCase):
         self.assertEqual(peer.received()[0]["id"], "ab" * 16)
 
     def test_error_reply_fails_with_the_class_of_its_code(self):
-        """An error reply fails the request with the MessengerError of its JIM code."""
+        """An error reply fails the request with the typed error of its code."""
         proto, peer = self.established()
         d = proto.request("authenticate", {"user": {}})
         (sent,) = peer.received()
@@ -204,7 +215,7 @@ class ClientProtocolTests(unittest.TestCase):
     def test_oversized_frame_drops_the_connection(self):
         """A frame announced above the limit is never buffered: the client aborts."""
         proto, peer = self.established()
-        proto.dataReceived(struct.pack(">I", 64 * 1024 + 1))
+        proto.dataReceived(struct.pack(">I", LIMIT + 17))
         proto.connectionLost(Failure(ConnectionDone()))
         self.assertIn("limit", str(self.successResultOf(proto.when_closed())))
 
@@ -250,3 +261,86 @@ class ClientProtocolTests(unittest.TestCase):
         """Everything the protocol fails with can be caught as MessengerError."""
         for cls in (NotConnected, ProtocolViolation, HandshakeError, WrongCredentials):
             self.assertTrue(issubclass(cls, MessengerError))
+
+    def test_error_reply_is_typed_by_its_action_too(self):
+        """A 403 to a login is a lock: the action the request named refines the code."""
+        proto, peer = self.established()
+        d = proto.request("resume", {"user": {}})
+        (sent,) = peer.received()
+        peer.send({"response": 403, "id": sent["id"], "error": "account locked until x",
+                   "locked_until": 99.0, "time": 1})
+        self.assertEqual(self.failureResultOf(d, AccountLocked).value.locked_until, 99.0)
+
+
+class BoundsTests(ProtocolTestCase):
+    """What a misbehaving server can make the client buffer is bounded."""
+
+    def test_payload_over_the_limit_drops_the_connection(self):
+        """A frame that opens to more than the server may send (1 MiB by the protocol;
+        64 KiB here) ends the connection, even when its sealed size passed."""
+        proto, peer = self.established()
+        proto.MAX_LENGTH = 4 * LIMIT                # as a suite with a loose bound
+        peer.send({"action": "notice", "message": "x" * LIMIT, "time": 1})
+        self.assertEqual(self.pushes, [])
+        proto.connectionLost(Failure(ConnectionDone()))
+        reason = self.successResultOf(proto.when_closed())
+        self.assertIsInstance(reason, ProtocolViolation)
+        self.assertIn("payload", str(reason))
+
+    def test_frames_after_a_violation_are_not_read(self):
+        """Once a frame fails, the frames behind it in the same read are dropped."""
+        proto, peer = self.established()
+        good = frame(peer.channel.seal(jim.encode({"action": "notice", "message": "x",
+                                                   "time": 1})))
+        proto.dataReceived(frame(b"\x00" * 40) + good)
+        self.assertEqual(self.pushes, [])
+
+    def test_pending_requests_are_bounded(self):
+        """Past max_pending unanswered requests the next one fails at once, unsent."""
+        proto, peer = self.established(max_pending=2)
+        proto.request("get_contacts")
+        proto.request("get_contacts")
+        self.failureResultOf(proto.request("get_contacts"), TooManyPending)
+        self.assertEqual(len(peer.received()), 2)
+
+    def test_request_over_max_send_is_refused_unsent(self):
+        """A request whose frame would exceed the server's max_frame fails with
+        RequestTooLarge, and the channel stays in step (nothing was sealed)."""
+        proto, peer = self.established()
+        proto.max_send = 1000
+        self.failureResultOf(proto.request("msg", {"message": "x" * 1000}),
+                             RequestTooLarge)
+        self.assertEqual(proto.pending_requests, 0)
+        proto.request("msg", {"message": "short"})
+        self.assertEqual(peer.received()[0]["message"], "short")
+
+    def test_when_closed_fires_before_pending_requests_fail(self):
+        """The connection's owner learns that it ended before the requests' callbacks
+        run, so a failed login request never has to be told from a lost connection."""
+        proto, peer = self.established()
+        order = []
+        proto.request("get_contacts").addErrback(lambda _: order.append("request"))
+        proto.when_closed().addCallback(lambda _: order.append("closed"))
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(order, ["closed", "request"])
+
+    def test_probes_are_counted(self):
+        """Each probe answered is counted (tests wait on the count, not on time)."""
+        proto, peer = self.established()
+        for n in range(3):
+            peer.send({"action": "probe", "id": f"{n:032x}", "time": 1})
+        self.assertEqual(proto.probes_answered, 3)
+
+
+class SealedSizeTests(unittest.TestCase):
+    def test_sizes_match_the_suites(self):
+        """The size computed for a payload is what sealing it gives, in both suites."""
+        from messenger.wire.kex import make_channel
+        from messenger.wire.suites import CLIENT_TO_SERVER
+        client, server = rsa_key("client", 2048), rsa_key("server", 2048)
+        for suite in (AES_GCM, RSA_OAEP):
+            channel = make_channel(suite, CLIENT_TO_SERVER, b"s" * 32, b"x" * 32, b"n" * 32,
+                                   b"m" * 32, b"i" * 32, client, server.public_key())
+            for size in (1, 189, 190, 191, 1000):
+                self.assertEqual(len(channel.seal(b"x" * size)),
+                                 sealed_size(suite, size, 256), (suite, size))

@@ -2,10 +2,11 @@
 
 It deliberately imports nothing from the ``messenger`` package: it is the proof that the
 specification is enough to talk to the server.  It covers framing (section 2), the HMAC
-challenge (section 4, both directions checked), the key exchange with both cipher suites
-and signature verification over the DER transcript (section 5, built with pyasn1),
-HKDF (section 6), the phase-3 channels (section 7) and JIM requests, replies, pushes and
-probe answers (section 8).
+challenge (section 4, both directions checked), the key exchange with both cipher suites,
+ephemeral X25519 shares and signature verification over the DER transcript (section 5,
+built with pyasn1), HKDF from S || Z (section 6), the phase-3 channels with rsa-oaep's
+labels and mask (section 7) and JIM requests, replies, pushes and probe answers
+(section 8).
 """
 
 import base64
@@ -22,12 +23,15 @@ import time
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import char, namedtype, univ
 
-PROTOCOL = "messenger/1"
+PROTOCOL = "messenger/2"
+VERSION = 2
 SUITES = ("aes-256-gcm", "rsa-oaep")
 HANDSHAKE_LIMIT = 16 * 1024
 FRAME_LIMIT = 1024 * 1024
@@ -36,6 +40,12 @@ S2C = 0x02
 
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+def oaep_with_label(label):
+    """RSA-OAEP, SHA-256, MGF1-SHA-256, with an OAEP label (section 7, rsa-oaep)."""
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
+                        label=label)
 
 
 class ProtocolError(Exception):
@@ -135,10 +145,28 @@ def load_public_key(pem):
         raise ProtocolError("public key must be an RSA key")
     if not 2048 <= key.key_size <= 4096:
         raise ProtocolError("RSA key must have 2048 to 4096 bits")
-    e = key.public_numbers().e
-    if e < 3 or e % 2 == 0:
-        raise ProtocolError("RSA public exponent must be odd and at least 3")
+    if key.public_numbers().e != 65537:
+        raise ProtocolError("public exponent must be 65537")
     return key
+
+
+def raw_share(private):
+    """The 32-byte X25519 share (RFC 7748 public key) of an ephemeral private key."""
+    return private.public_key().public_bytes(serialization.Encoding.Raw,
+                                             serialization.PublicFormat.Raw)
+
+
+def x25519(private, share):
+    """Z = X25519(private, share); an all-zero Z (a low-order share) is refused."""
+    if len(share) != 32:
+        raise ProtocolError("an X25519 share is 32 bytes")
+    try:
+        z = private.exchange(X25519PublicKey.from_public_bytes(share))
+    except ValueError:
+        raise ProtocolError("the X25519 share gives an all-zero secret")
+    if z == bytes(32):
+        raise ProtocolError("the X25519 share gives an all-zero secret")
+    return z
 
 
 # --------------------------------------------------------------------------- transcript
@@ -160,10 +188,12 @@ class MessengerTranscript(univ.Sequence):
         namedtype.NamedType("offeredSuites", _Suites()),
         namedtype.NamedType("suite", char.UTF8String()),
         namedtype.NamedType("encryptedSecret", univ.OctetString()),
+        namedtype.NamedType("clientShare", univ.OctetString()),
+        namedtype.NamedType("serverShare", univ.OctetString()),
     )
 
 
-def transcript(ns, nc, client_key_der, server_key_der, offered, suite, encrypted):
+def transcript(ns, nc, client_key_der, server_key_der, offered, suite, encrypted, xc, xs):
     """DER of MessengerTranscript, built with pyasn1."""
     t = MessengerTranscript()
     t["protocol"] = PROTOCOL
@@ -177,13 +207,20 @@ def transcript(ns, nc, client_key_der, server_key_der, offered, suite, encrypted
     t["offeredSuites"] = suites
     t["suite"] = suite
     t["encryptedSecret"] = encrypted
+    t["clientShare"] = xc
+    t["serverShare"] = xs
     return der_encoder.encode(t)
 
 
-def derive(secret, ns, nc, label):
-    """Section 6."""
+def session_id(t):
+    """SID = SHA-256 of the DER transcript (section 5)."""
+    return hashlib.sha256(t).digest()
+
+
+def derive(ikm, ns, nc, label):
+    """Section 6: IKM = S || Z."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=ns + nc,
-                info=(f"{PROTOCOL} {label}").encode("ascii")).derive(secret)
+                info=(f"{PROTOCOL} {label}").encode("ascii")).derive(ikm)
 
 
 # --------------------------------------------------------------------------- channels
@@ -194,9 +231,9 @@ class GcmChannel:
 
     suite = "aes-256-gcm"
 
-    def __init__(self, secret, ns, nc):
-        self.seal_key = AESGCM(derive(secret, ns, nc, "aes-256-gcm c2s"))
-        self.open_key = AESGCM(derive(secret, ns, nc, "aes-256-gcm s2c"))
+    def __init__(self, ikm, ns, nc):
+        self.seal_key = AESGCM(derive(ikm, ns, nc, "aes-256-gcm c2s"))
+        self.open_key = AESGCM(derive(ikm, ns, nc, "aes-256-gcm s2c"))
         self.sent = 0
         self.received = 0
 
@@ -219,15 +256,18 @@ class GcmChannel:
 
 
 class RsaOaepChannel:
-    """rsa-oaep (section 7), client side: seal to the server key, open with ours."""
+    """rsa-oaep (section 7), client side: mask, chunk with labels to the server key, tag."""
 
     suite = "rsa-oaep"
 
-    def __init__(self, secret, ns, nc, my_key, server_key):
+    def __init__(self, ikm, ns, nc, sid, my_key, server_key):
         self.my_key = my_key
         self.server_key = server_key
-        self.mac_c2s = derive(secret, ns, nc, "rsa-oaep mac c2s")
-        self.mac_s2c = derive(secret, ns, nc, "rsa-oaep mac s2c")
+        self.sid = sid
+        self.mac_c2s = derive(ikm, ns, nc, "rsa-oaep mac c2s")
+        self.mac_s2c = derive(ikm, ns, nc, "rsa-oaep mac s2c")
+        self.enc_c2s = derive(ikm, ns, nc, "rsa-oaep enc c2s")
+        self.enc_s2c = derive(ikm, ns, nc, "rsa-oaep enc s2c")
         self.sent = 0
         self.received = 0
 
@@ -235,11 +275,26 @@ class RsaOaepChannel:
     def k(key):
         return (key.key_size + 7) // 8
 
+    @staticmethod
+    def mask(key, direction, counter, data):
+        """AES-256-CTR from direction || 000000 || counter64 || 00000000 (both ways)."""
+        block = bytes([direction]) + b"\x00\x00\x00" + struct.pack(">Q", counter) + bytes(4)
+        return Cipher(algorithms.AES(key), modes.CTR(block)).encryptor().update(data)
+
+    @staticmethod
+    def label(sid, direction, counter, index):
+        """L_i = SID || direction || counter (uint64 BE) || i (uint32 BE)."""
+        return sid + bytes([direction]) + struct.pack(">Q", counter) + struct.pack(">I", index)
+
     def seal(self, plaintext):
         k = self.k(self.server_key)
         size = k - 66
-        pieces = [plaintext[i:i + size] for i in range(0, len(plaintext), size)] or [b""]
-        chunks = b"".join(self.server_key.encrypt(piece, OAEP) for piece in pieces)
+        masked = self.mask(self.enc_c2s, C2S, self.sent, plaintext)
+        pieces = [masked[i:i + size] for i in range(0, len(masked), size)] or [b""]
+        chunks = b"".join(
+            self.server_key.encrypt(piece, oaep_with_label(self.label(self.sid, C2S, self.sent,
+                                                                      i)))
+            for i, piece in enumerate(pieces))
         tag = hmac.new(self.mac_c2s, bytes([C2S]) + struct.pack(">Q", self.sent) + chunks,
                        hashlib.sha256).digest()
         self.sent += 1
@@ -255,10 +310,13 @@ class RsaOaepChannel:
         if not hmac.compare_digest(tag, expected):
             raise ProtocolError("frame failed authentication")
         try:
-            plaintext = b"".join(self.my_key.decrypt(body[i:i + k], OAEP)
-                                 for i in range(0, len(body), k))
+            masked = b"".join(
+                self.my_key.decrypt(body[i:i + k], oaep_with_label(
+                    self.label(self.sid, S2C, self.received, i // k)))
+                for i in range(0, len(body), k))
         except ValueError:
             raise ProtocolError("rsa-oaep chunk does not decrypt")
+        plaintext = self.mask(self.enc_s2c, S2C, self.received, masked)
         self.received += 1
         return plaintext
 
@@ -363,8 +421,9 @@ class Client:
         if challenge.get("action") != "challenge":
             raise ProtocolError("expected a challenge")
         version = challenge.get("version")
-        if version != 1 or isinstance(version, bool):
-            raise ProtocolError(f"the server speaks protocol version {version!r}")
+        if version != VERSION or isinstance(version, bool):
+            raise ProtocolError(f"the server speaks protocol version {version!r}, we speak"
+                                f" {VERSION}")
         ns = b64decode(challenge.get("nonce"))
         if len(ns) != 32:
             raise ProtocolError("server nonce is not 32 bytes")
@@ -384,8 +443,10 @@ class Client:
             raise ProtocolError("the server failed the HMAC check")
         # [4]
         my_public = self.key.public_key()
+        ephemeral = X25519PrivateKey.generate()
+        xc = raw_share(ephemeral)
         self.send_frame(encode_json({"action": "key_exchange", "public_key": spki_pem(my_public),
-                                     "suites": self.offered}))
+                                     "suites": self.offered, "share": b64encode(xc)}))
         # [5]
         reply = self.recv_plain()
         self._check_refusal(reply)
@@ -395,31 +456,38 @@ class Client:
         suite = reply.get("suite")
         if suite not in self.offered or suite not in SUITES:
             raise ProtocolError(f"the server chose a suite we did not offer: {suite!r}")
+        xs = b64decode(reply.get("share"))
+        if len(xs) != 32:
+            raise ProtocolError("the server's X25519 share is not 32 bytes")
         encrypted = b64decode(reply.get("secret"))
         signature = b64decode(reply.get("signature"))
-        fp = fingerprint(server_key)
-        if self.pinned is not None and fp != self.pinned:
-            raise ProtocolError(f"server key changed: presented {fp} but {self.pinned} is pinned")
         t = transcript(ns, nc, spki_der(my_public), spki_der(server_key), self.offered,
-                       suite, encrypted)
+                       suite, encrypted, xc, xs)
         try:
             server_key.verify(signature, t, PSS, hashes.SHA256())
         except InvalidSignature:
             raise ProtocolError("bad transcript signature")
+        fp = fingerprint(server_key)
+        if self.pinned is not None and fp != self.pinned:
+            raise ProtocolError(f"server key changed: presented {fp} but {self.pinned} is pinned")
         try:
             secret = self.key.decrypt(encrypted, OAEP)
         except ValueError:
             raise ProtocolError("the secret does not decrypt")
         if len(secret) != 32:
             raise ProtocolError("the session secret is not 32 bytes")
+        z = x25519(ephemeral, xs)
+        del ephemeral  # forward secrecy: the private half is not kept
         self.server_key = server_key
         self.suite = suite
         self.fingerprint = fp
         self.transcript = t
+        self.session_id = session_id(t)
         if suite == "aes-256-gcm":
-            self.channel = GcmChannel(secret, ns, nc)
+            self.channel = GcmChannel(secret + z, ns, nc)
         else:
-            self.channel = RsaOaepChannel(secret, ns, nc, self.key, server_key)
+            self.channel = RsaOaepChannel(secret + z, ns, nc, self.session_id, self.key,
+                                          server_key)
 
     # ---- phase 3 (section 8)
 

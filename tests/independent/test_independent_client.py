@@ -23,6 +23,7 @@ import time
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.independent import client as jim
@@ -348,11 +349,17 @@ class WorkedExampleTests(SynchronousTestCase):
         self.ns = bytes(range(0, 32))
         self.nc = bytes(range(32, 64))
         self.s = bytes(range(64, 96))
+        # the ephemeral X25519 private keys of section 13's inputs
+        self.client_x = X25519PrivateKey.from_private_bytes(bytes(range(0x60, 0x80)))
+        self.server_x = X25519PrivateKey.from_private_bytes(bytes(range(0x80, 0xa0)))
+        self.xc = jim.raw_share(self.client_x)
+        self.xs = jim.raw_share(self.server_x)
+        self.z = jim.x25519(self.client_x, self.xs)
 
     def test_phase1_frames_and_digests(self):
         """Frames [1] to [3] and both HMAC digests match the published bytes."""
         ex = self.aes
-        c1 = {"action": "challenge", "version": 1, "nonce": jim.b64encode(self.ns)}
+        c1 = {"action": "challenge", "version": 2, "nonce": jim.b64encode(self.ns)}
         self.assertEqual(jim.encode_json(c1).decode(), _json_after(ex, "json: ").strip())
         d1 = jim.hmac_hex(self.secret, self.ns)
         d2 = jim.hmac_hex(self.secret, self.nc)
@@ -368,44 +375,59 @@ class WorkedExampleTests(SynchronousTestCase):
                          _hex_after(ex[ex.index("[3] S->C"):], "wire = length || payload"))
 
     def test_key_exchange_frame(self):
-        """Frame [4] built from the example client key is the published wire bytes."""
+        """Frame [4] built from the example client key and X25519 key is the published one."""
         ex = self.aes
         self.assertEqual(jim.spki_pem(self.client_pub), self.client_pem)
+        self.assertEqual(self.xc, _hex_after(ex, "client share = its X25519 public key"))
         frame = jim.encode_json({"action": "key_exchange", "public_key": self.client_pem,
-                                 "suites": ["aes-256-gcm", "rsa-oaep"]})
+                                 "suites": ["aes-256-gcm", "rsa-oaep"],
+                                 "share": jim.b64encode(self.xc)})
         self.assertEqual(struct.pack(">I", len(frame)) + frame,
                          _hex_after(ex[ex.index("[4] C->S"):], "wire = length || payload"))
 
-    def test_transcript_signature_and_secret(self):
-        """The DER transcript rebuilt with pyasn1 equals the published one and verifies."""
-        ex = self.aes
+    def _transcript(self, ex, offered, suite):
         encrypted = _hex_after(ex, "encrypted secret = RSA-OAEP-SHA256")
         self.assertEqual(len(encrypted), 256)
+        self.assertEqual(_hex_after(ex, "server share = X25519 public key"), self.xs)
+        reply = json.loads(_json_after(ex[ex.index("[5] S->C"):], "json: "))
+        self.assertEqual(jim.b64decode(reply["share"]), self.xs)
+        self.assertEqual(jim.b64decode(reply["secret"]), encrypted)
         t = jim.transcript(self.ns, self.nc, jim.spki_der(self.client_pub),
-                           jim.spki_der(self.server_pub), ["aes-256-gcm", "rsa-oaep"],
-                           "aes-256-gcm", encrypted)
+                           jim.spki_der(self.server_pub), offered, suite, encrypted,
+                           self.xc, self.xs)
         self.assertEqual(t, _hex_after(ex, "transcript DER"))
-        self.assertEqual(len(t), 979)
         signature = _hex_after(ex, "signature = RSA-PSS")
+        self.assertEqual(jim.b64decode(reply["signature"]), signature)
         self.server_pub.verify(signature, t, jim.PSS, hashes.SHA256())
         self.assertEqual(self.client_priv.decrypt(encrypted, jim.OAEP), self.s)
+        self.assertEqual(jim.session_id(t), _hex_after(ex, "session id = SHA-256"))
+        return t
+
+    def test_transcript_signature_and_secret(self):
+        """The DER transcript rebuilt with pyasn1 equals the published one and verifies."""
+        t = self._transcript(self.aes, ["aes-256-gcm", "rsa-oaep"], "aes-256-gcm")
+        self.assertEqual(len(t), 1047)
         self.assertEqual(jim.fingerprint(self.server_pub),
                          "sha256:d448677531a0afd8047900eca538b0cc0fec896bf6e71eec07692b97f88187d4")
         self.assertEqual(jim.fingerprint(self.client_pub),
                          "sha256:4affb15a8de8b792d069b2d205b1864c32d6192dc422571a35adf05d3ae476a3")
 
-    def test_hkdf_keys(self):
-        """The four HKDF keys equal the published ones."""
+    def test_x25519_and_hkdf_keys(self):
+        """Z (both ways) and the six HKDF keys from IKM = S || Z equal the published ones."""
+        self.assertEqual(jim.x25519(self.server_x, self.xc), self.z)
         for text, labels in ((self.aes, ("aes-256-gcm c2s", "aes-256-gcm s2c")),
-                             (self.rsa, ("rsa-oaep mac c2s", "rsa-oaep mac s2c"))):
+                             (self.rsa, ("rsa-oaep mac c2s", "rsa-oaep mac s2c",
+                                         "rsa-oaep enc c2s", "rsa-oaep enc s2c"))):
+            self.assertEqual(_hex_after(text, "Z = X25519(client private key"), self.z)
+            self.assertEqual(_hex_after(text, "IKM = S || Z (64 bytes)"), self.s + self.z)
             for label in labels:
-                self.assertEqual(jim.derive(self.s, self.ns, self.nc, label),
-                                 _hex_after(text, f"info 'messenger/1 {label}' ->"))
+                self.assertEqual(jim.derive(self.s + self.z, self.ns, self.nc, label),
+                                 _hex_after(text, f"info 'messenger/2 {label}' ->"))
 
     def test_gcm_frames(self):
         """The aes-256-gcm frames [6] and [7] seal to the published ciphertexts."""
         ex = self.aes
-        channel = jim.GcmChannel(self.s, self.ns, self.nc)
+        channel = jim.GcmChannel(self.s + self.z, self.ns, self.nc)
         for marker, direction in (("[6] C->S", 1), ("[7] S->C", 2)):
             part = ex[ex.index(marker):]
             plaintext = _json_after(part, "plaintext json: ").encode("utf-8")
@@ -421,28 +443,38 @@ class WorkedExampleTests(SynchronousTestCase):
         self.assertEqual(json.loads(channel.open(payload))["response"], 201)
 
     def test_rsa_oaep_frames(self):
-        """The rsa-oaep frames' tags and chunks check out with the published keys."""
+        """The rsa-oaep frames: mask, labels, chunks and tags check out with the keys."""
         ex = self.rsa
-        for marker, direction, label, receiver in (
-                ("[6] C->S", 1, "rsa-oaep mac c2s", self.server_priv),
-                ("[7] S->C", 2, "rsa-oaep mac s2c", self.client_priv)):
+        t = self._transcript(ex, ["rsa-oaep"], "rsa-oaep")
+        sid = jim.session_id(t)
+        ikm = self.s + self.z
+        for marker, direction, way, receiver in (
+                ("[6] C->S", 1, "c2s", self.server_priv),
+                ("[7] S->C", 2, "s2c", self.client_priv)):
             part = ex[ex.index(marker):]
-            chunk = _hex_after(part, "chunk 0 =")
-            tag = _hex_after(part, "tag = HMAC")
+            plaintext = _json_after(part, "plaintext json: ").encode("utf-8")
+            masked = jim.RsaOaepChannel.mask(jim.derive(ikm, self.ns, self.nc,
+                                                        f"rsa-oaep enc {way}"),
+                                             direction, 0, plaintext)
+            self.assertEqual(masked, _hex_after(part, "masked = AES-256-CTR"))
+            label = jim.RsaOaepChannel.label(sid, direction, 0, 0)
+            self.assertEqual(label, _hex_after(part, "label of chunk 0 ="))
+            chunk = _hex_after(part, "chunk 0 = RSA-OAEP")
             self.assertEqual(len(chunk), 256)
-            mac_key = jim.derive(self.s, self.ns, self.nc, label)
+            self.assertEqual(receiver.decrypt(chunk, jim.oaep_with_label(label)), masked)
+            self.assertRaises(ValueError, receiver.decrypt, chunk, jim.OAEP)  # no label
+            mac_key = jim.derive(ikm, self.ns, self.nc, f"rsa-oaep mac {way}")
+            tag = _hex_after(part, "tag = HMAC")
             expected = jim.hmac.new(mac_key, bytes([direction]) + struct.pack(">Q", 0) + chunk,
                                     jim.hashlib.sha256).digest()
             self.assertEqual(tag, expected)
-            self.assertEqual(receiver.decrypt(chunk, jim.OAEP),
-                             _json_after(part, "plaintext json: ").encode("utf-8"))
             self.assertEqual(_hex_after(part, "wire = length"),
                              struct.pack(">I", 256 + 32) + chunk + tag)
         # the client side channel opens frame [7]
-        client_side = jim.RsaOaepChannel(self.s, self.ns, self.nc, self.client_priv,
+        client_side = jim.RsaOaepChannel(ikm, self.ns, self.nc, sid, self.client_priv,
                                          self.server_pub)
         part = ex[ex.index("[7] S->C"):]
-        payload = _hex_after(part, "chunk 0 =") + _hex_after(part, "tag = HMAC")
+        payload = _hex_after(part, "chunk 0 = RSA-OAEP") + _hex_after(part, "tag = HMAC")
         self.assertEqual(json.loads(client_side.open(payload))["response"], 201)
 
 
@@ -535,7 +567,7 @@ class HandshakeTests(ServerTestCase):
         """A wrong shared secret gets exactly the documented 403 bytes, then a close."""
         s = self.raw_connection()
         challenge = json.loads(read_plain(s))
-        self.assertEqual((challenge["action"], challenge["version"]), ("challenge", 1))
+        self.assertEqual((challenge["action"], challenge["version"]), ("challenge", 2))
         ns = jim.b64decode(challenge["nonce"])
         self.assertEqual(len(ns), 32)
         send_plain(s, {"action": "challenge_response",
@@ -615,8 +647,31 @@ class HandshakeTests(ServerTestCase):
                          "'suites' must be a list of 1 to 8 suite names")
         self._keyx_error({"action": "key_exchange", "public_key": pem, "suites": []},
                          "'suites' must be a list of 1 to 8 suite names")
-        self._keyx_error({"action": "key_exchange", "public_key": pem, "suites": ["des"]},
+        share = jim.b64encode(os.urandom(32))
+        self._keyx_error({"action": "key_exchange", "public_key": pem, "suites": ["des"],
+                          "share": share},
                          "no common cipher suite; this server offers: aes-256-gcm, rsa-oaep")
+
+    def test_phase2_share_errors(self):
+        """A missing share (a messenger/1 client), a bad or a low-order share: 400s."""
+        pem = jim.spki_pem(client_key().public_key())
+        frame = {"action": "key_exchange", "public_key": pem, "suites": ["aes-256-gcm"]}
+        self._keyx_error(frame, "key_exchange has no 'share': this server speaks messenger/2"
+                                " (an ephemeral X25519 share is required); upgrade the client")
+        for share, error in (("AAAA", "'share' must encode 32 bytes"),
+                             ("not base64!", "'share' must be a base64 string"),
+                             (jim.b64encode(bytes(32)),
+                              "'share' is not a usable X25519 public key")):
+            self._keyx_error(dict(frame, share=share), error)
+
+    def test_phase2_exponent_errors(self):
+        """Client keys with e = 3 or e close to n are refused: e must be 65537."""
+        n = client_key().public_key().public_numbers().n
+        for e in (3, n - 2):
+            pem = jim.spki_pem(rsa.RSAPublicNumbers(e, n).public_key())
+            self._keyx_error({"action": "key_exchange", "public_key": pem,
+                              "suites": ["aes-256-gcm"], "share": jim.b64encode(os.urandom(32))},
+                             "'public_key': public exponent must be 65537")
 
     def test_downgrade_detected(self):
         """A man in the middle who trims the offered suites breaks the signature."""
@@ -644,7 +699,7 @@ class HandshakeTests(ServerTestCase):
         def fake_server():
             conn, _ = listener.accept()
             with conn:
-                send_plain(conn, {"action": "challenge", "version": 1,
+                send_plain(conn, {"action": "challenge", "version": 2,
                                   "nonce": jim.b64encode(os.urandom(32))})
                 got.append(read_plain(conn))
                 send_plain(conn, {"response": 200, "digest": "0" * 64})
@@ -656,6 +711,48 @@ class HandshakeTests(ServerTestCase):
         self.assertEqual(str(e), "the server failed the HMAC check")
         t.join(5)
         self.assertEqual(got[1], None)
+
+    def test_version_1_server_refused(self):
+        """A messenger/1 server's challenge is refused, naming both versions, silently."""
+        listener = socket.socket()
+        listener.bind((HOST, 0))
+        listener.listen(1)
+        self.addCleanup(listener.close)
+        got = []
+
+        def fake_server():
+            conn, _ = listener.accept()
+            with conn:
+                send_plain(conn, {"action": "challenge", "version": 1,
+                                  "nonce": jim.b64encode(os.urandom(32))})
+                got.append(read_plain(conn))  # None: the client sent nothing
+        t = threading.Thread(target=fake_server, daemon=True)
+        t.start()
+        c = Client(HOST, listener.getsockname()[1], b"secret", client_key())
+        e = self.assertRaises(ProtocolError, c.connect)
+        self.assertEqual(str(e), "the server speaks protocol version 1, we speak 2")
+        t.join(5)
+        self.assertEqual(got, [None])
+
+    def test_spliced_rsa_oaep_frame_closes(self):
+        """A recorded rsa-oaep authenticate, re-tagged in another session, is refused."""
+        owner, name = self.user("splice")
+        owner.request("quit")
+        owner.wait_closed()
+        victim = self.connect(suites=["rsa-oaep"])
+        sent = []
+        send = victim.send_frame
+        victim.send_frame = lambda payload: (sent.append(payload), send(payload))[1]
+        self.assertReply(victim.login(name, PASSWORD), 200)
+        self.assertReply(victim.request("quit"), 200)
+        victim.wait_closed()
+        attacker = self.connect(suites=["rsa-oaep"])
+        chunks = sent[0][:-32]
+        tag = jim.hmac.new(attacker.channel.mac_c2s, b"\x01" + struct.pack(
+            ">Q", attacker.channel.sent) + chunks, jim.hashlib.sha256).digest()
+        attacker.channel.sent += 1
+        attacker.send_frame(chunks + tag)
+        self.assertEqual(attacker.wait_closed(), [])
 
     def test_section12_sketch(self):
         """The minimal client printed in section 12 works against the real server."""

@@ -111,6 +111,9 @@ def snapshot(server: Any) -> Any:
     return counts
 
 
-def settle(seconds: float = 0.05) -> defer.Deferred:
-    """Let pushes that would have been sent arrive (for checks that something did not)."""
-    return task.deferLater(reactor, seconds, lambda: None)
+def barrier(client: Any) -> defer.Deferred:
+    """A round trip on ``client``'s connection. The server writes to one connection in
+    order, so once this reply is in, every push it wrote to ``client`` before answering
+    has arrived too: for checks that a push did *not* come, made after the request that
+    would have caused it was answered (no waiting for a fixed time)."""
+    return client.request("get_contacts")

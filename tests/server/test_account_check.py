@@ -10,7 +10,7 @@ from twisted.internet import defer, threads
 from twisted.trial import unittest
 
 from messenger.store import adminops
-from tests.server.people import online, server_with, settle
+from tests.server.people import online, server_with
 
 
 def operator_change(path: str, fn: Any, *args: Any) -> None:
@@ -59,7 +59,6 @@ class AccountCheckTests(unittest.TestCase):
         server, (alice, bob) = yield server_with(self, "alice", "bob")
         yield self.change(server, adminops.lock_txn, "bob", time.time() + 600)
         yield server.ctx.check_accounts()
-        yield settle()
         self.assertTrue(online(server, "bob"))
         reply = yield bob.request("get_contacts")
         self.assertEqual(reply["response"], 202)

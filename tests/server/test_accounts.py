@@ -7,10 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from messenger.store import logins, tokens, users
+from tests.server.people import wait_until
 from tests.support import jimclient
 from tests.support.jimclient import new_user, wait_closed
 from tests.support.server import start_server
@@ -59,6 +60,16 @@ class RegisterTests(AccountTestCase):
         self.assertTrue(row.password_hash.startswith("scrypt$"))
         self.assertNotIn(PASSWORD, row.password_hash)
         self.assertTrue(self.server.ctx.router.is_online(row.id))
+
+    @defer.inlineCallbacks
+    def test_login_reply_carries_the_limits(self) -> Any:
+        """Every login reply announces the server's limits (DECISIONS 3): the largest
+        client frame, message body and server payload."""
+        _, reply = yield jimclient.register(self, self.port, "Alice")
+        config = self.server.config
+        self.assertEqual(reply["limits"], {"max_frame": config.max_frame,
+                                           "max_body": config.max_body,
+                                           "max_payload": 1048576})
 
     @defer.inlineCallbacks
     def test_first_user_is_admin(self) -> Any:
@@ -176,7 +187,6 @@ class LoginTests(AccountTestCase):
                          (409, "already connected: this account has a live session elsewhere"))
         probe = yield first.wait_push("probe")      # asked whether it is still there
         self.assertEqual(len(probe["id"]), 32)
-        yield task.deferLater(reactor, 0.2, lambda: None)
         self.assertTrue(first.connected_)
         reply = yield first.request("get_contacts")
         self.assertEqual(reply["response"], 202)
@@ -217,7 +227,30 @@ class LoginTests(AccountTestCase):
         client, _ = yield self.login("alice")
         client.transport.abortConnection()
         yield wait_closed(client)
-        yield task.deferLater(reactor, 0.05, lambda: None)
+        yield wait_until(lambda: self.server.ctx.router.online_count() == 0)
+        _, reply = yield self.login("alice")
+        self.assertEqual(reply["response"], 200)
+
+    @defer.inlineCallbacks
+    def test_raised_cost_rehashes_at_login(self) -> Any:
+        """After the operator raises the scrypt cost, a successful login stores a new hash
+        of that cost (the password still works); a failed login changes nothing."""
+        client, _ = yield self.login("alice")
+        yield client.request("quit")
+        yield wait_closed(client)
+        before = yield self.user_row("alice")
+        self.assertTrue(before.password_hash.startswith("scrypt$16$"))
+        self.server.ctx.hasher.n = 32
+        _, reply = yield self.login("alice", "wrong password")
+        self.assertEqual(reply["response"], 402)
+        unchanged = yield self.user_row("alice")
+        self.assertEqual(unchanged.password_hash, before.password_hash)
+        client, reply = yield self.login("alice")
+        self.assertEqual(reply["response"], 200)
+        yield wait_until(lambda: self.user_row("alice").addCallback(
+            lambda row: row.password_hash.startswith("scrypt$32$")))
+        yield client.request("quit")
+        yield wait_closed(client)
         _, reply = yield self.login("alice")
         self.assertEqual(reply["response"], 200)
 
@@ -320,10 +353,11 @@ class TokenTests(AccountTestCase):
     @defer.inlineCallbacks
     def test_token_expiry(self) -> Any:
         """A token past its lifetime: 401 'expired', and it is deleted."""
-        self.server.config.token_lifetime = 1.0
         client, reply = yield self.register_remembered()
         yield client.request("quit")
-        yield task.deferLater(reactor, 1.1, lambda: None)
+        yield self.server.db.write(
+            lambda txn: txn.execute("UPDATE resume_tokens SET expires = ?",
+                                    (time.time() - 1,)))
         _, expired = yield self.resume("alice", reply["token"])
         self.assertEqual((expired["response"], expired["error"]),
                          (401, "resume token expired: log in with your password"))

@@ -8,7 +8,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from messenger.store import premium
-from tests.server.people import count, login, quit_, rows, server_with, settle
+from tests.server.people import barrier, count, login, quit_, rows, server_with
 from tests.support import jimclient
 
 
@@ -106,7 +106,7 @@ class BroadcastTests(unittest.TestCase):
             self.assertEqual(push, {"action": "broadcast", "broadcast_id": reply["broadcast_id"],
                                     "time": reply["time"], "from": "vip",
                                     "message": "Party at 8!"})
-        yield settle()
+        yield barrier(vip)
         self.assertEqual([p for p in vip.pushes if p["action"] == "broadcast"], [])
         carol = yield login(self, server, "carol")
         feed = yield carol.request("get_broadcasts")
@@ -128,7 +128,7 @@ class BroadcastTests(unittest.TestCase):
                                          " administrator")
         stored = yield count(server, "broadcasts")
         self.assertEqual(stored, 0)
-        yield settle()
+        yield barrier(admin)
         self.assertEqual([p for p in admin.pushes if p["action"] == "broadcast"], [])
 
     @defer.inlineCallbacks
@@ -180,7 +180,7 @@ class BroadcastTests(unittest.TestCase):
         self.assertEqual(again["broadcast_id"], first["broadcast_id"])
         stored = yield count(server, "broadcasts")
         self.assertEqual(stored, 1)
-        yield settle()
+        yield barrier(alice)
         self.assertEqual(len([p for p in alice.pushes if p["action"] == "broadcast"]), 1)
 
     @defer.inlineCallbacks

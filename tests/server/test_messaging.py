@@ -11,7 +11,7 @@ from twisted.trial import unittest
 from messenger.server import replies
 from messenger.server.handlers import messages
 from messenger.wire import jim
-from tests.server.people import count, drop, login, quit_, rows, server_with, settle, wait_until
+from tests.server.people import barrier, count, drop, login, quit_, rows, server_with, wait_until
 
 
 def request_id() -> str:
@@ -57,6 +57,34 @@ class ContactsTests(unittest.TestCase):
                          (400, "you cannot add yourself as a contact"))
         stored = yield count(server, "contacts")
         self.assertEqual(stored, 1)
+
+    @defer.inlineCallbacks
+    def test_contacts_paged_and_capped(self):
+        """get_contacts pages by name with `after` and `limit`; past max_contacts an add
+        is 403 and nothing is stored; removing one makes room again."""
+        from messenger.server.config import LimitsConfig
+        from tests.server.people import no_limits
+        limits: LimitsConfig = no_limits()
+        limits.max_contacts = 3
+        server, (alice, *_) = yield server_with(self, "alice", "dora", "bob", "Carl", "eve",
+                                                limits=limits)
+        for name in ("dora", "bob", "Carl"):
+            reply = yield alice.request("add_contact", user_id=name)
+            self.assertEqual(reply["response"], 201)
+        reply = yield alice.request("add_contact", user_id="eve")
+        self.assertEqual((reply["response"], reply["error"]),
+                         (403, "you have 3 contacts, the most allowed; remove one first"))
+        stored = yield count(server, "contacts")
+        self.assertEqual(stored, 3)
+        first = yield alice.request("get_contacts", limit=2)
+        self.assertEqual(([c["account_name"] for c in first["alert"]], first["more"]),
+                         (["bob", "Carl"], True))
+        rest = yield alice.request("get_contacts", limit=2, after="carl")
+        self.assertEqual(([c["account_name"] for c in rest["alert"]], rest["more"]),
+                         (["dora"], False))
+        yield alice.request("del_contact", user_id="bob")
+        reply = yield alice.request("add_contact", user_id="eve")
+        self.assertEqual(reply["response"], 201)
 
     @defer.inlineCallbacks
     def test_delete_errors(self):
@@ -319,7 +347,7 @@ class ResendTests(unittest.TestCase):
         self.assertEqual((reply["msg_id"], reply["time"]), original[0])
         stored = yield count(server, "messages")
         self.assertEqual(stored, 1)
-        yield settle()
+        yield barrier(bob)
         pushes = [p for p in bob.pushes if p["action"] == "msg"]
         self.assertEqual([p["msg_id"] for p in pushes], [original[0][0]])
 

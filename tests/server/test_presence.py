@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from messenger.server.presence import Presence
 from messenger.server.router import Router
-from tests.server.people import drop, login, quit_, server_with, settle
+from tests.server.people import barrier, drop, login, quit_, server_with
 
 
 def presence_pushes(client, name=None):
@@ -69,7 +69,7 @@ class PresencePushTests(unittest.TestCase):
         yield bob.request("presence", status="away")
         push = yield alice.wait_push("presence")
         self.assertEqual(push["status"], "away")
-        yield settle()
+        yield barrier(alice)
         self.assertEqual(presence_pushes(alice), [])
 
     @defer.inlineCallbacks
@@ -81,7 +81,7 @@ class PresencePushTests(unittest.TestCase):
         push = yield alice.wait_push("presence")
         self.assertEqual(push["status"], "away")
         yield alice.request("presence", status="away")
-        yield settle()
+        yield barrier(bob)
         self.assertEqual(presence_pushes(bob), [])
 
     @defer.inlineCallbacks
@@ -94,7 +94,7 @@ class PresencePushTests(unittest.TestCase):
         self.assertEqual(push["status"], "away")
         yield alice.request("del_contact", user_id="bob")
         yield bob.request("presence", status="online")
-        yield settle()
+        yield barrier(alice)
         self.assertEqual(presence_pushes(alice), [])
 
     @defer.inlineCallbacks

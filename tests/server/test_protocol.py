@@ -176,12 +176,12 @@ class HandshakeUnitTests(unittest.TestCase):
         self.ctx = FakeContext()
 
     def test_challenge_on_connect(self) -> None:
-        """The server speaks first: a version-1 challenge with a 32-byte nonce."""
+        """The server speaks first: a version-2 challenge with a 32-byte nonce."""
         peer = Peer(self.ctx)
         (payload,) = peer.raw_frames()
         message = json.loads(payload)
         self.assertEqual(message["action"], "challenge")
-        self.assertEqual(message["version"], 1)
+        self.assertEqual(message["version"], 2)
         self.assertEqual(len(base64.b64decode(message["nonce"])), 32)
         self.assertIs(peer.proto.state, State.CHALLENGE)
         self.assertIn(peer.proto, self.ctx.connections)

@@ -36,6 +36,16 @@ def credentials(name: str, password: str = PASSWORD) -> dict[str, Any]:
     return {"user": {"account_name": name, "password": password}}
 
 
+@defer.inlineCallbacks
+def wait_for_empty_queue(mailer: Any) -> Any:
+    """Until nothing waits in the mail spool (each look is one read of the spool)."""
+    while True:
+        pending = yield mailer.pending()
+        if not pending:
+            return
+        yield sleep(0.02)
+
+
 def sleep(seconds: float) -> defer.Deferred[None]:
     return task.deferLater(reactor, seconds, lambda: None)
 
@@ -73,9 +83,10 @@ class MailTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def settle(self, count: int) -> Any:
-        """Wait for ``count`` mails, then a little longer to see that no more come."""
+        """Wait for ``count`` mails, then until the server's mail queue is empty: no more
+        can come after that."""
         yield self.relay.wait_for(count, timeout=15)
-        yield sleep(0.5)
+        yield wait_for_empty_queue(self.server.mailer)
         self.assertEqual(len(self.relay.received), count,
                          [m.message["Subject"] for m in self.relay.received])
         return self.relay.received
@@ -183,7 +194,6 @@ class MailTests(unittest.TestCase):
         yield self.login_and_quit("ghost", bind="127.0.0.6", password="long enough password")
         pending = yield self.server.mailer.pending()
         self.assertEqual(pending, [])
-        yield sleep(0.3)
         self.assertEqual(self.relay.received, [])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -14,7 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from twisted.trial.unittest import SynchronousTestCase
@@ -43,19 +45,27 @@ SECRET = b"the deployment's shared secret"
 SERVER_NONCE = bytes(range(0, 32))
 CLIENT_NONCE = bytes(range(32, 64))
 SESSION_SECRET = bytes(range(64, 96))
+CLIENT_X25519 = bytes(range(96, 128))     # the client's ephemeral X25519 private key
+SERVER_X25519 = bytes(range(128, 160))    # the server's
 PSS_32 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 HMAC_403 = b'{"response":403,"error":"hmac error"}'
 
 
+@functools.cache
+def legacy_e3_key() -> rsa.RSAPrivateKey:
+    """A real 2048-bit RSA key with the legacy public exponent 3 (made once)."""
+    return rsa.generate_private_key(public_exponent=3, key_size=2048)
+
+
 def make_server(secret: bytes = SECRET, key_name: str = "server", bits: int = 2048,
                 **kwargs) -> ServerHandshake:
-    kwargs.setdefault("random", scripted_random([SERVER_NONCE, SESSION_SECRET]))
+    kwargs.setdefault("random", scripted_random([SERVER_NONCE, SESSION_SECRET, SERVER_X25519]))
     return ServerHandshake(secret, rsa_key(key_name, bits), **kwargs)
 
 
 def make_client(secret: bytes = SECRET, key_name: str = "client", bits: int = 2048,
                 **kwargs) -> ClientHandshake:
-    kwargs.setdefault("random", scripted_random([CLIENT_NONCE]))
+    kwargs.setdefault("random", scripted_random([CLIENT_NONCE, CLIENT_X25519]))
     return ClientHandshake(secret, rsa_key(key_name, bits), **kwargs)
 
 
@@ -100,11 +110,25 @@ def reencode(frame: bytes, **changes) -> bytes:
     return json.dumps(message).encode("ascii")
 
 
+def x25519_share(private: bytes) -> bytes:
+    """The raw 32-byte X25519 public key of a raw private key."""
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def x25519_z(private: bytes = CLIENT_X25519, share: bytes | None = None) -> bytes:
+    """Z, the X25519 shared secret of the fixed ephemeral keys."""
+    peer = X25519PublicKey.from_public_bytes(share or x25519_share(SERVER_X25519))
+    return X25519PrivateKey.from_private_bytes(private).exchange(peer)
+
+
 def hkdf(label: str, server_nonce: bytes = SERVER_NONCE,
-         client_nonce: bytes = CLIENT_NONCE, secret: bytes = SESSION_SECRET) -> bytes:
-    """HKDF-SHA256 as docs/PROTOCOL.md states it, written out independently."""
+         client_nonce: bytes = CLIENT_NONCE, secret: bytes = SESSION_SECRET,
+         z: bytes | None = None) -> bytes:
+    """HKDF-SHA256 as docs/PROTOCOL.md states it, written out independently: IKM = S || Z."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=server_nonce + client_nonce,
-                info=b"messenger/1 " + label.encode("ascii")).derive(secret)
+                info=b"messenger/2 " + label.encode("ascii")).derive(
+                    secret + (x25519_z() if z is None else z))
 
 
 class EndToEndTests(SynchronousTestCase):
@@ -211,10 +235,10 @@ class WireFormatTests(SynchronousTestCase):
         self.raw = frames
 
     def test_challenge(self) -> None:
-        """Frame 1 is exactly {"action":"challenge","version":1,"nonce":<base64>}."""
+        """Frame 1 is exactly {"action":"challenge","version":2,"nonce":<base64>}."""
         nonce = base64.b64encode(SERVER_NONCE).decode("ascii")
         self.assertEqual(self.raw[0],
-                         b'{"action":"challenge","version":1,"nonce":"' + nonce.encode() + b'"}')
+                         b'{"action":"challenge","version":2,"nonce":"' + nonce.encode() + b'"}')
 
     def test_challenge_response(self) -> None:
         """Frame 2 holds the lowercase hex HMAC of the raw server nonce and the client nonce."""
@@ -235,18 +259,22 @@ class WireFormatTests(SynchronousTestCase):
         self.assertEqual(self.raw[2], b'{"response":200,"digest":"' + expected.encode() + b'"}')
 
     def test_key_exchange(self) -> None:
-        """Frame 4 is {"action":"key_exchange","public_key":<PEM>,"suites":[...]}."""
+        """Frame 4 is {"action":"key_exchange","public_key":<PEM>,"suites":[...],"share":..}."""
         message = self.frames[3]
-        self.assertEqual(set(message), {"action", "public_key", "suites"})
+        self.assertEqual(set(message), {"action", "public_key", "suites", "share"})
         self.assertEqual(message["action"], "key_exchange")
         self.assertEqual(message["public_key"], keys.public_pem(rsa_key("client").public_key()))
         self.assertEqual(message["suites"], ["aes-256-gcm", "rsa-oaep"])
+        self.assertEqual(base64.b64decode(message["share"], validate=True),
+                         x25519_share(CLIENT_X25519))
 
     def test_key_exchange_reply(self) -> None:
-        """Frame 5 carries the server key, suite, OAEP secret and a PSS-32 signature."""
+        """Frame 5 carries the server key, suite, X25519 share, OAEP secret and a signature."""
         message = self.frames[4]
-        self.assertEqual(set(message), {"response", "public_key", "suite", "secret",
+        self.assertEqual(set(message), {"response", "public_key", "suite", "share", "secret",
                                         "signature"})
+        self.assertEqual(base64.b64decode(message["share"], validate=True),
+                         x25519_share(SERVER_X25519))
         self.assertEqual(message["response"], 200)
         self.assertEqual(message["suite"], "aes-256-gcm")
         server_public = rsa_key("server").public_key()
@@ -258,11 +286,13 @@ class WireFormatTests(SynchronousTestCase):
         der = handshake.transcript(TranscriptFields(
             SERVER_NONCE, CLIENT_NONCE, keys.public_der(rsa_key("client").public_key()),
             keys.public_der(server_public), ("aes-256-gcm", "rsa-oaep"), "aes-256-gcm",
-            encrypted))
+            encrypted, x25519_share(CLIENT_X25519), x25519_share(SERVER_X25519)))
         server_public.verify(signature, der, PSS_32, hashes.SHA256())  # raises if wrong
+        self.assertEqual(self.server_side.session_id, hashlib.sha256(der).digest())
+        self.assertEqual(self.client_side.session_id, hashlib.sha256(der).digest())
 
     def test_hkdf_keys_drive_the_channel(self) -> None:
-        """The aes-256-gcm keys are HKDF-SHA256(secret, salt = nonces, info = labels)."""
+        """The aes-256-gcm keys are HKDF-SHA256(S || Z, salt = nonces, info = labels)."""
         plaintext = b'{"action":"quit"}'
         nonce0 = bytes([1, 0, 0, 0]) + struct.pack(">Q", 0)
         sealed = self.client_side.channel.seal(plaintext)
@@ -274,11 +304,11 @@ class WireFormatTests(SynchronousTestCase):
                                                                           None))
 
     def test_derive_key(self) -> None:
-        """derive_key() agrees with the independent HKDF for all four labels."""
+        """derive_key() agrees with the independent HKDF for all six labels."""
         for label in ("aes-256-gcm c2s", "aes-256-gcm s2c", "rsa-oaep mac c2s",
-                      "rsa-oaep mac s2c"):
-            self.assertEqual(handshake.derive_key(SESSION_SECRET, SERVER_NONCE, CLIENT_NONCE,
-                                                  label), hkdf(label))
+                      "rsa-oaep mac s2c", "rsa-oaep enc c2s", "rsa-oaep enc s2c"):
+            self.assertEqual(handshake.derive_key(SESSION_SECRET + x25519_z(), SERVER_NONCE,
+                                                  CLIENT_NONCE, label), hkdf(label))
         self.assertNotEqual(hkdf("aes-256-gcm c2s"), hkdf("aes-256-gcm s2c"))
 
     def test_rsa_oaep_mac_keys(self) -> None:
@@ -461,6 +491,52 @@ class ServerPhaseTwoTests(SynchronousTestCase):
         else:
             self.fail("the handshake accepted a suite name with a lone surrogate")
 
+    def test_missing_share_is_a_version_1_client(self) -> None:
+        """A key_exchange without 'share' (a messenger/1 client) is told to upgrade: 400."""
+        self._refused("key_exchange has no 'share': this server speaks messenger/2 (an"
+                      " ephemeral X25519 share is required); upgrade the client", share=None)
+
+    def test_bad_shares(self) -> None:
+        """A share that is not base64 of exactly 32 bytes is refused with a 400."""
+        for share, message in (
+                ("!!!", "'share' must be a base64 string"),
+                (5, "'share' must be a base64 string"),
+                (base64.b64encode(bytes(32)).decode().rstrip("="),
+                 "'share' must be a base64 string"),
+                (base64.urlsafe_b64encode(b"\xff" * 32).decode(),
+                 "'share' must be a base64 string"),
+                (base64.b64encode(bytes(31)).decode(), "'share' must encode 32 bytes"),
+                (base64.b64encode(bytes(33)).decode(), "'share' must encode 32 bytes"),
+                ("", "'share' must encode 32 bytes")):
+            self._refused(message, share=share)
+
+    def test_low_order_shares(self) -> None:
+        """A share that makes Z all zeros (0, 1, a low-order point) is refused with a 400."""
+        order_8 = bytes.fromhex(
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+        for point in (bytes(32), b"\x01" + bytes(31), order_8):
+            self._refused("'share' is not a usable X25519 public key",
+                          share=base64.b64encode(point).decode())
+
+    def test_client_exponents(self) -> None:
+        """A client key whose public exponent is not 65537 (3, 65539, nearly n) is a 400."""
+        modulus = rsa_key("client").public_key().public_numbers().n
+        for exponent in (3, 65539, (1 << 64) + 1, modulus - 2):
+            public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+            self._refused("'public_key': public exponent must be 65537", public_key=pem(public))
+
+    def test_share_checked_before_any_rsa_work(self) -> None:
+        """A bad share is refused before the server draws S or does any RSA operation."""
+        drawn: list[int] = []
+
+        def random(size: int) -> bytes:
+            drawn.append(size)
+            return bytes(size)
+        server = make_server(random=random)
+        frame = reencode(until_key_exchange(server, make_client()), share="AAAA")
+        self.assertRaises(HandshakeError, server.receive, frame)
+        self.assertEqual(drawn, [32])   # the server nonce only
+
     def test_no_common_suite(self) -> None:
         """When no offered suite is acceptable the server says which it offers."""
         self._refused("no common cipher suite; this server offers: rsa-oaep",
@@ -518,11 +594,14 @@ class ClientPhaseOneTests(SynchronousTestCase):
         """A wrong action, version or nonce in the challenge is refused."""
         nonce = base64.b64encode(SERVER_NONCE).decode()
         cases = (
-            ({"action": "hello", "version": 1, "nonce": nonce}, "did not start with a challenge"),
-            ({"action": "challenge", "version": 2, "nonce": nonce}, "protocol version 2"),
+            ({"action": "hello", "version": 2, "nonce": nonce}, "did not start with a challenge"),
+            ({"action": "challenge", "version": 1, "nonce": nonce},
+             "server speaks protocol version 1, this client speaks 2 (messenger/2)"),
+            ({"action": "challenge", "version": 3, "nonce": nonce}, "protocol version 3"),
+            ({"action": "challenge", "version": "2", "nonce": nonce}, "protocol version '2'"),
             ({"action": "challenge", "nonce": nonce}, "protocol version None"),
-            ({"action": "challenge", "version": 1, "nonce": "AAAA"}, "must encode 32 bytes"),
-            ({"action": "challenge", "version": 1}, "must be a base64 string"),
+            ({"action": "challenge", "version": 2, "nonce": "AAAA"}, "must encode 32 bytes"),
+            ({"action": "challenge", "version": 2}, "must be a base64 string"),
         )
         for message, text in cases:
             client = make_client()
@@ -563,16 +642,20 @@ class ClientPhaseTwoTests(SynchronousTestCase):
         return client, reply
 
     def _forged(self, client: ClientHandshake, exchange: bytes, encrypted: bytes,
-                suite: str = "aes-256-gcm") -> bytes:
-        """A reply signed with the real server key over an arbitrary encrypted secret."""
+                suite: str = "aes-256-gcm", server_share: bytes | None = None) -> bytes:
+        """A reply signed with the real server key over an arbitrary secret and share."""
         server_key = rsa_key("server")
+        server_share = x25519_share(SERVER_X25519) if server_share is None else server_share
+        message = jim.decode(exchange)
         fields = TranscriptFields(SERVER_NONCE, CLIENT_NONCE,
                                   keys.public_der(rsa_key("client").public_key()),
                                   keys.public_der(server_key.public_key()),
-                                  tuple(jim.decode(exchange)["suites"]), suite, encrypted)
+                                  tuple(message["suites"]), suite, encrypted,
+                                  base64.b64decode(message["share"]), server_share)
         signature = server_key.sign(handshake.transcript(fields), PSS_32, hashes.SHA256())
         return jim.encode({"response": 200, "public_key": keys.public_pem(
             server_key.public_key()), "suite": suite,
+            "share": base64.b64encode(server_share).decode(),
             "secret": base64.b64encode(encrypted).decode(),
             "signature": base64.b64encode(signature).decode()})
 
@@ -684,6 +767,43 @@ class ClientPhaseTwoTests(SynchronousTestCase):
         _, established = client.receive(self._forged(client, exchange, encrypted))
         self.assertEqual(established.suite, "aes-256-gcm")
 
+    def test_server_key_exponent(self) -> None:
+        """A server key whose public exponent is not 65537 is refused before its signature."""
+        modulus = rsa_key("server").public_key().public_numbers().n
+        for exponent in (3, 65539, modulus - 2):
+            client, reply = self._setup()
+            public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+            self._refused(client, reencode(reply, public_key=pem(public)),
+                          "server key is unacceptable: public exponent must be 65537")
+
+    def test_server_key_exponent_3_even_if_signed(self) -> None:
+        """A server that really holds an e = 3 key and signs correctly is still refused."""
+        server = ServerHandshake(SECRET, legacy_e3_key(),
+                                 random=scripted_random([SERVER_NONCE, SESSION_SECRET,
+                                                         SERVER_X25519]))
+        client, reply = self._setup(server=server)
+        self._refused(client, reply, "server key is unacceptable: public exponent must be 65537")
+
+    def test_bad_server_shares(self) -> None:
+        """A missing, short or non-base64 server share is refused as malformed."""
+        for share in (None, "AAAA", "***", base64.b64encode(bytes(33)).decode()):
+            client, reply = self._setup()
+            self._refused(client, reencode(reply, share=share), "key exchange is malformed")
+
+    def test_substituted_server_share(self) -> None:
+        """Another (valid) server share in the reply breaks the signature: 403."""
+        client, reply = self._setup()
+        other = base64.b64encode(x25519_share(bytes(range(1, 33)))).decode()
+        self._refused(client, reencode(reply, share=other), "signature is invalid", 403)
+
+    def test_low_order_server_share_even_if_signed(self) -> None:
+        """A correctly signed reply whose share makes Z all zeros is refused."""
+        server, client = make_server(), make_client()
+        exchange = until_key_exchange(server, client)
+        encrypted = rsa_key("client").public_key().encrypt(SESSION_SECRET, OAEP)
+        forged = self._forged(client, exchange, encrypted, server_share=bytes(32))
+        self._refused(client, forged, "server's X25519 share is unusable")
+
     def test_channel_fails_on_tamper_after_handshake(self) -> None:
         """After the handshake a tampered phase-3 frame raises ChannelError."""
         server_side, client_side, _ = run(make_server(), make_client())
@@ -700,7 +820,7 @@ class TranscriptTests(SynchronousTestCase):
         client_key_der=keys.public_der(public_key_with_modulus_bits(2048)),
         server_key_der=b"server key DER",
         offered_suites=("aes-256-gcm", "rsa-oaep"), suite="aes-256-gcm",
-        encrypted_secret=b"\xaa" * 256)
+        encrypted_secret=b"\xaa" * 256, client_share=b"\xc1" * 32, server_share=b"\x5e" * 32)
 
     def test_round_trip(self) -> None:
         """parse_transcript(transcript(f)) == f."""
@@ -715,6 +835,7 @@ class TranscriptTests(SynchronousTestCase):
             "client_key_der": b"other", "server_key_der": b"server key DEs",
             "offered_suites": ("rsa-oaep", "aes-256-gcm"), "suite": "rsa-oaep",
             "encrypted_secret": b"\xaa" * 255 + b"\xab",
+            "client_share": b"\xc1" * 31 + b"\xc2", "server_share": b"\x5e" * 31 + b"\x5f",
         }
         self.assertEqual(set(changes), set(TranscriptFields.__dataclass_fields__))
         seen = {base}
@@ -737,10 +858,11 @@ class TranscriptTests(SynchronousTestCase):
         octets = lambda raw: tlv(0x04, raw)  # noqa: E731
         fields = self.FIELDS
         expected = tlv(0x30, b"".join([
-            utf8("messenger/1"), octets(fields.server_nonce), octets(fields.client_nonce),
+            utf8("messenger/2"), octets(fields.server_nonce), octets(fields.client_nonce),
             octets(fields.client_key_der), octets(fields.server_key_der),
             tlv(0x30, b"".join(utf8(s) for s in fields.offered_suites)),
-            utf8(fields.suite), octets(fields.encrypted_secret)]))
+            utf8(fields.suite), octets(fields.encrypted_secret), octets(fields.client_share),
+            octets(fields.server_share)]))
         self.assertEqual(handshake.transcript(fields), expected)
 
     def test_parse_rejects(self) -> None:
@@ -749,7 +871,7 @@ class TranscriptTests(SynchronousTestCase):
         self.assertRaises(ValueError, handshake.parse_transcript, b"\x00\x01\x02")
         self.assertRaises(ValueError, handshake.parse_transcript, good + b"\x00")
         self.assertRaises(ValueError, handshake.parse_transcript, good[:-1])
-        other = good.replace(b"messenger/1", b"messenger/2", 1)
+        other = good.replace(b"messenger/2", b"messenger/1", 1)
         self.assertRaises(ValueError, handshake.parse_transcript, other)
 
     def test_handshake_transcript_parses(self) -> None:
@@ -761,7 +883,8 @@ class TranscriptTests(SynchronousTestCase):
         fields = TranscriptFields(SERVER_NONCE, CLIENT_NONCE,
                                   keys.public_der(rsa_key("client").public_key()),
                                   keys.public_der(rsa_key("server").public_key()),
-                                  ("aes-256-gcm", "rsa-oaep"), "aes-256-gcm", encrypted)
+                                  ("aes-256-gcm", "rsa-oaep"), "aes-256-gcm", encrypted,
+                                  x25519_share(CLIENT_X25519), x25519_share(SERVER_X25519))
         der = handshake.transcript(fields)
         rsa_key("server").public_key().verify(base64.b64decode(reply["signature"]), der,
                                               PSS_32, hashes.SHA256())
@@ -775,7 +898,7 @@ class PrimitiveTests(SynchronousTestCase):
         """Protocol name, version and sizes are the documented ones."""
         self.assertEqual((handshake.PROTOCOL, handshake.VERSION, handshake.NONCE_SIZE,
                           handshake.SECRET_SIZE, handshake.HMAC_ERROR),
-                         ("messenger/1", 1, 32, 32, "hmac error"))
+                         ("messenger/2", 2, 32, 32, "hmac error"))
 
     def test_hmac_digest(self) -> None:
         """hmac_digest is the lowercase hex HMAC-SHA256 of the raw nonce (RFC 4231 case 2)."""

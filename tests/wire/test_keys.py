@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from twisted.trial.unittest import SynchronousTestCase
 
 from messenger.wire import keys
@@ -158,3 +158,40 @@ class ParsePublicPemTests(SynchronousTestCase):
         """The documented limits: 2048..4096 bits, PEM at most 4096 characters."""
         self.assertEqual((keys.MIN_BITS, keys.MAX_BITS, keys.MAX_PEM_LENGTH),
                          (2048, 4096, 4096))
+
+
+class PublicExponentTests(SynchronousTestCase):
+    """Only the public exponent 65537 is accepted, from a peer and in our own key file."""
+
+    def _pem(self, public) -> str:
+        return public.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo
+                                   ).decode("ascii")
+
+    def test_65537_accepted(self) -> None:
+        """A key with e = 65537 parses; the constant is the documented one."""
+        self.assertEqual(keys.PUBLIC_EXPONENT, 65537)
+        key = keys.parse_public_pem(self._pem(rsa_key("server").public_key()))
+        self.assertEqual(key.public_numbers().e, 65537)
+
+    def test_other_exponents_refused(self) -> None:
+        """e = 3, 17, 65539, 2**64 + 1 and e close to n are refused with one clear message."""
+        modulus = rsa_key("server").public_key().public_numbers().n
+        for exponent in (3, 17, 65539, (1 << 64) + 1, modulus - 2):
+            public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+            error = self.assertRaises(keys.InvalidPublicKey, keys.parse_public_pem,
+                                      self._pem(public))
+            self.assertEqual(str(error), "public exponent must be 65537")
+
+    def test_own_key_with_another_exponent_refused(self) -> None:
+        """load_or_create() refuses a key file whose key has e = 3 (peers would refuse it)."""
+        path = Path(self.mktemp())
+        path.write_bytes(keys.private_pem(rsa.generate_private_key(3, 2048)))
+        error = self.assertRaises(ValueError, keys.load_or_create, path)
+        self.assertIn("public exponent is not 65537", str(error))
+
+    def test_generated_keys_use_65537(self) -> None:
+        """Keys made by load_or_create() have e = 65537."""
+        key, created = keys.load_or_create(Path(self.mktemp()) / "k.pem", bits=2048)
+        self.assertTrue(created)
+        self.assertEqual(key.public_key().public_numbers().e, 65537)

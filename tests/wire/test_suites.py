@@ -6,6 +6,7 @@ import hmac
 import struct
 from hashlib import sha256
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,11 +18,16 @@ from messenger.wire.suites import (
     AesGcmChannel,
     ChannelError,
     RsaOaepChannel,
+    oaep_label,
+    oaep_padding,
 )
 from tests.support.keys import rsa_key
 
 C2S_KEY = bytes(range(32))
 S2C_KEY = bytes(range(32, 64))
+C2S_ENC = bytes(range(64, 96))
+S2C_ENC = bytes(range(96, 128))
+SESSION = bytes(range(128, 160))
 
 
 def gcm_pair() -> tuple[AesGcmChannel, AesGcmChannel]:
@@ -38,10 +44,16 @@ def oaep_pair(client_bits: int = 2048, server_bits: int = 2048,
     client_key = rsa_key(client_name, client_bits)
     server_key = rsa_key(server_name, server_bits)
     client = RsaOaepChannel(client_key, server_key.public_key(), C2S_KEY, S2C_KEY,
-                            CLIENT_TO_SERVER)
+                            CLIENT_TO_SERVER, SESSION, C2S_ENC, S2C_ENC)
     server = RsaOaepChannel(server_key, client_key.public_key(), S2C_KEY, C2S_KEY,
-                            SERVER_TO_CLIENT)
+                            SERVER_TO_CLIENT, SESSION, S2C_ENC, C2S_ENC)
     return client, server
+
+
+def unmask(key: bytes, direction: int, counter: int, masked: bytes) -> bytes:
+    """AES-256-CTR from direction || 000000 || counter64 || 00000000, written out again."""
+    block = bytes([direction, 0, 0, 0]) + struct.pack(">Q", counter) + b"\x00" * 4
+    return Cipher(algorithms.AES(key), modes.CTR(block)).decryptor().update(masked)
 
 
 class ConstantsTests(SynchronousTestCase):
@@ -52,6 +64,7 @@ class ConstantsTests(SynchronousTestCase):
         self.assertEqual(suites.SUITES, ("aes-256-gcm", "rsa-oaep"))
         self.assertEqual((CLIENT_TO_SERVER, SERVER_TO_CLIENT), (1, 2))
         self.assertEqual((suites.OAEP_OVERHEAD, suites.MAC_SIZE), (66, 32))
+        self.assertEqual((suites.SESSION_ID_SIZE, suites.LABEL_SIZE), (32, 45))
 
 
 class ChannelFailureMixin:
@@ -161,7 +174,11 @@ class RsaOaepChannelTests(ChannelFailureMixin, SynchronousTestCase):
 
     def _check_layout(self, frame: bytes, plaintext: bytes, receiver_bits: int,
                       receiver_name: str, mac_key: bytes, direction: int, counter: int) -> int:
-        """Check a frame against the documented layout; return its number of chunks."""
+        """Check a frame against the documented layout; return its number of chunks.
+
+        Layout: chunk i = RSA-OAEP(receiver, label = session || direction || counter64 ||
+        i32, piece i of AES-256-CTR(enc key, plaintext)), then HMAC(mac key, ...).
+        """
         size = receiver_bits // 8
         chunk = size - 66
         ciphertext, tag = frame[:-32], frame[-32:]
@@ -171,10 +188,16 @@ class RsaOaepChannelTests(ChannelFailureMixin, SynchronousTestCase):
                                 + ciphertext, sha256).digest()
         self.assertEqual(tag, expected_tag)
         receiver = rsa_key(receiver_name, receiver_bits)
-        pieces = [receiver.decrypt(ciphertext[start:start + size], OAEP)
-                  for start in range(0, len(ciphertext), size)]
+        label = SESSION + bytes([direction])
+        pieces = [receiver.decrypt(ciphertext[start:start + size], oaep_padding(
+            label + struct.pack(">Q", counter) + struct.pack(">I", start // size)))
+            for start in range(0, len(ciphertext), size)]
         self.assertTrue(all(len(piece) == chunk for piece in pieces[:-1]))
-        self.assertEqual(b"".join(pieces), plaintext)
+        enc_key = C2S_ENC if direction == CLIENT_TO_SERVER else S2C_ENC
+        masked = b"".join(pieces)
+        self.assertEqual(unmask(enc_key, direction, counter, masked), plaintext)
+        if plaintext:
+            self.assertNotEqual(masked, plaintext)
         return len(pieces)
 
     def test_chunking_2048(self) -> None:
@@ -248,12 +271,100 @@ class RsaOaepChannelTests(ChannelFailureMixin, SynchronousTestCase):
         self.assertNotEqual(odd.key_size % 8, 0)
         server_key = rsa_key("server", 2048)
         client = RsaOaepChannel(odd, server_key.public_key(), C2S_KEY, S2C_KEY,
-                                CLIENT_TO_SERVER)
+                                CLIENT_TO_SERVER, SESSION, C2S_ENC, S2C_ENC)
         server = RsaOaepChannel(server_key, odd.public_key(), S2C_KEY, C2S_KEY,
-                                SERVER_TO_CLIENT)
+                                SERVER_TO_CLIENT, SESSION, S2C_ENC, C2S_ENC)
         self.assertEqual(server.open(client.seal(b"up" * 200)), b"up" * 200)
         self.assertEqual(client.open(server.seal(b"down" * 200)), b"down" * 200)
 
     def test_name(self) -> None:
         """The channel names its suite."""
         self.assertEqual(oaep_pair()[0].name, "rsa-oaep")
+
+
+def retag(frame: bytes, chunks: bytes, mac_key: bytes = C2S_KEY,
+          direction: int = CLIENT_TO_SERVER, counter: int = 0) -> bytes:
+    """``chunks`` with a valid HMAC tag for (direction, counter): what someone holding the
+    MAC key (the shared secret's owner in their own session) can make of recorded chunks."""
+    return chunks + hmac.new(mac_key, bytes([direction]) + struct.pack(">Q", counter) + chunks,
+                             sha256).digest()
+
+
+class RsaOaepBindingTests(SynchronousTestCase):
+    """rsa-oaep chunks open only in the session, direction, frame and position sealed for."""
+
+    def test_label_layout(self) -> None:
+        """The label is session id || direction byte || counter uint64 BE || index uint32 BE."""
+        label = oaep_label(SESSION, 2, 0x0102030405060708, 0x0A0B0C0D)
+        self.assertEqual(label, SESSION + bytes.fromhex("02" "0102030405060708" "0a0b0c0d"))
+        self.assertEqual(len(label), suites.LABEL_SIZE)
+        self.assertEqual(oaep_label(SESSION, 1, 0, 0), SESSION + b"\x01" + b"\x00" * 12)
+
+    def test_ctr_iv_layout(self) -> None:
+        """The mask's initial counter block is direction || 000000 || counter64 || 00000000."""
+        self.assertEqual(suites.ctr_iv(1, 0x0102), bytes.fromhex(
+            "01000000" "0000000000000102" "00000000"))
+
+    def test_each_chunk_has_its_own_label(self) -> None:
+        """Chunk i decrypts with its own label and with no other session/direction/frame/index."""
+        client, _ = oaep_pair()
+        client.seal(b"frame zero")
+        frame = client.seal(b"q" * 400)           # frame 1: three chunks
+        server_key = rsa_key("server")
+        chunks = [frame[i:i + 256] for i in range(0, 768, 256)]
+        for index, chunk in enumerate(chunks):
+            good = oaep_label(SESSION, CLIENT_TO_SERVER, 1, index)
+            server_key.decrypt(chunk, oaep_padding(good))  # raises if wrong
+            for wrong in (oaep_label(bytes(32), CLIENT_TO_SERVER, 1, index),
+                          oaep_label(SESSION, SERVER_TO_CLIENT, 1, index),
+                          oaep_label(SESSION, CLIENT_TO_SERVER, 0, index),
+                          oaep_label(SESSION, CLIENT_TO_SERVER, 1, index + 1),
+                          None):
+                self.assertRaises(ValueError, server_key.decrypt, chunk,
+                                  OAEP if wrong is None else oaep_padding(wrong))
+
+    def test_spliced_into_another_session(self) -> None:
+        """Chunks of session A, re-tagged with a valid MAC in session B, do not open."""
+        client_a, _ = oaep_pair()
+        _, server_b = oaep_pair()
+        server_b._session = bytes(range(200, 232))   # same keys, another session id
+        frame = client_a.seal(b'{"action":"authenticate"}')
+        error = self.assertRaises(ChannelError, server_b.open, retag(frame, frame[:-32]))
+        self.assertEqual(str(error), "frame failed to decrypt")
+
+    def test_moved_to_another_frame(self) -> None:
+        """Chunks of frame 0 re-tagged as frame 1 of the same session do not open."""
+        client, server = oaep_pair()
+        frame = client.seal(b"pay 10")
+        self.assertEqual(server.open(frame), b"pay 10")
+        error = self.assertRaises(ChannelError, server.open,
+                                  retag(frame, frame[:-32], counter=1))
+        self.assertEqual(str(error), "frame failed to decrypt")
+        self.assertEqual(server.open(client.seal(b"next")), b"next")
+
+    def test_chunks_reordered_and_retagged(self) -> None:
+        """Swapping two chunks and re-tagging the frame does not open (positions are bound)."""
+        client, server = oaep_pair()
+        frame = client.seal(b"a" * 190 + b"b" * 190)
+        swapped = frame[256:512] + frame[:256]
+        error = self.assertRaises(ChannelError, server.open, retag(frame, swapped))
+        self.assertEqual(str(error), "frame failed to decrypt")
+
+    def test_receiver_key_alone_does_not_read(self) -> None:
+        """The receiver's RSA key yields only the masked bytes, never the plaintext."""
+        client, _ = oaep_pair()
+        secret = b'{"password":"correct horse battery staple"}'
+        frame = client.seal(secret)
+        masked = rsa_key("server").decrypt(frame[:256], oaep_padding(
+            oaep_label(SESSION, CLIENT_TO_SERVER, 0, 0)))
+        self.assertEqual(len(masked), len(secret))
+        self.assertNotIn(b"password", masked)
+        self.assertNotIn(b"correct horse", masked)
+        self.assertEqual(unmask(C2S_ENC, CLIENT_TO_SERVER, 0, masked), secret)
+
+    def test_constructor_checks(self) -> None:
+        """A session id that is not 32 bytes, or masking keys that are not 32, are refused."""
+        key = rsa_key("server")
+        for session, enc in ((b"short", C2S_ENC), (SESSION, b"k" * 16)):
+            self.assertRaises(ValueError, RsaOaepChannel, key, key.public_key(), C2S_KEY,
+                              S2C_KEY, CLIENT_TO_SERVER, session, enc, enc)

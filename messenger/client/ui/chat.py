@@ -18,14 +18,13 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
+from messenger.client.errors import MessageTooLong, MessengerError
 from messenger.client.ui import style
 from messenger.client.ui.chat_model import BubbleDelegate, ChatModel
 from messenger.client.ui.messages import explain
 from messenger.client.ui.widgets import Avatar, Banner, ComposeEdit, Spinner
-from messenger.wire.errors import MessengerError
 
 PAGE = 50
-MAX_BODY = 16 * 1024          # the server's default limit on a message, in UTF-8 bytes
 NEAR_TOP = 24                 # pixels from the top that ask for an older page
 
 
@@ -171,12 +170,12 @@ class ChatWindow(QWidget):
         text = self.compose.toPlainText().strip()
         if not text:
             return
-        if len(text.encode("utf-8")) > MAX_BODY:
-            self.banner.show_error(f"This message is too long ({len(text.encode('utf-8'))}"
-                                   f" bytes; at most {MAX_BODY}). Split it into several.")
-            return
         try:
             outgoing = self.client.queue_message(self.peer, text)
+        except MessageTooLong as error:
+            self.banner.show_error(f"This message is too long ({error.size} bytes; at most"
+                                   f" {error.limit}). Split it into several.")
+            return
         except MessengerError as error:
             self.banner.show_error(explain(error, self.address))
             return

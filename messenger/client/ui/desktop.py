@@ -21,17 +21,8 @@ from twisted.logger import Logger
 from messenger.client.calls.controller import CallController
 from messenger.client.calls.engine import CallEngine
 from messenger.client.core import MessengerClient
-from messenger.client.errors import NotConnected, PasswordNeeded
-from messenger.client.events import (
-    CONNECTING,
-    FAILED,
-    HANDSHAKING,
-    LOGGING_IN,
-    LOGIN_REQUIRED,
-    RECONNECTING,
-    SYNCING,
-    ConnectionState,
-)
+from messenger.client.errors import NoSavedLogin, NotConnected, ServerKeyChanged
+from messenger.client.events import ConnectionState, State
 from messenger.client.tls import client_tls_options
 from messenger.client.ui.bridge import CallBridge, ClientBridge
 from messenger.client.ui.login import LoginWindow
@@ -45,7 +36,6 @@ from messenger.client.ui.settings import (
     save_settings,
 )
 from messenger.client.ui.settings_dialog import SettingsDialog
-from messenger.wire.handshake import ServerKeyChanged
 
 REGISTERING = "Connecting to {address} to create your account…"
 
@@ -120,7 +110,7 @@ class Desktop(QObject):
         if attempt != self._attempt:
             return
         error = failure.value
-        if isinstance(error, PasswordNeeded) and error.message.startswith("no saved login"):
+        if isinstance(error, NoSavedLogin):
             self.login_window.set_idle()
             self.login_window._focus_first_empty()
         elif isinstance(error, NotConnected):
@@ -273,12 +263,12 @@ class Desktop(QObject):
     def _on_state(self, state: ConnectionState) -> None:
         if self.login_window.busy:
             self._refresh_busy()
-            if state.name == RECONNECTING:
+            if state.name == State.RECONNECTING:
                 self._busy_timer.start()
             return
         if self.main_window is None:
             return
-        if state.name in (LOGIN_REQUIRED, FAILED):
+        if state.name in (State.LOGIN_REQUIRED, State.FAILED):
             # The session cannot go on by itself: say why, where the user can act on it.
             error = state.error if state.error is not None else state.reason or ""
             self._back_to_login()
@@ -304,16 +294,16 @@ class Desktop(QObject):
         state = client.state
         address = client.address
         words = {
-            CONNECTING: f"Connecting to {address}…",
-            HANDSHAKING: "Securing the connection…",
-            LOGGING_IN: "Creating your account…" if self._busy_what == REGISTERING
+            State.CONNECTING: f"Connecting to {address}…",
+            State.HANDSHAKING: "Securing the connection…",
+            State.LOGGING_IN: "Creating your account…" if self._busy_what == REGISTERING
             else "Logging in…",
-            SYNCING: "Fetching what arrived while you were away…",
+            State.SYNCING: "Fetching what arrived while you were away…",
         }.get(state.name)
-        if state.name == RECONNECTING:
+        if state.name == State.RECONNECTING:
             words = (describe_state(state, self.reactor.seconds()) + ". The server cannot be"
                      " reached right now; Messenger keeps trying.")
-        elif state.name != RECONNECTING:
+        elif state.name != State.RECONNECTING:
             self._busy_timer.stop()
         if words:
             self.login_window.update_busy(words)

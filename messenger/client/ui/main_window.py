@@ -25,7 +25,7 @@ from PyQt5.QtWidgets import (
 )
 
 from messenger.client.calls import controller as calls
-from messenger.client.events import RECONNECTING, AccountInfo, ConnectionState
+from messenger.client.events import AccountInfo, ConnectionState, State
 from messenger.client.ui import style
 from messenger.client.ui.admin import AdminPanel
 from messenger.client.ui.call_window import CallWindow
@@ -267,7 +267,7 @@ class MainWindow(QMainWindow):
         self._state = state
         self._logged_in = state.logged_in
         self._refresh_state()
-        if state.name == RECONNECTING:
+        if state.name == State.RECONNECTING:
             self._countdown.start()
         else:
             self._countdown.stop()

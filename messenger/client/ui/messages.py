@@ -12,29 +12,12 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from OpenSSL import SSL
-from twisted.internet import error as net_error
-
+from messenger.client import errors
 from messenger.client.calls import controller as calls
-from messenger.client.errors import ConnectionFailed, NotConnected, PasswordNeeded
-from messenger.client.events import (
-    CONNECTING,
-    FAILED,
-    HANDSHAKING,
-    LOGGING_IN,
-    LOGIN_REQUIRED,
-    OFFLINE,
-    ONLINE,
-    RECONNECTING,
-    SYNCING,
-    ConnectionState,
-)
-from messenger.client.reconnect import describe
-from messenger.client.tls import TlsSettingsError, TlsVerificationError, describe_tls_failure
+from messenger.client.events import ConnectionState, State
+from messenger.client.failures import describe
+from messenger.client.tls import TlsSettingsError
 from messenger.client.ui.settings import SettingsProblem
-from messenger.wire import codes
-from messenger.wire.errors import MessengerError
-from messenger.wire.handshake import HMAC_ERROR, HandshakeError, ServerKeyChanged
 
 SETTINGS_HINT = "Server settings"
 
@@ -59,126 +42,127 @@ def explain(error: BaseException | Any, address: str = "") -> str:
     error = getattr(error, "value", error)        # a Failure
     if isinstance(error, SettingsProblem):
         return str(error)
-    if isinstance(error, ServerKeyChanged):
+    if isinstance(error, errors.ServerKeyChanged):
         return (f"Server key changed: the server{_where(error.address)} now presents the key"
                 f" {_short(error.presented)}, but {_short(error.pinned)} was remembered for"
                 " it. Someone may be intercepting the connection. If your administrator"
                 " replaced the server's key on purpose, compare the fingerprint with"
                 f" theirs, then tick \"Trust the server's new key\" in {SETTINGS_HINT}.")
-    if isinstance(error, HandshakeError):
+    if isinstance(error, errors.HandshakeFailed):
         return _explain_handshake(error, address)
-    if isinstance(error, (TlsVerificationError, SSL.Error)):
-        return (_sentence(f"Secure connection refused: "
-                          f"{_lower_first(describe_tls_failure(error))}")
+    if isinstance(error, errors.TlsRefused):
+        return (_sentence(f"Secure connection refused: {_lower_first(error.message)}")
                 + f" Check the TLS options in {SETTINGS_HINT}, or ask your administrator"
                 " for the server's certificate.")
-    if isinstance(error, TlsSettingsError):
+    if isinstance(error, (TlsSettingsError, errors.TlsSettingsInvalid)):
         return _sentence(f"The TLS settings cannot be used: {error}") + (
             f" Fix them in {SETTINGS_HINT}.")
-    if isinstance(error, PasswordNeeded):
-        if error.message.startswith("no saved login"):
-            return "Log in with your password."
+    if isinstance(error, errors.NoSavedLogin):
+        return "Log in with your password."
+    if isinstance(error, errors.PasswordNeeded):
         return _sentence(f"Your saved login is no longer valid ({_strip(error.message)})")\
             + " Log in with your password."
-    if isinstance(error, NotConnected):
+    if isinstance(error, errors.NotConnected):
         return "Not connected to the server right now. Wait until the status bar says" \
                " online, then try again."
-    if isinstance(error, ConnectionFailed):
+    if isinstance(error, errors.ServerUnreachable):
+        return _explain_unreachable(error, address)
+    if isinstance(error, (errors.ConnectionFailed, errors.ConfigDirUnusable)):
         return _sentence(f"The connection to the server{_where(address)} failed:"
                          f" {_strip(error.message)}") + " Check your network and try again."
-    if isinstance(error, MessengerError):
-        return _explain_reply(error)
-    return _explain_network(error, address)
+    if isinstance(error, errors.MessengerError):
+        return _explain_refusal(error)
+    return _sentence(f"Something went wrong: {describe(error)}")
 
 
-def _explain_handshake(error: HandshakeError, address: str) -> str:
-    text = error.message
-    if HMAC_ERROR in text and "rejected" in text:
+def _explain_handshake(error: errors.HandshakeFailed, address: str) -> str:
+    if isinstance(error, errors.HmacError):
         return ("Server rejected the connection: hmac error. The shared secret does not"
                 " match this server's: choose the secret file your administrator gave you"
                 f" in {SETTINGS_HINT}.")
-    if error.code == codes.TOO_MANY_REQUESTS:
+    if isinstance(error, errors.TooManyConnections):
         return (f"The server{_where(address)} has too many connections from your address"
                 " right now. Wait a minute and try again.")
-    if "failed the HMAC check" in text:
+    if isinstance(error, errors.ServerNotAuthentic):
         return ("The server failed the shared-secret check: it does not know this secret."
                 " It may not be your Messenger server; check the address and the secret"
                 f" file in {SETTINGS_HINT}.")
-    if "protocol version" in text or "did not start with a challenge" in text:
+    if isinstance(error, errors.WrongProtocol):
         return (f"The program{_where(address)} does not speak the Messenger protocol."
                 f" Check the server address and port in {SETTINGS_HINT}.")
-    return _sentence(f"The secure connection could not be set up: {_lower_first(text)}") + \
+    return _sentence(f"The secure connection could not be set up: "
+                     f"{_lower_first(error.message)}") + \
         f" Check the server address in {SETTINGS_HINT}, or ask your administrator."
 
 
-def _explain_reply(error: MessengerError) -> str:
-    code, text = error.code, _strip(error.message)
-    low = text.lower()
-    if code == codes.WRONG_CREDENTIALS:
-        if "wrong password" in low and "account name" not in low:
-            return "Wrong password. Type your current password again."
-        return ("Wrong password or account name. Check both (names are not case sensitive)"
-                " and try again.")
-    if code == codes.CONFLICT and "already connected" in low:
-        return ("This account is already connected from somewhere else. Close Messenger"
-                " there, or wait a minute if it crashed, then try again.")
-    if code == codes.CONFLICT and "login is already in progress" in low:
-        return "A login is already on its way. Wait for its answer."
-    if code == codes.CONFLICT and "account name already taken" in low:
-        return "That account name is already taken. Choose another one."
-    if code == codes.CONFLICT and "e-mail address already taken" in low:
-        return ("That e-mail address already has an account. Log in to it instead, or use"
-                " another address.")
-    if code == codes.FORBIDDEN and "locked" in low:
-        until = error.extra.get("locked_until")
-        if isinstance(until, (int, float)):
+# A refusal whose sentence does not depend on the server's words, by class.
+_REFUSALS: tuple[tuple[type[errors.MessengerError], str], ...] = (
+    (errors.WrongPassword, "Wrong password. Type your current password again."),
+    (errors.WrongCredentials, "Wrong password or account name. Check both (names are not"
+                              " case sensitive) and try again."),
+    (errors.AlreadyConnected, "This account is already connected from somewhere else."
+                              " Close Messenger there, or wait a minute if it crashed, then"
+                              " try again."),
+    (errors.NameTaken, "That account name is already taken. Choose another one."),
+    (errors.EmailTaken, "That e-mail address already has an account. Log in to it instead,"
+                        " or use another address."),
+    (errors.AdminsOnly, "Only administrators can do that."),
+    (errors.PremiumOnly, "Only premium accounts can post to everyone. Ask an administrator"
+                         " for a premium code."),
+    (errors.InvalidPremiumCode, "That premium code is not valid or was already used."
+                                " Correct it, or leave the field empty to register without"
+                                " one."),
+    (errors.ServerError, "The server had a problem with that request. Try again in a"
+                         " moment."),
+    (errors.ServiceUnavailable, "The server had a problem with that request. Try again in"
+                                " a moment."),
+)
+
+
+def _explain_refusal(error: errors.MessengerError) -> str:
+    for cls, sentence in _REFUSALS:
+        if isinstance(error, cls):
+            return sentence
+    text = _strip(error.message)
+    if isinstance(error, errors.AccountLocked):
+        until = error.locked_until
+        if until is not None:
             return (f"Account locked until {format_clock(until)} after too many failed"
                     " logins. Try again then, or ask an administrator to unlock it.")
         return "This account was locked by an administrator. Ask an administrator to" \
                " unlock it."
-    if code == codes.FORBIDDEN and "administrators only" in low:
-        return "Only administrators can do that."
-    if code == codes.FORBIDDEN and "premium" in low:
-        return ("Only premium accounts can post to everyone. Ask an administrator for a"
-                " premium code.")
-    if code == codes.BAD_REQUEST and "premium code" in low:
-        return ("That premium code is not valid or was already used. Correct it, or leave"
-                " the field empty to register without one.")
-    if code == codes.TOO_MANY_REQUESTS:
-        retry = getattr(error, "retry_after", None)
+    if isinstance(error, errors.TooManyRequests):
+        retry = error.retry_after
         wait = f" in {max(1, round(retry))} s" if isinstance(retry, (int, float)) else \
             " in a moment"
         return f"Too many attempts. Try again{wait}."
-    if code == codes.NOT_AUTHORISED and "expired" in low:
-        return "Your saved login has expired. Log in with your password."
-    if code == codes.NOT_AUTHORISED:
+    if isinstance(error, errors.NotAuthorised):
         return _sentence(text) + " Log in with your password."
-    if code == codes.GONE:
+    if isinstance(error, errors.Gone):
         return _sentence(text) + " Try again when they are online."
-    if code >= 500:
-        return "The server had a problem with that request. Try again in a moment."
     return _sentence(text)
 
 
-def _explain_network(error: BaseException, address: str) -> str:
-    if isinstance(error, net_error.ConnectionRefusedError):
+def _explain_unreachable(error: errors.ServerUnreachable, address: str) -> str:
+    if isinstance(error, errors.ConnectionRefused):
         return (f"Cannot reach the server{_where(address)}: nothing is listening there."
                 " The server may be down, or the address or port is wrong; check it in"
                 f" {SETTINGS_HINT}.")
-    if isinstance(error, net_error.DNSLookupError):
+    if isinstance(error, errors.HostNotFound):
         return (f"The server name{_where(address)} could not be found. Check the address in"
                 f" {SETTINGS_HINT}.")
-    if isinstance(error, (net_error.TimeoutError, TimeoutError)):
+    if isinstance(error, errors.ConnectTimedOut):
         return (f"The server{_where(address)} did not answer in time. Check the address and"
                 " your network, then try again.")
-    if isinstance(error, (net_error.ConnectionDone, net_error.ConnectionLost)):
+    if isinstance(error, errors.ConnectionClosed):
         return (f"The server{_where(address)} closed the connection. It may be restarting;"
                 " try again in a moment.")
-    if isinstance(error, (net_error.NoRouteError, net_error.ConnectError, OSError)):
-        return (f"Cannot connect to the server{_where(address)}"
-                f" ({_strip(describe(error))}). Check your network and the address in"
-                f" {SETTINGS_HINT}.")
-    return _sentence(f"Something went wrong: {describe(error)}")
+    if isinstance(error, errors.NoResponse):
+        return _sentence(f"The connection to the server{_where(address)} failed:"
+                         f" {_strip(error.message)}") + " Check your network and try again."
+    return (f"Cannot connect to the server{_where(address)}"
+            f" ({_strip(error.message)}). Check your network and the address in"
+            f" {SETTINGS_HINT}.")
 
 
 def _strip(text: str) -> str:
@@ -196,31 +180,25 @@ def _short(fingerprint: str) -> str:
 
 # -- connection state ---------------------------------------------------------------------
 
+_STATE_WORDS = {State.ONLINE: "Online", State.SYNCING: "Online, catching up…",
+                State.CONNECTING: "Connecting…", State.HANDSHAKING: "Connecting…",
+                State.LOGGING_IN: "Logging in…", State.OFFLINE: "Offline"}
+
+
 def describe_state(state: ConnectionState, now: float | None = None) -> str:
     """The status bar's words for the connection, kept current (call again each second
     while reconnecting: the countdown moves)."""
     name = state.name
-    if name == ONLINE:
-        return "Online"
-    if name == SYNCING:
-        return "Online, catching up…"
-    if name in (CONNECTING, HANDSHAKING):
-        return "Connecting…"
-    if name == LOGGING_IN:
-        return "Logging in…"
-    if name == RECONNECTING:
+    reason = f" ({_strip(state.reason)})" if state.reason else ""
+    if name == State.RECONNECTING:
         seconds = state.retry_in or 0.0
         if state.retry_at is not None and now is not None:
             seconds = max(0.0, state.retry_at - now)
-        text = f"Reconnecting in {max(1, int(seconds + 0.999))} s"
-        return text + (f" ({_strip(state.reason)})" if state.reason else "")
-    if name == LOGIN_REQUIRED:
-        return "Logged out" + (f": {_strip(state.reason)}" if state.reason else "")
-    if name == FAILED:
-        return "Offline" + (f": {_strip(state.reason)}" if state.reason else "")
-    if name == OFFLINE:
-        return "Offline"
-    return name
+        return f"Reconnecting in {max(1, int(seconds + 0.999))} s" + reason
+    if name in (State.LOGIN_REQUIRED, State.FAILED):
+        lead = "Logged out" if name == State.LOGIN_REQUIRED else "Offline"
+        return lead + (f": {_strip(state.reason)}" if state.reason else "")
+    return _STATE_WORDS.get(name, str(name))
 
 
 # -- calls --------------------------------------------------------------------------------

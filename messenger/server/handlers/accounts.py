@@ -7,7 +7,7 @@ new-location e-mail, presence, and the reply.
 
 One login at a time per connection (`_one_login`): a second login request while one is
 being processed gets 409. The lockout state is read and written in the same write
-transaction as the attempt it accounts for (`_failure_txn`, `_login_txn`), so parallel
+transaction as the attempt it accounts for (`messenger.store.accounts`), so parallel
 guesses cannot lose counts and a lock set meanwhile is never lifted by a login.
 """
 
@@ -23,13 +23,12 @@ from typing import Any
 
 from twisted.internet import defer
 
-from messenger.server import lockout
 from messenger.server.passwords import QueueFull
 from messenger.server.replies import Closing
 from messenger.server.session import Account, Session
 from messenger.server.states import ANY_ENCRYPTED, BEFORE_LOGIN, LOGGED_IN, State
-from messenger.store import contacts, logins, premium, tokens, users
-from messenger.store.errors import Duplicate, InvalidCode
+from messenger.store import accounts, lockout, premium, tokens, users
+from messenger.store.errors import Duplicate, InvalidCode, Locked, Missing, Revoked
 from messenger.wire import codes, jim
 from messenger.wire.errors import (
     BadRequest,
@@ -56,11 +55,6 @@ def format_time(timestamp: float) -> str:
 def user_info(account: Account) -> dict[str, Any]:
     return {"account_name": account.name, "email": account.email, "admin": account.is_admin,
             "premium": account.is_premium}
-
-
-def lock_state(row: users.UserRow) -> lockout.LockState:
-    return lockout.LockState(row.failed_logins, row.first_failure, row.locked_until,
-                             row.admin_locked)
 
 
 def locked_error(state: lockout.LockState) -> Forbidden:
@@ -140,53 +134,6 @@ def _same_network(address: str, known: list[str], prefix4: int, prefix6: int) ->
     return False
 
 
-def _login_txn(txn: Any, user_id: int, now: float, address: str, method: str,
-               new_token_hash: str | None, expires: float,
-               used_token_hash: str | None) -> tuple[list[str], list[tuple[int, str]]]:
-    """Record a successful login; returns (addresses known before it, contacts).
-
-    Checked again here, against the row as it is now: the account still exists, is not
-    locked (a lock may have been set while the password was being checked) and, for a
-    token login, the token was not revoked meanwhile. The failure count is cleared; a
-    lock never is.
-    """
-    row = users.get_by_id_txn(txn, user_id)
-    if row is None:
-        raise NotAuthorised("this account no longer exists")
-    state = lock_state(row)
-    if lockout.is_locked(state, now):
-        raise locked_error(state)
-    if used_token_hash is not None:
-        if tokens.lookup_txn(txn, used_token_hash) is None:
-            raise NotAuthorised("invalid resume token: log in with your password")
-        tokens.touch_txn(txn, used_token_hash, now)
-    known = logins.known_addresses_txn(txn, user_id)
-    logins.record_txn(txn, user_id, now, address, method, True)
-    if new_token_hash is not None:
-        tokens.create_txn(txn, user_id, new_token_hash, now, expires)
-    cleared = lockout.on_success(state)
-    if cleared != state:
-        users.save_lock_state_txn(txn, user_id, cleared.failed_count, cleared.first_failure,
-                                  cleared.locked_until, cleared.admin_locked)
-    return known, contacts.list_txn(txn, user_id)
-
-
-def _failure_txn(txn: Any, user_id: int, now: float, address: str, method: str,
-                 policy: lockout.LockoutPolicy) -> tuple[lockout.LockState, bool]:
-    """Record a failed login and count it; returns (new lock state, locked just now)."""
-    row = users.get_by_id_txn(txn, user_id)
-    if row is None:
-        return lockout.LockState(), False
-    logins.record_txn(txn, user_id, now, address, method, False)
-    state = lock_state(row)
-    new_state, locked_now = lockout.on_failure(state, now, policy)
-    if new_state != state:
-        users.save_lock_state_txn(txn, user_id, new_state.failed_count,
-                                  new_state.first_failure, new_state.locked_until,
-                                  new_state.admin_locked)
-    return new_state, locked_now
-
-
 def _revoke_quietly(ctx: Any, token_hash: str) -> None:
     """Revoke a token nobody will get to see; a failure is logged, not raised."""
     d = ctx.db.write(tokens.revoke_txn, token_hash)
@@ -207,9 +154,16 @@ def _complete_login(session: Session, row: users.UserRow, method: str, remember:
         token = secrets.token_urlsafe(32)
         token_hash = new_token_hash = hash_token(token)
         token_expires = now + ctx.config.token_lifetime
-    known, contact_rows = yield ctx.db.write(
-        _login_txn, row.id, now, session.address, method, new_token_hash,
-        token_expires or 0.0, used_token_hash)
+    try:
+        known, contact_rows = yield ctx.db.write(
+            accounts.login_success_txn, row.id, now, session.address, method,
+            new_token_hash, token_expires or 0.0, used_token_hash)
+    except Missing:
+        raise NotAuthorised("this account no longer exists") from None
+    except Locked as locked:
+        raise locked_error(locked.state) from None
+    except Revoked:
+        raise NotAuthorised("invalid resume token: log in with your password") from None
     if session.state is not State.UNAUTHENTICATED:
         # The connection went away meanwhile: nobody will see the token.
         if new_token_hash is not None:
@@ -310,14 +264,15 @@ def authenticate(session: Session, request: dict[str, Any]) -> Any:
         yield _verify(session, password, None)
         raise WrongCredentials(WRONG_CREDENTIALS)
     now = ctx.clock.seconds()
-    state = lock_state(row)
+    state = accounts.lock_state(row)
     if lockout.is_locked(state, now):
         raise locked_error(state)
     matches = yield _verify(session, password, row.password_hash)
     if not matches:
         now = ctx.clock.seconds()
-        new_state, locked_now = yield ctx.db.write(_failure_txn, row.id, now, session.address,
-                                                   "password", ctx.lockout_policy)
+        new_state, locked_now = yield ctx.db.write(
+            accounts.login_failure_txn, row.id, now, session.address, "password",
+            ctx.lockout_policy)
         if locked_now:
             session.log.warn("Account {account} locked after {count} failed logins",
                              account=row.name, count=new_state.failed_count)
@@ -364,7 +319,7 @@ def resume(session: Session, request: dict[str, Any]) -> Any:
     row = yield ctx.db.read(users.get_by_id_txn, user_id)
     if row is None or row.name.lower() != request["user"]["account_name"].lower():
         raise NotAuthorised("invalid resume token: log in with your password")
-    state = lock_state(row)
+    state = accounts.lock_state(row)
     if lockout.is_locked(state, now):
         raise locked_error(state)
     reply = yield _complete_login(session, row, "token", False, token_hash=token_hash,
@@ -385,14 +340,6 @@ def logout(session: Session, request: dict[str, Any]) -> Any:
     return Closing({"response": codes.OK, "alert": "logged out"})
 
 
-def _set_password_txn(txn: Any, user_id: int, password_hash: str, now: float,
-                      token_hash: str | None, expires: float) -> None:
-    users.set_password_txn(txn, user_id, password_hash, now)
-    tokens.revoke_all_txn(txn, user_id)
-    if token_hash is not None:
-        tokens.create_txn(txn, user_id, token_hash, now, expires)
-
-
 @defer.inlineCallbacks
 def set_password(session: Session, request: dict[str, Any]) -> Any:
     """Change the password; every resume token is revoked (this session gets a new one)."""
@@ -411,7 +358,8 @@ def set_password(session: Session, request: dict[str, Any]) -> Any:
     if session.token_hash is not None:
         token = secrets.token_urlsafe(32)
         token_hash = hash_token(token)
-    yield ctx.db.write(_set_password_txn, row.id, password_hash, now, token_hash, expires)
+    yield ctx.db.write(accounts.set_password_txn, row.id, password_hash, now, token_hash,
+                       expires)
     session.token_hash = token_hash
     reply: dict[str, Any] = {"response": codes.OK, "alert": "password changed"}
     if token is not None:

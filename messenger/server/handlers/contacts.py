@@ -17,9 +17,10 @@ from messenger.server.states import LOGGED_IN
 from messenger.store import contacts, users
 from messenger.store.errors import Duplicate, Missing
 from messenger.wire import codes
-from messenger.wire.errors import BadRequest, Conflict, NotFound
+from messenger.wire.errors import BadRequest, Conflict, Forbidden, NotFound
 
 SEARCH_PAGE = 20
+CONTACTS_PAGE = 5000
 
 
 def _no_such_user(name: str) -> NotFound:
@@ -28,12 +29,15 @@ def _no_such_user(name: str) -> NotFound:
 
 @defer.inlineCallbacks
 def get_contacts(session: Session, request: dict[str, Any]) -> Any:
-    """202 with ``alert``: the caller's contacts by name, each with its presence status."""
+    """202 with ``alert``: the caller's contacts by name, each with its presence status;
+    one page of names after ``after`` (cut to fit a frame), ``more`` when there are more."""
     ctx = session.ctx
-    rows = yield ctx.db.read(contacts.list_txn, session.account.id)
+    limit = request.get("limit") or CONTACTS_PAGE
+    after = (request.get("after") or "").lower()
+    rows = yield ctx.db.read(contacts.list_page_txn, session.account.id, after, limit + 1)
     status_of = ctx.presence.status_of
     return Page([{"account_name": name, "status": status_of(user_id)}
-                 for user_id, name in rows])
+                 for user_id, name in rows[:limit]], more=len(rows) > limit)
 
 
 @defer.inlineCallbacks
@@ -47,6 +51,10 @@ def add_contact(session: Session, request: dict[str, Any]) -> Any:
         raise _no_such_user(name)
     if target.id == me.id:
         raise BadRequest("you cannot add yourself as a contact")
+    cap = ctx.config.limits.max_contacts
+    if cap and len(session.contact_ids) >= cap and target.id not in session.contact_ids:
+        raise Forbidden(f"you have {len(session.contact_ids)} contacts, the most allowed;"
+                        " remove one first")
     try:
         yield ctx.db.write(contacts.add_txn, me.id, target.id, ctx.clock.seconds())
     except Duplicate:

@@ -59,10 +59,6 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = ""
         yield task.deferLater(reactor, 0.02, lambda: None)
 
 
-def sleep(seconds: float) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
 def type_into(widget: QWidget, text: str) -> None:
     widget.setFocus()
     QTest.keyClicks(widget, text)

@@ -12,7 +12,7 @@ from PyQt5.QtTest import QTest
 from PyQt5.QtWidgets import QApplication, QMessageBox
 from twisted.internet import defer
 
-from messenger.wire.errors import Forbidden
+from messenger.client.errors import AdminsOnly
 from tests.client.ui.helpers import DesktopTestCase, click, wait_for
 
 
@@ -49,7 +49,7 @@ class AdminAccessTests(AdminTestCase):
         QTest.keyClick(main, Qt.Key_A, Qt.ControlModifier | Qt.ShiftModifier)
         self.assertIsNone(main.admin_panel)
         self.assertIsNone(main.open_admin())
-        error = yield self.assertFailure(self.bob.client.admin_list_users(), Forbidden)
+        error = yield self.assertFailure(self.bob.client.admin_list_users(), AdminsOnly)
         self.assertEqual(error.code, 403)
         self.assertEqual(error.message, "administrators only")
 

@@ -23,7 +23,7 @@ from messenger.client.ui.settings import (
     render_settings,
     save_settings,
 )
-from tests.client.ui.helpers import sleep, wait_for
+from tests.client.ui.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -105,9 +105,9 @@ class ProgramTests(TestCase):
              str(config_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
         self.addCleanup(lambda: process.poll() is None and process.kill())
+        # The key is made by a thread the running reactor started: the loop runs.
         yield wait_for(lambda: (config_dir / "client_key.pem").exists()
                        or process.poll() is not None, timeout=30, what="the client key")
-        yield sleep(0.5)
         running = process.poll() is None
         process.send_signal(signal.SIGTERM)
         yield wait_for(lambda: process.poll() is not None, timeout=20, what="the exit")

@@ -14,7 +14,7 @@ from messenger.admin.certs import generate_self_signed
 from messenger.client.ui.settings import load_settings
 from messenger.server.config import TlsConfig
 from messenger.wire import keys
-from tests.client.ui.helpers import PASSWORD, DesktopTestCase, click, sleep, type_into, wait_for
+from tests.client.ui.helpers import PASSWORD, DesktopTestCase, click, type_into, wait_for
 from tests.support.keys import rsa_key
 from tests.support.twistd_server import free_port
 
@@ -227,7 +227,9 @@ class ConnectionErrorTests(DesktopTestCase):
         type_into(window.name, "alice")
         type_into(window.password, PASSWORD)
         QTest.keyClick(window.password, 0x01000004)          # Qt.Key_Return
-        yield sleep(0.3)
+        yield wait_for(lambda: desktop.client is not None
+                       and desktop.client.state.name == "handshaking",
+                       what="the connection made and the server silent")
         self.assertTrue(window.busy)
         self.assertTrue(window.spinner.isVisible())
         self.assertFalse(window.login_button.isEnabled())
@@ -236,8 +238,8 @@ class ConnectionErrorTests(DesktopTestCase):
                                                  f"{silent.getHost().port}…"))
         ticks = []
         reactor.callLater(0.05, ticks.append, "tick")
-        yield sleep(0.2)
-        self.assertEqual(ticks, ["tick"])
+        yield wait_for(lambda: ticks, what="a timer firing while busy")
+        self.assertTrue(window.busy)
         click(window.cancel_button)
         self.assertFalse(window.busy)
         self.assertTrue(window.login_button.isEnabled())

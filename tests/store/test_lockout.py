@@ -1,4 +1,4 @@
-"""Tests for messenger.server.lockout: account lockout as pure functions of now."""
+"""Tests for messenger.store.lockout: account lockout as pure functions of now."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from messenger.server.config import LimitsConfig
-from messenger.server.lockout import (
+from messenger.server.limits import lockout_policy
+from messenger.store.lockout import (
     LockoutPolicy,
     LockState,
     admin_lock,
@@ -35,11 +36,11 @@ class PolicyTests(unittest.TestCase):
     def test_from_limits(self) -> None:
         """The policy takes failures, window and duration from LimitsConfig."""
         limits = LimitsConfig(lockout_failures=7, lockout_window=30.0, lockout_duration=90.0)
-        self.assertEqual(LockoutPolicy.from_limits(limits), (7, 30.0, 90.0))
+        self.assertEqual(lockout_policy(limits), (7, 30.0, 90.0))
 
     def test_default_limits(self) -> None:
         """The defaults lock after 5 failures in 15 minutes, for 15 minutes."""
-        self.assertEqual(LockoutPolicy.from_limits(LimitsConfig()), (5, 900.0, 900.0))
+        self.assertEqual(lockout_policy(LimitsConfig()), (5, 900.0, 900.0))
 
     def test_plain_tuple_policy(self) -> None:
         """A plain (failures, window, duration) tuple works as the policy."""
@@ -191,7 +192,7 @@ class ClockDrivenTests(unittest.TestCase):
     def test_login_sequence_with_clock(self) -> None:
         """Driven by task.Clock: lock after the limit, refuse meanwhile, open on time."""
         clock = task.Clock()
-        policy = LockoutPolicy.from_limits(LimitsConfig())
+        policy = lockout_policy(LimitsConfig())
         state = LockState()
         locks = []
         for _ in range(5):

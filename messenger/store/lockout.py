@@ -1,5 +1,9 @@
 """Account lockout after repeated failed logins, as pure functions of (state, now, policy).
 
+It lives with the store because the transitions run inside the login transactions
+(`messenger.store.accounts`): the state is read, changed and written in one transaction,
+so parallel guesses cannot lose counts and a lock set meanwhile is never lifted.
+
 The state of one account is a frozen `LockState`; every function returns a new one and
 the caller stores it (the store layer keeps the four fields in the users table). Nothing
 here reads a clock or touches a database: ``now`` is passed in.
@@ -29,10 +33,7 @@ The rules, all in one place:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from messenger.server.config import LimitsConfig
+from typing import NamedTuple
 
 
 class LockoutPolicy(NamedTuple):
@@ -41,10 +42,6 @@ class LockoutPolicy(NamedTuple):
     failures: int
     window: float
     duration: float
-
-    @classmethod
-    def from_limits(cls, limits: LimitsConfig) -> LockoutPolicy:
-        return cls(limits.lockout_failures, limits.lockout_window, limits.lockout_duration)
 
 
 @dataclass(frozen=True)

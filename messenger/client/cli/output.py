@@ -1,0 +1,125 @@
+"""What messenger-cli prints: one line per item (or one JSON object), events as lines,
+and every failure as one line and an exit status (`explain`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from twisted.internet import defer
+
+from messenger.client.cli.options import (
+    EXIT_CONNECTION,
+    EXIT_LOGIN,
+    EXIT_REFUSED,
+    PROG,
+    CliError,
+)
+from messenger.client.errors import (
+    ClientError,
+    HmacError,
+    MessageTooLong,
+    MessengerError,
+    PasswordNeeded,
+    RequestTooLarge,
+    ServerKeyChanged,
+)
+from messenger.client.events import (
+    Broadcast,
+    CallEvent,
+    IncomingMessage,
+    Notice,
+    PresenceChange,
+)
+from messenger.client.failures import describe
+
+
+def _when(stamp: Any) -> str:
+    if not isinstance(stamp, (int, float)):
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def format_message(message: dict[str, Any]) -> str:
+    return (f"#{message.get('msg_id')} {_when(message.get('time'))}"
+            f" {message.get('from')} -> {message.get('to')}: {message.get('message')}")
+
+
+def format_event(event: Any) -> str | None:
+    """One line for a push, or None for kinds tail does not print."""
+    if isinstance(event, IncomingMessage):
+        return format_message({"msg_id": event.msg_id, "time": event.time,
+                               "from": event.sender, "to": event.recipient,
+                               "message": event.text})
+    if isinstance(event, PresenceChange):
+        return f"* {event.account_name} is {event.status}"
+    if isinstance(event, Broadcast):
+        return (f"[broadcast #{event.broadcast_id}] {_when(event.time)} {event.sender}:"
+                f" {event.text}")
+    if isinstance(event, Notice):
+        return f"! {event.message}"
+    if isinstance(event, CallEvent):
+        peer = event.fields.get("from") or event.fields.get("user_id") or ""
+        return f"~ {event.kind} {peer}".rstrip()
+    return None
+
+
+def event_json(event: Any) -> dict[str, Any]:
+    if isinstance(event, IncomingMessage):
+        return {"event": "message", "msg_id": event.msg_id, "time": event.time,
+                "from": event.sender, "to": event.recipient, "message": event.text}
+    if isinstance(event, PresenceChange):
+        return {"event": "presence", "account_name": event.account_name,
+                "status": event.status}
+    if isinstance(event, Broadcast):
+        return {"event": "broadcast", "broadcast_id": event.broadcast_id,
+                "time": event.time, "from": event.sender, "message": event.text}
+    if isinstance(event, Notice):
+        return {"event": "notice", "level": event.level, "message": event.message}
+    if isinstance(event, CallEvent):
+        return {"event": event.kind, **{k: v for k, v in event.fields.items()
+                                        if k not in ("key", "token")}}
+    return {"event": type(event).__name__}
+
+
+class Output:
+    def __init__(self, as_json: bool, out: Any = None, err: Any = None) -> None:
+        self.as_json = as_json
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def line(self, text: str, data: Any = None) -> None:
+        if self.as_json:
+            text = json.dumps(data if data is not None else {"text": text},
+                              ensure_ascii=False)
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.err.write(text + "\n")
+        self.err.flush()
+
+
+def explain(error: BaseException) -> tuple[str, int]:
+    """The one-line message and exit status for a failure."""
+    if isinstance(error, CliError):
+        return error.message, error.status
+    if isinstance(error, ServerKeyChanged):
+        return error.message, EXIT_CONNECTION
+    if isinstance(error, HmacError):
+        return (f"{error.message} (the shared secret does not match the server's: check"
+                " --secret-file)", EXIT_CONNECTION)
+    if isinstance(error, PasswordNeeded):
+        return (f"{error.message} (run: {PROG} login NAME)", EXIT_LOGIN)
+    if isinstance(error, (MessageTooLong, RequestTooLarge)):
+        return error.message, EXIT_REFUSED
+    if isinstance(error, ClientError):
+        return describe(error), EXIT_CONNECTION
+    if isinstance(error, MessengerError):
+        return error.message, EXIT_REFUSED
+    if isinstance(error, defer.TimeoutError):
+        return "timed out waiting for the server", EXIT_CONNECTION
+    text = describe(error)
+    return (f"cannot connect: {text}", EXIT_CONNECTION)
