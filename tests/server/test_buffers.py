@@ -22,6 +22,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from tests.server.people import server_with
 from tests.support.abuse import (
     MIB,
     Bystander,
@@ -315,3 +316,27 @@ class BroadcastTests(unittest.TestCase):
                    if p["action"] == "broadcast"]
             self.assertEqual(sorted(got), [f"{n:08d}:" for n in range(sent)])
 
+
+
+class PipelinedPagesTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_pipelined_pages_read_slowly_are_answered(self):
+        """A client that pipelines eight 1 MiB pages (more than --max-queued-bytes) and
+        only then reads is answered in full, not dropped: replies to its own requests
+        are bounded by the requests in flight, only pushes by the limit."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        for n in range(70):
+            reply = yield alice.request("msg", to="bob", message=body(n, 16_000))
+            self.assertEqual(reply["response"], 200)
+        small_receive_buffer(bob)
+        pause_reading(bob)
+        pages = [bob.request("sync", since=0, limit=100) for _ in range(8)]
+        session = server.ctx.router.session(server.ctx.directory.cached("bob").id)
+        yield wait_for(lambda: session.outbound.queued > server.config.max_queued_bytes,
+                       20, "more than the limit queued for bob")
+        self.assertTrue(bob.connected_)
+        bob.transport.resumeProducing()
+        replies = yield defer.gatherResults(pages)
+        self.assertEqual([len(reply["alert"]) for reply in replies], [65] * 8)
+        self.assertEqual(server.ctx.counters["outbound_overflows"], 0)
