@@ -53,10 +53,19 @@ def watched(testcase: Any, *args: str, login_every: float = 2.0) -> Any:
     (server, probe, bystander)."""
     server = yield start_twistd_server(testcase, *args)
     yield register_users(testcase, server.port, "watcher", "visitor")
+    probe = ProcessProbe(server.pid())
+    probe.resting_sockets = probe.sockets()  # type: ignore[attr-defined]
     bystander = Bystander(testcase, server.port, "watcher", "visitor",
                           login_every=login_every)
     yield bystander.start()
-    return server, ProcessProbe(server.pid()), bystander
+    return server, probe, bystander
+
+
+def released(probe: ProcessProbe) -> defer.Deferred[None]:
+    """Fires once the server holds no more sockets than before the test's clients came
+    (every connection of the attacker and the bystander gone)."""
+    resting = probe.resting_sockets  # type: ignore[attr-defined]
+    return wait_for(lambda: probe.sockets() <= resting, 10, "the server's sockets at rest")
 
 
 class DecoyLoginTests(unittest.TestCase):
@@ -89,6 +98,7 @@ class DecoyLoginTests(unittest.TestCase):
                                    enumerate(list(addresses(40)) * 2)])
         cpu = probe.cpu() - cpu_before
         yield bystander.stop()
+        yield released(probe)
         codes = sorted({code for code, _ in outcomes})
         slowest = max(latency for _, latency in outcomes)
         decoys = sum(1 for code, _ in outcomes if code == 402)
@@ -362,6 +372,7 @@ class JunkFrameTests(unittest.TestCase):
         yield defer.gatherResults([attacker(address) for address in addresses(16, first=90)])
         cpu = probe.cpu() - cpu_before
         yield bystander.stop()
+        yield released(probe)
         print(f"[figures] junk frames: {sent} frames of 16 KiB sent, {closed} connections"
               f" closed by the server, {len(refused)} refused, server CPU {cpu:.1f} s"
               f" in 4 s")
@@ -404,6 +415,7 @@ class LogFloodTests(unittest.TestCase):
             yield jimclient.wait_closed(client, timeout=30)
         yield defer.gatherResults([misbehave(number) for number in range(200)])
         yield bystander.stop()
+        yield released(probe)
         grown = server.log_path.stat().st_size - size_before
         print(f"[figures] log flood: 1000 refusals, the log grew by {grown} bytes")
         bystander.report("log flood")
@@ -748,3 +760,31 @@ def _store_inbox(path: Any, sender: str, recipient: str, count: int, size: int) 
         connection.commit()
     finally:
         connection.close()
+
+
+class ControlCharacterPageTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_broadcast_page_of_control_characters(self):
+        """A page of broadcasts full of control characters (six bytes each in JSON) stays
+        within 1 MiB by its encoded size and says there is more; following the pages
+        gives every broadcast once (issue 24: the sync and history pages are in
+        test_messaging.py)."""
+        server, (boss,) = yield server_with(self, "boss")
+        sent = []
+        for n in range(40):
+            reply = yield boss.request("broadcast", message=f"{n:02d}" + "\x01" * 15_000)
+            self.assertEqual(reply["response"], 200, reply)
+            sent.append(reply["broadcast_id"])
+        seen: list[int] = []
+        before = None
+        while True:
+            reply = yield boss.request("get_broadcasts", limit=100,
+                                       **({"before": before} if before else {}))
+            self.assertLessEqual(len(jim.encode(reply)), jim.MAX_SERVER_PAYLOAD)
+            seen += [item["broadcast_id"] for item in reply["alert"]]
+            if not reply["more"]:
+                break
+            before = seen[-1]
+        self.assertEqual(seen, sorted(sent, reverse=True))
+        self.assertGreater(len(seen), len(reply["alert"]))
