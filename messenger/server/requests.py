@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from messenger.server.dispatch import ROUTES
 from messenger.server.ratelimit import Bucket
+from messenger.server.replies import Later
 from messenger.server.states import State
 from messenger.wire import jim
 from messenger.wire.errors import (
@@ -167,6 +168,9 @@ def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
         session.answer(request_id, ServerError("internal server error"))
         return
     if result is None:
+        return
+    if isinstance(result, Later):
+        state.started(session, False)
         return
     if isinstance(result, defer.Deferred):
         state.started(session, route.heavy)
