@@ -710,7 +710,7 @@ class CryptoPoolTests(unittest.TestCase):
               f" in {elapsed:.1f} s, server CPU {cpu / elapsed:.2f} cores")
         bystander.report("rsa-oaep pullers")
         self.assertGreater(pages, 10)
-        self.assertGreater(len(bystander.requests.samples), 200)
+        self.assertGreater(len(bystander.requests.samples), 100)
         bystander.assert_served(p99=0.250, login=3.0, min_logins=2)
         self.assertLess(bystander.requests.p50, 0.020, bystander.requests.summary())
 
