@@ -33,7 +33,7 @@ from messenger.server import replies, requests
 from messenger.server.outbound import Outbound, ReadGate
 from messenger.server.states import TRANSITIONS, State
 from messenger.wire import codes, jim
-from messenger.wire.errors import TooManyRequests
+from messenger.wire.errors import ServiceUnavailable, TooManyRequests
 from messenger.wire.handshake import HandshakeError, ServerHandshake
 from messenger.wire.suites import MAC_SIZE, RSA_OAEP, ChannelError
 
@@ -356,6 +356,11 @@ class ServerProtocol(Int32StringReceiver):
             return
         self.push_encoded(replies.encode_reply(request_id, outcome,
                                                self.ctx.clock.seconds()), reply=True)
+        if type(outcome) is replies.Ack:
+            return
+        error = outcome.value if isinstance(outcome, Failure) else outcome
+        if isinstance(error, (TooManyRequests, ServiceUnavailable)):
+            self.requests.forget(request_id)
         if type(outcome) is replies.Closing or (
                 isinstance(outcome, Failure) and outcome.check(replies.SessionOver)) or (
                 isinstance(outcome, replies.SessionOver)):
