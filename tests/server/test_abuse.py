@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from messenger.server.calls import RINGS_PER_MINUTE
 from messenger.server.config import LimitsConfig
 from messenger.server.requests import MAX_HEAVY
 from messenger.wire import jim
@@ -789,3 +790,44 @@ class ControlCharacterPageTests(unittest.TestCase):
             before = seen[-1]
         self.assertEqual(seen, sorted(sent, reverse=True))
         self.assertGreater(len(seen), len(reply["alert"]))
+
+
+class CallFloodTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_ring_flood(self):
+        """Three callers dial the same user and hang up in a loop: the user is rung at most
+        RINGS_PER_MINUTE times and each caller dials at most DIALS_PER_MINUTE times, the
+        rest are 429 with retry_after; every ring that ends frees the user (never left
+        'busy'); the bystander is served meanwhile."""
+        server, clients = yield server_with(self, "victim", "caller1", "caller2", "caller3",
+                                            "watcher", "visitor")
+        victim, callers = clients[0], clients[1:4]
+        for caller in callers:
+            reply = yield caller.request("add_contact", user_id="victim")
+            self.assertEqual(reply["response"], 201)
+        yield clients[4].close()
+        yield clients[5].close()
+        bystander = Bystander(self, server.tcp_port, "watcher", "visitor", login_every=1.0)
+        yield bystander.start()
+        codes_seen: list[int] = []
+        for _ in range(10):
+            for caller in callers:
+                reply = yield caller.request("call_dial", user_id="victim")
+                codes_seen.append(reply["response"])
+                if reply["response"] == 200:
+                    yield caller.request("call_hangup", call_id=reply["call_id"])
+                else:
+                    self.assertIn(reply["response"], (409, 429), reply)
+                    if reply["response"] == 429:
+                        self.assertGreater(reply["retry_after"], 0)
+        yield bystander.stop()
+        rings = [p for p in victim.pushes if p["action"] == "call_ring"]
+        print(f"[figures] ring flood: {len(codes_seen)} dials, {codes_seen.count(200)} rang,"
+              f" {codes_seen.count(429)} refused 429")
+        bystander.report("ring flood")
+        self.assertEqual(codes_seen.count(200), RINGS_PER_MINUTE)
+        self.assertLessEqual(len(rings), RINGS_PER_MINUTE)
+        self.assertEqual(codes_seen.count(429), len(codes_seen) - RINGS_PER_MINUTE)
+        self.assertIsNone(server.ctx.calls.call_of(server.ctx.directory.cached("victim").id))
+        bystander.assert_served(p99=0.5, login=3.0)
