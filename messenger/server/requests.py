@@ -160,6 +160,7 @@ def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
         route = ROUTES.get(action)
         if route is None:
             raise BadRequest(f"unknown action '{action[:64]}'")
+        session.ctx.metrics.request(action)
         if session.state not in route.states:
             if session.state is State.READY:
                 raise BadRequest(f"'{action}' is not allowed after login")

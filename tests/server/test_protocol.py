@@ -25,6 +25,7 @@ from messenger.server.config import LimitsConfig, ServerConfig
 from messenger.server.crypto import CryptoPool, InlineCryptoPool
 from messenger.server.dispatch import Route
 from messenger.server.limits import Limits
+from messenger.server.metrics import Metrics
 from messenger.server.protocol import HANDSHAKE_MAX_FRAME, ServerProtocol
 from messenger.server.refusals import RefusalLog
 from messenger.server.session import Account
@@ -49,6 +50,7 @@ class FakeContext:
         self.clock = task.Clock()
         self.clock.advance(1_000_000)
         self.limits = Limits(self.config.limits, self.clock)
+        self.metrics = Metrics()
         self.secret = SECRET
         self.server_key = rsa_key("server", 2048)
         self.connections: set[ServerProtocol] = set()
