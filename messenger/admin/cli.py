@@ -143,6 +143,16 @@ def _socket_path(args: argparse.Namespace) -> Path:
     return ServerConfig(data_dir=Path(args.data_dir)).control_socket_path
 
 
+def cmd_usage(args: argparse.Namespace, out: TextIO) -> None:
+    """The accounts that store the most messages (for the storage quota, issue 23)."""
+    rows = read(args, adminops.usage_txn, args.top, time.time() - 24 * 3600)
+    if not rows:
+        out.write("No messages stored.\n")
+        return
+    out.write(format_table(("name", "messages", "characters", "last 24 h"),
+                           [tuple(row) for row in rows]) + "\n")
+
+
 def cmd_online(args: argparse.Namespace, out: TextIO) -> None:
     try:
         sessions = control.online(_socket_path(args))
@@ -352,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
             ).add_argument("name")
     command("online", cmd_online, "who is connected to the running server, from where,"
             " since when")
+    command("usage", cmd_usage, "the accounts storing the most messages (characters in"
+            " all and in the last 24 h; the server's quota is --stored-mib-per-day)"
+            ).add_argument("--top", type=int, default=20)
     sub = command("history", cmd_history, "login history of an account, newest first")
     sub.add_argument("name")
     sub.add_argument("--limit", type=int, default=50)

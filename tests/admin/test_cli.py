@@ -85,6 +85,23 @@ class UserCommandTests(LiveServerCase):
         self.assertIn("from 127.0.0.1", fields["Last login"])
 
     @defer.inlineCallbacks
+    def test_usage_lists_the_largest_senders(self):
+        """usage lists the accounts storing the most, by characters, with counts."""
+        out = yield self.admin_cli("usage")
+        self.assertEqual(out, "No messages stored.\n")
+        yield self.alice.request("msg", to="bob", message="x" * 300)
+        yield self.bob.request("msg", to="alice", message="hi")
+        yield self.bob.request("msg", to="alice", message="there")
+        out = yield self.admin_cli("usage", "--top", "5")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "MESSAGES", "CHARACTERS", "LAST", "24",
+                                            "H"])
+        self.assertEqual([line.split() for line in lines[1:3]],
+                         [["alice", "1", "300", "300"], ["bob", "2", "7", "7"]])
+        out = yield self.admin_cli("usage", "--top", "1")
+        self.assertEqual(len(out.splitlines()), 2)
+
+    @defer.inlineCallbacks
     def test_roles_reach_the_running_server(self):
         """set-premium/clear-premium and set-admin/clear-admin change what the running
         server allows on the very next request, and are audited as the operator."""
