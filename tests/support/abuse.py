@@ -11,6 +11,8 @@ descriptors read from /proc, attacker addresses, and clients that misbehave on p
   (Linux routes all of 127/8 to ``lo``), for separate attackers.
 * `pause_reading` / `small_receive_buffer`: a client that stops reading its socket, with
   a small kernel buffer so that the server feels it soon.
+* `store_conversation`, `store_inbox`, `many_contacts_txn`: big data sets written straight
+  into a stopped server's SQLite file (a second of setup instead of a minute of sending).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -375,3 +378,51 @@ def logged_in(testcase: Any, port: int, name: str, bind: str | None = None,
                                  user={"account_name": name, "password": PASSWORD})
     testcase.assertEqual(reply["response"], 200, reply)
     return client
+
+
+# -- data written straight into a stopped server's database ---------------------------
+
+def store_conversation(path: Any, one: str, other: str, count: int) -> None:
+    """Write ``count`` messages between two users straight into the (stopped) server's
+    database: the setup of a big conversation in a second, not a minute of sending."""
+    connection = sqlite3.connect(path)
+    try:
+        ids = dict(connection.execute("SELECT name, id FROM users WHERE name IN (?, ?)",
+                                      (one, other)).fetchall())
+        now = time.time()
+        rows = [(ids[one] if n % 2 else ids[other], ids[other] if n % 2 else ids[one],
+                 os.urandom(16).hex(), f"message {n} " + "x" * 80, now + n * 1e-3)
+                for n in range(count)]
+        connection.executemany("INSERT INTO messages (sender_id, recipient_id, client_id,"
+                               " body, created) VALUES (?, ?, ?, ?, ?)", rows)
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def store_inbox(path: Any, sender: str, recipient: str, count: int, size: int) -> None:
+    """Write ``count`` messages of ``size`` bytes into a stopped server's database."""
+    connection = sqlite3.connect(path)
+    try:
+        ids = dict(connection.execute("SELECT name, id FROM users WHERE name IN (?, ?)",
+                                      (sender, recipient)).fetchall())
+        now = time.time()
+        connection.executemany(
+            "INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(ids[sender], ids[recipient], os.urandom(16).hex(), f"{n:04d}" + "b" * size,
+              now + n * 1e-3) for n in range(count)])
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def many_contacts_txn(txn: Any, owner: str, count: int) -> None:
+    txn.execute("SELECT id FROM users WHERE name = ?", (owner,))
+    owner_id = txn.fetchone()[0]
+    txn.executemany("INSERT INTO users (name, name_lower, email, email_lower, password_hash,"
+                    " created, password_changed) VALUES (?, ?, ?, ?, 'x', 0, 0)",
+                    [(f"contact{n:06d}", f"contact{n:06d}", f"c{n}@example.org",
+                      f"c{n}@example.org") for n in range(count)])
+    txn.execute("INSERT INTO contacts (owner_id, contact_id, added) SELECT ?, id, 0"
+                " FROM users WHERE name LIKE 'contact%'", (owner_id,))
