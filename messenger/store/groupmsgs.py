@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger.store import groups
+from messenger.store import groups, messages
 
 INSERT = ("INSERT INTO messages (sender_id, group_id, client_id, body, created, mentions)"
           " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id) DO NOTHING")
@@ -185,15 +185,23 @@ def _existing(txn: Any, item: NewGroupMessage, verdict: str | None) -> Stored:
 # -- reading ------------------------------------------------------------------------------
 
 _ROWS = ("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions FROM messages m"
-         " JOIN users s ON s.id = m.sender_id WHERE m.id IN ({}) ORDER BY m.id")
+         " JOIN users s ON s.id = m.sender_id WHERE m.id IN ({}) ORDER BY m.id {}")
+GROUP_BODY = 4  # the body's column in a GroupMessageRow
 
 
-def rows_by_id_txn(txn: Any, ids: list[int]) -> list[GroupMessageRow]:
-    """The group messages with these ids, oldest first."""
+def rows_by_id_txn(txn: Any, ids: list[int], max_bytes: int = 0,
+                   newest_first: bool = False) -> list[GroupMessageRow]:
+    """The group messages with these ids, oldest first. With ``max_bytes``, rows are
+    read (from the oldest, or from the newest with ``newest_first``) only until their
+    bodies pass it (`messages._until_bytes`)."""
     if not ids:
         return []
-    txn.execute(_ROWS.format(",".join("?" * len(ids))), tuple(ids))
-    return [tuple(row) for row in txn.fetchall()]
+    txn.execute(_ROWS.format(",".join("?" * len(ids)), "DESC" if newest_first else ""),
+                tuple(ids))
+    rows = messages._until_bytes(txn, max_bytes, GROUP_BODY)
+    if newest_first:
+        rows.reverse()
+    return rows
 
 
 def window_terms(group_id: int, low: int, high: int | None, sender_to_skip: int | None,
@@ -237,14 +245,15 @@ def merged_ids_txn(txn: Any, terms: list[tuple[str, tuple[Any, ...]]], limit: in
 
 
 def history_txn(txn: Any, user_id: int, group_id: int, before: int | None,
-                limit: int) -> list[GroupMessageRow]:
+                limit: int, max_bytes: int = 0) -> list[GroupMessageRow]:
     """One page of a group's messages that the user may see (its membership windows),
     oldest first, ids below ``before``; `groups.NotMember` unless a member now.
 
     Each window is its own backward range scan of messages_group that stops after
     ``limit`` ids, so a page costs a page however long the group's history. Every range
     ends at the group's newest message at most (``chat_groups.last_msg_id``), so a plan
-    that walks the primary key instead starts among the group's messages."""
+    that walks the primary key instead starts among the group's messages. With
+    ``max_bytes``, the newest rows are read until their bodies pass it."""
     membership = groups.membership_txn(txn, group_id, user_id)
     if membership is None:
         raise groups.NotMember()
@@ -256,7 +265,8 @@ def history_txn(txn: Any, user_id: int, group_id: int, before: int | None,
             terms.append(window_terms(group_id, low, high, None, before, limit, True))
     if not terms:
         return []
-    return rows_by_id_txn(txn, merged_ids_txn(txn, terms, limit, True))
+    return rows_by_id_txn(txn, merged_ids_txn(txn, terms, limit, True), max_bytes,
+                          newest_first=True)
 
 
 def last_txn(txn: Any, group_id: int, low: int) -> GroupMessageRow | None:

@@ -31,6 +31,7 @@ MessageRow = tuple[int, float, str, str, str]
 # A message in a sync: (id, created, sender name, recipient name or None, group id or
 # None, body, mentions or None): a direct message has a recipient, a group message a group.
 SyncRow = tuple[int, float, str, str | None, int | None, str, str | None]
+SYNC_BODY = 5   # the body's column in a SyncRow
 
 
 def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
@@ -129,7 +130,8 @@ def _insert_batch_postgres(txn: Any, items: list[NewMessage]) -> list[Stored]:
     return results
 
 
-def sync_txn(txn: Any, user_id: int, since: int, limit: int) -> list[SyncRow]:
+def sync_txn(txn: Any, user_id: int, since: int, limit: int,
+             max_bytes: int = 0) -> list[SyncRow]:
     """Messages to the user with an id above ``since``, oldest first: direct ones
     addressed to the user, and group messages by others within the user's membership
     windows (a group's messages from joining to leaving, whether a member now or not).
@@ -137,12 +139,14 @@ def sync_txn(txn: Any, user_id: int, since: int, limit: int) -> list[SyncRow]:
     One cursor over both kinds, each message once. Without group messages to look at
     this is one indexed range (messages_recipient); otherwise each window of a group that
     had something new since ``since`` is its own indexed range (messages_group) stopped
-    after ``limit`` ids, and the ``limit`` lowest ids of all ranges are read back.
+    after ``limit`` ids, and the ``limit`` lowest ids of all ranges are read back. With
+    ``max_bytes``, reading stops at the first row whose body takes the page past it (see
+    `_until_bytes`).
     """
     windows = groups.sync_windows_txn(txn, user_id, since)
     if not windows:
         txn.execute(_SYNC_DIRECT, (user_id, since, limit))
-        return [tuple(row) for row in txn.fetchall()]
+        return _until_bytes(txn, max_bytes, SYNC_BODY)
     terms = [("SELECT id FROM messages WHERE recipient_id = ? AND id > ? ORDER BY id LIMIT ?",
               (user_id, since, limit))]
     terms.extend(groupmsgs.window_terms(group_id, low, high, user_id, None, limit, False)
@@ -151,7 +155,7 @@ def sync_txn(txn: Any, user_id: int, since: int, limit: int) -> list[SyncRow]:
     if not ids:
         return []
     txn.execute(_SYNC_ROWS.format(",".join("?" * len(ids))), tuple(ids))
-    return [tuple(row) for row in txn.fetchall()]
+    return _until_bytes(txn, max_bytes, SYNC_BODY)
 
 
 _SYNC_COLUMNS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions"
@@ -187,18 +191,42 @@ _HISTORY_SELF = (
 
 
 def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
-                limit: int) -> list[MessageRow]:
+                limit: int, max_bytes: int = 0) -> list[MessageRow]:
     """One page of the conversation between two users, oldest first, ids below ``before``.
 
-    Costs one page whatever the conversation's length (see ``_HISTORY``)."""
+    Costs one page whatever the conversation's length (see ``_HISTORY``); with
+    ``max_bytes``, rows are read newest first only until that many bytes of bodies (see
+    `_until_bytes`)."""
     below = before if before is not None else 2**62
     if user_id == other_id:  # notes to self: one direction
         txn.execute(_HISTORY_SELF, (user_id, user_id, below, limit))
     else:
         txn.execute(_HISTORY, (user_id, other_id, below, limit,
                                other_id, user_id, below, limit, limit))
-    rows = [tuple(row) for row in txn.fetchall()]
+    rows = _until_bytes(txn, max_bytes)
     rows.reverse()
+    return rows
+
+
+def _until_bytes(txn: Any, max_bytes: int, body: int = 4) -> list[Any]:
+    """The rows of the query just run, read until their bodies (column ``body``) pass
+    ``max_bytes`` (the row that passes it included; 0: all). A reply cut to ``max_bytes``
+    by its encoded size, which is never less than its bodies' length, then says there is
+    more; rows past it are never read into memory (SQLite reads them as they are
+    fetched)."""
+    if not max_bytes:
+        return [tuple(row) for row in txn.fetchall()]
+    rows: list[MessageRow] = []
+    size = 0
+    while size <= max_bytes:
+        batch = txn.fetchmany(16)
+        if not batch:
+            break
+        for row in batch:
+            rows.append(tuple(row))  # type: ignore[arg-type]
+            size += len(row[body])
+            if size > max_bytes:
+                break
     return rows
 
 

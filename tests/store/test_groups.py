@@ -355,6 +355,17 @@ class WindowTests(GroupCase):
         older = self.read(groupmsgs.history_txn, self.bob, gid, ids[3], 10)
         self.assertEqual([row[4] for row in older], ["m0", "m1", "m2"])
 
+    def test_pages_read_only_about_a_reply(self):
+        """With max_bytes, history reads the newest rows and sync the oldest, only until
+        their bodies pass it (the row that passes included)."""
+        gid = self.create()
+        for n in range(5):
+            self.post("alice", gid, f"{n}" + "x" * 999)
+        history = self.read(groupmsgs.history_txn, self.bob, gid, None, 10, 2500)
+        self.assertEqual([row[4][0] for row in history], ["2", "3", "4"])
+        synced = self.read(messages.sync_txn, self.bob, 0, 10, 2500)
+        self.assertEqual([row[5][0] for row in synced], ["0", "1", "2"])
+
     def test_many_windows_over_the_compound_limit(self):
         """A user in more groups than one SQL compound statement may hold still syncs
         every group's messages in order."""

@@ -24,7 +24,7 @@ from messenger.server.states import LOGGED_IN
 from messenger.store import groupmsgs, groups, reads
 from messenger.store.errors import Unavailable
 from messenger.store.messages import SyncRow
-from messenger.wire import codes
+from messenger.wire import codes, jim
 from messenger.wire.errors import (
     BadRequest,
     Conflict,
@@ -145,7 +145,8 @@ def history(session: Session, request: dict[str, Any]) -> Any:
     limit = request.get("limit") or 50
     try:
         rows = yield session.ctx.db.read(groupmsgs.history_txn, session.account.id,
-                                         request["group"], request.get("before"), limit + 1)
+                                         request["group"], request.get("before"), limit + 1,
+                                         jim.MAX_SERVER_PAYLOAD)
     except groups.NotMember:
         raise Forbidden(NOT_MEMBER) from None
     more = len(rows) > limit
