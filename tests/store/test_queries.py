@@ -135,7 +135,7 @@ class MessageStoreTests(StoreCase):
         for i in range(10):
             self.insert((self.alice, self.bob, f"b{i}", f"{i}" * 100, float(i)))
         page = self.read(messages.sync_txn, self.bob, 0, 1000, 250)
-        self.assertEqual([row[4][0] for row in page], ["0", "1", "2"])
+        self.assertEqual([row[5][0] for row in page], ["0", "1", "2"])  # a SyncRow
         self.assertEqual(len(self.read(messages.sync_txn, self.bob, 0, 1000, 0)), 10)
         page = self.read(messages.history_txn, self.bob, self.alice, None, 1000, 250)
         self.assertEqual([row[4][0] for row in page], ["7", "8", "9"])
