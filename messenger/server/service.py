@@ -125,6 +125,7 @@ class MessengerServer:
         self.log.info("Accepting up to {connections} connections ({files} open files)",
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
+        yield self.ctx.blocks.load()               # before anyone can send
         factory = MessengerFactory(self.ctx)
         self.port = self.reactor.listenTCP(config.port, factory, interface=config.interface)
         self.log.info("Messenger listening on {host}:{port} (suites: {suites})",

@@ -78,6 +78,7 @@ def _submit(session: Session, request_id: str, recipient: UserRef,
     ctx = session.ctx
     sender = session.account
     assert sender is not None
+    ctx.blocks.check(recipient.id, sender.id, recipient.name)
     now = ctx.clock.seconds()
     item = (sender.id, recipient.id, request_id, body, now)
     d: defer.Deferred[Any] = defer.Deferred()
