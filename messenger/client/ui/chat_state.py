@@ -106,20 +106,35 @@ class ChatState:
         record.last_read = max(record.last_read, msg_id)
 
     def broadcast(self, broadcast_id: int, time: float, sender: str, text: str,
-                  reading: bool, live: bool, own: bool = False) -> bool:
-        """A post in the feed, pushed (``live``) or from a page the feed loaded; True
-        when it is new and unread. A loaded post counts only when this account has seen
-        the feed before (then it came while the program was closed): on a first start,
-        old posts are history, not news. Own posts never count."""
+                  reading: bool, own: bool = False) -> bool:
+        """A post pushed to the feed; True when it is new and unread (own posts never
+        are)."""
         record = self.record(FEED)
-        seen_before = record.last_id > 0
         new = broadcast_id > max(record.last_id, record.last_read)
         self._preview(record, broadcast_id, time, sender, text)
-        if not new or reading or own or not (live or seen_before):
+        if not new or reading or own:
             record.last_read = max(record.last_read, broadcast_id)
             return False
         record.unread += 1
         return True
+
+    def broadcast_page(self, posts: list[tuple[int, float, str, str]], reading: bool,
+                       me: str) -> int:
+        """A page the feed loaded, ``(id, time, sender, text)`` each; how many of them
+        are new and unread. They count only when this account has seen the feed before
+        (then they came while the program was closed): on a first start, old posts are
+        history, not news."""
+        record = self.record(FEED)
+        seen_before = record.last_id > 0
+        counted = 0
+        for broadcast_id, time, sender, text in sorted(posts):
+            own = sender.lower() == me.lower()
+            if seen_before:
+                counted += self.broadcast(broadcast_id, time, sender, text, reading, own)
+            else:
+                self._preview(record, broadcast_id, time, sender, text)
+                record.last_read = max(record.last_read, broadcast_id)
+        return counted
 
     def note(self, key: str, msg_id: int, time: float, sender: str, text: str) -> bool:
         """A message seen in a history page: the preview if it is the chat's newest

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PyQt5.QtCore import Qt, QTimer, pyqtSignal
+from PyQt5.QtCore import QEvent, Qt, QTimer, pyqtSignal
 from PyQt5.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -78,6 +78,7 @@ class ConversationPane(QWidget):
         self.top_note.setAlignment(Qt.AlignCenter)
         self.top_note.setContentsMargins(10, 3, 10, 3)
         self.top_note.hide()
+        self.view.installEventFilter(self)         # the note follows the view's size
         self.banner = Toast(self.view)
         layout.addWidget(self._bottom())
 
@@ -261,17 +262,22 @@ class ConversationPane(QWidget):
     def _place_note(self) -> None:
         text = self.top_note.text()
         if text:
-            width = min(self.view.width() - 20, self.top_note.sizeHint().width())
-            self.top_note.setWordWrap(width < self.top_note.sizeHint().width())
-            height = self.top_note.heightForWidth(width) if self.top_note.wordWrap() \
-                else self.top_note.sizeHint().height()
-            self.top_note.setGeometry((self.view.width() - width) // 2, 8, width, height)
-            self.top_note.raise_()
+            note = self.top_note
+            margins = note.contentsMargins()
+            natural = note.fontMetrics().horizontalAdvance(text) + margins.left() + \
+                margins.right() + 8
+            width = max(60, min(self.view.width() - 20, natural))
+            note.setWordWrap(width < natural)
+            height = note.heightForWidth(width) if note.wordWrap() else \
+                note.fontMetrics().height() + margins.top() + margins.bottom() + 4
+            note.setGeometry((self.view.width() - width) // 2, 8, width, height)
+            note.raise_()
         self.top_note.setVisible(bool(text))
 
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self._place_note()
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802
+        if watched is self.view and event.type() == QEvent.Resize:
+            self._place_note()
+        return False
 
     def _fill_view(self) -> None:
         """Keep loading while the messages do not fill the pane (no scrolling yet)."""

@@ -184,20 +184,24 @@ class Conversations(QObject):
         self.model.set_status(change.account_name, change.status)
 
     def on_broadcast(self, broadcast: Any) -> None:
-        self.note_broadcast(broadcast.broadcast_id, broadcast.time, broadcast.sender,
-                            broadcast.text, live=True)
+        """A post pushed live: unread unless own or Home is being read; notified."""
+        counted = self.state.broadcast(broadcast.broadcast_id, broadcast.time,
+                                       broadcast.sender, broadcast.text,
+                                       reading=self.reading == FEED,
+                                       own=broadcast.sender.lower() == self.me.lower())
+        self._feed_changed(counted)
+        if counted and not self.state.record(FEED).muted:
+            self.batcher.add(FEED, f"Broadcast from {broadcast.sender}", broadcast.text)
 
-    def note_broadcast(self, broadcast_id: int, when: float, sender: str, text: str,
-                       live: bool = False) -> None:
-        """A post in the feed (pushed, or from a page the feed loaded)."""
-        own = sender.lower() == self.me.lower()
-        counted = self.state.broadcast(broadcast_id, when, sender, text,
-                                       reading=self.reading == FEED, live=live, own=own)
+    def note_broadcasts(self, posts: list[tuple[int, float, str, str]]) -> None:
+        """A page of posts the feed loaded (what came while away counts unread)."""
+        counted = self.state.broadcast_page(posts, self.reading == FEED, self.me)
+        self._feed_changed(counted)
+
+    def _feed_changed(self, counted: int) -> None:
         self.model.touched(FEED)
         if counted:
             self._unread_changed()
-            if live and not self.state.record(FEED).muted:
-                self.batcher.add(FEED, f"Broadcast from {sender}", text)
         self._save_soon()
 
     def on_notice(self, notice: Any) -> None:
@@ -223,8 +227,8 @@ class Conversations(QObject):
         record = self.notices_record
         record.last_id += 1
         record.last_time, record.preview, record.preview_from = item.time, text, ""
-        if self.reading == NOTICES:
-            record.last_read = record.last_id
+        if self.reading == NOTICES or not important:
+            record.last_read = record.last_id     # basic notices are there to read later
         else:
             record.unread += 1
             self._unread_changed()

@@ -142,11 +142,11 @@ class FeedPane(QWidget):
         self.header.spinner.stop()
         items = [item for item in reply.get("alert") or []
                  if isinstance(item, dict) and isinstance(item.get("broadcast_id"), int)]
-        for item in sorted(items, key=lambda item: item["broadcast_id"]):
-            entry = (item["broadcast_id"], float(item.get("time", 0)),
-                     str(item.get("from", "")), str(item.get("message", "")))
-            self.items[entry[0]] = entry
-            self.conversations.note_broadcast(*entry)
+        posts = [(item["broadcast_id"], float(item.get("time", 0)),
+                  str(item.get("from", "")), str(item.get("message", ""))) for item in items]
+        for post in posts:
+            self.items[post[0]] = post
+        self.conversations.note_broadcasts(posts)
         self.more = bool(reply.get("more"))
         self.render()
 
@@ -215,7 +215,7 @@ class FeedPane(QWidget):
         if isinstance(broadcast_id, int):
             when = float(reply.get("time", time.time()))
             self.items[broadcast_id] = (broadcast_id, when, me, text)
-            self.conversations.note_broadcast(broadcast_id, when, me, text)
+            self.conversations.note_broadcasts([(broadcast_id, when, me, text)])
         self.render()
 
     @if_alive

@@ -33,9 +33,10 @@ class PaneHeader(QWidget):
         self.back_button.hide()
         self.row.addWidget(self.back_button)
         self.avatar = Avatar(avatar_name or title, 40)
-        self.avatar.setVisible(avatar_name is not None)
         self.row.addSpacing(4)
         self.row.addWidget(self.avatar)
+        if avatar_name is None:
+            self.avatar.hide()          # (after it has a parent: else it is a window)
         names = QVBoxLayout()
         names.setSpacing(0)
         self.title = style.named(ElidedLabel(title), "heading")

@@ -17,6 +17,10 @@ from messenger.client.ui.search import SearchDialog
 from messenger.client.ui.shortcuts import ShortcutsDialog
 
 
+def _keys(sequence: str) -> str:
+    return QKeySequence(sequence).toString(QKeySequence.NativeText)
+
+
 class WindowsMixin:
     client: Any
     calls: Any
@@ -35,17 +39,19 @@ class WindowsMixin:
 
     def build_main_menu(self) -> QMenu:
         menu = QMenu(self)  # type: ignore[arg-type]
-        menu.addAction("Find people…", self.open_search, QKeySequence("Ctrl+F"))
-        self.admin_action = menu.addAction("Administration", self.open_admin,
-                                           QKeySequence("Ctrl+Shift+A"))
+        # The keys are shown after a tab, not bound here: the window's shortcuts (the
+        # `shortcuts` table) already are, and a key bound twice would do nothing.
+        menu.addAction(f"Find people…\t{_keys('Ctrl+F')}", self.open_search)
+        self.admin_action = menu.addAction(f"Administration\t{_keys('Ctrl+Shift+A')}",
+                                           self.open_admin)
         self.admin_action.setVisible(False)
         menu.addSeparator()
-        menu.addAction("Settings…", self.open_preferences, QKeySequence("Ctrl+,"))
+        menu.addAction(f"Settings…\t{_keys('Ctrl+,')}", self.open_preferences)
         menu.addAction("Server settings…", self.settings_requested)  # type: ignore[attr-defined]
-        menu.addAction("Keyboard shortcuts", self.show_shortcuts, QKeySequence("F1"))
+        menu.addAction(f"Keyboard shortcuts\t{_keys('F1')}", self.show_shortcuts)
         menu.addSeparator()
         menu.addAction("Log out", self.logout_requested)  # type: ignore[attr-defined]
-        menu.addAction("Quit", self.request_quit, QKeySequence("Ctrl+Q"))
+        menu.addAction(f"Quit\t{_keys('Ctrl+Q')}", self.request_quit)
         self.main_menu = menu
         return menu
 
