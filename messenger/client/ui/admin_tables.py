@@ -107,7 +107,7 @@ class CodeDialog(QDialog):
         self.code = QLineEdit(code)
         self.code.setReadOnly(True)
         self.code.setObjectName("code")
-        self.code.setStyleSheet('font-family: "DejaVu Sans Mono"; font-size: 17pt;'
+        self.code.setStyleSheet('font-family: "DejaVu Sans Mono"; font-size: 17pt;'  # once
                                 ' padding: 8px; letter-spacing: 1px;')
         self.code.setAlignment(Qt.AlignCenter)
         layout.addWidget(self.code)

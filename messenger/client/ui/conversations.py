@@ -46,6 +46,7 @@ class Conversations(QObject):
     unread_changed = pyqtSignal(int)          # the total (muted chats left out)
     notice_added = pyqtSignal(object)         # NoticeItem
     contacts_failed = pyqtSignal(str)         # a sentence
+    blocks_changed = pyqtSignal()             # the blocked list was read again
 
     log = Logger()
 
@@ -121,6 +122,7 @@ class Conversations(QObject):
                  if isinstance(b, dict) and "account_name" in b]
         self.blocked = {name.lower() for name in names}
         self.model.set_blocked(names)
+        self.blocks_changed.emit()
         return names
 
     @defer.inlineCallbacks

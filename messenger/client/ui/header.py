@@ -56,10 +56,12 @@ class PaneHeader(QWidget):
 
     def set_subtitle(self, text: str, highlight: bool = False) -> None:
         self.subtitle.set_full_text(text)
-        self.subtitle.setObjectName("online" if highlight else "muted")
-        self.subtitle.setStyleSheet(f"color: {style.SUCCESS};" if highlight else "")
-        self.subtitle.style().unpolish(self.subtitle)
-        self.subtitle.style().polish(self.subtitle)
+        if self.subtitle.property("live") != highlight:
+            # A property the application's style sheet selects on (a style sheet of the
+            # label's own would keep the old colour after a theme switch).
+            self.subtitle.setProperty("live", highlight)
+            self.subtitle.style().unpolish(self.subtitle)
+            self.subtitle.style().polish(self.subtitle)
 
 
 def icon_button(text: str, tip: str) -> QToolButton:

@@ -102,7 +102,8 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
             (bridge.presence, self.on_presence), (bridge.broadcast, self.feed.add),
             (bridge.account, self.on_account), (call_bridge.status, self.on_call_status),
             (conversations.unread_changed, self.update_title),
-            (conversations.contacts_failed, lambda text: self.show_status(text, True))]
+            (conversations.contacts_failed, lambda text: self.show_status(text, True)),
+            (conversations.blocks_changed, self._refresh_chats)]
         for signal, slot in self._connections:
             signal.connect(slot)
         if self.account is not None:
@@ -137,6 +138,9 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
             self.feed.reload()
             for pane in self.panes.values():
                 pane.connection_ready()
+        self._refresh_chats()
+
+    def _refresh_chats(self) -> None:
         for key in self.panes:
             self.refresh_chat(key)
 
@@ -338,8 +342,7 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
                 calls.CANCELLED, calls.NO_ANSWER) and status.incoming:
             from messenger.client.ui.messages import describe_call_end
             self.conversations.add_notice(describe_call_end(status, self.me))
-        for key in self.panes:
-            self.refresh_chat(key)
+        self._refresh_chats()
 
     def theme_changed(self) -> None:
         """Light and dark switched: what is drawn from HTML is made again."""

@@ -125,7 +125,7 @@ def _explain_refusal(error: errors.MessengerError) -> str:
             return sentence
     text = _strip(error.message)
     if isinstance(error, errors.BlockedByUser):
-        return _sentence(text.replace("'", "", 2)) + " Nothing was delivered."
+        return text.replace("'", "", 2) + ". Nothing was delivered."   # a name: as is
     if isinstance(error, errors.AccountLocked):
         until = error.locked_until
         if until is not None:

@@ -4,6 +4,7 @@ choice, are in `theme`."""
 
 from __future__ import annotations
 
+import gc
 import zlib
 
 from PyQt5.QtCore import QPointF, QRectF, Qt
@@ -60,6 +61,7 @@ QWidget#header {{ background: {p.surface}; border-bottom: 1px solid {p.border}; 
 QWidget#pane {{ background: {p.chat_background}; }}
 QLabel#title {{ font-size: 20pt; font-weight: 600; }}
 QLabel#subtitle, QLabel#muted {{ color: {p.muted}; }}
+QLabel[live="true"] {{ color: {p.success}; }}
 QLabel#heading {{ font-size: 12pt; font-weight: 600; }}
 QLabel#error, QFrame#error {{ background: {p.danger_soft}; color: {p.danger_text};
     border: 1px solid {p.danger}; border-radius: 8px; }}
@@ -182,7 +184,16 @@ def set_palette(app: QApplication, palette: Palette) -> bool:
     for role in (QPalette.Text, QPalette.WindowText, QPalette.ButtonText):
         qt.setColor(QPalette.Disabled, role, QColor(palette.disabled_text))
     app.setPalette(qt)
-    app.setStyleSheet(style_sheet(palette))
+    # Qt repolishes every widget from a list it made beforehand; a garbage collection
+    # that ran meanwhile (Python code runs in the events it sends) could delete a
+    # Python-owned window of that list under it (a crash seen in the tests). Collect
+    # first, and not during.
+    gc.collect()
+    gc.disable()
+    try:
+        app.setStyleSheet(style_sheet(palette))
+    finally:
+        gc.enable()
     return True
 
 

@@ -10,7 +10,14 @@ from typing import Any, TypeVar
 from PyQt5 import sip
 from PyQt5.QtCore import QEvent, QRectF, QSize, Qt, QTimer, pyqtSignal
 from PyQt5.QtGui import QColor, QKeyEvent, QPainter, QPen
-from PyQt5.QtWidgets import QFrame, QLabel, QPlainTextEdit, QSizePolicy, QToolButton, QWidget
+from PyQt5.QtWidgets import (
+    QFrame,
+    QLabel,
+    QPlainTextEdit,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
 
 from messenger.client.ui import style
 
