@@ -31,6 +31,7 @@ class MailConfig:
     server_name: str = "Messenger"  # how the e-mails name this server
     new_location_prefix: int = 32   # IPv4 prefix length that counts as "the same place"
     new_location_prefix6: int = 64  # IPv6 prefix length
+    queue_max: int = 1000           # mails waiting at most; past it new mails are dropped
 
 
 @dataclass
@@ -80,7 +81,10 @@ class ServerConfig:
     suites: tuple[str, ...] = SUITES      # offered, in order of preference
     auto_register: bool = False
     rsa_bits: int = 3072
-    database: str = ""                    # default: <data_dir>/messenger.sqlite
+    database: str = ""                    # SQLite file (default: <data_dir>/messenger.sqlite)
+                                          # or a postgresql:// URL
+    db_readers: int = 2                   # reader connections
+    db_writers: int = 0                   # PostgreSQL writer connections (0: default, 2)
     max_body: int = 16 * 1024             # bytes of UTF-8 in a message or broadcast
     handshake_timeout: float = 10.0       # CHALLENGE and KEYX, each
     login_timeout: float = 60.0           # UNAUTHENTICATED
@@ -89,6 +93,7 @@ class ServerConfig:
     token_lifetime: float = 30 * 24 * 3600.0
     scrypt_n: int = 2**15                 # password hash cost (memory 128 * n * r bytes)
     udp_port: int | None = None           # default: same number as the TCP port
+    relay_tcp_port: int | None = None     # call relay over TCP; default UDP port + 1, -1 off
     call_ring_timeout: float = 45.0       # an unanswered dial ends after this
     public_host: str = ""                 # relay address told to clients (default: interface)
     persist: bool = True                  # False only for benchmarks: messages not stored
@@ -97,6 +102,8 @@ class ServerConfig:
     mail: MailConfig = field(default_factory=MailConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    metrics_port: int = 0                 # Prometheus /metrics and /health (0: off)
+    metrics_interface: str = "127.0.0.1"
 
     @property
     def secret_path(self) -> Path:
@@ -105,6 +112,13 @@ class ServerConfig:
     @property
     def database_path(self) -> Path:
         return Path(self.database) if self.database else self.data_dir / "messenger.sqlite"
+
+    @property
+    def database_location(self) -> str | Path:
+        """What the store opens: a PostgreSQL URL as given, else the SQLite file."""
+        if self.database.startswith(("postgresql://", "postgres://")):
+            return self.database
+        return self.database_path
 
     @property
     def server_key_path(self) -> Path:
@@ -117,3 +131,7 @@ class ServerConfig:
     @property
     def mail_spool_path(self) -> Path:
         return self.data_dir / "mail-spool"
+
+    @property
+    def control_socket_path(self) -> Path:
+        return self.data_dir / "control.sock"

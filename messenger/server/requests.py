@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from messenger.server.dispatch import ROUTES
 from messenger.server.ratelimit import Bucket
+from messenger.server.replies import Later
 from messenger.server.states import State
 from messenger.wire import jim
 from messenger.wire.errors import (
@@ -72,6 +73,12 @@ class RequestState:
         order.append(request_id)
         if len(order) > SEEN_IDS:
             self.seen.discard(order.popleft())
+
+    def forget(self, request_id: str | None) -> None:
+        """A request refused with "nothing was done, try again" (429, 503): the client may
+        send the same id again in this session (a message keeps its id until stored)."""
+        if request_id is not None:
+            self.seen.discard(request_id)
 
     def started(self, session: ServerProtocol, heavy: bool) -> None:
         self.in_flight += 1
@@ -153,6 +160,7 @@ def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
         route = ROUTES.get(action)
         if route is None:
             raise BadRequest(f"unknown action '{action[:64]}'")
+        session.ctx.metrics.request(action)
         if session.state not in route.states:
             if session.state is State.READY:
                 raise BadRequest(f"'{action}' is not allowed after login")
@@ -167,6 +175,9 @@ def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
         session.answer(request_id, ServerError("internal server error"))
         return
     if result is None:
+        return
+    if isinstance(result, Later):
+        state.started(session, False)
         return
     if isinstance(result, defer.Deferred):
         state.started(session, route.heavy)

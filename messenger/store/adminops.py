@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from messenger.store import audit, logins, premium, users
+from messenger.store.engines import MESSAGES_LOCK, engine_of
 from messenger.store.errors import LastAdmin, Missing, NotAdmin
 
 
@@ -91,7 +92,11 @@ def unlock_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
 
 def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
     """Delete an account and everything that cascades from it (contacts, messages,
-    login history, tokens); its broadcasts stay, under its name."""
+    login history, tokens); its broadcasts stay, under its name.
+
+    Waits for the message inserts running on any node (their lock), so that none of
+    them finds the account half deleted: they see it whole, or gone."""
+    engine_of(txn).lock(txn, MESSAGES_LOCK)
     row = _user(txn, name)
     if _last_admin(txn, row, now):
         raise LastAdmin(name)
@@ -167,3 +172,13 @@ def summary_txn(txn: Any, name: str) -> dict[str, Any]:
         "tokens": count("SELECT COUNT(*) FROM resume_tokens WHERE user_id = ?", row.id),
         "last_login": (last[0], last[1]) if last else None,
     }
+
+
+def usage_txn(txn: Any, limit: int, since: float) -> list[tuple[str, int, int, int]]:
+    """Who stores the most: (name, messages sent, characters sent, characters sent after
+    ``since``), the largest senders first, ``limit`` of them (``messenger-admin usage``)."""
+    txn.execute("SELECT u.name, COUNT(m.id), COALESCE(SUM(LENGTH(m.body)), 0),"
+                " COALESCE(SUM(CASE WHEN m.created >= ? THEN LENGTH(m.body) ELSE 0 END), 0)"
+                " FROM users u JOIN messages m ON m.sender_id = u.id"
+                " GROUP BY u.id, u.name ORDER BY 3 DESC, u.name LIMIT ?", (since, limit))
+    return [(row[0], row[1], row[2], row[3]) for row in txn.fetchall()]

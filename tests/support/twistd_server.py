@@ -16,6 +16,7 @@ and data dir. The log goes to ``server.log`` next to the data dir, for post-mort
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import defer, protocol, reactor, task
+from twisted.internet.error import ProcessExitedAlready
 from twisted.python.failure import Failure
 
 from messenger.wire import keys
@@ -95,6 +97,7 @@ class TwistdServer:
         self.extra_args = tuple(extra_args)
         self.log_path = self.base / "server.log"
         self.starts = 0
+        self.pythonpath: str | None = str(ROOT)   # None: what the interpreter has alone
         self._process: _ServerProcess | None = None
         self._transport: Any = None
 
@@ -118,7 +121,8 @@ class TwistdServer:
             raise RuntimeError("the server is already running")
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("PYTHON")}
-        env["PYTHONPATH"] = str(ROOT)
+        if self.pythonpath:
+            env["PYTHONPATH"] = self.pythonpath
         log_file = open(self.log_path, "ab")  # closed in _ended
         log_file.write(f"--- start {self.starts + 1}: {' '.join(self.args())}\n".encode())
         process = self._process = _ServerProcess(log_file)
@@ -134,7 +138,8 @@ class TwistdServer:
 
     def _failed_to_start(self, failure: Failure) -> Failure:
         if self.running:
-            self._transport.signalProcess("KILL")
+            with contextlib.suppress(ProcessExitedAlready):  # it may be exiting by itself
+                self._transport.signalProcess("KILL")
         tail = self.log_path.read_text("utf-8", "replace")[-3000:]
         raise RuntimeError(f"twistd did not start listening ({failure.value!r});"
                            f" log tail:\n{tail}")
@@ -154,7 +159,8 @@ class TwistdServer:
             ended.callback(None)
             return result
         process.ended.addBoth(gone)
-        self._transport.signalProcess(name)
+        with contextlib.suppress(ProcessExitedAlready):  # exited; processEnded is on its way
+            self._transport.signalProcess(name)
         return ended
 
     def kill(self) -> defer.Deferred[Any]:

@@ -99,13 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args, saved)
     if not settings.secret_file and (config_dir / "secret").exists():
         settings = settings.with_changes(secret_file=str(config_dir / "secret"))
+    input_device, output_device = _device(args.input_device), _device(args.output_device)
+
     def engine(**callbacks: Any) -> CallEngine:
-        """The devices of the command line, else those chosen in Settings (read at each
-        call, so a change applies from the next one)."""
-        chosen = desktop.settings
-        return CallEngine(reactor,
-                          input_device=_device(args.input_device or chosen.input_device),
-                          output_device=_device(args.output_device or chosen.output_device),
+        """The devices of the command line (those chosen in Settings, or in the call
+        window, are set on the engine by the call controller)."""
+        return CallEngine(reactor, input_device=input_device, output_device=output_device,
                           **callbacks)
 
     desktop = Desktop(config_dir, settings, reactor=reactor, engine_factory=engine,

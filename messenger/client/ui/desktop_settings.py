@@ -21,6 +21,7 @@ class DesktopSettingsMixin:
     login_window: Any
     main_window: Any
     conversations: Any
+    calls: Any
     key_changed: bool
     accept_new_key: bool
     log: Any
@@ -87,7 +88,12 @@ class DesktopSettingsMixin:
 
     def apply_preferences(self, settings: DesktopSettings) -> None:
         """Theme and devices: at once (devices from the next call), and saved."""
+        devices_changed = (settings.input_device, settings.output_device) != (
+            self.settings.input_device, self.settings.output_device)
         self.settings = settings
         self.save_settings()
         self.apply_theme()
+        if devices_changed and self.calls is not None:
+            self.calls.set_devices(settings.input_device or None,
+                                   settings.output_device or None)
 

@@ -1,10 +1,10 @@
 """The sound devices a user can choose for calls, for the settings dialog. No Qt here.
 
-The seam to the call engine: its device-listing API (`messenger.client.calls.audio`
-``input_devices()`` / ``output_devices()``, each a list of records with ``name``) is
-used when it is there; without it (or without pyaudio) the list is empty and calls use
-the system's default devices. Listing opens PortAudio, which can take a moment and
-prints to stderr: call `list_devices` through a thread.
+The names come from the call engine's device list (`CallEngine.list_devices`, what
+PortAudio sees); the choice is handed to the `CallController` (`set_devices`), which
+uses it for every call from then on, and kept in the desktop settings for the next run.
+The call window offers the same choice during a call (for that session). Listing opens
+PortAudio, which can take a moment: call `list_devices` through a thread.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ class DeviceLists:
 
 def list_devices() -> DeviceLists:
     """The names of the microphones and loudspeakers (blocking)."""
-    from messenger.client.calls import audio
-    inputs = getattr(audio, "input_devices", None)
-    outputs = getattr(audio, "output_devices", None)
-    if inputs is None or outputs is None:
-        return DeviceLists(problem="This version of the call engine cannot list sound"
-                                   " devices: calls use the system's default devices.")
+    from messenger.client.calls.engine import CallEngine
     try:
-        return DeviceLists([d.name for d in inputs()], [d.name for d in outputs()])
-    except Exception as error:           # pyaudio missing, no sound system at all
+        inputs, outputs = CallEngine.list_devices()
+    except Exception as error:           # a sound system that fails in its own way
         return DeviceLists(problem=f"No sound devices could be listed ({error}): calls"
                                    " use the system's default devices, if any.")
+    if not inputs and not outputs:
+        return DeviceLists(problem="No sound devices were found (or sound support is not"
+                                   " installed): calls use the system's defaults, if any.")
+    return DeviceLists([d.name for d in inputs], [d.name for d in outputs])

@@ -25,8 +25,7 @@ from PyQt5.QtWidgets import (
 )
 from twisted.internet import defer
 
-from messenger.client.ui import style
-from messenger.client.ui.devices import DeviceLists, list_devices
+from messenger.client.ui import devices, style
 from messenger.client.ui.messages import explain
 from messenger.client.ui.settings import DesktopSettings
 from messenger.client.ui.widgets import Banner
@@ -60,9 +59,9 @@ class PreferencesDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self.devices_loaded: defer.Deferred[DeviceLists] | None = None
+        self.devices_loaded: defer.Deferred[devices.DeviceLists] | None = None
         if run_blocking is not None:
-            self.devices_loaded = run_blocking(list_devices)
+            self.devices_loaded = run_blocking(devices.list_devices)
             self.devices_loaded.addCallback(self.show_devices)
         self.load_blocked()
 
@@ -107,7 +106,7 @@ class PreferencesDialog(QDialog):
         form.addRow(self.devices_note)
         return page
 
-    def show_devices(self, lists: DeviceLists) -> DeviceLists:
+    def show_devices(self, lists: devices.DeviceLists) -> devices.DeviceLists:
         for box, names in ((self.input_device, lists.inputs),
                            (self.output_device, lists.outputs)):
             chosen = box.currentData()

@@ -88,8 +88,16 @@ class ClientSessionMixin:
         self.conversations = Conversations(client, self.bridge, chat_state, self.notifier,
                                            self.reactor, self._run, self)
         self.calls = CallController(client, self._make_engine, self.reactor)
+        self.use_devices()
         self.call_bridge = CallBridge(self.calls, self)
         return client
+
+    def use_devices(self) -> None:
+        """The sound devices chosen in Settings, for the calls from now on."""
+        if self.calls is not None and (self.settings.input_device
+                                       or self.settings.output_device):
+            self.calls.set_devices(self.settings.input_device or None,
+                                   self.settings.output_device or None)
 
     def _make_engine(self, **callbacks: Any) -> Any:
         if self._engine_factory is not None:

@@ -1,16 +1,16 @@
 """The Qt-free parts of the chat list on their own: counting unread by message id, the
 feed's rules, the file on disk; links in text; grouped notifications on a task.Clock;
-the system theme's answer; the device list's seam."""
+the system theme's answer; the device list."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from twisted.internet import task
 from twisted.trial.unittest import TestCase
 
+from messenger.client.calls.engine import CallEngine
 from messenger.client.ui import devices, theme
 from messenger.client.ui.chat_state import FEED, ChatState, ChatStateFile, load_chat_state
 from messenger.client.ui.links import find_links
@@ -136,32 +136,18 @@ class ThemeTests(TestCase):
         self.assertTrue(theme.platform_prefers_dark())
 
 
-class DeviceSeamTests(TestCase):
-    def set_listing(self, name: str, value: Any) -> None:
-        """Set (or take away) one of the call engine's listing functions for a test."""
-        from messenger.client.calls import audio
-        missing = object()
-        old = getattr(audio, name, missing)
-        setattr(audio, name, value)
-        self.addCleanup(lambda: delattr(audio, name) if old is missing
-                        else setattr(audio, name, old))
-
-    def test_without_the_call_engine_listing(self) -> None:
-        """With no device-listing API in the call engine, nothing is listed and the
-        reason says calls use the default devices."""
-        for name in ("input_devices", "output_devices"):
-            self.set_listing(name, None)
-        lists = devices.list_devices()
-        self.assertEqual((lists.inputs, lists.outputs), ([], []))
-        self.assertIn("default devices", lists.problem)
-
-    def test_with_the_call_engine_listing(self) -> None:
-        """The names the call engine lists are offered (once it has the API)."""
+class DeviceListTests(TestCase):
+    def test_names_from_the_call_engine(self) -> None:
+        """The names the call engine lists are offered; none listed says why."""
         class Device:
             def __init__(self, name: str) -> None:
                 self.name = name
-        self.set_listing("input_devices", lambda: [Device("USB mic")])
-        self.set_listing("output_devices", lambda: [Device("Speakers")])
+        self.patch(CallEngine, "list_devices",
+                   staticmethod(lambda: ([Device("USB mic")], [Device("Speakers")])))
         lists = devices.list_devices()
         self.assertEqual((lists.inputs, lists.outputs, lists.problem),
                          (["USB mic"], ["Speakers"], ""))
+        self.patch(CallEngine, "list_devices", staticmethod(lambda: ([], [])))
+        lists = devices.list_devices()
+        self.assertEqual((lists.inputs, lists.outputs), ([], []))
+        self.assertIn("system's defaults", lists.problem)

@@ -11,8 +11,9 @@ from PyQt5.QtWidgets import QApplication, QMenu, QMessageBox, QPushButton
 from twisted.internet import defer
 
 from messenger.client.errors import BlockedByUser
-from messenger.client.ui import style, theme
+from messenger.client.ui import devices, style, theme
 from messenger.client.ui.chat_state import person_key
+from messenger.client.ui.settings import load_settings
 from tests.client.ui.helpers import PASSWORD, DesktopTestCase, chat_item, type_into, wait_for
 
 
@@ -125,6 +126,35 @@ class LooksTests(DesktopTestCase):
         self.assertTrue(panel.banner.isVisible())
         self.assertEqual(panel.users_table.mapTo(panel, panel.users_table.rect().topLeft()),
                          before)
+
+
+class DeviceTests(DesktopTestCase):
+    @defer.inlineCallbacks
+    def test_devices_chosen_in_settings_are_used_for_calls(self) -> Any:
+        """The Calls tab lists what the call engine finds; a choice is handed to the
+        call controller at once and kept for the next start."""
+        self.patch(devices, "list_devices",
+                   lambda: devices.DeviceLists(["USB mic"], ["Headset"]))
+        yield self.start_server()
+        alice = yield self.register("alice")
+        dialog = alice.open_preferences()
+        yield dialog.devices_loaded
+        self.assertEqual([dialog.input_device.itemText(i)
+                          for i in range(dialog.input_device.count())],
+                         ["System default", "USB mic"])
+        dialog.input_device.setCurrentIndex(1)
+        dialog.input_device.activated.emit(1)
+        self.assertEqual((alice.calls.input_device, alice.calls.output_device),
+                         ("USB mic", None))
+        self.assertEqual(alice.settings.input_device, "USB mic")
+        yield alice.shutdown()
+        again = self.make_desktop()
+        again.config_dir = alice.config_dir
+        again.settings = load_settings(alice.config_dir).with_changes(
+            server=again.settings.server, secret_file=again.settings.secret_file)
+        yield again.start()
+        yield wait_for(lambda: again.calls is not None, what="the client")
+        self.assertEqual(again.calls.input_device, "USB mic")
 
 
 class PasswordTests(DesktopTestCase):
