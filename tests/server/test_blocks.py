@@ -10,6 +10,7 @@ from twisted.trial import unittest
 
 from messenger.server.blocks import Blocks
 from tests.server.people import barrier, count, login, quit_, server_with
+from tests.support.services import OnPostgres
 
 REFUSED = "'alice' has blocked you: your messages and calls to them are refused"
 
@@ -110,6 +111,14 @@ class BlockedMessagesTests(unittest.TestCase):
         self.assertEqual((reply["response"], reply["error"]), (403, REFUSED))
         yield barrier(alice)
         self.assertFalse([m for m in alice.pushes if m.get("action") == "call_ring"])
+
+
+class BlockActionsTestsOnPostgres(OnPostgres, BlockActionsTests):
+    pass
+
+
+class BlockedMessagesTestsOnPostgres(OnPostgres, BlockedMessagesTests):
+    pass
 
 
 class BlocksComponentTests(unittest.TestCase):

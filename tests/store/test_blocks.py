@@ -1,16 +1,17 @@
-"""messenger.store.blocks on a real SQLite file: block, unblock, pages, gone users."""
+"""messenger.store.blocks on a real SQLite file and a real PostgreSQL database (the
+``...OnPostgres`` twin): block, unblock, pages, gone users."""
 
 from __future__ import annotations
 
 from messenger.store import blocks, users
 from messenger.store.errors import Duplicate, Missing
 from tests.store.test_queries import StoreCase
+from tests.support.services import OnPostgres
 
 
 class BlocksStoreTests(StoreCase):
 
-    def setUp(self):
-        super().setUp()
+    def prepare(self):
         self.alice, self.bob, self.carol = (self.user(n).id for n in ("alice", "Bob", "carol"))
 
     def test_block_list_and_unblock(self):
@@ -44,3 +45,7 @@ class BlocksStoreTests(StoreCase):
         self.write(blocks.block_txn, self.bob, self.carol, 1.0)
         self.write(users.delete_txn, self.bob)
         self.assertEqual(self.read(blocks.all_pairs_txn), [])
+
+
+class BlocksStoreTestsOnPostgres(OnPostgres, BlocksStoreTests):
+    pass

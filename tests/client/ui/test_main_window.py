@@ -229,11 +229,12 @@ class LayoutTests(DesktopTestCase):
 
     @defer.inlineCallbacks
     def test_dialogs_fit_their_labels_at_their_minimum_size(self) -> Any:
-        """The login window, the settings, the shortcuts and the search dialog at their
-        smallest show every label and button whole."""
-        main = self.alice.main_window
+        """The login window, the settings, the shortcuts, the search dialog and the
+        admin panel at their smallest show every label and button whole."""
+        main = self.alice.main_window                  # the first account: an admin
         windows = [self.alice.login_window, self.alice.open_preferences(),
-                   main.show_shortcuts(), main.open_search(), self.alice.open_settings()]
+                   main.show_shortcuts(), main.open_search(), self.alice.open_settings(),
+                   main.open_admin()]
         for window in windows:
             window.show()
             window.resize(window.minimumSizeHint().expandedTo(window.minimumSize()))
