@@ -80,12 +80,28 @@ class ChatRowDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
         return QSize(option.rect.width(), HEIGHT)
 
+    @staticmethod
+    def chat_list(index: QModelIndex) -> Any:
+        """The `ChatListModel` behind ``index`` (through the sidebar's filter)."""
+        model = index.model()
+        return model.sourceModel() if hasattr(model, "sourceModel") else model
+
+    def describe(self, index: QModelIndex) -> tuple[str | None, str, bool]:
+        """What the row shows of a chat: the presence dot (None: none, presence is not
+        known), the second line, and whether that line is a message (else a state)."""
+        item: ChatItem = index.data(ITEM_ROLE)
+        model = self.chat_list(index)
+        known = (item.kind == PERSON and model.connected and item.is_contact
+                 and not item.blocked)
+        text, is_message = preview_line(item, self.me, model.presence_words(item))
+        return (item.status if known else None), text, is_message
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex) -> None:
         item: ChatItem | None = index.data(ITEM_ROLE)
         if item is None:
             return
-        model = index.model()
+        dot, line, is_message = self.describe(index)
         painter.save()
         painter.setRenderHint(QPainter.Antialiasing)
         rect = QRectF(option.rect).adjusted(6, 2, -6, -2)
@@ -95,7 +111,7 @@ class ChatRowDelegate(QStyledItemDelegate):
             path.addRoundedRect(rect, 8, 8)
             painter.fillPath(path, QColor(style.ACCENT_SOFT if selected else style.HOVER))
         avatar = QRectF(rect.left() + 6, rect.center().y() - AVATAR / 2, AVATAR, AVATAR)
-        self._avatar(painter, avatar, item, getattr(model, "connected", False))
+        self._avatar(painter, avatar, item, dot)
         left = avatar.right() + 12
         right = rect.right() - 10
         small = QFont(option.font)
@@ -119,22 +135,22 @@ class ChatRowDelegate(QStyledItemDelegate):
             mark = QRectF(left + painter.fontMetrics().horizontalAdvance(title) + 6,
                           top.center().y() - 6, 12, 12)
             paint_muted(painter, mark, QColor(style.MUTED))
-        self._second_line(painter, option, item, model, QRectF(left, rect.top() + 33,
-                                                              right - left, 20))
+        self._second_line(painter, option, item, (line, is_message),
+                          QRectF(left, rect.top() + 33, right - left, 20))
         painter.restore()
 
-    def _avatar(self, painter: QPainter, rect: QRectF, item: ChatItem, connected: bool
-                ) -> None:
+    @staticmethod
+    def _avatar(painter: QPainter, rect: QRectF, item: ChatItem, dot: str | None) -> None:
         if item.kind == FEED_KIND:
             paint_symbol_avatar(painter, rect, style.ACCENT, "⌂")
         elif item.kind == NOTICES_KIND:
             paint_symbol_avatar(painter, rect, "#64748b", "i")
         else:
-            known = connected and item.is_contact and not item.blocked
-            style.paint_avatar(painter, rect, item.title, item.status if known else None)
+            style.paint_avatar(painter, rect, item.title, dot)
 
-    def _second_line(self, painter: QPainter, option: QStyleOptionViewItem, item: ChatItem,
-                     model: Any, rect: QRectF) -> None:
+    @staticmethod
+    def _second_line(painter: QPainter, option: QStyleOptionViewItem, item: ChatItem,
+                     line: tuple[str, bool], rect: QRectF) -> None:
         small = QFont(option.font)
         small.setPointSizeF(max(7.0, option.font.pointSizeF() - 1))
         painter.setFont(small)
@@ -152,9 +168,8 @@ class ChatRowDelegate(QStyledItemDelegate):
             painter.setPen(QColor("white"))
             painter.drawText(badge, Qt.AlignCenter, label)
             painter.setFont(small)
-        words = model.presence_words(item) if hasattr(model, "presence_words") else ""
-        text, is_message = preview_line(item, self.me, words)
-        online = (not is_message and item.kind == PERSON and words == "Online")
+        text, is_message = line
+        online = not is_message and item.kind == PERSON and text == "Online"
         painter.setPen(QColor(style.SUCCESS if online else style.MUTED))
         width = rect.width() - badge_width - (8 if badge_width else 0)
         painter.drawText(QRectF(rect.left(), rect.top(), width, rect.height()),

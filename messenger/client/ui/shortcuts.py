@@ -5,6 +5,7 @@ disagree."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QKeySequence
@@ -82,6 +83,7 @@ class ShortcutsDialog(QDialog):
         self.table.setSelectionMode(QTableWidget.NoSelection)
         self.table.setShowGrid(False)
         self.table.setWordWrap(True)
+        self.table.setFocusPolicy(Qt.NoFocus)
         for row, (keys, words) in enumerate(entries):
             key_item = QTableWidgetItem(keys)
             font = key_item.font()
@@ -92,10 +94,14 @@ class ShortcutsDialog(QDialog):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.Stretch)
-        self.table.resizeRowsToContents()
+        header.sectionResized.connect(lambda *_: self.table.resizeRowsToContents())
         layout.addWidget(self.table, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.setMinimumSize(360, 300)
         self.resize(560, 520)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.table.resizeRowsToContents()       # the words wrap to the final width

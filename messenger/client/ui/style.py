@@ -8,7 +8,7 @@ import gc
 import zlib
 
 from PyQt5.QtCore import QPointF, QRectF, Qt
-from PyQt5.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPixmap, QPolygonF
+from PyQt5.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
 from PyQt5.QtWidgets import QApplication, QPushButton, QWidget
 
 from messenger.client.ui import theme
@@ -240,7 +240,7 @@ def paint_avatar(painter: QPainter, rect: QRectF, name: str,
         size = max(8.0, rect.width() * 0.3)
         dot = QRectF(rect.right() - size + 1, rect.bottom() - size + 1, size, size)
         painter.setBrush(QColor(PRESENCE_COLOURS.get(presence, PRESENCE_COLOURS["offline"])))
-        painter.setPen(QColor("white"))
+        painter.setPen(QPen(QColor(SURFACE), 1.5))      # a ring in the background's colour
         painter.drawEllipse(dot)
     painter.restore()
 

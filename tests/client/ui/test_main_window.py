@@ -143,12 +143,15 @@ class TruthfulStateTests(DesktopTestCase):
         self.assertEqual(pane.header.subtitle.full_text(), "online")
         seen: list[tuple[float, str, str, bool]] = []
 
+        sidebar = main.sidebar
+        row = lambda: sidebar.proxy.index(sidebar.keys_in_order().index("@bob"), 0)  # noqa: E731
+        self.assertEqual(sidebar.delegate.describe(row())[0], "online")    # the dot
+
         def on_state(state: Any) -> None:
             if not state.logged_in and not seen:
-                item = chat_item(alice, "bob")
+                dot, line, _ = sidebar.delegate.describe(row())
                 seen.append((reactor.seconds(), pane.header.subtitle.full_text(),
-                             alice.conversations.model.presence_words(item),
-                             pane.call_button.isEnabled()))
+                             (dot, line), pane.call_button.isEnabled()))
         alice.bridge.state.connect(on_state)          # after the windows' own slots
         stopped_at = reactor.seconds()
         yield self.stop_server()
@@ -156,7 +159,7 @@ class TruthfulStateTests(DesktopTestCase):
         when, header, presence, can_call = seen[0]
         self.assertLess(when - stopped_at, 1.0)
         self.assertEqual((header, presence, can_call),
-                         ("connecting…", "Presence unknown while offline", False))
+                         ("connecting…", (None, "Presence unknown while offline"), False))
         self.assertFalse(alice.conversations.model.connected)
         yield wait_for(lambda: main.state_label.full_text().startswith("Reconnecting in "),
                        what="the countdown")
