@@ -192,6 +192,7 @@ class ServerContext:
         now = self.clock.seconds()
         for connection in list(self.connections):
             connection.check_alive(now)
+        self.refusals.flush_if_due(now)
         self.limits.prune()
         self.admission.prune()
         self.trimmer.check(len(self.connections))
