@@ -44,7 +44,8 @@ def server_name(r: dict[str, Any]) -> str:
     if kind == "messenger":
         persist = {True: "persist", False: "no-persist"}.get(r.get("persist"), "?")
         return f"messenger {r.get('cipher')} {persist}"
-    return {"floor": "floor (relay_server.py)", "ejabberd": "ejabberd 23.01"}.get(kind, "prosody 0.12")
+    names = {"floor": "floor (relay_server.py)", "ejabberd": "ejabberd 23.01"}
+    return names.get(kind, "prosody 0.12")
 
 
 def delivery_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -82,6 +83,11 @@ def delivery_table(rows: list[dict[str, Any]]) -> list[str]:
 PEERS = ("prosody", "ejabberd", "floor")
 
 
+def _ratio(ours: tuple[float, float], peer: tuple[float, float] | None, i: int) -> str:
+    """ours[i] / peer[i] with two decimals, or a dash without that peer."""
+    return f"{ours[i] / peer[i]:.2f}" if peer else "–"
+
+
 def ratio_table(rows: list[dict[str, Any]]) -> list[str]:
     """Means per (label, P, rate) of passing runs, and ratios to the peers at the same P and rate.
 
@@ -113,13 +119,11 @@ def ratio_table(rows: list[dict[str, Any]]) -> list[str]:
         p = {name: means(peers.get((name, pairs, rate))) for name in PEERS}
         cores = mean(r.get("server_cpu_util") or 0.0 for r in rs)
 
-        def ratio(name: str, i: int) -> str:
-            return f"{m[i] / p[name][i]:.2f}" if p[name] else "–"
-
         out.append("| " + " | ".join([
             label, f(pairs), f(rate) if rate else "closed", f(len(rs)), f(m[0], 0), f(m[1], 1),
-            f(cores, 2), ratio("prosody", 0), ratio("prosody", 1), ratio("ejabberd", 0),
-            ratio("ejabberd", 1), ratio("floor", 1)]) + " |")
+            f(cores, 2), _ratio(m, p["prosody"], 0), _ratio(m, p["prosody"], 1),
+            _ratio(m, p["ejabberd"], 0), _ratio(m, p["ejabberd"], 1),
+            _ratio(m, p["floor"], 1)]) + " |")
     return out
 
 
