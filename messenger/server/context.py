@@ -23,6 +23,7 @@ from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
+from messenger.server.directwrite import CORK
 from messenger.server.limits import Limits, lockout_policy
 from messenger.server.maintenance import Maintenance
 from messenger.server.memory import Trimmer
@@ -68,11 +69,12 @@ class ServerContext:
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(
-            db, messages.insert_batch_txn, on_batch=self.metrics.batch_committed)
+            db, messages.insert_batch_txn, on_batch=self.metrics.batch_committed,
+            settling=CORK)
         # Group messages commit apart, so the direct path stays as it was; one writer
         # orders both, and their callbacks (pushes) follow the id order.
         self.group_messages: GroupCommit[Any, Any] = GroupCommit(
-            db, groupmsgs.MemberCache().insert_batch_txn)
+            db, groupmsgs.MemberCache().insert_batch_txn, settling=CORK)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))

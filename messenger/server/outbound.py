@@ -33,6 +33,8 @@ from typing import Any
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from messenger.server.directwrite import direct_writer
+
 HOLD_READING_AT = 64 * 1024
 
 
@@ -79,7 +81,7 @@ class Outbound:
 
     def __init__(self, transport: Any, limit: int, gate: ReadGate,
                  on_overflow: Callable[[int], None]) -> None:
-        self._write = transport.write
+        self._write = direct_writer(transport)
         self.limit = limit
         self.paused = False
         self.queued = 0          # bytes written while the transport held us back

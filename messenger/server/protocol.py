@@ -29,6 +29,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
 from messenger.server import replies, requests
+from messenger.server.directwrite import CORK
 from messenger.server.keepalive import KeepaliveMixin
 from messenger.server.metrics import reply_code
 from messenger.server.outbound import Outbound, ReadGate
@@ -118,7 +119,8 @@ class ServerProtocol(KeepaliveMixin, Int32StringReceiver):
             return
         self._receiving = True
         try:
-            super().dataReceived(data)
+            with CORK:   # the answers to one read leave as one send per connection
+                super().dataReceived(data)
         finally:
             self._receiving = False
 
