@@ -326,9 +326,11 @@ class ServerProtocol(KeepaliveMixin, Int32StringReceiver):
     # -- sending --------------------------------------------------------------------------
 
     def sendString(self, string: bytes) -> None:
-        """A plain (handshake-phase) frame."""
+        """A plain (handshake-phase) frame, on the reactor's next turn as Twisted writes: a
+        TLS client on this port gets its hello out before our challenge reaches it, so
+        the refusal can name it (`is_tls_hello`)."""
         if self.outbound is not None and not self._lost:
-            self.outbound.write(_prefix(len(string)) + string)
+            self.outbound.write(_prefix(len(string)) + string, direct=False)
 
     def push_encoded(self, payload: bytes, reply: bool = False) -> None:
         """Send an already encoded JIM object (a push, or with ``reply`` the answer to one
