@@ -67,6 +67,7 @@ class BenchConnection(Protocol):
         self.sock: Any = None
         self.t_start = time.monotonic_ns()
         self.t_ready = 0
+        self.probes = 0             # keepalive probes answered
         self._login_id = ""
 
     # -- framing ----------------------------------------------------------------------------
@@ -218,6 +219,7 @@ class BenchConnection(Protocol):
             return False
         probe = json.loads(plaintext)
         self.send_jim({"response": 200, "id": probe.get("id"), "time": time.time()})
+        self.probes += 1
         return True
 
     def close(self) -> None:
