@@ -8,8 +8,9 @@ stay silent for --hold seconds (answering the server's keepalive probes if any c
 the server's RSS is read again. With --then-hold they stay connected that much longer after
 the reading, and --ready-file is written at the reading: scripts/bench/conns_traffic.sh
 starts active one-to-one traffic then, to see what the held connections cost it.
-Reported: server RSS before the first connection and with all N held, KiB per connection (the difference over N), the server CPU spent connecting
-and its utilisation while the connections sit idle, and the file-descriptor limits in
+Reported: server RSS before the first connection and with all N held, KiB per connection
+(the difference over N), the server CPU spent connecting and its utilisation while the
+connections sit idle, the keepalive probes answered, and the file-descriptor limits in
 force. RLIMIT_NOFILE is raised for this process; the server's must be raised by whoever
 starts it (scripts/bench/server.sh does). Bounded by N and by --max-seconds.
 """
