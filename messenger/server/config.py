@@ -70,6 +70,15 @@ class TlsConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """Cluster mode (docs/SCALING.md): nodes sharing PostgreSQL, routed over Redis."""
+
+    redis: str = ""                # redis://[:PASSWORD@]HOST:PORT/DB; empty: one node
+    node_name: str = ""            # unique in the cluster (default: host name and port)
+    relay_address: str = ""        # HOST:PORT clients reach this node's UDP relay at
+
+
+@dataclass
 class ServerConfig:
     port: int = 7777
     interface: str = ""
@@ -101,6 +110,7 @@ class ServerConfig:
     mail: MailConfig = field(default_factory=MailConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def secret_path(self) -> Path:

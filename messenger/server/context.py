@@ -55,14 +55,22 @@ class ServerContext:
         self.secret = secret
         self.server_key = server_key
         self.mailer = mailer
-        self.router = Router(clock)
-        self.presence = Presence(self.router, clock)
+        self.cluster: Any = None
+        if config.cluster.redis:
+            # Cluster mode (docs/SCALING.md); the embedded default never imports it.
+            from messenger.server.cluster.node import ClusterNode
+            self.cluster = ClusterNode(self, db)
+            self.router: Router = self.cluster.router
+            self.presence: Presence = self.cluster.presence
+        else:
+            self.router = Router(clock)
+            self.presence = Presence(self.router, clock)
         self.directory = Directory(db)
         limits = config.limits
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
-        self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
+        self.messages: GroupCommit[Any, Any] = self.group_commit(db, messages.insert_batch_txn)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))
@@ -71,13 +79,23 @@ class ServerContext:
         self.lockout_policy = lockout_policy(limits)
         self.maintenance = Maintenance(db, clock, config.retention_days)
         self.call_table = CallTable()
-        self.calls = CallService(self.router, self.call_table, clock,
-                                 config.call_ring_timeout, config.public_host)
+        if self.cluster is not None:
+            self.calls: CallService = self.cluster.make_calls(self.call_table, config)
+        else:
+            self.calls = CallService(self.router, self.call_table, clock,
+                                     config.call_ring_timeout, config.public_host)
         self.next_volatile_id = 1  # message ids when persistence is off (benchmarks only)
         self.connections: set[Any] = set()     # every open connection, in any state
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._sweeper: task.LoopingCall | None = None
         self._account_check: task.LoopingCall | None = None
+
+    def group_commit(self, db: Database, batch_txn: Any) -> GroupCommit[Any, Any]:
+        """A group commit for message rows; in a cluster its batches keep their place in
+        the cluster's id order (`messenger.server.cluster.stream`)."""
+        if self.cluster is not None:
+            return self.cluster.stream.group_commit(db, batch_txn)
+        return GroupCommit(db, batch_txn)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -202,8 +220,14 @@ class ServerContext:
         """Drop everything kept in memory about a deleted account: its live session (told
         ``why``), its place in others' presence and contact lists, the directory entry,
         its call and what the limits count for it. Ids are never reused, but nothing
-        keyed by a dead id should outlive it."""
-        self.router.end_session(user_id, why)
+        keyed by a dead id should outlive it. In a cluster every node does the same."""
+        if self.cluster is not None:
+            self.cluster.account_deleted(user_id, name, why)
+        self.forget_account(user_id, name, why)
+
+    def forget_account(self, user_id: int, name: str, why: str) -> None:
+        """`account_deleted`, on this node only."""
+        Router.end_session(self.router, user_id, why)   # here; the others were told
         self.presence.forget(user_id)
         self.directory.forget(name)
         self.calls.user_gone(user_id)

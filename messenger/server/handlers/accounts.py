@@ -169,7 +169,20 @@ def _complete_login(session: Session, row: users.UserRow, method: str, remember:
         if new_token_hash is not None:
             _revoke_quietly(ctx, new_token_hash)
         return None
-    if not ctx.router.attach(row.id, session):
+    try:
+        # A cluster's router takes the account's lease in Redis: a Deferred there.
+        attached = yield ctx.router.attach(row.id, session)
+    except ServiceUnavailable:
+        if new_token_hash is not None:
+            _revoke_quietly(ctx, new_token_hash)
+        raise
+    if session.state is not State.UNAUTHENTICATED:
+        if attached:
+            ctx.router.detach(row.id, session)
+        if new_token_hash is not None:
+            _revoke_quietly(ctx, new_token_hash)
+        return None
+    if not attached:
         if new_token_hash is not None:
             _revoke_quietly(ctx, new_token_hash)
         _conflict(session, row.id)
