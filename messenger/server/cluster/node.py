@@ -102,6 +102,7 @@ class ClusterNode:
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
+        self._started = False
         self._stop_polling()
         self.ctx.calls.stop()
         self.stream.stop()

@@ -16,7 +16,10 @@ def call_dial(session: Any, request: dict[str, Any]) -> Any:
     target = yield ctx.directory.lookup(request["user_id"])
     if target is None:
         raise NotFound(f"no user named '{request['user_id']}'")
-    return ctx.calls.dial(session, target.id, target.name, list(request.get("codecs") or []))
+    # A cluster's call service answers with a Deferred (the call may live on another node).
+    result = yield ctx.calls.dial(session, target.id, target.name,
+                                  list(request.get("codecs") or []))
+    return result
 
 
 def call_hangup(session: Any, request: dict[str, Any]) -> dict[str, Any]:

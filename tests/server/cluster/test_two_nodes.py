@@ -1,0 +1,106 @@
+"""Two nodes of a cluster (real PostgreSQL and Redis, real sockets): users on different
+nodes exchange messages, see each other's presence, get a broadcast, call, and cannot log
+in twice."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.server.cluster.nodes import start_nodes, user_on, wait_until
+from tests.support import jimclient
+
+
+class TwoNodesTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.a, self.b = yield start_nodes(self)
+        self.alice = yield user_on(self, self.a, "alice")      # the first: an admin
+        self.bob = yield user_on(self, self.b, "bob")
+        for me, other in ((self.alice, "bob"), (self.bob, "alice")):
+            reply = yield me.request("add_contact", user_id=other)
+            self.assertEqual(reply["response"], 201, reply)
+
+    @defer.inlineCallbacks
+    def test_messages_both_ways(self):
+        """A message to a user on the other node is acknowledged and pushed to them,
+        in both directions, with the same id the sender was given."""
+        ack = yield self.alice.request("msg", to="bob", message="hello from a")
+        self.assertEqual(ack["response"], 200, ack)
+        push = yield self.bob.wait_push("msg")
+        self.assertEqual((push["msg_id"], push["from"], push["message"]),
+                         (ack["msg_id"], "alice", "hello from a"))
+        ack = yield self.bob.request("msg", to="alice", message="hello from b")
+        push = yield self.alice.wait_push("msg")
+        self.assertEqual((push["msg_id"], push["from"]), (ack["msg_id"], "bob"))
+
+    @defer.inlineCallbacks
+    def test_presence_across_nodes(self):
+        """Contacts on the other node are seen online in the contact list, and a change
+        of status is pushed across."""
+        yield wait_until(lambda: self.a.ctx.presence.status_of(
+            self.b.ctx.directory.cached("bob").id) == "online", what="bob online on a")
+        reply = yield self.alice.request("get_contacts")
+        self.assertEqual(reply["alert"], [{"account_name": "bob", "status": "online"}])
+        reply = yield self.bob.request("presence", status="away")
+        self.assertEqual(reply["response"], 200)
+        push = yield self.alice.wait_push("presence")
+        while push["status"] != "away":
+            push = yield self.alice.wait_push("presence")
+        self.assertEqual(push["account_name"], "bob")
+        yield self.bob.close()
+        push = yield self.alice.wait_push("presence")
+        while push["status"] != "offline":
+            push = yield self.alice.wait_push("presence")
+        self.assertEqual(push["account_name"], "bob")
+
+    @defer.inlineCallbacks
+    def test_broadcast_reaches_other_node(self):
+        """A broadcast from a user on one node is pushed to users on the other."""
+        reply = yield self.alice.request("broadcast", message="to everyone")
+        self.assertEqual(reply["response"], 200, reply)
+        push = yield self.bob.wait_push("broadcast")
+        self.assertEqual((push["from"], push["message"]), ("alice", "to everyone"))
+
+    @defer.inlineCallbacks
+    def test_call_across_nodes(self):
+        """Alice (node a) calls bob (node b): the ring crosses, bob's answer goes to the
+        node that owns the call, both are told the same relay (a's --relay-address), and
+        a hang-up on b ends it for both."""
+        yield wait_until(lambda: self.a.ctx.presence.status_of(
+            self.a.ctx.directory.cached("bob").id if self.a.ctx.directory.cached("bob")
+            else 0) == "online", what="bob online on a")
+        reply = yield self.alice.request("call_dial", user_id="bob", codecs=["pcm"])
+        self.assertEqual((reply["response"], reply["state"]), (200, "ringing"), reply)
+        ring = yield self.bob.wait_push("call_ring")
+        self.assertEqual((ring["from"], ring["call_id"]), ("alice", reply["call_id"]))
+        busy = yield self.bob.request("call_dial", user_id="carol")
+        self.assertIn(busy["response"], (404, 409), busy)
+        answer = yield self.bob.request("call_dial", user_id="alice", codecs=["pcm"])
+        self.assertEqual((answer["response"], answer["state"]), (200, "active"), answer)
+        start_a = yield self.alice.wait_push("call_start")
+        start_b = yield self.bob.wait_push("call_start")
+        self.assertEqual(start_a["relay"], ["127.0.0.1", 4000])
+        self.assertEqual(start_b["relay"], ["127.0.0.1", 4000])
+        self.assertEqual(start_a["key"], start_b["key"])
+        reply = yield self.bob.request("call_hangup", call_id=reply["call_id"])
+        self.assertEqual(reply["response"], 200, reply)
+        end_a = yield self.alice.wait_push("call_end")
+        end_b = yield self.bob.wait_push("call_end")
+        self.assertEqual((end_a["by"], end_b["reason"]), ("bob", "hangup"))
+
+    @defer.inlineCallbacks
+    def test_second_login_on_other_node(self):
+        """While bob is online on b, logging in as bob on a is refused with 409 "already
+        connected"; after bob quits, it succeeds."""
+        client = yield jimclient.connect(self, self.a.tcp_port)
+        reply = yield client.request("authenticate", user={
+            "account_name": "bob", "password": "correct horse"})
+        self.assertEqual(reply["response"], 409, reply)
+        self.assertIn("already connected", reply["error"])
+        yield self.bob.request("quit")
+        yield self.bob.closed
+        client = yield user_on(self, self.a, "bob", register=False)
+        reply = yield client.request("get_contacts")
+        self.assertEqual(reply["response"], 202)
