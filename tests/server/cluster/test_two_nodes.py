@@ -104,3 +104,49 @@ class TwoNodesTests(unittest.TestCase):
         client = yield user_on(self, self.a, "bob", register=False)
         reply = yield client.request("get_contacts")
         self.assertEqual(reply["response"], 202)
+
+
+class AdminAcrossNodesTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_lock_and_delete_end_the_session_on_the_other_node_at_once(self):
+        """An administrator on one node locks a user online on the other: that session
+        is told and closed at once; deleting another user does the same."""
+        a, b = yield start_nodes(self)
+        admin = yield user_on(self, a, "root")
+        bob = yield user_on(self, b, "bob")
+        carol = yield user_on(self, b, "carol")
+        reply = yield admin.request("admin_lock", user_id="bob")
+        self.assertEqual(reply["response"], 200, reply)
+        notice = yield bob.wait_push("notice")
+        self.assertIn("locked", notice["message"])
+        yield jimclient.wait_closed(bob)
+        reply = yield admin.request("admin_delete_user", user_id="carol")
+        self.assertEqual(reply["response"], 200, reply)
+        notice = yield carol.wait_push("notice")
+        self.assertIn("deleted", notice["message"])
+        yield jimclient.wait_closed(carol)
+        yield wait_until(lambda: b.ctx.router.online_count() == 0, what="b empty")
+
+
+class OrderTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_messages_from_both_nodes_arrive_in_id_order_once(self):
+        """Senders on both nodes write to one recipient at the same time: the recipient
+        gets every message once, in id order (a push never overtakes a lower id, which
+        the client would drop)."""
+        a, b = yield start_nodes(self)
+        bob = yield user_on(self, b, "bob")
+        senders = []
+        for node, name in ((a, "ann"), (b, "ben"), (a, "amy")):
+            client = yield user_on(self, node, name)
+            senders.append(client)
+        acks = yield defer.gatherResults([
+            client.request("msg", to="bob", message=f"{n}")
+            for n in range(80) for client in senders])
+        self.assertEqual({ack["response"] for ack in acks}, {200})
+        yield wait_until(lambda: len([p for p in bob.pushes if p["action"] == "msg"]) >= 240,
+                         what="240 pushes")
+        ids = [p["msg_id"] for p in bob.pushes if p["action"] == "msg"]
+        self.assertEqual(ids, sorted(ack["msg_id"] for ack in acks))
