@@ -77,6 +77,9 @@ class ClusterRouter(Router):
             return failure
         return d.addCallbacks(leased, failed)
 
+    def login_wait(self) -> float | None:
+        return None if self.node.logins_open() else LOGIN_RETRY
+
     def detach(self, user_id: int, session: Session) -> None:
         if self._sessions.get(user_id) is session:
             del self._sessions[user_id]

@@ -112,6 +112,10 @@ def _rehash_later(session: Session, row: users.UserRow, password: str) -> None:
 
 
 def _check_login_rate(session: Session) -> None:
+    wait = session.ctx.router.login_wait()
+    if wait is not None:    # a cluster whose Redis is away: nothing is done (no account)
+        raise ServiceUnavailable("the cluster's session registry (Redis) is unavailable;"
+                                 " try again shortly", wait)
     allowed, retry = session.ctx.limits.allow_login(session.address)
     if not allowed:
         raise TooManyRequests("too many login attempts from your address; try again later",
