@@ -110,6 +110,12 @@ class Leases:
             return holder.split(b"|", 1)[0].decode("utf-8", "replace")
         return d.addCallback(done)
 
+    def holder(self, user_id: int) -> defer.Deferred[str | None]:
+        """The name of the node whose session holds the account, or None."""
+        d = self.bus.link.command("GET", self.key(user_id))
+        return d.addCallback(lambda value: value.split(b"|", 1)[0].decode("utf-8", "replace")
+                             if isinstance(value, bytes) else None)
+
     def release(self, user_id: int) -> None:
         value = self.mine.pop(user_id, None)
         if value is not None and self.bus.link.available:

@@ -25,11 +25,12 @@ from messenger.server.cluster.bus import HEARTBEAT, Envelope, NodeBus
 from messenger.server.cluster.calls import ClusterCalls
 from messenger.server.cluster.leases import Leases
 from messenger.server.cluster.presence import ClusterPresence
-from messenger.server.cluster.redis import RedisLink
+from messenger.server.cluster.redis import RedisLink, RedisUnavailable
 from messenger.server.cluster.router import ClusterRouter
 from messenger.server.cluster.settings import parse_host_port, parse_redis_url
 from messenger.server.cluster.stream import MessageStream
 from messenger.server.router import Router
+from messenger.wire.errors import BadRequest, MessengerError
 
 SETTLE = 2 * HEARTBEAT      # after Redis comes back, before logins open again
 POLL_WHILE_DOWN = 2.0       # seconds between reads of missed messages while Redis is away
@@ -71,6 +72,7 @@ class ClusterNode:
             "presence_all": self.presence.remote_list, "hello": self._on_hello,
             "account_deleted": self._on_account_deleted,
         })
+        self.bus.rpc_handlers["account_changed"] = self._rpc_account_changed
         self._open_at: float | None = None
         self._poll: task.LoopingCall | None = None
         self._started = False
@@ -148,6 +150,26 @@ class ClusterNode:
 
     def account_deleted(self, user_id: int, name: str, why: str) -> None:
         self.bus.send("account_deleted", u=user_id, a=name, w=why)
+
+    @defer.inlineCallbacks
+    def account_changed(self, user_id: int) -> Any:
+        """messenger-admin changed an account whose session may be on another node: the
+        node holding its lease applies it (``ServerContext.account_changed``)."""
+        try:
+            holder = yield self.leases.holder(user_id)
+            if holder is None or holder == self.name:
+                return "offline"
+            result = yield self.bus.rpc(holder, "account_changed", {"u": user_id})
+        except (RedisUnavailable, MessengerError) as error:
+            # The control socket reports it; the node's 10 s account check still applies it.
+            raise ValueError(f"the cluster could not be asked: {error}") from None
+        return result
+
+    def _rpc_account_changed(self, args: dict[str, Any]) -> Any:
+        user_id = args["u"]
+        if type(user_id) is not int:
+            raise BadRequest("bad user id")
+        return self.ctx.account_changed(user_id, here_only=True)
 
     # -- in -------------------------------------------------------------------------------
 

@@ -140,8 +140,9 @@ class MessageStream:
             self._timer.cancel()
         self._timer = None
 
-    def group_commit(self, db: Any, batch_txn: Any) -> GroupCommit[Any, Any]:
-        return ChainedGroupCommit(db, store_stream.chained(batch_txn), self)
+    def group_commit(self, db: Any, batch_txn: Any, on_batch: Any = None
+                     ) -> GroupCommit[Any, Any]:
+        return ChainedGroupCommit(db, store_stream.chained(batch_txn), self, on_batch)
 
     # -- a batch of this node -------------------------------------------------------------
 
@@ -290,8 +291,9 @@ class ChainedGroupCommit(GroupCommit[Any, Any]):
     """A group commit whose batches know their place in the chain: the stream hears of
     each batch before its rows' callbacks (which push) and after them."""
 
-    def __init__(self, db: Any, batch_txn: Any, stream: MessageStream) -> None:
-        super().__init__(db, batch_txn)
+    def __init__(self, db: Any, batch_txn: Any, stream: MessageStream,
+                 on_batch: Any = None) -> None:
+        super().__init__(db, batch_txn, on_batch=on_batch)
         self.stream = stream
 
     def _committed(self, results: Any, items: list[Any], tokens: list[Any]) -> None:
