@@ -4,9 +4,12 @@ in twice."""
 
 from __future__ import annotations
 
-from twisted.internet import defer
+import io
+
+from twisted.internet import defer, threads
 from twisted.trial import unittest
 
+from messenger.admin import cli as admin_cli
 from tests.server.cluster.nodes import start_nodes, user_on, wait_until
 from tests.support import jimclient
 
@@ -127,6 +130,24 @@ class AdminAcrossNodesTests(unittest.TestCase):
         self.assertIn("deleted", notice["message"])
         yield jimclient.wait_closed(carol)
         yield wait_until(lambda: b.ctx.router.online_count() == 0, what="b empty")
+
+
+    @defer.inlineCallbacks
+    def test_messenger_admin_lock_reaches_the_node_holding_the_session(self):
+        """messenger-admin on node a's data dir locks a user online on node b: a's
+        control socket passes it to b over the bus, and b closes the session at once."""
+        a, b = yield start_nodes(self)
+        yield user_on(self, a, "root")
+        bob = yield user_on(self, b, "bob")
+        out = io.StringIO()
+        status = yield threads.deferToThread(admin_cli.main, [
+            "--data-dir", str(a.config.data_dir), "--database", a.config.database,
+            "lock", "bob"], out, out)
+        self.assertEqual(status, 0, out.getvalue())
+        self.assertIn("disconnected from the running server", out.getvalue())
+        notice = yield bob.wait_push("notice")
+        self.assertIn("locked", notice["message"])
+        yield jimclient.wait_closed(bob)
 
 
 class OrderTests(unittest.TestCase):
