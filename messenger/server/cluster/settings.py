@@ -36,9 +36,11 @@ def parse_redis_url(url: str) -> RedisAddress:
     if not host:
         raise ValueError("the Redis URL needs a host")
     try:
-        port = parts.port or 6379
+        port = parts.port if parts.port is not None else 6379
     except ValueError:
-        raise ValueError("the Redis URL's port must be 1..65535") from None
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ValueError("the Redis URL's port must be 1..65535")
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ValueError("the Redis URL's database must be a number (redis://HOST:PORT/0)")
