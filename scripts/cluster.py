@@ -81,7 +81,16 @@ def accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_postgres(base: Path, state: dict) -> str:
+def create_database(port: int, name: str) -> None:
+    import psycopg2
+    connection = psycopg2.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    connection.autocommit = True
+    connection.cursor().execute(f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C'"
+                                " LC_CTYPE 'C' TEMPLATE template0")
+    connection.close()
+
+
+def start_postgres(base: Path, state: dict, database: str | None = "messenger") -> str:
     if not PG_BIN:
         raise SystemExit("cluster: PostgreSQL is not installed (./dev install)")
     bindir = PG_BIN[-1]
@@ -111,12 +120,9 @@ def start_postgres(base: Path, state: dict) -> str:
         except psycopg2.OperationalError:
             return False
     wait(ready, "PostgreSQL")
-    connection = psycopg2.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
-    connection.autocommit = True
-    connection.cursor().execute("CREATE DATABASE messenger ENCODING 'UTF8' LC_COLLATE 'C'"
-                                " LC_CTYPE 'C' TEMPLATE template0")
-    connection.close()
-    return f"postgresql://postgres@127.0.0.1:{port}/messenger"
+    if database is not None:
+        create_database(port, database)
+    return f"postgresql://postgres@127.0.0.1:{port}/{database or 'postgres'}"
 
 
 def start_redis(base: Path, state: dict) -> str:
