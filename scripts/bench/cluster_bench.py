@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():   # run with the project venv
-    os.execv(str(ROOT / ".venv" / "bin" / "python"), [sys.executable, *sys.argv])
+    os.execv(str(ROOT / ".venv" / "bin" / "python"), [sys.executable, *sys.argv])  # noqa: S606
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
