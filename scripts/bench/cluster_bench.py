@@ -2,6 +2,7 @@
 """The cluster's benchmark (docs/BENCHMARKS.md, "Cluster"): one command for a sitting.
 
     scripts/bench/cluster_bench.py [--rounds N] [--quick] [--json-out FILE]
+    BENCH_PROFILE_DIR=DIR scripts/bench/cluster_bench.py --configs pg-redis-2 --loads closed
 
 For each round, interleaved, on fresh servers (fresh data dirs, a fresh PostgreSQL
 database per run): one node on SQLite (the embedded default), one node on PostgreSQL,
@@ -54,7 +55,12 @@ def start_node(base: Path, name: str, key: Path, extra: list[str]) -> tuple[int,
     port = dev_cluster.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(ROOT)
-    pid = dev_cluster.spawn([TWISTD, "-n", "--pidfile=", "--logfile", str(base / f"{name}.log"),
+    profile = []
+    if os.environ.get("BENCH_PROFILE_DIR"):     # cProfile of each node, written at its stop
+        profile = ["--profile", str(Path(os.environ["BENCH_PROFILE_DIR"]) / f"{name}.prof"),
+                   "--profiler", "cprofile", "--savestats"]
+    pid = dev_cluster.spawn([TWISTD, "-n", "--pidfile=", *profile,
+                             "--logfile", str(base / f"{name}.log"),
                              "messenger", "--data-dir", str(data), "--port", str(port),
                              "--interface", "127.0.0.1", "--udp-port", "0",
                              "--relay-tcp-port", "-1", *QUIET, *extra],
@@ -136,11 +142,16 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="short runs (a harness check)")
     ap.add_argument("--json-out", default=str(ROOT / "docs" / "bench-results" / "cluster.jsonl"))
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--loads", default="closed,rate", help="closed, rate or both")
+    ap.add_argument("--messages", type=int, default=0, help="-M of the closed loop")
     args = ap.parse_args()
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     messages = (200, 60) if args.quick else (1600, 300)
-    loads = {"closed P=100": ["-P", "100", "-W", "50", "-M", str(messages[0])],
+    loads = {"closed P=100": ["-P", "100", "-W", "50", "-M", str(args.messages or messages[0])],
              "2000 msg/s": ["-P", "100", "-M", str(messages[1]), "--rate", "2000"]}
+    wanted = args.loads.split(",")
+    loads = {label: load for label, load in loads.items()
+             if ("closed" if label.startswith("closed") else "rate") in wanted}
     base = Path(tempfile.mkdtemp(prefix="bench-services-"))
     base.chmod(0o755)
     state: dict = {"pids": {}}
