@@ -162,3 +162,18 @@ class StreamTests(unittest.TestCase):
         self.clock.advance(0)
         self.assertEqual(len(self.bob.frames), 2)
         self.assertEqual(self.bob.frames[1], b"m2")
+
+
+class EmbeddedDefaultTests(unittest.TestCase):
+    def test_one_node_imports_no_cluster_code(self):
+        """Without --redis a server runs the single-node Router and never imports the
+        cluster package or txredisapi (the embedded default stays as it was)."""
+        import subprocess
+        import sys
+        code = ("import sys; from messenger.server import tap, service, context;"
+                " o = tap.Options(); o.parseOptions([]);"
+                " print(sorted(m for m in sys.modules if 'cluster' in m or 'txredis' in m))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        self.assertEqual(out.stdout.strip(), "['messenger.server.cluster',"
+                                             " 'messenger.server.cluster.settings']")
