@@ -32,7 +32,7 @@ from messenger.server.cluster.stream import MessageStream
 from messenger.server.router import Router
 from messenger.wire.errors import BadRequest, MessengerError
 
-SETTLE = 2 * HEARTBEAT      # after Redis comes back, before logins open again
+SETTLE = 3 * HEARTBEAT      # after Redis is back, before logins open (> the 2 s retry)
 POLL_WHILE_DOWN = 2.0       # seconds between reads of missed messages while Redis is away
 
 

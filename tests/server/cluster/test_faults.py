@@ -62,6 +62,12 @@ class RedisOutageTests(unittest.TestCase):
         yield redis.start()
         yield wait_until(lambda: a.ctx.cluster.logins_open() and b.ctx.cluster.logins_open(),
                          what="logins open again")
+        # Redis came back empty: the nodes set their leases again, so alice (online on a
+        # all along) still cannot log in a second time on b.
+        second = yield jimclient.connect(self, b.tcp_port)
+        reply = yield second.request("authenticate", user={
+            "account_name": "alice", "password": "correct horse"})
+        self.assertEqual(reply["response"], 409, reply)
         yield send(30)
         yield wait_until(lambda: len(msg_pushes(bob)) >= 90, what="90 messages at bob")
         ids = [p["msg_id"] for p in msg_pushes(bob)]
