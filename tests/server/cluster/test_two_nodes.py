@@ -72,14 +72,16 @@ class TwoNodesTests(unittest.TestCase):
         node that owns the call, both are told the same relay (a's --relay-address), and
         a hang-up on b ends it for both."""
         yield wait_until(lambda: self.a.ctx.presence.status_of(
-            self.a.ctx.directory.cached("bob").id if self.a.ctx.directory.cached("bob")
-            else 0) == "online", what="bob online on a")
+            self.b.ctx.directory.cached("bob").id) == "online", what="bob online on a")
         reply = yield self.alice.request("call_dial", user_id="bob", codecs=["pcm"])
         self.assertEqual((reply["response"], reply["state"]), (200, "ringing"), reply)
         ring = yield self.bob.wait_push("call_ring")
         self.assertEqual((ring["from"], ring["call_id"]), ("alice", reply["call_id"]))
-        busy = yield self.bob.request("call_dial", user_id="carol")
-        self.assertIn(busy["response"], (404, 409), busy)
+        dan = yield user_on(self, self.b, "dan")
+        yield dan.request("add_contact", user_id="bob")
+        busy = yield dan.request("call_dial", user_id="bob")
+        self.assertEqual(busy["response"], 409, busy)       # ringing, on the other node
+        self.assertIn("busy", busy["error"])
         answer = yield self.bob.request("call_dial", user_id="alice", codecs=["pcm"])
         self.assertEqual((answer["response"], answer["state"]), (200, "active"), answer)
         start_a = yield self.alice.wait_push("call_start")
@@ -92,6 +94,20 @@ class TwoNodesTests(unittest.TestCase):
         end_a = yield self.alice.wait_push("call_end")
         end_b = yield self.bob.wait_push("call_end")
         self.assertEqual((end_a["by"], end_b["reason"]), ("bob", "hangup"))
+
+    @defer.inlineCallbacks
+    def test_call_ends_when_the_other_node_s_user_drops(self):
+        """A call owned by node a ends for alice when bob's connection to node b drops."""
+        yield wait_until(lambda: self.a.ctx.presence.status_of(
+            self.b.ctx.directory.cached("bob").id) == "online", what="bob online on a")
+        reply = yield self.alice.request("call_dial", user_id="bob", codecs=["pcm"])
+        yield self.bob.wait_push("call_ring")
+        yield self.bob.request("call_dial", user_id="alice", codecs=["pcm"])
+        yield self.alice.wait_push("call_start")
+        self.bob.transport.abortConnection()
+        end = yield self.alice.wait_push("call_end")
+        self.assertEqual((end["call_id"], end["reason"], end["by"]),
+                         (reply["call_id"], "disconnected", "bob"))
 
     @defer.inlineCallbacks
     def test_second_login_on_other_node(self):
