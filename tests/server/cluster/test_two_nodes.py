@@ -135,6 +135,11 @@ class AdminAcrossNodesTests(unittest.TestCase):
         admin = yield user_on(self, a, "root")
         bob = yield user_on(self, b, "bob")
         carol = yield user_on(self, b, "carol")
+        yield wait_until(lambda: a.ctx.presence.status_of(
+            b.ctx.directory.cached("carol").id) == "online", what="carol online on a")
+        listed = yield admin.request("admin_list_users")
+        self.assertEqual({u["account_name"]: u["online"] for u in listed["alert"]},
+                         {"root": True, "bob": True, "carol": True})
         reply = yield admin.request("admin_lock", user_id="bob")
         self.assertEqual(reply["response"], 200, reply)
         notice = yield bob.wait_push("notice")
