@@ -110,6 +110,19 @@ class TwoNodesTests(unittest.TestCase):
                          (reply["call_id"], "disconnected", "bob"))
 
     @defer.inlineCallbacks
+    def test_node_stopped_users_go_offline_and_log_in_elsewhere(self):
+        """Node b stops: alice on a sees bob go offline, and bob logs in on a at once
+        (b released its leases)."""
+        yield wait_until(lambda: self.a.ctx.presence.status_of(
+            self.b.ctx.directory.cached("bob").id) == "online", what="bob online on a")
+        yield self.b.stop()
+        push = yield self.alice.wait_push("presence")
+        self.assertEqual((push["account_name"], push["status"]), ("bob", "offline"))
+        bob = yield user_on(self, self.a, "bob", register=False)
+        reply = yield bob.request("get_contacts")
+        self.assertEqual(reply["alert"], [{"account_name": "alice", "status": "online"}])
+
+    @defer.inlineCallbacks
     def test_second_login_on_other_node(self):
         """While bob is online on b, logging in as bob on a is refused with 409 "already
         connected"; after bob quits, it succeeds."""

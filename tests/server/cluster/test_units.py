@@ -177,3 +177,78 @@ class EmbeddedDefaultTests(unittest.TestCase):
                              check=True)
         self.assertEqual(out.stdout.strip(), "['messenger.server.cluster',"
                                              " 'messenger.server.cluster.settings']")
+
+
+class FakeLink:
+    def __init__(self, channels: Any, receive: Any) -> None:
+        self.receive = receive
+        self.available = True
+        self.published: list[tuple[bytes, bytes]] = []
+
+    def publish(self, channel: bytes, payload: bytes) -> bool:
+        self.published.append((channel, payload))
+        return self.available
+
+    def command(self, *args: Any) -> defer.Deferred[Any]:
+        return defer.succeed(None)
+
+
+class NodeBusTests(unittest.TestCase):
+    def setUp(self):
+        self.clock = task.Clock()
+        self.bus = bus.NodeBus(FakeLink, 0, "a", self.clock)
+        self.gone: list[str] = []
+        self.bus.on_node_gone.append(lambda node, incarnation: self.gone.append(node))
+
+    def hear(self, kind: str, node: str = "b", incarnation: str = "1", **fields: Any) -> None:
+        self.bus.link.receive(self.bus.events, bus.encode({"k": kind, "n": node,
+                                                           "i": incarnation, **fields}))
+
+    def test_silent_node_is_gone_unless_we_are_the_deaf_one(self):
+        """A node not heard of for NODE_TIMEOUT is gone; while our own link is down,
+        silence says nothing and nobody is declared gone."""
+        self.hear("hb")
+        self.clock.advance(bus.NODE_TIMEOUT - 1)
+        self.bus.heartbeat()
+        self.assertEqual(self.gone, [])
+        self.bus.link.available = False
+        self.clock.advance(10)
+        self.bus.heartbeat()
+        self.assertEqual(self.gone, [])
+        self.bus.link.available = True
+        self.bus.listened()
+        self.clock.advance(bus.NODE_TIMEOUT + 0.5)
+        self.bus.heartbeat()
+        self.assertEqual(self.gone, ["b"])
+
+    def test_restart_and_goodbye(self):
+        """A new incarnation of a node means the old one is gone; so does its goodbye."""
+        self.hear("hb")
+        self.hear("hb", incarnation="2")
+        self.assertEqual(self.gone, ["b"])
+        self.hear("bye", incarnation="2")
+        self.assertEqual(self.gone, ["b", "b"])
+
+    def test_bad_events_are_counted_and_dropped(self):
+        """Malformed events (and another process using our name) are counted, never
+        raised; a handler's bad fields are dropped the same way."""
+        self.bus.handlers["push"] = lambda envelope: envelope["missing"]
+        self.bus.link.receive(self.bus.events, b"garbage")
+        self.hear("push")
+        self.hear("hb", node="a", incarnation="not-ours")
+        self.assertEqual(self.bus.bad, 3)
+
+    def test_rpc_answer_and_timeout(self):
+        """A request is answered by the reply with its id, or fails with 503 after its
+        timeout; an error reply becomes the same MessengerError."""
+        d = self.bus.rpc("b", "call_dial", {"u": 1})
+        header = bus.decode(self.bus.link.published[-1][1]).header
+        self.hear("rpc_reply", c=header["c"], r={"response": 200})
+        self.assertEqual(self.successResultOf(d), {"response": 200})
+        d = self.bus.rpc("b", "call_dial", {"u": 1})
+        header = bus.decode(self.bus.link.published[-1][1]).header
+        self.hear("rpc_reply", c=header["c"], e=[409, "busy", {}])
+        self.assertEqual(self.failureResultOf(d).value.code, 409)
+        d = self.bus.rpc("b", "call_dial", {"u": 1})
+        self.clock.advance(bus.RPC_TIMEOUT)
+        self.assertEqual(self.failureResultOf(d).value.code, 503)
