@@ -36,6 +36,7 @@ from messenger.wire.errors import (
 
 __all__ = [
     "AccountLocked", "AdminsOnly", "AlreadyConnected", "AlreadyLoggedIn", "BadRequest",
+    "BlockedByUser",
     "ClientError", "ConfigDirUnusable", "ConnectTimedOut", "Conflict", "ConnectionClosed",
     "ConnectionFailed", "ConnectionRefused", "EmailTaken", "Forbidden", "Gone",
     "HandshakeFailed", "HmacError", "HostNotFound", "InvalidPremiumCode", "LoginInProgress",
@@ -73,6 +74,10 @@ class AdminsOnly(Forbidden):
 
 class PremiumOnly(Forbidden):
     """A broadcast by an account that is neither premium nor an administrator."""
+
+
+class BlockedByUser(Forbidden):
+    """``msg`` or ``call_dial`` to someone who blocked the sender: refused for good."""
 
 
 class AlreadyConnected(Conflict):

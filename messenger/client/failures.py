@@ -41,6 +41,8 @@ _REFINED: dict[tuple[str, int], tuple[tuple[str, type[MessengerError]], ...]] = 
     ("register", codes.BAD_REQUEST): (("premium code", errors.InvalidPremiumCode),),
     ("admin", codes.FORBIDDEN): (("", errors.AdminsOnly),),
     ("broadcast", codes.FORBIDDEN): (("", errors.PremiumOnly),),
+    ("msg", codes.FORBIDDEN): (("has blocked you", errors.BlockedByUser),),
+    ("call_dial", codes.FORBIDDEN): (("has blocked you", errors.BlockedByUser),),
 }
 
 _REJECTED = "Server rejected the connection: "

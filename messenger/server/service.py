@@ -148,6 +148,7 @@ class MessengerServer:
         self.log.info("Accepting up to {connections} connections ({files} open files)",
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
+        yield self.ctx.blocks.load()               # before anyone can send
         if self.ctx.cluster is not None:
             yield self.ctx.cluster.start()
         factory = MessengerFactory(self.ctx)

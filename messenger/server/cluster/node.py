@@ -21,6 +21,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from messenger.server.cluster.blocks import ClusterBlocks
 from messenger.server.cluster.bus import HEARTBEAT, Envelope, NodeBus
 from messenger.server.cluster.calls import ClusterCalls
 from messenger.server.cluster.leases import Leases
@@ -81,6 +82,9 @@ class ClusterNode:
     def name(self) -> str:
         return self.bus.name
 
+    def make_blocks(self, db: Any) -> ClusterBlocks:
+        return ClusterBlocks(db, self.bus)
+
     def make_calls(self, table: Any, config: Any) -> ClusterCalls:
         calls = ClusterCalls(self.router, table, self.clock, config.call_ring_timeout,
                              config.public_host, self.bus, self.presence)
@@ -126,6 +130,7 @@ class ClusterNode:
         if not first:
             self.leases.renew()
             self.stream.catch_up()
+            self.ctx.blocks.load().addErrback(lambda f: None)   # changes missed meanwhile
 
     def _link_down(self) -> None:
         self._open_at = None

@@ -123,6 +123,24 @@ class TwoNodesTests(unittest.TestCase):
         self.assertEqual(reply["alert"], [{"account_name": "alice", "status": "online"}])
 
     @defer.inlineCallbacks
+    def test_a_block_holds_on_every_node(self):
+        """Alice (node a) blocks bob (node b): bob's messages are refused on b too; after
+        the unblock they pass again."""
+        reply = yield self.alice.request("block_user", user_id="bob")
+        self.assertEqual(reply["response"], 201, reply)
+        alice_id = self.b.ctx.directory.cached("alice").id
+        bob_id = self.b.ctx.directory.cached("bob").id
+        yield wait_until(lambda: self.b.ctx.blocks.blocked(alice_id, bob_id),
+                         what="the block on b")
+        refused = yield self.bob.request("msg", to="alice", message="hi")
+        self.assertEqual(refused["response"], 403, refused)
+        yield self.alice.request("unblock_user", user_id="bob")
+        yield wait_until(lambda: not self.b.ctx.blocks.blocked(alice_id, bob_id),
+                         what="the unblock on b")
+        ack = yield self.bob.request("msg", to="alice", message="hi again")
+        self.assertEqual(ack["response"], 200, ack)
+
+    @defer.inlineCallbacks
     def test_second_login_on_other_node(self):
         """While bob is online on b, logging in as bob on a is refused with 409 "already
         connected"; after bob quits, it succeeds."""
