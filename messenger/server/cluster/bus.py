@@ -43,6 +43,10 @@ NODE_TIMEOUT = 5.0
 RPC_TIMEOUT = 5.0
 
 
+class NameTaken(Exception):
+    """A live node of the cluster already has this node's name."""
+
+
 def prefix_for(db: int) -> bytes:
     return f"messenger:{db}:".encode()
 
@@ -122,8 +126,8 @@ class NodeBus:
         yield self.link.start()
         holder = yield self.link.command("GET", self.node_key(self.name))
         if holder is not None:
-            raise RuntimeError(f"another node named {self.name!r} is running in this cluster"
-                               " (--node-name must be unique)")
+            raise NameTaken(f"another node named {self.name!r} is running in this cluster"
+                            " (each node needs a name of its own)")
         yield self.heartbeat()
         self._beat = task.LoopingCall(self.heartbeat)
         self._beat.clock = self.clock

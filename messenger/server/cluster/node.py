@@ -22,7 +22,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from messenger.server.cluster.blocks import ClusterBlocks
-from messenger.server.cluster.bus import HEARTBEAT, Envelope, NodeBus
+from messenger.server.cluster.bus import HEARTBEAT, Envelope, NameTaken, NodeBus
 from messenger.server.cluster.calls import ClusterCalls
 from messenger.server.cluster.leases import Leases
 from messenger.server.cluster.presence import ClusterPresence
@@ -31,6 +31,7 @@ from messenger.server.cluster.router import ClusterRouter
 from messenger.server.cluster.settings import parse_host_port, parse_redis_url
 from messenger.server.cluster.stream import MessageStream
 from messenger.server.router import Router
+from messenger.server.startup import StartupError
 from messenger.wire.errors import BadRequest, MessengerError
 
 SETTLE = 3 * HEARTBEAT      # after Redis is back, before logins open (> the 2 s retry)
@@ -97,7 +98,12 @@ class ClusterNode:
     def start(self) -> Any:
         """Join the cluster: reach Redis (the start fails if it cannot), read where the
         message stream stands, announce this node."""
-        yield self.bus.start()
+        try:
+            yield self.bus.start()
+        except RedisUnavailable as error:
+            raise StartupError(f"--redis: {error}; start Redis or fix --redis") from None
+        except NameTaken as error:
+            raise StartupError(f"--node-name: {error}") from None
         yield self.stream.start()
         self.leases.start()
         self.ctx.calls.start()

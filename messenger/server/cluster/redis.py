@@ -158,8 +158,9 @@ class RedisLink:
         first, self._first = self._first, None
         if first is not None and not first.called:
             why = failure.getErrorMessage() if failure is not None else "no answer"
-            first.errback(RedisUnavailable(f"cannot reach Redis at {self.address.describe()}:"
-                                           f" {why}"))
+            # Not from inside ClientService's transition (whoever hears of it may stop us).
+            self.reactor.callLater(0, first.errback, RedisUnavailable(
+                f"cannot reach Redis at {self.address.describe()}: {why}"))
 
     def stop(self) -> defer.Deferred[Any]:
         self._stopping = True

@@ -11,7 +11,7 @@ from twisted.trial import unittest
 
 from messenger.admin import cli as admin_cli
 from tests.server.cluster.nodes import start_nodes, user_on, wait_until
-from tests.support import jimclient
+from tests.support import jimclient, services
 
 
 class TwoNodesTests(unittest.TestCase):
@@ -223,3 +223,23 @@ class OrderTests(unittest.TestCase):
                          what="240 pushes")
         ids = [p["msg_id"] for p in bob.pushes if p["action"] == "msg"]
         self.assertEqual(ids, sorted(ack["msg_id"] for ack in acks))
+
+
+class StartTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_a_node_does_not_start_without_redis_or_with_a_taken_name(self):
+        """Redis unreachable, or a live node with the same name: the start fails with
+        one line naming the option, and nothing is left running."""
+        from messenger.server.startup import StartupError
+        database = yield services.fresh_database(self)
+        port = services.free_port()
+        with self.assertRaises(StartupError) as caught:
+            yield start_nodes(self, ("a",), database=database,
+                              redis=f"redis://127.0.0.1:{port}/0")
+        self.assertIn("--redis", str(caught.exception))
+        first, = yield start_nodes(self, ("a",), database=database)
+        with self.assertRaises(StartupError) as caught:
+            yield start_nodes(self, ("a",), database=database,
+                              redis=first.config.cluster.redis)
+        self.assertIn("--node-name", str(caught.exception))
