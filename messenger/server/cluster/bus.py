@@ -102,6 +102,7 @@ class NodeBus:
         self.batches = self.prefix + b"batches"
         self.inbox = self.node_channel(name)
         self.link = link_factory([self.events, self.batches, self.inbox], self._received)
+        self.link.client_name = self.client_name(name, self.incarnation)
         self.handlers: dict[str, Callable[[Envelope], None]] = {}
         self.rpc_handlers: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.on_batch: Callable[[bytes], None] = lambda data: None
@@ -112,6 +113,10 @@ class NodeBus:
         self._calls: dict[int, tuple[defer.Deferred[Any], Any]] = {}
         self._call_ids = itertools.count(1)
         self._beat: task.LoopingCall | None = None
+
+    def client_name(self, node: str, incarnation: str) -> str:
+        """The name of a node's command connection to Redis (``CLIENT SETNAME``)."""
+        return f"m-{self.prefix.decode().split(':')[1]}-{node}-{incarnation}"
 
     def node_channel(self, name: str) -> bytes:
         return self.prefix + b"node:" + name.encode()

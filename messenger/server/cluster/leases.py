@@ -9,7 +9,9 @@ lives and deleted (only if still ours) when it ends. So:
   on one node;
 * the leases of a node that dies expire within `LEASE_TTL` (15 s); sooner in practice:
   a lease whose node's liveness key (`NodeBus.node_key`, 5 s) is gone, or names another
-  incarnation (the node restarted), is taken over at once;
+  incarnation (the node restarted), is taken over at once, and so is one whose node's
+  named connection Redis no longer has (``CLIENT LIST``: a killed node's sockets close at
+  once, its liveness key lives on for up to 5 s);
 * after Redis comes back (restarted and empty, or a network split healed) each node
   sets its leases again; one found taken by another session meanwhile ends the local
   session (`on_lost`).
@@ -59,6 +61,14 @@ end
 return lost
 """)
 
+TAKE_OVER = Script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+""")
+
 RELEASE = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -102,13 +112,41 @@ class Leases:
         d = self.bus.link.run(ACQUIRE, [self.key(user_id)],
                               [value, int(LEASE_TTL * 1000), self.bus.prefix + b"alive:"])
 
-        def done(result: Any) -> str | None:
+        def done(result: Any) -> Any:
             if result == 1:
                 self.mine[user_id] = value
                 return None
-            holder = result if isinstance(result, bytes) else b"?"
-            return holder.split(b"|", 1)[0].decode("utf-8", "replace")
+            holder = result if isinstance(result, bytes) else b"?|?|"
+            return self._unless_gone(user_id, holder, value)
         return d.addCallback(done)
+
+    def _unless_gone(self, user_id: int, holder: bytes, value: bytes) -> Any:
+        """The lease's node still has its liveness key; but if Redis no longer has its
+        connection (a node killed a moment ago: its key lives on for up to 5 s), take the
+        lease over now. Fires with None (ours now) or the holder's node name."""
+        node, incarnation = (part.decode("utf-8", "replace")
+                             for part in holder.split(b"|")[:2])
+        if node == self.bus.name:
+            return defer.succeed(node)      # another session of this node
+        d = self.bus.link.command("CLIENT", "LIST")
+
+        def listed(clients: Any) -> Any:
+            name = f" name={self.bus.client_name(node, incarnation)} ".encode()
+            if isinstance(clients, bytes) and name not in clients.replace(b"\n", b" \n"):
+                self.log.info("Node {node} holds the lease of user {user_id} but is not"
+                              " connected to Redis: taking it over", node=node,
+                              user_id=user_id)
+                return self.bus.link.run(TAKE_OVER, [self.key(user_id)],
+                                         [holder, value, int(LEASE_TTL * 1000)]
+                                         ).addCallback(taken)
+            return node
+
+        def taken(result: Any) -> str | None:
+            if result == 1:
+                self.mine[user_id] = value
+                return None
+            return node
+        return d.addCallbacks(listed, lambda f: node)
 
     def holder(self, user_id: int) -> defer.Deferred[str | None]:
         """The name of the node whose session holds the account, or None."""

@@ -78,7 +78,15 @@ class _Commands(txredisapi.RedisProtocol):
 
     def connectionMade(self) -> Any:  # noqa: N802
         d = super().connectionMade()
-        self.whenConnected().addCallback(lambda _: self.link._connected("commands", self))
+        self.whenConnected().addCallback(self._named)
+        return d
+
+    def _named(self, _: Any) -> Any:
+        """Name the connection (``CLIENT SETNAME``): while it is open, Redis itself says
+        this node is alive (`Leases` asks when a lease's node seems gone)."""
+        d = self.execute_command("CLIENT", "SETNAME", self.link.client_name)
+        d.addErrback(lambda f: None)        # an ACL without CLIENT: leases wait for expiry
+        d.addCallback(lambda _: self.link._connected("commands", self))
         return d
 
     def connectionLost(self, why: Any) -> None:  # noqa: N802
@@ -126,6 +134,7 @@ class RedisLink:
         self.on_down: list[Callable[[], None]] = []
         self.available = False
         self.dropped = 0            # publishes lost while the link was down
+        self.client_name = "messenger"
         self._protocols: dict[str, Any] = {}
         self._services: list[ClientService] = []
         self._first: defer.Deferred[None] | None = None
