@@ -47,6 +47,14 @@ def chained(batch_txn: Callable[[Any, list[Any]], list[Any]]
     return txn_fn
 
 
+def has_group_rows_txn(txn: Any, after: int, up_to: int) -> bool:
+    """Whether messages with ids in (after, up_to] include any without a recipient
+    (group messages, schema 005): those are read per user, by `messages.sync_txn`."""
+    txn.execute("SELECT 1 FROM messages WHERE id > ? AND id <= ? AND recipient_id IS NULL"
+                " LIMIT 1", (after, up_to))
+    return txn.fetchone() is not None
+
+
 def range_txn(txn: Any, after: int, up_to: int, limit: int) -> list[StreamRow]:
     """Direct messages with ids in (after, up_to], oldest first, at most ``limit``."""
     txn.execute("SELECT m.id, m.created, s.name, m.recipient_id, r.name, m.body"

@@ -30,6 +30,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from messenger.store import messages as store_messages
 from messenger.store import stream as store_stream
 from messenger.store.groupcommit import GroupCommit
 from messenger.wire import jim
@@ -254,6 +255,57 @@ class MessageStream:
 
     def _read_page(self, up_to: int) -> defer.Deferred[Any]:
         assert self.upto is not None
+        d = self.db.read(store_stream.has_group_rows_txn, self.upto, up_to)
+
+        def choose(groups: bool) -> Any:
+            if groups:
+                return self._read_per_user(up_to)
+            return self._read_range(up_to)
+        d.addCallback(choose)
+        d.addErrback(self._read_failed, up_to)
+        return d
+
+    def _read_failed(self, failure: Any, up_to: int) -> None:
+        self._reading = False
+        self.log.warn("Could not read missed messages ({error}); trying again",
+                      error=failure.getErrorMessage())
+        self._timer = self.clock.callLater(RETRY_READ, self._retry, up_to)
+
+    def _read_done(self, up_to: int) -> None:
+        self.upto = up_to
+        self._reading = False
+        self._advance()
+
+    @defer.inlineCallbacks
+    def _read_per_user(self, up_to: int) -> Any:
+        """Group messages in the gap: each local user's messages in it, read the way its
+        sync reads them (group membership windows included), pushed in id order."""
+        after = self.upto
+        assert after is not None
+        limiter = defer.DeferredSemaphore(4)
+        users = list(self.sessions.user_ids())
+        yield defer.gatherResults([limiter.run(self._read_user, user_id, after, up_to)
+                                   for user_id in users], consumeErrors=True)
+        self._read_done(up_to)
+
+    @defer.inlineCallbacks
+    def _read_user(self, user_id: int, after: int, up_to: int) -> Any:
+        since = after
+        while since < up_to:
+            rows = yield self.db.read(store_messages.sync_txn, user_id, since, READ_PAGE)
+            session = self.sessions.session(user_id)
+            for row in rows:
+                if row[0] > up_to:
+                    return
+                if session is not None:
+                    session.push_encoded(frame_for(row))
+                    self.read_from_db += 1
+            if len(rows) < READ_PAGE:
+                return
+            since = rows[-1][0]
+
+    def _read_range(self, up_to: int) -> defer.Deferred[Any]:
+        assert self.upto is not None
         d = self.db.read(store_stream.range_txn, self.upto, up_to, READ_PAGE)
 
         def got(rows: list[store_stream.StreamRow]) -> Any:
@@ -267,24 +319,33 @@ class MessageStream:
                     self.read_from_db += 1
             if len(rows) == READ_PAGE:
                 self.upto = rows[-1][0]
-                return self._read_page(up_to)
-            self.upto = up_to
-            self._reading = False
-            self._advance()
+                return self._read_range(up_to)
+            self._read_done(up_to)
             return None
-
-        def failed(failure: Any) -> None:
-            self._reading = False
-            self.log.warn("Could not read missed messages ({error}); trying again",
-                          error=failure.getErrorMessage())
-            self._timer = self.clock.callLater(RETRY_READ, self._retry, up_to)
-        return d.addCallbacks(got, failed)
+        return d.addCallback(got)
 
     def _retry(self, up_to: int) -> None:
         self._timer = None
         if self._held:
             up_to = max(up_to, min(self._held))
         self.read_up_to(up_to)
+
+
+def frame_for(row: tuple[Any, ...]) -> bytes:
+    """The ``msg`` push of a message read back by `sync_txn`: a direct message
+    (id, created, from, to, body) or, with groups, (id, created, from, to or None,
+    group or None, body, mentions)."""
+    if len(row) == 5:
+        msg_id, created, sender, recipient, body = row
+        group = mentions = None
+    else:
+        msg_id, created, sender, recipient, group, body, mentions = row[:7]
+    if group is None:
+        return jim.encode({"action": "msg", "msg_id": msg_id, "time": created,
+                           "from": sender, "to": recipient, "message": body})
+    return jim.encode({"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
+                       "group": group, "message": body,
+                       "mentions": mentions.split() if mentions else []})
 
 
 class ChainedGroupCommit(GroupCommit[Any, Any]):

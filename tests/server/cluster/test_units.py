@@ -10,7 +10,15 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from messenger.server.cluster import bus, settings
-from messenger.server.cluster.stream import Batch, MessageStream, decode_part, encode_parts
+from messenger.server.cluster.stream import (
+    GAP_WAIT as GAP,
+)
+from messenger.server.cluster.stream import (
+    Batch,
+    MessageStream,
+    decode_part,
+    encode_parts,
+)
 from messenger.server.tap import Options
 
 
@@ -85,20 +93,33 @@ class Sessions:
     def session(self, user_id: int) -> Any:
         return self.by_id.get(user_id)
 
+    def user_ids(self) -> list[int]:
+        return list(self.by_id)
+
 
 class FakeDb:
     """Answers the stream's two reads from a list of committed rows."""
 
     def __init__(self, rows: list[tuple]) -> None:
-        self.rows = rows
+        self.rows = rows                    # as range_txn reads them; recipient None: group
+        self.synced: dict[int, list[tuple]] = {}   # user -> rows as sync_txn reads them
         self.reads: list[tuple] = []
 
     def read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         self.reads.append((fn.__name__, *args))
         if fn.__name__ == "max_id_txn":
             return defer.succeed(max((r[0] for r in self.rows), default=0))
+        if fn.__name__ == "has_group_rows_txn":
+            after, up_to = args
+            return defer.succeed(any(after < r[0] <= up_to and r[3] is None
+                                     for r in self.rows))
+        if fn.__name__ == "sync_txn":
+            user_id, since, limit = args
+            return defer.succeed([r for r in self.synced.get(user_id, []) if r[0] > since]
+                                 [:limit])
         after, up_to, limit = args
-        return defer.succeed([r for r in self.rows if after < r[0] <= up_to][:limit])
+        return defer.succeed([r for r in self.rows if after < r[0] <= up_to
+                              and r[3] is not None][:limit])
 
 
 class StreamTests(unittest.TestCase):
@@ -150,6 +171,21 @@ class StreamTests(unittest.TestCase):
         self.assertEqual(self.bob.frames[1], b"m3")
         self.stream.received(self.remote(0, 2, 1))
         self.assertEqual(len(self.bob.frames), 2)
+
+    def test_a_gap_with_group_messages_is_read_per_user(self):
+        """A gap holding group messages is read per local user, as its sync would read it
+        (membership windows), and pushed in id order with the direct ones."""
+        self.db.rows = [(1, 1.0, "ann", 2, "bob", "direct"), (2, 1.0, "ann", None, None, "g")]
+        self.db.synced[2] = [(1, 1.0, "ann", "bob", None, "direct", None),
+                             (2, 1.0, "ann", None, 7, "to the group", "bob"),
+                             (3, 1.0, "ann", "bob", None, "later", None)]
+        self.stream.received(self.remote(2, 3, 3))
+        self.clock.advance(GAP)
+        self.assertEqual(len(self.bob.frames), 3)
+        self.assertIn(b'"to":"bob"', self.bob.frames[0])
+        self.assertIn(b'"group":7', self.bob.frames[1])
+        self.assertIn(b'"mentions":["bob"]', self.bob.frames[1])
+        self.assertEqual(self.bob.frames[2], b"m3")
 
     def test_without_redis_gaps_are_read_at_once(self):
         """While Redis is away a gap is read at once: local users keep getting messages
