@@ -216,6 +216,8 @@ def up() -> int:
         print(f"secret {state['secret']}")
         print("cluster: already up (./dev cluster down first for a new one)", file=sys.stderr)
         return 0
+    if state is not None:       # a cluster whose nodes died: stop what is left of it first
+        down()
     base = Path(tempfile.mkdtemp(prefix="messenger-cluster-"))
     base.chmod(0o755)
     state = {"base": str(base), "pids": {}, "nodes": [], "address": "", "secret": ""}
