@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".cluster" / "state.json"
+# Where up writes down what it started ($MESSENGER_CLUSTER_STATE: tests use their own).
+STATE = Path(os.environ.get("MESSENGER_CLUSTER_STATE") or ROOT / ".cluster" / "state.json")
 VENV = ROOT / ".venv"
 NODES = ("node1", "node2", "node3")
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
