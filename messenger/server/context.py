@@ -33,7 +33,7 @@ from messenger.server.refusals import RefusalLog
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.server.session import Account, Session
-from messenger.store import messages, users
+from messenger.store import groupmsgs, messages, users
 from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
 from messenger.store.errors import Unavailable
@@ -77,7 +77,13 @@ class ServerContext:
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
-        self.messages: GroupCommit[Any, Any] = self.group_commit(db, messages.insert_batch_txn)
+        self.messages: GroupCommit[Any, Any] = self.group_commit(
+            db, messages.insert_batch_txn, self.metrics.batch_committed)
+        # Group messages commit apart, so the direct path stays as it was; one writer
+        # orders both, and their callbacks (pushes) follow the id order (in a cluster:
+        # the message stream orders them with everyone's).
+        self.group_messages: GroupCommit[Any, Any] = self.group_commit(
+            db, groupmsgs.MemberCache().insert_batch_txn)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))
@@ -99,12 +105,13 @@ class ServerContext:
         self._sweeper: task.LoopingCall | None = None
         self._account_check: task.LoopingCall | None = None
 
-    def group_commit(self, db: Database, batch_txn: Any) -> GroupCommit[Any, Any]:
+    def group_commit(self, db: Database, batch_txn: Any,
+                     on_batch: Any = None) -> GroupCommit[Any, Any]:
         """A group commit for message rows; in a cluster its batches keep their place in
         the cluster's id order (`messenger.server.cluster.stream`)."""
         if self.cluster is not None:
-            return self.cluster.stream.group_commit(db, batch_txn, self.metrics.batch_committed)
-        return GroupCommit(db, batch_txn, on_batch=self.metrics.batch_committed)
+            return self.cluster.stream.group_commit(db, batch_txn, on_batch)
+        return GroupCommit(db, batch_txn, on_batch=on_batch)
 
     # -- lifecycle ------------------------------------------------------------------------
 

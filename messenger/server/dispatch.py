@@ -36,11 +36,14 @@ def _build() -> dict[str, Route]:
         broadcasts,
         calls,
         contacts,
+        conversations,
+        groups,
         messages,
     )
     from messenger.wire import jim
     table: dict[str, Route] = {}
-    for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls):
+    for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls, groups,
+                   conversations):
         for action, route in module.ROUTES.items():
             if action in table:
                 raise RuntimeError(f"action {action!r} is routed twice")

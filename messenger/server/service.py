@@ -232,6 +232,7 @@ class MessengerServer:
         if ctx is not None:
             yield ctx.close_connections()
             yield ctx.messages.flush()
+            yield ctx.group_messages.flush()
             if ctx.cluster is not None:
                 yield ctx.cluster.stop()
             ctx.stop()

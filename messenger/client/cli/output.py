@@ -43,8 +43,14 @@ def _when(stamp: Any) -> str:
 
 
 def format_message(message: dict[str, Any]) -> str:
+    """``#<id> <time> <from> -> <to>: <text>``; for a group message the target is
+    ``group #<id>``, and ``@`` marks where members are mentioned."""
+    group = message.get("group")
+    to = message.get("to") if group is None else f"group #{group}"
+    mentions = message.get("mentions") or ()
+    tail = f" [mentions: {', '.join(mentions)}]" if mentions else ""
     return (f"#{message.get('msg_id')} {_when(message.get('time'))}"
-            f" {message.get('from')} -> {message.get('to')}: {message.get('message')}")
+            f" {message.get('from')} -> {to}: {message.get('message')}{tail}")
 
 
 def format_event(event: Any) -> str | None:
@@ -52,6 +58,7 @@ def format_event(event: Any) -> str | None:
     if isinstance(event, IncomingMessage):
         return format_message({"msg_id": event.msg_id, "time": event.time,
                                "from": event.sender, "to": event.recipient,
+                               "group": event.group, "mentions": event.mentions,
                                "message": event.text})
     if isinstance(event, PresenceChange):
         return f"* {event.account_name} is {event.status}"
@@ -68,8 +75,11 @@ def format_event(event: Any) -> str | None:
 
 def event_json(event: Any) -> dict[str, Any]:
     if isinstance(event, IncomingMessage):
-        return {"event": "message", "msg_id": event.msg_id, "time": event.time,
-                "from": event.sender, "to": event.recipient, "message": event.text}
+        out = {"event": "message", "msg_id": event.msg_id, "time": event.time,
+               "from": event.sender, "to": event.recipient, "message": event.text}
+        if event.group is not None:
+            out.update(to=None, group=event.group, mentions=list(event.mentions))
+        return out
     if isinstance(event, PresenceChange):
         return {"event": "presence", "account_name": event.account_name,
                 "status": event.status}
