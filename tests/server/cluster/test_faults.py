@@ -80,6 +80,32 @@ class RedisOutageTests(unittest.TestCase):
         self.assertEqual(reply["contact"]["status"], "online")
 
 
+    @defer.inlineCallbacks
+    def test_group_messages_while_redis_is_away(self):
+        """With Redis killed, group messages from node a reach the member on node b
+        anyway (read from the database the way its sync reads them), with direct ones,
+        once and in id order."""
+        redis = yield services.start_service(
+            self, services.RedisServer(Path(self.mktemp())))
+        a, b = yield start_nodes(self, redis=redis.url)
+        ann = yield user_on(self, a, "ann")
+        bob = yield user_on(self, b, "bob")
+        reply = yield ann.request("group_create", name="Team", members=["bob"])
+        group = reply["group"]["group_id"]
+        yield bob.wait_push("group_created")
+        yield redis.kill()
+        yield wait_until(lambda: not b.ctx.cluster.bus.link.available, what="b sees it")
+        acks = []
+        for n in range(20):
+            for fields in ({"group": group}, {"to": "bob"}):
+                ack = yield ann.request("msg", message=f"m{n}", **fields)
+                self.assertEqual(ack["response"], 200, ack)
+                acks.append(ack["msg_id"])
+        yield wait_until(lambda: len(msg_pushes(bob)) >= 40, what="40 messages at bob")
+        self.assertEqual([p["msg_id"] for p in msg_pushes(bob)], acks)
+        self.assertEqual([p.get("group") for p in msg_pushes(bob)][:2], [group, None])
+
+
 class PostgresOutageTests(unittest.TestCase):
     timeout = 120
 

@@ -225,6 +225,43 @@ class OrderTests(unittest.TestCase):
         self.assertEqual(ids, sorted(ack["msg_id"] for ack in acks))
 
 
+class GroupOrderTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_group_and_direct_messages_from_both_nodes_in_id_order(self):
+        """A group with members on both nodes: group messages from senders on each node
+        and direct messages arrive at every member once, in id order."""
+        a, b = yield start_nodes(self)
+        ann = yield user_on(self, a, "ann")
+        ben = yield user_on(self, b, "ben")
+        cat = yield user_on(self, b, "cat")
+        dot = yield user_on(self, a, "dot")
+        reply = yield ann.request("group_create", name="Class", members=["ben", "cat", "dot"])
+        self.assertEqual(reply["response"], 201, reply)
+        group = reply["group"]["group_id"]
+        for member in (ben, cat, dot):
+            yield member.wait_push("group_created")
+        sends = [ann.request("msg", group=group, message=f"a{n}") for n in range(30)]
+        sends += [ben.request("msg", group=group, message=f"b{n}") for n in range(30)]
+        sends += [dot.request("msg", to="cat", message=f"d{n}") for n in range(30)]
+        acks = yield defer.gatherResults(sends)
+        self.assertEqual({ack["response"] for ack in acks}, {200})
+        by_id = {ack["msg_id"] for ack in acks}
+        expect = {"cat": sorted(by_id),
+                  "dot": sorted(ack["msg_id"] for ack in acks[:60]),
+                  "ben": sorted(ack["msg_id"] for ack in acks[:30]),
+                  "ann": sorted(ack["msg_id"] for ack in acks[30:60])}
+        for name, client in (("cat", cat), ("dot", dot), ("ben", ben), ("ann", ann)):
+            want = expect[name]
+            yield wait_until(lambda c=client, w=want: len(msg_ids(c)) >= len(w),
+                             what=f"{name}'s messages")
+            self.assertEqual(msg_ids(client), want, name)
+
+
+def msg_ids(client):
+    return [p["msg_id"] for p in client.pushes if p["action"] == "msg"]
+
+
 class StartTests(unittest.TestCase):
 
     @defer.inlineCallbacks
