@@ -50,6 +50,7 @@ from messenger.client.calls.params import CallParams
 from messenger.client.calls.playout import Playout
 from messenger.client.calls.quality import EncoderAdapter, QualityMeter
 from messenger.wire import media
+from messenger.wire import media_payloads as payloads
 
 # media states (``on_media``)
 STARTING = "starting"
@@ -150,11 +151,11 @@ class CallEngine:
         self.failure = ""
         self.meter = QualityMeter()
         self.adapter: EncoderAdapter | None = None
-        self.peer_report: media.Report | None = None
+        self.peer_report: payloads.Report | None = None
         self._pump: AudioPump | None = None
         self._watch: LoopingCall | None = None
         self._encoder: Codec | None = None
-        self._history: deque[bytes] = deque(maxlen=media.MAX_REDUNDANT)
+        self._history: deque[bytes] = deque(maxlen=payloads.MAX_REDUNDANT)
         self._started = 0.0
         self._ended: float | None = None
         self._next_report = 0.0
@@ -305,7 +306,7 @@ class CallEngine:
         plan = self.adapter.plan if self.adapter is not None else None
         if plan is not None and plan.redundancy and self._encoder.name == OPUS:
             earlier = list(self._history)[-plan.redundancy:][::-1]
-            wire = media.pack_redundant(payload, earlier)
+            wire = payloads.pack_redundant(payload, earlier)
             flags = media.REDUNDANT
         self._history.append(payload)
         if self.session.send_audio(slot * FRAME_SAMPLES, wire, self._encoder.codec_id, flags):
@@ -320,7 +321,7 @@ class CallEngine:
         codec = packet.codec
         if packet.flags & media.REDUNDANT:
             try:
-                primary, earlier = media.unpack_redundant(packet.payload)
+                primary, earlier = payloads.unpack_redundant(packet.payload)
             except media.MalformedPacket:
                 if self.playout is not None:
                     self.playout.undecodable += 1
@@ -343,7 +344,7 @@ class CallEngine:
     def _heard(self) -> None:
         self.meter.heard(self._reactor.seconds())
 
-    def _report(self, report: media.Report) -> None:
+    def _report(self, report: payloads.Report) -> None:
         self.peer_report = report
         if self.adapter is not None:
             self.adapter.report(report.loss_permille / 10.0, self._reactor.seconds())
@@ -426,14 +427,14 @@ class CallEngine:
             return "no audio arrives from the other side"
         return "the other side does not receive our audio"
 
-    def _make_report(self, now: float) -> media.Report:
+    def _make_report(self, now: float) -> payloads.Report:
         lost, late = self.meter.loss_fraction(now)
         session = self.session
         received = session.received_direct + session.received_relay if session else 0
         highest = self.jitter.highest if self.jitter is not None else -1
         heard = self.meter.last_heard
         flowing = heard is not None and now - heard < 1.0 and received > 0
-        return media.Report(max(0, highest), received, round(lost * 1000),
+        return payloads.Report(max(0, highest), received, round(lost * 1000),
                             round(self.meter.jitter_ms), round(late * 1000), int(flowing))
 
     def _set_media(self, state: str, reason: str = "") -> None:
