@@ -37,7 +37,8 @@ from messenger.server.mail.mailer import Mailer
 from messenger.server.metrics import metrics_site
 from messenger.server.portsniff import TlsPortFactory
 from messenger.server.protocol import ServerProtocol
-from messenger.server.relay import RelayProtocol, RelayStreamFactory
+from messenger.server.relay import RelayProtocol
+from messenger.server.relay_tcp import RelayStreamFactory
 from messenger.server.secret import load_or_create_secret
 from messenger.server.tls import server_tls_options
 from messenger.store.db import Database, engine_for
