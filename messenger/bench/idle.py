@@ -85,7 +85,9 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> dict[str, An
                              client_key, args.cipher, on_ready=ready, on_fail=fail,
                              login=args.login, quickack=False)
              for i in range(args.connections)]
-    launcher = Launcher(reactor, args.host, args.port, conns, args.connect_concurrency)
+    sources = [f"127.0.0.{k}" for k in range(1, args.source_addresses + 1)]
+    launcher = Launcher(reactor, args.host, args.port, conns, args.connect_concurrency,
+                        sources if args.source_addresses > 1 else None)
     state["mem0"] = proc_mem_kib(pid) if pid else {}
     state["cpu0"] = proc_cpu_ticks(pid) if pid else None
     state["t0"] = time.monotonic()
@@ -109,6 +111,7 @@ def summarize(args: Any, state: dict[str, Any]) -> dict[str, Any]:
         "kind": "connections", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "label": args.label, "connections": args.connections, "held": state["ready"],
         "cipher": args.cipher, "hold_s": args.hold, "then_hold_s": args.then_hold,
+        "source_addresses": args.source_addresses,
         "probes_answered_idle": state.get("probes_idle"),
         "probes_answered": state.get("probes"), "ok": ok, "fail": state["fail"],
         "gen_cpu_s": round(state["gen_cpu_s"], 3), "gen_rss_kib": proc_mem_kib_self(),
@@ -149,12 +152,17 @@ def main(argv: list[str]) -> int:
                     help="seconds all N stay connected and idle before the reading")
     ap.add_argument("--then-hold", type=float, default=0.0,
                     help="seconds all N stay connected after the reading (for traffic)")
+    ap.add_argument("--source-addresses", type=int, default=1,
+                    help="connect from 127.0.0.1 .. 127.0.0.K in turn (past ~28,000"
+                         " connections one source address runs out of ephemeral ports)")
     ap.add_argument("--ready-file",
                     help="written once the reading is taken (a script starts traffic then)")
     ap.set_defaults(max_seconds=600)
     args = ap.parse_args(argv)
     if args.connections < 1:
         ap.error("--connections must be >= 1")
+    if not 1 <= args.source_addresses <= 254:
+        ap.error("--source-addresses must be 1..254")
     args.host, args.port = args.server
     limit = raise_nofile(args.connections + 256)
     if limit < args.connections + 64:

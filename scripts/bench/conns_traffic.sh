@@ -63,7 +63,8 @@ for _ in $(seq 1 "$ROUNDS"); do
 	"${BENCH[@]}" connections --label "idle-$N" -N "$N" --login authenticate --user-prefix idle \
 		--server "127.0.0.1:$BENCH_PORT" --secret-file "$("$SRV" secret)" --server-pid "$("$SRV" pid)" \
 		--hold "$IDLE" --then-hold $(( MESSAGES * PAIRS / RATE + 40 )) --ready-file "$READY" \
-		--connect-concurrency 200 --max-seconds 900 --json-out "$JSON" 2>&1 >/dev/null | tail -1 &
+		--connect-concurrency 200 --source-addresses $(( N / 25000 + 1 )) --max-seconds 900 \
+		--json-out "$JSON" 2>&1 >/dev/null | tail -1 &
 	IDLE_PID=$!
 	for _ in $(seq 1 9000); do   # wait (bounded) for the idle reading
 		[[ -s "$READY" ]] && break

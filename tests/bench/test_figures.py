@@ -63,11 +63,16 @@ class FigureTests(unittest.TestCase):
         code, result, err = yield run_figure(
             self, server.tcp_port, "connections", "-N", "12", "--login", "authenticate",
             "--user-prefix", "idle", "--hold", "0.2", "--then-hold", "1.2",
-            "--ready-file", str(ready))
+            "--ready-file", str(ready), "--source-addresses", "3")
         self.assertEqual(code, 0, err)
         self.assertEqual((result["held"], result["ok"], result["then_hold_s"]), (12, True, 1.2))
         self.assertEqual(ready.read_text(), "12\n")
         self.assertGreaterEqual(result["probes_answered"], 12)
+        # --source-addresses 3: the server saw the connections come from three addresses
+        self.assertEqual(result["source_addresses"], 3)
+        rows = yield server.ctx.db.read(lambda txn: txn.execute(
+            "SELECT DISTINCT address FROM login_history").fetchall())
+        self.assertEqual(sorted(row[0] for row in rows), ["127.0.0.1", "127.0.0.2", "127.0.0.3"])
 
     @defer.inlineCallbacks
     def test_resume_logins(self):
