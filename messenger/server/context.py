@@ -22,6 +22,7 @@ from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
+from messenger.server.files.service import FilesService
 from messenger.server.limits import Limits, lockout_policy
 from messenger.server.maintenance import Maintenance
 from messenger.server.passwords import PasswordHasher
@@ -62,6 +63,7 @@ class ServerContext:
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
+        self.files = FilesService(config, clock, db, self.db)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))
@@ -84,6 +86,7 @@ class ServerContext:
         self.hasher.start()
         self.crypto.start()
         self.maintenance.start()
+        self.files.start()
         interval = max(0.05, min(self.config.probe_interval, self.config.probe_timeout) / 3)
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock

@@ -35,11 +35,12 @@ def _build() -> dict[str, Route]:
         broadcasts,
         calls,
         contacts,
+        files,
         messages,
     )
     from messenger.wire import jim
     table: dict[str, Route] = {}
-    for module in (accounts, contacts, messages, broadcasts, admin, calls):
+    for module in (accounts, contacts, messages, broadcasts, admin, calls, files):
         for action, route in module.ROUTES.items():
             if action in table:
                 raise RuntimeError(f"action {action!r} is routed twice")

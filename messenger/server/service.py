@@ -125,6 +125,8 @@ class MessengerServer:
         self.log.info("Accepting up to {connections} connections ({files} open files)",
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
+        self.ctx.files.sweep().addErrback(
+            lambda f: self.log.failure("Sweeping the files directory failed", f))
         factory = MessengerFactory(self.ctx)
         self.port = self.reactor.listenTCP(config.port, factory, interface=config.interface)
         self.log.info("Messenger listening on {host}:{port} (suites: {suites})",
@@ -163,6 +165,8 @@ class MessengerServer:
         if ctx is not None:
             yield ctx.close_connections()
             yield ctx.messages.flush()
+            yield ctx.files.messages.flush()
+            yield ctx.files.stop()
             ctx.stop()
         db, self.db = self.db, None
         if db is not None:

@@ -19,7 +19,13 @@ from typing import Any
 from twisted.application import service
 from twisted.python import usage
 
-from messenger.server.config import LimitsConfig, MailConfig, ServerConfig, TlsConfig
+from messenger.server.config import (
+    FilesConfig,
+    LimitsConfig,
+    MailConfig,
+    ServerConfig,
+    TlsConfig,
+)
 from messenger.server.mail.compose import split_sender
 from messenger.wire.suites import SUITES
 
@@ -35,16 +41,18 @@ RSA_SIZES = (2048, 3072, 4096)
 # Options that must be positive numbers of seconds, minutes or days.
 _POSITIVE = ("handshake-timeout", "login-timeout", "probe-interval", "probe-timeout",
              "token-days", "ring-timeout", "smtp-timeout", "lockout-window",
-             "lockout-duration")
+             "lockout-duration", "max-file-mib", "upload-expiry-hours",
+             "unposted-file-hours")
 # Options that may be 0 (a limit that is off) but not negative.
 _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minute",
                  "requests-per-second", "request-burst", "lockout-failures",
                  "connections-per-minute-network", "max-connections-per-host",
                  "max-connections-per-network", "max-connections", "logins-per-minute-network",
                  "crypto-ops-per-second", "bad-requests-per-second", "max-contacts",
-                 "stored-mib-per-day", "retention-days")
+                 "stored-mib-per-day", "retention-days", "file-quota-mib")
 # Options that must be at least 1.
-_AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue")
+_AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue", "file-io-threads")
+MAX_FILE_MIB = 2**33        # 8 PiB: the protocol's sizes stay exact JSON numbers
 
 
 def _suites(text: str) -> tuple[str, ...]:
@@ -144,6 +152,17 @@ class Options(usage.Options):
                                       " them).", float],
         ["requests-per-second", None, 50.0, "Sustained requests per connection.", float],
         ["request-burst", None, 200, "Burst of requests per connection.", int],
+        ["files-dir", None, "", "Directory of the files users send (default:"
+                                " DATA_DIR/files; with PostgreSQL, one directory every node"
+                                " mounts)."],
+        ["file-quota-mib", None, 1024.0, "MiB a user's files and unfinished uploads may"
+                                         " hold (0: no quota).", float],
+        ["max-file-mib", None, 100.0, "Largest file a user may send, in MiB.", float],
+        ["upload-expiry-hours", None, 24.0, "An unfinished upload untouched this long is"
+                                            " deleted.", float],
+        ["unposted-file-hours", None, 24.0, "A sent file that no message refers to is"
+                                            " deleted after this long.", float],
+        ["file-io-threads", None, 2, "Threads reading and writing file bytes.", int],
         ["lockout-failures", None, 5, "Failed logins that lock an account ...", int],
         ["lockout-window", None, 15.0, "... within this many minutes ...", float],
         ["lockout-duration", None, 15.0, "... for this many minutes.", float],
@@ -232,6 +251,9 @@ class Options(usage.Options):
         for name in _NOT_NEGATIVE:
             if not (math.isfinite(self[name]) and self[name] >= 0):
                 raise usage.UsageError(f"--{name} must not be negative")
+        if self["max-file-mib"] > MAX_FILE_MIB or self["file-quota-mib"] > MAX_FILE_MIB:
+            raise usage.UsageError(f"--max-file-mib and --file-quota-mib must be at most"
+                                   f" {MAX_FILE_MIB}")
         if not 0 <= self["new-location-prefix"] <= 32:
             raise usage.UsageError("--new-location-prefix must be 0..32")
         if self["tls-port"] and not (self["tls-cert"] and self["tls-key"]):
@@ -310,6 +332,12 @@ class Options(usage.Options):
                 lockout_failures=self["lockout-failures"],
                 lockout_window=self["lockout-window"] * minute,
                 lockout_duration=self["lockout-duration"] * minute),
+            files=FilesConfig(directory=self["files-dir"],
+                              quota=int(self["file-quota-mib"] * MIB),
+                              max_size=int(self["max-file-mib"] * MIB),
+                              upload_expiry=self["upload-expiry-hours"] * 3600,
+                              unposted_grace=self["unposted-file-hours"] * 3600,
+                              io_threads=self["file-io-threads"]),
             tls=TlsConfig(port=self["tls-port"], cert=self["tls-cert"], key=self["tls-key"]),
         )
 

@@ -20,8 +20,9 @@ NewMessage = tuple[int, int, str, str, float]
 Stored = tuple[int, float, bool] | str
 RECIPIENT_GONE = "recipient gone"
 SENDER_GONE = "sender gone"
-# A stored message as read back: (id, created, sender name, recipient name, body).
-MessageRow = tuple[int, float, str, str, str]
+# A stored message as read back: (id, created, sender name, recipient name, body,
+# attachment as JSON text or None).
+MessageRow = tuple[int, float, str, str, str, str | None]
 
 
 def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
@@ -69,7 +70,7 @@ def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
 
 def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[MessageRow]:
     """Messages addressed to the user with an id above ``since``, oldest first."""
-    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body FROM messages m"
+    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
                 " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
                 " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?",
                 (recipient_id, since, limit))
@@ -79,7 +80,7 @@ def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[Messag
 def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
                 limit: int) -> list[MessageRow]:
     """One page of the conversation between two users, oldest first, ids below ``before``."""
-    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body FROM messages m"
+    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
                 " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
                 " WHERE ((m.sender_id = ? AND m.recipient_id = ?)"
                 " OR (m.sender_id = ? AND m.recipient_id = ?)) AND m.id < ?"

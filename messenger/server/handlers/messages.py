@@ -16,10 +16,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from messenger.server.directory import UserRef
+from messenger.server.handlers import attachments
 from messenger.server.replies import Ack, Page, SessionOver
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
 from messenger.store import messages
+from messenger.wire import jim
 from messenger.wire.errors import BadRequest, NotFound, ServerError, TooManyRequests
 
 log = Logger()
@@ -42,13 +44,19 @@ def check_quota(session: Session, body: str) -> None:
 
 
 def message_view(row: messages.MessageRow) -> dict[str, Any]:
-    msg_id, created, sender, recipient, body = row
-    return {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
+    msg_id, created, sender, recipient, body, attachment = row
+    view = {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
             "message": body}
+    if attachment is not None:
+        view["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return view
 
 
 def msg(session: Session, request: dict[str, Any]) -> defer.Deferred[Ack]:
-    """Queue the message for the next group commit; fires with its `Ack` after it."""
+    """Queue the message for the next group commit; fires with its `Ack` after it. A
+    message with a file goes its own way (`attachments.send`)."""
+    if request.get("attachment") is not None:
+        return attachments.send(session, request)
     ctx = session.ctx
     body = request["message"]
     check_body(body, ctx.config.max_body)

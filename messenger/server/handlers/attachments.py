@@ -1,0 +1,91 @@
+"""A ``msg`` that carries a file (``attachment``): the plain message path plus the file.
+
+The sender must be allowed to download the file it attaches (its own upload, or a file
+posted in one of its conversations: forwarding needs no new upload). The server writes
+the attachment as everyone sees it: the file's id, name (the sender's choice for this
+message, else the upload's), size, MIME type and SHA-256 from its own records, and the
+image fields the sender made (width, height, thumbnail; the server never decodes an
+image). From then on every participant of the conversation may download the file. The
+message is acknowledged after its commit, pushed to the recipient and synced like any
+other; a resend with the same request id is acknowledged with the first copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from messenger.server.directory import UserRef
+from messenger.server.handlers import messages
+from messenger.server.replies import Ack
+from messenger.server.session import Session
+from messenger.store import attachments, files
+from messenger.wire import jim
+from messenger.wire.errors import BadRequest, Forbidden, NotFound, ServerError
+
+log = Logger()
+
+IMAGE_FIELDS = ("width", "height", "thumbnail")
+
+
+def attachment_view(row: files.FileRow, request: dict[str, Any]) -> dict[str, Any]:
+    """The attachment object of a message (docs/PROTOCOL.md, "Attachments")."""
+    view = {"file_id": row.id, "name": request.get("name") or row.name, "size": row.size,
+            "mime": row.mime, "sha256": row.sha256}
+    for name in IMAGE_FIELDS:
+        if request.get(name) is not None:
+            view[name] = request[name]
+    return view
+
+
+@defer.inlineCallbacks
+def send(session: Session, request: dict[str, Any]) -> Any:
+    """The ``msg`` handler's path for a message with ``attachment``."""
+    ctx = session.ctx
+    sender = session.account
+    assert sender is not None
+    body = request.get("message") or ""
+    messages.check_body(body, ctx.config.max_body)
+    claimed = request.get("from")
+    if claimed is not None and claimed.lower() != sender.name.lower():
+        raise BadRequest("'from' must be your own account name")
+    wanted = request["attachment"]
+    recipient = ctx.directory.cached(request["to"])
+    if recipient is None:
+        recipient = yield ctx.directory.lookup(request["to"])
+        if recipient is None:
+            raise NotFound(f"no user named '{request['to']}'")
+    row = yield ctx.db.read(files.readable_txn, sender.id, wanted["file_id"])
+    if row is None:
+        raise Forbidden(f"you cannot attach file {wanted['file_id']}: attach a file you"
+                        " uploaded or one sent to you")
+    view = attachment_view(row, wanted)
+    encoded = jim.encode(view).decode("utf-8")
+    messages.check_quota(session, body + encoded)
+    now = ctx.clock.seconds()
+    item = (sender.id, recipient.id, request["id"], body, now, row.id, encoded)
+    stored: defer.Deferred[Any] = defer.Deferred()
+    ctx.files.messages.submit(item, stored)
+    try:
+        result = yield stored
+    except Exception:
+        log.failure("A message with an attachment could not be stored")
+        raise ServerError("the message could not be stored") from None
+    return _stored(result, session, recipient, body, view)
+
+
+def _stored(result: Any, session: Session, recipient: UserRef, body: str,
+            view: dict[str, Any]) -> Ack:
+    if result == attachments.FILE_GONE:
+        raise NotFound(f"file {view['file_id']} no longer exists")
+    if type(result) is not tuple:
+        messages._not_stored(session, recipient, result)
+    msg_id, created, new = result
+    if new:
+        session.ctx.router.push(recipient.id, {
+            "action": "msg", "msg_id": msg_id, "time": created,
+            "from": session.account.name, "to": recipient.name,  # type: ignore[union-attr]
+            "message": body, "attachment": view})
+    return Ack(msg_id, created)

@@ -1,0 +1,60 @@
+"""Messages that carry a file: stored like any direct message, plus the file they refer to.
+
+Kept apart from `messenger.store.messages` so that the hot path of plain messages stays
+as it is: these rows go through their own group commit. Idempotence is the same: a
+resend of a (sender, client request id) already stored is answered with the first copy.
+The referenced file is checked in the same transaction: a file deleted since the sender
+was allowed to post it (it was never posted and its grace period ran out) makes that
+message fail, not the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messenger.store.messages import EXISTING, RECIPIENT_GONE, SENDER_GONE, Stored
+
+FILE_GONE = "file gone"
+INSERT = ("INSERT INTO messages (sender_id, recipient_id, client_id, body, created, file_id,"
+          " attachment) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id)"
+          " DO NOTHING RETURNING id")
+
+# One queued message: (sender id, recipient id, client request id, body, created, file id,
+# the attachment object as JSON text).
+NewAttachment = tuple[int, int, str, str, float, int, str]
+
+
+def insert_batch_txn(txn: Any, items: list[NewAttachment]) -> list[Stored]:
+    """Store a batch in one transaction; results in the order of ``items`` (see
+    `messenger.store.messages.insert_batch_txn`), or `FILE_GONE` for a message whose
+    file no longer exists."""
+    user_ids = {item[0] for item in items} | {item[1] for item in items}
+    txn.execute(f"SELECT id FROM users WHERE id IN ({','.join('?' * len(user_ids))})",
+                tuple(user_ids))
+    users = {row[0] for row in txn.fetchall()}
+    file_ids = {item[5] for item in items}
+    txn.execute(f"SELECT id FROM files WHERE id IN ({','.join('?' * len(file_ids))})",
+                tuple(file_ids))
+    files = {row[0] for row in txn.fetchall()}
+    results: list[Stored] = []
+    for item in items:
+        if item[0] not in users:
+            results.append(SENDER_GONE)
+        elif item[1] not in users:
+            results.append(RECIPIENT_GONE)
+        elif item[5] not in files:
+            results.append(FILE_GONE)
+        else:
+            results.append(_insert(txn, item))
+    return results
+
+
+def _insert(txn: Any, item: NewAttachment) -> Stored:
+    txn.execute(INSERT, item)
+    row = txn.fetchone()
+    if row is not None:
+        return (row[0], item[4], True)
+    txn.execute(EXISTING, (item[0], item[2]))
+    row = txn.fetchone()
+    return (row[0], row[1], False)
+
