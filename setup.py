@@ -8,10 +8,12 @@ SERVER = [
     "pyOpenSSL>=24.0",
     "service-identity>=24.1",
     "pyasn1>=0.5",
+    "psycopg2-binary>=2.9",   # the PostgreSQL store (--database postgresql://...)
+    "txredisapi>=1.4.10",     # the cluster mode's Redis client (Twisted-native)
 ]
 CLIENT = SERVER + ["PyQt5>=5.15", "qt5reactor>=0.6.3"]
-AUDIO = ["pyaudio>=0.2.13", "opuslib>=3.0"]
-TEST = ["ruff>=0.4"]
+AUDIO = ["pyaudio>=0.2.13", "opuslib>=3.0", "livekit>=1.0"]   # livekit: WebRTC echo/noise
+TEST = ["ruff>=0.4", "numpy>=1.24", "pesq>=0.0.4"]           # call quality (PESQ-WB)
 
 setup(
     name="messenger",
@@ -22,6 +24,7 @@ setup(
     package_data={
         "messenger.store": ["schema/*.sql"],
         "messenger.server": ["mail/templates/*.txt"],
+        "messenger.bench": ["data/*.raw", "data/README.md"],
     },
     install_requires=SERVER,
     extras_require={

@@ -1,9 +1,10 @@
 """messenger-admin: the operator's tool on a server's data directory.
 
-    messenger-admin [--data-dir DIR] [--database FILE] COMMAND ...
+    messenger-admin [--data-dir DIR] [--database FILE_OR_URL] COMMAND ...
 
-It opens the server's SQLite database directly (WAL mode and a 30 s busy timeout, so it
-runs beside a live server) and changes accounts with the same store functions as the
+It opens the server's database directly (SQLite: WAL mode and a 30 s busy timeout, so it
+runs beside a live server; PostgreSQL: ``--database postgresql://...``, see
+`messenger.admin.dbcmd`) and changes accounts with the same store functions as the
 server's ``admin_*`` actions (`messenger.store.adminops`): the same rules (the last
 administrator stays one) and the same audit rows, with the actor
 ``operator:<login name>``. Commands that only look open the database read-only.
@@ -12,7 +13,7 @@ Changes reach a running server at once where the server reads them per request (
 premium, locks at the next login); a user who is online when locked or deleted here is
 not disconnected (the ``admin_lock``/``admin_delete_user`` actions do that).
 
-This is not reactor code: plain ``sqlite3`` on the calling thread.
+This is not reactor code: plain connections on the calling thread.
 """
 
 from __future__ import annotations
@@ -27,43 +28,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from messenger.admin import certs, mailcmd
+import psycopg2
+
+from messenger.admin import certs, dbcmd, mailcmd
+from messenger.admin.dbcmd import CommandError
 from messenger.admin.table import format_record, format_table, when
-from messenger.server.config import ServerConfig
-from messenger.store import adminops, audit, db, logins, premium, users
+from messenger.store import adminops, audit, logins, premium, users
 from messenger.store.errors import LastAdmin, Missing
 
+# -- opening the database (messenger.admin.dbcmd) -----------------------------------------
 
-class CommandError(Exception):
-    """A failure to report to the operator in one line (exit status 1)."""
-
-
-# -- opening the database -----------------------------------------------------------------
-
-def database_path(args: argparse.Namespace) -> Path:
-    config = ServerConfig(data_dir=Path(args.data_dir), database=args.database or "")
-    return config.database_path
-
-
-def open_database(args: argparse.Namespace, write: bool) -> sqlite3.Connection:
-    """A connection to an existing database at the schema version this tool knows."""
-    path = database_path(args)
-    if not path.exists():
-        raise CommandError(f"no database at {path} (start the server once, or run"
-                           " 'messenger-admin migrate' to create it)")
-    connection = db.connect(path, readonly=not write)
-    version = db.read_transaction(connection, db.stored_version_txn, db.SqliteEngine())
-    latest = db.latest_version()
-    if version > latest:
-        connection.close()
-        raise CommandError(f"database schema version {version} is newer than this tool"
-                           f" ({latest}); use the messenger-admin of the newer server")
-    if version < latest:
-        connection.close()
-        raise CommandError(f"database schema version {version} is older than this tool"
-                           f" ({latest}); run 'messenger-admin migrate' first (the server"
-                           " also migrates when it starts)")
-    return connection
+open_database = dbcmd.open_database
 
 
 def operator() -> str:
@@ -78,7 +53,7 @@ def change(args: argparse.Namespace, fn: Callable[..., Any], *fn_args: Any) -> A
     """Run one adminops change as the operator, in one write transaction."""
     connection = open_database(args, write=True)
     try:
-        return db.write_transaction(connection, fn, operator(), *fn_args, time.time())
+        return connection.write(fn, operator(), *fn_args, time.time())
     except Missing as error:
         raise CommandError(f"no user named '{error}'") from None
     except LastAdmin:
@@ -91,7 +66,7 @@ def change(args: argparse.Namespace, fn: Callable[..., Any], *fn_args: Any) -> A
 def read(args: argparse.Namespace, fn: Callable[..., Any], *fn_args: Any) -> Any:
     connection = open_database(args, write=False)
     try:
-        return db.read_transaction(connection, fn, *fn_args)
+        return connection.read(fn, *fn_args)
     except Missing as error:
         raise CommandError(f"no user named '{error}'") from None
     finally:
@@ -209,7 +184,7 @@ def cmd_code_create(args: argparse.Namespace, out: TextIO) -> None:
                                                   premium.hint(code), time.time()), code))
         return made
     try:
-        made = db.write_transaction(connection, create_txn)
+        made = connection.write(create_txn)
     finally:
         connection.close()
     for code_id, code in made:
@@ -240,102 +215,21 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> None:
 # -- database -----------------------------------------------------------------------------
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO) -> None:
-    path = database_path(args)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    existed = path.exists() and path.stat().st_size > 0
-    engine = db.SqliteEngine()
-    connection = db.connect(path)
-    try:
-        before = db.read_transaction(connection, db.stored_version_txn, engine)
-        latest = db.latest_version()
-        if before > latest:
-            raise CommandError(f"database schema version {before} is newer than this tool"
-                               f" ({latest}); upgrade messenger")
-        if before == latest:
-            out.write(f"{path}: schema version {before}, up to date\n")
-            return
-        if existed and before > 0:
-            target = db.backup_path_for(path, before)
-            db.backup_file(path, target)
-            out.write(f"Backed up version {before} to {target}\n")
-        after = db.write_transaction(connection, db.migrate_txn, engine)
-    except db.DatabaseTooNew as error:
-        raise CommandError(str(error)) from None
-    finally:
-        connection.close()
-    out.write(f"{path}: schema version {before} -> {after}\n")
+    out.write(dbcmd.migrate(args))
 
 
 def cmd_backup(args: argparse.Namespace, out: TextIO) -> None:
-    source = database_path(args)
-    target = Path(args.file)
-    if not source.exists():
-        raise CommandError(f"no database at {source}")
-    if target.exists() and not args.force:
-        raise CommandError(f"{target} already exists (--force replaces it)")
-    if target.resolve() == source.resolve():
-        raise CommandError("the backup must go to another file than the database")
-    size = db.backup_file(source, target)
-    check = db.connect(target, readonly=True)
-    try:
-        verdict = check.execute("PRAGMA quick_check").fetchone()[0]
-        version = db.stored_version_txn(check.cursor(), db.SqliteEngine())
-        counts = {table: check.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                  for table in ("users", "messages", "broadcasts")} if version else {}
-    finally:
-        check.close()
-    if verdict != "ok":
-        raise CommandError(f"the backup in {target} failed its check: {verdict}")
-    summary = ", ".join(f"{count} {table}" for table, count in counts.items())
-    out.write(f"Backed up {source} to {target}: {size} bytes, schema version {version}"
-              f"{', ' + summary if summary else ''}; check ok\n")
-
-
-_READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
-                 sqlite3.SQLITE_RECURSIVE}
-
-
-def _read_only_authorizer(action: int, arg1: Any, arg2: Any, dbname: Any,
-                          source: Any) -> int:
-    """Allow reading only: no writes, no ATTACH, no PRAGMA that sets anything."""
-    if action in _READ_ACTIONS:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is None:
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
+    out.write(dbcmd.backup(args))
 
 
 def cmd_sql(args: argparse.Namespace, out: TextIO) -> None:
     statement = args.statement.strip()
     if not statement:
         raise CommandError("give one SQL statement")
-    connection = open_database(args, write=args.write)
-    try:
-        if args.write:
-            def run_txn(txn: Any) -> tuple[list[str], list[Any], int]:
-                txn.execute(statement)
-                headers = [d[0] for d in txn.description or ()]
-                rows = txn.fetchall() if headers else []
-                changed = txn.rowcount
-                adminops.record_txn(txn, operator(), "sql", None, statement[:500],
-                                    time.time())
-                return headers, rows, changed
-            headers, rows, changed = db.write_transaction(connection, run_txn)
-        else:
-            connection.set_authorizer(_read_only_authorizer)
-            cursor = connection.execute(statement)
-            headers = [d[0] for d in cursor.description or ()]
-            rows = cursor.fetchall() if headers else []
-            changed = -1
-    except sqlite3.DatabaseError as error:  # includes ProgrammingError (two statements)
-        text = str(error)
-        if not args.write and ("not authorized" in text or "readonly" in text):
-            raise CommandError("refused: the database is opened read-only and this"
-                               " statement would change it (add --write to change data)"
-                               ) from None
-        raise CommandError(f"SQL error: {text}") from None
-    finally:
-        connection.close()
+
+    def audit_txn(txn: Any, text: str) -> None:
+        adminops.record_txn(txn, operator(), "sql", None, text[:500], time.time())
+    headers, rows, changed = dbcmd.run_sql(args, statement, audit_txn)
     if headers:
         out.write(format_table(headers, rows, null="NULL") + "\n")
         out.write(f"\n{len(rows)} row(s)\n")
@@ -383,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", "-d", default="var",
                         help="the server's data directory (default: var)")
     parser.add_argument("--database", default="",
-                        help="the database file, if not DATA_DIR/messenger.sqlite")
+                        help="the database: a SQLite file (default DATA_DIR/messenger.sqlite)"
+                             " or postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, handler: Callable[..., None], help_: str,
@@ -435,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, default=50)
     sub.add_argument("--before", type=int, default=None, help="only entries below this id")
     command("migrate", cmd_migrate, "create the database or bring its schema up to date")
-    sub = command("backup", cmd_backup, "copy the database to FILE (online backup)")
+    sub = command("backup", cmd_backup, "copy the database to FILE (online backup; pg_dump"
+                  " on PostgreSQL)")
     sub.add_argument("file")
     sub.add_argument("--force", action="store_true", help="replace FILE if it exists")
     sub = command("sql", cmd_sql, "run one SQL statement (read-only unless --write)")
@@ -485,8 +381,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     except CommandError as error:
         err.write(f"messenger-admin: {error}\n")
         return 1
-    except (sqlite3.Error, OSError) as error:
-        err.write(f"messenger-admin: {type(error).__name__}: {error}\n")
+    except (sqlite3.Error, psycopg2.Error, OSError) as error:
+        err.write(f"messenger-admin: {type(error).__name__}: {' '.join(str(error).split())}\n")
         return 1
     return 0
 

@@ -4,6 +4,7 @@
     messenger-bench connections -N 10000 ...   idle authenticated connections held
     messenger-bench logins --login password|resume ...   logins per second
     messenger-bench relay -K 50 ...            UDP relay packets per second (own relay process)
+    messenger-bench calls [--simulated]         PESQ-WB, mouth-to-ear delay and CPU per network
     messenger-bench report FILE.jsonl           Markdown table of the JSON lines
 
 Every figure prints one JSON line (appended to --json-out FILE too) and a readable line on
@@ -23,7 +24,7 @@ from typing import Any
 
 from messenger.wire.suites import AES_GCM, SUITES
 
-SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "report")
+SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "calls", "report")
 
 
 def server_address(text: str) -> tuple[str, int]:
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "relay":
         from messenger.bench import relayload
         return relayload.main(argv)
+    if command == "calls":
+        from messenger.bench import calls
+        return calls.main(argv)
     from messenger.bench import report
     return report.main(argv)
 

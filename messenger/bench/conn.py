@@ -180,6 +180,12 @@ class BenchConnection(Protocol):
         if code == 409 and self.login == "register":
             self._send_login("authenticate")
             return
+        if code in (429, 503) and isinstance(reply.get("retry_after"), (int, float)):
+            # The server is busy (a burst of registrations hashing): try again as told.
+            from twisted.internet import reactor
+            reactor.callLater(min(float(reply["retry_after"]), 10.0), self._send_login,
+                              self.login)
+            return
         if code not in (200, 201):
             self.fail(f"{self.login} refused: {code} {reply.get('error')}")
             return

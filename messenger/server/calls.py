@@ -7,7 +7,13 @@ A call exists from the first ``call_dial`` until it ends. Its states:
   ring timeout ends it too.
 * ACTIVE: both dialled. The server minted a call key and one relay token per member,
   registered the call with the UDP relay (`CallTable`) and pushed ``call_start`` to both.
+  If the relay has not heard a HELLO from both members within ``media_timeout`` the call
+  ends ("media failed"): the server never lets a call look alive on an empty path.
 * ENDED: ``call_end`` went to both; the relay forgets the call.
+
+Ring floods: dialling is limited per caller (``dial_limit``) and each user can be rung
+only so often (``ring_limit``), whoever dials; past either a 429 with ``retry_after``.
+A ring that ends (answered, declined, cancelled, timed out) frees both users at once.
 
 Each user is in at most one call. The transitions are the methods of `CallService`, each
 checking the state it starts from; the relay (`messenger.server.relay`) carries the
@@ -24,10 +30,18 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from messenger.server.relay import CallTable
+from messenger.server.ratelimit import RateLimiter
+from messenger.server.relay import CallEnded, CallTable
 from messenger.server.router import Router
 from messenger.wire import media
-from messenger.wire.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from messenger.wire.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    TooManyRequests,
+)
 
 
 class CallState(enum.Enum):
@@ -42,6 +56,13 @@ DECLINED = "declined"
 CANCELLED = "cancelled"
 NO_ANSWER = "no answer"
 DISCONNECTED = "disconnected"
+MEDIA_FAILED = "media failed"     # no audio path (a client's verdict, or no HELLOs at all)
+MEDIA_LOST = "media lost"         # a client heard nothing from its peer for too long
+CLIENT_REASONS = frozenset({MEDIA_FAILED, MEDIA_LOST})   # what call_hangup may give
+
+DIALS_PER_MINUTE = 10             # per caller
+RINGS_PER_MINUTE = 6              # per callee, whoever dials
+MEDIA_TIMEOUT = 20.0              # both members must reach the relay within this
 
 
 @dataclass(eq=False)
@@ -59,6 +80,7 @@ class Call:
     parties: tuple[Party, Party]      # index 0 = the caller, 1 = the callee
     state: CallState = CallState.RINGING
     timer: IDelayedCall | None = None
+    media_wait: Any = None
 
     @property
     def hex_id(self) -> str:
@@ -82,6 +104,10 @@ class CallService:
         self._ring_timeout = ring_timeout
         self._public_host = public_host
         self.relay_port = relay_port
+        self.relay_tcp_port: int | None = None     # set when the TCP relay listens
+        self.media_timeout = MEDIA_TIMEOUT
+        self.dial_limit = RateLimiter.per_minute(DIALS_PER_MINUTE, clock)
+        self.ring_limit = RateLimiter.per_minute(RINGS_PER_MINUTE, clock)
         self._by_user: dict[int, Call] = {}
         self._by_id: dict[bytes, Call] = {}
 
@@ -114,6 +140,15 @@ class CallService:
             raise Gone(f"'{target_name}' is offline")
         if target_id in self._by_user:
             raise Conflict(f"'{target_name}' is busy in another call")
+        allowed, wait = self.dial_limit.check(me.id, update=False)
+        if not allowed:
+            raise TooManyRequests("you are calling too often; try again later", wait)
+        allowed, wait = self.ring_limit.check(target_id, update=False)
+        if not allowed:
+            raise TooManyRequests(f"'{target_name}' was called too often just now; try"
+                                  " again later", wait)
+        self.dial_limit.check(me.id)
+        self.ring_limit.check(target_id)
         call = Call(media.new_call_id(), (
             Party(me.id, me.name, session, list(codecs), dialled=True),
             Party(target_id, target_name, target_session)))
@@ -126,14 +161,21 @@ class CallService:
         self.log.info("{caller} is calling {callee}", caller=me.name, callee=target_name)
         return {"response": 200, "call_id": call.hex_id, "state": call.state.value}
 
-    def hangup(self, session: Any, call_id: str | None) -> dict[str, Any]:
-        """End the user's call (decline a ring, cancel a dial, or hang up)."""
+    def hangup(self, session: Any, call_id: str | None,
+               reason: str | None = None) -> dict[str, Any]:
+        """End the user's call (decline a ring, cancel a dial, or hang up).
+
+        ``reason`` (an active call only): the client's verdict on the media, one of
+        `CLIENT_REASONS`, passed on to both in ``call_end``.
+        """
+        if reason is not None and reason not in CLIENT_REASONS:
+            raise BadRequest("reason must be one of: " + ", ".join(sorted(CLIENT_REASONS)))
         me = session.account
         call = self._by_user.get(me.id)
         if call is None or (call_id is not None and call_id != call.hex_id):
             raise NotFound("no such call")
         if call.state is CallState.ACTIVE:
-            reason = HANGUP
+            reason = reason or HANGUP
         else:
             reason = CANCELLED if call.party(me.id).dialled else DECLINED
         self._end(call, reason, me.name)
@@ -158,13 +200,40 @@ class CallService:
         now = self._clock.seconds()
         for index, party in enumerate(call.parties):
             peer = call.parties[1 - index]
-            party.session.push({
+            start = {
                 "action": "call_start", "call_id": call.hex_id, "member": index,
                 "peer": peer.name, "key": _b64(key), "token": _b64(tokens[index]),
                 "relay": [self._relay_host(party.session), self.relay_port],
-                "peer_endpoints": [], "codec": codec, "time": now})
+                "codec": codec, "time": now}
+            if self.relay_tcp_port:
+                start["relay_tcp"] = self.relay_tcp_port
+            party.session.push(start)
+        self._watch_media(call)
         self.log.info("Call {call_id} between {a} and {b} started ({codec})",
                       call_id=call.hex_id, a=caller.name, b=callee.name, codec=codec)
+
+    def _watch_media(self, call: Call) -> None:
+        """End the call if the relay does not hear both members in time: peers that
+        cannot reach the relay have no working path, whatever else they try."""
+        wait = self._table.wait_ready(call.call_id)
+        call.media_wait = wait
+        timer = self._clock.callLater(self.media_timeout, wait.cancel)
+
+        def ready(_: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            call.media_wait = None
+
+        def failed(failure: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            call.media_wait = None
+            if not failure.check(CallEnded) and call.state is CallState.ACTIVE:
+                self.log.info("Call {call_id}: the relay did not hear both members",
+                              call_id=call.hex_id)
+                self._end(call, MEDIA_FAILED, None)
+
+        wait.addCallbacks(ready, failed)
 
     def _end(self, call: Call, reason: str, by: str | None) -> None:
         if call.state is CallState.ENDED:
@@ -174,6 +243,9 @@ class CallService:
         if call.timer is not None and call.timer.active():
             call.timer.cancel()
         call.timer = None
+        wait, call.media_wait = call.media_wait, None
+        if wait is not None:
+            wait.cancel()
         for party in call.parties:
             if self._by_user.get(party.user_id) is call:
                 del self._by_user[party.user_id]

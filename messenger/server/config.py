@@ -92,7 +92,10 @@ class ServerConfig:
     suites: tuple[str, ...] = SUITES      # offered, in order of preference
     auto_register: bool = False
     rsa_bits: int = 3072
-    database: str = ""                    # default: <data_dir>/messenger.sqlite
+    database: str = ""                    # SQLite file (default: <data_dir>/messenger.sqlite)
+                                          # or a postgresql:// URL
+    db_readers: int = 2                   # reader connections
+    db_writers: int = 0                   # PostgreSQL writer connections (0: default, 2)
     max_body: int = 16 * 1024             # bytes of UTF-8 in a message or broadcast
     handshake_timeout: float = 10.0       # CHALLENGE and KEYX, each
     login_timeout: float = 60.0           # UNAUTHENTICATED
@@ -101,6 +104,7 @@ class ServerConfig:
     token_lifetime: float = 30 * 24 * 3600.0
     scrypt_n: int = 2**15                 # password hash cost (memory 128 * n * r bytes)
     udp_port: int | None = None           # default: same number as the TCP port
+    relay_tcp_port: int | None = None     # call relay over TCP; default UDP port + 1, -1 off
     call_ring_timeout: float = 45.0       # an unanswered dial ends after this
     public_host: str = ""                 # relay address told to clients (default: interface)
     persist: bool = True                  # False only for benchmarks: messages not stored
@@ -118,6 +122,13 @@ class ServerConfig:
     @property
     def database_path(self) -> Path:
         return Path(self.database) if self.database else self.data_dir / "messenger.sqlite"
+
+    @property
+    def database_location(self) -> str | Path:
+        """What the store opens: a PostgreSQL URL as given, else the SQLite file."""
+        if self.database.startswith(("postgresql://", "postgres://")):
+            return self.database
+        return self.database_path
 
     @property
     def server_key_path(self) -> Path:

@@ -34,6 +34,7 @@ from messenger.server.session import Account, Session
 from messenger.store import messages, users
 from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
+from messenger.store.errors import Unavailable
 from messenger.store.groupcommit import GroupCommit
 from messenger.wire.errors import MessengerError
 
@@ -117,8 +118,12 @@ class ServerContext:
             return None
         d = self.db.read(users.barred_txn, online)
         d.addCallback(self._end_barred)
-        d.addErrback(lambda f: self.log.failure("Account check failed", f))
+        d.addErrback(self._check_failed)
         return d
+
+    def _check_failed(self, failure: Any) -> None:
+        if not failure.check(Unavailable):  # an outage is logged once, by the store
+            self.log.failure("Account check failed", failure)
 
     def _end_barred(self, user_ids: list[int]) -> None:
         for user_id in user_ids:

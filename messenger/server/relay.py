@@ -7,12 +7,24 @@ that member's public endpoint (the datagram's source) and the local endpoints it
 announced, tells signalling through ``on_endpoint`` / ``wait_ready``, and answers with a
 HELLO_ACK carrying the observed endpoint and the peer's endpoints.
 
-`RelayProtocol` forwards sealed packets (AUDIO, PROBE, PROBE_ACK, BYE) of a live call from
-one member's learned endpoint to the other's, and only when the GCM tag verifies under
-the call key and the sequence number is fresh. Everything else is dropped and counted;
-no exception leaves ``datagramReceived`` (the model is Twisted's DNSDatagramProtocol).
-Per packet the relay does one dictionary lookup, one tuple comparison, one AES-GCM open
-and one replay-window check.
+`RelayProtocol` forwards sealed packets (AUDIO, PROBE, PROBE_ACK, BYE, REPORT) of a live
+call from one member's learned endpoint to the other's, and only when the GCM tag
+verifies under the call key and the sequence number is fresh. Everything else is dropped
+and counted; no exception leaves ``datagramReceived`` (the model is Twisted's
+DNSDatagramProtocol). Per packet the relay does one dictionary lookup, one tuple
+comparison, one AES-GCM open and one replay-window check.
+
+Abuse: a HELLO_ACK is never longer than the HELLO it answers (clients pad their HELLOs),
+so a forged source address gains an attacker nothing (no amplification); HELLOs are
+rate-limited per source address (`hello_limit`), and a flood of garbage costs one byte
+comparison and a counter per datagram.
+
+`RelayStreamFactory` is the same relay over TCP for networks that block UDP (like TURN
+over TCP): each packet travels as one frame with a 2-byte length; a member whose HELLO
+came over TCP is reached over that connection.
+
+The UDP socket may be dual-stack (``::`` with IPv4 mapped in): addresses are kept in
+their plain form (``10.0.0.2``, not ``::ffff:10.0.0.2``) and mapped back when written.
 """
 
 from __future__ import annotations
@@ -20,11 +32,14 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
+from twisted.protocols.basic import Int16StringReceiver
 
+from messenger.server.ratelimit import RateLimiter
 from messenger.wire import media
 from messenger.wire.media import (
     AUDIO,
@@ -36,6 +51,7 @@ from messenger.wire.media import (
     MIN_SEALED,
     PROBE,
     PROBE_ACK,
+    REPORT,
     TOKEN_SIZE,
     CallCipher,
     Endpoint,
@@ -46,7 +62,9 @@ from messenger.wire.media import (
 RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes; the kernel caps it at net.core.rmem_max
 
 # first byte -> sealed packet type, for the types the relay forwards
-_FORWARDED = {media.type_byte(t): t for t in (PROBE, PROBE_ACK, AUDIO, BYE)}
+_FORWARDED = {media.type_byte(t): t for t in (PROBE, PROBE_ACK, AUDIO, BYE, REPORT)}
+HELLO_RATE = 20.0      # HELLOs per second per source address, after ...
+HELLO_BURST = 40.0     # ... a burst of this many
 _HELLO_BYTE = media.type_byte(HELLO)
 
 
@@ -72,7 +90,7 @@ EndpointCallback = Callable[[bytes, int, MemberEndpoints], None]
 class RelayCall:
     """One live call as the relay sees it. Index 0 and 1 are the two members."""
 
-    __slots__ = ("call_id", "cipher", "members", "tokens", "endpoints", "locals",
+    __slots__ = ("call_id", "cipher", "members", "tokens", "endpoints", "locals", "links",
                  "hello_counters", "windows", "on_endpoint", "waiters", "relayed")
 
     def __init__(self, call_id: bytes, key: bytes, members: tuple[str, str],
@@ -83,6 +101,7 @@ class RelayCall:
         self.tokens = tokens
         self.endpoints: list[Endpoint | None] = [None, None]
         self.locals: list[tuple[Endpoint, ...]] = [(), ()]
+        self.links: list[Any] = [None, None]      # a member's TCP connection, if it uses one
         self.hello_counters = [-1, -1]
         # one replay window per (sender, sealed type): index sender * 8 + type
         self.windows = [ReplayWindow() for _ in range(16)]
@@ -95,6 +114,16 @@ class RelayCall:
         if public is None:
             return None
         return MemberEndpoints(public, self.locals[member])
+
+    def candidates_of(self, member: int) -> tuple[Endpoint, ...]:
+        """The endpoints the other member may probe: a TCP member's public endpoint is
+        no UDP candidate, only its local ones."""
+        endpoints = self.member_endpoints(member)
+        if endpoints is None:
+            return ()
+        if self.links[member] is not None:
+            return endpoints.local
+        return endpoints.all()
 
     def ready(self) -> bool:
         return self.endpoints[0] is not None and self.endpoints[1] is not None
@@ -198,8 +227,14 @@ class RelayProtocol(DatagramProtocol):
 
     log = Logger()
 
-    def __init__(self, table: CallTable) -> None:
+    def __init__(self, table: CallTable, clock: Any = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # noqa: PLC0415
         self.table = table
+        self.clock = clock
+        self.hello_limit = RateLimiter(HELLO_RATE, HELLO_BURST, clock)
+        self.dual_stack = False        # the socket is AF_INET6 with IPv4 mapped in
+        self.dropped_rate = 0          # HELLOs over the per-address limit
         self.dropped_malformed = 0
         self.dropped_auth = 0          # bad tag, or a sender that is not that member
         self.dropped_unknown_call = 0
@@ -213,6 +248,7 @@ class RelayProtocol(DatagramProtocol):
         """Ask for a large receive buffer: audio arrives in bursts from many calls, and
         the kernel's default (about 200 KiB) drops packets before the relay sees them."""
         handle = getattr(self.transport, "socket", None)
+        self.dual_stack = getattr(handle, "family", None) == socket.AF_INET6
         if handle is not None:
             try:
                 handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -230,16 +266,19 @@ class RelayProtocol(DatagramProtocol):
             "dropped_unknown_call": self.dropped_unknown_call,
             "dropped_replay": self.dropped_replay,
             "dropped_no_peer": self.dropped_no_peer,
+            "dropped_rate": self.dropped_rate,
             "dropped_error": self.dropped_error,
         }
 
-    def datagramReceived(self, data: bytes, addr: Endpoint) -> None:  # noqa: N802
+    def datagramReceived(self, data: bytes, addr: Endpoint,  # noqa: N802
+                         link: Any = None) -> None:
+        """One packet from ``addr`` (over UDP, or over the TCP connection ``link``)."""
         try:
             ptype = _FORWARDED.get(data[0]) if data else None
             if ptype is not None:
-                self._forward(data, addr, ptype)
+                self._forward(data, self._plain(addr), ptype, link)
             elif data and data[0] == _HELLO_BYTE:
-                self._hello(data, addr)
+                self._hello(data, self._plain(addr), link)
             else:
                 self.dropped_malformed += 1
         except MalformedPacket:
@@ -248,7 +287,25 @@ class RelayProtocol(DatagramProtocol):
             self.dropped_error += 1
             self.log.failure("relay: unexpected error on a datagram")
 
-    def _forward(self, data: bytes, addr: Endpoint, ptype: int) -> None:
+    def _plain(self, addr: Any) -> Endpoint:
+        host = addr[0]
+        if host.startswith("::ffff:"):
+            return media.unmap_endpoint((host, addr[1]))
+        return (host, addr[1])
+
+    def _send(self, call: RelayCall, member: int, data: bytes) -> None:
+        """Write to a member wherever it is bound: its TCP link, or its UDP endpoint."""
+        link = call.links[member]
+        if link is not None:
+            if link.transport is not None and link.connected:
+                link.sendString(data)
+            return
+        endpoint = call.endpoints[member]
+        assert endpoint is not None
+        self.transport.write(data, media.map_endpoint(endpoint) if self.dual_stack
+                             else endpoint)
+
+    def _forward(self, data: bytes, addr: Endpoint, ptype: int, link: Any) -> None:
         if len(data) < MIN_SEALED or len(data) > MAX_DATAGRAM:
             self.dropped_malformed += 1
             return
@@ -260,7 +317,7 @@ class RelayProtocol(DatagramProtocol):
         if sender > 1:
             self.dropped_malformed += 1
             return
-        if call.endpoints[sender] != addr:
+        if call.endpoints[sender] != addr or call.links[sender] is not link:
             self.dropped_auth += 1
             return
         window = call.windows[sender * 8 + ptype]
@@ -271,15 +328,18 @@ class RelayProtocol(DatagramProtocol):
             self.dropped_auth += 1
             return
         window.update(seq)
-        target = call.endpoints[1 - sender]
-        if target is None:
+        if call.endpoints[1 - sender] is None:
             self.dropped_no_peer += 1
             return
-        self.transport.write(data, target)
+        self._send(call, 1 - sender, data)
         call.relayed += 1
         self.relayed += 1
 
-    def _hello(self, data: bytes, addr: Endpoint) -> None:
+    def _hello(self, data: bytes, addr: Endpoint, link: Any) -> None:
+        allowed, _ = self.hello_limit.check(addr[0])
+        if not allowed:
+            self.dropped_rate += 1
+            return
         hello = media.parse_hello(data)
         call = self.table.calls.get(hello.call_id)
         if call is None:
@@ -290,30 +350,121 @@ class RelayProtocol(DatagramProtocol):
             self.dropped_auth += 1
             return
         endpoint = (addr[0], addr[1])
-        if hello.counter <= call.hello_counters[member] and call.endpoints[member] != endpoint:
+        moved = call.endpoints[member] != endpoint or call.links[member] is not link
+        if hello.counter <= call.hello_counters[member] and moved:
             # an old HELLO replayed from elsewhere must not move the member's endpoint
             self.dropped_replay += 1
             return
         self.hellos += 1
         call.hello_counters[member] = max(call.hello_counters[member], hello.counter)
-        changed = call.endpoints[member] != endpoint or call.locals[member] != hello.endpoints
+        changed = moved or call.locals[member] != hello.endpoints
         call.endpoints[member] = endpoint
+        call.links[member] = link
         call.locals[member] = hello.endpoints
-        self._send_ack(call, member, hello.counter)
+        self._send_ack(call, member, hello.counter, len(data))
         if changed:
             peer = 1 - member
             if call.endpoints[peer] is not None:
-                # tell the peer at once rather than at its next keepalive HELLO
-                self._send_ack(call, peer, call.hello_counters[peer])
+                # tell the peer at once rather than at its next keepalive HELLO; its
+                # address was proven by its own signed HELLO
+                self._send_ack(call, peer, call.hello_counters[peer], media.MAX_DATAGRAM)
             self.table.learned(call, member)
 
-    def _send_ack(self, call: RelayCall, member: int, counter: int) -> None:
+    def _send_ack(self, call: RelayCall, member: int, counter: int, budget: int) -> None:
+        """A HELLO_ACK to ``member`` of at most ``budget`` bytes (peer endpoints are left
+        out until it fits: never answer with more than was received)."""
         endpoint = call.endpoints[member]
         assert endpoint is not None
-        peer = call.member_endpoints(1 - member)
-        packet = media.encode_hello_ack(
-            call.call_id, member, max(counter, 0), call.tokens[member], endpoint,
-            peer_present=peer is not None,
-            peer_endpoints=peer.all()[:media.MAX_ENDPOINTS + 1] if peer is not None else ())
-        self.transport.write(packet, endpoint)
+        peers = call.candidates_of(1 - member)[:media.MAX_ENDPOINTS + 1]
+        present = call.endpoints[1 - member] is not None
+        while True:
+            packet = media.encode_hello_ack(call.call_id, member, max(counter, 0),
+                                            call.tokens[member], endpoint,
+                                            peer_present=present, peer_endpoints=peers)
+            if len(packet) <= budget or not peers:
+                break
+            peers = peers[:-1]
+        if len(packet) > budget:
+            return
+        self._send(call, member, packet)
+
+
+class RelayStream(Int16StringReceiver):
+    """One TCP connection to the relay: frames in, `RelayProtocol` does the rest."""
+
+    MAX_LENGTH = MAX_DATAGRAM
+    HELLO_TIMEOUT = 10.0     # a connection that has not said a good HELLO by then goes
+
+    def __init__(self, relay: RelayProtocol, factory: RelayStreamFactory) -> None:
+        self.relay = relay
+        self.factory = factory
+        self.peer: Endpoint = ("", 0)
+        self._timer: Any = None
+
+    def connectionMade(self) -> None:  # noqa: N802
+        address = self.transport.getPeer()
+        self.peer = self.relay._plain((address.host, address.port))
+        if not self.factory.admit(self):
+            self.transport.abortConnection()
+            return
+        self._timer = self.relay.clock.callLater(self.HELLO_TIMEOUT, self._check_bound)
+
+    def _check_bound(self) -> None:
+        self._timer = None
+        bound = any(self in call.links for call in self.relay.table.calls.values())
+        if not bound:
+            self.transport.abortConnection()
+
+    def stringReceived(self, data: bytes) -> None:  # noqa: N802
+        self.relay.datagramReceived(data, self.peer, link=self)
+
+    def lengthLimitExceeded(self, length: int) -> None:  # noqa: N802
+        self.relay.dropped_malformed += 1
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.factory.gone(self)
+
+
+class RelayStreamFactory(Factory):
+    """The relay's TCP listener, with a cap on connections per address and in all."""
+
+    def __init__(self, relay: RelayProtocol, max_connections: int = 2000,
+                 per_address: int = 8) -> None:
+        self.relay = relay
+        self.max_connections = max_connections
+        self.per_address = per_address
+        self.connections: dict[str, int] = {}
+        self.total = 0
+        self.refused = 0
+
+    def buildProtocol(self, addr: Any) -> RelayStream:  # noqa: N802
+        return RelayStream(self.relay, self)
+
+    def admit(self, stream: RelayStream) -> bool:
+        host = stream.peer[0]
+        if self.total >= self.max_connections or \
+                self.connections.get(host, 0) >= self.per_address:
+            self.refused += 1
+            stream.counted = False
+            return False
+        stream.counted = True
+        self.total += 1
+        self.connections[host] = self.connections.get(host, 0) + 1
+        return True
+
+    def gone(self, stream: RelayStream) -> None:
+        if not getattr(stream, "counted", False):
+            return
+        stream.counted = False
+        self.total -= 1
+        host = stream.peer[0]
+        left = self.connections.get(host, 1) - 1
+        if left:
+            self.connections[host] = left
+        else:
+            self.connections.pop(host, None)
 

@@ -9,6 +9,9 @@ Handlers return a value or raise; they never write to a connection. What they ma
   character into six bytes: counting characters is not enough); a page cut short says
   ``"more": true`` and the client asks for the rest;
 * `Closing(body)`: reply, then close the connection (``quit``, ``logout``);
+* a `Later`: the outcome comes after the handler returned, from the component the handler
+  gave it to, which calls ``settle(outcome)`` once (the message path, which runs tens of
+  thousands of times a second, without a Deferred's cost);
 * ``None``: no reply is owed.
 
 A `MessengerError` becomes its error reply; anything else becomes a generic 500 (the
@@ -55,6 +58,23 @@ class Page:
     key: str = "alert"
     code: int = codes.ACCEPTED
     keep_last: bool = False
+
+
+class Later:
+    """A reply owed later: ``settle(outcome)`` answers it through the connection's one
+    reply path and ends its count of requests in flight. Subclasses add what they need to
+    compute the outcome (`messenger.server.handlers.messages`)."""
+
+    __slots__ = ("session", "request_id")
+
+    def __init__(self, session: Any, request_id: str) -> None:
+        self.session = session
+        self.request_id = request_id
+
+    def settle(self, outcome: Any) -> None:
+        session = self.session
+        session.requests.finished(session, False)
+        session.answer(self.request_id, outcome)
 
 
 class SessionOver(NotAuthorised):

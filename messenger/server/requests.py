@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from messenger.server.dispatch import ROUTES
 from messenger.server.files import frames
 from messenger.server.ratelimit import Bucket
+from messenger.server.replies import Later
 from messenger.server.states import State
 from messenger.wire import binary, jim
 from messenger.wire.errors import (
@@ -171,6 +172,9 @@ def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
         session.answer(request_id, ServerError("internal server error"))
         return
     if result is None:
+        return
+    if isinstance(result, Later):
+        state.started(session, False)
         return
     if isinstance(result, defer.Deferred):
         state.started(session, route.heavy)

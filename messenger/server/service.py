@@ -18,12 +18,14 @@ from twisted.logger import Logger
 from messenger.server.admission import raise_open_file_limit
 from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
+from messenger.server.listen import listen_stream_dual, listen_tcp, listen_udp
 from messenger.server.mail.mailer import Mailer
 from messenger.server.protocol import ServerProtocol
-from messenger.server.relay import RelayProtocol
+from messenger.server.relay import RelayProtocol, RelayStreamFactory
 from messenger.server.secret import load_or_create_secret
 from messenger.server.tls import TlsConfigError, server_tls_options
-from messenger.store.db import Database, DatabaseTooNew, SqliteEngine
+from messenger.store.db import Database, DatabaseTooNew, engine_for
+from messenger.store.errors import Unavailable
 from messenger.wire import keys
 
 
@@ -65,6 +67,8 @@ class MessengerServer:
         self.port: Any = None
         self.tls_port: Any = None
         self.udp_port: Any = None
+        self.relay_tcp: Any = None
+        self.extra_ports: list[Any] = []
         self.relay: RelayProtocol | None = None
         self._own_mailer = False
 
@@ -114,11 +118,13 @@ class MessengerServer:
             self._own_mailer = True
         if self._own_mailer:
             self.mailer.startService()
-        self.db = Database(config.database_path, SqliteEngine(config.db_sync.upper()),
+        location = config.database_location
+        self.db = Database(location, engine_for(location, config.db_sync.upper()),
+                           readers=config.db_readers, writers=config.db_writers or None,
                            reactor=self.reactor)
         version = yield self.db.open()
         self.log.info("Database {path} at schema version {version}",
-                      path=str(config.database_path), version=version)
+                      path=self.db.describe(), version=version)
         open_files = raise_open_file_limit()
         self.ctx = ServerContext(config, self.reactor, self.db, secret, server_key,
                                  mailer=self.mailer, open_files=open_files)
@@ -128,7 +134,8 @@ class MessengerServer:
         self.ctx.files.sweep().addErrback(
             lambda f: self.log.failure("Sweeping the files directory failed", f))
         factory = MessengerFactory(self.ctx)
-        self.port = self.reactor.listenTCP(config.port, factory, interface=config.interface)
+        self.port, *self.extra_ports = listen_tcp(self.reactor, config.port, factory,
+                                                  config.interface)
         self.log.info("Messenger listening on {host}:{port} (suites: {suites})",
                       host=config.interface or "*", port=self.port.getHost().port,
                       suites=", ".join(config.suites))
@@ -138,12 +145,27 @@ class MessengerServer:
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
         udp_port = config.udp_port if config.udp_port is not None else self.tcp_port
-        self.relay = RelayProtocol(self.ctx.call_table)
-        self.udp_port = self.reactor.listenUDP(udp_port, self.relay,
-                                               interface=config.interface)
+        self.relay = RelayProtocol(self.ctx.call_table, self.reactor)
+        self.udp_port = listen_udp(self.reactor, udp_port, self.relay, config.interface)
         self.ctx.calls.relay_port = self.udp_port.getHost().port
-        self.log.info("Call relay listening on UDP {host}:{port}",
-                      host=config.interface or "*", port=self.ctx.calls.relay_port)
+        tcp_relay = config.relay_tcp_port
+        if tcp_relay is None:   # the configured UDP port + 1; any free one for port 0
+            wanted = config.udp_port if config.udp_port is not None else config.port
+            tcp_relay = wanted + 1 if 0 < wanted < 65535 else 0
+        if tcp_relay >= 0:
+            try:
+                self.relay_tcp = listen_stream_dual(self.reactor, tcp_relay,
+                                                    RelayStreamFactory(self.relay),
+                                                    config.interface)
+                self.ctx.calls.relay_tcp_port = self.relay_tcp.getHost().port
+            except CannotListenError as error:
+                # optional: calls still work wherever UDP does
+                self.log.warn("No call relay over TCP (port {port}: {error}); clients"
+                              " behind UDP-blocking firewalls cannot call",
+                              port=tcp_relay, error=error)
+        self.log.info("Call relay listening on UDP {host}:{port} and TCP {tcp}",
+                      host=config.interface or "*", port=self.ctx.calls.relay_port,
+                      tcp=self.ctx.calls.relay_tcp_port)
 
     @property
     def tcp_port(self) -> int:
@@ -156,8 +178,10 @@ class MessengerServer:
     @defer.inlineCallbacks
     def stop(self) -> Any:
         """Stop listening, close every connection, flush, close the database and mail."""
-        ports, self.port, self.tls_port, self.udp_port = (
-            (self.port, self.tls_port, self.udp_port), None, None, None)
+        ports, self.port, self.tls_port, self.udp_port, self.relay_tcp = (
+            (self.port, self.tls_port, self.udp_port, self.relay_tcp, *self.extra_ports),
+            None, None, None, None)
+        self.extra_ports = []
         for port in ports:
             if port is not None:
                 yield port.stopListening()
@@ -204,7 +228,7 @@ class MessengerService(service.Service):
 
     def _failed(self, failure: Any, reactor: Any) -> None:
         if failure.check(TlsConfigError, CannotListenError, OSError, ValueError,
-                         DatabaseTooNew):
+                         DatabaseTooNew, Unavailable):
             # An operator's mistake (a file, a port): say what, without a traceback.
             self.log.critical("The server could not start: {error}", error=failure.value)
         else:

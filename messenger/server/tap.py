@@ -27,6 +27,7 @@ from messenger.server.config import (
     TlsConfig,
 )
 from messenger.server.mail.compose import split_sender
+from messenger.store.engines import is_postgres_url
 from messenger.wire.suites import SUITES
 
 MIB = 1024 * 1024
@@ -103,8 +104,14 @@ class Options(usage.Options):
         ["token-days", None, 30.0, "Lifetime of a resume token, in days.", float],
         ["scrypt-n", None, 2**15, "scrypt cost parameter N for password hashes.", int],
         ["udp-port", None, None, "UDP port of the call relay (default: the TCP port).", int],
+        ["relay-tcp-port", None, None, "TCP port of the call relay for networks that block"
+                                       " UDP (default: the UDP port + 1; -1: off).", int],
         ["public-host", None, "", "Host name or address clients use to reach the relay."],
         ["ring-timeout", None, 45.0, "Seconds an unanswered call rings.", float],
+        ["database", None, "", "SQLite file (default: DATA_DIR/messenger.sqlite) or"
+                               " postgresql://USER:PASSWORD@HOST:PORT/DATABASE."],
+        ["db-readers", None, 2, "Reader connections to the database.", int],
+        ["db-writers", None, 2, "Writer connections to PostgreSQL (SQLite has one).", int],
         ["db-sync", None, "full", "SQLite durability: 'full' (every commit reaches the disk"
                                   " before the sender's acknowledgement) or 'normal'"
                                   " (survives a crash of the server, not of the machine)."],
@@ -226,9 +233,12 @@ class Options(usage.Options):
         if self["db-sync"].lower() not in ("full", "normal"):
             raise usage.UsageError("--db-sync must be 'full' or 'normal'")
         self["db-sync"] = self["db-sync"].lower()
+        self._check_database()
         for name in ("port", "tls-port", "udp-port"):
             if self[name] is not None and not 0 <= self[name] <= 65535:
                 raise usage.UsageError(f"--{name} must be 0..65535")
+        if self["relay-tcp-port"] is not None and not -1 <= self["relay-tcp-port"] <= 65535:
+            raise usage.UsageError("--relay-tcp-port must be -1..65535")
         if not 1 <= self["smtp-port"] <= 65535:
             raise usage.UsageError("--smtp-port must be 1..65535")
         if self["rsa-bits"] not in RSA_SIZES:
@@ -270,6 +280,19 @@ class Options(usage.Options):
             raise usage.UsageError(f"--mail-from is not a usable address: {error}") from None
         self.config = self.to_config()
 
+    def _check_database(self) -> None:
+        for name in ("db-readers", "db-writers"):
+            if not 1 <= self[name] <= 64:
+                raise usage.UsageError(f"--{name} must be 1..64")
+        if is_postgres_url(self["database"]):
+            from messenger.store.postgres import parse
+            try:
+                parse(self["database"])
+            except ValueError as error:
+                raise usage.UsageError(f"--database: {error}") from None
+        elif "://" in self["database"]:
+            raise usage.UsageError("--database takes a SQLite file or a postgresql:// URL")
+
     def _smtp_password(self) -> str:
         path = self["smtp-password-file"]
         if not path:
@@ -300,10 +323,14 @@ class Options(usage.Options):
             token_lifetime=self["token-days"] * 24 * 3600,
             scrypt_n=self["scrypt-n"],
             udp_port=self["udp-port"],
+            relay_tcp_port=self["relay-tcp-port"],
             call_ring_timeout=self["ring-timeout"],
             public_host=self["public-host"],
             persist=not self["no-persist"],
             db_sync=self["db-sync"],
+            database=self["database"],
+            db_readers=self["db-readers"],
+            db_writers=self["db-writers"],
             mail=MailConfig(relay_host=self["smtp-host"], relay_port=self["smtp-port"],
                             starttls=bool(self["smtp-starttls"]), username=self["smtp-user"],
                             password=self._smtp_password(), from_address=self["mail-from"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from messenger.store import audit, logins, premium, users
+from messenger.store.engines import MESSAGES_LOCK, engine_of
 from messenger.store.errors import LastAdmin, Missing, NotAdmin
 
 
@@ -91,7 +92,11 @@ def unlock_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
 
 def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
     """Delete an account and everything that cascades from it (contacts, messages,
-    login history, tokens); its broadcasts stay, under its name."""
+    login history, tokens); its broadcasts stay, under its name.
+
+    Waits for the message inserts running on any node (their lock), so that none of
+    them finds the account half deleted: they see it whole, or gone."""
+    engine_of(txn).lock(txn, MESSAGES_LOCK)
     row = _user(txn, name)
     if _last_admin(txn, row, now):
         raise LastAdmin(name)

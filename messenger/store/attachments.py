@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from messenger.store.engines import MESSAGES_LOCK, engine_of
 from messenger.store.messages import EXISTING, RECIPIENT_GONE, SENDER_GONE, Stored
 
 FILE_GONE = "file gone"
@@ -27,7 +28,9 @@ NewAttachment = tuple[int, int, str, str, float, int, str]
 def insert_batch_txn(txn: Any, items: list[NewAttachment]) -> list[Stored]:
     """Store a batch in one transaction; results in the order of ``items`` (see
     `messenger.store.messages.insert_batch_txn`), or `FILE_GONE` for a message whose
-    file no longer exists."""
+    file no longer exists. On PostgreSQL the inserts run in the messages' serial
+    section, as plain messages do: ids commit in the order they are given out."""
+    engine_of(txn).serial_section(txn, MESSAGES_LOCK)
     user_ids = {item[0] for item in items} | {item[1] for item in items}
     txn.execute(f"SELECT id FROM users WHERE id IN ({','.join('?' * len(user_ids))})",
                 tuple(user_ids))

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from messenger.store.engines import BROADCASTS_LOCK, engine_of
+
 # (id, created, sender name, body)
 BroadcastRow = tuple[int, float, str, str]
 
 
 def insert_txn(txn: Any, sender_id: int, sender_name: str, client_id: str, body: str,
                now: float) -> tuple[int, float, bool]:
-    """Store one broadcast; a resend returns the first copy: (id, created, newly stored)."""
+    """Store one broadcast; a resend returns the first copy: (id, created, newly stored).
+
+    Feeds are paged by id, so ids must commit in the order they are given out: on
+    PostgreSQL the insert runs inside a cluster-wide section (like messages).
+    """
+    engine_of(txn).serial_section(txn, BROADCASTS_LOCK)
     txn.execute("INSERT INTO broadcasts (sender_id, sender_name, client_id, body, created)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_name, client_id) DO NOTHING"
                 " RETURNING id", (sender_id, sender_name, client_id, body, now))

@@ -1,5 +1,7 @@
 """Store-level outcomes that callers turn into protocol replies."""
 
+from messenger.wire.errors import ServiceUnavailable
+
 
 class StoreError(Exception):
     """Base of the store's expected failures."""
@@ -23,6 +25,19 @@ class Missing(StoreError):
 
 class LastAdmin(StoreError):
     """The change would leave the deployment without an administrator."""
+
+
+class Unavailable(StoreError, ServiceUnavailable):
+    """The database cannot be reached or did not answer in time: JIM 503 with
+    ``retry_after``, as it is (a `ServiceUnavailable`, like `store.bounded`'s refusal).
+
+    Whether a write that failed this way was committed is unknown: it failed before or
+    during its COMMIT. Requests that are idempotent by their id (messages, broadcasts)
+    may simply be sent again.
+    """
+
+    def __init__(self, message: str, retry_after: float = 2.0) -> None:
+        ServiceUnavailable.__init__(self, message, retry_after)
 
 
 class NotAdmin(StoreError):

@@ -10,8 +10,9 @@ result)`` is called on the reactor thread with that row's result or, if the whol
 transaction failed, with the exception. One callback for all rows, not a closure per
 row: the message path submits tens of thousands of rows a second, and every object kept
 alive until its batch commits feeds the garbage collector. The default ``on_result``
-(`fire_token`) takes the token to be a Deferred and fires it with the row's result (or
-fails it with the exception).
+(`settle_token`) calls ``token.settle(result)``: the message path's tokens are small
+objects that push and answer without a Deferred; `fire_token` takes the token to be a
+Deferred and fires it with the row's result (or fails it with the exception).
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from messenger.store.db import Database
+from messenger.store.errors import Unavailable
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 OnResult = Callable[[Any, Any, Any], None]
+
+
+def settle_token(item: Any, token: Any, result: Any) -> None:
+    """The default ``on_result``: ``token.settle(result)`` (result or exception)."""
+    token.settle(result)
 
 
 def fire_token(item: Any, token: defer.Deferred[Any], result: Any) -> None:
@@ -43,7 +50,7 @@ class GroupCommit(Generic[Item, Result]):
 
     def __init__(self, db: Database,
                  batch_txn: Callable[[Any, list[Item]], list[Result]],
-                 on_result: OnResult = fire_token, max_batch: int = 2000) -> None:
+                 on_result: OnResult = settle_token, max_batch: int = 2000) -> None:
         self._db = db
         self._batch_txn = batch_txn
         self._on_result = on_result
@@ -99,7 +106,8 @@ class GroupCommit(Generic[Item, Result]):
         self._maybe_idle()
 
     def _failed(self, failure: Failure, items: list[Item], tokens: list[Any]) -> None:
-        self.log.failure("Group commit of {rows} rows failed", failure, rows=len(items))
+        if not failure.check(Unavailable):  # an outage is logged once, by the Database
+            self.log.failure("Group commit of {rows} rows failed", failure, rows=len(items))
         self._busy = False
         if self._items:
             self._start()

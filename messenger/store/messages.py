@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from messenger.store.engines import MESSAGES_LOCK, engine_of
+
 INSERT = ("INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
           " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id) DO NOTHING")
 EXISTING = "SELECT id, created FROM messages WHERE sender_id = ? AND client_id = ?"
@@ -33,10 +35,13 @@ def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
     not stored again: its result is the first copy's id and time, with ``newly stored``
     false.
 
-    The rows go in with one ``executemany`` (the loop runs in C, off the GIL's critical
-    path), then one query reads back the ids given out in this transaction: every id
-    above the largest one before the insert.
+    On SQLite the rows go in with one ``executemany`` (the loop runs in C, off the GIL's
+    critical path), then one query reads back the ids given out in this transaction:
+    every id above the largest one before the insert. PostgreSQL has its own path
+    (`_insert_batch_postgres`).
     """
+    if engine_of(txn).name == "postgres":
+        return _insert_batch_postgres(txn, items)
     user_ids = {item[0] for item in items} | {item[1] for item in items}
     txn.execute(f"SELECT id FROM users WHERE id IN ({','.join('?' * len(user_ids))})",
                 tuple(user_ids))
@@ -68,6 +73,56 @@ def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
     return results
 
 
+# One round trip on PostgreSQL: the cluster-wide section that makes ids commit in the
+# order they are given out (`Engine.serial_section_sql`), then every row (arrays, so the
+# statement's size does not depend on the batch's), in batch order, skipping rows whose
+# sender or recipient is gone and rows already stored.
+_PG_INSERT = (
+    " INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
+    " SELECT t.s, t.r, t.c, t.b, t.t"
+    " FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::float8[])"
+    " WITH ORDINALITY AS t(s, r, c, b, t, n)"
+    " WHERE EXISTS (SELECT 1 FROM users WHERE id = t.s)"
+    " AND EXISTS (SELECT 1 FROM users WHERE id = t.r)"
+    " ORDER BY t.n"
+    " ON CONFLICT (sender_id, client_id) DO NOTHING"
+    " RETURNING sender_id, client_id, id")
+
+
+def _insert_batch_postgres(txn: Any, items: list[NewMessage]) -> list[Stored]:
+    """The batch insert on PostgreSQL, where several nodes insert at once.
+
+    Ids come from the identity sequence, which hands them out in call order but lets
+    transactions commit in any order: without the lock, a client could sync past id 101
+    while 100 was still uncommitted, and never see 100. The advisory lock (held until
+    commit, taken by every message insert of every node) makes id order commit order.
+    It comes first, in READ COMMITTED, so everything after it sees what the previous
+    holder committed. Rows not inserted are either already stored (a resend,
+    maybe through another node) or addressed from or to an account that is gone.
+    """
+    columns = [[item[k] for item in items] for k in range(5)]
+    txn.execute(engine_of(txn).serial_section_sql(txn) + _PG_INSERT, (MESSAGES_LOCK, *columns))
+    fresh = {(row[0], row[1]): row[2] for row in txn.fetchall()}
+    results: list[Stored] = []
+    existing: set[int] | None = None
+    for item in items:
+        msg_id = fresh.pop((item[0], item[2]), None)
+        if msg_id is not None:
+            results.append((msg_id, item[4], True))
+            continue
+        txn.execute(EXISTING, (item[0], item[2]))
+        row = txn.fetchone()
+        if row is not None:
+            results.append((row[0], row[1], False))
+            continue
+        if existing is None:
+            ids = list({i[0] for i in items} | {i[1] for i in items})
+            txn.execute("SELECT id FROM users WHERE id = ANY(?)", (ids,))
+            existing = {row[0] for row in txn.fetchall()}
+        results.append(SENDER_GONE if item[0] not in existing else RECIPIENT_GONE)
+    return results
+
+
 def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[MessageRow]:
     """Messages addressed to the user with an id above ``since``, oldest first."""
     txn.execute("SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
@@ -77,16 +132,41 @@ def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[Messag
     return [tuple(row) for row in txn.fetchall()]
 
 
+# One page of a conversation: each direction is its own indexed range scan on
+# messages_pair (sender_id, recipient_id, id), read backwards from ``before`` and stopped
+# after ``limit`` rows; only those (at most 2 * limit) rows are merged and joined. The
+# same query as ``(a -> b OR b -> a) ORDER BY id DESC`` would read and sort the whole
+# conversation for every page. (PostgreSQL may instead walk the primary key backwards
+# and filter, where its statistics say the conversation is most of the table; either way
+# a page reads about a page: tests/store/test_history_cost.py checks the plans.)
+_HISTORY = (
+    "SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM ("
+    " SELECT * FROM (SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
+    " AND id < ? ORDER BY id DESC LIMIT ?) AS mine"
+    " UNION ALL"
+    " SELECT * FROM (SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
+    " AND id < ? ORDER BY id DESC LIMIT ?) AS theirs"
+    " ) AS page JOIN messages m ON m.id = page.id"
+    " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
+    " ORDER BY m.id DESC LIMIT ?")
+_HISTORY_SELF = (
+    "SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
+    " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
+    " WHERE m.sender_id = ? AND m.recipient_id = ? AND m.id < ?"
+    " ORDER BY m.id DESC LIMIT ?")
+
+
 def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
                 limit: int) -> list[MessageRow]:
-    """One page of the conversation between two users, oldest first, ids below ``before``."""
-    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
-                " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
-                " WHERE ((m.sender_id = ? AND m.recipient_id = ?)"
-                " OR (m.sender_id = ? AND m.recipient_id = ?)) AND m.id < ?"
-                " ORDER BY m.id DESC LIMIT ?",
-                (user_id, other_id, other_id, user_id,
-                 before if before is not None else 2**62, limit))
+    """One page of the conversation between two users, oldest first, ids below ``before``.
+
+    Costs one page whatever the conversation's length (see ``_HISTORY``)."""
+    below = before if before is not None else 2**62
+    if user_id == other_id:  # notes to self: one direction
+        txn.execute(_HISTORY_SELF, (user_id, user_id, below, limit))
+    else:
+        txn.execute(_HISTORY, (user_id, other_id, below, limit,
+                               other_id, user_id, below, limit, limit))
     rows = [tuple(row) for row in txn.fetchall()]
     rows.reverse()
     return rows

@@ -9,7 +9,7 @@ low nibble. Integers are big-endian (network order).
 * HELLO (client -> relay) and HELLO_ACK (relay -> client) are signed, not encrypted:
   the last 16 bytes are HMAC-SHA256 under the member's *relay token* (32 random bytes
   handed to that member only, over JIM), truncated to 16 bytes, over everything before.
-* PROBE, PROBE_ACK, AUDIO and BYE are *sealed*: a 20-byte header in clear (and bound as
+* PROBE, PROBE_ACK, AUDIO, BYE and REPORT are *sealed*: a 20-byte header in clear (and bound as
   associated data), then the payload encrypted with AES-256-GCM under the per-call key,
   then the 16-byte GCM tag. The nonce is built from the header: type byte, sender index,
   six zero bytes, 32-bit sequence number; each sender numbers each type from 0, so a
@@ -44,9 +44,10 @@ PROBE = 3
 PROBE_ACK = 4
 AUDIO = 5
 BYE = 6
-SEALED_TYPES = frozenset((PROBE, PROBE_ACK, AUDIO, BYE))
+REPORT = 7
+SEALED_TYPES = frozenset((PROBE, PROBE_ACK, AUDIO, BYE, REPORT))
 TYPE_NAMES = {HELLO: "HELLO", HELLO_ACK: "HELLO_ACK", PROBE: "PROBE",
-              PROBE_ACK: "PROBE_ACK", AUDIO: "AUDIO", BYE: "BYE"}
+              PROBE_ACK: "PROBE_ACK", AUDIO: "AUDIO", BYE: "BYE", REPORT: "REPORT"}
 
 CALL_ID_SIZE = 8
 KEY_SIZE = 32          # AES-256-GCM call key
@@ -74,6 +75,12 @@ CODEC_IDS = {PCM: 0, OPUS: 1}          # the codec id byte of AUDIO headers
 CODEC_NAMES = {number: name for name, number in CODEC_IDS.items()}
 
 PEER_PRESENT = 0x01    # HELLO_ACK flag: the relay knows the peer's endpoint
+REDUNDANT = 0x01       # AUDIO flag: the payload carries earlier frames too (section 2)
+MAX_REDUNDANT = 3      # earlier frames one AUDIO packet may repeat
+# A HELLO is padded to this many bytes: the relay never answers an address with more
+# bytes than it received from it (anti-amplification), and a HELLO_ACK with a public
+# endpoint and five IPv6 peer endpoints needs 146.
+HELLO_MIN_SIZE = 160
 
 Endpoint = tuple[str, int]
 
@@ -156,14 +163,34 @@ def decode_endpoint(data: bytes, offset: int) -> tuple[Endpoint, int]:
     return (host, port), end
 
 
-def _decode_endpoints(data: bytes, offset: int, count: int, end: int) -> tuple[Endpoint, ...]:
+def _decode_endpoints(data: bytes, offset: int, count: int, end: int,
+                      padded: bool = False) -> tuple[Endpoint, ...]:
     found = []
     for _ in range(count):
         endpoint, offset = decode_endpoint(data, offset)
         found.append(endpoint)
-    if offset != end:
+    if offset > end or (offset != end and not padded):
         raise MalformedPacket("trailing bytes after the endpoints")
+    if padded and any(data[offset:end]):
+        raise MalformedPacket("padding must be zero bytes")
     return tuple(found)
+
+
+def unmap_endpoint(endpoint: Endpoint) -> Endpoint:
+    """An IPv4-mapped IPv6 address (``::ffff:a.b.c.d``, as a dual-stack socket reports an
+    IPv4 peer) as the plain IPv4 address; anything else unchanged."""
+    host = endpoint[0]
+    if host.startswith("::ffff:") and "." in host:
+        return (host[7:], endpoint[1])
+    return (host, endpoint[1])
+
+
+def map_endpoint(endpoint: Endpoint) -> Endpoint:
+    """The form a dual-stack (AF_INET6) socket writes to: IPv4 as ``::ffff:a.b.c.d``."""
+    host = endpoint[0]
+    if ":" not in host:
+        return ("::ffff:" + host, endpoint[1])
+    return endpoint
 
 
 # -- HELLO / HELLO_ACK (signed with the member's relay token) ---------------------------
@@ -215,6 +242,8 @@ def encode_hello(call_id: bytes, member: int, counter: int, token: bytes,
         raise ValueError(f"at most {MAX_ENDPOINTS} local endpoints")
     body = SIGNED.pack(type_byte(HELLO), member, len(endpoints), 0, call_id, counter)
     body += b"".join(encode_endpoint(endpoint) for endpoint in endpoints)
+    # zero padding up to HELLO_MIN_SIZE (covered by the tag): see HELLO_MIN_SIZE
+    body += bytes(max(0, HELLO_MIN_SIZE - TAG_SIZE - len(body)))
     return _sign(body, token)
 
 
@@ -229,7 +258,8 @@ def parse_hello(data: bytes) -> Hello:
         raise MalformedPacket("member index out of range")
     if count > MAX_ENDPOINTS:
         raise MalformedPacket("too many endpoints")
-    endpoints = _decode_endpoints(data, SIGNED_SIZE, count, len(data) - TAG_SIZE)
+    endpoints = _decode_endpoints(data, SIGNED_SIZE, count, len(data) - TAG_SIZE,
+                                  padded=True)
     return Hello(call_id, member, counter, endpoints)
 
 
@@ -273,7 +303,7 @@ class Header(NamedTuple):
     ptype: int
     sender: int
     codec: int      # AUDIO: codec id; otherwise 0
-    flags: int      # reserved, 0
+    flags: int      # AUDIO: REDUNDANT; otherwise 0
     call_id: bytes
     seq: int        # per sender and type, from 0
     stamp: int      # AUDIO: sample clock; PROBE_ACK: the seq of the probe answered
@@ -304,14 +334,14 @@ class CallCipher:
         self._aead = AESGCM(key)
 
     def seal(self, ptype: int, sender: int, call_id: bytes, seq: int, stamp: int = 0,
-             payload: bytes = b"", codec: int = 0) -> bytes:
+             payload: bytes = b"", codec: int = 0, flags: int = 0) -> bytes:
         """One sealed packet; (ptype, sender, seq) must never repeat under this key."""
         if ptype not in SEALED_TYPES:
             raise ValueError("not a sealed packet type")
         if len(payload) > MAX_PAYLOAD:
             raise ValueError("payload too long")
         first = type_byte(ptype)
-        header = HEADER.pack(first, sender, codec, 0, call_id, seq, stamp)
+        header = HEADER.pack(first, sender, codec, flags, call_id, seq, stamp)
         nonce = bytes((first, sender)) + _NONCE_PAD + header[12:16]
         return header + self._aead.encrypt(nonce, payload, header)
 
@@ -335,6 +365,84 @@ def probe_time(payload: bytes) -> float | None:
     if len(payload) != _PROBE_TIME.size:
         return None
     return _PROBE_TIME.unpack(payload)[0]
+
+
+# -- AUDIO payloads with redundancy (RFC 2198 in spirit) ----------------------------------
+
+_RED_COUNT = struct.Struct(">B")
+_RED_LENGTH = struct.Struct(">H")
+
+
+def pack_redundant(primary: bytes, earlier: Sequence[bytes]) -> bytes:
+    """An AUDIO payload with the REDUNDANT flag: the frame of this packet's sequence
+    number, then copies of the ``earlier`` frames (sequence - 1, - 2, ...).
+
+    Layout: u8 n, n x u16 length of each earlier frame, the primary frame, the n
+    earlier frames in order (newest first). A copy of length 0 is a frame not sent (DTX).
+    """
+    if len(earlier) > MAX_REDUNDANT:
+        raise ValueError(f"at most {MAX_REDUNDANT} earlier frames")
+    head = _RED_COUNT.pack(len(earlier)) + b"".join(_RED_LENGTH.pack(len(f)) for f in earlier)
+    return head + primary + b"".join(earlier)
+
+
+def unpack_redundant(payload: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+    """(primary frame, earlier frames newest first) of a REDUNDANT payload."""
+    if not payload:
+        raise MalformedPacket("empty redundant payload")
+    count = payload[0]
+    if count > MAX_REDUNDANT:
+        raise MalformedPacket("too many redundant frames")
+    offset = 1 + 2 * count
+    if offset > len(payload):
+        raise MalformedPacket("truncated redundant payload")
+    lengths = [_RED_LENGTH.unpack_from(payload, 1 + 2 * i)[0] for i in range(count)]
+    primary_end = len(payload) - sum(lengths)
+    if primary_end < offset:
+        raise MalformedPacket("redundant frames longer than the payload")
+    primary = payload[offset:primary_end]
+    earlier = []
+    position = primary_end
+    for length in lengths:
+        earlier.append(payload[position:position + length])
+        position += length
+    return primary, tuple(earlier)
+
+
+# -- REPORT: what the receiver of our audio saw ------------------------------------------
+
+_REPORT = struct.Struct(">IIHHHB")
+
+
+class Report(NamedTuple):
+    """A receiver's view of the audio stream it gets (payload of a REPORT packet).
+
+    Sent twice a second by each member to the other; the sender tunes its encoder from
+    ``loss_permille`` and learns that its audio arrives at all (``received`` > 0), which
+    is what makes a call ACTIVE (audio both ways).
+    """
+
+    highest_seq: int      # highest AUDIO sequence number received (0 if none)
+    received: int         # AUDIO packets received since the call began
+    loss_permille: int    # packets lost over the last few seconds, per mille
+    jitter_ms: int        # interarrival jitter
+    late_permille: int    # packets that came too late to play, last few seconds
+    flags: int = 0        # bit 0: audio received within the last second
+
+
+def encode_report(report: Report) -> bytes:
+    return _REPORT.pack(report.highest_seq & MAX_SEQ, min(report.received, MAX_SEQ),
+                        min(report.loss_permille, 1000), min(report.jitter_ms, 0xFFFF),
+                        min(report.late_permille, 1000), report.flags & 0xFF)
+
+
+def decode_report(payload: bytes) -> Report:
+    if len(payload) != _REPORT.size:
+        raise MalformedPacket("REPORT of the wrong length")
+    report = Report(*_REPORT.unpack(payload))
+    if report.loss_permille > 1000 or report.late_permille > 1000:
+        raise MalformedPacket("REPORT fraction out of range")
+    return report
 
 
 # -- replay window -----------------------------------------------------------------------

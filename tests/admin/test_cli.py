@@ -19,6 +19,7 @@ from messenger.admin.certs import fingerprint_file
 from messenger.store import db
 from tests.server.people import count, login, quit_, rows, server_with, wait_until
 from tests.support import jimclient
+from tests.support.services import OnPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR = f"operator:{getpass.getuser()}"
@@ -50,6 +51,9 @@ class LiveServerCase(unittest.TestCase):
 
     @defer.inlineCallbacks
     def admin_cli(self, *args, status=0):
+        database = self.server.config.database  # a PostgreSQL URL for the ...OnPostgres twins
+        if database:
+            args = ("--database", database, *args)
         code, out, err = yield run_admin(self.data_dir, *args)
         self.assertEqual(code, status, f"{args}: {out}{err}")
         return out if status == 0 else err
@@ -353,3 +357,11 @@ class OfflineTests(unittest.TestCase):
                     if ep.name == "messenger-admin"]
         self.assertEqual(entry.value, "messenger.admin.cli:main")
         self.assertIs(entry.load(), cli.main)
+
+
+class UserCommandTestsOnPostgres(OnPostgres, UserCommandTests):
+    """The same on a PostgreSQL store (messenger-admin --database postgresql://...)."""
+
+
+class CodeAndAuditTestsOnPostgres(OnPostgres, CodeAndAuditTests):
+    """The same on a PostgreSQL store."""

@@ -37,7 +37,10 @@ OWN_KEYS = {"server", "cipher", "persist", "acks", "ack_ms_p50", "ack_ms_p95", "
 
 
 def no_limits() -> LimitsConfig:
-    return LimitsConfig(connections_per_minute=0, logins_per_minute=0, requests_per_second=0)
+    # The hashing queues too: a figure registers its accounts all at once, and on a
+    # loaded machine four waiting hashes (the default) fill before the threads run.
+    return LimitsConfig(connections_per_minute=0, logins_per_minute=0, requests_per_second=0,
+                        hash_queue=1000, decoy_queue=1000)
 
 
 @defer.inlineCallbacks

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
-from messenger.store import adminops
+from messenger.store import adminops, plain
 from tests.server.people import online, server_with
+from tests.support.services import OnPostgres
 
 
-def operator_change(path: str, fn: Any, *args: Any) -> None:
-    """What messenger-admin does: its own connection to the database file, one write."""
-    connection = sqlite3.connect(path, timeout=30)
+def operator_change(location: Any, fn: Any, *args: Any) -> None:
+    """What messenger-admin does: its own connection to the database, one write."""
+    connection = plain.open_plain(location)
     try:
-        connection.execute("PRAGMA foreign_keys=ON")
-        with connection:
-            fn(connection.cursor(), "operator:test", *args, time.time())
+        connection.write(fn, "operator:test", *args, time.time())
     finally:
         connection.close()
 
@@ -29,7 +27,7 @@ class AccountCheckTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def change(self, server: Any, fn: Any, *args: Any) -> Any:
-        yield threads.deferToThread(operator_change, str(server.config.database_path), fn,
+        yield threads.deferToThread(operator_change, server.config.database_location, fn,
                                     *args)
 
     @defer.inlineCallbacks
@@ -62,3 +60,7 @@ class AccountCheckTests(unittest.TestCase):
         self.assertTrue(online(server, "bob"))
         reply = yield bob.request("get_contacts")
         self.assertEqual(reply["response"], 202)
+
+
+class AccountCheckTestsOnPostgres(OnPostgres, AccountCheckTests):
+    """The same on a PostgreSQL store."""

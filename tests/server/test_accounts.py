@@ -15,6 +15,7 @@ from tests.server.people import wait_until
 from tests.support import jimclient
 from tests.support.jimclient import new_user, wait_closed
 from tests.support.server import start_server
+from tests.support.services import OnPostgres
 
 PASSWORD = "correct horse"
 
@@ -395,3 +396,19 @@ class TokenTests(AccountTestCase):
             self.assertEqual(refused["response"], 401)
         _, accepted = yield self.resume("alice", new_token)
         self.assertEqual(accepted["response"], 200)
+
+
+class RegisterTestsOnPostgres(OnPostgres, RegisterTests):
+    """The same on a PostgreSQL store."""
+
+
+class LoginTestsOnPostgres(OnPostgres, LoginTests):
+    """The same on a PostgreSQL store."""
+
+
+class AutoRegisterTestsOnPostgres(OnPostgres, AutoRegisterTests):
+    """The same on a PostgreSQL store."""
+
+
+class TokenTestsOnPostgres(OnPostgres, TokenTests):
+    """The same on a PostgreSQL store."""

@@ -8,6 +8,7 @@ from twisted.trial import unittest
 
 from tests.server.people import count, rows, server_with, snapshot, wait_until
 from tests.support import jimclient
+from tests.support.services import OnPostgres
 
 # Every admin action with valid fields (targets exist in the fixture below).
 ADMIN_CALLS = [
@@ -293,3 +294,15 @@ class AdminGuardTests(unittest.TestCase):
         yield admin.request("admin_set_admin", user_id="alice", value=True)
         reply = yield alice.request("admin_create_code")
         self.assertEqual(reply["response"], 201)
+
+
+class NonAdminTestsOnPostgres(OnPostgres, NonAdminTests):
+    """The same on a PostgreSQL store."""
+
+
+class AdminActionTestsOnPostgres(OnPostgres, AdminActionTests):
+    """The same on a PostgreSQL store."""
+
+
+class AdminGuardTestsOnPostgres(OnPostgres, AdminGuardTests):
+    """The same on a PostgreSQL store."""

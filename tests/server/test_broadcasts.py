@@ -10,6 +10,7 @@ from twisted.trial import unittest
 from messenger.store import premium
 from tests.server.people import barrier, count, login, quit_, rows, server_with
 from tests.support import jimclient
+from tests.support.services import OnPostgres
 
 
 @defer.inlineCallbacks
@@ -190,3 +191,11 @@ class BroadcastTests(unittest.TestCase):
         reply = yield admin.request("broadcast", message="x" * 33)
         self.assertEqual((reply["response"], reply["error"]),
                          (400, "'message' is larger than 32 bytes"))
+
+
+class PremiumCodeTestsOnPostgres(OnPostgres, PremiumCodeTests):
+    """The same on a PostgreSQL store."""
+
+
+class BroadcastTestsOnPostgres(OnPostgres, BroadcastTests):
+    """The same on a PostgreSQL store."""

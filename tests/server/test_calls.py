@@ -16,7 +16,7 @@ from tests.support.jimclient import register
 from tests.support.netsim import blocking_session_factory, relay_only, wait_until
 from tests.support.server import start_server
 
-FAST = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05, direct_timeout=0.3)
+FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05, direct_timeout=0.3)
 
 
 class CallSignallingTests(TestCase):
@@ -150,6 +150,104 @@ class CallSignallingTests(TestCase):
         self.assertEqual(reply["response"], 400)
         reply = yield self.alice.request("get_contacts")
         self.assertEqual(reply["response"], 202)
+
+
+class CallAbuseAndMediaTests(TestCase):
+    """Ring floods, the media verdict in call_hangup, and calls whose media never came."""
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        self.server = yield start_server(self)
+        port = self.server.tcp_port
+        self.clients = {}
+        for name in ("alice", "bob", "carol"):
+            client, _ = yield register(self, port, name)
+            self.clients[name] = client
+        for name in ("alice", "carol"):
+            reply = yield self.clients[name].request("add_contact", user_id="bob")
+            self.assertEqual(reply["response"], 201)
+
+    @defer.inlineCallbacks
+    def test_ring_flood_refused_and_busy_ends_with_the_ring(self) -> Any:
+        """A caller who dials and cancels in a loop is refused with 429 and retry_after
+        after a few rings; the victim is free the moment each ring ends, and someone
+        else can still call them (the callee's own limit counts every caller)."""
+        alice, bob, carol = (self.clients[n] for n in ("alice", "bob", "carol"))
+        codes = []
+        for _ in range(12):
+            reply = yield alice.request("call_dial", user_id="bob")
+            codes.append(reply["response"])
+            if reply["response"] == 200:
+                yield alice.request("call_hangup")
+                self.assertIsNone(self.server.ctx.calls.call_of(2))   # bob is free again
+        self.assertEqual(codes[:6], [200] * 6)
+        self.assertEqual(set(codes[6:]), {429})
+        refused = yield alice.request("call_dial", user_id="bob")
+        self.assertGreater(refused["retry_after"], 0)
+        # the callee's limit: bob was rung six times this minute, by anyone
+        reply = yield carol.request("call_dial", user_id="bob")
+        self.assertEqual(reply["response"], 429)
+        self.assertIn("called too often", reply["error"])
+        yield wait_until(lambda: len([p for p in bob.pushes
+                                      if p["action"] == "call_end"]) == 6)
+        rings = [p for p in bob.pushes if p["action"] == "call_ring"]
+        self.assertEqual(len(rings), 6, [p["action"] for p in bob.pushes])
+
+    @defer.inlineCallbacks
+    def test_hangup_reason_reaches_both(self) -> Any:
+        """A client that gave up on the media says so; both call_end carry the reason.
+        Unknown reasons are a 400."""
+        alice, bob = self.clients["alice"], self.clients["bob"]
+        yield alice.request("call_dial", user_id="bob")
+        yield bob.wait_push("call_ring")
+        yield bob.request("call_dial", user_id="alice")
+        start = yield alice.wait_push("call_start")
+        self.assertNotIn("peer_endpoints", start)
+        reply = yield alice.request("call_hangup", reason="bored")
+        self.assertEqual(reply["response"], 400)
+        reply = yield alice.request("call_hangup", reason="media lost")
+        self.assertEqual(reply["response"], 200)
+        ends = yield defer.gatherResults([alice.wait_push("call_end"),
+                                          bob.wait_push("call_end")])
+        self.assertEqual([(e["reason"], e["by"]) for e in ends],
+                         [("media lost", "alice")] * 2)
+
+    @defer.inlineCallbacks
+    def test_call_without_media_ends(self) -> Any:
+        """If the relay never hears both members, the server ends the call ("media
+        failed") rather than keep a call alive on an empty path."""
+        self.server.ctx.calls.media_timeout = 0.3
+        alice, bob = self.clients["alice"], self.clients["bob"]
+        yield alice.request("call_dial", user_id="bob")
+        yield bob.wait_push("call_ring")
+        reply = yield bob.request("call_dial", user_id="alice")
+        ends = yield defer.gatherResults([alice.wait_push("call_end"),
+                                          bob.wait_push("call_end")])
+        self.assertEqual([(e["reason"], e["by"]) for e in ends], [("media failed", None)] * 2)
+        self.assertNotIn(bytes.fromhex(reply["call_id"]), self.server.ctx.call_table)
+
+
+class TcpRelayPortTests(TestCase):
+    """The TCP relay is optional: a taken port costs it, not the server."""
+
+    @defer.inlineCallbacks
+    def test_taken_port_is_no_failure(self) -> Any:
+        """With the TCP relay's port in use the server starts, says so in the log, and
+        call_start simply has no relay_tcp."""
+        from twisted.internet.protocol import Factory
+        taken = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        server = yield start_server(self, relay_tcp_port=taken.getHost().port)
+        self.assertIsNone(server.relay_tcp)
+        self.assertIsNone(server.ctx.calls.relay_tcp_port)
+        alice, _ = yield register(self, server.tcp_port, "alice")
+        bob, _ = yield register(self, server.tcp_port, "bob")
+        yield alice.request("add_contact", user_id="bob")
+        yield alice.request("call_dial", user_id="bob")
+        yield bob.wait_push("call_ring")
+        yield bob.request("call_dial", user_id="alice")
+        start = yield alice.wait_push("call_start")
+        self.assertNotIn("relay_tcp", start)
 
 
 class RelayedCallTests(TestCase):

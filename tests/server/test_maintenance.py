@@ -4,14 +4,14 @@ ones and everything else stay; the rounds follow the clock."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from messenger.server import maintenance
 from messenger.server.maintenance import DAY, Maintenance
 from messenger.store import db, messages, tokens, users
+from tests.support import services
+from tests.support.services import OnPostgres
 
 NOW = 1_800_000_000.0
 
@@ -46,7 +46,8 @@ class MaintenanceTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self) -> object:
-        self.database = db.Database(Path(self.mktemp()) / "m.sqlite", reactor=reactor)
+        location = yield services.database_for(self)
+        self.database = db.Database(location, reactor=reactor)
         yield self.database.open()
         self.addCleanup(self.database.close)
         yield self.database.write(_seed_txn)
@@ -116,3 +117,7 @@ class MaintenanceTests(unittest.TestCase):
         yield keeper.run()
         _, _, left = yield self.database.read(_bodies_txn)
         self.assertEqual(left, ["valid"])
+
+
+class MaintenanceTestsOnPostgres(OnPostgres, MaintenanceTests):
+    """The same on a PostgreSQL store."""

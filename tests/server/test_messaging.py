@@ -12,6 +12,7 @@ from messenger.server import replies
 from messenger.server.handlers import messages
 from messenger.wire import jim
 from tests.server.people import barrier, count, drop, login, quit_, rows, server_with, wait_until
+from tests.support.services import OnPostgres
 
 
 def request_id() -> str:
@@ -542,3 +543,43 @@ class ThreeClientStoryTests(unittest.TestCase):
         self.assertEqual([(m["msg_id"], m["message"]) for m in synced["alert"]], to_c)
         again = yield c.request("sync", since=to_c[-1][0])
         self.assertEqual(again["alert"], [])
+
+
+class ContactsTestsOnPostgres(OnPostgres, ContactsTests):
+    """The same on a PostgreSQL store."""
+
+
+class DirectMessageTestsOnPostgres(OnPostgres, DirectMessageTests):
+    """The same on a PostgreSQL store."""
+
+
+class SyncTestsOnPostgres(OnPostgres, SyncTests):
+    """The same on a PostgreSQL store."""
+
+
+class ResendTestsOnPostgres(OnPostgres, ResendTests):
+    """The same on a PostgreSQL store."""
+
+
+class HistoryTestsOnPostgres(OnPostgres, HistoryTests):
+    """The same on a PostgreSQL store."""
+
+
+class DeletedAccountTestsOnPostgres(OnPostgres, DeletedAccountTests):
+    """The same on a PostgreSQL store."""
+
+
+class ConnectionStaysUpTestsOnPostgres(OnPostgres, ConnectionStaysUpTests):
+    """The same on a PostgreSQL store."""
+
+
+class FrameTestsOnPostgres(OnPostgres, FrameTests):
+    """The same on a PostgreSQL store."""
+
+
+class NoteToSelfTestsOnPostgres(OnPostgres, NoteToSelfTests):
+    """The same on a PostgreSQL store."""
+
+
+class ThreeClientStoryTestsOnPostgres(OnPostgres, ThreeClientStoryTests):
+    """The same on a PostgreSQL store."""

@@ -10,6 +10,7 @@ from twisted.trial import unittest
 from messenger.server.presence import Presence
 from messenger.server.router import Router
 from tests.server.people import barrier, drop, login, quit_, server_with
+from tests.support.services import OnPostgres
 
 
 def presence_pushes(client, name=None):
@@ -174,3 +175,7 @@ class PresenceUnitTests(unittest.TestCase):
         self.presence.set_status(2, "two", "away")
         self.assertEqual(self.presence.status_of(2), "offline")
         self.assertEqual(self.sessions[1].frames, [])
+
+
+class PresencePushTestsOnPostgres(OnPostgres, PresencePushTests):
+    """The same on a PostgreSQL store."""

@@ -295,7 +295,8 @@ class RelayForwardTests(SynchronousTestCase):
         self.assertEqual((stats["calls"], stats["relayed"], stats["hellos"]), (1, 1, 2))
         self.assertEqual(set(stats), {"calls", "relayed", "hellos", "dropped_malformed",
                                       "dropped_auth", "dropped_unknown_call",
-                                      "dropped_replay", "dropped_no_peer", "dropped_error"})
+                                      "dropped_replay", "dropped_no_peer", "dropped_rate",
+                                      "dropped_error"})
 
     def test_lean_enough(self) -> None:
         """20,000 authenticated audio packets go through in well under a second of CPU."""
@@ -384,3 +385,94 @@ class RelayLoopbackTests(TestCase):
         self.assertEqual(self.bob.received, [])
         self.assertEqual(self.mallory.received, [])
         self.assertEqual(self.relay.relayed, 0)
+
+
+class RelayAbuseTests(SynchronousTestCase):
+    """No amplification, HELLOs limited per address, garbage cheap (issues 23 and 24)."""
+
+    def test_never_answers_with_more_than_received(self) -> None:
+        """An unpadded HELLO (32 bytes) is too small for any HELLO_ACK: it gets nothing;
+        a client's padded HELLO gets an ack no longer than itself, even with five peer
+        endpoints to tell."""
+        _, relay, transport = make_relay()
+        body = media.SIGNED.pack(media.type_byte(media.HELLO), 0, 0, 0, CALL_ID, 1)
+        short = body + media.hmac.digest(TOKENS[0], body, media.sha256)[:16]
+        relay.datagramReceived(short, ALICE)
+        self.assertEqual(transport.written, [])
+        many = tuple((f"2001:db8::{n}", 4000 + n) for n in range(1, 5))
+        relay.datagramReceived(hello(1, endpoints=many), ("2001:db8::99", 5000))
+        transport.written.clear()
+        padded = hello(0, counter=2)
+        relay.datagramReceived(padded, ALICE)
+        [(ack, addr)] = [(p, a) for p, a in transport.written if a == ALICE]
+        self.assertLessEqual(len(ack), len(padded))
+        self.assertTrue(media.parse_hello_ack(ack).peer_present)
+
+    def test_hellos_limited_per_address(self) -> None:
+        """A flood of (even valid) HELLOs from one address is cut at the burst and
+        counted; another address is not affected."""
+        _, relay, transport = make_relay()
+        for counter in range(1, 101):
+            relay.datagramReceived(hello(0, counter), ALICE)
+        self.assertEqual(relay.hellos, 40)
+        self.assertEqual(relay.dropped_rate, 60)
+        relay.datagramReceived(hello(1), BOB)
+        self.assertEqual(relay.hellos, 41)
+
+    def test_garbage_is_dropped_and_counted(self) -> None:
+        """Random datagrams and unknown calls cost a counter, never an answer."""
+        _, relay, transport = make_relay()
+        for n in range(1000):
+            relay.datagramReceived(bytes([n % 256]) * (n % 60 + 1), MALLORY)
+        stats = relay.stats()
+        self.assertEqual(transport.written, [])
+        self.assertEqual(stats["dropped_malformed"] + stats["dropped_unknown_call"]
+                         + stats["dropped_auth"], 1000)
+        self.assertEqual(stats["dropped_error"], 0)
+
+    def test_report_forwarded(self) -> None:
+        """REPORT packets travel between the members like audio."""
+        _, relay, transport = make_relay()
+        join_both(relay, transport)
+        report = CallCipher(KEY).seal(media.REPORT, 0, CALL_ID, 0, 0,
+                                      media.encode_report(media.Report(1, 2, 3, 4, 5, 1)))
+        relay.datagramReceived(report, ALICE)
+        self.assertEqual(transport.written, [(report, BOB)])
+
+    def test_dual_stack_addresses(self) -> None:
+        """On a dual-stack socket an IPv4 member arrives as ::ffff:a.b.c.d: the relay
+        binds and announces the plain address and writes to the mapped one."""
+        table, relay, transport = make_relay()
+        relay.dual_stack = True
+        relay.datagramReceived(hello(0), ("::ffff:" + ALICE[0], ALICE[1]))
+        [(ack, addr)] = transport.written
+        self.assertEqual(addr, ("::ffff:" + ALICE[0], ALICE[1]))
+        self.assertEqual(media.parse_hello_ack(ack).observed, ALICE)
+        self.assertEqual(table.endpoints(CALL_ID)[0].public, ALICE)
+
+
+class RelayStreamTests(TestCase):
+    """The relay over TCP: a cap on connections per address."""
+
+    @inlineCallbacks
+    def test_connections_per_address_capped(self) -> Any:
+        """Past the per-address cap a new TCP connection is closed at once."""
+        from twisted.internet.protocol import ClientCreator, Protocol
+
+        from messenger.server.relay import RelayStreamFactory
+        table = CallTable()
+        relay = RelayProtocol(table, reactor)
+        factory = RelayStreamFactory(relay, per_address=2)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        creator = ClientCreator(reactor, Protocol)
+        clients = []
+        for _ in range(3):
+            client = yield creator.connectTCP("127.0.0.1", port.getHost().port)
+            clients.append(client)
+            self.addCleanup(client.transport.loseConnection)
+        yield wait_until(lambda: factory.refused == 1)
+        self.assertEqual(factory.total, 2)
+        for client in clients:
+            client.transport.loseConnection()
+        yield wait_until(lambda: factory.total == 0)

@@ -27,6 +27,7 @@ from messenger.server.config import LimitsConfig, MailConfig, TlsConfig
 from tests.support import jimclient
 from tests.support.jimclient import new_user, raw_connect, wait_closed
 from tests.support.server import start_server
+from tests.support.services import OnPostgres
 from tests.support.smtp import SMTPRelay
 
 PASSWORD = "correct horse"
@@ -446,4 +447,5 @@ class TlsListenerTests(unittest.TestCase):
         self.assertEqual(reply["response"], 201)
 
 
-
+class LockoutTestsOnPostgres(OnPostgres, LockoutTests):
+    """The same on a PostgreSQL store."""

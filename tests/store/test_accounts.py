@@ -1,20 +1,21 @@
-"""Login transactions on a real SQLite file (messenger.store.accounts): a success records
-the login and clears the failure count, a failure counts toward the lock, and a login
-that may not happen (account gone, locked meanwhile, token revoked) changes nothing."""
+"""Login transactions on a real SQLite file and on PostgreSQL (messenger.store.accounts):
+a success records the login and clears the failure count, a failure counts toward the
+lock, and a login that may not happen (account gone, locked meanwhile, token revoked)
+changes nothing."""
 
 from __future__ import annotations
 
 from messenger.store import accounts, lockout, tokens, users
 from messenger.store.errors import Locked, Missing, Revoked
 from tests.store.test_queries import StoreCase
+from tests.support.services import OnPostgres
 
 POLICY = lockout.LockoutPolicy(failures=2, window=60.0, duration=300.0)
 
 
 class LoginTransactionTests(StoreCase):
 
-    def setUp(self) -> None:
-        super().setUp()
+    def prepare(self) -> None:
         self.alice = self.user("alice").id
         self.bob = self.user("bob").id
 
@@ -80,3 +81,7 @@ class LoginTransactionTests(StoreCase):
         self.assertEqual(self.read(tokens.lookup_txn, "fresh"), (self.alice, 50.0))
         self.assertEqual(self.read(users.get_by_id_txn, self.alice).password_hash,
                          "new-hash")
+
+
+class LoginTransactionTestsOnPostgres(OnPostgres, LoginTransactionTests):
+    """The same on PostgreSQL."""

@@ -1,16 +1,21 @@
 """The database layer: migrations applied once and recorded, refusing a newer database,
 a backup before an upgrade, plain connections for tools, and online backups
-(messenger.store.db)."""
+(messenger.store.db, messenger.store.plain). Classes named ``...OnPostgres`` run the
+same tests on PostgreSQL."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import psycopg2
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from messenger.store import db
+from messenger.store import db, plain
+from messenger.store.postgres import PostgresEngine
+from tests.support import services
+from tests.support.services import OnPostgres
 
 FIRST = (1, "first", "CREATE TABLE things (\n    id AUTO_ID,\n    name TEXT NOT NULL\n);\n")
 SECOND = (2, "second", "-- a comment line\nALTER TABLE things ADD COLUMN colour TEXT;\n"
@@ -18,37 +23,62 @@ SECOND = (2, "second", "-- a comment line\nALTER TABLE things ADD COLUMN colour 
 BROKEN = (3, "broken", "CREATE TABLE more (x INTEGER);\nTHIS IS NOT SQL;\n")
 
 
-def plain(path: Path) -> sqlite3.Connection:
+def plain_sqlite(path: Path) -> sqlite3.Connection:
     return db.connect(path)
 
 
-def versions(connection: sqlite3.Connection) -> list[tuple[int, str]]:
-    return connection.execute("SELECT version, name FROM schema_version ORDER BY version"
-                              ).fetchall()
+def versions_txn(txn):
+    txn.execute("SELECT version, name FROM schema_version ORDER BY version")
+    return [tuple(row) for row in txn.fetchall()]
+
+
+def tables_txn(txn):
+    if db.engine_of(txn).name == "postgres":
+        txn.execute("SELECT table_name FROM information_schema.tables"
+                    " WHERE table_schema = current_schema()")
+    else:
+        txn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {row[0] for row in txn.fetchall()}
+
+
+def columns_txn(txn, table):
+    txn.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+    return [column[0] for column in txn.description]
 
 
 class MigrationTests(unittest.TestCase):
+    store_engine = "sqlite"
 
+    @defer.inlineCallbacks
     def setUp(self):
-        self.path = Path(self.mktemp()) / "m.sqlite"
-        self.path.parent.mkdir()
-        self.connection = plain(self.path)
+        location = yield services.database_for(self, migrated=False)
+        self.connection = plain.open_plain(location)
         self.addCleanup(self.connection.close)
-        self.engine = db.SqliteEngine()
+        self.engine = self.connection.engine
+        self.database_error = (psycopg2.Error if self.connection.is_postgres
+                               else sqlite3.Error)
 
     def migrate(self, shipped):
-        return db.write_transaction(self.connection, db.migrate_txn, self.engine, shipped, 5.0)
+        return db.migrate_plain(self.connection, shipped, 5.0)
 
     def test_applied_once_in_order_and_recorded(self):
         """Each migration runs once, in order, and is recorded with its name and time."""
         self.assertEqual(self.migrate([FIRST]), 1)
         self.assertEqual(self.migrate([FIRST, SECOND]), 2)
         self.assertEqual(self.migrate([FIRST, SECOND]), 2)
-        self.assertEqual(versions(self.connection), [(1, "first"), (2, "second")])
-        applied = self.connection.execute("SELECT applied FROM schema_version").fetchall()
-        self.assertEqual(applied, [(5.0,), (5.0,)])
-        self.connection.execute("INSERT INTO things (name, colour) VALUES ('a', 'red')")
-        self.assertEqual(self.connection.execute("SELECT id FROM things").fetchall(), [(1,)])
+        self.assertEqual(self.connection.read(versions_txn), [(1, "first"), (2, "second")])
+
+        def applied_txn(txn):
+            txn.execute("SELECT applied FROM schema_version")
+            return txn.fetchall()
+        self.assertEqual([tuple(r) for r in self.connection.read(applied_txn)],
+                         [(5.0,), (5.0,)])
+
+        def insert_txn(txn):
+            txn.execute("INSERT INTO things (name, colour) VALUES ('a', 'red')")
+            txn.execute("SELECT id FROM things")
+            return txn.fetchall()
+        self.assertEqual([tuple(r) for r in self.connection.write(insert_txn)], [(1,)])
 
     def test_refuses_newer_database(self):
         """A database recorded at a version above the newest shipped one is refused and
@@ -56,25 +86,28 @@ class MigrationTests(unittest.TestCase):
         self.migrate([FIRST, SECOND])
         error = self.assertRaises(db.DatabaseTooNew, self.migrate, [FIRST])
         self.assertIn("newer than this server", str(error))
-        self.assertEqual(versions(self.connection), [(1, "first"), (2, "second")])
+        self.assertEqual(self.connection.read(versions_txn), [(1, "first"), (2, "second")])
 
     def test_failed_migration_changes_nothing(self):
         """A migration that fails rolls back with everything of its run."""
         self.migrate([FIRST])
-        self.assertRaises(sqlite3.OperationalError, self.migrate, [FIRST, SECOND, BROKEN])
-        self.assertEqual(versions(self.connection), [(1, "first")])
-        tables = {row[0] for row in self.connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        self.assertNotIn("more", tables)
-        columns = [row[1] for row in self.connection.execute("PRAGMA table_info(things)")]
-        self.assertEqual(columns, ["id", "name"])
+        self.assertRaises(self.database_error, self.migrate, [FIRST, SECOND, BROKEN])
+        self.assertEqual(self.connection.read(versions_txn), [(1, "first")])
+        self.assertNotIn("more", self.connection.read(tables_txn))
+        self.assertEqual(self.connection.read(columns_txn, "things"), ["id", "name"])
 
     def test_stored_version_changes_nothing(self):
         """Reading the version of a new database gives 0 and creates no table."""
-        version = db.read_transaction(self.connection, db.stored_version_txn, self.engine)
+        version = self.connection.read(db.stored_version_txn, self.engine)
         self.assertEqual(version, 0)
-        self.assertEqual(self.connection.execute(
-            "SELECT COUNT(*) FROM sqlite_master").fetchone()[0], 0)
+        self.assertEqual(self.connection.read(tables_txn), set())
+
+    def test_shipped_schema_runs_on_this_engine(self):
+        """Every shipped migration runs on this engine, up to the latest version."""
+        self.assertEqual(self.migrate(None), db.latest_version())
+        self.assertTrue({"users", "messages", "contacts", "broadcasts", "login_history",
+                         "resume_tokens", "premium_codes", "audit_log"}
+                        <= self.connection.read(tables_txn))
 
     def test_shipped_schema_files(self):
         """The package ships numbered schema files starting at 1, without gaps."""
@@ -90,14 +123,26 @@ class MigrationTests(unittest.TestCase):
                           "CREATE INDEX things_name ON things (name)"])
 
 
-class DatabaseOpenTests(unittest.TestCase):
+class MigrationTestsOnPostgres(OnPostgres, MigrationTests):
+    pass
 
+
+class DatabaseOpenTests(unittest.TestCase):
+    """What the server's start does to its database, on either engine."""
+
+    store_engine = "sqlite"
+
+    @defer.inlineCallbacks
     def setUp(self):
-        self.path = Path(self.mktemp()) / "data" / "messenger.sqlite"
+        if self.store_engine == "postgres":
+            self.location = yield services.fresh_database(self, migrated=False)
+        else:
+            self.location = Path(self.mktemp()) / "data" / "messenger.sqlite"
+            self.path = self.location
 
     @defer.inlineCallbacks
     def open(self):
-        database = db.Database(self.path, reactor=reactor)
+        database = db.Database(self.location, reactor=reactor)
         self.addCleanup(database.close)
         version = yield database.open()
         return database, version
@@ -109,8 +154,7 @@ class DatabaseOpenTests(unittest.TestCase):
         self.assertEqual(version, db.latest_version())
         database.close()
         database, version = yield self.open()
-        recorded = yield database.read(lambda txn: txn.execute(
-            "SELECT version FROM schema_version").fetchall())
+        recorded = yield database.read(versions_txn)
         self.assertEqual([row[0] for row in recorded], list(range(1, version + 1)))
 
     @defer.inlineCallbacks
@@ -122,6 +166,54 @@ class DatabaseOpenTests(unittest.TestCase):
         database.close()
         failure = yield self.assertFailure(self.open(), db.DatabaseTooNew)
         self.assertIn(f"version {version + 1}", str(failure))
+
+    @defer.inlineCallbacks
+    def test_foreign_keys_enforced(self):
+        """Server connections enforce foreign keys."""
+        database, _ = yield self.open()
+        yield self.assertFailure(database.write(lambda txn: txn.execute(
+            "INSERT INTO contacts (owner_id, contact_id, added) VALUES (1, 2, 0)")),
+            sqlite3.IntegrityError, psycopg2.IntegrityError)
+
+
+class DatabaseOpenTestsOnPostgres(OnPostgres, DatabaseOpenTests):
+
+    @defer.inlineCallbacks
+    def test_nodes_starting_together_migrate_once(self):
+        """Three nodes that open a new database at the same moment take turns: the first
+        migrates, the others find the work done, and every version is recorded once."""
+        databases = [db.Database(self.location, reactor=reactor) for _ in range(3)]
+        for database in databases:
+            self.addCleanup(database.close)
+        versions = yield defer.gatherResults([d.open() for d in databases])
+        self.assertEqual(versions, [db.latest_version()] * 3)
+        recorded = yield databases[0].read(versions_txn)
+        self.assertEqual([row[0] for row in recorded],
+                         list(range(1, db.latest_version() + 1)))
+
+    @defer.inlineCallbacks
+    def test_refuses_a_database_that_is_not_utf8(self):
+        """A database whose encoding cannot hold every name is refused at start, with
+        the fix in the message."""
+        cluster = yield services.shared_postgres()
+        name = self.location.rsplit("/", 1)[1]
+        cluster.execute(f"DROP DATABASE {name}")
+        cluster.execute(f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' TEMPLATE template0")
+        failure = yield self.assertFailure(self.open(), ValueError)
+        self.assertIn("ENCODING 'UTF8'", str(failure))
+
+    @defer.inlineCallbacks
+    def test_password_never_logged(self):
+        """The database's description (what the server logs) masks the password."""
+        database = db.Database(self.location.replace("postgres@", "postgres:s3cret@"),
+                               reactor=reactor)
+        self.assertNotIn("s3cret", database.describe())
+        self.assertIn(":***@", database.describe())
+        yield defer.succeed(None)
+
+
+class SqliteOpenTests(DatabaseOpenTests):
+    """What only SQLite does at start."""
 
     @defer.inlineCallbacks
     def test_backup_before_upgrade(self):
@@ -145,15 +237,13 @@ class DatabaseOpenTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_wal_and_foreign_keys(self):
-        """Server connections use WAL and enforce foreign keys."""
+        """Server connections use WAL and enforce foreign keys, also after migrating."""
         database, _ = yield self.open()
         mode = yield database.read(lambda txn: txn.execute("PRAGMA journal_mode").fetchone())
         keys = yield database.read(lambda txn: txn.execute("PRAGMA foreign_keys").fetchone())
-        self.assertEqual((mode[0], keys[0]), ("wal", 1))
-        failure = yield self.assertFailure(database.write(lambda txn: txn.execute(
-            "INSERT INTO contacts (owner_id, contact_id, added) VALUES (1, 2, 0)")),
-            sqlite3.IntegrityError)
-        self.assertIn("FOREIGN KEY", str(failure))
+        writer = yield database.write(lambda txn: txn.execute(
+            "PRAGMA foreign_keys").fetchone())
+        self.assertEqual((mode[0], keys[0], writer[0]), ("wal", 1, 1))
 
 
 class PlainConnectionTests(unittest.TestCase):
@@ -161,8 +251,8 @@ class PlainConnectionTests(unittest.TestCase):
     def setUp(self):
         self.path = Path(self.mktemp()) / "p.sqlite"
         self.path.parent.mkdir()
-        connection = plain(self.path)
-        db.write_transaction(connection, db.migrate_txn, db.SqliteEngine(), [FIRST])
+        connection = plain_sqlite(self.path)
+        db.migrate_sqlite(connection, db.SqliteEngine(), [FIRST])
         connection.execute("INSERT INTO things (name) VALUES ('one')")
         connection.close()
 
@@ -182,7 +272,7 @@ class PlainConnectionTests(unittest.TestCase):
 
     def test_write_transaction_rolls_back_on_error(self):
         """An exception inside write_transaction undoes its writes."""
-        connection = plain(self.path)
+        connection = plain_sqlite(self.path)
         self.addCleanup(connection.close)
 
         def failing(txn):
@@ -194,7 +284,7 @@ class PlainConnectionTests(unittest.TestCase):
     def test_backup_file(self):
         """backup_file writes one self-contained, consistent copy and refuses nothing
         while another connection holds a write transaction open."""
-        writer = plain(self.path)
+        writer = plain_sqlite(self.path)
         self.addCleanup(writer.close)
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("INSERT INTO things (name) VALUES ('uncommitted')")
@@ -228,8 +318,7 @@ class MessageIdMigrationTests(unittest.TestCase):
         self.addCleanup(self.connection.close)
 
     def migrate(self, shipped):
-        return db.write_transaction(self.connection, db.migrate_txn, db.SqliteEngine(),
-                                    shipped)
+        return db.migrate_sqlite(self.connection, db.SqliteEngine(), shipped)
 
     def newest_after_deleting_the_newest(self):
         c = self.connection
@@ -277,6 +366,98 @@ class MessageIdMigrationTests(unittest.TestCase):
         tables = {row[0] for row in self.connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         self.assertNotIn("only_pg", tables)
-        self.assertTrue(db.applies_to(sql, db.PostgresEngine()))
+        self.assertTrue(db.applies_to(sql, PostgresEngine()))
         self.assertFalse(db.applies_to(sql, db.SqliteEngine()))
         self.assertTrue(db.applies_to(FIRST[2], db.SqliteEngine()))
+
+    def test_foreign_keys_must_be_off(self):
+        """migrate_txn refuses a SQLite connection with foreign keys on (a table rebuild
+        would cascade into the tables that refer to it); migrate_sqlite turns them off
+        and back on."""
+        self.assertRaises(RuntimeError, db.write_transaction, self.connection,
+                          db.migrate_txn, db.SqliteEngine(), [FIRST])
+        self.migrate([FIRST])
+        self.assertEqual(self.connection.execute("PRAGMA foreign_keys").fetchone(), (1,))
+
+
+class UserIdMigrationTests(unittest.TestCase):
+    """Schema 003: account ids are never handed out twice (the users table is rebuilt
+    with AUTOINCREMENT, and nothing that refers to an account is lost)."""
+
+    def setUp(self):
+        path = Path(self.mktemp()) / "v2.sqlite"
+        path.parent.mkdir()
+        self.connection = db.connect(path)
+        self.addCleanup(self.connection.close)
+        db.migrate_sqlite(self.connection, db.SqliteEngine(), db.migrations()[:2])
+        c = self.connection
+        for name in ("alice", "bob", "carol"):
+            c.execute("INSERT INTO users (name, name_lower, email, email_lower, password_hash,"
+                      " created, password_changed) VALUES (?, ?, ?, ?, 'h', 0, 0)",
+                      (name, name, f"{name}@x.org", f"{name}@x.org"))
+        c.execute("INSERT INTO contacts VALUES (1, 2, 0), (2, 3, 0)")
+        c.execute("INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
+                  " VALUES (1, 3, 'm', 'hello', 1)")
+        c.execute("INSERT INTO login_history (user_id, time, address, method, success)"
+                  " VALUES (3, 1, '127.0.0.1', 'password', 1)")
+        c.execute("INSERT INTO resume_tokens (user_id, token_hash, created, expires)"
+                  " VALUES (3, 't', 1, 2)")
+
+    def snapshot(self):
+        return {table: self.connection.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                for table in ("users", "contacts", "messages", "login_history",
+                              "resume_tokens")}
+
+    def test_upgrade_keeps_every_row_and_reference(self):
+        """Upgrading keeps every account with its id, and every row that refers to one
+        (contacts, messages, logins, tokens); foreign keys hold and stay enforced."""
+        before = self.snapshot()
+        self.assertEqual(db.migrate_sqlite(self.connection, db.SqliteEngine()),
+                         db.latest_version())
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.connection.execute("PRAGMA foreign_key_check").fetchall(), [])
+        self.assertRaises(sqlite3.IntegrityError, self.connection.execute,
+                          "INSERT INTO contacts VALUES (1, 99, 0)")
+        self.connection.execute("DELETE FROM users WHERE id = 3")
+        self.assertEqual(self.connection.execute(
+            "SELECT COUNT(*) FROM messages").fetchone(), (0,))
+
+    def test_newest_id_not_reused_after_upgrade(self):
+        """After the upgrade, deleting the newest account does not free its id."""
+        db.migrate_sqlite(self.connection, db.SqliteEngine())
+        self.connection.execute("DELETE FROM users WHERE id = 3")
+        self.connection.execute(
+            "INSERT INTO users (name, name_lower, email, email_lower, password_hash,"
+            " created, password_changed) VALUES ('dan', 'dan', 'd@x.org', 'd@x.org', 'h', 0,"
+            " 0)")
+        self.assertEqual(self.connection.execute(
+            "SELECT id FROM users WHERE name = 'dan'").fetchone(), (4,))
+
+
+class PostgresPlainConnectionTests(OnPostgres, unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.url = yield services.fresh_database(self)
+
+    def test_read_only_refuses_writes(self):
+        """A read-only connection reads, and PostgreSQL itself refuses its writes."""
+        connection = plain.open_plain(self.url, readonly=True)
+        self.addCleanup(connection.close)
+        self.assertEqual(connection.read(db.stored_version_txn, connection.engine),
+                         db.latest_version())
+        self.assertRaises(psycopg2.errors.ReadOnlySqlTransaction, connection.write,
+                          lambda txn: txn.execute("DELETE FROM users"))
+
+    def test_write_rolls_back_on_error(self):
+        """An exception inside a write undoes its writes."""
+        connection = plain.open_plain(self.url)
+        self.addCleanup(connection.close)
+
+        def failing(txn):
+            txn.execute("INSERT INTO audit_log (time, actor, action) VALUES (1, 'a', 'b')")
+            raise ValueError("no")
+        self.assertRaises(ValueError, connection.write, failing)
+        count = connection.read(lambda txn: txn.execute(
+            "SELECT COUNT(*) FROM audit_log").fetchone())
+        self.assertEqual(count, (0,))

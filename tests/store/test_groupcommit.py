@@ -1,17 +1,18 @@
 """Group commit over a real database: many concurrent submits go into few transactions,
 results come back in submission order, failures reach every row of their batch
-(messenger.store.groupcommit)."""
+(messenger.store.groupcommit). On SQLite and on PostgreSQL (``...OnPostgres``)."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from messenger.store import db
 from messenger.store.groupcommit import GroupCommit
+from tests.support import services
+from tests.support.services import OnPostgres
 
 TABLE = (1, "log", "CREATE TABLE log (\n    id AUTO_ID,\n    value TEXT NOT NULL UNIQUE\n);\n")
 
@@ -39,11 +40,13 @@ class Recorder:
 
 
 class GroupCommitTests(unittest.TestCase):
+    store_engine = "sqlite"
 
     @defer.inlineCallbacks
     def setUp(self):
         self.patch(db, "migrations", lambda: [TABLE])
-        self.database = db.Database(Path(self.mktemp()) / "g.sqlite", reactor=reactor)
+        location = yield services.database_for(self, migrated=False)
+        self.database = db.Database(location, reactor=reactor)
         yield self.database.open()
         self.addCleanup(self.database.close)
         self.recorder = Recorder()
@@ -144,3 +147,7 @@ class GroupCommitTests(unittest.TestCase):
         self.assertEqual(len(got), 3)
         idle = self.commit.flush()
         self.assertTrue(idle.called)
+
+
+class GroupCommitTestsOnPostgres(OnPostgres, GroupCommitTests):
+    pass

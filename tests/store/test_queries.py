@@ -1,10 +1,10 @@
-"""The query modules on a real SQLite file: idempotent message inserts, sync and history,
-user search, contacts, premium codes and the audited admin changes (messenger.store)."""
+"""The query modules on a real SQLite file and a real PostgreSQL database: idempotent
+message inserts, sync and history, user search, contacts, premium codes and the audited
+admin changes (messenger.store). Every class runs twice: ``...OnPostgres`` is the twin."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from messenger.store import (
@@ -14,28 +14,47 @@ from messenger.store import (
     contacts,
     db,
     messages,
+    plain,
     premium,
     users,
 )
 from messenger.store.errors import Duplicate, InvalidCode, LastAdmin, Missing
+from tests.support import services
+from tests.support.services import OnPostgres
+
+
+@defer.inlineCallbacks
+def store_connection(testcase: unittest.TestCase, migrated: bool = True) -> plain.PlainConnection:
+    """A plain connection to a new database on the engine the test class asks for
+    (``store_engine``), migrated to the current schema unless told otherwise."""
+    location = yield services.database_for(testcase, migrated)
+    connection = plain.open_plain(location)
+    if migrated and not connection.is_postgres:
+        db.migrate_sqlite(connection.raw, connection.engine)
+    testcase.addCleanup(connection.close)
+    return connection
 
 
 class StoreCase(unittest.TestCase):
-    """A migrated database and a plain connection; helpers run *_txn functions."""
+    """A migrated database and a plain connection; helpers run *_txn functions.
+    Subclasses fill the database in ``prepare``."""
 
+    store_engine = "sqlite"
+
+    @defer.inlineCallbacks
     def setUp(self):
-        path = Path(self.mktemp()) / "q.sqlite"
-        path.parent.mkdir()
-        self.connection = db.connect(path)
-        self.addCleanup(self.connection.close)
-        db.write_transaction(self.connection, db.migrate_txn, db.SqliteEngine())
+        self.connection = yield store_connection(self)
         self.now = 1000.0
+        self.prepare()
+
+    def prepare(self):
+        """Rows every test of the class needs."""
 
     def write(self, fn, *args):
-        return db.write_transaction(self.connection, fn, *args)
+        return self.connection.write(fn, *args)
 
     def read(self, fn, *args):
-        return db.read_transaction(self.connection, fn, *args)
+        return self.connection.read(fn, *args)
 
     def user(self, name, code_hash=None):
         self.now += 1
@@ -45,8 +64,7 @@ class StoreCase(unittest.TestCase):
 
 class MessageStoreTests(StoreCase):
 
-    def setUp(self):
-        super().setUp()
+    def prepare(self):
         self.alice, self.bob, self.carol = (self.user(n).id for n in ("alice", "bob", "carol"))
 
     def insert(self, *items):
@@ -111,6 +129,39 @@ class MessageStoreTests(StoreCase):
         older = self.read(messages.history_txn, self.bob, self.alice, page[0][0], 10)
         self.assertEqual([row[4] for row in older], ["m0", "m1", "m2"])
 
+    def test_history_pages_interleave_directions(self):
+        """Pages of a conversation whose directions interleave unevenly hold exactly the
+        newest rows below ``before``, whichever direction they went."""
+        sent = []
+        for i in range(30):
+            sender, to = (self.alice, self.bob) if i % 3 else (self.bob, self.alice)
+            self.insert((sender, to, f"i{i}", f"n{i}", float(i)))
+            sent.append(f"n{i}")
+        self.insert((self.alice, self.carol, "elsewhere", "not ours", 99.0))
+        seen, before = [], None
+        while True:
+            page = self.read(messages.history_txn, self.alice, self.bob, before, 7)
+            if not page:
+                break
+            seen = [row[4] for row in page] + seen
+            before = page[0][0]
+        self.assertEqual(seen, sent)
+
+    def test_history_with_oneself(self):
+        """Notes to oneself form one conversation, each message once."""
+        self.insert((self.alice, self.alice, "s1", "note 1", 1.0),
+                    (self.alice, self.bob, "s2", "to bob", 2.0),
+                    (self.alice, self.alice, "s3", "note 2", 3.0))
+        page = self.read(messages.history_txn, self.alice, self.alice, None, 10)
+        self.assertEqual([row[4] for row in page], ["note 1", "note 2"])
+
+    def test_ids_never_reused_after_delete(self):
+        """The id of a deleted newest message is not given out again."""
+        (first,) = self.insert((self.alice, self.bob, "d1", "one", 1.0))
+        self.write(lambda txn: txn.execute("DELETE FROM messages WHERE id = ?", (first[0],)))
+        (second,) = self.insert((self.alice, self.bob, "d2", "two", 2.0))
+        self.assertGreater(second[0], first[0])
+
 
 class UserStoreTests(StoreCase):
 
@@ -169,6 +220,16 @@ class UserStoreTests(StoreCase):
         self.assertNotEqual(premium.new_code(), premium.new_code())
 
 
+class UserIdTests(StoreCase):
+
+    def test_ids_never_reused_after_delete(self):
+        """Deleting the newest account does not free its id for the next one."""
+        self.user("root")
+        newest = self.user("newest")
+        self.write(adminops.delete_user_txn, "operator:test", "newest", 5.0)
+        self.assertGreater(self.user("later").id, newest.id)
+
+
 class ContactStoreTests(StoreCase):
 
     def test_add_twice_and_missing(self):
@@ -184,10 +245,45 @@ class ContactStoreTests(StoreCase):
         self.assertFalse(self.write(contacts.delete_txn, alice, bob))
 
 
+class ContactPageTests(StoreCase):
+
+    def prepare(self):
+        self.owner = self.user("owner").id
+        self.names = ["Zed", "amy", "Bob", "carl", "dora", "Eve", "fay"]
+        for name in self.names:
+            self.write(contacts.add_txn, self.owner, self.user(name).id, self.now)
+        self.user("stranger")
+
+    def test_pages_by_name_without_case(self):
+        """Pages follow each other by lower-case name, with nothing repeated or lost."""
+        seen, after = [], ""
+        while True:
+            page = self.read(contacts.list_page_txn, self.owner, after, 3)
+            if not page:
+                break
+            self.assertLessEqual(len(page), 3)
+            seen.extend(name for _, name in page)
+            after = page[-1][1].lower()
+        self.assertEqual(seen, sorted(self.names, key=str.lower))
+        self.assertEqual([name for _, name in self.read(contacts.list_txn, self.owner)], seen)
+
+    def test_page_survives_changes_before_it(self):
+        """A contact removed from an earlier page does not shift the next page."""
+        first = self.read(contacts.list_page_txn, self.owner, "", 2)
+        self.write(contacts.delete_txn, self.owner, first[0][0])
+        second = self.read(contacts.list_page_txn, self.owner, first[-1][1].lower(), 2)
+        self.assertEqual([name for _, name in second], ["carl", "dora"])
+
+    def test_count(self):
+        """count_txn counts one owner's contacts."""
+        self.assertEqual(self.read(contacts.count_txn, self.owner), len(self.names))
+        stranger = self.read(users.get_by_name_txn, "stranger").id
+        self.assertEqual(self.read(contacts.count_txn, stranger), 0)
+
+
 class AdminOpsTests(StoreCase):
 
-    def setUp(self):
-        super().setUp()
+    def prepare(self):
         self.user("root")
         self.user("alice")
 
@@ -271,3 +367,27 @@ class AdminOpsTests(StoreCase):
         summary = self.read(adminops.summary_txn, "alice")
         self.assertEqual((summary["user"].name, summary["sent"], summary["last_login"]),
                          ("alice", 0, None))
+
+
+class MessageStoreTestsOnPostgres(OnPostgres, MessageStoreTests):
+    pass
+
+
+class UserStoreTestsOnPostgres(OnPostgres, UserStoreTests):
+    pass
+
+
+class UserIdTestsOnPostgres(OnPostgres, UserIdTests):
+    pass
+
+
+class ContactStoreTestsOnPostgres(OnPostgres, ContactStoreTests):
+    pass
+
+
+class ContactPageTestsOnPostgres(OnPostgres, ContactPageTests):
+    pass
+
+
+class AdminOpsTestsOnPostgres(OnPostgres, AdminOpsTests):
+    pass

@@ -117,13 +117,19 @@ def _run_call(reactor: Any, config: dict[str, Any]) -> Deferred[dict[str, Any]]:
         relay=(config["relay"][0], config["relay"][1]), codec=config["codec"])
     factory = (blocking_session_factory(relay_only) if config.get("block_direct")
                else MediaSession)
-    engine = CallEngine(reactor, session_factory=factory)
+    began = reactor.seconds()
+    events: list[tuple[float, str]] = []
+    engine = CallEngine(reactor, session_factory=factory,
+                        on_media=lambda state, why: events.append(
+                            (round(reactor.seconds() - began, 3), state)))
     done: Deferred[dict[str, Any]] = Deferred()
 
     def finish() -> None:
         stats = engine.stats()
         result = {name: getattr(stats, name) for name in stats.__dataclass_fields__}
         result["blocked"] = getattr(engine.session.transport, "blocked", 0)
+        result["media_events"] = events
+        result["active_after"] = next((t for t, state in events if state == "active"), None)
         engine.stop().addCallback(lambda _: done.callback(result))
 
     def started(_: object) -> None:

@@ -10,8 +10,12 @@ The server runs in the test's own namespace and is reached at the bridge address
 host sees only its NAT; the NATs see each other and the server on the bridge, so a call's
 direct path needs hole punching through both NATs (each NAT is MASQUERADE plus a firewall
 that drops unsolicited inbound traffic, as home routers do), and `block_direct` makes the NATs drop
-traffic between each other so only the relay can carry the call. Needs root, ``ip``
-(iproute2) and ``iptables``; `NatLab.available` says whether they are here.
+traffic between each other so only the relay can carry the call. ``build(firewall=False)``
+leaves the NATs as plain MASQUERADE: then a peer's early probe creates a conntrack entry
+that makes the NAT pick another port for the host's own probe (the port is not
+preserved), and hole punching works only when the probes cross in flight; otherwise the
+call must fall back to the relay. Needs root, ``ip`` (iproute2) and ``iptables``;
+`NatLab.available` says whether they are here.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class NatLab:
     def _ns(self, namespace: str, *argv: str) -> None:
         self._run("ip", "netns", "exec", namespace, *argv)
 
-    def build(self) -> None:
+    def build(self, firewall: bool = True) -> None:
         self.teardown()
         self._built = True
         run = self._run
@@ -90,8 +94,9 @@ class NatLab:
             # state behind; without this rule a peer's early probe would occupy the
             # port mapping that the host's own outgoing probe needs (hole punching
             # then fails against a bare MASQUERADE).
-            self._ns(nat, "iptables", "-A", "INPUT", "-i", "out", "-m", "conntrack",
-                     "--ctstate", "NEW", "-j", "DROP")
+            if firewall:
+                self._ns(nat, "iptables", "-A", "INPUT", "-i", "out", "-m", "conntrack",
+                         "--ctstate", "NEW", "-j", "DROP")
 
     def block_direct(self) -> None:
         """Make each NAT drop everything to and from the other NAT (the relay stays)."""

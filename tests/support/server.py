@@ -1,5 +1,9 @@
 """Start a real Messenger server in-process for a test: real TCP on loopback, a real
-SQLite file, a fresh data dir under the test's temp dir."""
+SQLite file (or a fresh PostgreSQL database), a fresh data dir under the test's temp dir.
+
+A test class chooses PostgreSQL with ``store_engine = "postgres"`` (the
+`tests.support.services.OnPostgres` mixin), so ``class FooTestsOnPostgres(OnPostgres,
+FooTests): pass`` runs every test of ``FooTests`` again on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from twisted.internet import defer, reactor
 from messenger.server.config import ServerConfig
 from messenger.server.service import MessengerServer
 from messenger.wire import keys
+from tests.support import services
 from tests.support.keys import rsa_key
 
 SECRET = b"test-shared-secret"
@@ -35,8 +40,13 @@ def test_config(data_dir: Path, **overrides: Any) -> ServerConfig:
 
 @defer.inlineCallbacks
 def start_server(testcase: Any, mailer: Any = None, **overrides: Any) -> Any:
-    """Start a server for ``testcase`` (stopped in cleanup); fires with the MessengerServer."""
+    """Start a server for ``testcase`` (stopped in cleanup); fires with the MessengerServer.
+
+    On the engine the test class asks for (``store_engine``: "sqlite", the default, or
+    "postgres", which gets a fresh database unless ``database`` is given)."""
     data_dir = Path(testcase.mktemp()) / "data"
+    if getattr(testcase, "store_engine", "sqlite") == "postgres" and "database" not in overrides:
+        overrides["database"] = yield services.fresh_database(testcase)
     config = test_config(data_dir, **overrides)
     server = MessengerServer(config, reactor, mailer=mailer)
     yield server.start()

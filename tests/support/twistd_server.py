@@ -16,6 +16,7 @@ and data dir. The log goes to ``server.log`` next to the data dir, for post-mort
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import defer, protocol, reactor, task
+from twisted.internet.error import ProcessExitedAlready
 from twisted.python.failure import Failure
 
 from messenger.wire import keys
@@ -134,7 +136,8 @@ class TwistdServer:
 
     def _failed_to_start(self, failure: Failure) -> Failure:
         if self.running:
-            self._transport.signalProcess("KILL")
+            with contextlib.suppress(ProcessExitedAlready):  # it may be exiting by itself
+                self._transport.signalProcess("KILL")
         tail = self.log_path.read_text("utf-8", "replace")[-3000:]
         raise RuntimeError(f"twistd did not start listening ({failure.value!r});"
                            f" log tail:\n{tail}")
@@ -154,7 +157,8 @@ class TwistdServer:
             ended.callback(None)
             return result
         process.ended.addBoth(gone)
-        self._transport.signalProcess(name)
+        with contextlib.suppress(ProcessExitedAlready):  # exited; processEnded is on its way
+            self._transport.signalProcess(name)
         return ended
 
     def kill(self) -> defer.Deferred[Any]:

@@ -95,11 +95,22 @@ class HelloTests(SynchronousTestCase):
     """HELLO: client to relay, signed with the member's token."""
 
     def test_layout(self) -> None:
-        """A HELLO without endpoints is 16 header bytes and a 16-byte truncated HMAC."""
+        """A HELLO is 16 header bytes, the endpoints, zero padding up to 160 bytes (so the
+        relay's answer is never bigger) and a 16-byte truncated HMAC over all of it."""
         packet = media.encode_hello(CALL_ID, 1, 7, TOKEN)
-        self.assertEqual(len(packet), 32)
+        self.assertEqual(len(packet), media.HELLO_MIN_SIZE)
         self.assertEqual(packet[:16], b"\x11\x01\x00\x00" + CALL_ID + struct.pack(">I", 7))
-        self.assertEqual(packet[16:], hmac.digest(TOKEN, packet[:16], sha256)[:16])
+        self.assertEqual(packet[16:-16], bytes(128))
+        self.assertEqual(packet[-16:], hmac.digest(TOKEN, packet[:-16], sha256)[:16])
+
+    def test_unpadded_still_parses_and_padding_must_be_zero(self) -> None:
+        """A HELLO without padding parses; non-zero padding is malformed."""
+        body = b"\x11\x01\x00\x00" + CALL_ID + struct.pack(">I", 7)
+        short = body + hmac.digest(TOKEN, body, sha256)[:16]
+        self.assertEqual(media.parse_hello(short), media.Hello(CALL_ID, 1, 7, ()))
+        bad = body + b"\x01" + bytes(20)
+        bad += hmac.digest(TOKEN, bad, sha256)[:16]
+        self.assertRaises(MalformedPacket, media.parse_hello, bad)
 
     def test_round_trip(self) -> None:
         """The fields, including announced local endpoints, parse back."""
@@ -322,3 +333,50 @@ class ReplayWindowTests(SynchronousTestCase):
             if expected:
                 seen.add(seq)
                 top = max(top, seq)
+
+
+class RedundancyTests(SynchronousTestCase):
+    """AUDIO payloads that repeat earlier frames."""
+
+    def test_round_trip(self) -> None:
+        """The primary frame and the earlier ones (a DTX gap as an empty one) come back."""
+        payload = media.pack_redundant(b"now", [b"before", b"", b"older"])
+        self.assertEqual(payload[:7], b"\x03\x00\x06\x00\x00\x00\x05")
+        self.assertEqual(media.unpack_redundant(payload),
+                         (b"now", (b"before", b"", b"older")))
+        self.assertEqual(media.unpack_redundant(media.pack_redundant(b"x", [])), (b"x", ()))
+
+    def test_malformed(self) -> None:
+        """Counts past the limit and lengths past the end are malformed, never a crash."""
+        for bad in (b"", b"\x04" + bytes(8), b"\x01\x00", b"\x01\xff\xffabc"):
+            self.assertRaises(MalformedPacket, media.unpack_redundant, bad)
+        self.assertRaises(ValueError, media.pack_redundant, b"x", [b"a"] * 4)
+
+
+class ReportTests(SynchronousTestCase):
+    """REPORT: what the receiver of a stream saw."""
+
+    def test_round_trip(self) -> None:
+        """The fields survive; fractions over 1000 per mille are refused."""
+        report = media.Report(12345, 678, 52, 17, 3, 1)
+        self.assertEqual(media.decode_report(media.encode_report(report)), report)
+        self.assertEqual(len(media.encode_report(report)), 15)
+        self.assertRaises(MalformedPacket, media.decode_report, b"\x00" * 14)
+        bad = media.encode_report(report)[:8] + b"\x07\xd0" + media.encode_report(report)[10:]
+        self.assertRaises(MalformedPacket, media.decode_report, bad)
+
+    def test_sealed_type(self) -> None:
+        """REPORT is sealed type 7 (0x17)."""
+        self.assertEqual(media.type_byte(media.REPORT), 0x17)
+        self.assertIn(media.REPORT, media.SEALED_TYPES)
+
+
+class MappedAddressTests(SynchronousTestCase):
+    """Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d."""
+
+    def test_unmap_and_map(self) -> None:
+        """Mapped addresses become plain IPv4 and back; others are unchanged."""
+        self.assertEqual(media.unmap_endpoint(("::ffff:10.0.0.2", 5)), ("10.0.0.2", 5))
+        self.assertEqual(media.unmap_endpoint(("2001:db8::1", 5)), ("2001:db8::1", 5))
+        self.assertEqual(media.map_endpoint(("10.0.0.2", 5)), ("::ffff:10.0.0.2", 5))
+        self.assertEqual(media.map_endpoint(("::1", 5)), ("::1", 5))

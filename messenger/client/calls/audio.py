@@ -43,6 +43,7 @@ class AudioDevice:
     """Capture and playback of 20 ms frames without blocking."""
 
     frame_bytes = FRAME_BYTES
+    capturing = True          # False: playback only (no microphone), the call listens
 
     def read_frame(self) -> bytes | None:
         """One captured frame if one is ready, else None."""
@@ -110,6 +111,90 @@ def resolve_device(audio: Any, choice: DeviceChoice, capture: bool) -> int | Non
     raise AudioUnavailable(f"no {kind} device named {choice!r}")
 
 
+def input_devices(pyaudio_module: Any = None) -> list[DeviceInfo]:
+    """Devices that can capture (microphones), for a chooser."""
+    return [d for d in list_devices(pyaudio_module) if d.inputs > 0]
+
+
+def output_devices(pyaudio_module: Any = None) -> list[DeviceInfo]:
+    """Devices that can play (loudspeakers, headsets), for a chooser."""
+    return [d for d in list_devices(pyaudio_module) if d.outputs > 0]
+
+
+NO_MICROPHONE = "No microphone was found: you can listen, but the other side will not hear you."
+NO_SPEAKER = ("No loudspeaker or headset was found: the other side can hear you, but you"
+              " will not hear them.")
+NO_SOUND = ("No sound device was found: this call will be silent on this side. Plug in a"
+            " headset, or choose a device under Devices.")
+NO_PYAUDIO = "Sound is not available (pyaudio is not installed): calls are silent here."
+
+
+@dataclass(frozen=True)
+class DeviceCheck:
+    """What a call can do with the sound devices here, said before the call starts."""
+
+    can_speak: bool
+    can_hear: bool
+    problem: str = ""        # a sentence for the user; empty when both work
+    detail: str = ""         # PortAudio's own words, for the log and a tooltip
+
+
+def check_devices(input_device: DeviceChoice = None, output_device: DeviceChoice = None,
+                  pyaudio_module: Any = None) -> DeviceCheck:
+    """Whether the chosen (or default) capture and playback devices exist, without
+    opening a stream. PortAudio's raw errors ("[Errno -9996] Invalid input device")
+    become a sentence that says what works and what does not."""
+    try:
+        pyaudio = _pyaudio(pyaudio_module)
+    except AudioUnavailable as exc:
+        return DeviceCheck(False, False, NO_PYAUDIO, str(exc))
+    audio = pyaudio.PyAudio()
+    details = []
+    try:
+        speak = _exists(audio, input_device, True, details)
+        hear = _exists(audio, output_device, False, details)
+    finally:
+        audio.terminate()
+    problem = ("" if speak and hear else NO_SOUND if not (speak or hear)
+               else NO_MICROPHONE if not speak else NO_SPEAKER)
+    return DeviceCheck(speak, hear, problem, "; ".join(details))
+
+
+def _exists(audio: Any, choice: DeviceChoice, capture: bool, details: list[str]) -> bool:
+    try:
+        index = resolve_device(audio, choice, capture)
+        if index is None:
+            info = (audio.get_default_input_device_info() if capture
+                    else audio.get_default_output_device_info())
+            index = int(info["index"])
+        info = audio.get_device_info_by_index(index)
+        channels = info.get("maxInputChannels" if capture else "maxOutputChannels", 0)
+        if int(channels) <= 0:
+            raise AudioUnavailable("the device has no such channels")
+    except Exception as exc:  # AudioUnavailable, PortAudio's IOError/OSError
+        details.append(f"{'capture' if capture else 'playback'}: {exc}")
+        return False
+    return True
+
+
+def open_device(input_device: DeviceChoice = None, output_device: DeviceChoice = None,
+                pyaudio_module: Any = None) -> tuple[AudioDevice, str]:
+    """The best device the machine allows and the sentence for what is missing.
+
+    Both directions if possible; else playback only (the call can still be answered to
+    listen) or capture only; else a silent stand-in.
+    """
+    attempts = ((True, True, ""), (False, True, NO_MICROPHONE), (True, False, NO_SPEAKER))
+    reasons = []
+    for capture, playback, problem in attempts:
+        try:
+            return PyAudioDevice(input_device, output_device, capture=capture,
+                                 playback=playback, pyaudio_module=pyaudio_module), problem
+        except AudioUnavailable as exc:
+            reasons.append(str(exc))
+    return FakeAudioDevice(), NO_PYAUDIO if "not installed" in reasons[0] else NO_SOUND
+
+
 class PyAudioDevice(AudioDevice):
     """Blocking-mode PortAudio streams used only when they will not block."""
 
@@ -139,6 +224,7 @@ class PyAudioDevice(AudioDevice):
         except Exception as exc:  # PortAudio raises OSError/ValueError with a code
             self.close()
             raise AudioUnavailable(f"cannot open the sound device: {exc}") from exc
+        self.capturing = self._input is not None
         self.overflows = 0   # captured frames dropped because the backlog grew too long
         self.dropped = 0     # playback frames dropped for want of room
 

@@ -5,6 +5,14 @@ wire is little-endian (as WAV); Opus frames are whatever libopus makes of one fr
 (about 65 bytes at 24 kbit/s). Each codec has a one-byte id carried in the AUDIO header,
 so a receiver decodes every packet with the codec it names.
 
+Opus runs with in-band FEC (its LBRR copy of the previous frame, used when the loss the
+receiver reports is worth it), DTX (silence costs a packet every 400 ms instead of 50 a
+second) and a bitrate the engine adapts (`tune`). A missing frame is rebuilt by
+`conceal`: from the FEC copy inside the next packet when that packet is already here,
+else by the decoder's own loss concealment (PLC), which also makes the comfort noise of a
+DTX pause. opuslib's own ``inband_fec`` and ``dtx`` setters are broken (one passes no
+value, the other calls the getter), so the encoder ctls are called directly.
+
 Negotiation: each client offers `available_codecs()` (best first) when it dials; the
 server (or whoever decides) calls `choose_codec(caller_offer, callee_offer)` and hands the
 result to both sides.
@@ -30,7 +38,8 @@ FRAME_BYTES = FRAME_SAMPLES * 2           # 640
 SILENCE = bytes(FRAME_BYTES)
 
 PREFERENCE = (OPUS, PCM)
-OPUS_BITRATE = 24000
+OPUS_BITRATE = 32000       # start here; the engine adapts it (see adapt.py)
+DTX_MAX_BYTES = 2          # an Opus packet this small means "nothing to send" (DTX)
 
 
 class CodecError(Exception):
@@ -50,12 +59,23 @@ class Codec:
         """One frame of PCM; raise `CodecError` on a payload that is not one."""
         raise NotImplementedError
 
+    def conceal(self, following: bytes | None = None) -> bytes:
+        """A stand-in for one missing frame: from the FEC data in ``following`` (the
+        next packet, when it is already here), else by loss concealment."""
+        return SILENCE
+
+    def tune(self, bitrate: int, loss_percent: int, fec: bool = True) -> None:
+        """Encoder settings from the network's state (no-op for codecs without them)."""
+
 
 class PcmCodec(Codec):
     """Raw samples, little-endian on the wire."""
 
     name = PCM
     codec_id = CODEC_IDS[PCM]
+
+    def __init__(self) -> None:
+        self._last = SILENCE
 
     def encode(self, pcm: bytes) -> bytes:
         if len(pcm) != FRAME_BYTES:
@@ -65,7 +85,14 @@ class PcmCodec(Codec):
     def decode(self, payload: bytes) -> bytes:
         if len(payload) != FRAME_BYTES:
             raise CodecError("a PCM frame has 640 bytes")
-        return payload if sys.byteorder == "little" else _swap(payload)
+        self._last = payload if sys.byteorder == "little" else _swap(payload)
+        return self._last
+
+    def conceal(self, following: bytes | None = None) -> bytes:
+        """PCM has no concealment of its own: the last frame again, at half the level
+        each time (the engine fades to comfort noise after a few)."""
+        self._last = array("h", (v // 2 for v in array("h", self._last))).tobytes()
+        return self._last
 
 
 def _swap(data: bytes) -> bytes:
@@ -75,30 +102,80 @@ def _swap(data: bytes) -> bytes:
 
 
 class OpusCodec(Codec):
-    """libopus through opuslib: VOIP mode, 24 kbit/s, one encoder and one decoder."""
+    """libopus through opuslib: VOIP mode, FEC, DTX, adaptable bitrate."""
 
     name = OPUS
     codec_id = CODEC_IDS[OPUS]
 
-    def __init__(self) -> None:
+    def __init__(self, *, dtx: bool = True) -> None:
         opuslib = _opuslib()
         if opuslib is None:
             raise CodecError("opus is not available (install opuslib and libopus0)")
+        from opuslib.api import ctl, decoder, encoder  # noqa: PLC0415 - optional module
+        self._ctl = ctl
+        self._encoder_ctl = encoder.encoder_ctl
+        self._raw_decode = decoder.decode
         self._encoder = opuslib.Encoder(RATE, CHANNELS, opuslib.APPLICATION_VOIP)
-        self._encoder.bitrate = OPUS_BITRATE
         self._decoder = opuslib.Decoder(RATE, CHANNELS)
         self._error = opuslib.OpusError
+        self.bitrate = 0
+        self.loss_percent = -1
+        self.fec = False
+        self.dtx = dtx
+        self._set(ctl.set_dtx, int(dtx))
+        self.tune(OPUS_BITRATE, 0, fec=True)
+
+    def _set(self, request: Any, value: int) -> None:
+        self._encoder_ctl(self._encoder.encoder_state, request, value)
+
+    def tune(self, bitrate: int, loss_percent: int, fec: bool = True) -> None:
+        """Bitrate in bit/s, the expected loss (0-100) and in-band FEC on or off; only
+        what changed is passed to libopus."""
+        if bitrate != self.bitrate:
+            self._set(self._ctl.set_bitrate, int(bitrate))
+            self.bitrate = bitrate
+        if fec != self.fec:
+            self._set(self._ctl.set_inband_fec, int(fec))
+            self.fec = fec
+        loss_percent = max(0, min(100, int(loss_percent)))
+        if loss_percent != self.loss_percent:
+            self._set(self._ctl.set_packet_loss_perc, loss_percent)
+            self.loss_percent = loss_percent
+
+    def settings(self) -> dict[str, int]:
+        """What libopus says it is set to (for tests and the benchmark)."""
+        get = self._ctl
+        state = self._encoder.encoder_state
+        return {"bitrate": self._encoder_ctl(state, get.get_bitrate),
+                "fec": self._encoder_ctl(state, get.get_inband_fec),
+                "loss_percent": self._encoder_ctl(state, get.get_packet_loss_perc),
+                "dtx": self._encoder_ctl(state, get.get_dtx)}
 
     def encode(self, pcm: bytes) -> bytes:
+        """One Opus packet, or b"" when DTX says the frame need not be sent."""
         if len(pcm) != FRAME_BYTES:
             raise CodecError("a PCM frame has 640 bytes")
-        return bytes(self._encoder.encode(pcm, FRAME_SAMPLES))
+        packet = bytes(self._encoder.encode(pcm, FRAME_SAMPLES))
+        return b"" if len(packet) <= DTX_MAX_BYTES else packet
 
     def decode(self, payload: bytes) -> bytes:
         if not payload:
             raise CodecError("empty opus payload")
+        return self._decode(payload, False)
+
+    def conceal(self, following: bytes | None = None) -> bytes:
         try:
-            pcm = bytes(self._decoder.decode(payload, FRAME_SAMPLES))
+            if following:
+                return self._decode(following, True)
+            return self._decode(None, False)
+        except CodecError:
+            return SILENCE
+
+    def _decode(self, payload: bytes | None, fec: bool) -> bytes:
+        try:
+            pcm = bytes(self._raw_decode(self._decoder.decoder_state, payload,
+                                         len(payload) if payload else 0, FRAME_SAMPLES,
+                                         fec, CHANNELS))
         except self._error as exc:
             raise CodecError(f"opus decode failed: {exc}") from None
         if len(pcm) != FRAME_BYTES:

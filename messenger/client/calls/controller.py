@@ -1,8 +1,9 @@
 """Calls as a person sees them: dial a contact, ring, accept, decline, hang up.
 
 `CallController` joins the two halves of a call: the JIM signalling of the client core
-(`MessengerClient.call_dial` / `call_hangup` and the pushes ``call_ring``, ``call_start``
-and ``call_end``, docs/PROTOCOL.md and docs/CALLS.md) and the media of a `CallEngine`
+(``request`` of ``call_dial`` and ``call_hangup``; the pushes ``call_ring``,
+``call_start`` and ``call_end``, heard through ``subscribe``; docs/PROTOCOL.md and
+docs/CALLS.md) and the media of a `CallEngine`
 (one engine per call: an engine runs one call only). A front end calls `dial`, `accept`,
 `decline`, `hangup` and `set_muted`, reads `status` and `stats()`, and hears every change
 through `subscribe`. No Qt here: the desktop client's call window and any other front end
@@ -10,10 +11,16 @@ build on it.
 
 The states of the one call a user can be in, and what moves between them::
 
-    idle/ended --dial--> outgoing --call_start--> connecting --media up--> active
+    idle/ended --dial--> outgoing --call_start--> connecting --audio both ways--> active
     idle/ended --call_ring--> incoming --accept--> accepting --call_start--> connecting
+    active --nothing from the peer for 5 s--> reconnecting --heard again--> active
     any live state --hang up / decline / call_end / server connection lost--> ended
+    connecting --no audio both ways within 15 s--> ended ("media failed", with why)
+    reconnecting --nothing for 20 s--> ended ("media lost")
 
+A call is *active* only when the engine has seen audio flow both ways; a call whose media
+fails or is lost ends on both sides: this side tells the server (``call_hangup`` with a
+``reason``), which tells the peer.
 The server is the judge of a call: ``call_end`` (from either side's hang-up, a decline, a
 ring timeout or a dropped connection) ends it here too. A local hang-up ends the call at
 once on this side and tells the server, which tells the peer. When the connection to the
@@ -41,11 +48,12 @@ IDLE = "idle"              # no call yet
 OUTGOING = "outgoing"      # we dialled; the peer's client is ringing
 INCOMING = "incoming"      # the peer dialled; we are ringing
 ACCEPTING = "accepting"    # we accepted (dialled back); waiting for call_start
-CONNECTING = "connecting"  # call_start arrived; the media engine is starting
-ACTIVE = "active"          # audio flows
+CONNECTING = "connecting"  # call_start arrived; waiting for audio both ways
+ACTIVE = "active"          # audio flows both ways
+RECONNECTING = "reconnecting"  # nothing heard from the peer for a while
 ENDED = "ended"            # over; ``end_reason`` says why
 
-LIVE = frozenset({OUTGOING, INCOMING, ACCEPTING, CONNECTING, ACTIVE})
+LIVE = frozenset({OUTGOING, INCOMING, ACCEPTING, CONNECTING, ACTIVE, RECONNECTING})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     IDLE: frozenset({OUTGOING, INCOMING}),
@@ -53,7 +61,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     INCOMING: frozenset({ACCEPTING, ENDED}),
     ACCEPTING: frozenset({CONNECTING, ENDED}),
     CONNECTING: frozenset({ACTIVE, ENDED}),
-    ACTIVE: frozenset({ENDED}),
+    ACTIVE: frozenset({RECONNECTING, ENDED}),
+    RECONNECTING: frozenset({ACTIVE, ENDED}),
     ENDED: frozenset({OUTGOING, INCOMING}),
 }
 
@@ -66,6 +75,12 @@ NO_ANSWER = "no answer"
 DISCONNECTED = "disconnected"
 CONNECTION_LOST = "connection lost"   # our own connection to the server went
 FAILED = "failed"                     # refused (busy, offline, ...) or media failed: error
+MEDIA_FAILED = "media failed"         # no audio both ways within the setup time
+MEDIA_LOST = "media lost"             # nothing from the peer for 20 s during the call
+
+
+class MediaFailure(Exception):
+    """The call's audio could not flow; the message says which part failed."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,8 @@ class CallStatus:
 
 
 EngineFactory = Callable[..., Any]
-"""``factory(on_path=callable(path), on_peer_bye=callable()) -> CallEngine``."""
+"""``factory(on_path=callable(path), on_peer_bye=callable(),
+on_media=callable(state, reason)) -> CallEngine``."""
 
 
 class CallController:
@@ -112,6 +128,10 @@ class CallController:
         self._codecs = list(codecs) if codecs is not None else available_codecs()
         self._status = CallStatus()
         self._engine: Any = None
+        self.input_device: Any = None      # None: the engine factory's own choice
+        self.output_device: Any = None
+        from messenger.client.calls.dsp import AudioSettings  # noqa: PLC0415
+        self.processing: Any = AudioSettings()   # echo/noise/gain: on unless switched off
         self._observers: tuple[Callable[[CallStatus], None], ...] = ()
         self._unsubscribe = [client.subscribe("call", self._on_call_event),
                              client.subscribe("state", self._on_client_state)]
@@ -165,7 +185,8 @@ class CallController:
             return defer.fail(Conflict("you are already in a call; hang up first"))
         self._set(CallStatus(OUTGOING, peer=account_name))
         status = self._status
-        d = self._client.call_dial(account_name, self._codecs)
+        d = self._client.request("call_dial", {"user_id": account_name,
+                                               "codecs": list(self._codecs)})
         d.addCallbacks(self._dialled, self._dial_failed, callbackArgs=(status,),
                        errbackArgs=(status,))
         return d
@@ -177,7 +198,8 @@ class CallController:
             return defer.fail(Conflict("no call is ringing"))
         self._set(replace(status, state=ACCEPTING))
         accepting = self._status
-        d = self._client.call_dial(status.peer, self._codecs)
+        d = self._client.request("call_dial", {"user_id": status.peer,
+                                               "codecs": list(self._codecs)})
         d.addCallbacks(self._dialled, self._dial_failed, callbackArgs=(accepting,),
                        errbackArgs=(accepting,))
         return d
@@ -198,6 +220,35 @@ class CallController:
         if state == OUTGOING:
             return self._end_locally(CANCELLED)
         return self._end_locally(HANGUP)
+
+    def set_devices(self, input_device: Any, output_device: Any) -> str:
+        """Sound devices for calls (index, name or None for the default); switched at
+        once in a running call. Returns the sentence about what does not work, if any."""
+        self.input_device, self.output_device = input_device, output_device
+        engine = self._engine
+        if engine is not None and self._status.state in (CONNECTING, ACTIVE, RECONNECTING):
+            return engine.switch_devices(input_device, output_device)
+        return ""
+
+    def set_processing(self, on: bool) -> None:
+        """Echo cancellation, noise suppression and automatic gain on or off (the
+        settings switch); applied at once in a running call."""
+        from messenger.client.calls.dsp import OFF, AudioSettings  # noqa: PLC0415
+        self.processing = AudioSettings() if on else OFF
+        engine = self._engine
+        if engine is not None and hasattr(engine, "set_processing"):
+            engine.set_processing(self.processing)
+
+    def list_devices(self) -> tuple[list[Any], list[Any]]:
+        """(microphones, loudspeakers) for a chooser; empty lists without pyaudio."""
+        from messenger.client.calls.engine import CallEngine  # noqa: PLC0415
+        return CallEngine.list_devices()
+
+    def check_devices(self) -> Any:
+        """What the chosen sound devices allow (`audio.DeviceCheck`), asked before a call
+        starts so the user reads a sentence rather than PortAudio's error number."""
+        from messenger.client.calls.audio import check_devices  # noqa: PLC0415
+        return check_devices(self.input_device, self.output_device)
 
     def set_muted(self, muted: bool) -> None:
         """Send silence instead of the microphone (or stop doing so)."""
@@ -264,7 +315,13 @@ class CallController:
                           call_id=fields.get("call_id")))
         connecting = self._status
         engine = self._engine_factory(on_path=self._path_changed,
-                                      on_peer_bye=self._peer_bye)
+                                      on_peer_bye=self._peer_bye, on_media=self._media)
+        if self.input_device is not None:
+            engine.input_device = self.input_device
+        if self.output_device is not None:
+            engine.output_device = self.output_device
+        if hasattr(engine, "set_processing"):
+            engine.set_processing(self.processing)
         self._engine = engine
         if connecting.muted:
             engine.set_muted(True)
@@ -293,9 +350,22 @@ class CallController:
     # == media ==============================================================================
 
     def _media_up(self, _: Any, engine: Any) -> None:
-        if engine is not self._engine or self._status.state != CONNECTING:
-            return
-        self._set(replace(self._status, state=ACTIVE, started=self._reactor.seconds()))
+        """The engine runs; the call stays *connecting* until audio flows both ways."""
+
+    def _media(self, state: str, reason: str) -> None:
+        """The engine's view of the line changed (see `CallEngine`)."""
+        status = self._status
+        if state == "active" and status.state in (CONNECTING, RECONNECTING):
+            started = status.started if status.started is not None else self._reactor.seconds()
+            self._set(replace(status, state=ACTIVE, started=started))
+        elif state == "reconnecting" and status.state == ACTIVE:
+            self._set(replace(status, state=RECONNECTING))
+        elif state in ("failed", "lost") and status.state in (CONNECTING, ACTIVE,
+                                                              RECONNECTING):
+            why = MEDIA_FAILED if state == "failed" else MEDIA_LOST
+            call_id = status.call_id
+            self._finish(why, error=MediaFailure(reason))
+            self._send_hangup(call_id, why)
 
     def _media_failed(self, failure: Failure, engine: Any) -> None:
         if engine is not self._engine or not self._status.live:
@@ -306,13 +376,13 @@ class CallController:
         self._send_hangup(call_id)
 
     def _path_changed(self, path: str) -> None:
-        if self._status.state in (CONNECTING, ACTIVE):
+        if self._status.state in (CONNECTING, ACTIVE, RECONNECTING):
             self._set(replace(self._status, path=path))
 
     def _peer_bye(self) -> None:
         """The peer's media said goodbye: the call is over (call_end follows)."""
         status = self._status
-        if status.state in (CONNECTING, ACTIVE):
+        if status.state in (CONNECTING, ACTIVE, RECONNECTING):
             self._finish(HANGUP, by=status.peer)
             self._send_hangup(status.call_id)
 
@@ -331,8 +401,14 @@ class CallController:
         self._finish(reason, by=me)
         return self._send_hangup(call_id)
 
-    def _send_hangup(self, call_id: str | None) -> defer.Deferred[Any]:
-        d = self._client.call_hangup(call_id)
+    def _send_hangup(self, call_id: str | None, reason: str | None = None
+                     ) -> defer.Deferred[Any]:
+        fields: dict[str, Any] = {}
+        if call_id is not None:
+            fields["call_id"] = call_id
+        if reason is not None:
+            fields["reason"] = reason
+        d = self._client.request("call_hangup", fields)
         d.addErrback(self._hangup_refused)
         return d
 

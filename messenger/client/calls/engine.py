@@ -1,61 +1,86 @@
 """One call's media from microphone to loudspeaker: the call engine the client core drives.
 
-capture -> codec -> `MediaSession` (UDP, sealed) ... peer ... `MediaSession` ->
-`JitterBuffer` -> codec -> playback, all paced by one `AudioPump` on the reactor.
+capture -> echo/noise/gain (`dsp`) -> codec (FEC, DTX, redundancy) -> `MediaSession`
+(UDP or TCP, sealed) ... peer ... `MediaSession` -> `JitterBuffer` -> `Playout` (decode,
+FEC, PLC, comfort noise) -> playback, all paced by one `AudioPump` on the reactor.
 
-``start(params)`` opens the sound device (pyaudio unless a device is injected; without a
-usable card the call still runs, silent, and ``audio_error`` says why), the UDP socket and
-the timers; ``stop()`` says BYE and closes everything. ``stats()`` is a snapshot for the
-UI; ``muted`` sends silence instead of the microphone.
+Besides moving audio the engine watches the line and tells the truth about it
+(``on_media(state, reason)``):
+
+* ``active`` once audio flows **both ways**: the peer's audio arrives here and the peer's
+  REPORT says ours arrives there. Before that the call is connecting, whatever a socket
+  or a HELLO_ACK says; after ``setup_timeout`` (15 s) without it: ``failed``, with a
+  reason that says which part did not work.
+* ``reconnecting`` when nothing authentic has come from the peer for ``reconnect_after``
+  (5 s), ``active`` again when it comes back, ``lost`` after ``lost_after`` (20 s).
+
+Twice a second each side sends a REPORT of what it receives; the other side tunes its
+encoder from it (`quality.EncoderAdapter`). ``stats()`` is a snapshot for the UI, with
+the quality of the last few seconds (`quality.QualityMeter`), not of the whole call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from messenger.client.calls.audio import (
-    AudioDevice,
-    AudioPump,
-    AudioUnavailable,
-    DeviceChoice,
-    FakeAudioDevice,
-    PyAudioDevice,
-)
+from messenger.client.calls import audio as audio_module
+from messenger.client.calls.audio import AudioDevice, AudioPump, DeviceChoice
 from messenger.client.calls.codec import (
     FRAME_SAMPLES,
+    OPUS,
     PCM,
     SILENCE,
     Codec,
     CodecError,
-    codec_by_id,
     make_codec,
 )
-from messenger.client.calls.jitter import PLAY, REPEAT, JitterBuffer
-from messenger.client.calls.media import (
-    CONNECTING,
-    CallParams,
-    MediaSession,
-    ReceivedAudio,
-    SessionTiming,
-)
+from messenger.client.calls.dsp import AudioProcessor, AudioSettings, processor_for
+from messenger.client.calls.jitter import JitterBuffer
+from messenger.client.calls.media import CONNECTING, MediaSession, ReceivedAudio, SessionTiming
+from messenger.client.calls.params import CallParams
+from messenger.client.calls.playout import Playout
+from messenger.client.calls.quality import EncoderAdapter, QualityMeter
+from messenger.wire import media
+
+# media states (``on_media``)
+STARTING = "starting"
+ACTIVE = "active"
+RECONNECTING = "reconnecting"
+FAILED = "failed"
+LOST = "lost"
+
+
+@dataclass(frozen=True)
+class MediaTiming:
+    """The clocks of the engine's watch, in seconds."""
+
+    watch: float = 0.1               # how often the line is looked at
+    report_interval: float = 0.5     # a REPORT to the peer this often
+    setup_timeout: float = 15.0      # no audio both ways this long: the call failed
+    reconnect_after: float = 5.0     # nothing from the peer this long: reconnecting
+    lost_after: float = 20.0         # ... and this long: the call is lost
+    rehello_after: float = 1.0       # nothing from the peer this long: HELLO again
 
 
 @dataclass(frozen=True)
 class CallStats:
-    """What the call window shows; all counters since the call started."""
+    """What the call window shows. Counters since the call started; ``quality_*`` over
+    the last few seconds."""
 
     path: str                # "connecting", "direct" or "relay"
     codec: str               # what we send
     muted: bool
     duration: float          # seconds since start
-    packets_sent: int        # every UDP packet we sent (audio, probes, HELLOs)
+    packets_sent: int        # every packet we sent (audio, reports, probes, HELLOs)
     packets_received: int    # authenticated packets from the peer
     audio_sent: int
     audio_received: int
@@ -65,15 +90,25 @@ class CallStats:
     late: int
     duplicate: int
     concealed: int
+    recovered: int           # gaps filled by a redundant copy
+    fec_frames: int          # gaps rebuilt from Opus in-band FEC
     discarded: int
-    loss_percent: float
+    loss_percent: float      # cumulative
     jitter_ms: float
     depth_ms: float
     target_ms: float
     rtt_ms: float | None     # direct path round trip, when known
     dropped: int             # packets refused: forged, replayed, malformed, foreign
     undecodable: int
-    audio_error: str         # empty, or why the sound device could not be used
+    audio_error: str         # empty, or a sentence on what the sound devices cannot do
+    media: str = STARTING    # starting, active, reconnecting, failed, lost
+    quality: int = 0         # 0 no audio, 1 poor, 2 fair, 3 good (last few seconds)
+    quality_loss_percent: float = 0.0
+    silent_for: float = 0.0  # seconds since anything came from the peer
+    peer_loss_percent: float = 0.0   # what the peer reports about our audio
+    bitrate: int = 0
+    redundancy: int = 0
+    over_tcp: bool = False
 
 
 class CallEngine:
@@ -84,9 +119,12 @@ class CallEngine:
     def __init__(self, reactor: Any, *, input_device: DeviceChoice = None,
                  output_device: DeviceChoice = None, audio: AudioDevice | None = None,
                  interface: str = "", port: int = 0, timing: SessionTiming | None = None,
+                 media_timing: MediaTiming | None = None,
+                 processing: AudioSettings | None = None,
                  session_factory: Callable[..., MediaSession] = MediaSession,
                  on_path: Callable[[str], None] | None = None,
-                 on_peer_bye: Callable[[], None] | None = None) -> None:
+                 on_peer_bye: Callable[[], None] | None = None,
+                 on_media: Callable[[str, str], None] | None = None) -> None:
         self._reactor = reactor
         self.input_device = input_device
         self.output_device = output_device
@@ -94,23 +132,35 @@ class CallEngine:
         self.interface = interface
         self.port = port
         self.timing = timing
+        self.media_timing = media_timing or MediaTiming()
+        self.processing = processing
         self._session_factory = session_factory
         self.on_path = on_path
         self.on_peer_bye = on_peer_bye
+        self.on_media = on_media
         self.params: CallParams | None = None
         self.session: MediaSession | None = None
         self.jitter: JitterBuffer | None = None
+        self.playout: Playout | None = None
         self.audio: AudioDevice | None = None
+        self.processor: AudioProcessor | None = None
         self.audio_error = ""
         self.muted = False
+        self.media_state = STARTING
+        self.failure = ""
+        self.meter = QualityMeter()
+        self.adapter: EncoderAdapter | None = None
+        self.peer_report: media.Report | None = None
         self._pump: AudioPump | None = None
+        self._watch: LoopingCall | None = None
         self._encoder: Codec | None = None
-        self._decoders: dict[int, Codec | None] = {}
-        self._last_pcm = SILENCE
+        self._history: deque[bytes] = deque(maxlen=media.MAX_REDUNDANT)
         self._started = 0.0
         self._ended: float | None = None
+        self._next_report = 0.0
+        self._last_late = 0
+        self._rehello_done = False
         self.audio_sent = 0
-        self.undecodable = 0
 
     @property
     def running(self) -> bool:
@@ -122,6 +172,20 @@ class CallEngine:
         if self.session is None or self.session.transport is None:
             return None
         return self.session.transport.getHost().port
+
+    @property
+    def pump_started(self) -> float:
+        """Reactor time of the first audio frame slot (capture and playback clocks)."""
+        return self._pump._start if self._pump is not None else 0.0
+
+    @staticmethod
+    def list_devices() -> tuple[list[Any], list[Any]]:
+        """(input devices, output devices) PortAudio sees, for a chooser; ([], []) when
+        there is no pyaudio."""
+        try:
+            return audio_module.input_devices(), audio_module.output_devices()
+        except audio_module.AudioUnavailable:
+            return [], []
 
     @inlineCallbacks
     def start(self, params: CallParams) -> Any:
@@ -145,37 +209,70 @@ class CallEngine:
                           codec=params.codec, error=str(exc))
             self._encoder = make_codec(PCM)
         # PortAudio's start-up blocks for a moment: do it before the socket is live
-        audio = self._open_audio()
-        self.jitter = JitterBuffer()
+        device = self._open_audio()
+        self.processor = processor_for(self.processing)
+        # 60 ms: one frame more than the jitter alone needs, so that a lost packet's
+        # copy (in the next packet) is here in time, and a stalled reactor does not
+        # empty the queue in the middle of a word
+        self.jitter = JitterBuffer(min_ms=60)
+        self.playout = Playout(self.jitter)
         session = self._session_factory(
             params, self._reactor, timing=self.timing, on_audio=self._received,
-            on_path=self._path_changed, on_bye=self._peer_bye)
+            on_path=self._path_changed, on_bye=self._peer_bye, on_report=self._report,
+            on_heard=self._heard)
         try:
             session.listen(self.interface, self.port)
         except Exception:
-            audio.close()
+            device.close()
             raise
         self.session = session
-        self.audio = audio
-        self._started = self._reactor.seconds()
-        self._pump = AudioPump(self.audio, self._reactor, self._captured, self._playback)
+        self.audio = device
+        now = self._reactor.seconds()
+        self._started = now
+        self.adapter = EncoderAdapter(now)
+        self._apply_plan()
+        self._pump = AudioPump(device, self._reactor, self._captured, self._playback)
         self._pump.start()
+        self._watch = LoopingCall(self._look)
+        self._watch.clock = self._reactor
+        self._watch.start(self.media_timing.watch, now=False)
 
     def _open_audio(self) -> AudioDevice:
         if self._injected_audio is not None:
             return self._injected_audio
-        try:
-            return PyAudioDevice(self.input_device, self.output_device)
-        except AudioUnavailable as exc:
-            self.audio_error = str(exc)
-            self.log.warn("no sound device ({error}); the call runs silent", error=str(exc))
-            return FakeAudioDevice()
+        device, problem = audio_module.open_device(self.input_device, self.output_device)
+        if problem:
+            self.audio_error = problem
+            self.log.warn("sound: {problem}", problem=problem)
+        return device
+
+    def switch_devices(self, input_device: DeviceChoice, output_device: DeviceChoice) -> str:
+        """Use other sound devices from now on (mid-call too); returns the problem
+        sentence, empty when both work."""
+        self.input_device, self.output_device = input_device, output_device
+        if self.audio is None or self._injected_audio is not None or self._ended is not None:
+            return ""
+        device, problem = audio_module.open_device(input_device, output_device)
+        old, self.audio = self.audio, device
+        if self._pump is not None:
+            self._pump.device = device
+        old.close()
+        self.audio_error = problem
+        return problem
+
+    def set_processing(self, settings: AudioSettings | None) -> None:
+        """Echo cancellation, noise suppression and gain on or off (mid-call too)."""
+        self.processing = settings
+        if self.session is not None and self._ended is None:
+            self.processor = processor_for(settings)
 
     def stop(self) -> Deferred[None]:
         """End the call's media: BYE to the peer, close the socket and the sound device."""
         if self._ended is not None:
             return succeed(None)
         self._ended = self._reactor.seconds()
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
         if self.session is None:
             return succeed(None)
         if self._pump is not None:
@@ -190,52 +287,72 @@ class CallEngine:
     # -- the media path ---------------------------------------------------------------
 
     def _captured(self, pcm: bytes | None, slot: int) -> None:
-        if pcm is None or self.session is None or self._encoder is None:
+        if self.session is None or self._encoder is None:
             return
+        if pcm is None:
+            if getattr(self.audio, "capturing", True):
+                return        # nothing captured yet
+            pcm = SILENCE     # no microphone: listen-only, but the line stays alive
+        if self.processor is not None:
+            pcm = self.processor.capture(pcm)
         if self.muted:
             pcm = SILENCE
         payload = self._encoder.encode(pcm)
-        if self.session.send_audio(slot * FRAME_SAMPLES, payload, self._encoder.codec_id):
+        if not payload:
+            return            # DTX: nothing worth sending in this frame
+        flags = 0
+        wire = payload
+        plan = self.adapter.plan if self.adapter is not None else None
+        if plan is not None and plan.redundancy and self._encoder.name == OPUS:
+            earlier = list(self._history)[-plan.redundancy:][::-1]
+            wire = media.pack_redundant(payload, earlier)
+            flags = media.REDUNDANT
+        self._history.append(payload)
+        if self.session.send_audio(slot * FRAME_SAMPLES, wire, self._encoder.codec_id, flags):
             self.audio_sent += 1
 
     def _received(self, packet: ReceivedAudio) -> None:
-        if self.jitter is not None:
-            self.jitter.push(packet.seq, packet.stamp, (packet.codec, packet.payload),
-                             self._reactor.seconds())
+        jitter = self.jitter
+        if jitter is None:
+            return
+        now = self._reactor.seconds()
+        self.meter.audio(now, packet.seq)
+        codec = packet.codec
+        if packet.flags & media.REDUNDANT:
+            try:
+                primary, earlier = media.unpack_redundant(packet.payload)
+            except media.MalformedPacket:
+                if self.playout is not None:
+                    self.playout.undecodable += 1
+                return
+            jitter.push(packet.seq, packet.stamp, (codec, primary), now)
+            for back, frame in enumerate(earlier, start=1):
+                if frame and packet.seq - back >= 0:
+                    jitter.push(packet.seq - back, 0, (codec, frame), now, redundant=True)
+        else:
+            jitter.push(packet.seq, packet.stamp, (codec, packet.payload), now)
 
     def _playback(self, now: float) -> bytes:
-        if self.jitter is None:
+        if self.playout is None:
             return SILENCE
-        kind, item = self.jitter.pop(now)
-        if kind == PLAY:
-            codec_id, payload = item
-            pcm = self._decode(codec_id, payload)
-            if pcm is not None:
-                self._last_pcm = pcm
-                return pcm
-            return SILENCE
-        if kind == REPEAT:
-            return self._last_pcm
-        return SILENCE
+        pcm = self.playout.next_frame(now)
+        if self.processor is not None:
+            self.processor.playback(pcm)
+        return pcm
 
-    def _decode(self, codec_id: int, payload: bytes) -> bytes | None:
-        decoder = self._decoders.get(codec_id, False)
-        if decoder is False:
-            try:
-                decoder = codec_by_id(codec_id)
-            except CodecError as exc:
-                self.log.warn("cannot decode codec {codec}: {error}", codec=codec_id,
-                              error=str(exc))
-                decoder = None
-            self._decoders[codec_id] = decoder
-        if decoder is None:
-            self.undecodable += 1
-            return None
-        try:
-            return decoder.decode(payload)
-        except CodecError:
-            self.undecodable += 1
-            return None
+    def _heard(self) -> None:
+        self.meter.heard(self._reactor.seconds())
+
+    def _report(self, report: media.Report) -> None:
+        self.peer_report = report
+        if self.adapter is not None:
+            self.adapter.report(report.loss_permille / 10.0, self._reactor.seconds())
+            self._apply_plan()
+
+    def _apply_plan(self) -> None:
+        if self._encoder is not None and self.adapter is not None:
+            plan = self.adapter.plan
+            self._encoder.tune(plan.bitrate, plan.loss_percent, fec=True)
 
     def _path_changed(self, path: str) -> None:
         if self.on_path is not None:
@@ -245,15 +362,101 @@ class CallEngine:
         if self.on_peer_bye is not None:
             self.on_peer_bye()
 
+    # -- watching the line ------------------------------------------------------------
+
+    def _look(self) -> None:
+        try:
+            self._watch_step(self._reactor.seconds())
+        except Exception:
+            self.log.failure("call engine watch failed")
+
+    def _watch_step(self, now: float) -> None:
+        session, jitter, timing = self.session, self.jitter, self.media_timing
+        if session is None or jitter is None or self._ended is not None:
+            return
+        if jitter.late > self._last_late:
+            self.meter.late(now, jitter.late - self._last_late)
+            self._last_late = jitter.late
+        self.meter.jitter_ms = jitter.jitter_ms
+        if now >= self._next_report:
+            self._next_report = now + timing.report_interval
+            session.send_report(self._make_report(now))
+        heard = self.meter.last_heard
+        silent = now - (heard if heard is not None else self._started)
+        if silent >= timing.rehello_after and not self._rehello_done:
+            self._rehello_done = True     # a blip or a new network: rebind at the relay
+            session.kick(now)
+        elif silent < timing.rehello_after:
+            self._rehello_done = False
+        state = self.media_state
+        if state == STARTING:
+            if self._two_way():
+                self._set_media(ACTIVE)
+            elif now - self._started >= timing.setup_timeout:
+                self.failure = self.diagnose()
+                self._set_media(FAILED, self.failure)
+        elif state == ACTIVE and silent >= timing.reconnect_after:
+            self._set_media(RECONNECTING)
+        elif state == RECONNECTING:
+            if silent < timing.reconnect_after:
+                self._set_media(ACTIVE)
+            elif silent >= timing.lost_after:
+                self._set_media(LOST, "no audio from the other side for "
+                                f"{int(timing.lost_after)} seconds")
+
+    def _two_way(self) -> bool:
+        report = self.peer_report
+        return (self.session is not None and self.session.received_direct
+                + self.session.received_relay > 0 and report is not None
+                and report.received > 0)
+
+    def diagnose(self) -> str:
+        """Why audio does not flow both ways, in words for the user."""
+        session, params = self.session, self.params
+        if session is None or params is None:
+            return "the call's media did not start"
+        relay = f"{params.relay[0]}:{params.relay[1]}"
+        if not session.hello_acked:
+            tcp = f" or TCP {params.relay_tcp}" if params.relay_tcp else ""
+            return (f"the server's call relay ({relay}) does not answer: UDP{tcp} to it is"
+                    " blocked on this network")
+        if not session.relay_ready:
+            return "the other side never reached the server's call relay"
+        if session.received_direct + session.received_relay == 0:
+            return "no audio arrives from the other side"
+        return "the other side does not receive our audio"
+
+    def _make_report(self, now: float) -> media.Report:
+        lost, late = self.meter.loss_fraction(now)
+        session = self.session
+        received = session.received_direct + session.received_relay if session else 0
+        highest = self.jitter.highest if self.jitter is not None else -1
+        heard = self.meter.last_heard
+        flowing = heard is not None and now - heard < 1.0 and received > 0
+        return media.Report(max(0, highest), received, round(lost * 1000),
+                            round(self.meter.jitter_ms), round(late * 1000), int(flowing))
+
+    def _set_media(self, state: str, reason: str = "") -> None:
+        if state == self.media_state:
+            return
+        self.media_state = state
+        self.log.info("call media: {state} {reason}", state=state, reason=reason)
+        if self.on_media is not None:
+            self.on_media(state, reason)
+
     # -- state ------------------------------------------------------------------------
 
     def stats(self) -> CallStats:
         session = self.session
         jitter = self.jitter.stats() if self.jitter is not None else None
+        playout = self.playout
         end = self._ended if self._ended is not None else self._reactor.seconds()
         lost = jitter.lost if jitter else 0
         received = session.received_direct + session.received_relay if session else 0
         expected = received + lost
+        reading = self.meter.reading(end)
+        plan = self.adapter.plan if self.adapter is not None else None
+        report = self.peer_report
         return CallStats(
             path=session.path if session else CONNECTING,
             codec=self._encoder.name if self._encoder else "",
@@ -269,6 +472,8 @@ class CallEngine:
             late=jitter.late if jitter else 0,
             duplicate=jitter.duplicate if jitter else 0,
             concealed=jitter.concealed if jitter else 0,
+            recovered=jitter.recovered if jitter else 0,
+            fec_frames=playout.fec_frames if playout else 0,
             discarded=jitter.discarded if jitter else 0,
             loss_percent=round(100.0 * lost / expected, 2) if expected else 0.0,
             jitter_ms=jitter.jitter_ms if jitter else 0.0,
@@ -277,6 +482,17 @@ class CallEngine:
             rtt_ms=session.rtt_ms if session else None,
             dropped=(session.dropped_auth + session.dropped_replay
                      + session.dropped_malformed + session.dropped_foreign) if session else 0,
-            undecodable=self.undecodable,
+            undecodable=playout.undecodable if playout else 0,
             audio_error=self.audio_error,
+            media=self.media_state,
+            quality=reading.level if session else 0,
+            quality_loss_percent=reading.loss_percent,
+            silent_for=round(min(reading.silent_for, end - self._started), 2) if session
+            else 0.0,
+            peer_loss_percent=report.loss_permille / 10.0 if report else 0.0,
+            bitrate=plan.bitrate if plan and self._encoder and self._encoder.name == OPUS
+            else 0,
+            redundancy=plan.redundancy if plan and self._encoder
+            and self._encoder.name == OPUS else 0,
+            over_tcp=session.over_tcp if session else False,
         )

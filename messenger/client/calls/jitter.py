@@ -4,8 +4,13 @@ The network side calls ``push(seq, stamp, payload, now)`` for every AUDIO packet
 playback side calls ``pop(now)`` once per 20 ms and gets what to play:
 
 * ``(PLAY, payload)`` — the next frame, in sequence order whatever the arrival order;
-* ``(REPEAT, payload)`` — the frame due is missing: the last frame played, once;
-* ``(SILENCE, None)`` — still buffering, or a second missing frame in a row.
+* ``(CONCEAL, following)`` — the frame due is missing (lost, late, or a DTX pause):
+  the caller conceals it, from the FEC data of ``following`` (the next frame, when it is
+  already queued) or by the codec's loss concealment (``following`` is None);
+* ``(SILENCE, None)`` — still buffering before playout starts.
+
+Redundant copies of earlier frames (``push(..., redundant=True)``) fill a gap before its
+turn and are otherwise ignored: they are not counted as received, late or duplicate.
 
 A frame that arrives after its turn is *late* and dropped. The target depth follows the
 measured interarrival jitter (RFC 3550: J += (|D| - J) / 16, late frames included) plus
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PLAY = "play"
-REPEAT = "repeat"
+CONCEAL = "conceal"
 SILENCE = "silence"
 
 BOOST_HALF_LIFE = 5.0     # seconds
@@ -44,7 +49,8 @@ class JitterStats:
     lost: int           # frames whose turn passed and which never arrived
     late: int           # frames that arrived after their turn (dropped)
     duplicate: int      # frames pushed twice
-    concealed: int      # concealment frames played (REPEAT or SILENCE while playing)
+    concealed: int      # concealment frames played (CONCEAL while playing)
+    recovered: int      # gaps filled in time by a redundant copy
     discarded: int      # frames dropped to shrink the delay, or on overflow
     jitter_ms: float    # RFC 3550 interarrival jitter estimate
     depth_ms: float     # audio queued ahead of playback now
@@ -65,6 +71,7 @@ class JitterBuffer:
         self._capacity = max(2, capacity_ms // frame_ms)
         self._max_gap = max(1, max_ms // frame_ms)
         self._frames: dict[int, Any] = {}
+        self._arrived: dict[int, float] = {}     # seq -> arrival time
         self._next: int | None = None        # seq due next; None while buffering
         self._highest = -1
         self._first_arrival: float | None = None
@@ -88,13 +95,27 @@ class JitterBuffer:
         self.duplicate = 0
         self.concealed = 0
         self.discarded = 0
+        self.recovered = 0
 
     # -- input ------------------------------------------------------------------------
 
-    def push(self, seq: int, stamp: int, payload: Any, now: float) -> None:
-        """One frame arrived at ``now`` (seconds): ``seq`` orders it, ``stamp`` in samples."""
-        self.received += 1
+    def push(self, seq: int, stamp: int, payload: Any, now: float,
+             redundant: bool = False) -> None:
+        """One frame arrived at ``now`` (seconds): ``seq`` orders it, ``stamp`` in samples.
+
+        ``redundant``: a copy carried by a later packet; it only fills a gap in time.
+        """
         following = self._next
+        if redundant:
+            if seq in self._frames or (following is not None and seq < following):
+                return
+            if following is None and (not self._frames or seq < min(self._frames) - 1):
+                return
+            self._frames[seq] = payload
+            self._arrived[seq] = now
+            self.recovered += 1
+            return
+        self.received += 1
         late = following is not None and seq < following
         if (late and seq not in self._lost_recent) or seq in self._frames:
             self.duplicate += 1
@@ -114,6 +135,7 @@ class JitterBuffer:
                 self._grow = 1
             return
         self._frames[seq] = payload
+        self._arrived[seq] = now
         if seq > self._highest:
             self._highest = seq
         if self._first_arrival is None:
@@ -150,13 +172,20 @@ class JitterBuffer:
         if self._grow:
             # a late frame showed the buffer too shallow: stretch by one frame
             self._grow = 0
-            return self._conceal()
+            return self._conceal(None)
         if due in frames:
+            if self._waits and self._early(due, now):
+                # resuming after the queue ran dry (a DTX pause, an outage): build the
+                # depth up to the target again before playing, or every pause would
+                # shrink the buffer to nothing and the next loss would cut the speech
+                self._waits += 1
+                return self._conceal(None)
             return self._play(due)
         if not frames:
-            # nothing queued: wait for the frame rather than give up on it
+            # nothing queued (a DTX pause, or an outage): wait for the frame rather than
+            # give up on it
             self._waits += 1
-            return self._conceal()
+            return self._conceal(None)
         lowest = min(frames)
         gap = lowest - due
         if self._waits:
@@ -167,6 +196,9 @@ class JitterBuffer:
             self._next = due
             self._waits = 0
             if due in frames:
+                if self._early(due, now):
+                    self._waits = 1          # build the depth up again (see above)
+                    return self._conceal(None)
                 return self._play(due)
             gap = lowest - due
         if gap > self._max_gap:
@@ -175,22 +207,29 @@ class JitterBuffer:
             return self._play(lowest)
         self._mark_lost(due, due + 1)
         self._next = due + 1
-        return self._conceal()
+        return self._conceal(frames.get(due + 1))
+
+    def _early(self, seq: int, now: float) -> bool:
+        arrived = self._arrived.get(seq)
+        if arrived is None:
+            return False
+        return now - arrived < (self.target_ms() - self.frame_ms) / 1000.0 - 1e-6
 
     def _play(self, seq: int) -> tuple[str, Any]:
         payload = self._frames.pop(seq)
+        self._arrived.pop(seq, None)
+        if len(self._arrived) > 2 * self._capacity:
+            self._arrived = {s: t for s, t in self._arrived.items() if s in self._frames}
         self._next = seq + 1
         self._last_payload = payload
         self._misses = 0
         self._waits = 0
         return PLAY, payload
 
-    def _conceal(self) -> tuple[str, Any]:
+    def _conceal(self, following: Any) -> tuple[str, Any]:
         self.concealed += 1
         self._misses += 1
-        if self._misses == 1 and self._last_payload is not None:
-            return REPEAT, self._last_payload
-        return SILENCE, None
+        return CONCEAL, following
 
     def _mark_lost(self, start: int, end: int) -> None:
         """Frames start..end-1 missed their turn."""
@@ -252,6 +291,11 @@ class JitterBuffer:
         return int(self.target_ms() // self.frame_ms)
 
     @property
+    def highest(self) -> int:
+        """The highest sequence number received (-1 before any)."""
+        return self._highest
+
+    @property
     def next_seq(self) -> int | None:
         """The sequence number due next (None before playout starts)."""
         return self._next
@@ -267,7 +311,8 @@ class JitterBuffer:
     def stats(self) -> JitterStats:
         return JitterStats(
             received=self.received, lost=self.lost, late=self.late,
-            duplicate=self.duplicate, concealed=self.concealed, discarded=self.discarded,
+            duplicate=self.duplicate, concealed=self.concealed, recovered=self.recovered,
+            discarded=self.discarded,
             jitter_ms=round(self.jitter_ms, 2),
             depth_ms=float(self.depth_frames() * self.frame_ms),
             target_ms=self.target_ms())

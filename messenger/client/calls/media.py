@@ -1,162 +1,154 @@
-"""The client's UDP side of one call: relay HELLO, direct-path probing, sealed audio.
+"""The client's network side of one call: verified relay and direct paths, sealed packets.
 
-`MediaSession` is a DatagramProtocol on its own UDP socket. Once listening it
+`MediaSession` is a DatagramProtocol on its own UDP socket. Modelled on ICE (RFC 8445)
+with the server's relay as the TURN server and its HELLO_ACK as the server-reflexive
+answer:
 
-1. says HELLO to the relay (signed with this member's token) until a HELLO_ACK comes
-   back, at most ``hello_attempts`` times, then again every ``hello_keepalive`` seconds
-   so the relay keeps our NAT binding and learns a changed one; the HELLO_ACK tells us
-   our public endpoint and the peer's endpoints (public and local), which become
-   candidates;
-2. probes every candidate of the peer directly (``probes_per_round`` PROBEs each,
-   ``probe_interval`` apart); the first PROBE_ACK makes the path ``direct`` to the
-   endpoint that answered. Without one within ``direct_timeout`` of the start, the path
-   is ``relay``. A PROBE from an endpoint we did not know makes it a candidate too;
-3. on the direct path sends a keepalive PROBE every ``direct_keepalive`` seconds; when no
-   PROBE_ACK came back for ``direct_dead_after`` seconds it falls back to the relay, and
-   while on the relay it probes all candidates again every ``reprobe_interval``.
+1. **HELLO** to the relay at once, then again with exponential back-off (50 ms doubling,
+   at most 1 s apart) until a HELLO_ACK comes back, for up to 30 s; then a keepalive
+   every 15 s so the relay keeps our NAT binding. The HELLO_ACK tells us our public
+   endpoint as the relay saw it (server-reflexive) and the peer's endpoints (its public
+   one, then its host ones), which become candidates. `kick` restarts the back-off (the
+   engine calls it when the peer has gone quiet: after a network change the relay must
+   learn our new binding fast).
+2. **Checks**: every candidate gets PROBEs with the same kind of back-off (50 ms doubling
+   to 500 ms, 8 of them); both sides probe at once, which is what opens both NATs. A
+   candidate becomes the **direct** path only when its PROBE_ACK comes back; a PROBE
+   from an endpoint we did not know makes it a (peer-reflexive) candidate.
+3. **The relay path** counts only once a HELLO_ACK said the relay knows the peer
+   (PEER_PRESENT); the session settles on it when no direct check succeeded within
+   ``direct_timeout`` of that moment (1 s: the relay carries audio from the start
+   anyway, so the fallback costs nothing). On the relay path the candidates are checked
+   again every ``reprobe_interval``.
+4. **UDP blocked**: when no HELLO_ACK came over UDP within ``tcp_after`` and the server
+   offers a TCP relay port, the session also connects there and says HELLO over TCP
+   (each packet framed with a 2-byte length, like TURN over TCP); the first link the
+   relay answers on carries everything to the relay from then on.
+5. The direct path has a keepalive PROBE every 0.5 s; 2 s without a PROBE_ACK and the
+   path falls back to the relay.
 
-Audio goes to the direct endpoint on the ``direct`` path and to the relay otherwise
-(including while ``connecting``). Incoming sealed packets are accepted from any address:
-the call key authenticates them, and a replay window per packet type refuses repeats.
-All timing runs on the injected reactor (a `task.Clock` in tests).
+Audio goes to the direct endpoint on the ``direct`` path and to the relay otherwise.
+Incoming sealed packets are accepted from any address (the call key authenticates them;
+a replay window per packet type refuses repeats). All timing runs on the injected
+reactor (a `task.Clock` in tests).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.protocol import ClientFactory, DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.protocols.basic import Int16StringReceiver
 
+from messenger.client.calls.params import MAX_CANDIDATES, CallParams, call_params_from_jim
 from messenger.wire import media
 from messenger.wire.media import (
     AUDIO,
     BYE,
-    CALL_ID_SIZE,
     HELLO_ACK,
-    KEY_SIZE,
     MAX_SEQ,
     PROBE,
     PROBE_ACK,
+    REPORT,
     SEALED_TYPES,
-    TOKEN_SIZE,
     CallCipher,
     Endpoint,
     MalformedPacket,
     ReplayWindow,
 )
 
+__all__ = ["CONNECTING", "DIRECT", "RELAY", "CallParams", "MediaSession", "ReceivedAudio",
+           "SessionTiming", "call_params_from_jim"]
+
 CONNECTING = "connecting"
 DIRECT = "direct"
 RELAY = "relay"
-
-MAX_CANDIDATES = 8
-
-
-@dataclass(frozen=True)
-class CallParams:
-    """Everything signalling hands a client for one call."""
-
-    call_id: bytes                       # 8 bytes, the same for both members and the relay
-    member: int                          # this client's index in the call: 0 or 1
-    key: bytes                           # 32-byte AES-256-GCM call key (both members + relay)
-    token: bytes                         # 32-byte relay token of this member only
-    relay: Endpoint                      # the relay's UDP address (IP literal, port)
-    peer_candidates: tuple[Endpoint, ...] = ()  # the peer's endpoints, if signalling has them
-    codec: str = "pcm"                   # the negotiated codec for what we send
-
-    def __post_init__(self) -> None:
-        if len(self.call_id) != CALL_ID_SIZE:
-            raise ValueError(f"call_id must have {CALL_ID_SIZE} bytes")
-        if self.member not in (0, 1):
-            raise ValueError("member must be 0 or 1")
-        if len(self.key) != KEY_SIZE:
-            raise ValueError(f"key must have {KEY_SIZE} bytes")
-        if len(self.token) != TOKEN_SIZE:
-            raise ValueError(f"token must have {TOKEN_SIZE} bytes")
-        _check_endpoint(self.relay, "relay")
-        for endpoint in self.peer_candidates:
-            _check_endpoint(endpoint, "peer candidate")
-
-    @property
-    def peer(self) -> int:
-        return 1 - self.member
-
-
-def _check_endpoint(endpoint: Any, what: str) -> None:
-    if (not isinstance(endpoint, tuple) or len(endpoint) != 2
-            or not isinstance(endpoint[0], str) or not isinstance(endpoint[1], int)
-            or not 0 < endpoint[1] < 65536):
-        raise ValueError(f"{what} must be a (host, port) pair")
-
-
-def _endpoint(value: Any, what: str) -> Endpoint:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        endpoint = (value[0], value[1])
-        _check_endpoint(endpoint, what)
-        return endpoint  # type: ignore[return-value]
-    raise ValueError(f"{what} must be a [host, port] pair")
-
-
-def call_params_from_jim(message: Mapping[str, Any]) -> CallParams:
-    """CallParams from a ``call_start`` push (field names as proposed in docs/CALLS.md).
-
-    ``call_id`` is hex, ``key`` and ``token`` are base64, ``relay`` is ``[host, port]``,
-    ``peer_endpoints`` a list of such pairs (optional), ``codec`` a codec name.
-    Raises ValueError on anything malformed.
-    """
-    try:
-        call_id = bytes.fromhex(message["call_id"])
-        key = base64.b64decode(message["key"], validate=True)
-        token = base64.b64decode(message["token"], validate=True)
-        member = message["member"]
-        if type(member) is not int:
-            raise ValueError("member must be an integer")
-        relay = _endpoint(message["relay"], "relay")
-        peers = tuple(_endpoint(e, "peer endpoint")
-                      for e in message.get("peer_endpoints", ())[:MAX_CANDIDATES])
-        codec = message.get("codec", "pcm")
-        if not isinstance(codec, str):
-            raise ValueError("codec must be a string")
-    except (KeyError, TypeError, binascii.Error) as exc:
-        raise ValueError(f"bad call_start: {exc!r}") from None
-    return CallParams(call_id, member, key, token, relay, peers, codec)
 
 
 @dataclass(frozen=True)
 class SessionTiming:
     """The clocks of path discovery, in seconds."""
 
-    tick: float = 0.05               # how often the session looks at its timers
-    hello_interval: float = 0.25     # HELLO retry while unanswered ...
-    hello_attempts: int = 12         # ... this many times in a burst
-    hello_keepalive: float = 15.0    # HELLO again once answered (and after a failed burst)
-    probe_interval: float = 0.2      # between PROBEs to one candidate ...
-    probes_per_round: int = 5        # ... this many per round
-    direct_timeout: float = 1.0      # no PROBE_ACK this long after start: use the relay
+    tick: float = 0.025              # how often the session looks at its timers
+    hello_first: float = 0.05        # HELLO retry while unanswered: first gap ...
+    hello_max: float = 1.0           # ... doubling up to this
+    hello_give_up: float = 30.0      # stop retrying (the engine has failed the call)
+    hello_keepalive: float = 15.0    # HELLO again once answered
+    probe_first: float = 0.05        # PROBE retry per candidate: first gap ...
+    probe_max: float = 0.5           # ... doubling up to this ...
+    probes_per_round: int = 8        # ... this many per round
+    direct_timeout: float = 1.0      # relay known and no direct ack for this long: relay
     direct_keepalive: float = 0.5    # keepalive PROBE on the direct path
     direct_dead_after: float = 2.0   # no PROBE_ACK this long: direct path is dead
-    reprobe_interval: float = 5.0    # on the relay: probe the candidates again
+    reprobe_interval: float = 5.0    # on the relay: check the candidates again
+    tcp_after: float = 2.0           # no HELLO_ACK over UDP this long: try TCP too
 
 
 class ReceivedAudio(NamedTuple):
     seq: int
     stamp: int
     codec: int
+    flags: int
     payload: bytes
     via_relay: bool
 
 
+class _Backoff:
+    """Retry times: ``first``, doubling, at most ``cap`` apart."""
+
+    __slots__ = ("first", "cap", "gap", "due", "sent")
+
+    def __init__(self, first: float, cap: float, now: float) -> None:
+        self.first, self.cap = first, cap
+        self.gap, self.due, self.sent = first, now, 0
+
+    def fire(self, now: float) -> bool:
+        if now < self.due - 1e-6:
+            return False
+        self.sent += 1
+        self.due = now + self.gap
+        self.gap = min(self.cap, self.gap * 2)
+        return True
+
+
+class RelayLink(Int16StringReceiver):
+    """The relay over TCP: one media packet per 2-byte-length frame."""
+
+    MAX_LENGTH = media.MAX_DATAGRAM
+
+    def __init__(self, session: MediaSession) -> None:
+        self.session = session
+
+    def connectionMade(self) -> None:  # noqa: N802
+        self.session.tcp_up(self)
+
+    def stringReceived(self, data: bytes) -> None:  # noqa: N802
+        self.session.datagramReceived(data, self.session.relay_address, link=self)
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        self.session.tcp_down(self)
+
+
+class _LinkFactory(ClientFactory):
+    def __init__(self, session: MediaSession) -> None:
+        self.session = session
+
+    def buildProtocol(self, addr: Any) -> RelayLink:  # noqa: N802
+        return RelayLink(self.session)
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:  # noqa: N802
+        self.session.log.info("TCP relay unreachable: {reason}", reason=reason.value)
+
+
 class MediaSession(DatagramProtocol):
-    """One member's UDP media endpoint for one call."""
+    """One member's media endpoint for one call."""
 
     log = Logger()
 
@@ -165,6 +157,8 @@ class MediaSession(DatagramProtocol):
                  on_audio: Callable[[ReceivedAudio], None] | None = None,
                  on_path: Callable[[str], None] | None = None,
                  on_bye: Callable[[], None] | None = None,
+                 on_report: Callable[[media.Report], None] | None = None,
+                 on_heard: Callable[[], None] | None = None,
                  advertise_local: bool = True) -> None:
         self.params = params
         self._clock = reactor
@@ -172,26 +166,29 @@ class MediaSession(DatagramProtocol):
         self.on_audio = on_audio
         self.on_path = on_path
         self.on_bye = on_bye
+        self.on_report = on_report
+        self.on_heard = on_heard
         self.advertise_local = advertise_local
         self._cipher = CallCipher(params.key)
         self._call_id = params.call_id
         self._me = params.member
         self._peer = params.peer
-        self._relay: Endpoint = (params.relay[0], params.relay[1])
+        self.relay_address: Endpoint = (params.relay[0], params.relay[1])
         self._ipv6 = False
-        # path state
         self.path = CONNECTING
         self.direct_endpoint: Endpoint | None = None
         self.public_endpoint: Endpoint | None = None
         self.local_endpoints: tuple[Endpoint, ...] = ()
         self.hello_acked = False
-        self.relay_ready = False         # the relay knows the peer: relaying works
+        self.relay_ready = False          # the relay knows the peer: relaying works
+        self.relay_ready_at: float | None = None
         self.candidates: list[Endpoint] = []
-        self._probes: dict[Endpoint, list[float]] = {}  # endpoint -> [left, next time]
+        self._probes: dict[Endpoint, _Backoff] = {}
         self._started_at = 0.0
         self._hello_counter = 0
-        self._hello_burst = 0
-        self._next_hello = 0.0
+        self._hello: _Backoff | None = None
+        self._hello_since = 0.0
+        self._keepalive = False              # HELLO answered: only keepalives now
         self._last_ack = 0.0
         self._next_keepalive = 0.0
         self._next_reprobe = 0.0
@@ -199,7 +196,10 @@ class MediaSession(DatagramProtocol):
         self._closing = False
         self._seq = {ptype: 0 for ptype in SEALED_TYPES}
         self._windows = {ptype: ReplayWindow() for ptype in SEALED_TYPES}
-        # counters
+        self.tcp: RelayLink | None = None      # the TCP link to the relay, once up
+        self.over_tcp = False                  # the relay answered over TCP: use it
+        self._tcp_tried = False
+        self._connector: Any = None
         self.packets_sent = 0
         self.bytes_sent = 0
         self.packets_received = 0
@@ -212,6 +212,7 @@ class MediaSession(DatagramProtocol):
         self.dropped_foreign = 0
         self.send_errors = 0
         self.path_changes = 0
+        self.hellos_sent = 0
         self.rtt_ms: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -219,7 +220,7 @@ class MediaSession(DatagramProtocol):
     def listen(self, interface: str = "", port: int = 0) -> Any:
         """Open the UDP socket on the injected reactor (IPv6 when the relay is IPv6)."""
         if not interface:
-            interface = "::" if ":" in self._relay[0] else "0.0.0.0"  # noqa: S104
+            interface = "::" if ":" in self.relay_address[0] else "0.0.0.0"  # noqa: S104
         return self._clock.listenUDP(port, self, interface=interface)
 
     def startProtocol(self) -> None:  # noqa: N802
@@ -228,9 +229,9 @@ class MediaSession(DatagramProtocol):
         host = self.transport.getHost()
         self._ipv6 = ":" in host.host
         if self.advertise_local:
-            self.local_endpoints = _local_endpoints(host.host, host.port, self._relay[0])
-        self._next_hello = now
-        self._next_reprobe = now + self.timing.direct_timeout + self.timing.reprobe_interval
+            self.local_endpoints = _local_endpoints(host.host, host.port,
+                                                    self.relay_address[0])
+        self.kick(now)
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self._clock
         self._loop.start(self.timing.tick, now=True)
@@ -242,31 +243,55 @@ class MediaSession(DatagramProtocol):
         self._loop = None
 
     def close(self) -> Deferred[None]:
-        """Say BYE on both paths and close the socket."""
+        """Say BYE on every path and close the socket and the TCP link."""
         if self._closing or self.transport is None:
             return succeed(None)
-        self._closing = True
         if self.direct_endpoint is not None:
             self._send_sealed(BYE, self.direct_endpoint)
-        self._send_sealed(BYE, self._relay)
+        self._send_sealed(BYE, self.relay_address)
+        self._closing = True
+        if self.tcp is not None:
+            self.tcp.transport.loseConnection()
+        elif self._connector is not None:
+            self._connector.disconnect()
         return maybeDeferred(self.transport.stopListening)
+
+    def kick(self, now: float | None = None) -> None:
+        """Say HELLO again from the first back-off step (a blip, a new network)."""
+        now = self._clock.seconds() if now is None else now
+        self._hello = _Backoff(self.timing.hello_first, self.timing.hello_max, now)
+        self._hello_since = now
+        self._keepalive = False
 
     # -- sending ----------------------------------------------------------------------
 
-    def send_audio(self, stamp: int, payload: bytes, codec: int) -> bool:
+    def send_audio(self, stamp: int, payload: bytes, codec: int, flags: int = 0) -> bool:
         """Seal one frame and send it on the current path; False if it was not sent."""
         seq = self._seq[AUDIO]
         if seq > MAX_SEQ or self._closing or self.transport is None:
             return False
         self._seq[AUDIO] = seq + 1
         packet = self._cipher.seal(AUDIO, self._me, self._call_id, seq, stamp & MAX_SEQ,
-                                   payload, codec)
-        target = self.direct_endpoint if self.path == DIRECT else self._relay
-        return self._send(packet, target)  # type: ignore[arg-type]
+                                   payload, codec, flags)
+        return self._send(packet, self._audio_target())
+
+    def send_report(self, report: media.Report) -> bool:
+        """Tell the peer what we receive (on the audio path)."""
+        if self._closing or self.transport is None:
+            return False
+        return self._send_sealed(REPORT, self._audio_target(), 0, media.encode_report(report))
+
+    def _audio_target(self) -> Endpoint:
+        if self.path == DIRECT and self.direct_endpoint is not None:
+            return self.direct_endpoint
+        return self.relay_address
 
     def _send(self, packet: bytes, target: Endpoint) -> bool:
         try:
-            self.transport.write(packet, target)
+            if self.over_tcp and target == self.relay_address and self.tcp is not None:
+                self.tcp.sendString(packet)
+            else:
+                self.transport.write(packet, target)
         except Exception as exc:  # unreachable family, EPERM, closed socket
             self.send_errors += 1
             self.log.debug("media send to {target} failed: {error}", target=target, error=exc)
@@ -286,24 +311,56 @@ class MediaSession(DatagramProtocol):
 
     def _send_hello(self) -> None:
         self._hello_counter += 1
+        self.hellos_sent += 1
         packet = media.encode_hello(self._call_id, self._me, self._hello_counter,
                                     self.params.token, self.local_endpoints)
-        self._send(packet, self._relay)
+        if not self.over_tcp:
+            self._send(packet, self.relay_address)
+        if self.tcp is not None:
+            self.tcp.sendString(packet)
 
     def _send_probe(self, target: Endpoint) -> None:
         self._send_sealed(PROBE, target, 0, media.probe_payload(self._clock.seconds()))
 
+    # -- TCP fallback -----------------------------------------------------------------
+
+    def _try_tcp(self) -> None:
+        self._tcp_tried = True
+        port = self.params.relay_tcp
+        if port is None:
+            return
+        self.log.info("no answer from the relay over UDP; trying TCP port {port}", port=port)
+        self._connector = self._clock.connectTCP(self.relay_address[0], port,
+                                                 _LinkFactory(self), timeout=5)
+
+    def tcp_up(self, link: RelayLink) -> None:
+        if self._closing:
+            link.transport.loseConnection()
+            return
+        self.tcp = link
+        self._send_hello()
+
+    def tcp_down(self, link: RelayLink) -> None:
+        if link is self.tcp:
+            self.tcp = None
+            if self.over_tcp and not self._closing:
+                self.over_tcp = False
+                self.hello_acked = False
+                self._tcp_tried = False
+                self.kick()
+
     # -- candidates and timers --------------------------------------------------------
 
     def add_candidates(self, endpoints: tuple[Endpoint, ...] | list[Endpoint]) -> None:
-        """Learn endpoints of the peer; unless on the direct path, probe the new ones."""
+        """Learn endpoints of the peer; unless on the direct path, check the new ones."""
         fresh = []
         own = set(self.local_endpoints)
         if self.public_endpoint is not None:
             own.add(self.public_endpoint)
         for endpoint in endpoints:
             endpoint = (endpoint[0], endpoint[1])
-            if (endpoint in self.candidates or endpoint in own or endpoint == self._relay
+            if (endpoint in self.candidates or endpoint in own
+                    or endpoint == self.relay_address
                     or (":" in endpoint[0]) != self._ipv6
                     or len(self.candidates) >= MAX_CANDIDATES):
                 continue
@@ -315,16 +372,15 @@ class MediaSession(DatagramProtocol):
     def _start_round(self, endpoints: list[Endpoint]) -> None:
         now = self._clock.seconds()
         for endpoint in endpoints:
-            self._probes[endpoint] = [float(self.timing.probes_per_round), now]
+            self._probes[endpoint] = _Backoff(self.timing.probe_first, self.timing.probe_max,
+                                              now)
         self._run_probes(now)
 
     def _run_probes(self, now: float) -> None:
         for endpoint, plan in list(self._probes.items()):
-            if now >= plan[1]:
+            if plan.fire(now):
                 self._send_probe(endpoint)
-                plan[0] -= 1
-                plan[1] = now + self.timing.probe_interval
-                if plan[0] <= 0:
+                if plan.sent >= self.timing.probes_per_round:
                     del self._probes[endpoint]
 
     def _tick(self) -> None:
@@ -334,25 +390,16 @@ class MediaSession(DatagramProtocol):
             self.log.failure("media session timer failed")
 
     def _step(self, now: float) -> None:
-        timing = self.timing
         if self._closing:
             return
-        if now >= self._next_hello:
-            if self.hello_acked:
-                self._send_hello()
-                self._next_hello = now + timing.hello_keepalive
-            elif self._hello_burst < timing.hello_attempts:
-                self._hello_burst += 1
-                self._send_hello()
-                self._next_hello = now + timing.hello_interval
-            else:
-                self.log.warn("relay {relay} does not answer HELLO", relay=self._relay)
-                self._hello_burst = 0
-                self._next_hello = now + timing.hello_keepalive
+        self._hello_step(now)
         if self._probes:
             self._run_probes(now)
+        timing = self.timing
         if self.path == CONNECTING:
-            if now - self._started_at >= timing.direct_timeout:
+            ready_at = self.relay_ready_at
+            if ready_at is not None and (now - ready_at >= timing.direct_timeout
+                                         or (not self.candidates and not self._probes)):
                 self._set_path(RELAY)
                 self._next_reprobe = now + timing.reprobe_interval
         elif self.path == DIRECT:
@@ -367,8 +414,26 @@ class MediaSession(DatagramProtocol):
                 self._next_keepalive = now + timing.direct_keepalive
         elif now >= self._next_reprobe:
             self._next_reprobe = now + timing.reprobe_interval
-            if self.candidates:
+            if self.candidates and not self.over_tcp:
                 self._start_round(list(self.candidates))
+
+    def _hello_step(self, now: float) -> None:
+        hello = self._hello
+        if hello is None:
+            return
+        if self._keepalive:
+            if hello.fire(now):
+                self._send_hello()
+            return
+        if now - self._hello_since >= self.timing.hello_give_up:
+            self.log.warn("relay {relay} does not answer HELLO", relay=self.relay_address)
+            self._hello = None
+            return
+        if (not self._tcp_tried and not self.hello_acked
+                and now - self._hello_since >= self.timing.tcp_after):
+            self._try_tcp()
+        if hello.fire(now):
+            self._send_hello()
 
     def _set_path(self, path: str) -> None:
         if path == self.path:
@@ -381,10 +446,11 @@ class MediaSession(DatagramProtocol):
 
     # -- receiving --------------------------------------------------------------------
 
-    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+    def datagramReceived(self, data: bytes, addr: Any,  # noqa: N802
+                         link: RelayLink | None = None) -> None:
         try:
             if data and data[0] == _HELLO_ACK_BYTE:
-                self._hello_ack(data, addr)
+                self._hello_ack(data, addr, link)
             else:
                 self._sealed(data, addr)
         except MalformedPacket:
@@ -393,8 +459,8 @@ class MediaSession(DatagramProtocol):
             self.dropped_malformed += 1
             self.log.failure("media session: unexpected error on a datagram")
 
-    def _hello_ack(self, data: bytes, addr: Any) -> None:
-        if (addr[0], addr[1]) != self._relay:
+    def _hello_ack(self, data: bytes, addr: Any, link: RelayLink | None) -> None:
+        if (addr[0], addr[1]) != self.relay_address:
             self.dropped_foreign += 1
             return
         ack = media.parse_hello_ack(data)
@@ -404,12 +470,21 @@ class MediaSession(DatagramProtocol):
         if not media.verify_signed(data, self.params.token):
             self.dropped_auth += 1
             return
-        if not self.hello_acked:
+        now = self._clock.seconds()
+        if link is not None and not self.over_tcp and not self.hello_acked:
+            self.over_tcp = True
+            self.log.info("the relay answers over TCP: media goes that way")
+        if not self._keepalive:
             self.hello_acked = True
-            self._next_hello = self._clock.seconds() + self.timing.hello_keepalive
+            self._keepalive = True
+            keepalive = self.timing.hello_keepalive
+            self._hello = _Backoff(keepalive, keepalive, now + keepalive)
         self.public_endpoint = ack.observed
+        if ack.peer_present and not self.relay_ready:
+            self.relay_ready_at = now
         self.relay_ready = ack.peer_present
-        self.add_candidates(ack.peer_endpoints)
+        if not self.over_tcp:
+            self.add_candidates(ack.peer_endpoints)
 
     def _sealed(self, data: bytes, addr: Any) -> None:
         header = media.parse_header(data)
@@ -427,17 +502,22 @@ class MediaSession(DatagramProtocol):
             return
         window.update(header.seq)
         source = (addr[0], addr[1])
-        via_relay = source == self._relay
+        via_relay = source == self.relay_address
         self.packets_received += 1
         self.bytes_received += len(data)
+        if self.on_heard is not None:
+            self.on_heard()
         if ptype == AUDIO:
             if via_relay:
                 self.received_relay += 1
             else:
                 self.received_direct += 1
             if self.on_audio is not None:
-                self.on_audio(ReceivedAudio(header.seq, header.stamp, header.codec, payload,
-                                            via_relay))
+                self.on_audio(ReceivedAudio(header.seq, header.stamp, header.codec,
+                                            header.flags, payload, via_relay))
+        elif ptype == REPORT:
+            if self.on_report is not None:
+                self.on_report(media.decode_report(payload))
         elif ptype == PROBE:
             self._send_sealed(PROBE_ACK, source, header.seq, payload)
             if not via_relay:
@@ -471,6 +551,9 @@ class MediaSession(DatagramProtocol):
             "direct_endpoint": self.direct_endpoint,
             "public_endpoint": self.public_endpoint,
             "relay_ready": self.relay_ready,
+            "hello_acked": self.hello_acked,
+            "over_tcp": self.over_tcp,
+            "hellos_sent": self.hellos_sent,
             "packets_sent": self.packets_sent,
             "bytes_sent": self.bytes_sent,
             "packets_received": self.packets_received,

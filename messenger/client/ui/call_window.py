@@ -1,10 +1,13 @@
-"""The call window: who, a timer, mute, hang up, and how the line is doing.
+"""The call window: who, a timer, mute, hang up, devices, and how the line is doing.
 
 It follows one call of a `CallController` (through its `CallBridge`): ringing out,
-ringing in (accept / decline), connecting, in call, ended. While the call runs, the path
-(direct or through the server's relay) and the loss, late and jitter counters of
-`CallEngine.stats()` are on screen, refreshed twice a second. When the call ends, the
-window says why and closes itself a moment later.
+ringing in (accept / decline), connecting, in call, reconnecting, ended. While the call
+runs, the path (direct, through the server's relay, over TCP) and the loss, late and
+jitter of the last few seconds (`CallEngine.stats()`) are on screen, refreshed twice a
+second; the bars drop to none within a second of an outage. Before the call starts the
+window says in a sentence what the sound devices cannot do (no microphone: you can
+still answer and listen). The microphone and loudspeaker can be chosen here, also in the
+middle of a call. When the call ends, the window says why and closes a moment later.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from PyQt5.QtCore import QRectF, Qt, QTimer, pyqtSignal
 from PyQt5.QtGui import QColor, QKeySequence, QPainter
 from PyQt5.QtWidgets import (
+    QCheckBox,
+    QComboBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -48,18 +53,17 @@ QPushButton#mute:checked { background: #f1f5f9; color: #0f172a; }
 PATH_WORDS = {"direct": "Direct", "relay": "Relay", "connecting": "Finding a path…"}
 PATH_TIPS = {"direct": "Audio goes straight between the two computers.",
              "relay": "Audio goes through the server's relay (no direct path).",
-             "connecting": "Looking for a direct path; the relay carries audio meanwhile."}
+             "connecting": "Looking for a path; nothing is heard until audio flows both"
+                           " ways."}
+QUALITY_TIPS = {0: "No audio from the other side right now.", 1: "Poor line",
+                2: "Fair line", 3: "Good line"}
 
 
 def quality_level(stats: Any) -> int:
-    """0 (no audio yet) to 3 (good), from loss and jitter."""
-    if stats is None or stats.path == "connecting" or not stats.audio_received:
+    """0 (no audio now) to 3 (good): the engine's reading of the last few seconds."""
+    if stats is None or not getattr(stats, "audio_received", 0):
         return 0
-    if stats.loss_percent < 1 and stats.jitter_ms < 20:
-        return 3
-    if stats.loss_percent < 5 and stats.jitter_ms < 50:
-        return 2
-    return 1
+    return int(getattr(stats, "quality", 0))
 
 
 class QualityBars(QWidget):
@@ -123,6 +127,7 @@ class CallWindow(QWidget):
         self.audio_warning.setWordWrap(True)
         self.audio_warning.hide()
         layout.addWidget(self.audio_warning)
+        layout.addLayout(self._devices())
         layout.addStretch(1)
         layout.addLayout(self._buttons())
 
@@ -138,6 +143,9 @@ class CallWindow(QWidget):
         QShortcut(QKeySequence("Ctrl+D"), self, activated=self.hang_up)
         self._bridge = bridge
         bridge.status.connect(self.show_status)
+        if controller.status.state in (calls.OUTGOING, calls.INCOMING):
+            # before the call starts: say what the sound devices cannot do
+            self._show_audio_problem(controller.check_devices().problem)
         self.show_status(controller.status)
 
     def _quality_panel(self) -> QWidget:
@@ -171,6 +179,46 @@ class CallWindow(QWidget):
             self.values[key] = value
         self.panel = panel
         return panel
+
+    def _devices(self) -> QGridLayout:
+        """Microphone and loudspeaker choosers (the system default first)."""
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(8)
+        self.input_choice = QComboBox()
+        self.output_choice = QComboBox()
+        inputs, outputs = self.controller.list_devices()
+        for combo, devices, current in ((self.input_choice, inputs,
+                                         self.controller.input_device),
+                                        (self.output_choice, outputs,
+                                         self.controller.output_device)):
+            combo.addItem("System default", None)
+            for device in devices:
+                combo.addItem(device.name, device.name)
+            index = combo.findData(current)
+            combo.setCurrentIndex(max(0, index))
+            combo.currentIndexChanged.connect(self._device_chosen)
+        for row, (title, combo) in enumerate((("Microphone", self.input_choice),
+                                              ("Speaker", self.output_choice))):
+            caption = style.named(QLabel(title), "counter")
+            grid.addWidget(caption, row, 0)
+            grid.addWidget(combo, row, 1)
+        self.processing_box = QCheckBox("Echo and noise control")
+        self.processing_box.setToolTip("Echo cancellation, noise suppression and automatic"
+                                       " gain on your microphone")
+        self.processing_box.setChecked(bool(getattr(self.controller.processing, "any",
+                                                    False)))
+        self.processing_box.toggled.connect(self.controller.set_processing)
+        grid.addWidget(self.processing_box, 2, 0, 1, 2)
+        return grid
+
+    def _device_chosen(self, _: int = 0) -> None:
+        problem = self.controller.set_devices(self.input_choice.currentData(),
+                                              self.output_choice.currentData())
+        self._show_audio_problem(problem)
+
+    def _show_audio_problem(self, problem: str) -> None:
+        self.audio_warning.setText(problem)
+        self.audio_warning.setVisible(bool(problem))
 
     def _buttons(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -212,9 +260,10 @@ class CallWindow(QWidget):
         self.mute_button.setVisible(live and not ringing_in)
         self.hangup_button.setVisible(live and not ringing_in)
         self.accept_button.setDefault(ringing_in)
-        self.panel.setVisible(state in (calls.CONNECTING, calls.ACTIVE, calls.ENDED)
+        self.panel.setVisible(state in (calls.CONNECTING, calls.ACTIVE, calls.RECONNECTING,
+                                        calls.ENDED)
                               and self.controller.stats() is not None)
-        if state in (calls.CONNECTING, calls.ACTIVE):
+        if state in (calls.CONNECTING, calls.ACTIVE, calls.RECONNECTING):
             if not self._timer.isActive():
                 self._timer.start()
         else:
@@ -231,6 +280,8 @@ class CallWindow(QWidget):
             return                      # a newer call has its own window
         if status.state == calls.ACTIVE:
             self.state_label.setText(format_duration(self.controller.elapsed()))
+        elif status.state == calls.RECONNECTING:
+            self.state_label.setText(f"Reconnecting… {format_duration(self.controller.elapsed())}")
         elif status.state != calls.ENDED:
             self.state_label.setText(describe_call(status))
         stats = self.controller.stats()
@@ -241,9 +292,14 @@ class CallWindow(QWidget):
         words = PATH_WORDS.get(path, path)
         self.path_chip.setText(f"{words} · {stats.codec.upper()}" if stats.codec else words)
         self.path_chip.setToolTip(PATH_TIPS.get(path, ""))
-        self.bars.set_level(quality_level(stats))
-        self.values["loss"].setText(f"{stats.loss_percent:.1f} %")
-        self.values["loss"].setToolTip(f"{stats.lost} packets lost")
+        level = quality_level(stats) if status.state != calls.CONNECTING else 0
+        self.bars.set_level(level)
+        self.bars.setToolTip(QUALITY_TIPS.get(level, ""))
+        if stats.over_tcp and path == "relay":
+            self.path_chip.setText(self.path_chip.text() + " · TCP")
+        self.values["loss"].setText(f"{stats.quality_loss_percent:.1f} %")
+        self.values["loss"].setToolTip(f"last few seconds; {stats.lost} packets lost in"
+                                       " all")
         self.values["late"].setText(str(stats.late))
         self.values["jitter"].setText(f"{stats.jitter_ms:.1f} ms")
         self.values["rtt"].setText(f"{stats.rtt_ms:.0f} ms" if stats.rtt_ms is not None
@@ -251,9 +307,7 @@ class CallWindow(QWidget):
         self.values["sent"].setText(str(stats.audio_sent))
         self.values["received"].setText(str(stats.audio_received))
         if stats.audio_error:
-            self.audio_warning.setText("No sound device: this call is silent on this side"
-                                       f" ({stats.audio_error}).")
-            self.audio_warning.show()
+            self._show_audio_problem(stats.audio_error)
 
     # -- the user's buttons ---------------------------------------------------------------
 

@@ -214,6 +214,8 @@ def describe_call(status: calls.CallStatus) -> str:
         return "Connecting…"
     if state == calls.ACTIVE:
         return "In call"
+    if state == calls.RECONNECTING:
+        return "Reconnecting…"
     if state == calls.ENDED:
         return describe_call_end(status)
     return ""
@@ -241,6 +243,11 @@ def describe_call_end(status: calls.CallStatus, me: str | None = None) -> str:
         return f"The call ended: {by or peer} lost the connection."
     if reason == calls.CONNECTION_LOST:
         return "The call ended: the connection to the server was lost."
+    if reason in (calls.MEDIA_FAILED, calls.MEDIA_LOST):
+        lead = ("The call could not connect" if reason == calls.MEDIA_FAILED
+                else "The call was lost")
+        why = str(status.error) if status.error is not None else ""
+        return f"{lead}: {why}." if why else f"{lead}: no audio reached {peer}."
     if reason == calls.FAILED and status.error is not None:
         lead = "The call could not go on: " if status.started is not None else \
             "The call could not start: "

@@ -27,7 +27,7 @@ from messenger.server.files.blobs import BlobMissing, BlobStore, Busy
 from messenger.server.files.uploads import Mismatch, Upload
 from messenger.server.states import State
 from messenger.store import attachments, files
-from messenger.store.groupcommit import GroupCommit
+from messenger.store.groupcommit import GroupCommit, fire_token
 from messenger.wire.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ class FilesService:
         self.pool = IOPool(clock, max(1, self.config.io_threads))
         # Messages with an attachment commit in their own batches (the plain message
         # path stays as it is); the one writer orders both.
-        self.messages: GroupCommit[Any, Any] = GroupCommit(db, attachments.insert_batch_txn)
+        self.messages: GroupCommit[Any, Any] = GroupCommit(db, attachments.insert_batch_txn,
+                                                           fire_token)
         self.uploads: dict[int, Upload] = {}
         self._loops: list[task.LoopingCall] = []
         self._first: Any = None

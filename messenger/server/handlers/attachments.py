@@ -22,8 +22,9 @@ from messenger.server.handlers import messages
 from messenger.server.replies import Ack
 from messenger.server.session import Session
 from messenger.store import attachments, files
+from messenger.store.errors import Unavailable
 from messenger.wire import jim
-from messenger.wire.errors import BadRequest, Forbidden, NotFound, ServerError
+from messenger.wire.errors import BadRequest, Forbidden, MessengerError, NotFound, ServerError
 
 log = Logger()
 
@@ -70,6 +71,8 @@ def send(session: Session, request: dict[str, Any]) -> Any:
     ctx.files.messages.submit(item, stored)
     try:
         result = yield stored
+    except (MessengerError, Unavailable):
+        raise
     except Exception:
         log.failure("A message with an attachment could not be stored")
         raise ServerError("the message could not be stored") from None

@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet import defer
 
 from messenger.server.states import LOGGED_IN
-from messenger.wire.errors import NotFound
+from messenger.wire.errors import BadRequest, NotFound
 
 
 @defer.inlineCallbacks
@@ -20,7 +20,10 @@ def call_dial(session: Any, request: dict[str, Any]) -> Any:
 
 
 def call_hangup(session: Any, request: dict[str, Any]) -> dict[str, Any]:
-    return session.ctx.calls.hangup(session, request.get("call_id"))
+    reason = request.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise BadRequest("reason must be a string")
+    return session.ctx.calls.hangup(session, request.get("call_id"), reason)
 
 
 ROUTES = {

@@ -14,15 +14,23 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from messenger.server.directory import UserRef
 from messenger.server.handlers import attachments
-from messenger.server.replies import Ack, Page, SessionOver
+from messenger.server.replies import Ack, Later, Page, SessionOver
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
 from messenger.store import messages
+from messenger.store.errors import Unavailable
 from messenger.wire import jim
-from messenger.wire.errors import BadRequest, NotFound, ServerError, TooManyRequests
+from messenger.wire.errors import (
+    BadRequest,
+    MessengerError,
+    NotFound,
+    ServerError,
+    TooManyRequests,
+)
 
 log = Logger()
 
@@ -52,8 +60,9 @@ def message_view(row: messages.MessageRow) -> dict[str, Any]:
     return view
 
 
-def msg(session: Session, request: dict[str, Any]) -> defer.Deferred[Ack]:
-    """Queue the message for the next group commit; fires with its `Ack` after it. A
+def msg(session: Session, request: dict[str, Any]) -> Any:
+    """Queue the message for the next group commit; its `Ack` comes after the commit
+    (through a `Later`; a Deferred when the recipient had to be looked up first). A
     message with a file goes its own way (`attachments.send`)."""
     if request.get("attachment") is not None:
         return attachments.send(session, request)
@@ -68,7 +77,7 @@ def msg(session: Session, request: dict[str, Any]) -> defer.Deferred[Ack]:
     check_quota(session, body)
     recipient = ctx.directory.cached(request["to"])
     if recipient is not None:
-        return _submit(session, request["id"], recipient, body)
+        return _submit(_Sent(session, request["id"], recipient, body))
     d = ctx.directory.lookup(request["to"])
     d.addCallback(_resolved, session, request, body)
     return d
@@ -78,44 +87,62 @@ def _resolved(recipient: UserRef | None, session: Session, request: dict[str, An
               body: str) -> defer.Deferred[Ack]:
     if recipient is None:
         raise NotFound(f"no user named '{request['to']}'")
-    return _submit(session, request["id"], recipient, body)
+    sent = _Sent(session, request["id"], recipient, body)
+    sent.waiter = defer.Deferred()
+    _submit(sent)
+    return sent.waiter
 
 
-def _submit(session: Session, request_id: str, recipient: UserRef,
-            body: str) -> defer.Deferred[Ack]:
+class _Sent(Later):
+    """One message on its way to the database; `settle` runs after its batch committed:
+    the push to the recipient, then the sender's answer."""
+
+    __slots__ = ("recipient", "body", "waiter")
+
+    def __init__(self, session: Session, request_id: str, recipient: UserRef,
+                 body: str) -> None:
+        Later.__init__(self, session, request_id)
+        self.recipient = recipient
+        self.body = body
+        self.waiter: defer.Deferred[Ack] | None = None
+
+    def settle(self, result: Any) -> None:
+        try:
+            outcome: Any = self._stored(result)
+        except MessengerError as error:
+            outcome = error
+        waiter = self.waiter
+        if waiter is None:
+            Later.settle(self, outcome)
+        elif isinstance(outcome, BaseException):
+            waiter.errback(outcome)
+        else:
+            waiter.callback(outcome)
+
+    def _stored(self, result: Any) -> Ack:
+        if type(result) is not tuple:
+            _not_stored(self.session, self.recipient, result)
+        msg_id, created, new = result
+        if new:
+            session = self.session
+            session.ctx.router.push_encoded(
+                self.recipient.id, push_frame(msg_id, created, session.account.name,
+                                              self.recipient.name, self.body))
+        return Ack(msg_id, created)
+
+
+def _submit(sent: _Sent) -> _Sent:
+    session = sent.session
     ctx = session.ctx
-    sender = session.account
-    assert sender is not None
     now = ctx.clock.seconds()
-    item = (sender.id, recipient.id, request_id, body, now)
-    d: defer.Deferred[Any] = defer.Deferred()
-    d.addCallbacks(_stored, _store_failed, callbackArgs=(session, recipient, item))
-    if not ctx.config.persist:
+    item = (session.account.id, sent.recipient.id, sent.request_id, sent.body, now)
+    if ctx.config.persist:
+        ctx.messages.submit(item, sent)
+    else:
         msg_id = ctx.next_volatile_id
         ctx.next_volatile_id += 1
-        d.callback((msg_id, now, True))
-        return d
-    ctx.messages.submit(item, d)
-    return d
-
-
-def _stored(result: messages.Stored, session: Session, recipient: UserRef,
-            item: messages.NewMessage) -> Ack:
-    """After the commit: push to the recipient, then the sender's acknowledgement."""
-    if type(result) is not tuple:
-        _not_stored(session, recipient, result)
-    msg_id, created, new = result  # type: ignore[misc]
-    if new:
-        session.ctx.router.push_encoded(
-            recipient.id, push_frame(msg_id, created, session.account.name,  # type: ignore
-                                     recipient.name, item[3]))
-    return Ack(msg_id, created)
-
-
-def _store_failed(failure: Any) -> None:
-    """The batch's transaction failed: nothing was stored, the sender may resend."""
-    log.failure("A message could not be stored", failure)
-    raise ServerError("the message could not be stored")
+        ctx.clock.callLater(0, sent.settle, (msg_id, now, True))
+    return sent
 
 
 def push_frame(msg_id: int, created: float, sender: str, recipient: str, body: str) -> bytes:
@@ -130,6 +157,11 @@ def push_frame(msg_id: int, created: float, sender: str, recipient: str, body: s
 
 def _not_stored(session: Session, recipient: UserRef, result: Any) -> None:
     """The rare outcomes: an account deleted meanwhile, or a failed transaction."""
+    if isinstance(result, Unavailable):
+        raise result  # a store that is down answers 503 (the outage is logged once)
+    if isinstance(result, BaseException):
+        log.failure("A message could not be stored", Failure(result))
+        raise ServerError("the message could not be stored")
     if result == messages.RECIPIENT_GONE:
         session.ctx.directory.forget(recipient.name)
         raise NotFound(f"no user named '{recipient.name}'")

@@ -115,3 +115,63 @@ class FactoryTests(SynchronousTestCase):
         """Unknown names and ids are a CodecError."""
         self.assertRaises(CodecError, make_codec, "mp3")
         self.assertRaises(CodecError, codec_by_id, 9)
+
+
+class OpusResilienceTests(SynchronousTestCase):
+    """In-band FEC, loss concealment and DTX through the encoder ctls."""
+
+    def speech_frames(self) -> list[bytes]:
+        from messenger.bench import speech
+        data = speech.speech("a").tobytes()
+        return [data[i:i + FRAME_BYTES] for i in range(0, len(data) - FRAME_BYTES + 1,
+                                                         FRAME_BYTES)]
+
+    def test_tune_reaches_libopus(self) -> None:
+        """Bitrate, FEC and the loss hint are set in libopus itself (opuslib's own
+        setters for these are broken), and DTX is on."""
+        opus = OpusCodec()
+        self.assertEqual(opus.settings(), {"bitrate": 32000, "fec": 1, "loss_percent": 0,
+                                           "dtx": 1})
+        opus.tune(24000, 7, fec=True)
+        self.assertEqual(opus.settings(), {"bitrate": 24000, "fec": 1, "loss_percent": 7,
+                                           "dtx": 1})
+
+    def test_fec_copy_recovers_lost_frames(self) -> None:
+        """With a loss hint each packet carries a copy of the previous frame: speech with
+        every tenth frame lost, rebuilt from those copies, scores clearly better
+        (PESQ-WB) than with the decoder's concealment alone."""
+        import numpy as np
+
+        from messenger.bench import speech
+        encoder = OpusCodec(dtx=False)
+        encoder.tune(32000, 10, fec=True)
+        frames = self.speech_frames()
+        packets = [encoder.encode(frame) for frame in frames]
+        scores = []
+        for use_fec in (True, False):
+            decoder, out = OpusCodec(), []
+            for index, packet in enumerate(packets):
+                if index % 10 == 5:
+                    following = packets[index + 1] if use_fec else None
+                    out.append(decoder.conceal(following))
+                else:
+                    out.append(decoder.decode(packet))
+            played = np.frombuffer(b"".join(out), dtype="<i2")
+            scores.append(speech.score(speech.speech("a"), played)[0])
+        self.assertGreater(scores[0], scores[1] + 0.3, scores)
+
+    def test_dtx_sends_almost_nothing_in_silence(self) -> None:
+        """In silence the encoder soon answers b"" (nothing to send) and sends a small
+        refresh every 400 ms or so; concealment then gives a frame of comfort noise."""
+        opus = OpusCodec()
+        sent = [opus.encode(bytes(FRAME_BYTES)) for _ in range(100)]
+        self.assertLess(sum(1 for packet in sent if packet), 15)
+        self.assertEqual(len(opus.conceal()), FRAME_BYTES)
+
+    def test_pcm_conceal_fades(self) -> None:
+        """PCM has no concealment of its own: the last frame at half the level, then
+        a quarter, ..."""
+        pcm = PcmCodec()
+        pcm.decode(to_bytes(silence(0.02)[:0] + __import__("array").array("h", [800] * 320)))
+        self.assertEqual(from_bytes(pcm.conceal())[0], 400)
+        self.assertEqual(from_bytes(pcm.conceal())[0], 200)

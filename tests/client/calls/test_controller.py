@@ -24,7 +24,7 @@ from tests.support.netsim import wait_until
 from tests.support.server import SECRET, start_server
 
 CALL_ID = "a1b2c3d4e5f60718"
-FAST = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05, direct_timeout=0.3)
+FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05, direct_timeout=0.3)
 
 
 def call_start(member: int = 0, peer: str = "bob", call_id: str = CALL_ID) -> dict[str, Any]:
@@ -35,13 +35,21 @@ def call_start(member: int = 0, peer: str = "bob", call_id: str = CALL_ID) -> di
 
 
 class FakeClient:
-    """The client core's call surface: subscribe, call_dial, call_hangup, account."""
+    """The client core's call surface: subscribe, request (call_dial, call_hangup), account."""
 
     def __init__(self, name: str = "alice") -> None:
         self.observers = Observers()
         self.account = AccountInfo(name, f"{name}@example.org", False, False)
         self.dials: list[tuple[str, Any, defer.Deferred]] = []
         self.hangups: list[str | None] = []
+        self.hangup_reasons: list[str | None] = []
+
+    def request(self, action: str, fields: dict[str, Any]) -> defer.Deferred:
+        if action == "call_dial":
+            return self.call_dial(fields["user_id"], fields.get("codecs"))
+        assert action == "call_hangup", action
+        self.hangup_reasons.append(fields.get("reason"))
+        return self.call_hangup(fields.get("call_id"))
 
     def subscribe(self, kind: str, callback: Any) -> Any:
         return self.observers.subscribe(kind, callback)
@@ -63,9 +71,11 @@ class FakeClient:
 
 
 class FakeEngine:
-    def __init__(self, on_path: Any = None, on_peer_bye: Any = None) -> None:
+    def __init__(self, on_path: Any = None, on_peer_bye: Any = None,
+                 on_media: Any = None) -> None:
         self.on_path = on_path
         self.on_peer_bye = on_peer_bye
+        self.on_media = on_media
         self.started: defer.Deferred = defer.Deferred()
         self.params: Any = None
         self.stopped = 0
@@ -112,6 +122,7 @@ class ControllerTestCase(TestCase):
         engine = self.engines[-1]
         self.clock.advance(2)
         engine.started.callback(None)
+        engine.on_media("active", "")     # audio flows both ways
         return engine
 
 
@@ -191,6 +202,56 @@ class OutgoingCallTests(ControllerTestCase):
                          ("ended", "bob"))
         self.assertEqual(engine.stopped, 1)
 
+    def test_connecting_until_audio_flows_both_ways(self) -> None:
+        """A running engine alone does not make the call active: only the engine's
+        "audio both ways" does, and the timer starts then."""
+        self.controller.dial("bob")
+        self.client.push("call_start", **call_start())
+        engine = self.engines[0]
+        engine.started.callback(None)
+        self.clock.advance(3)
+        self.assertEqual((self.controller.status.state, self.controller.elapsed()),
+                         ("connecting", 0.0))
+        engine.on_media("active", "")
+        self.clock.advance(2)
+        self.assertEqual((self.controller.status.state, self.controller.elapsed()),
+                         ("active", 2.0))
+
+    def test_setup_failure_ends_for_both_with_the_reason(self) -> None:
+        """No audio both ways in time: the call ends "media failed" with the engine's
+        words, and the server is told with that reason (so the peer hears it too)."""
+        self.controller.dial("bob")
+        self.client.push("call_start", **call_start())
+        engine = self.engines[0]
+        engine.started.callback(None)
+        engine.on_media("failed", "the server's call relay does not answer")
+        status = self.controller.status
+        self.assertEqual((status.state, status.end_reason), ("ended", calls.MEDIA_FAILED))
+        self.assertEqual(str(status.error), "the server's call relay does not answer")
+        self.assertEqual((self.client.hangups, self.client.hangup_reasons),
+                         ([CALL_ID], ["media failed"]))
+        self.assertEqual(engine.stopped, 1)
+
+    def test_reconnecting_and_back(self) -> None:
+        """Silence from the peer shows as reconnecting; heard again, active again, and
+        the call's start time is kept."""
+        engine = self.start_outgoing_call()
+        started = self.controller.status.started
+        engine.on_media("reconnecting", "")
+        self.assertEqual(self.controller.status.state, "reconnecting")
+        self.assertTrue(self.controller.status.live)
+        engine.on_media("active", "")
+        self.assertEqual((self.controller.status.state, self.controller.status.started),
+                         ("active", started))
+
+    def test_lost_media_ends_the_call(self) -> None:
+        """After the engine gives the line up the call ends "media lost" for both."""
+        engine = self.start_outgoing_call()
+        engine.on_media("reconnecting", "")
+        engine.on_media("lost", "no audio from the other side for 20 seconds")
+        self.assertEqual(self.controller.status.end_reason, calls.MEDIA_LOST)
+        self.assertEqual(self.client.hangup_reasons, ["media lost"])
+
     def test_media_failure_hangs_up(self) -> None:
         """When the engine cannot start, the call fails and the server is told."""
         self.controller.dial("bob")
@@ -242,6 +303,8 @@ class IncomingCallTests(ControllerTestCase):
         self.client.dials[0][2].callback({"response": 200, "call_id": CALL_ID,
                                           "state": "active"})
         self.engines[0].started.callback(None)
+        self.assertEqual(self.states(), ["incoming", "accepting", "connecting"])
+        self.engines[0].on_media("active", "")
         self.assertEqual(self.states(), ["incoming", "accepting", "connecting", "active"])
         self.assertEqual(self.engines[0].params.member, 1)
 

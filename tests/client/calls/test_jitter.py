@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from messenger.client.calls.jitter import PLAY, REPEAT, SILENCE, JitterBuffer
+from messenger.client.calls.jitter import CONCEAL, PLAY, SILENCE, JitterBuffer
 
 FRAME = 0.02
 
@@ -88,24 +88,44 @@ class OrderTests(SynchronousTestCase):
 class LossTests(SynchronousTestCase):
     """Missing frames are concealed and counted."""
 
-    def test_single_loss_repeats(self) -> None:
-        """One lost frame is replaced by the previous one, once; lost = 1."""
+    def test_single_loss_conceals_from_the_next_frame(self) -> None:
+        """One lost frame is concealed, and the next frame (already queued) is handed
+        along for its FEC data; lost = 1."""
         buffer = JitterBuffer()
         pops = run(buffer, steady(30, skip=(10,)), 0.64)
-        kinds = [(kind, payload) for _, kind, payload in pops if payload is not None]
+        kinds = [(kind, payload) for _, kind, payload in pops]
         index = kinds.index((PLAY, 9))
-        self.assertEqual(kinds[index + 1], (REPEAT, 9))
+        self.assertEqual(kinds[index + 1], (CONCEAL, 11))
         self.assertEqual(kinds[index + 2], (PLAY, 11))
         self.assertEqual((buffer.lost, buffer.concealed), (1, 1))
 
-    def test_two_losses_then_silence(self) -> None:
-        """Two lost frames in a row: a repeat, then silence."""
+    def test_two_losses(self) -> None:
+        """Two lost frames in a row: the first has no next frame to take FEC from."""
         buffer = JitterBuffer()
         pops = run(buffer, steady(30, skip=(10, 11)), 0.8)
         start = next(i for i, p in enumerate(pops) if p[1:] == (PLAY, 9))
         self.assertEqual([p[1:] for p in pops[start:start + 4]],
-                         [(PLAY, 9), (REPEAT, 9), (SILENCE, None), (PLAY, 12)])
+                         [(PLAY, 9), (CONCEAL, None), (CONCEAL, 12), (PLAY, 12)])
         self.assertEqual(buffer.lost, 2)
+
+    def test_redundant_copy_fills_the_gap(self) -> None:
+        """A copy of a lost frame carried by a later packet plays in its place; it is
+        not counted as received, and a copy of a frame already played is ignored."""
+        buffer = JitterBuffer()
+        pending = sorted((t, seq) for seq, t in steady(30, skip=(10,)).items())
+        pops = []
+        now = 0.0
+        while now < 0.8:
+            while pending and pending[0][0] <= now + 1e-9:
+                arrival, seq = pending.pop(0)
+                buffer.push(seq, seq * 320, seq, arrival)
+                if seq == 11:
+                    buffer.push(10, 0, 10, arrival, redundant=True)
+                    buffer.push(3, 0, 3, arrival, redundant=True)
+            pops.append(buffer.pop(now))
+            now = round(now + FRAME, 6)
+        self.assertEqual([p for k, p in pops if k == PLAY][:12], list(range(12)))
+        self.assertEqual((buffer.lost, buffer.recovered, buffer.received), (0, 1, 29))
 
     def test_burst_loss_adds_no_delay(self) -> None:
         """After five lost frames playback resumes at the same delay as before."""

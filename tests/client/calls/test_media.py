@@ -114,16 +114,34 @@ class HelloTests(SynchronousTestCase):
         _, transport = make_session(Clock(), advertise_local=False)
         self.assertEqual(media.parse_hello(transport.sent(HELLO)[0]).endpoints, ())
 
-    def test_retries_are_bounded(self) -> None:
-        """Unanswered, HELLO is sent 12 times 0.25 s apart; the next burst is 15 s later."""
+    def test_retries_back_off(self) -> None:
+        """Unanswered, HELLO is retried 50 ms, 100 ms, 200 ms ... apart, never more than
+        1 s apart, and given up after 30 s."""
         clock = Clock()
         _, transport = make_session(clock)
-        clock.pump([0.05] * 100)
-        self.assertEqual(len(transport.sent(HELLO)), 12)
-        clock.pump([0.05] * 200)
-        self.assertEqual(len(transport.sent(HELLO)), 12)
-        clock.pump([0.05] * 140)
-        self.assertEqual(len(transport.sent(HELLO)), 24)
+        times = []
+        for _ in range(int(40 / 0.025)):
+            before = len(transport.sent(HELLO))
+            clock.advance(0.025)
+            if len(transport.sent(HELLO)) > before:
+                times.append(round(clock.seconds(), 3))
+        gaps = [round(b - a, 3) for a, b in zip([0.0] + times, times)]
+        self.assertEqual(gaps[:5], [0.05, 0.1, 0.2, 0.4, 0.8])
+        self.assertTrue(all(gap <= 1.0 + 1e-6 for gap in gaps), gaps)
+        self.assertLessEqual(times[-1], 30.0)
+        self.assertGreater(times[-1], 29.0)
+
+    def test_kick_restarts_the_back_off(self) -> None:
+        """kick() (the peer went quiet) says HELLO again at once and backs off anew,
+        even after the relay had answered."""
+        clock = Clock()
+        session, transport = make_session(clock)
+        session.datagramReceived(hello_ack(), RELAY_ADDR)
+        clock.pump([0.05] * 20)
+        sent = len(transport.sent(HELLO))
+        session.kick()
+        clock.pump([0.025] * 8)
+        self.assertEqual(len(transport.sent(HELLO)) - sent, 3)   # 0, 50, 150 ms
 
     def test_ack_stops_retries(self) -> None:
         """After a HELLO_ACK the next HELLO is the keepalive 15 s later."""
@@ -161,15 +179,17 @@ class ProbingTests(SynchronousTestCase):
     """Finding, keeping and losing the direct path."""
 
     def test_probes_every_candidate(self) -> None:
-        """Each candidate gets five PROBEs, 0.2 s apart, then no more."""
+        """Each candidate gets eight PROBEs, 50 ms apart doubling to 500 ms, then no more."""
         clock = Clock()
         _, transport = make_session(clock, candidates=(PEER_PUBLIC, PEER_LOCAL))
         self.assertEqual(len(transport.sent(PROBE, PEER_PUBLIC)), 1)
-        clock.pump([0.05] * 3)
+        clock.pump([0.025])
         self.assertEqual(len(transport.sent(PROBE, PEER_PUBLIC)), 1)
-        clock.pump([0.05] * 60)
-        self.assertEqual(len(transport.sent(PROBE, PEER_PUBLIC)), 5)
-        self.assertEqual(len(transport.sent(PROBE, PEER_LOCAL)), 5)
+        clock.pump([0.025])
+        self.assertEqual(len(transport.sent(PROBE, PEER_PUBLIC)), 2)
+        clock.pump([0.05] * 100)
+        self.assertEqual(len(transport.sent(PROBE, PEER_PUBLIC)), 8)
+        self.assertEqual(len(transport.sent(PROBE, PEER_LOCAL)), 8)
 
     def test_direct_on_probe_ack(self) -> None:
         """The first PROBE_ACK makes the path direct to the endpoint that answered."""
@@ -190,11 +210,19 @@ class ProbingTests(SynchronousTestCase):
         self.assertEqual(transport.written[-1][1], PEER_LOCAL)
 
     def test_relay_after_a_second(self) -> None:
-        """No PROBE_ACK within 1 s: the path is the relay; audio went there all along."""
+        """The relay path counts only once a HELLO_ACK says the relay knows the peer;
+        then, with no PROBE_ACK within 1 s, the path is the relay (audio went there all
+        along)."""
         clock = Clock()
         session, transport = make_session(clock, candidates=(PEER_PUBLIC,))
         session.send_audio(0, b"early", 0)
         self.assertEqual(transport.written[-1][1], RELAY_ADDR)
+        clock.pump([0.05] * 40)
+        self.assertEqual(session.path, CONNECTING)      # no HELLO_ACK: nothing verified
+        session.datagramReceived(hello_ack(present=False), RELAY_ADDR)
+        clock.pump([0.05] * 40)
+        self.assertEqual(session.path, CONNECTING)      # the relay does not know the peer
+        session.datagramReceived(hello_ack(), RELAY_ADDR)
         clock.pump([0.05] * 19)
         self.assertEqual(session.path, CONNECTING)
         clock.pump([0.05] * 2)
@@ -287,8 +315,8 @@ class ReceiveTests(SynchronousTestCase):
         self.session.datagramReceived(self.peer.seal(AUDIO, 640, b"voice", codec=1),
                                       PEER_LOCAL)
         self.session.datagramReceived(self.peer.seal(AUDIO, 960, b"more"), RELAY_ADDR)
-        self.assertEqual(self.audio, [ReceivedAudio(0, 640, 1, b"voice", False),
-                                      ReceivedAudio(1, 960, 0, b"more", True)])
+        self.assertEqual(self.audio, [ReceivedAudio(0, 640, 1, 0, b"voice", False),
+                                      ReceivedAudio(1, 960, 0, 0, b"more", True)])
         self.assertEqual((self.session.received_direct, self.session.received_relay), (1, 1))
 
     def test_refused(self) -> None:
@@ -377,7 +405,7 @@ class ParamsTests(SynchronousTestCase):
         self.assertEqual(session_module._local_endpoints("localhost", 5000, "127.0.0.1"), ())
 
 
-FAST = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05,
+FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05,
                      direct_timeout=0.5, direct_keepalive=0.1, direct_dead_after=0.4,
                      reprobe_interval=0.5)
 

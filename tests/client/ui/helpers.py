@@ -31,7 +31,7 @@ from tests.support.keys import rsa_key
 from tests.support.server import SECRET, start_server
 
 PASSWORD = "correct horse"
-FAST_MEDIA = SessionTiming(tick=0.02, hello_interval=0.05, probe_interval=0.05,
+FAST_MEDIA = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05,
                            direct_timeout=0.3)
 
 style.apply(qtreactor.application())

@@ -18,7 +18,7 @@ from messenger.client.ui.call_window import CallWindow, quality_level
 from tests.client.ui.helpers import DesktopTestCase, click, wait_for
 
 
-class CallWindowTests(DesktopTestCase):
+class CallWindowBase(DesktopTestCase):
     @defer.inlineCallbacks
     def setUp(self) -> Any:
         self.patch(CallWindow, "CLOSE_DELAY", 0.3)
@@ -43,6 +43,9 @@ class CallWindowTests(DesktopTestCase):
                        what="bob's call window")
         return main.call_window, self.bob.main_window.call_window
 
+
+
+class CallWindowTests(CallWindowBase):
     @defer.inlineCallbacks
     def test_call_shows_peer_counters_and_path_and_hangs_up_on_both(self) -> Any:
         """Bob accepts the ring; both windows show the peer, a running timer, the path
@@ -121,16 +124,43 @@ class CallWindowTests(DesktopTestCase):
         self.assertTrue(window.state_label.text().startswith("The call could not start"))
 
 
+class DeviceAndLineTests(CallWindowBase):
+    @defer.inlineCallbacks
+    def test_no_microphone_said_before_answering_and_reconnecting_shown(self) -> Any:
+        """Without a microphone the ringing window says so in a sentence (not PortAudio's
+        error number) and the call can still be answered; a quiet line shows
+        "Reconnecting…"; the device choosers list the system default."""
+        from messenger.client.calls import audio
+        for desktop in (self.alice, self.bob):
+            self.patch(desktop.calls, "check_devices",
+                       lambda: audio.DeviceCheck(False, True, audio.NO_MICROPHONE, "x"))
+        mine, theirs = yield self.ring()
+        self.assertEqual(theirs.audio_warning.text(), audio.NO_MICROPHONE)
+        self.assertNotIn("Errno", theirs.audio_warning.text())
+        self.assertEqual(theirs.input_choice.itemText(0), "System default")
+        click(theirs.accept_button)
+        yield wait_for(lambda: self.bob.calls.status.state == "active", what="active")
+        self.bob.calls._media("reconnecting", "")
+        theirs.refresh()
+        self.assertTrue(theirs.state_label.text().startswith("Reconnecting…"))
+        self.bob.calls._media("active", "")
+        self.assertTrue(theirs.processing_box.isChecked())
+        self.assertIsNotNone(self.bob.calls.engine.processor)
+        theirs.processing_box.setChecked(False)           # the settings switch
+        self.assertIsNone(self.bob.calls.engine.processor)
+        click(theirs.hangup_button)
+        yield wait_for(lambda: self.alice.calls.status.state == "ended", what="ended")
+
+
 class QualityTests(DesktopTestCase):
     def test_quality_level(self) -> None:
-        """The bars: none before audio, three when clean, fewer with loss or jitter."""
+        """The bars: none before audio; otherwise the engine's reading of the last few
+        seconds (0 during an outage, whatever came before)."""
         class Stats:
             def __init__(self, **values: Any) -> None:
-                self.path, self.audio_received = "direct", 100
-                self.loss_percent, self.jitter_ms = 0.0, 2.0
+                self.audio_received, self.quality = 100, 3
                 self.__dict__.update(values)
         self.assertEqual(quality_level(None), 0)
-        self.assertEqual(quality_level(Stats(path="connecting")), 0)
+        self.assertEqual(quality_level(Stats(audio_received=0)), 0)
         self.assertEqual(quality_level(Stats()), 3)
-        self.assertEqual(quality_level(Stats(loss_percent=3.0)), 2)
-        self.assertEqual(quality_level(Stats(jitter_ms=80.0)), 1)
+        self.assertEqual(quality_level(Stats(quality=0)), 0)
