@@ -44,6 +44,11 @@ EXAMPLES: dict[str, dict] = {
     "admin_list_codes": {"offset": 0, "limit": 10},
     "admin_delete_user": {"user_id": "bob"},
     "admin_audit": {"before": 7, "limit": 5},
+    "file_upload": {"name": "report.pdf", "size": 1048576, "mime": "application/pdf",
+                    "sha256": "ab" * 32},
+    "file_finish": {"upload_id": 7},
+    "file_cancel": {"upload_id": 7},
+    "file_get": {"file_id": 12},
 }
 
 # The required keys of each action, as dotted paths (written out here, not read from the
@@ -77,6 +82,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "admin_list_codes": (),
     "admin_delete_user": ("user_id",),
     "admin_audit": (),
+    "file_upload": ("name", "size", "mime", "sha256"),
+    "file_finish": ("upload_id",),
+    "file_cancel": ("upload_id",),
+    "file_get": ("file_id",),
 }
 
 
