@@ -99,7 +99,7 @@ def rows(server: Any, sql: str, *args: Any) -> defer.Deferred:
 
 
 TABLES = ("users", "contacts", "messages", "broadcasts", "premium_codes", "audit_log",
-          "resume_tokens")
+          "resume_tokens", "uploads", "files", "blobs")
 
 
 @defer.inlineCallbacks

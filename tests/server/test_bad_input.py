@@ -21,6 +21,8 @@ SQL_NAMES = ["x'; DROP TABLE users; --", "bob\" OR 1=1 --", "a%b", "robert');--"
              "é-accent", "_leading", "ab"]
 
 LOGIN = {"account_name": "alice", "password": "correct horse"}
+GOOD_SHA = "ab" * 32
+FILE = {"name": "notes.txt", "size": 10, "mime": "text/plain", "sha256": GOOD_SHA}
 
 # action -> [(fields, name of the field the error must mention)]
 BEFORE_LOGIN = {
@@ -100,7 +102,25 @@ AFTER_LOGIN = {
             ({"to": "bob", "message": "x" * 20_000}, "message"),
             ({"to": "bob", "message": "\ud800"}, "message"),
             ({"to": "bob", "message": "hi", "from": "x y"}, "from"),
-            *[({"to": name, "message": "hi"}, "to") for name in SQL_NAMES]],
+            *[({"to": name, "message": "hi"}, "to") for name in SQL_NAMES],
+            ({"to": "bob", "attachment": 5}, "attachment"),
+            ({"to": "bob", "attachment": {}}, "attachment.file_id"),
+            ({"to": "bob", "attachment": {"file_id": 0}}, "attachment.file_id"),
+            ({"to": "bob", "attachment": {"file_id": "1"}}, "attachment.file_id"),
+            ({"to": "bob", "attachment": {"file_id": 1, "name": "../etc/passwd"}},
+             "attachment.name"),
+            ({"to": "bob", "attachment": {"file_id": 1, "name": ".."}}, "attachment.name"),
+            ({"to": "bob", "attachment": {"file_id": 1, "name": "a\x00b"}},
+             "attachment.name"),
+            ({"to": "bob", "attachment": {"file_id": 1, "width": 0}}, "attachment.width"),
+            ({"to": "bob", "attachment": {"file_id": 1, "height": 70000}},
+             "attachment.height"),
+            ({"to": "bob", "attachment": {"file_id": 1, "thumbnail": "not base64!"}},
+             "attachment.thumbnail"),
+            ({"to": "bob", "attachment": {"file_id": 1, "thumbnail": "QQ"}},
+             "attachment.thumbnail"),
+            ({"to": "bob", "attachment": {"file_id": 1, "thumbnail": "QUFB" * 5000}},
+             "attachment.thumbnail")],
     "history": [({}, "with"), ({"with": 3}, "with"), ({"with": "bob", "before": -1}, "before"),
                 ({"with": "bob", "before": 1.5}, "before"),
                 ({"with": "bob", "limit": 0}, "limit"),
@@ -138,6 +158,22 @@ AFTER_LOGIN = {
                   ({"user_id": "bob", "codecs": [1]}, "codecs[0]")],
     "call_hangup": [({"call_id": 7}, "call_id"), ({"user_id": "x y"}, "user_id"),
                     ({"call_id": HUGE}, "call_id")],
+    "file_upload": [({"size": 1, "mime": "text/plain", "sha256": GOOD_SHA}, "name"),
+                    ({**FILE, "name": ""}, "name"), ({**FILE, "name": "a/b"}, "name"),
+                    ({**FILE, "name": "C:\\x"}, "name"), ({**FILE, "name": "n" * 256}, "name"),
+                    ({**FILE, "name": "tab\there"}, "name"), ({**FILE, "name": "  "}, "name"),
+                    ({**FILE, "size": -1}, "size"), ({**FILE, "size": 1.5}, "size"),
+                    ({**FILE, "size": "10"}, "size"), ({**FILE, "size": 2**53 + 1}, "size"),
+                    ({**FILE, "mime": "text"}, "mime"), ({**FILE, "mime": "a/b; x=1"}, "mime"),
+                    ({**FILE, "mime": 5}, "mime"), ({**FILE, "sha256": "AB" * 32}, "sha256"),
+                    ({**FILE, "sha256": "ab" * 31}, "sha256"),
+                    ({**FILE, "sha256": "zz" * 32}, "sha256"),
+                    ({**FILE, "sha256": None}, "sha256")],
+    "file_finish": [({}, "upload_id"), ({"upload_id": 0}, "upload_id"),
+                    ({"upload_id": "7"}, "upload_id"), ({"upload_id": 2**63}, "upload_id")],
+    "file_cancel": [({}, "upload_id"), ({"upload_id": -2}, "upload_id")],
+    "file_get": [({}, "file_id"), ({"file_id": 0}, "file_id"), ({"file_id": True}, "file_id"),
+                 ({"file_id": "x'--"}, "file_id")],
 }
 
 
