@@ -42,11 +42,11 @@ def send_chunks(client: Any, upload_id: int, data: bytes, offset: int = 0,
 
 
 @defer.inlineCallbacks
-def upload(testcase: Any, client: Any, data: bytes, **fields: Any) -> Any:
+def upload(testcase: Any, client: Any, data: bytes, chunk: int = CHUNK, **fields: Any) -> Any:
     """Start, send everything, finish; fires with the finish reply's ``file`` object."""
     reply = yield start(client, data, **fields)
     testcase.assertIn(reply["response"], (200, 201), reply)
-    send_chunks(client, reply["upload_id"], data, reply["offset"])
+    send_chunks(client, reply["upload_id"], data, reply["offset"], chunk=chunk)
     done = yield client.request("file_finish", upload_id=reply["upload_id"])
     testcase.assertEqual(done["response"], 201, done)
     return done["file"]

@@ -337,3 +337,22 @@ class AttachmentTestsOnPostgres(OnPostgres, AttachmentTests):
 class AccessTestsOnPostgres(OnPostgres, AccessTests):
     pass
 
+
+
+class RsaOaepTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_transfer_over_rsa_oaep(self):
+        """Binary frames travel in the rsa-oaep suite too (sealed and opened in the
+        connection's crypto lane)."""
+        from messenger.wire.suites import RSA_OAEP
+        from tests.support import jimclient
+        server, _ = yield server_with(self)
+        alice = yield jimclient.connect(self, server.tcp_port, suites=(RSA_OAEP,))
+        reply = yield alice.request("register", **jimclient.new_user("alice"))
+        self.assertEqual(reply["response"], 201)
+        data = filehelp.content(12_000)
+        file = yield filehelp.upload(self, alice, data, chunk=5_000)
+        yield alice.request("file_get", file_id=file["file_id"])
+        got = yield filehelp.download(alice, file["file_id"], len(data), chunk=7_000)
+        self.assertEqual(got, data)
