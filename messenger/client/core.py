@@ -44,6 +44,7 @@ from messenger.client.events import (
     State,
 )
 from messenger.client.failures import describe
+from messenger.client.filesapi import FilesMixin
 from messenger.client.inbox import Inbox
 from messenger.client.known_servers import PinOutcome, format_address
 from messenger.client.outbox import Outbox, OutgoingMessage
@@ -51,6 +52,7 @@ from messenger.client.plan import AUTHENTICATE, REGISTER, RESUME, LoginPlan
 from messenger.client.saved import RunBlocking, SavedState
 from messenger.client.sender import MessageSender
 from messenger.client.service import ConnectionService
+from messenger.client.transfers import Transfers
 from messenger.wire.errors import MessengerError
 from messenger.wire.handshake import Established
 from messenger.wire.suites import SUITES
@@ -58,7 +60,7 @@ from messenger.wire.suites import SUITES
 Reply = defer.Deferred[dict[str, Any]]
 
 
-class MessengerClient(ActionsMixin):
+class MessengerClient(ActionsMixin, FilesMixin):
     """A session with one Messenger server that stays up, with a Deferred per action."""
 
     log = Logger()
@@ -112,6 +114,8 @@ class MessengerClient(ActionsMixin):
         self._service = ConnectionService(self, self.observers, reactor,
                                           backoff or reconnect.backoff_policy(), self.address)
         self._sender = MessageSender(Outbox(window), self.observers, reactor)
+        self._run_blocking = run_blocking or threads.deferToThread
+        self._transfers = Transfers(self.observers, self._run_blocking, reactor)
         self._inbox: Inbox | None = None
         self._inbox_owner: str | None = None
         self._cursor_call: IDelayedCall | None = None
@@ -226,6 +230,7 @@ class MessengerClient(ActionsMixin):
         self._inbox = self._inbox_owner = None
         d = self._service.stop("logout" if logged_in else "quit", "logged out")
         self._sender.fail_all(NotConnected("logged out before the message was acknowledged"))
+        self._transfers.abandon_all(NotConnected("logged out before the transfer ended"))
         d.addBoth(lambda _: self._saved.prepare(reload_pins=False))
         d.addCallback(lambda _: self._saved.forget_token(self.address, name))
         d.addCallback(lambda _: self._saved.writes_done())
@@ -246,15 +251,19 @@ class MessengerClient(ActionsMixin):
         it is sent now if online, else after the next login, and resent with the same id
         until acknowledged. ``message_status`` observers hear of every change. Raises
         `NotConnected` before any login, `MessageTooLong` past the server's limit."""
-        plan = self._service.plan
-        owner = self.account.account_name if self.account else (
-            plan.account_name if plan else None)
-        if owner is None:
-            raise NotConnected("log in before sending messages")
+        owner = self._owner()
         size = len(text.encode("utf-8"))
         if size > self.limits.max_body:
             raise MessageTooLong(size, self.limits.max_body)
         return self._sender.queue(owner, to, text)
+
+    def _owner(self) -> str:
+        plan = self._service.plan
+        owner = self.account.account_name if self.account else (
+            plan.account_name if plan else None)
+        if owner is None:
+            raise NotConnected("log in before sending messages or files")
+        return owner
 
     def send_message(self, to: str, text: str) -> Reply:
         """`queue_message`, as a Deferred firing with the acknowledgement (``msg_id``,
@@ -364,6 +373,13 @@ class MessengerClient(ActionsMixin):
             connection.request("presence", {"status": self._status}).addErrback(
                 self._log_refusal, "restoring presence")
         sender.attach(connection)
+        self._transfers.attach(connection)
+
+    def connection_file_data(self, plaintext: bytes) -> None:
+        self._transfers.file_data(plaintext)
+
+    def connection_file_push(self, message: dict[str, Any]) -> None:
+        self._transfers.file_push(message)
 
     def connection_delivered(self, messages: list[IncomingMessage]) -> None:
         if messages:
@@ -376,6 +392,7 @@ class MessengerClient(ActionsMixin):
 
     def connection_ended(self, connection: Connection) -> None:
         self._sender.detach()
+        self._transfers.detach()
 
     # == the cursor ======================================================================
 

@@ -33,12 +33,15 @@ class OutgoingMessage:
     """One own message and what became of it."""
 
     __slots__ = ("request_id", "to", "text", "created", "status", "msg_id", "time",
-                 "error", "attempts", "in_flight", "not_before", "_waiters", "_key")
+                 "error", "attempts", "in_flight", "not_before", "_waiters", "_key",
+                 "attachment")
 
-    def __init__(self, request_id: str, to: str, text: str, created: float) -> None:
+    def __init__(self, request_id: str, to: str, text: str, created: float,
+                 attachment: dict[str, Any] | None = None) -> None:
         self.request_id = request_id
         self.to = to
         self.text = text
+        self.attachment = attachment        # the file it carries (``msg``'s attachment)
         self.created = created
         self.status = PENDING
         self.msg_id: int | None = None
@@ -99,10 +102,11 @@ class Outbox:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def add(self, to: str, text: str, request_id: str, now: float) -> OutgoingMessage:
+    def add(self, to: str, text: str, request_id: str, now: float,
+            attachment: dict[str, Any] | None = None) -> OutgoingMessage:
         if request_id in self._entries:
             raise ValueError("request id already in the outbox")
-        entry = OutgoingMessage(request_id, to, text, now)
+        entry = OutgoingMessage(request_id, to, text, now, attachment)
         self._entries[request_id] = entry
         return entry
 

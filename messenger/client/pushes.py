@@ -25,13 +25,15 @@ from messenger.client.events import (
 from messenger.wire import codes
 
 CALL_PUSHES = ("call_ring", "call_start", "call_end")
+FILE_PUSHES = ("file_progress", "file_error")
 
 
 class PushDispatcher:
     log = Logger()
 
     def __init__(self, observers: Observers, on_msg: Callable[[dict[str, Any]], None],
-                 on_account: Callable[[AccountInfo], None]) -> None:
+                 on_account: Callable[[AccountInfo], None],
+                 on_file: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._observers = observers
         self._on_account = on_account
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -42,6 +44,8 @@ class PushDispatcher:
             "notice": self._notice,
             **{action: self._call for action in CALL_PUSHES},
         }
+        if on_file is not None:   # transfers (messenger.client.transfers)
+            self._handlers.update({action: on_file for action in FILE_PUSHES})
 
     def __call__(self, message: dict[str, Any]) -> None:
         """Handle one push (``ClientProtocol.on_push``)."""

@@ -50,10 +50,12 @@ class MessageSender:
         self._wakeup: IDelayedCall | None = None
         self.owner: str | None = None       # lowercase account name of the queued messages
 
-    def queue(self, owner: str, to: str, text: str) -> OutgoingMessage:
+    def queue(self, owner: str, to: str, text: str,
+              attachment: dict[str, Any] | None = None) -> OutgoingMessage:
         if self.owner is None:
             self.owner = owner.lower()
-        entry = self.outbox.add(to, text, new_request_id(), self._clock.seconds())
+        entry = self.outbox.add(to, text, new_request_id(), self._clock.seconds(),
+                                attachment)
         self._observers.emit("message_status", entry)
         self.pump()
         return entry
@@ -71,8 +73,10 @@ class MessageSender:
             return
         now = self._clock.seconds()
         for entry in outbox.due(now):
-            d = connection.request("msg", {"to": entry.to, "message": entry.text},
-                                   request_id=entry.request_id)
+            fields: dict[str, Any] = {"to": entry.to, "message": entry.text}
+            if entry.attachment is not None:
+                fields["attachment"] = entry.attachment
+            d = connection.request("msg", fields, request_id=entry.request_id)
             d.addCallbacks(self._acked, self._refused, callbackArgs=(entry,),
                            errbackArgs=(entry, connection))
         wake = outbox.next_wakeup()

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import defer, task, threads
 
-from messenger.client.cli import follow
+from messenger.client.cli import files, follow
 from messenger.client.cli.options import (
     EXIT_OK,
     PROG,
@@ -192,6 +192,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "remove": cmd_remove,
     "search": cmd_search,
     "send": cmd_send,
+    "send-file": files.cmd_send_file,
+    "download": files.cmd_download,
     "history": cmd_history,
     "broadcast": cmd_broadcast,
     "broadcasts": cmd_broadcasts,

@@ -19,7 +19,9 @@ from messenger.client.cli.options import (
 )
 from messenger.client.errors import (
     ClientError,
+    DownloadCorrupt,
     HmacError,
+    LocalFileError,
     MessageTooLong,
     MessengerError,
     PasswordNeeded,
@@ -113,7 +115,7 @@ def explain(error: BaseException) -> tuple[str, int]:
                 " --secret-file)", EXIT_CONNECTION)
     if isinstance(error, PasswordNeeded):
         return (f"{error.message} (run: {PROG} login NAME)", EXIT_LOGIN)
-    if isinstance(error, (MessageTooLong, RequestTooLarge)):
+    if isinstance(error, (MessageTooLong, RequestTooLarge, LocalFileError, DownloadCorrupt)):
         return error.message, EXIT_REFUSED
     if isinstance(error, ClientError):
         return describe(error), EXIT_CONNECTION
