@@ -77,6 +77,12 @@ class Owners:
     def connection_ended(self, connection: Any) -> None:
         self.heard.append(("ended",))
 
+    def connection_file_data(self, plaintext: bytes) -> None:
+        self.heard.append(("file data", plaintext))
+
+    def connection_file_push(self, message: Any) -> None:
+        self.heard.append(("file push", message["action"]))
+
 
 class ConnectionTestCase(unittest.TestCase):
     def setUp(self) -> None:

@@ -45,16 +45,19 @@ def _when(stamp: Any) -> str:
 
 
 def format_message(message: dict[str, Any]) -> str:
-    return (f"#{message.get('msg_id')} {_when(message.get('time'))}"
+    line = (f"#{message.get('msg_id')} {_when(message.get('time'))}"
             f" {message.get('from')} -> {message.get('to')}: {message.get('message')}")
+    attachment = message.get("attachment")
+    if isinstance(attachment, dict):
+        line += (f" [file {attachment.get('file_id')}: {attachment.get('name')},"
+                 f" {attachment.get('size')} bytes]")
+    return line
 
 
 def format_event(event: Any) -> str | None:
     """One line for a push, or None for kinds tail does not print."""
     if isinstance(event, IncomingMessage):
-        return format_message({"msg_id": event.msg_id, "time": event.time,
-                               "from": event.sender, "to": event.recipient,
-                               "message": event.text})
+        return format_message(event_json(event))
     if isinstance(event, PresenceChange):
         return f"* {event.account_name} is {event.status}"
     if isinstance(event, Broadcast):
@@ -70,8 +73,13 @@ def format_event(event: Any) -> str | None:
 
 def event_json(event: Any) -> dict[str, Any]:
     if isinstance(event, IncomingMessage):
-        return {"event": "message", "msg_id": event.msg_id, "time": event.time,
+        data = {"event": "message", "msg_id": event.msg_id, "time": event.time,
                 "from": event.sender, "to": event.recipient, "message": event.text}
+        if event.attachment is not None:
+            a = event.attachment
+            data["attachment"] = {"file_id": a.file_id, "name": a.name, "size": a.size,
+                                  "mime": a.mime}
+        return data
     if isinstance(event, PresenceChange):
         return {"event": "presence", "account_name": event.account_name,
                 "status": event.status}
