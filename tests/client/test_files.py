@@ -12,7 +12,6 @@ from pathlib import Path
 
 from PIL import Image
 from twisted.internet import defer
-from twisted.trial import unittest
 
 from messenger.client import images
 from messenger.client.errors import (
