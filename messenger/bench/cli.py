@@ -5,6 +5,7 @@
     messenger-bench logins --login password|resume ...   logins per second
     messenger-bench relay -K 50 ...            UDP relay packets per second (own relay process)
     messenger-bench calls [--simulated]         PESQ-WB, mouth-to-ear delay and CPU per network
+    messenger-bench files --size-mib 100        upload/download MiB/s, message p99 beside them
     messenger-bench report FILE.jsonl           Markdown table of the JSON lines
 
 Every figure prints one JSON line (appended to --json-out FILE too) and a readable line on
@@ -24,7 +25,7 @@ from typing import Any
 
 from messenger.wire.suites import AES_GCM, SUITES
 
-SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "calls", "report")
+SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "calls", "files", "report")
 
 
 def server_address(text: str) -> tuple[str, int]:
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "relay":
         from messenger.bench import relayload
         return relayload.main(argv)
+    if command == "files":
+        from messenger.bench import files
+        return files.main(argv)
     if command == "calls":
         from messenger.bench import calls
         return calls.main(argv)

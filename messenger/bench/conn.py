@@ -64,6 +64,7 @@ class BenchConnection(Protocol):
         self.on_ready = on_ready
         self.on_fail = on_fail
         self.login_code: int | None = None
+        self.max_frame = 16 * 1024          # the server's limit after login (its reply)
         self.sock: Any = None
         self.t_start = time.monotonic_ns()
         self.t_ready = 0
@@ -190,6 +191,9 @@ class BenchConnection(Protocol):
             self.fail(f"{self.login} refused: {code} {reply.get('error')}")
             return
         self.login_code = code
+        limits = reply.get("limits")
+        if isinstance(limits, dict) and type(limits.get("max_frame")) is int:
+            self.max_frame = limits["max_frame"]
         if reply.get("token"):
             self.token = reply["token"]
         self.phase = "ready"
