@@ -8,6 +8,7 @@ SERVER = [
     "pyOpenSSL>=24.0",
     "service-identity>=24.1",
     "pyasn1>=0.5",
+    "prometheus-client>=0.20",
     "psycopg2-binary>=2.9",   # the PostgreSQL store (--database postgresql://...)
     "txredisapi>=1.4.10",     # the cluster mode's Redis client (Twisted-native)
 ]

@@ -9,9 +9,12 @@ server's ``admin_*`` actions (`messenger.store.adminops`): the same rules (the l
 administrator stays one) and the same audit rows, with the actor
 ``operator:<login name>``. Commands that only look open the database read-only.
 
-Changes reach a running server at once where the server reads them per request (roles,
-premium, locks at the next login); a user who is online when locked or deleted here is
-not disconnected (the ``admin_lock``/``admin_delete_user`` actions do that).
+Changes reach a running server at once: after its transaction, a command that changes
+an account tells the server through its control socket in the data dir
+(`messenger.admin.control`), and the server applies it to the live session (a locked or
+deleted user is disconnected with a notice; changed roles are pushed). ``online`` asks
+the server who is connected. Without a running server the change simply waits in the
+database.
 
 This is not reactor code: plain connections on the calling thread.
 """
@@ -30,9 +33,10 @@ from typing import Any, TextIO
 
 import psycopg2
 
-from messenger.admin import certs, dbcmd, mailcmd
+from messenger.admin import certs, control, dbcmd, mailcmd
 from messenger.admin.dbcmd import CommandError
 from messenger.admin.table import format_record, format_table, when
+from messenger.server.config import ServerConfig
 from messenger.store import adminops, audit, logins, premium, users
 from messenger.store.errors import LastAdmin, Missing
 
@@ -117,30 +121,76 @@ def cmd_users_show(args: argparse.Namespace, out: TextIO) -> None:
     ]) + "\n")
 
 
-def _changed(out: TextIO, row: users.UserRow, what: str) -> None:
-    out.write(f"{row.name}: {what}\n")
+_LIVE = {"closed": "; disconnected from the running server",
+         "refreshed": "; the running server updated the live session"}
+
+
+def _changed(out: TextIO, row: users.UserRow, what: str,
+             args: argparse.Namespace | None = None) -> None:
+    """Report a change, after telling the running server (if any) about it."""
+    live = ""
+    if args is not None:
+        try:
+            outcome = control.account_changed(_socket_path(args), row.id)
+            live = _LIVE.get(outcome or "", "")
+        except (control.ControlError, OSError, ValueError) as error:
+            live = (f"; the running server did not confirm it ({error}): it applies"
+                    " within 10 s")
+    out.write(f"{row.name}: {what}{live}\n")
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    return ServerConfig(data_dir=Path(args.data_dir)).control_socket_path
+
+
+def cmd_usage(args: argparse.Namespace, out: TextIO) -> None:
+    """The accounts that store the most messages (for the storage quota, issue 23)."""
+    rows = read(args, adminops.usage_txn, args.top, time.time() - 24 * 3600)
+    if not rows:
+        out.write("No messages stored.\n")
+        return
+    out.write(format_table(("name", "messages", "characters", "last 24 h"),
+                           [tuple(row) for row in rows]) + "\n")
+
+
+def cmd_online(args: argparse.Namespace, out: TextIO) -> None:
+    try:
+        sessions = control.online(_socket_path(args))
+    except control.ServerNotRunning:
+        raise CommandError(f"no server is running on {args.data_dir} (its control socket"
+                           " does not answer)") from None
+    except (control.ControlError, OSError, ValueError) as error:
+        raise CommandError(f"the server did not answer: {error}") from None
+    if not sessions:
+        out.write("Nobody is online.\n")
+        return
+    out.write(format_table(("name", "address", "since (utc)", "status"),
+                           [(s["account_name"], s["address"],
+                             when(s["since"], "%Y-%m-%d %H:%M:%S") if s["since"] else "",
+                             s["status"]) for s in sessions]) + "\n")
+    out.write(f"\n{len(sessions)} online\n")
 
 
 def cmd_set_admin(args: argparse.Namespace, out: TextIO) -> None:
     row = change(args, adminops.set_admin_txn, args.name, args.value)
-    _changed(out, row, "administrator" if args.value else "no longer an administrator")
+    _changed(out, row, "administrator" if args.value else "no longer an administrator", args)
 
 
 def cmd_set_premium(args: argparse.Namespace, out: TextIO) -> None:
     row = change(args, adminops.set_premium_txn, args.name, args.value)
-    _changed(out, row, "premium" if args.value else "no longer premium")
+    _changed(out, row, "premium" if args.value else "no longer premium", args)
 
 
 def cmd_lock(args: argparse.Namespace, out: TextIO) -> None:
     until = time.time() + args.minutes * 60 if args.minutes else None
     row = change(args, adminops.lock_txn, args.name, until)
     _changed(out, row, f"locked until {when(until)} UTC" if until else
-             "locked until unlocked")
+             "locked until unlocked", args)
 
 
 def cmd_unlock(args: argparse.Namespace, out: TextIO) -> None:
     row = change(args, adminops.unlock_txn, args.name)
-    _changed(out, row, "unlocked")
+    _changed(out, row, "unlocked", args)
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> None:
@@ -167,7 +217,7 @@ def cmd_delete(args: argparse.Namespace, out: TextIO) -> None:
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandError("not deleted")
     row = change(args, adminops.delete_user_txn, args.name)
-    _changed(out, row, "deleted")
+    _changed(out, row, "deleted", args)
 
 
 # -- premium codes and audit --------------------------------------------------------------
@@ -310,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--minutes", type=int, default=0)
     command("unlock", cmd_unlock, "unlock an account and clear its failed logins"
             ).add_argument("name")
+    command("online", cmd_online, "who is connected to the running server, from where,"
+            " since when")
+    command("usage", cmd_usage, "the accounts storing the most messages (characters in"
+            " all and in the last 24 h; the server's quota is --stored-mib-per-day)"
+            ).add_argument("--top", type=int, default=20)
     sub = command("history", cmd_history, "login history of an account, newest first")
     sub.add_argument("name")
     sub.add_argument("--limit", type=int, default=50)

@@ -31,6 +31,7 @@ class MailConfig:
     server_name: str = "Messenger"  # how the e-mails name this server
     new_location_prefix: int = 32   # IPv4 prefix length that counts as "the same place"
     new_location_prefix6: int = 64  # IPv6 prefix length
+    queue_max: int = 1000           # mails waiting at most; past it new mails are dropped
 
 
 @dataclass
@@ -114,6 +115,8 @@ class ServerConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    metrics_port: int = 0                 # Prometheus /metrics and /health (0: off)
+    metrics_interface: str = "127.0.0.1"
 
     @property
     def secret_path(self) -> Path:
@@ -145,3 +148,7 @@ class ServerConfig:
     @property
     def files_path(self) -> Path:
         return Path(self.files.directory) if self.files.directory else self.data_dir / "files"
+
+    @property
+    def control_socket_path(self) -> Path:
+        return self.data_dir / "control.sock"

@@ -25,6 +25,7 @@ from messenger.server.directory import Directory
 from messenger.server.files.service import FilesService
 from messenger.server.limits import Limits, lockout_policy
 from messenger.server.maintenance import Maintenance
+from messenger.server.metrics import Metrics
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
 from messenger.server.refusals import RefusalLog
@@ -56,6 +57,7 @@ class ServerContext:
         self.secret = secret
         self.server_key = server_key
         self.mailer = mailer
+        self.metrics = Metrics()
         self.router = Router(clock)
         self.presence = Presence(self.router, clock)
         self.directory = Directory(db)
@@ -63,13 +65,15 @@ class ServerContext:
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
-        self.messages: GroupCommit[Any, Any] = GroupCommit(db, messages.insert_batch_txn)
+        self.messages: GroupCommit[Any, Any] = GroupCommit(
+            db, messages.insert_batch_txn, on_batch=self.metrics.batch_committed)
         self.files = FilesService(config, clock, db, self.db)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))
         self.refusals = RefusalLog(clock)
         self.counters: Counter[str] = Counter()
+        self._since: dict[int, float] = {}         # user id -> when its session logged in
         self.lockout_policy = lockout_policy(limits)
         self.maintenance = Maintenance(db, clock, config.retention_days)
         self.call_table = CallTable()
@@ -135,6 +139,53 @@ class ServerContext:
             self.router.end_session(
                 user_id, "Your account was locked or deleted by an administrator.")
 
+    # -- live account changes (messenger-admin, later the cluster) ---------------------
+
+    def account_changed(self, user_id: int) -> Any:
+        """An account was changed behind the server's back: apply it to its live session.
+
+        The one entry point for changes made outside a request (the control channel of
+        ``messenger-admin``; in a cluster, the same call arriving over the bus). Reads
+        the account again and fires with what was done: ``"offline"`` (no live session
+        here), ``"closed"`` (deleted or locked: the session is told why and closed) or
+        ``"refreshed"`` (roles pushed to the session).
+        """
+        if self.router.session(user_id) is None:
+            return defer.succeed("offline")
+        d = self.db.read(users.get_by_id_txn, user_id)
+        d.addCallback(self._apply_account, user_id)
+        return d
+
+    def _apply_account(self, row: users.UserRow | None, user_id: int) -> str:
+        session = self.router.session(user_id)
+        if session is None or session.account is None:
+            return "offline"
+        if row is None or row.admin_locked or (row.locked_until or 0.0) > self.clock.seconds():
+            why = ("Your account was deleted by an administrator." if row is None else
+                   "Your account was locked by an administrator.")
+            self.log.info("Closing the session of {account}: {why}",
+                          account=session.account.name, why=why)
+            if row is None:
+                self.directory.forget(session.account.name)
+            self.router.end_session(user_id, why)
+            return "closed"
+        account = session.account
+        account.is_admin, account.is_premium = row.is_admin, row.is_premium
+        self.router.push(user_id, {"action": "account", "time": self.clock.seconds(),
+                                   "user": {"account_name": account.name,
+                                            "email": account.email,
+                                            "admin": account.is_admin,
+                                            "premium": account.is_premium}})
+        return "refreshed"
+
+    def online(self) -> list[dict[str, Any]]:
+        """Who is logged in on this node: name, address, since when, presence status."""
+        return sorted(
+            ({"account_name": session.account.name, "address": session.address,
+              "since": self._since.get(session.account.id), "status": session.status}
+             for session in self.router.sessions() if session.account is not None),
+            key=lambda entry: entry["account_name"].lower())
+
     def sweep(self) -> None:
         """Keepalive: probe silent sessions and drop those that stopped answering."""
         now = self.clock.seconds()
@@ -191,6 +242,8 @@ class ServerContext:
     def session_started(self, session: Session) -> None:
         """A connection logged in: it no longer counts as a cheap pre-login one."""
         self.admission.logged_in(session)
+        if session.account is not None:
+            self._since[session.account.id] = self.clock.seconds()
 
     def session_ended(self, session: Session) -> None:
         """A logged-in session closed (quit, drop, timeout): offline for everyone."""
@@ -198,6 +251,7 @@ class ServerContext:
         assert account is not None
         self.router.detach(account.id, session)
         if not self.router.is_online(account.id):
+            self._since.pop(account.id, None)
             self.presence.went_offline(account.id, account.name)
             self.calls.user_gone(account.id)
 

@@ -30,10 +30,12 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
 from messenger.server import replies, requests
+from messenger.server.metrics import reply_code
 from messenger.server.outbound import Outbound, ReadGate
+from messenger.server.portsniff import is_tls_hello
 from messenger.server.states import TRANSITIONS, State
 from messenger.wire import codes, jim
-from messenger.wire.errors import TooManyRequests
+from messenger.wire.errors import ServiceUnavailable, TooManyRequests
 from messenger.wire.handshake import HandshakeError, ServerHandshake
 from messenger.wire.suites import MAC_SIZE, RSA_OAEP, ChannelError
 
@@ -204,6 +206,10 @@ class ServerProtocol(Int32StringReceiver):
         self._unprocessed = b""
         if self.state is State.CLOSED:
             return
+        if self.state is State.CHALLENGE and is_tls_hello(length):
+            self.ctx.refusals.note("a TLS client connected to the plain port", self.address)
+            self.close()
+            return
         self.ctx.refusals.note("frame too large", self.address)
         error = {"response": codes.BAD_REQUEST,
                  "error": f"frame too large ({length} bytes; the limit is {self.MAX_LENGTH})"}
@@ -354,6 +360,12 @@ class ServerProtocol(Int32StringReceiver):
             return
         self.push_encoded(replies.encode_reply(request_id, outcome,
                                                self.ctx.clock.seconds()))
+        self.ctx.metrics.reply(reply_code(outcome))
+        if type(outcome) is replies.Ack:
+            return
+        error = outcome.value if isinstance(outcome, Failure) else outcome
+        if isinstance(error, (TooManyRequests, ServiceUnavailable)):
+            self.requests.forget(request_id)
         if type(outcome) is replies.Closing or (
                 isinstance(outcome, Failure) and outcome.check(replies.SessionOver)) or (
                 isinstance(outcome, replies.SessionOver)):

@@ -75,6 +75,12 @@ class RequestState:
         if len(order) > SEEN_IDS:
             self.seen.discard(order.popleft())
 
+    def forget(self, request_id: str | None) -> None:
+        """A request refused with "nothing was done, try again" (429, 503): the client may
+        send the same id again in this session (a message keeps its id until stored)."""
+        if request_id is not None:
+            self.seen.discard(request_id)
+
     def started(self, session: ServerProtocol, heavy: bool) -> None:
         self.in_flight += 1
         if heavy:
@@ -158,6 +164,7 @@ def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
         route = ROUTES.get(action)
         if route is None:
             raise BadRequest(f"unknown action '{action[:64]}'")
+        session.ctx.metrics.request(action)
         if session.state not in route.states:
             if session.state is State.READY:
                 raise BadRequest(f"'{action}' is not allowed after login")

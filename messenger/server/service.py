@@ -1,12 +1,20 @@
 """The running server: opens the data dir, the database and the listeners.
 
 `MessengerServer` does the work and offers ``start()``/``stop()`` Deferreds (tests use it
-directly); `MessengerService` adapts it to twistd's service tree.
+directly); `MessengerService` adapts it to twistd's service tree. Beside the client
+listeners the server opens the control socket in the data dir (`control`) and, with
+``--metrics-port``, the metrics and health site (`metrics`, `health`).
+
+Under twistd, a configuration mistake stops the start with one line naming the option
+and the fix (`startup.preflight`, before the reactor runs) and exit status 1.
 """
 
 from __future__ import annotations
 
+import atexit
 import gc
+import os
+import sys
 from typing import Any
 
 from twisted.application import service
@@ -15,17 +23,19 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
+from messenger.server import control, startup
 from messenger.server.admission import raise_open_file_limit
 from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
 from messenger.server.listen import listen_stream_dual, listen_tcp, listen_udp
 from messenger.server.mail.mailer import Mailer
+from messenger.server.metrics import metrics_site
+from messenger.server.portsniff import TlsPortFactory
 from messenger.server.protocol import ServerProtocol
 from messenger.server.relay import RelayProtocol, RelayStreamFactory
 from messenger.server.secret import load_or_create_secret
-from messenger.server.tls import TlsConfigError, server_tls_options
-from messenger.store.db import Database, DatabaseTooNew, engine_for
-from messenger.store.errors import Unavailable
+from messenger.server.tls import server_tls_options
+from messenger.store.db import Database, engine_for
 from messenger.wire import keys
 
 
@@ -70,6 +80,8 @@ class MessengerServer:
         self.relay_tcp: Any = None
         self.extra_ports: list[Any] = []
         self.relay: RelayProtocol | None = None
+        self.metrics_port: Any = None
+        self.control_port: Any = None
         self._own_mailer = False
 
     @defer.inlineCallbacks
@@ -140,8 +152,9 @@ class MessengerServer:
                       host=config.interface or "*", port=self.port.getHost().port,
                       suites=", ".join(config.suites))
         if tls_options is not None:
-            self.tls_port = self.reactor.listenSSL(config.tls.port, factory, tls_options,
-                                                   interface=config.interface)
+            self.tls_port = self.reactor.listenTCP(
+                config.tls.port, TlsPortFactory(factory, tls_options, self.reactor),
+                interface=config.interface)
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
         udp_port = config.udp_port if config.udp_port is not None else self.tcp_port
@@ -166,6 +179,26 @@ class MessengerServer:
         self.log.info("Call relay listening on UDP {host}:{port} and TCP {tcp}",
                       host=config.interface or "*", port=self.ctx.calls.relay_port,
                       tcp=self.ctx.calls.relay_tcp_port)
+        self._start_operations()
+
+    def _start_operations(self) -> None:
+        """The control socket for messenger-admin, and the metrics site if configured."""
+        config = self.config
+        try:
+            self.control_port = control.listen(self.reactor, config.control_socket_path,
+                                               self.ctx)
+        except control.AnotherServer as error:
+            raise startup.StartupError(f"--data-dir: {error}") from None
+        except control.ControlSocketError as error:
+            self.log.warn("No control socket: {error}; messenger-admin changes reach this"
+                          " server within 10 s instead of at once", error=str(error))
+        if config.metrics_port:
+            self.metrics_port = self.reactor.listenTCP(
+                config.metrics_port, metrics_site(self, self.reactor),
+                interface=config.metrics_interface)
+            self.log.info("Metrics on http://{host}:{port}/metrics, health on /health",
+                          host=config.metrics_interface,
+                          port=self.metrics_port.getHost().port)
 
     @property
     def tcp_port(self) -> int:
@@ -178,9 +211,10 @@ class MessengerServer:
     @defer.inlineCallbacks
     def stop(self) -> Any:
         """Stop listening, close every connection, flush, close the database and mail."""
-        ports, self.port, self.tls_port, self.udp_port, self.relay_tcp = (
-            (self.port, self.tls_port, self.udp_port, self.relay_tcp, *self.extra_ports),
-            None, None, None, None)
+        ports = (self.port, self.tls_port, self.udp_port, self.relay_tcp, *self.extra_ports,
+                 self.metrics_port, self.control_port)
+        self.port = self.tls_port = self.udp_port = self.relay_tcp = None
+        self.metrics_port = self.control_port = None
         self.extra_ports = []
         for port in ports:
             if port is not None:
@@ -201,19 +235,46 @@ class MessengerServer:
             self.log.info("Messenger stopped")
 
 
+def _exit_failed() -> None:
+    """At interpreter exit after a failed start: exit status 1 (twistd would say 0).
+
+    Registered only under twistd, once the reactor has been stopped because the start
+    failed; twistd has cleaned up (pid file, log) by the time atexit handlers run.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)
+
+
 class MessengerService(service.Service):
-    """twistd's view of the server: start on startService, stop on stopService."""
+    """twistd's view of the server: start on startService, stop on stopService.
+
+    With ``exit_on_failure`` (what ``twistd messenger`` uses), `startup.preflight` runs
+    first, synchronously: a configuration mistake is logged as one critical line and
+    the process exits with status 1 before the reactor runs. A failure later in the
+    start is logged the same way, stops the reactor, and the exit status is 1 too.
+    """
 
     log = Logger()
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, exit_on_failure: bool = False) -> None:
         self.config = config
+        self.exit_on_failure = exit_on_failure
         self.server: MessengerServer | None = None
         self._started: defer.Deferred[Any] | None = None
 
     def startService(self) -> None:
         super().startService()
         from twisted.internet import reactor
+        if self.exit_on_failure:
+            try:
+                startup.preflight(self.config)
+            except startup.StartupError as error:
+                self.log.critical("The server cannot start: {error}", error=str(error))
+                raise SystemExit(1) from None
         self.server = MessengerServer(self.config, reactor)
         self._started = self.server.start()
         self._started.addCallbacks(self._running, self._failed, errbackArgs=(reactor,))
@@ -227,12 +288,14 @@ class MessengerService(service.Service):
         return server
 
     def _failed(self, failure: Any, reactor: Any) -> None:
-        if failure.check(TlsConfigError, CannotListenError, OSError, ValueError,
-                         DatabaseTooNew, Unavailable):
+        line = startup.describe(failure.value, self.config)
+        if line is not None:
             # An operator's mistake (a file, a port): say what, without a traceback.
-            self.log.critical("The server could not start: {error}", error=failure.value)
+            self.log.critical("The server could not start: {error}", error=line)
         else:
             self.log.failure("The server could not start", failure)
+        if self.exit_on_failure:
+            atexit.register(_exit_failed)
         reactor.stop()
 
     def stopService(self) -> Any:

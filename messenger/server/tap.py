@@ -4,8 +4,13 @@ Every option can also be set in an INI file given with ``--config FILE``: a
 ``[messenger]`` section whose keys are the long option names (``data-dir = /srv/m``;
 ``data_dir`` works too; flags take yes/no). The command line wins over the file.
 Relative paths in the file are relative to the directory the server starts in.
-`Options.postOptions` checks every value, so a mistake stops ``twistd`` with a usage
-message naming the option, before anything is started.
+`Options.postOptions` checks every value, so a mistake stops ``twistd`` with one line
+naming the option (not twistd's whole usage text), before anything is started.
+
+Operations (issue 16): ``--metrics-port``/``--metrics-interface`` (Prometheus and
+``/health``), ``--log-format``, ``--log-max-bytes``/``--log-max-files`` (the observer is
+installed on twistd's application by `makeService`, see `messenger.server.logs.output`)
+and ``--mail-queue-max``.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.application import service
+from twisted.logger import ILogObserver
 from twisted.python import usage
 
 from messenger.server.config import (
@@ -26,6 +34,7 @@ from messenger.server.config import (
     ServerConfig,
     TlsConfig,
 )
+from messenger.server.logs import output as log_output
 from messenger.server.mail.compose import split_sender
 from messenger.store.engines import is_postgres_url
 from messenger.wire.suites import SUITES
@@ -54,6 +63,80 @@ _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minu
 # Options that must be at least 1.
 _AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue", "file-io-threads")
 MAX_FILE_MIB = 2**33        # 8 PiB: the protocol's sizes stay exact JSON numbers
+
+
+# -- operations: metrics, logs, mail queue (issue 16) -------------------------------------
+
+OPS_PARAMETERS: list[list[Any]] = [
+    ["metrics-port", None, 0, "Serve Prometheus /metrics and /health on this port"
+                              " (0: off).", int],
+    ["metrics-interface", None, "127.0.0.1", "Address of the metrics listener (keep it"
+                                             " private: metrics name no one, but tell a"
+                                             " lot)."],
+    ["log-format", None, "text", "Log lines as 'text' or 'json' (one object per line)."],
+    ["log-max-bytes", None, log_output.DEFAULT_MAX_BYTES, "Rotate a --logfile at this"
+                                                          " size, in bytes.", int],
+    ["log-max-files", None, log_output.DEFAULT_MAX_FILES, "Rotated log files kept; the"
+                                                          " oldest is deleted.", int],
+    ["mail-queue-max", None, 1000, "Mails waiting for delivery at most; past it a new"
+                                   " mail is dropped (a security mail first pushes out a"
+                                   " welcome mail).", int],
+]
+
+_KINDS = {int: "a whole number", float: "a number"}
+
+
+def _named(name: str, coerce: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``coerce`` whose ValueError names the option and what it wants."""
+    def named(value: str) -> Any:
+        try:
+            return coerce(value)
+        except ValueError:
+            kind = _KINDS.get(coerce, "a valid value")  # type: ignore[call-overload]
+            raise ValueError(f"--{name} must be {kind}, not {value!r}") from None
+    named.coerceDoc = getattr(coerce, "coerceDoc", "")  # type: ignore[attr-defined]
+    return named
+
+
+def _with_named_coercions(parameters: list[list[Any]]) -> list[list[Any]]:
+    return [[*entry[:4], _named(entry[0], entry[4])] if len(entry) > 4 else entry
+            for entry in parameters]
+
+
+def _check_ops(options: Any) -> None:
+    if not 0 <= options["metrics-port"] <= 65535:
+        raise usage.UsageError("--metrics-port must be 0..65535 (0 turns metrics off)")
+    if options["log-format"] not in log_output.LOG_FORMATS:
+        raise usage.UsageError("--log-format must be 'text' or 'json'")
+    if options["log-max-bytes"] < 4096:
+        raise usage.UsageError("--log-max-bytes must be at least 4096")
+    if not 1 <= options["log-max-files"] <= 1000:
+        raise usage.UsageError("--log-max-files must be 1..1000")
+    if options["mail-queue-max"] < 1:
+        raise usage.UsageError("--mail-queue-max must be at least 1")
+
+
+def _one_line_usage_error(options: usage.Options, error: usage.UsageError) -> None:
+    """Under twistd: print the mistake as one line and exit 1 (not twistd's usage dump)."""
+    text = str(error).removeprefix("Parameter type enforcement failed: ")
+    sys.stderr.write(f"twistd messenger: {text}"
+                     " ('twistd messenger --help' lists every option)\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+class _ServerRoot(service.MultiService):
+    """The top service; when twistd attaches it to its application, it hands twistd the
+    log observer for ``--log-format`` and the bounded log rotation."""
+
+    def __init__(self, observer: ILogObserver | None) -> None:
+        super().__init__()
+        self.observer = observer
+
+    def setServiceParent(self, parent: Any) -> Any:  # noqa: N802
+        if self.observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.observer)
+        return super().setServiceParent(parent)
 
 
 def _suites(text: str) -> tuple[str, ...]:
@@ -173,15 +256,21 @@ class Options(usage.Options):
         ["lockout-failures", None, 5, "Failed logins that lock an account ...", int],
         ["lockout-window", None, 15.0, "... within this many minutes ...", float],
         ["lockout-duration", None, 15.0, "... for this many minutes.", float],
-    ]
+    ] + OPS_PARAMETERS
+    optParameters = _with_named_coercions(optParameters)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         import sys
         argv = list(sys.argv[1:] if options is None else options)
-        path = self._find_config(argv)
-        if path is not None:
-            self._load_config(path)
-        super().parseOptions(argv)
+        try:
+            path = self._find_config(argv)
+            if path is not None:
+                self._load_config(path)
+            super().parseOptions(argv)
+        except usage.UsageError as error:
+            if self.parent is None:
+                raise
+            _one_line_usage_error(self, error)
 
     @staticmethod
     def _find_config(argv: list[str]) -> str | None:
@@ -278,6 +367,7 @@ class Options(usage.Options):
             split_sender(self["mail-from"])
         except ValueError as error:
             raise usage.UsageError(f"--mail-from is not a usable address: {error}") from None
+        _check_ops(self)
         self.config = self.to_config()
 
     def _check_database(self) -> None:
@@ -338,7 +428,8 @@ class Options(usage.Options):
                             relay_timeout=self["smtp-timeout"],
                             give_up_after=self["mail-give-up-days"] * 24 * 3600,
                             server_name=self["server-name"],
-                            new_location_prefix=self["new-location-prefix"]),
+                            new_location_prefix=self["new-location-prefix"],
+                            queue_max=self["mail-queue-max"]),
             limits=LimitsConfig(
                 connections_per_minute=self["connections-per-minute"],
                 connections_per_minute_network=self["connections-per-minute-network"],
@@ -366,11 +457,24 @@ class Options(usage.Options):
                               unposted_grace=self["unposted-file-hours"] * 3600,
                               io_threads=self["file-io-threads"]),
             tls=TlsConfig(port=self["tls-port"], cert=self["tls-cert"], key=self["tls-key"]),
+            metrics_port=self["metrics-port"],
+            metrics_interface=self["metrics-interface"],
         )
 
 
 def makeService(options: Any) -> service.IService:
     from messenger.server.service import MessengerService
-    top = service.MultiService()
-    MessengerService(options.config).setServiceParent(top)
+    observer = None
+    if getattr(options, "parent", None) is not None:      # run by twistd
+        try:
+            observer = log_output.observer_for_twistd(
+                options.parent, options["log-format"], options["log-max-bytes"],
+                options["log-max-files"])
+        except OSError as error:
+            _one_line_usage_error(options, usage.UsageError(
+                f"--logfile {error.filename}: cannot open it ({error.strerror}); create its"
+                " directory and let the server's user write there"))
+    top = _ServerRoot(observer)
+    MessengerService(options.config, exit_on_failure=options.parent is not None
+                     ).setServiceParent(top)
     return top

@@ -172,3 +172,13 @@ def summary_txn(txn: Any, name: str) -> dict[str, Any]:
         "tokens": count("SELECT COUNT(*) FROM resume_tokens WHERE user_id = ?", row.id),
         "last_login": (last[0], last[1]) if last else None,
     }
+
+
+def usage_txn(txn: Any, limit: int, since: float) -> list[tuple[str, int, int, int]]:
+    """Who stores the most: (name, messages sent, characters sent, characters sent after
+    ``since``), the largest senders first, ``limit`` of them (``messenger-admin usage``)."""
+    txn.execute("SELECT u.name, COUNT(m.id), COALESCE(SUM(LENGTH(m.body)), 0),"
+                " COALESCE(SUM(CASE WHEN m.created >= ? THEN LENGTH(m.body) ELSE 0 END), 0)"
+                " FROM users u JOIN messages m ON m.sender_id = u.id"
+                " GROUP BY u.id, u.name ORDER BY 3 DESC, u.name LIMIT ?", (since, limit))
+    return [(row[0], row[1], row[2], row[3]) for row in txn.fetchall()]

@@ -13,10 +13,15 @@ alive until its batch commits feeds the garbage collector. The default ``on_resu
 (`settle_token`) calls ``token.settle(result)``: the message path's tokens are small
 objects that push and answer without a Deferred; `fire_token` takes the token to be a
 Deferred and fires it with the row's result (or fails it with the exception).
+
+``on_batch(rows, seconds)``, when given, hears of every committed batch: its size and how
+long its transaction took (monotonic clock), for the server's metrics. Once per batch,
+never per row.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -50,7 +55,8 @@ class GroupCommit(Generic[Item, Result]):
 
     def __init__(self, db: Database,
                  batch_txn: Callable[[Any, list[Item]], list[Result]],
-                 on_result: OnResult = settle_token, max_batch: int = 2000) -> None:
+                 on_result: OnResult = settle_token, max_batch: int = 2000,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self._db = db
         self._batch_txn = batch_txn
         self._on_result = on_result
@@ -58,6 +64,8 @@ class GroupCommit(Generic[Item, Result]):
         self._items: list[Item] = []
         self._tokens: list[Any] = []
         self._busy = False
+        self._started = 0.0
+        self.on_batch = on_batch
         self._idle_waiters: list[defer.Deferred[None]] = []
         self.batches = 0
         self.rows = 0
@@ -82,6 +90,7 @@ class GroupCommit(Generic[Item, Result]):
         del self._tokens[:size]
         self.batches += 1
         self.rows += len(items)
+        self._started = time.perf_counter()
         d = self._db.write(self._batch_txn, items)
         d.addCallbacks(self._committed, self._failed, callbackArgs=(items, tokens),
                        errbackArgs=(items, tokens))
@@ -90,6 +99,8 @@ class GroupCommit(Generic[Item, Result]):
         # The next batch goes to the database thread first, so that it is written while
         # this one's callbacks (replies, pushes) run here; its results cannot arrive
         # before these callbacks are done, so callbacks still run in submission order.
+        if self.on_batch is not None:
+            self.on_batch(len(items), time.perf_counter() - self._started)
         self._busy = False
         if self._items:
             self._start()

@@ -85,11 +85,31 @@ class UserCommandTests(LiveServerCase):
         self.assertIn("from 127.0.0.1", fields["Last login"])
 
     @defer.inlineCallbacks
+    def test_usage_lists_the_largest_senders(self):
+        """usage lists the accounts storing the most, by characters, with counts."""
+        out = yield self.admin_cli("usage")
+        self.assertEqual(out, "No messages stored.\n")
+        yield self.alice.request("msg", to="bob", message="x" * 300)
+        yield self.bob.request("msg", to="alice", message="hi")
+        yield self.bob.request("msg", to="alice", message="there")
+        out = yield self.admin_cli("usage", "--top", "5")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "MESSAGES", "CHARACTERS", "LAST", "24",
+                                            "H"])
+        self.assertEqual([line.split() for line in lines[1:3]],
+                         [["alice", "1", "300", "300"], ["bob", "2", "7", "7"]])
+        out = yield self.admin_cli("usage", "--top", "1")
+        self.assertEqual(len(out.splitlines()), 2)
+
+    @defer.inlineCallbacks
     def test_roles_reach_the_running_server(self):
         """set-premium/clear-premium and set-admin/clear-admin change what the running
         server allows on the very next request, and are audited as the operator."""
         out = yield self.admin_cli("set-premium", "alice")
-        self.assertEqual(out, "alice: premium\n")
+        self.assertEqual(out, "alice: premium; the running server updated the live"
+                              " session\n")
+        pushed = yield self.alice.wait_push("account")
+        self.assertTrue(pushed["user"]["premium"])
         reply = yield self.alice.request("broadcast", message="thanks, operator")
         self.assertEqual(reply["response"], 200)
         yield self.admin_cli("clear-premium", "alice")
@@ -155,6 +175,58 @@ class UserCommandTests(LiveServerCase):
         self.assertEqual(left, 0)
         reply = yield self.alice.request("msg", to="bob", message="where are you?")
         self.assertEqual(reply["response"], 404)
+
+
+class LiveActionTests(LiveServerCase):
+    """Changes made with messenger-admin reach live sessions at once (control socket)."""
+
+    @defer.inlineCallbacks
+    def test_lock_disconnects_at_once(self):
+        """lock closes the live session with a notice right away, not at the 10 s sweep;
+        the data dir holds the control socket, mode 0600."""
+        clock_before = self.server.ctx.clock.seconds()
+        out = yield self.admin_cli("lock", "alice")
+        self.assertEqual(out, "alice: locked until unlocked; disconnected from the running"
+                              " server\n")
+        notice = yield self.alice.wait_push("notice")
+        self.assertIn("locked by an administrator", notice["message"])
+        yield self.alice.closed
+        self.assertLess(self.server.ctx.clock.seconds() - clock_before, 10.0)
+        self.assertFalse(self.server.ctx.router.is_online(2))
+        mode = (self.data_dir / "control.sock").stat().st_mode & 0o777
+        self.assertEqual(mode, 0o600)
+
+    @defer.inlineCallbacks
+    def test_delete_disconnects_and_unknown_offline(self):
+        """delete closes the session of a user online; a change to someone offline
+        reports nothing more."""
+        out = yield self.admin_cli("delete", "bob", "--yes")
+        self.assertEqual(out, "bob: deleted; disconnected from the running server\n")
+        yield self.bob.closed
+        yield quit_(self.alice)
+        out = yield self.admin_cli("set-premium", "alice")
+        self.assertEqual(out, "alice: premium\n")
+
+    @defer.inlineCallbacks
+    def test_online_lists_sessions(self):
+        """online lists who is connected, from where and since when."""
+        out = yield self.admin_cli("online")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "ADDRESS", "SINCE", "(UTC)", "STATUS"])
+        self.assertEqual([line.split()[:2] for line in lines[1:4]],
+                         [["admin", "127.0.0.1"], ["alice", "127.0.0.1"],
+                          ["bob", "127.0.0.1"]])
+        self.assertRegex(lines[1], r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+online")
+        self.assertEqual(lines[-1], "3 online")
+
+    @defer.inlineCallbacks
+    def test_without_a_server(self):
+        """With no server running, changes just wait in the database; online says so."""
+        yield self.server.stop()
+        out = yield self.admin_cli("lock", "alice")
+        self.assertEqual(out, "alice: locked until unlocked\n")
+        err = yield self.admin_cli("online", status=1)
+        self.assertIn("no server is running", err)
 
 
 class CodeAndAuditTests(LiveServerCase):

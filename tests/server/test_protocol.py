@@ -25,12 +25,13 @@ from messenger.server.config import LimitsConfig, ServerConfig
 from messenger.server.crypto import CryptoPool, InlineCryptoPool
 from messenger.server.dispatch import Route
 from messenger.server.limits import Limits
+from messenger.server.metrics import Metrics
 from messenger.server.protocol import HANDSHAKE_MAX_FRAME, ServerProtocol
 from messenger.server.refusals import RefusalLog
 from messenger.server.session import Account
 from messenger.server.states import BEFORE_LOGIN, LOGGED_IN, State
 from messenger.wire import jim
-from messenger.wire.errors import Forbidden
+from messenger.wire.errors import Forbidden, ServiceUnavailable, TooManyRequests
 from messenger.wire.handshake import ClientHandshake
 from messenger.wire.suites import AES_GCM, RSA_OAEP
 from tests.support.keys import rsa_key
@@ -49,6 +50,7 @@ class FakeContext:
         self.clock = task.Clock()
         self.clock.advance(1_000_000)
         self.limits = Limits(self.config.limits, self.clock)
+        self.metrics = Metrics()
         self.secret = SECRET
         self.server_key = rsa_key("server", 2048)
         self.connections: set[ServerProtocol] = set()
@@ -386,6 +388,23 @@ class DispatchUnitTests(unittest.TestCase):
                          (code, error, request_id))
         self.assertIsInstance(reply["time"], float)
         self.assertFalse(self.peer.transport.disconnecting, "the connection must stay up")
+
+    def test_try_again_errors_free_the_request_id(self) -> None:
+        """A request answered 503 or 429 by its handler (nothing was done) may be sent
+        again with the same id in the same session; one answered 200 may not."""
+        self.peer.login()
+        for error in (ServiceUnavailable("busy", 1.0), TooManyRequests("slow down", 1.0)):
+            self.contacts.error = error
+            request_id = self.peer.request("get_contacts")
+            (refused,) = self.peer.received()
+            self.assertEqual(refused["response"], error.code)
+            self.contacts.error = None
+            self.peer.request("get_contacts", request_id=request_id)
+            (reply,) = self.peer.received()
+            self.assertEqual((reply["response"], reply["id"]), (202, request_id))
+            self.peer.request("get_contacts", request_id=request_id)
+            (replay,) = self.peer.received()
+            self.assertEqual(replay["response"], 400)
 
     def test_unknown_action(self) -> None:
         """An unknown action gets 400 naming it; the connection stays up."""

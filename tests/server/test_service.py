@@ -285,3 +285,37 @@ class ServiceTests(unittest.TestCase):
         self.assertIn("/nonexistent.pem does not exist", line)
         self.assertFalse([e for e in log.events if e.get("log_failure")])
         yield svc.stopService()
+
+
+class TwistdFailureTests(unittest.TestCase):
+    """Under twistd (exit_on_failure), a start that fails after the preflight still
+    ends the process with status 1."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_late_failure_exits_with_status_one(self) -> Any:
+        """A failure of the asynchronous start is one critical line, the reactor stops,
+        and the exit status 1 is arranged for when twistd has cleaned up."""
+        import atexit
+
+        from messenger.server import service as service_module
+        log = LogCapture(self)
+        config = test_config(Path(self.mktemp()) / "data")
+        svc = MessengerService(config, exit_on_failure=True)
+        stopped: list[bool] = []
+        registered: list[Any] = []
+        self.patch(reactor, "stop", lambda: stopped.append(True))
+        self.patch(atexit, "register", registered.append)
+
+        def broken_start(server: Any) -> Any:
+            return defer.fail(error.CannotListenError(
+                "127.0.0.1", 7777, OSError(98, "Address already in use")))
+        self.patch(MessengerServer, "start", broken_start)
+        svc.startService()
+        yield svc._started
+        self.assertEqual(stopped, [True])
+        self.assertEqual(registered, [service_module._exit_failed])
+        (line,) = [t for t in log.texts() if t.startswith("The server could not start")]
+        self.assertIn("--port 7777", line)
+        self.assertIn("already in use", line)

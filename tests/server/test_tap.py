@@ -356,3 +356,56 @@ class TwistdTests(unittest.TestCase):
             env=child_env())
         self.assertNotEqual(code, 0)
         self.assertIn("--port must be 0..65535", (out + err).decode("utf-8"))
+
+
+class OperationsOptionsTests(unittest.TestCase):
+    """The options of issue 16: metrics, log format and rotation, the mail queue cap."""
+
+    def test_defaults_and_values(self) -> None:
+        """Metrics off on 127.0.0.1, text logs, 10 x 10 MiB, 1000 mails by default."""
+        options = parse()
+        self.assertEqual((options.config.metrics_port, options.config.metrics_interface),
+                         (0, "127.0.0.1"))
+        self.assertEqual(options.config.mail.queue_max, 1000)
+        self.assertEqual((options["log-format"], options["log-max-files"]), ("text", 10))
+        options = parse("--metrics-port", "9464", "--metrics-interface", "10.0.0.5",
+                        "--mail-queue-max", "50", "--log-format", "json")
+        self.assertEqual((options.config.metrics_port, options.config.metrics_interface,
+                          options.config.mail.queue_max), (9464, "10.0.0.5", 50))
+
+    def test_bad_values(self) -> None:
+        """Each bad value is a usage error naming its option."""
+        for argv, name in ((("--metrics-port", "70000"), "--metrics-port"),
+                           (("--log-format", "xml"), "--log-format"),
+                           (("--log-max-files", "0"), "--log-max-files"),
+                           (("--log-max-bytes", "10"), "--log-max-bytes"),
+                           (("--mail-queue-max", "0"), "--mail-queue-max"),
+                           (("--metrics-port", "x"), "--metrics-port must be a whole")):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(*argv)
+            self.assertIn(name, str(caught.exception))
+
+    def test_under_twistd_the_observer_is_installed(self) -> None:
+        """Run by twistd (a parent Options), makeService hands the application our
+        observer: JSON lines into a bounded rotating file."""
+        from twisted.application.service import Application
+        from twisted.logger import ILogObserver
+
+        class TwistdOptions(dict):
+            pass
+        path = Path(self.mktemp()).resolve()
+        path.mkdir()
+        twistd = TwistdOptions(logfile=str(path / "server.log"), nodaemon=True,
+                               logger=None, syslog=False)
+        options = parse("--log-format", "json", "--log-max-files", "3")
+        options.parent = twistd
+        top = makeService(options)
+        application = Application("messenger")
+        top.setServiceParent(application)
+        observer = application.getComponent(ILogObserver)
+        self.assertIsNotNone(observer)
+        observer({"log_format": "hello {who}", "who": "ops", "log_time": 0.0,
+                  "log_namespace": "test"})
+        self.assertIn('"text": "hello ops"', (path / "server.log").read_text())
+        (child,) = list(top)
+        self.assertTrue(child.exit_on_failure)

@@ -94,7 +94,8 @@ class TwistdOnPostgresTests(unittest.TestCase):
         self.addCleanup(server.stop)
         yield self.assertFailure(server.start(), RuntimeError)
         log = server.log_path.read_text("utf-8")
-        self.assertIn("The server could not start: cannot use the database"
-                      f" postgresql://postgres@127.0.0.1:{port}/nothing: connection to server",
-                      log)
+        # Found by the start-up preflight (messenger.server.startup), which names the option.
+        self.assertIn("The server cannot start: --database"
+                      f" postgresql://postgres@127.0.0.1:{port}/nothing: cannot connect"
+                      " (connection to server", log)
         self.assertNotIn("Traceback", log)

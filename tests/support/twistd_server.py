@@ -97,6 +97,7 @@ class TwistdServer:
         self.extra_args = tuple(extra_args)
         self.log_path = self.base / "server.log"
         self.starts = 0
+        self.pythonpath: str | None = str(ROOT)   # None: what the interpreter has alone
         self._process: _ServerProcess | None = None
         self._transport: Any = None
 
@@ -120,7 +121,8 @@ class TwistdServer:
             raise RuntimeError("the server is already running")
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("PYTHON")}
-        env["PYTHONPATH"] = str(ROOT)
+        if self.pythonpath:
+            env["PYTHONPATH"] = self.pythonpath
         log_file = open(self.log_path, "ab")  # closed in _ended
         log_file.write(f"--- start {self.starts + 1}: {' '.join(self.args())}\n".encode())
         process = self._process = _ServerProcess(log_file)

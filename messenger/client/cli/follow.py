@@ -56,7 +56,9 @@ async def cmd_tail(session: Session, args: argparse.Namespace, _: Any) -> int:
         client.subscribe(kind, show)
     client.subscribe("state", on_state)
     client.subscribe("state", _ends_with_the_session(done))
-    await session.start()
+    # Patient, like chat: a server that is restarting (even before the first sync has
+    # finished) is waited for, up to --timeout, not a reason to give up.
+    await session.start(patient=True)
     return await done
 
 

@@ -114,6 +114,7 @@ def _rehash_later(session: Session, row: users.UserRow, password: str) -> None:
 def _check_login_rate(session: Session) -> None:
     allowed, retry = session.ctx.limits.allow_login(session.address)
     if not allowed:
+        session.ctx.metrics.refused("login")
         raise TooManyRequests("too many login attempts from your address; try again later",
                               retry)
 
@@ -274,6 +275,7 @@ def authenticate(session: Session, request: dict[str, Any]) -> Any:
             accounts.login_failure_txn, row.id, now, session.address, "password",
             ctx.lockout_policy)
         if locked_now:
+            ctx.metrics.locked_out()
             session.log.warn("Account {account} locked after {count} failed logins",
                              account=row.name, count=new_state.failed_count)
             ctx.notify_mail("lockout", row.email, account_name=row.name, email=row.email,

@@ -134,7 +134,13 @@ def _cut(text: str) -> str:
 
 
 class _SenderFactory(smtp.ESMTPSenderFactory):
-    """ESMTPSenderFactory that also says when its connection is gone (`closed`)."""
+    """ESMTPSenderFactory that also says when its connection is gone (`closed`).
+
+    Not noisy: a factory's "Starting factory"/"Stopping factory" lines would add two log
+    lines to every delivery attempt (the mailer logs one per attempt, no more).
+    """
+
+    noisy = False
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

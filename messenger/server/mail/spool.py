@@ -64,6 +64,7 @@ class SpoolEntry:
     last_attempt: float | None = None
     last_error: str | None = None
     failed_at: float | None = None   # set when moved to failed/
+    template: str = ""        # the template it was made from ("" for a plain mail)
 
     def to_json(self) -> bytes:
         record = {"version": SPOOL_VERSION, **asdict(self)}
@@ -105,6 +106,8 @@ class SpoolEntry:
                 raise SpoolFormatError(f"{name} must be a number")
         if self.last_error is not None and not isinstance(self.last_error, str):
             raise SpoolFormatError("last_error must be a string")
+        if not isinstance(self.template, str):
+            raise SpoolFormatError("template must be a string")
 
 
 def make_private_dir(path: Path) -> None:

@@ -258,17 +258,21 @@ class MailerLoopTests(SynchronousTestCase):
         self.assertEqual(len(self.deliverer.calls), 1)
 
     def test_parallel_limit(self) -> None:
-        """At most max_parallel deliveries run at once; the others start as slots free up."""
+        """At most max_parallel - 1 ordinary deliveries run at once (one slot is kept for
+        security mails); the others start as slots free up."""
         self.deliverer.outcomes = [PENDING] * 6
         mailer = self.make_mailer()
         ids = [self.successResultOf(mailer.send(f"u{n}@example.org", "Hi", "x"))
                for n in range(6)]
-        self.assertEqual(self.deliverer.calls, ids[:Mailer.max_parallel])
+        slots = Mailer.max_parallel - 1
+        self.assertEqual(self.deliverer.calls, ids[:slots])
         self.deliverer.waiting[0].callback(None)
-        self.assertEqual(self.deliverer.calls, ids[:Mailer.max_parallel + 1])
+        self.assertEqual(self.deliverer.calls, ids[:slots + 1])
         self.deliverer.waiting[1].errback(temporary())
+        self.assertEqual(self.deliverer.calls, ids[:slots + 2])
+        self.deliverer.waiting[2].callback(None)
         self.assertEqual(self.deliverer.calls, ids)
-        for d in self.deliverer.waiting[2:]:
+        for d in self.deliverer.waiting[3:]:
             d.callback(None)
         self.clock.advance(1.0)
         self.assertEqual(self.deliverer.calls, ids + [ids[1]])
@@ -352,9 +356,14 @@ class MailerLoopTests(SynchronousTestCase):
         self.assertEqual(len(self.deliverer.calls), 2)
         self.clock.advance(0.01)
         self.assertEqual(len(self.deliverer.calls), 3)
+        # The third failure is kept in memory (files are rewritten at the 1st, 2nd, 4th,
+        # 8th ... failure); pending() shows it, a clean stop writes it.
+        self.assertEqual(self.spool_file(mail_id)["attempts"], 2)
+        (entry,) = self.successResultOf(second.pending())
+        self.assertEqual(entry.attempts, 3)
+        self.assertEqual(entry.next_attempt, self.clock.seconds() + 4.0)
+        self.successResultOf(second.stopService())
         self.assertEqual(self.spool_file(mail_id)["attempts"], 3)
-        self.assertEqual(self.successResultOf(second.pending())[0].next_attempt,
-                         self.clock.seconds() + 4.0)
 
     def test_restart_clamps_far_future(self) -> None:
         """A next attempt far in the future (clock change) waits at most retry_max."""

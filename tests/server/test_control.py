@@ -1,0 +1,106 @@
+"""The control socket's protocol: validated requests, answers, and stale sockets."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from messenger.server import control
+
+
+class FakeCtx:
+    def __init__(self) -> None:
+        self.changed: list[int] = []
+
+    def account_changed(self, user_id: int) -> Any:
+        self.changed.append(user_id)
+        return defer.succeed("closed")
+
+    def online(self) -> list[dict[str, Any]]:
+        return [{"account_name": "alice", "address": "127.0.0.1", "since": 1.0,
+                 "status": "online"}]
+
+
+class ControlProtocolTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.ctx = FakeCtx()
+        self.transport = StringTransport()
+        self.proto = control.ControlFactory(self.ctx).buildProtocol(None)
+        self.proto.makeConnection(self.transport)
+
+    def ask(self, line: bytes) -> dict[str, Any]:
+        self.transport.clear()
+        self.proto.dataReceived(line + b"\n")
+        return json.loads(self.transport.value())
+
+    def test_account_changed(self) -> None:
+        """account_changed goes to the context and its outcome comes back."""
+        reply = self.ask(b'{"command": "account_changed", "user_id": 7}')
+        self.assertEqual(reply, {"ok": True, "result": "closed"})
+        self.assertEqual(self.ctx.changed, [7])
+
+    def test_online(self) -> None:
+        """online answers the context's list."""
+        reply = self.ask(b'{"command": "online"}')
+        self.assertEqual(reply["result"][0]["account_name"], "alice")
+
+    def test_bad_requests_get_errors(self) -> None:
+        """Malformed JSON, a non-object, an unknown command or a bad id: an error answer,
+        nothing done, the connection stays."""
+        for line in (b"not json", b"[1]", b'{"command": "shutdown"}',
+                     b'{"command": "account_changed", "user_id": "7"}',
+                     b'{"command": "account_changed", "user_id": true}',
+                     b'{"command": "account_changed", "user_id": 0}'):
+            reply = self.ask(line)
+            self.assertFalse(reply["ok"], line)
+            self.assertTrue(reply["error"])
+        self.assertEqual(self.ctx.changed, [])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_overlong_line_closes(self) -> None:
+        """A line past the limit gets an error and the connection is closed."""
+        self.proto.dataReceived(b"x" * (control.MAX_LINE + 10))
+        self.assertIn(b"too long", self.transport.value())
+        self.assertTrue(self.transport.disconnecting)
+
+
+class SocketFileTests(unittest.TestCase):
+    def test_stale_socket_removed(self) -> None:
+        """A socket file nobody answers on (a crashed server) is removed at start."""
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path = path.parent / "c.sock"
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(control.short_path(path))
+        sock.close()
+        self.assertTrue(path.exists())
+        control.prepare(path)
+        self.assertFalse(path.exists())
+
+    def test_live_socket_means_another_server(self) -> None:
+        """A socket that answers: another server runs on this data dir."""
+        path = Path(self.mktemp())
+        path.mkdir(parents=True)
+        path = path / "c.sock"
+        sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(sock.close)
+        sock.bind(control.short_path(path))
+        sock.listen(1)
+        self.assertRaises(control.AnotherServer, control.prepare, path)
+
+    def test_long_paths_are_shortened(self) -> None:
+        """A data dir deeper than a socket address allows still gets a usable address."""
+        deep = Path(self.mktemp()).resolve() / ("d" * 60) / ("e" * 60)
+        deep.mkdir(parents=True)
+        address = control.short_path(deep / "control.sock")
+        self.assertLessEqual(len(address), control.SUN_PATH_MAX)
+        sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(sock.close)
+        sock.bind(address)
+        self.assertTrue((deep / "control.sock").exists())
