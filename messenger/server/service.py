@@ -143,8 +143,6 @@ class MessengerServer:
         self.log.info("Accepting up to {connections} connections ({files} open files)",
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
-        self.ctx.files.sweep().addErrback(
-            lambda f: self.log.failure("Sweeping the files directory failed", f))
         factory = MessengerFactory(self.ctx)
         self.port, *self.extra_ports = listen_tcp(self.reactor, config.port, factory,
                                                   config.interface)

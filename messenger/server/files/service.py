@@ -38,6 +38,7 @@ HOUSEKEEPING_INTERVAL = 600.0
 FIRST_HOUSEKEEPING = 60.0
 IDLE_INTERVAL = 30.0
 IDLE_RELEASE = 60.0        # seconds an upload without a connection keeps its file open
+SWEEP_INTERVAL = 24 * 3600.0  # leftovers of crashes (and of restores) are looked for daily
 BATCH = 50                 # rows per housekeeping transaction (blob files are unlinked in it)
 
 
@@ -78,6 +79,10 @@ class FilesService:
         idle.start(IDLE_INTERVAL, now=False)
         self._loops.append(idle)
         self._first = self.clock.callLater(FIRST_HOUSEKEEPING, self._begin_housekeeping)
+        sweep = task.LoopingCall(self._sweep_logged)
+        sweep.clock = self.clock
+        sweep.start(SWEEP_INTERVAL, now=True)
+        self._loops.append(sweep)
 
     def _begin_housekeeping(self) -> None:
         self._first = None
@@ -255,10 +260,16 @@ class FilesService:
                           " file(s) and {blobs} unused blob(s) deleted",
                           uploads=expired_total, files=files_total, blobs=blobs_total)
 
+    def _sweep_logged(self) -> defer.Deferred[Any]:
+        d = self.sweep()
+        d.addErrback(lambda f: self.log.failure("Sweeping the files directory failed", f))
+        return d
+
     @defer.inlineCallbacks
     def sweep(self, now: float | None = None) -> Any:
-        """At start: remove partial files of uploads that are gone and blob files that
-        never got their row (both left by a crash at the wrong moment)."""
+        """At start and daily: remove partial files of uploads that are gone and blob
+        files without a row (left by a crash at the wrong moment, or by a restore of an
+        older database), once they are an hour old."""
         live = yield self.db.read(files.upload_ids_txn)
         known = yield self.db.read(files.blob_hashes_txn)
         partials = yield self.run(self.blobs.sweep_partials, live, now)
