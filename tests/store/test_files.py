@@ -28,7 +28,7 @@ class FileStoreTests(StoreCase):
 
     def post(self, sender, recipient, file_id, client_id="c1"):
         (result,) = self.write(attachments.insert_batch_txn, [
-            (sender, recipient, client_id, "", self.now, file_id, '{"file_id":%d}' % file_id)])
+            (sender, recipient, client_id, "", self.now, file_id, f'{{"file_id":{file_id}}}')])
         return result
 
     def test_quota_is_checked_before_anything_is_stored(self):
@@ -96,7 +96,7 @@ class FileStoreTests(StoreCase):
         self.assertEqual(self.post(self.alice, self.bob, row.id + 50, "c2"),
                          attachments.FILE_GONE)
         rows = self.read(messages.sync_txn, self.bob, 0, 10)
-        self.assertEqual([(r[0], r[5]) for r in rows], [(first[0], '{"file_id":%d}' % row.id)])
+        self.assertEqual([(r[0], r[5]) for r in rows], [(first[0], f'{{"file_id":{row.id}}}')])
 
     def test_expiry(self):
         """Uploads untouched since the cutoff are deleted (their ids returned); touched
