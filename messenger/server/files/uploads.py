@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from messenger.server.files.blobs import SYNC_EVERY, BlobStore
+from messenger.server.files.blobs import SYNC_EVERY, WRITEBACK_EVERY, BlobStore
 from messenger.store.files import UploadRow
 from messenger.wire.errors import BadRequest, Conflict
 
@@ -63,6 +63,7 @@ class Upload:
         self._hasher: Any = None
         self._written = 0
         self._unsynced = 0
+        self._written_back = 0
 
     @property
     def id(self) -> int:
@@ -133,6 +134,7 @@ class Upload:
             self.blobs.close(fd)
             raise
         self._fd, self._hasher, self._written, self._unsynced = fd, hasher, length, 0
+        self._written_back = length
         return length
 
     def _write_job(self, offset: int, data: memoryview) -> int:
@@ -144,6 +146,10 @@ class Upload:
             self.blobs.write(fd, offset, data)
             self._hasher.update(data)
             self._unsynced += len(data)
+            end = offset + len(data)
+            if end - self._written_back >= WRITEBACK_EVERY:
+                self.blobs.start_writeback(fd, self._written_back, end - self._written_back)
+                self._written_back = end
             if self._unsynced >= SYNC_EVERY:
                 self.blobs.sync(fd)
                 self._unsynced = 0
