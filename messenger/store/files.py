@@ -71,11 +71,13 @@ def _file(row: Any) -> FileRow | None:
 
 def quota_used_txn(txn: Any, owner_id: int) -> int:
     """Bytes counted against ``owner_id``: the distinct contents of its files (the same
-    bytes uploaded twice count once) and the declared sizes of its unfinished uploads."""
+    bytes uploaded twice count once) and the declared sizes of its unfinished uploads
+    (but those of content it already holds)."""
     txn.execute("SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT sha256, size FROM files"
                 " WHERE owner_id = ?) owned", (owner_id,))
     stored = txn.fetchone()[0]
-    txn.execute("SELECT COALESCE(SUM(size), 0) FROM uploads WHERE owner_id = ?", (owner_id,))
+    txn.execute("SELECT COALESCE(SUM(size), 0) FROM uploads WHERE owner_id = ? AND known = 0",
+                (owner_id,))
     return int(stored) + int(txn.fetchone()[0])
 
 

@@ -117,3 +117,37 @@ class TwoNodesTests(OnPostgres, unittest.TestCase):
         filehelp.send_chunks(alice, reply["upload_id"], data, 1_000_000)
         finished = yield alice.request("file_finish", upload_id=reply["upload_id"])
         self.assertEqual(finished["file"]["sha256"], filehelp.sha(data))
+
+
+class LockedUploadTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_upload_held_by_another_process(self):
+        """An upload whose partial file another process holds (another node of a
+        cluster) is answered 409 with retry_after; once released, it resumes."""
+        import subprocess
+        import sys
+        server, (alice,) = yield server_with(self, "alice")
+        data = filehelp.content(300_000)
+        reply = yield filehelp.start(alice, data)
+        filehelp.send_chunks(alice, reply["upload_id"], data, end=100_000)
+        done = yield alice.request("file_finish", upload_id=reply["upload_id"])
+        self.assertEqual(done["offset"], 100_000)
+        yield alice.request("quit")
+        server.ctx.files.release_idle(server.ctx.clock.seconds() + 3600)
+        path = filehelp.partial_files(server)[0]
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR);"
+             " fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+             str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(holder.wait)
+        self.addCleanup(lambda: holder.stdin.closed or holder.stdin.close())
+        self.assertEqual(holder.stdout.readline().strip(), "locked")
+        alice = yield login(self, server, "alice")
+        busy = yield filehelp.start(alice, data)
+        self.assertEqual((busy["response"], busy["retry_after"]), (409, 60.0))
+        self.assertIn("another connection", busy["error"])
+        holder.stdin.close()
+        holder.wait()
+        resumed = yield filehelp.start(alice, data)
+        self.assertEqual((resumed["response"], resumed["offset"]), (200, 100_000))

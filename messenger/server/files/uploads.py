@@ -58,6 +58,7 @@ class Upload:
         self.prepared = False
         self.finishing: defer.Deferred[Any] | None = None
         self.last_active = now
+        self._open_error: BaseException | None = None
         # lane side (touched only by jobs, one at a time)
         self._fd: int | None = None
         self._hasher: Any = None
@@ -82,13 +83,15 @@ class Upload:
     def _opened(self, length: int) -> None:
         self.received = self.committed = self.reported = length
 
-    def _open_failed(self, failure: Any) -> Any:
+    def _open_failed(self, failure: Any) -> None:
+        """Kept for `_settle`, which reports it to whoever is waiting for the offset."""
         self.prepared = False
-        return failure
+        self._open_error = failure.value
 
     def _settle(self) -> int:
         if not self.prepared:
-            raise Conflict("the upload could not be opened; try again")
+            error, self._open_error = self._open_error, None
+            raise error or Conflict("the upload could not be opened; try again")
         self.received = self.committed
         self.failed = False
         return self.committed
