@@ -11,8 +11,12 @@ Phases, in order (``--phases`` picks a subset), each bounded by --max-seconds:
 3. ``download``: a file posted to the downloader is downloaded alone: MiB/s from
    ``file_get`` to the last byte (its SHA-256 is checked after the clock stops).
 4. ``during_upload``, ``during_download``: the message load again while such a transfer
-   runs, from its first byte to its last: do transfers starve the reactor or the
-   database writer? The transfer's own MiB/s is reported too.
+   runs flat out, from its first byte to its last: do transfers starve the reactor or
+   the database writer? The transfer's own MiB/s is reported too.
+5. ``paced_upload``, ``paced_download``: the same with the transfer held to
+   ``--pace-mib-s`` (50 MiB/s, the target): on a 2-core machine a transfer flat out
+   also takes the CPU from the generator and the server alike, which a real client on
+   another machine does not.
 
 Each transfer runs in a child process (`messenger.bench.transfer`), so that sealing and
 copying megabytes in the generator does not delay the connections whose latency is
@@ -39,7 +43,8 @@ from messenger.bench.proc import ServerSample
 from messenger.bench.transfer import MIB, Conn, child_main
 
 MSG_RE = re.compile(rb'"message":"(\d+) (\d+) ')
-PHASES = ("baseline", "upload", "download", "during_upload", "during_download")
+PHASES = ("baseline", "upload", "download", "during_upload", "during_download",
+          "paced_upload", "paced_download")
 
 
 class MessageLoad:
@@ -165,14 +170,15 @@ class TransferProcess(protocol.ProcessProtocol):
             self.result.callback(result)
 
 
-def spawn_transfer(reactor: Any, args: Any, mode: str) -> TransferProcess:
+def spawn_transfer(reactor: Any, args: Any, mode: str, pace: float) -> TransferProcess:
     child = TransferProcess()
     argv = [sys.executable, "-m", "messenger.bench.cli", "files", "--transfer", mode,
             "--server", f"{args.host}:{args.port}", "--secret-file", args.secret_file,
             "--cipher", args.cipher, "--login", args.login, "--user-prefix",
             args.user_prefix + "t", "--size-mib", str(args.size_mib), "--chunk",
             str(args.chunk), "--read-size", str(args.read_size), "--window",
-            str(args.window), "--max-seconds", str(args.max_seconds)]
+            str(args.window), "--max-seconds", str(args.max_seconds),
+            "--pace-mib-s", str(pace)]
     reactor.spawnProcess(child, sys.executable, argv, env=dict(os.environ))
     return child
 
@@ -220,8 +226,9 @@ class Run:
 
     @defer.inlineCallbacks
     def transfer(self, phase: str) -> Any:
-        with_messages = phase.startswith("during_")
-        child = spawn_transfer(self.reactor, self.args, phase.split("_")[-1])
+        with_messages = phase.startswith(("during_", "paced_"))
+        pace = self.args.pace_mib_s if phase.startswith("paced_") else 0.0
+        child = spawn_transfer(self.reactor, self.args, phase.split("_")[-1], pace)
         yield child.ready
         before, t0 = self.sample(), time.monotonic()
         if with_messages:
@@ -294,6 +301,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--body-bytes", type=int, default=64)
     ap.add_argument("--phases", default=",".join(PHASES),
                     help="comma-separated subset, in this order")
+    ap.add_argument("--pace-mib-s", type=float, default=50.0,
+                    help="MiB/s of the transfers of the paced_* phases (default 50)")
     ap.add_argument("--transfer", choices=("upload", "download"), help=argparse.SUPPRESS)
 
 
@@ -304,7 +313,8 @@ def summary_line(out: dict[str, Any]) -> str:
     for name in ("upload", "download"):
         if name in out:
             parts.append(f"{name} {out[name]['mib_s']} MiB/s")
-    for name in ("baseline", "during_upload", "during_download"):
+    for name in ("baseline", "during_upload", "during_download", "paced_upload",
+                 "paced_download"):
         if name in out:
             fig = out[name]
             extra = f" ({fig['transfer_mib_s']} MiB/s)" if "transfer_mib_s" in fig else ""
@@ -330,7 +340,8 @@ def main(argv: list[str]) -> int:
            "pairs": args.pairs, "rate": args.rate, "read_size": args.read_size,
            "window": args.window, "cipher": args.cipher, **out}
     lost = any(out.get(name, {}).get("lost") for name in
-               ("baseline", "during_upload", "during_download"))
+               ("baseline", "during_upload", "during_download", "paced_upload",
+                "paced_download"))
     out["ok"] = not out.get("fail") and not lost
     emit(out, args.json_out, summary_line(out))
     return 0 if out["ok"] else 1

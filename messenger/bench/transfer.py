@@ -23,7 +23,7 @@ import struct
 import time
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from messenger.bench.conn import LEN, BenchConnection, Launcher, request_id
 from messenger.wire import binary
@@ -78,9 +78,17 @@ def fresh_content(base: bytearray, counter: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+def _allowed(t0: float, pace: float) -> float:
+    """Bytes a transfer paced at ``pace`` bytes/s may have moved by now (no pace: all)."""
+    return (time.monotonic() - t0) * pace if pace > 0 else float("inf")
+
+
 @defer.inlineCallbacks
-def upload(conn: Conn, data: bytes, sha: str, chunk: int, window: int) -> Any:
-    """Upload ``data``; fires with (file id, seconds)."""
+def upload(conn: Conn, data: bytes, sha: str, chunk: int, window: int,
+           pace: float = 0.0) -> Any:
+    """Upload ``data`` (at most ``pace`` bytes/s when given); fires with (file id,
+    seconds)."""
+    from twisted.internet import reactor
     t0 = time.monotonic()
     reply = yield conn.request("file_upload", name="bench.bin", size=len(data),
                                mime="application/octet-stream", sha256=sha)
@@ -102,15 +110,23 @@ def upload(conn: Conn, data: bytes, sha: str, chunk: int, window: int) -> Any:
     view, size, seal, write = memoryview(data), len(data), conn.seal, conn.transport.write
     while offset < size:
         batch = []
-        while offset < size and offset - state["confirmed"] < window:
+        allowed = _allowed(t0, pace)
+        while (offset < size and offset - state["confirmed"] < window
+               and offset < allowed + chunk):
             piece = view[offset:offset + chunk]
             sealed = seal(_HEADER.pack(binary.UPLOAD_DATA, upload_id, offset) + piece)
             batch.append(LEN(len(sealed)) + sealed)
             offset += len(piece)
-        write(b"".join(batch))
-        if offset < size:
+        if batch:
+            write(b"".join(batch))
+        if offset >= size:
+            break
+        if offset - state["confirmed"] >= window:
             state["waiter"] = defer.Deferred()
             yield state["waiter"]
+        else:                                   # held back by the pace
+            yield task.deferLater(reactor, max(0.001, (offset - allowed) / pace),
+                                  lambda: None)
     done = yield conn.request("file_finish", upload_id=upload_id)
     seconds = time.monotonic() - t0
     conn.on_push = None
@@ -120,8 +136,11 @@ def upload(conn: Conn, data: bytes, sha: str, chunk: int, window: int) -> Any:
 
 
 @defer.inlineCallbacks
-def download(conn: Conn, file_id: int, size: int, read_size: int, window: int) -> Any:
-    """Download a file; fires with (its bytes, seconds)."""
+def download(conn: Conn, file_id: int, size: int, read_size: int, window: int,
+             pace: float = 0.0) -> Any:
+    """Download a file (at most ``pace`` bytes/s when given); fires with (its bytes,
+    seconds)."""
+    from twisted.internet import reactor
     t0 = time.monotonic()
     reply = yield conn.request("file_get", file_id=file_id)
     if reply.get("response") != 200:
@@ -133,7 +152,9 @@ def download(conn: Conn, file_id: int, size: int, read_size: int, window: int) -
 
     def ask() -> None:
         batch = []
-        while state["requested"] < size and state["requested"] - state["received"] < window:
+        allowed = _allowed(t0, pace)
+        while (state["requested"] < size and state["requested"] - state["received"] < window
+               and state["requested"] < allowed + read_size):
             length = min(read_size, size - state["requested"])
             sealed = seal(binary.pack_read(file_id, state["requested"], length))
             batch.append(LEN(len(sealed)) + sealed)
@@ -155,7 +176,13 @@ def download(conn: Conn, file_id: int, size: int, read_size: int, window: int) -
     conn.on_data = data
     conn.on_push = lambda push: (_ for _ in ()).throw(RuntimeError(f"file_error: {push}"))
     ask()
+    ticker = task.LoopingCall(ask)
+    if pace > 0:
+        ticker.clock = reactor
+        ticker.start(0.005, now=False)
     yield finished
+    if ticker.running:
+        ticker.stop()
     seconds = time.monotonic() - t0
     conn.on_data = conn.on_push = None
     return bytes(buffer), seconds
@@ -210,6 +237,7 @@ class Child:
         base = bytearray(os.urandom(self.size))
         data, sha = fresh_content(base, int.from_bytes(os.urandom(6), "big"))
         chunk = args.chunk or (u.max_frame - binary.DATA_HEADER_SIZE - 64)
+        pace = args.pace_mib_s * MIB
         if args.transfer == "download":
             file_id, _ = yield upload(u, data, sha, chunk, args.window)
             reply = yield u.request("msg", to=d.user, message="bench",
@@ -218,9 +246,10 @@ class Child:
                 raise RuntimeError(f"posting the file failed: {reply}")
         yield self._wait_for_go()
         if args.transfer == "upload":
-            _, seconds = yield upload(u, data, sha, chunk, args.window)
+            _, seconds = yield upload(u, data, sha, chunk, args.window, pace)
         else:
-            got, seconds = yield download(d, file_id, self.size, args.read_size, args.window)
+            got, seconds = yield download(d, file_id, self.size, args.read_size, args.window,
+                                          pace)
             if hashlib.sha256(got).hexdigest() != sha:
                 raise RuntimeError("the downloaded file has the wrong SHA-256")
         return {"mib_s": round(self.size / MIB / seconds, 1), "seconds": round(seconds, 3),
