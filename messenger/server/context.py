@@ -25,6 +25,7 @@ from messenger.server.directory import Directory
 from messenger.server.files.service import FilesService
 from messenger.server.limits import Limits, lockout_policy
 from messenger.server.maintenance import Maintenance
+from messenger.server.memory import Trimmer
 from messenger.server.metrics import Metrics
 from messenger.server.passwords import PasswordHasher
 from messenger.server.presence import Presence
@@ -81,6 +82,7 @@ class ServerContext:
                                  config.call_ring_timeout, config.public_host)
         self.next_volatile_id = 1  # message ids when persistence is off (benchmarks only)
         self.connections: set[Any] = set()     # every open connection, in any state
+        self.trimmer = Trimmer()               # memory back to the system after a crowd
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._sweeper: task.LoopingCall | None = None
         self._account_check: task.LoopingCall | None = None
@@ -193,12 +195,14 @@ class ServerContext:
             connection.check_alive(now)
         self.limits.prune()
         self.admission.prune()
+        self.trimmer.check(len(self.connections))
 
     # -- connections ----------------------------------------------------------------------
 
     def connection_made(self, connection: Any) -> MessengerError | None:
         """Count a new connection in; the error to refuse it with, if it may not stay."""
         self.connections.add(connection)
+        self.trimmer.opened(len(self.connections))
         refusal = self.admission.admit(connection)
         if refusal is not None:
             self.refusals.note(refusal.message, connection.address)

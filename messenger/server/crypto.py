@@ -40,15 +40,18 @@ class Lane:
         self.busy = False          # a job of this lane is in a thread now
         self.closed = False
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+    def submit(self, fn: Callable[..., T], *args: Any,
+               urgent: bool = False) -> defer.Deferred[T]:
         """Run ``fn(*args)`` in the pool after this lane's earlier jobs; fires on the
-        reactor thread with its result. After `close`, never fires."""
+        reactor thread with its result. After `close`, never fires. An ``urgent`` job of
+        an idle lane (a key exchange: one signature) goes ahead of the lanes waiting,
+        rather than behind every other connection's page."""
         d: defer.Deferred[T] = defer.Deferred()
         if self.closed:
             return d
         self._jobs.append((fn, args, d))
         if not self.busy and len(self._jobs) == 1:
-            self._pool._ready(self)
+            self._pool._ready(self, urgent)
         return d
 
     @property
@@ -97,8 +100,11 @@ class CryptoPool:
         """Lanes waiting for a thread (for metrics and overload decisions)."""
         return len(self._waiting)
 
-    def _ready(self, lane: Lane) -> None:
-        self._waiting.append(lane)
+    def _ready(self, lane: Lane, urgent: bool = False) -> None:
+        if urgent:
+            self._waiting.appendleft(lane)
+        else:
+            self._waiting.append(lane)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -135,7 +141,8 @@ class InlineLane:
     def __init__(self) -> None:
         self.closed = False
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+    def submit(self, fn: Callable[..., T], *args: Any,
+               urgent: bool = False) -> defer.Deferred[T]:
         if self.closed:
             return defer.Deferred()
         return defer.maybeDeferred(fn, *args)

@@ -23,6 +23,11 @@ from twisted.logger import Logger
 
 log = Logger()
 
+# Connections the kernel may hold for us before we accept them (Twisted's default is 50:
+# a crowd connecting at once, real users after an outage or an attacker, would see SYNs
+# dropped and retried for seconds). The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
+
 
 def _v6_socket(kind: int, port: int, v6only: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET6, kind)
@@ -32,7 +37,7 @@ def _v6_socket(kind: int, port: int, v6only: bool) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("::", port))
         if kind == socket.SOCK_STREAM:
-            sock.listen(128)
+            sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -43,7 +48,7 @@ def _v6_socket(kind: int, port: int, v6only: bool) -> socket.socket:
 def listen_tcp(reactor: Any, port: int, factory: Any, interface: str = "",
                what: str = "TCP") -> list[Any]:
     """Listening ports for ``factory``: the first is the IPv4 (or given) one."""
-    first = reactor.listenTCP(port, factory, interface=interface)
+    first = reactor.listenTCP(port, factory, backlog=LISTEN_BACKLOG, interface=interface)
     if interface:
         return [first]
     number = first.getHost().port

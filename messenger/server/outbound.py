@@ -8,6 +8,11 @@ producer/consumer, as the magic-wormhole transit relay does). The transport paus
 its buffer holds more than its high-water mark (64 KiB for TCP) and resumes it when the
 buffer has drained. While paused, everything written is counted; once the count passes the
 configured limit (``--max-queued-bytes``) the connection is dropped with a log line.
+Only pushes (what the client did not ask for) are dropped: the replies to its own
+requests are bounded by the requests it may have in flight (`requests.MAX_HEAVY` pages
+of at most 1 MiB, `requests.MAX_IN_FLIGHT` small ones), since reading stops while
+writes are held back; a client that pipelines a few pages is answered, however slowly it
+reads. What one connection may hold is therefore the limit plus that bound.
 Nothing is lost by that: every message is stored, and the client syncs after it comes
 back. A reader that is merely slow, but keeps up on average, drains the buffer between
 bursts and is never dropped: the limit is on what is queued, not on speed.
@@ -83,22 +88,24 @@ class Outbound:
         self._overflow = on_overflow
         self.overflowed = False
 
-    def write(self, data: bytes) -> None:
-        """Hand ``data`` to the transport, or drop the connection when over the limit."""
+    def write(self, data: bytes, reply: bool = False) -> None:
+        """Hand ``data`` to the transport, or drop the connection when a push would pass
+        the limit. A ``reply`` (to one of the client's own requests) is never dropped:
+        replies are bounded by the requests in flight, as reading stops meanwhile."""
         if self.paused:
             queued = self.queued = self.queued + len(data)
-            if queued + self.pending > self.limit:
+            if queued + self.pending > self.limit and not reply:
                 self._overflowed()
                 return
             if queued > HOLD_READING_AT:
                 self._gate.hold("writes")
         self._write(data)
 
-    def reserve(self, size: int) -> bool:
+    def reserve(self, size: int, reply: bool = False) -> bool:
         """Count ``size`` bytes that will be written later; False (and the connection is
-        dropped) when that would pass the limit."""
+        dropped) when a push would pass the limit."""
         self.pending += size
-        if self.queued + self.pending > self.limit:
+        if self.queued + self.pending > self.limit and not reply:
             self._overflowed()
             return False
         return True

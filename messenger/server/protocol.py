@@ -156,8 +156,9 @@ class ServerProtocol(Int32StringReceiver):
 
     def _timed_out(self, reason: str) -> None:
         self._timer = None
-        self.log.info("Dropping {address} in state {state}: {reason}", address=self.address,
-                      state=self.state.value, reason=reason)
+        # Once per interval with a count: idle connections come in floods.
+        self.ctx.refusals.note(f"{reason} (dropped in state {self.state.value})",
+                               self.address)
         if self.state is State.UNAUTHENTICATED:
             self.push({"response": codes.NOT_AUTHORISED, "error": reason,
                        "time": self.ctx.clock.seconds()})
@@ -175,9 +176,9 @@ class ServerProtocol(Int32StringReceiver):
             self.transport.loseConnection()
 
     def abort(self, reason: str) -> None:
-        """Close at once: the peer cannot be trusted any more."""
-        self.log.warn("Aborting connection from {address}: {reason}", address=self.address,
-                      reason=reason)
+        """Close at once: the peer cannot be trusted any more (logged once per interval
+        with a count: a peer can make this happen on every connection)."""
+        self.ctx.refusals.note(f"connection aborted: {reason}", self.address)
         if self.state is not State.CLOSED:
             self._enter(State.CLOSED)
         self.transport.abortConnection()
@@ -255,7 +256,7 @@ class ServerProtocol(Int32StringReceiver):
             self._enter(State.KEYX)
             return
         self.gate.hold("handshake")
-        d = self._lane.submit(handshake.receive, data)
+        d = self._lane.submit(handshake.receive, data, urgent=True)
         d.addCallbacks(self._keyx_done, self._handshake_failed)
 
     def _keyx_done(self, outcome: tuple[bytes, Any]) -> None:
@@ -327,29 +328,30 @@ class ServerProtocol(Int32StringReceiver):
         if self.outbound is not None and not self._lost:
             self.outbound.write(_prefix(len(string)) + string)
 
-    def push_encoded(self, payload: bytes) -> None:
-        """Send an already encoded JIM object (a push or a reply); dropped once closed."""
+    def push_encoded(self, payload: bytes, reply: bool = False) -> None:
+        """Send an already encoded JIM object (a push, or with ``reply`` the answer to one
+        of the client's requests); dropped once closed."""
         seal = self._seal
         if seal is None or self.state is State.CLOSED:
             return
         if not self._in_lane:
             sealed = seal(payload)
-            self.outbound.write(_prefix(len(sealed)) + sealed)  # type: ignore[union-attr]
+            self.outbound.write(_prefix(len(sealed)) + sealed, reply)  # type: ignore[union-attr]
             return
         size = int(len(payload) * self._expansion) + 64
-        if not self.outbound.reserve(size):  # type: ignore[union-attr]
+        if not self.outbound.reserve(size, reply):  # type: ignore[union-attr]
             return
         if self._lane.queued + 1 >= LANE_DEPTH:
             self.gate.hold("crypto")
-        self._lane.submit(seal, payload).addCallback(self._sealed, size)
+        self._lane.submit(seal, payload).addCallback(self._sealed, size, reply)
 
-    def _sealed(self, sealed: bytes, size: int) -> None:
+    def _sealed(self, sealed: bytes, size: int, reply: bool) -> None:
         self._lane_drained()
         outbound = self.outbound
         assert outbound is not None
         outbound.unreserve(size)
         if not self._lost:
-            outbound.write(_prefix(len(sealed)) + sealed)
+            outbound.write(_prefix(len(sealed)) + sealed, reply)
 
     def push(self, message: dict[str, Any]) -> None:
         self.push_encoded(jim.encode(message))
@@ -359,7 +361,7 @@ class ServerProtocol(Int32StringReceiver):
         if self._seal is None or self.state is State.CLOSED:
             return
         self.push_encoded(replies.encode_reply(request_id, outcome,
-                                               self.ctx.clock.seconds()))
+                                               self.ctx.clock.seconds()), reply=True)
         self.ctx.metrics.reply(reply_code(outcome))
         if type(outcome) is replies.Ack:
             return

@@ -192,7 +192,9 @@ def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
 
 def _settled(outcome: Any, session: ServerProtocol, request_id: str, heavy: bool) -> None:
     session.requests.finished(session, heavy)
-    if isinstance(outcome, Failure) and not outcome.check(MessengerError):
+    # CancelledError: work dropped because the connection went (nobody to tell).
+    if isinstance(outcome, Failure) and not outcome.check(MessengerError,
+                                                          defer.CancelledError):
         log.failure("Request from {address} failed", outcome, address=session.address)
     session.answer(request_id, outcome)
 

@@ -27,7 +27,12 @@ from messenger.server import control, startup
 from messenger.server.admission import raise_open_file_limit
 from messenger.server.config import ServerConfig
 from messenger.server.context import ServerContext
-from messenger.server.listen import listen_stream_dual, listen_tcp, listen_udp
+from messenger.server.listen import (
+    LISTEN_BACKLOG,
+    listen_stream_dual,
+    listen_tcp,
+    listen_udp,
+)
 from messenger.server.mail.mailer import Mailer
 from messenger.server.metrics import metrics_site
 from messenger.server.portsniff import TlsPortFactory
@@ -152,7 +157,7 @@ class MessengerServer:
         if tls_options is not None:
             self.tls_port = self.reactor.listenTCP(
                 config.tls.port, TlsPortFactory(factory, tls_options, self.reactor),
-                interface=config.interface)
+                backlog=LISTEN_BACKLOG, interface=config.interface)
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
         udp_port = config.udp_port if config.udp_port is not None else self.tcp_port

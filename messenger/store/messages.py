@@ -123,13 +123,19 @@ def _insert_batch_postgres(txn: Any, items: list[NewMessage]) -> list[Stored]:
     return results
 
 
-def sync_txn(txn: Any, recipient_id: int, since: int, limit: int) -> list[MessageRow]:
-    """Messages addressed to the user with an id above ``since``, oldest first."""
+def sync_txn(txn: Any, recipient_id: int, since: int, limit: int,
+             max_bytes: int = 0) -> list[MessageRow]:
+    """Messages addressed to the user with an id above ``since``, oldest first.
+
+    With ``max_bytes``, reading stops at the first row whose body takes the page past it
+    (see `_until_bytes`): a page of big messages reads about one reply's worth, however
+    many rows were asked for.
+    """
     txn.execute("SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
                 " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
                 " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?",
                 (recipient_id, since, limit))
-    return [tuple(row) for row in txn.fetchall()]
+    return _until_bytes(txn, max_bytes)
 
 
 # One page of a conversation: each direction is its own indexed range scan on
@@ -157,18 +163,41 @@ _HISTORY_SELF = (
 
 
 def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
-                limit: int) -> list[MessageRow]:
+                limit: int, max_bytes: int = 0) -> list[MessageRow]:
     """One page of the conversation between two users, oldest first, ids below ``before``.
 
-    Costs one page whatever the conversation's length (see ``_HISTORY``)."""
+    Costs one page whatever the conversation's length (see ``_HISTORY``); with
+    ``max_bytes``, rows are read newest first only until that many bytes of bodies (see
+    `_until_bytes`)."""
     below = before if before is not None else 2**62
     if user_id == other_id:  # notes to self: one direction
         txn.execute(_HISTORY_SELF, (user_id, user_id, below, limit))
     else:
         txn.execute(_HISTORY, (user_id, other_id, below, limit,
                                other_id, user_id, below, limit, limit))
-    rows = [tuple(row) for row in txn.fetchall()]
+    rows = _until_bytes(txn, max_bytes)
     rows.reverse()
+    return rows
+
+
+def _until_bytes(txn: Any, max_bytes: int) -> list[MessageRow]:
+    """The rows of the query just run, read until their bodies (and attachments) pass
+    ``max_bytes`` (the row that passes it included; 0: all). A reply cut to ``max_bytes`` by its encoded
+    size, which is never less than its bodies' length, then says there is more; rows
+    past it are never read into memory (SQLite reads them as they are fetched)."""
+    if not max_bytes:
+        return [tuple(row) for row in txn.fetchall()]
+    rows: list[MessageRow] = []
+    size = 0
+    while size <= max_bytes:
+        batch = txn.fetchmany(16)
+        if not batch:
+            break
+        for row in batch:
+            rows.append(tuple(row))  # type: ignore[arg-type]
+            size += len(row[4]) + (len(row[5]) if row[5] else 0)   # body and attachment
+            if size > max_bytes:
+                break
     return rows
 
 

@@ -786,8 +786,8 @@ class LifecycleUnitTests(unittest.TestCase):
         real_sealed = peer.proto._sealed
         sealed = []
 
-        def counting_sealed(data: bytes, size: int) -> None:
-            real_sealed(data, size)
+        def counting_sealed(data: bytes, size: int, reply: bool) -> None:
+            real_sealed(data, size, reply)
             sealed.append(size)
             if len(sealed) == 2:
                 d.callback(None)

@@ -129,6 +129,19 @@ class MessageStoreTests(StoreCase):
         older = self.read(messages.history_txn, self.bob, self.alice, page[0][0], 10)
         self.assertEqual([row[4] for row in older], ["m0", "m1", "m2"])
 
+    def test_pages_read_until_the_byte_budget(self):
+        """With max_bytes, sync and history stop reading at the row that passes it (that
+        row included); history keeps the newest rows of the page."""
+        for i in range(10):
+            self.insert((self.alice, self.bob, f"b{i}", f"{i}" * 100, float(i)))
+        page = self.read(messages.sync_txn, self.bob, 0, 1000, 250)
+        self.assertEqual([row[4][0] for row in page], ["0", "1", "2"])
+        self.assertEqual(len(self.read(messages.sync_txn, self.bob, 0, 1000, 0)), 10)
+        page = self.read(messages.history_txn, self.bob, self.alice, None, 1000, 250)
+        self.assertEqual([row[4][0] for row in page], ["7", "8", "9"])
+        page = self.read(messages.history_txn, self.bob, self.alice, None, 5, 10**6)
+        self.assertEqual([row[4][0] for row in page], ["5", "6", "7", "8", "9"])
+
     def test_history_pages_interleave_directions(self):
         """Pages of a conversation whose directions interleave unevenly hold exactly the
         newest rows below ``before``, whichever direction they went."""

@@ -175,7 +175,7 @@ def sync(session: Session, request: dict[str, Any]) -> Any:
     """Everything addressed to the user after ``since``, oldest first, with ``more``."""
     limit = request.get("limit") or 500
     rows = yield session.ctx.db.read(messages.sync_txn, session.account.id,  # type: ignore
-                                     request["since"], limit + 1)
+                                     request["since"], limit + 1, jim.MAX_SERVER_PAYLOAD)
     return Page([message_view(r) for r in rows[:limit]], more=len(rows) > limit)
 
 
@@ -189,7 +189,8 @@ def history(session: Session, request: dict[str, Any]) -> Any:
         raise NotFound(f"no user named '{request['with']}'")
     limit = request.get("limit") or 50
     rows = yield ctx.db.read(messages.history_txn, session.account.id,  # type: ignore
-                             other.id, request.get("before"), limit + 1)
+                             other.id, request.get("before"), limit + 1,
+                             jim.MAX_SERVER_PAYLOAD)
     more = len(rows) > limit
     if more:
         rows = rows[1:]
