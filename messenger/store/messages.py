@@ -182,9 +182,10 @@ def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
 
 def _until_bytes(txn: Any, max_bytes: int) -> list[MessageRow]:
     """The rows of the query just run, read until their bodies (and attachments) pass
-    ``max_bytes`` (the row that passes it included; 0: all). A reply cut to ``max_bytes`` by its encoded
-    size, which is never less than its bodies' length, then says there is more; rows
-    past it are never read into memory (SQLite reads them as they are fetched)."""
+    ``max_bytes`` (the row that passes it included; 0: all). A reply cut to ``max_bytes``
+    by its encoded size, which is never less than its bodies' length, then says there is
+    more; rows past it are never read into memory (SQLite reads them as they are
+    fetched)."""
     if not max_bytes:
         return [tuple(row) for row in txn.fetchall()]
     rows: list[MessageRow] = []
