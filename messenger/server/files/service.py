@@ -153,13 +153,13 @@ class FilesService:
                 raise NotFound(f"no upload {upload_id}: start it with file_upload")
             yield self.attach(session, row)
             upload = self.uploads[upload_id]
-        if upload.finishing is not None:
+        if upload.finishing:
             raise Conflict(f"upload {upload_id} is being finished already")
-        upload.finishing = defer.Deferred()
+        upload.finishing = True
         try:
             result = yield self._finish(upload, owner)
         finally:
-            upload.finishing = None
+            upload.finishing = False
         return result, True
 
     @defer.inlineCallbacks
@@ -209,7 +209,7 @@ class FilesService:
         for upload in list(self.uploads.values()):
             session = upload.session
             alive = session is not None and session.state is not State.CLOSED
-            if (not alive and upload.finishing is None
+            if (not alive and not upload.finishing
                     and now - upload.last_active >= IDLE_RELEASE):
                 del self.uploads[upload.id]
                 upload.release().addErrback(

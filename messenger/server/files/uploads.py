@@ -56,7 +56,7 @@ class Upload:
         self.session: Any = None
         self.failed = False
         self.prepared = False
-        self.finishing: defer.Deferred[Any] | None = None
+        self.finishing = False
         self.last_active = now
         self._open_error: BaseException | None = None
         # lane side (touched only by jobs, one at a time)
