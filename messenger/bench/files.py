@@ -306,6 +306,32 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--transfer", choices=("upload", "download"), help=argparse.SUPPRESS)
 
 
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown: one line per run (``messenger-bench report`` prints it)."""
+    out = ["| date (UTC) | label | upload MiB/s | download MiB/s | baseline p50 / p99 ms |"
+           " during upload: MiB/s, p50 / p99 ms | during download: MiB/s, p50 / p99 ms |"
+           " paced upload | paced download | srv reactor util (base / up / down) | ok |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def lat(fig: dict[str, Any] | None, with_rate: bool = True) -> str:
+        if not fig:
+            return "-"
+        rate = f"{fig.get('transfer_mib_s')}: " if with_rate and "transfer_mib_s" in fig else ""
+        return f"{rate}{fig.get('p50_ms')} / {fig.get('p99_ms')}"
+
+    for r in rows:
+        util = " / ".join(str(r.get(name, {}).get("server_reactor_util", "-"))
+                          for name in ("baseline", "upload", "download"))
+        out.append(f"| {r.get('date', '')[5:16].replace('T', ' ')} | {r.get('label') or '-'}"
+                   f" | {r.get('upload', {}).get('mib_s', '-')}"
+                   f" | {r.get('download', {}).get('mib_s', '-')}"
+                   f" | {lat(r.get('baseline'), False)} | {lat(r.get('during_upload'))}"
+                   f" | {lat(r.get('during_download'))} | {lat(r.get('paced_upload'))}"
+                   f" | {lat(r.get('paced_download'))} | {util}"
+                   f" | {'yes' if r.get('ok') else 'NO: ' + str(r.get('fail'))} |")
+    return out
+
+
 def summary_line(out: dict[str, Any]) -> str:
     if out.get("fail"):
         return f"files: FAILED: {out['fail']}"
@@ -336,7 +362,8 @@ def main(argv: list[str]) -> int:
     if args.transfer:
         return child_main(args, reactor, secret, client_key())
     out = run(args, reactor, secret, client_key())
-    out = {"kind": "files", "label": args.label, "size_mib": args.size_mib,
+    out = {"kind": "files", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "label": args.label, "size_mib": args.size_mib,
            "pairs": args.pairs, "rate": args.rate, "read_size": args.read_size,
            "window": args.window, "cipher": args.cipher, **out}
     lost = any(out.get(name, {}).get("lost") for name in
