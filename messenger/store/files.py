@@ -224,8 +224,8 @@ ACCESS_CHECKS: tuple[Callable[[Any, int, int], bool], ...] = (_direct_participan
 def collect_txn(txn: Any, unposted_before: float, batch: int,
                 remove_blob: Callable[[str], None]) -> tuple[int, list[str]]:
     """Delete files no message refers to that were finished before ``unposted_before``,
-    then blobs no file refers to; ``remove_blob(sha256)`` deletes each blob's file while
-    its row is held. Returns (files deleted, blob hashes deleted); at most ``batch``
+    then blobs no file refers to; ``remove_blob(sha256)`` takes each blob's file away
+    while its row is held. Returns (files deleted, blob hashes deleted); at most ``batch``
     of each."""
     txn.execute("SELECT f.id FROM files f WHERE f.created < ? AND NOT EXISTS"
                 " (SELECT 1 FROM messages m WHERE m.file_id = f.id) ORDER BY f.id LIMIT ?",

@@ -4,6 +4,7 @@
 
     <files dir>/blobs/3a/3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b
     <files dir>/partial/1042          (upload 1042, being received)
+    <files dir>/trash/3a7b...-9f2c    (a blob no file refers to, being deleted)
 
 No name a client chose ever reaches the file system: a blob's path is made from its hash
 (checked to be 64 hex digits), a partial file's from the upload's number. Every function
@@ -58,9 +59,10 @@ class BlobStore:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
         self.partial = self.root / "partial"
+        self.trash = self.root / "trash"
 
     def prepare(self) -> None:
-        for path in (self.root, self.blobs, self.partial):
+        for path in (self.root, self.blobs, self.partial, self.trash):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- paths --------------------------------------------------------------------------
@@ -174,6 +176,22 @@ class BlobStore:
         except FileNotFoundError:
             pass
 
+    def trash_blob(self, sha256: str) -> Path | None:
+        """Take a blob out of ``blobs/`` at once (a rename: cheap inside the database
+        transaction that deletes its row); `empty_trash` deletes it later."""
+        target = self.trash / f"{sha256}-{os.urandom(4).hex()}"
+        try:
+            os.rename(self.blob_path(sha256), target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    @staticmethod
+    def empty_trash(paths: list[Path | None]) -> None:
+        for path in paths:
+            if path is not None:
+                _unlink(str(path))
+
     def read(self, sha256: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes of a blob from ``offset``."""
         fd = os.open(self.blob_path(sha256), os.O_RDONLY | os.O_CLOEXEC)
@@ -203,6 +221,8 @@ class BlobStore:
         link changes the file's ctime, so a blob being finished right now is young."""
         now = time.time() if now is None else now
         removed = 0
+        for entry in os.scandir(self.trash):     # deletions a crash interrupted
+            _unlink(entry.path)
         for folder in os.scandir(self.blobs):
             if not folder.is_dir():
                 continue

@@ -42,6 +42,10 @@ SWEEP_INTERVAL = 24 * 3600.0  # leftovers of crashes (and of restores) are looke
 BATCH = 50                 # rows per housekeeping transaction (blob files are unlinked in it)
 
 
+def _trash_into(trashed: list[Any], blobs: BlobStore, sha256: str) -> None:
+    trashed.append(blobs.trash_blob(sha256))
+
+
 class IOPool(CryptoPool):
     """The lane pool of `messenger.server.crypto`, with threads of its own for file I/O:
     a client downloading in a loop waits behind its own reads, not in front of others."""
@@ -248,9 +252,13 @@ class FilesService:
                 break
         files_total = blobs_total = 0
         while True:
-            deleted, blobs = yield self.db.write(files.collect_txn,
-                                                 now - self.config.unposted_grace, BATCH,
-                                                 self.blobs.remove_blob)
+            # The blob files leave blobs/ inside the transaction (a rename), and are
+            # deleted after it: the database writer never waits for a large unlink.
+            trashed: list[Any] = []
+            deleted, blobs = yield self.db.write(
+                files.collect_txn, now - self.config.unposted_grace, BATCH,
+                functools.partial(_trash_into, trashed, self.blobs))
+            yield self.run(self.blobs.empty_trash, trashed)
             files_total += deleted
             blobs_total += len(blobs)
             if deleted < BATCH and len(blobs) < BATCH:

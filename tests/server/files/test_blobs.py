@@ -125,3 +125,20 @@ class BlobStoreTests(SynchronousTestCase):
         self.assertEqual(sorted(os.listdir(self.store.partial)), ["1"])
         self.assertTrue(self.store.blob_path(SHA).exists())
         self.assertFalse(path.exists())
+
+    def test_trash(self):
+        """A blob is taken out of blobs/ by a rename (cheap inside a transaction), then
+        deleted; a trash left by a crash is emptied by the sweep; trashing a blob that
+        is gone already is nothing."""
+        self.write_partial(1)
+        self.store.place(SHA, 1)
+        trashed = self.store.trash_blob(SHA)
+        self.assertFalse(self.store.blob_path(SHA).exists())
+        self.assertTrue(trashed.exists() and trashed.parent == self.store.trash)
+        self.assertIsNone(self.store.trash_blob(SHA))
+        self.store.empty_trash([trashed, None])
+        self.assertEqual(list(self.store.trash.iterdir()), [])
+        self.store.place(SHA, 1)
+        left = self.store.trash_blob(SHA)
+        self.store.sweep_blobs(set())
+        self.assertFalse(left.exists())
