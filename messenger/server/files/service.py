@@ -83,17 +83,17 @@ class FilesService:
         idle.start(IDLE_INTERVAL, now=False)
         self._loops.append(idle)
         self._first = self.clock.callLater(FIRST_HOUSEKEEPING, self._begin_housekeeping)
-        sweep = task.LoopingCall(self._sweep_logged)
-        sweep.clock = self.clock
-        sweep.start(SWEEP_INTERVAL, now=True)
-        self._loops.append(sweep)
 
     def _begin_housekeeping(self) -> None:
+        """A minute after the start (a server that stops at once does none): the sweep,
+        then daily; the housekeeping, then every `HOUSEKEEPING_INTERVAL`."""
         self._first = None
-        loop = task.LoopingCall(self.housekeeping)
-        loop.clock = self.clock
-        loop.start(HOUSEKEEPING_INTERVAL, now=True)
-        self._loops.append(loop)
+        for work, interval in ((self._sweep_logged, SWEEP_INTERVAL),
+                               (self.housekeeping, HOUSEKEEPING_INTERVAL)):
+            loop = task.LoopingCall(work)
+            loop.clock = self.clock
+            loop.start(interval, now=True)
+            self._loops.append(loop)
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
@@ -104,6 +104,8 @@ class FilesService:
             if loop.running:
                 loop.stop()
         self._loops = []
+        if self._housekeeping is not None:
+            yield self._housekeeping           # a round under way ends first
         uploads, self.uploads = list(self.uploads.values()), {}
         closing = [upload.release() for upload in uploads]
         if closing:
@@ -223,9 +225,18 @@ class FilesService:
 
     def housekeeping(self, now: float | None = None) -> defer.Deferred[None]:
         """One round (never fails: a failure is logged, the next round tries again)."""
+        when = self.clock.seconds() if now is None else now
+        return self._exclusive(lambda: self._round(when), "File housekeeping failed")
+
+    def _sweep_logged(self) -> defer.Deferred[Any]:
+        return self._exclusive(self.sweep, "Sweeping the files directory failed")
+
+    def _exclusive(self, work: Any, what: str) -> defer.Deferred[Any]:
+        """One piece of housekeeping at a time (one asked for meanwhile waits for its
+        next turn); `stop` waits for the one under way before the database closes."""
         if self._housekeeping is None:
-            d = self._housekeeping = self._round(self.clock.seconds() if now is None else now)
-            d.addErrback(lambda f: self.log.failure("File housekeeping failed", f))
+            d = self._housekeeping = work()
+            d.addErrback(lambda f: self.log.failure(what, f))
             d.addBoth(self._round_done)
         return self._housekeeping
 
@@ -267,11 +278,6 @@ class FilesService:
             self.log.info("Files housekeeping: {uploads} expired upload(s), {files} unused"
                           " file(s) and {blobs} unused blob(s) deleted",
                           uploads=expired_total, files=files_total, blobs=blobs_total)
-
-    def _sweep_logged(self) -> defer.Deferred[Any]:
-        d = self.sweep()
-        d.addErrback(lambda f: self.log.failure("Sweeping the files directory failed", f))
-        return d
 
     @defer.inlineCallbacks
     def sweep(self, now: float | None = None) -> Any:
