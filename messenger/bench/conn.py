@@ -27,7 +27,7 @@ from messenger.wire.handshake import ClientHandshake, HandshakeError
 from messenger.wire.suites import ChannelError
 
 LEN = struct.Struct(">I").pack
-MAX_LENGTH = 1 << 20
+MAX_LENGTH = (1 << 20) + 64   # a 1 MiB payload sealed with aes-256-gcm (PROTOCOL.md 10)
 PASSWORD = "bench-password-1"  # noqa: S105 - test accounts; 8+ characters for --auto-register
 
 
