@@ -41,6 +41,7 @@ from twisted.internet import defer, protocol, task
 from messenger.bench.conn import LEN, BenchConnection, Launcher
 from messenger.bench.proc import ServerSample
 from messenger.bench.transfer import MIB, Conn, child_main
+from messenger.wire import binary
 
 MSG_RE = re.compile(rb'"message":"(\d+) (\d+) ')
 PHASES = ("baseline", "upload", "download", "during_upload", "during_download",
@@ -290,8 +291,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--size-mib", type=float, default=100.0, help="file size (default 100)")
     ap.add_argument("--chunk", type=int, default=0,
                     help="upload bytes per frame (default: the server's max_frame less 64)")
-    ap.add_argument("--read-size", type=int, default=512 * 1024,
-                    help="bytes asked for per read frame (default 512 KiB)")
+    ap.add_argument("--read-size", type=int, default=binary.MAX_READ,
+                    help="bytes asked for per read frame (default the most, 1 MiB - 17)")
     ap.add_argument("--window", type=int, default=4 * MIB,
                     help="bytes in flight per transfer (default 4 MiB)")
     ap.add_argument("--rate", type=float, default=2000.0, help="messages per second, in all")

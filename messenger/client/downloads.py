@@ -36,7 +36,7 @@ from messenger.wire import binary, codes
 if TYPE_CHECKING:
     from messenger.client.connection import Connection
 
-READ_SIZE = 512 * 1024        # bytes asked for by one read frame
+READ_SIZE = binary.MAX_READ   # bytes asked for by one read frame: the most one answer holds
 WINDOW = 4 * 1024 * 1024      # bytes asked for beyond what is written to disk
 MAX_RETRIES = 5
 HASH_BLOCK = 1024 * 1024

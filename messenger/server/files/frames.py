@@ -14,8 +14,10 @@ hundred KiB/s); instead a connection's binary frames have their own bucket
 refused. The memory one connection can make the server hold is bounded too: reading
 stops while more than `UPLOAD_QUEUE` bytes of its chunks wait for the disk, or while its
 reads waiting to be answered reach `MAX_READS` or `read_budget` bytes, which is at most
-half of ``--max-queued-bytes`` (so the answers never overflow what a connection may
-have queued; the outbound's own gate stops reading while they wait for the socket).
+half of ``--max-queued-bytes``; the outbound's own gate stops reading while answers wait
+for the socket, so what waits is bounded by that and the reads already let in. Answers
+are written like replies (they answer the client's own reads): a client that reads
+slowly is slowed down, never dropped.
 """
 
 from __future__ import annotations
@@ -237,14 +239,18 @@ def _read_done(session: ServerProtocol, state: SessionFiles, length: int) -> Non
 
 def _answered(data: bytes, session: ServerProtocol, state: SessionFiles,
               frame: binary.ReadFrame, length: int) -> None:
-    _read_done(session, state, length)
+    """Write the answer, then count the read done: in that order, the outbound's own
+    gate (writes waiting for the socket) is held before the next read is let in."""
     if len(data) != length:
         log.error("File {file} is shorter on disk than recorded", file=frame.file_id)
         _bad(session, {"file_id": frame.file_id, "offset": frame.offset},
              ServerError("the file could not be read"))
-        return
-    session.push_encoded(binary.pack_data(binary.FILE_DATA, frame.file_id, frame.offset,
-                                          data))
+    else:
+        # An answer to the client's own read, as a reply is: bounded by the reads let
+        # in, never the reason to drop a client that reads what it asked for.
+        session.push_encoded(binary.pack_data(binary.FILE_DATA, frame.file_id,
+                                              frame.offset, data), reply=True)
+    _read_done(session, state, length)
 
 
 def _unreadable(failure: Any, session: ServerProtocol, state: SessionFiles,
