@@ -223,8 +223,10 @@ class DownloadJob(Job):
             self._complete()
             return
         try:
-            while (self.requested < size and self.requested - self.written < WINDOW):
+            while self.requested < size:
                 length = min(READ_SIZE, size - self.requested)
+                if self.requested + length - self.written > WINDOW:
+                    break
                 connection.send_binary(binary.pack_read(self.file_id, self.requested, length))
                 self.requested += length
         except NotConnected:
