@@ -12,9 +12,8 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from messenger.client.downloads import READ_SIZE
+from messenger.client.downloads import READ_SIZE, DownloadJob
 from messenger.client.downloads import WINDOW as READ_WINDOW
-from messenger.client.downloads import DownloadJob
 from messenger.client.errors import (
     DownloadCorrupt,
     FileChanged,
