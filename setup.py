@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 SERVER = [
     "Twisted[tls]>=24.7",
-    "cryptography>=42",
+    "cryptography>=47",  # 47 releases the GIL around RSA operations (the crypto pool)
     "pyOpenSSL>=24.0",
     "service-identity>=24.1",
     "pyasn1>=0.5",

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Run the whole trial suite and print one summary line.
 
-Two trial processes: the core suite on the default (epoll) reactor, in parallel jobs, and
-the Qt widget tests (``tests/client/ui``) on the ``messenger-qt5`` reactor with the
-offscreen platform, since a trial run has one reactor. The last line printed is
+Three trial processes: the core suite on the default (epoll) reactor, in parallel jobs;
+the real-time tests (modules named ``test_*_realtime``: real audio through pyaudio, whole
+calls through NATs) alone, one at a time, since the parallel jobs' load would starve
+their 20 ms audio frames; and the Qt widget tests (``tests/client/ui``) on the
+``messenger-qt5`` reactor with the offscreen platform, since a trial run has one reactor. The last line printed is
 ``trial: N passed, N failed`` (``, N skipped`` when any), summed from trial's own summary
 lines; the exit status is non-zero when any test failed or errored.
 
@@ -24,14 +26,28 @@ UI_TESTS = "tests.client.ui"
 SUMMARY = re.compile(r"^(PASSED|FAILED) \((.*)\)\s*$")
 
 
-def core_modules() -> list[str]:
-    """Every test package/module under tests/ except the Qt widget tests."""
+REALTIME_SUFFIX = "_realtime"
+
+
+def _modules(realtime: bool) -> list[str]:
     names = []
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        if not dotted.startswith(UI_TESTS + "."):
+        if dotted.startswith(UI_TESTS + "."):
+            continue
+        if dotted.endswith(REALTIME_SUFFIX) == realtime:
             names.append(dotted)
     return names
+
+
+def core_modules() -> list[str]:
+    """Every test module under tests/ except the Qt widget and the real-time tests."""
+    return _modules(realtime=False)
+
+
+def realtime_modules() -> list[str]:
+    """The real-time test modules (``test_*_realtime``), run alone after the core."""
+    return _modules(realtime=True)
 
 
 def has_ui_tests() -> bool:
@@ -85,6 +101,8 @@ def main(argv: list[str]) -> int:
             runs.append(argv)
     else:
         runs.append([*jobs, "--temp-directory", "_trial_temp_core", *core_modules()])
+        if realtime_modules():
+            runs.append(["--temp-directory", "_trial_temp_realtime", *realtime_modules()])
         if has_ui_tests():
             runs.append(["--reactor=messenger-qt5", "--temp-directory", "_trial_temp_ui",
                          UI_TESTS])

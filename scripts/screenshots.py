@@ -179,7 +179,7 @@ def scenario(out: Path, base: Path) -> Any:
                                   (carol, ("alice",)), (dave, ("alice",))):
             for name in contacts:
                 yield desktop.client.add_contact(name)
-            desktop.main_window.reload()
+            desktop.conversations.reload()
         conversation = [
             (bob, "alice", "Morning! Did the new build pass on your machine?"),
             (alice, "bob", "Yes, all green here. The call quality looks much better too."),
@@ -207,24 +207,42 @@ def scenario(out: Path, base: Path) -> Any:
         yield dave.logout()
         yield sleep(0.5)
 
-        # -- the main window ---------------------------------------------------------------
+        # -- the main window: wide, light and dark; narrow ---------------------------------
         main = alice.main_window
-        main.select_contact("bob")
-        yield shots.take(main, "main", 1280, 800)
+        main.resize(1100, 720)
+        chat = main.open_chat("bob")
+        yield wait_for(lambda: chat.model.rowCount() >= len(conversation), what="history")
+        chat.compose.setPlainText("I'll write the release notes now.")
+        alice.conversations.set_muted("@dave", True)
+        yield shots.take(main, "main", 1100, 720)
+        alice.settings = alice.settings.with_changes(theme="dark")
+        alice.apply_theme()
+        yield shots.take(main, "main-dark", 1100, 720)
+        alice.settings = alice.settings.with_changes(theme="light")
+        alice.apply_theme()
+        main.go_back()
+        yield shots.take(main, "narrow-list", 380, 700)
+        main.open_key("@bob")
+        yield shots.take(main, "narrow-chat", 380, 700)
+        main.resize(1100, 720)
 
-        # -- the search dialog -------------------------------------------------------------
+        # -- the search dialog, settings and shortcuts ---------------------------------------
         search = carol.main_window.open_search()
         search.query.setText("a")
         search.search_now()
         yield wait_for(lambda: search.results.count() >= 2, what="search results")
         yield shots.take(search, "search", 460, 520)
         search.close()
-
-        # -- a chat ------------------------------------------------------------------------
-        chat = main.open_chat("bob")
-        yield wait_for(lambda: chat.model.rowCount() >= len(conversation), what="history")
-        chat.compose.setPlainText("I'll write the release notes now.")
-        yield shots.take(chat, "chat", 560, 680)
+        yield alice.conversations.block("dave")
+        preferences = alice.open_preferences()
+        preferences.tabs.setCurrentIndex(2)
+        yield wait_for(lambda: preferences.blocked_list.count() == 1
+                       and preferences.blocked_list.item(0).text() == "dave", what="blocked")
+        yield shots.take(preferences, "preferences", 520, 460)
+        preferences.close()
+        help_dialog = main.show_shortcuts()
+        yield shots.take(help_dialog, "shortcuts", 560, 560)
+        help_dialog.close()
 
         # -- the admin panel and a new premium code ----------------------------------------
         panel = main.open_admin()

@@ -42,6 +42,19 @@ class ActionsMixin:
         """200. 404 when not a contact."""
         return self.request("del_contact", {"user_id": account_name})
 
+    def block_user(self, account_name: str) -> Reply:
+        """201; ``blocked``: ``{"account_name"}``. Their messages and calls to you are
+        refused from now on (`BlockedByUser` to them). 404, 409 already blocked."""
+        return self.request("block_user", {"user_id": account_name})
+
+    def unblock_user(self, account_name: str) -> Reply:
+        """200. 404 when not blocked."""
+        return self.request("unblock_user", {"user_id": account_name})
+
+    def get_blocked(self, after: str | None = None, limit: int | None = None) -> Reply:
+        """202; ``alert``: ``[{"account_name", "since"}]`` by name, ``more``."""
+        return self.request("get_blocked", _fields(after=after, limit=limit))
+
     def search_users(self, query: str, offset: int | None = None,
                      limit: int | None = None) -> Reply:
         """202; ``alert``: ``[{"account_name"}]`` (names containing ``query``, any case,

@@ -36,6 +36,7 @@ from messenger.wire.errors import (
 
 __all__ = [
     "AccountLocked", "AdminsOnly", "AlreadyConnected", "AlreadyLoggedIn", "BadRequest",
+    "BlockedByUser",
     "ClientError", "ConfigDirUnusable", "ConnectTimedOut", "Conflict", "ConnectionClosed",
     "ConnectionFailed", "ConnectionRefused", "DownloadCorrupt", "EmailTaken", "FileChanged",
     "FileNotReadable", "FileTooLarge", "Forbidden", "Gone", "LocalFileError",
@@ -75,6 +76,10 @@ class AdminsOnly(Forbidden):
 
 class PremiumOnly(Forbidden):
     """A broadcast by an account that is neither premium nor an administrator."""
+
+
+class BlockedByUser(Forbidden):
+    """``msg`` or ``call_dial`` to someone who blocked the sender: refused for good."""
 
 
 class AlreadyConnected(Conflict):

@@ -45,7 +45,9 @@ _REFINED: dict[tuple[str, int], tuple[tuple[str, type[MessengerError]], ...]] = 
     ("file_upload", codes.FORBIDDEN): (("", errors.QuotaExceeded),),
     ("file_get", codes.FORBIDDEN): (("", errors.FileNotReadable),),
     ("file_finish", codes.BAD_REQUEST): (("sha-256", errors.FileChanged),),
-    ("msg", codes.FORBIDDEN): (("cannot attach", errors.FileNotReadable),),
+    ("msg", codes.FORBIDDEN): (("has blocked you", errors.BlockedByUser),
+                               ("cannot attach", errors.FileNotReadable)),
+    ("call_dial", codes.FORBIDDEN): (("has blocked you", errors.BlockedByUser),),
 }
 
 _REJECTED = "Server rejected the connection: "

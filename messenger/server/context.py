@@ -18,6 +18,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from messenger.server.admission import Admission, total_cap_for
+from messenger.server.blocks import Blocks
 from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.crypto import CryptoPool
@@ -62,6 +63,7 @@ class ServerContext:
         self.router = Router(clock)
         self.presence = Presence(self.router, clock)
         self.directory = Directory(db)
+        self.blocks = Blocks(self.db)            # who refuses whom (msg, call_dial)
         limits = config.limits
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
                                      decoy_capacity=limits.decoy_queue)
@@ -193,6 +195,7 @@ class ServerContext:
         now = self.clock.seconds()
         for connection in list(self.connections):
             connection.check_alive(now)
+        self.refusals.flush_if_due(now)
         self.limits.prune()
         self.admission.prune()
         self.trimmer.check(len(self.connections))

@@ -2,14 +2,17 @@
 
 Two kinds of work are too slow for the reactor thread: the RSA private-key operations of a
 key exchange (the transcript signature) and the rsa-oaep suite's sealing and opening (one
-RSA operation per chunk of about 200 bytes; a 1 MiB page is thousands). OpenSSL releases
-the GIL while it computes, so these jobs really run beside the reactor.
+RSA operation per chunk of about 200 bytes; a 1 MiB page is thousands). cryptography
+releases the GIL around its RSA operations (since 47.0), so these jobs really run beside
+the reactor.
 
 Every connection gets a `Lane`. A lane runs one job at a time, in the order they were
 submitted (frame counters and sealing order depend on it), and the pool serves the lanes
 that have work round robin: a client that asks for huge pages in a loop waits behind its
 own jobs, never in front of everyone else's. A lane that is closed (its connection went)
-drops its queued jobs unrun.
+drops its queued jobs unrun. The pool's threads run at a lower priority than the reactor
+thread (`messenger.server.background`), so sealing a flood of pages never takes the CPU
+the reactor needs to serve everyone else.
 
 `InlineCryptoPool` runs the same jobs at once on the calling thread: for unit tests on a
 `StringTransport`, where there is no reactor to wait for.
@@ -24,6 +27,8 @@ from typing import Any, TypeVar
 from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+
+from messenger.server.background import in_background
 
 T = TypeVar("T")
 
@@ -114,7 +119,8 @@ class CryptoPool:
                 continue
             fn, args, d = lane._next()
             self._running += 1
-            done = threads.deferToThreadPool(self._reactor, self._threads, fn, *args)
+            done = threads.deferToThreadPool(self._reactor, self._threads, in_background,
+                                             fn, *args)
             done.addBoth(self._done, lane, d)
 
     def _done(self, result: Any, lane: Lane, d: defer.Deferred[Any]) -> None:

@@ -32,6 +32,7 @@ def _build() -> dict[str, Route]:
     from messenger.server.handlers import (
         accounts,
         admin,
+        blocks,
         broadcasts,
         calls,
         contacts,
@@ -40,7 +41,7 @@ def _build() -> dict[str, Route]:
     )
     from messenger.wire import jim
     table: dict[str, Route] = {}
-    for module in (accounts, contacts, messages, broadcasts, admin, calls, files):
+    for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls, files):
         for action, route in module.ROUTES.items():
             if action in table:
                 raise RuntimeError(f"action {action!r} is routed twice")

@@ -31,6 +31,8 @@ from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from messenger.server.background import in_background
+
 R = 8
 P = 1
 SALT_SIZE = 16
@@ -172,7 +174,8 @@ class PasswordHasher:
                 return
             _wanted, fn, args, d = job
             self._running += 1
-            done = threads.deferToThreadPool(self._reactor, self._pool, fn, *args)
+            done = threads.deferToThreadPool(self._reactor, self._pool, in_background,
+                                             fn, *args)
             done.addBoth(self._done, d)
 
     def _next_job(self) -> Any:

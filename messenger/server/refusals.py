@@ -4,7 +4,12 @@ A refused connection, a failed handshake, a replayed request id: each is worth k
 but an attacker can cause thousands a second, and one log line each would bury the real
 events and fill the disk. `RefusalLog.note` logs the first refusal of a kind from a host
 at once, then counts; once per interval it logs one summary line per kind with how many
-more there were and from how many hosts.
+more there were and from how many hosts (the keepalive sweep calls `flush_if_due`, so a
+flood's summary comes when its interval ends, not only at the next refusal).
+
+Its sibling `messenger.server.logs.throttle.ThrottledLogger` throttles one line per kind
+(the mailer's events); this one also names each offending host once per interval, which
+is what an operator looking at an attack wants to see.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ class RefusalLog:
         hosts = self._hosts.setdefault(kind, set())
         if len(hosts) < 100_000:
             hosts.add(host)
+
+    def flush_if_due(self, now: float) -> None:
+        """End the interval if it is over (called by the keepalive sweep)."""
+        if now - self._since >= self._interval:
+            self.flush(now)
 
     def flush(self, now: float | None = None) -> None:
         """Log the summary of the interval that ends now and start a new one."""

@@ -148,6 +148,7 @@ class MessengerServer:
         self.log.info("Accepting up to {connections} connections ({files} open files)",
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
+        yield self.ctx.blocks.load()               # before anyone can send
         factory = MessengerFactory(self.ctx)
         self.port, *self.extra_ports = listen_tcp(self.reactor, config.port, factory,
                                                   config.interface)

@@ -289,7 +289,8 @@ def latest_version(shipped: list[tuple[int, str, str]] | None = None) -> int:
 def migrate_txn(txn: Any, engine: Engine,
                 shipped: list[tuple[int, str, str]] | None = None,
                 now: float | None = None) -> int:
-    """Apply every shipped migration newer than the database, recording each one.
+    """Apply every shipped migration the database has not recorded, in number order,
+    recording each one.
 
     Refuses (`DatabaseTooNew`) to run on a database that a newer server has migrated
     further. All of it runs in the caller's one transaction: a migration that fails
@@ -307,8 +308,12 @@ def migrate_txn(txn: Any, engine: Engine,
     if version > newest:
         raise DatabaseTooNew(f"database schema version {version} is newer than this server"
                              f" ({newest}); upgrade the server")
+    # Numbers are reserved per feature (DECISIONS.md 7), so a lower number can land
+    # after a higher one was applied: apply every shipped file not yet recorded.
+    txn.execute("SELECT version FROM schema_version")
+    recorded = {row[0] for row in txn.fetchall()}
     for number, name, sql in shipped:
-        if number <= version:
+        if number in recorded:
             continue
         if applies_to(sql, engine):
             for statement in split_statements(engine.ddl(sql)):
@@ -316,7 +321,7 @@ def migrate_txn(txn: Any, engine: Engine,
         txn.execute("INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)",
                     (number, name, time.time() if now is None else now))
         log.info("Applied schema migration {version:03d}_{name}", version=number, name=name)
-        version = number
+        version = max(version, number)
     return version
 
 

@@ -273,6 +273,9 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
     "get_contacts": (optional("after", account_name), optional("limit", integer(1, 5000))),
     "add_contact": (Field("user_id", account_name),),
     "del_contact": (Field("user_id", account_name),),
+    "block_user": (Field("user_id", account_name),),
+    "unblock_user": (Field("user_id", account_name),),
+    "get_blocked": (optional("after", account_name), optional("limit", integer(1, 1000))),
     "search_users": (
         Field("query", text(1, 32)),
         optional("offset", integer(0, 100000)),

@@ -27,6 +27,9 @@ class ActionsTests(unittest.TestCase):
         client.get_contacts()
         client.add_contact("bob")
         client.del_contact("bob")
+        client.block_user("bob")
+        client.unblock_user("bob")
+        client.get_blocked(limit=3)
         client.search_users("bo", limit=5)
         client.history("bob", before=9)
         client.sync(3)
@@ -48,6 +51,8 @@ class ActionsTests(unittest.TestCase):
         self.assertEqual(client.sent, [
             ("get_contacts", None), ("add_contact", {"user_id": "bob"}),
             ("del_contact", {"user_id": "bob"}),
+            ("block_user", {"user_id": "bob"}), ("unblock_user", {"user_id": "bob"}),
+            ("get_blocked", {"limit": 3}),
             ("search_users", {"query": "bo", "limit": 5}),
             ("history", {"with": "bob", "before": 9}), ("sync", {"since": 3}),
             ("broadcast", {"message": "hi"}), ("get_broadcasts", {}),

@@ -47,7 +47,9 @@ class ReplyErrorTests(unittest.TestCase):
                  ("admin_audit", 403, "administrators only", errors.AdminsOnly),
                  ("broadcast", 403, "only premium", errors.PremiumOnly),
                  ("set_password", 402, "wrong password", errors.WrongPassword),
-                 ("call_dial", 403, "not in your contacts", errors.Forbidden)]
+                 ("call_dial", 403, "not in your contacts", errors.Forbidden),
+                 ("call_dial", 403, "'bob' has blocked you: ...", errors.BlockedByUser),
+                 ("msg", 403, "'bob' has blocked you: ...", errors.BlockedByUser)]
         for action, code, text, cls in cases:
             self.assertIs(type(refusal(action, code, text)), cls, action)
 

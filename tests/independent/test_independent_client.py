@@ -1185,6 +1185,40 @@ class ContactTests(ServerTestCase):
 # --------------------------------------------------------------------------- messages
 
 
+class BlockTests(ServerTestCase):
+    """block_user, unblock_user, get_blocked and the refusals of msg and call_dial."""
+
+    def test_block_refuses_messages_and_calls(self):
+        """A blocked user's msg and call_dial get 403 with the documented error; the
+        owner may still write; after unblock_user the messages pass again."""
+        a, alice = self.user("alice")
+        b, bob = self.user("bob")
+        self.assertReply(a.request("add_contact", user_id=bob), 201)
+        self.assertReply(b.request("add_contact", user_id=alice), 201)
+        self.assertReply(a.request("block_user", user_id=bob.upper()), 201,
+                         blocked={"account_name": bob})
+        refused = f"'{alice}' has blocked you: your messages and calls to them are refused"
+        self.assertReply(b.request("msg", to=alice, message="hi"), 403, error=refused)
+        self.assertReply(b.request("call_dial", user_id=alice), 403, error=refused)
+        self.assertReply(a.request("msg", to=bob, message="one way"), 200)
+        self.assertEqual(b.wait_push("msg")["message"], "one way")
+        listed = self.assertReply(a.request("get_blocked"), 202, more=False)
+        self.assertEqual([x["account_name"] for x in listed["alert"]], [bob])
+        self.assertIsInstance(listed["alert"][0]["since"], (int, float))
+        self.assertReply(b.request("get_blocked"), 202, alert=[])
+        self.assertReply(a.request("block_user", user_id=bob), 409,
+                         error=f"'{bob}' is already blocked")
+        self.assertReply(a.request("block_user", user_id=alice), 400,
+                         error="you cannot block yourself")
+        self.assertReply(a.request("block_user", user_id="nobody-here"), 404,
+                         error="no user named 'nobody-here'")
+        self.assertReply(a.request("unblock_user", user_id=bob), 200)
+        self.assertReply(a.request("unblock_user", user_id=bob), 404,
+                         error=f"'{bob}' is not blocked")
+        self.assertReply(b.request("msg", to=alice, message="again"), 200)
+        self.assertEqual(a.wait_push("msg")["message"], "again")
+
+
 class MessageTests(ServerTestCase):
     """msg, sync, history, resending."""
 
@@ -1786,6 +1820,10 @@ BAD_AFTER_LOGIN = {
                  {"status": "x" * 100000}, {"status": SQL}],
     "add_contact": [{"user_id": v} for v in NAME_BAD],
     "del_contact": [{"user_id": v} for v in NAME_BAD],
+    "block_user": [{"user_id": v} for v in NAME_BAD],
+    "unblock_user": [{"user_id": v} for v in NAME_BAD],
+    "get_blocked": [{"after": v} for v in NAME_BAD if v is not None]
+                   + [{"limit": 0}, {"limit": 1001}] + [{"limit": v} for v in LIMIT_BAD],
     "search_users": [{}, {"query": ""}, {"query": "a" * 33}, {"query": 5}, {"query": ["a"]},
                      {"query": "a" * 100000}, {"query": "a", "offset": -1},
                      {"query": "a", "offset": 100001}, {"query": "a", "offset": "0"},

@@ -98,7 +98,7 @@ def rows(server: Any, sql: str, *args: Any) -> defer.Deferred:
     return server.db.read(rows_txn)
 
 
-TABLES = ("users", "contacts", "messages", "broadcasts", "premium_codes", "audit_log",
+TABLES = ("users", "contacts", "blocks", "messages", "broadcasts", "premium_codes", "audit_log",
           "resume_tokens", "uploads", "files", "blobs")
 
 

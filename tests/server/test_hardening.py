@@ -37,15 +37,14 @@ class CryptoPoolTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_rsa_oaep_page_pullers_do_not_slow_others(self):
         """Ten rsa-oaep clients pull 1 MiB pages in a loop (two in flight each; reading
-        raw frames costs them nothing): sealing runs in the crypto pool, so a bystander's
-        requests (aes-256-gcm, every 20 ms) do not wait for pages (median under 50 ms,
-        p99 under 500 ms, where sealing on the reactor made each of them wait for pages
-        of 150 ms), and its logins' key exchanges go ahead of the pages.
-
-        The issue's p99 under 20 ms is not met on a loaded 2-core machine: cryptography
-        holds the GIL during RSA operations, so the crypto threads compete with the
-        reactor thread for it (measured: p99 45-90 ms under attack, 5-20 ms at rest).
-        Meeting it needs the RSA work in worker processes."""
+        raw frames costs them nothing): sealing runs in the crypto pool's threads, at a
+        lower CPU priority than the reactor thread, so a bystander's requests (aes-256-gcm,
+        every 20 ms) do not wait for pages, and its logins' key exchanges go ahead of the
+        pages. Measured on this 2-core machine with other work on it: p50 1-2 ms, p99
+        24-40 ms (the issue's bound is 20 ms on a quiet machine; it was 150 ms a request
+        with sealing on the reactor, and 45-197 ms with the crypto threads at the reactor's
+        priority). Asserted: p50 under 20 ms, p99 under 100 ms, with room for CI's own
+        parallel jobs."""
         server = yield start_twistd_server(self)
         names = [f"puller{i}" for i in range(10)]
         yield register_users(self, server.port, "watcher", "visitor", "filler", *names)
@@ -85,8 +84,8 @@ class CryptoPoolTests(unittest.TestCase):
         bystander.report("rsa-oaep pullers")
         self.assertGreater(pages, 10)
         self.assertGreater(len(bystander.requests.samples), 100)
-        bystander.assert_served(p99=0.5, login=3.0, min_logins=2)
-        self.assertLess(bystander.requests.p50, 0.050, bystander.requests.summary())
+        bystander.assert_served(p99=0.1, login=3.0, min_logins=2)
+        self.assertLess(bystander.requests.p50, 0.020, bystander.requests.summary())
 
 class PagePuller:
     """A logged-in rsa-oaep client that asks for its inbox's first page again and again,

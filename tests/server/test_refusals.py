@@ -53,6 +53,16 @@ class RefusalLogTests(unittest.TestCase):
                           summaries[0]["seconds"]), (45, 5, 60.0))
         self.assertEqual(self.lines()[-1]["address"], "10.0.0.1")   # a new interval
 
+    def test_summary_when_the_interval_ends_without_a_new_refusal(self) -> None:
+        """flush_if_due (the sweep) logs the summary once the interval is over, even when
+        the flood has stopped; before that it does nothing."""
+        for _ in range(3):
+            self.refusals.note("kind", "10.0.0.1")
+        self.refusals.flush_if_due(self.clock.seconds() + 59)
+        self.assertEqual(len(self.lines()), 1)
+        self.refusals.flush_if_due(self.clock.seconds() + 60)
+        self.assertEqual(self.lines()[-1]["count"], 2)
+
     def test_ipv6_hosts_are_their_64(self) -> None:
         """Addresses of one /64 are one host: logged once."""
         self.refusals.note("kind", "2001:db8::1")

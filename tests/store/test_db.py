@@ -27,6 +27,10 @@ def plain_sqlite(path: Path) -> sqlite3.Connection:
     return db.connect(path)
 
 
+def shipped_numbers():
+    return [number for number, _, _ in db.migrations()]
+
+
 def versions_txn(txn):
     txn.execute("SELECT version, name FROM schema_version ORDER BY version")
     return [tuple(row) for row in txn.fetchall()]
@@ -84,6 +88,18 @@ class MigrationTests(unittest.TestCase):
             return txn.fetchall()
         self.assertEqual([tuple(r) for r in self.connection.write(insert_txn)], [(1,)])
 
+    def test_a_reserved_lower_number_that_lands_later_is_applied(self):
+        """Numbers are reserved per feature: a migration whose lower number shipped after
+        a higher one was applied is applied too, once (nothing is skipped)."""
+        fifth = (5, "fifth", "CREATE TABLE fifth (x INTEGER);\n")
+        self.assertEqual(self.migrate([FIRST, fifth]), 5)
+        self.assertEqual(self.migrate([FIRST, SECOND, fifth]), 5)
+        self.assertEqual(self.connection.read(versions_txn),
+                         [(1, "first"), (2, "second"), (5, "fifth")])
+        self.connection.write(lambda txn: txn.execute(
+            "INSERT INTO things (name, colour) VALUES ('a', 'red')"))   # second's column
+        self.assertEqual(self.migrate([FIRST, SECOND, fifth]), 5)
+
     def test_refuses_newer_database(self):
         """A database recorded at a version above the newest shipped one is refused and
         left untouched."""
@@ -114,13 +130,13 @@ class MigrationTests(unittest.TestCase):
                         <= self.connection.read(tables_txn))
 
     def test_shipped_schema_files(self):
-        """The package ships numbered schema files starting at 1, each number once and in
-        order (numbers are reserved per piece of work, so one not merged yet leaves a
-        gap)."""
-        numbers = [number for number, _, _ in db.migrations()]
-        self.assertEqual(numbers[0], 1)
+        """The package ships numbered schema files starting at 1, in increasing order
+        (numbers are reserved per feature, DECISIONS.md 7: a gap waits for its feature)."""
+        shipped = db.migrations()
+        numbers = [number for number, _, _ in shipped]
+        self.assertEqual(numbers[:3], [1, 2, 3])
         self.assertEqual(numbers, sorted(set(numbers)))
-        self.assertEqual(db.migrations()[0][1], "initial")
+        self.assertEqual(shipped[0][1], "initial")
 
     def test_split_statements(self):
         """Schema files split at lines ending in ';', comments and blank lines dropped."""

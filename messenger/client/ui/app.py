@@ -70,7 +70,7 @@ def settings_from(args: argparse.Namespace, saved: DesktopSettings) -> DesktopSe
 
 
 def _device(value: str | None) -> Any:
-    if value is None:
+    if not value:
         return None
     return int(value) if value.isdigit() else value
 
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     input_device, output_device = _device(args.input_device), _device(args.output_device)
 
     def engine(**callbacks: Any) -> CallEngine:
+        """The devices of the command line (those chosen in Settings, or in the call
+        window, are set on the engine by the call controller)."""
         return CallEngine(reactor, input_device=input_device, output_device=output_device,
                           **callbacks)
 

@@ -1,28 +1,18 @@
 """One conversation as a list model: stored messages by ``msg_id``, own ones pending
-until acknowledged, and the bubbles that draw them."""
+until acknowledged, and where the unread ones start. `bubbles.BubbleDelegate` draws
+them."""
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from PyQt5.QtCore import QAbstractListModel, QModelIndex, QPointF, QRectF, QSize, Qt
-from PyQt5.QtGui import (
-    QColor,
-    QFont,
-    QFontMetrics,
-    QPainter,
-    QPainterPath,
-    QPen,
-    QTextLayout,
-    QTextOption,
-)
-from PyQt5.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
+from PyQt5.QtCore import QAbstractListModel, QModelIndex, Qt
 
-from messenger.client.ui import style
-from messenger.client.ui.messages import format_clock, format_day
+from messenger.client.ui.links import find_links
+from messenger.client.ui.messages import format_clock
 
 ENTRY_ROLE = Qt.UserRole + 10
 
@@ -45,6 +35,15 @@ class ChatEntry:
     request_id: str | None = None    # own messages: the outbox's id
     error: str = ""
     seq: int = 0                     # order among pending entries
+    _links: list[tuple[int, int, str]] | None = field(default=None, repr=False,
+                                                      compare=False)
+
+    @property
+    def links(self) -> list[tuple[int, int, str]]:
+        """(start, end, url) of the links in the text (found once)."""
+        if self._links is None:
+            self._links = find_links(self.text)
+        return self._links
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -61,6 +60,9 @@ class ChatModel(QAbstractListModel):
         self._entries: list[ChatEntry] = []
         self._keys: list[tuple[int, int]] = []
         self._msg_ids: set[int] = set()
+        self.unread_after: int | None = None   # entries received after this id are new
+        self.divider_row: int | None = None    # the first of them ("Unread messages")
+        self.beginning = ""                    # said above the first message, at the top
 
     # -- Qt -------------------------------------------------------------------------------
 
@@ -96,6 +98,37 @@ class ChatModel(QAbstractListModel):
 
     def has_msg_id(self, msg_id: int) -> bool:
         return msg_id in self._msg_ids
+
+    def row_of_msg_id(self, msg_id: int) -> int | None:
+        for row, entry in enumerate(self._entries):
+            if entry.msg_id == msg_id:
+                return row
+        return None
+
+    def set_beginning(self, text: str) -> None:
+        """The line above the first message once the whole history is loaded."""
+        if text != self.beginning:
+            self.beginning = text
+            if self._entries:
+                self._changed(0)
+
+    def set_unread_after(self, msg_id: int | None) -> None:
+        """Mark where the unread messages start (the read position when the chat was
+        opened); None: no marker."""
+        self.unread_after = msg_id
+        self._find_divider()
+
+    def _find_divider(self) -> None:
+        old, self.divider_row = self.divider_row, None
+        if self.unread_after is not None:
+            for row, entry in enumerate(self._entries):
+                if not entry.own and entry.msg_id is not None and \
+                        entry.msg_id > self.unread_after:
+                    self.divider_row = row
+                    break
+        for row in {old, self.divider_row} - {None}:
+            if row is not None and row < len(self._entries):
+                self._changed(row)
 
     # -- changes --------------------------------------------------------------------------
 
@@ -165,6 +198,8 @@ class ChatModel(QAbstractListModel):
         self.endInsertRows()
         if row + 1 < len(self._entries):
             self._changed(row + 1)           # its day header may have gone
+        if self.unread_after is not None:
+            self._find_divider()
 
     def _remove(self, row: int) -> None:
         self.beginRemoveRows(QModelIndex(), row, row)
@@ -177,157 +212,3 @@ class ChatModel(QAbstractListModel):
     def _changed(self, row: int) -> None:
         index = self.index(row)
         self.dataChanged.emit(index, index)
-
-
-# -- drawing ------------------------------------------------------------------------------
-
-PAD_X, PAD_Y = 12, 8            # inside a bubble
-MARGIN_X, GAP = 16, 4           # bubble to the view's edge; between bubbles
-DAY_HEIGHT = 36
-RADIUS = 14
-
-
-class BubbleDelegate(QStyledItemDelegate):
-    """Own messages right in the accent colour, the other person's left in white; the
-    time and (for own messages) sending / ✓ / not sent under the text; a day header
-    when the day changes. Long texts wrap at word boundaries, or anywhere in a word
-    longer than the line."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._layouts: dict[tuple[str, int, str], tuple[QTextLayout, float, float]] = {}
-
-    # -- geometry -------------------------------------------------------------------------
-
-    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont]:
-        text_font = QFont(option.font)
-        small = QFont(option.font)
-        small.setPointSizeF(max(7.0, option.font.pointSizeF() - 1.5))
-        return text_font, small
-
-    def _text_layout(self, text: str, font: QFont, width: int
-                     ) -> tuple[QTextLayout, float, float]:
-        key = (text, width, font.key())
-        cached = self._layouts.get(key)
-        if cached is not None:
-            return cached
-        layout = QTextLayout(text.replace("\n", "\u2028"), font)
-        option = QTextOption()
-        option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
-        layout.setTextOption(option)
-        layout.setCacheEnabled(True)
-        height = 0.0
-        natural = 0.0
-        leading = QFontMetrics(font).leading()
-        layout.beginLayout()
-        while True:
-            line = layout.createLine()
-            if not line.isValid():
-                break
-            line.setLineWidth(width)
-            height += leading
-            line.setPosition(QPointF(0, height))
-            height += line.height()
-            natural = max(natural, line.naturalTextWidth())
-        layout.endLayout()
-        if len(self._layouts) > 2000:
-            self._layouts.clear()
-        self._layouts[key] = (layout, natural, height)
-        return layout, natural, height
-
-    def _show_day(self, index: QModelIndex) -> bool:
-        entry = index.data(ENTRY_ROLE)
-        if index.row() == 0:
-            return True
-        previous = index.model().index(index.row() - 1, 0).data(ENTRY_ROLE)
-        return previous is None or format_day(previous.time) != format_day(entry.time)
-
-    def _footer(self, entry: ChatEntry) -> str:
-        clock = format_clock(entry.time)
-        if not entry.own:
-            return clock
-        if entry.status == PENDING:
-            return f"{clock}  sending…"
-        if entry.status == FAILED:
-            return f"not sent: {entry.error}" if entry.error else "not sent"
-        return f"{clock}  ✓"
-
-    def _geometry(self, option: QStyleOptionViewItem, index: QModelIndex
-                  ) -> tuple[ChatEntry, bool, QTextLayout, QRectF, float]:
-        entry: ChatEntry = index.data(ENTRY_ROLE)
-        text_font, small = self._fonts(option)
-        view_width = max(200, option.rect.width())
-        max_text = int(min(640, view_width * 0.68)) - 2 * PAD_X
-        layout, natural, text_height = self._text_layout(entry.text, text_font, max_text)
-        footer_width = QFontMetrics(small).horizontalAdvance(self._footer(entry))
-        footer_height = QFontMetrics(small).height()
-        width = min(max(natural, footer_width + 2), max_text) + 2 * PAD_X
-        height = text_height + footer_height + 2 * PAD_Y + 2
-        show_day = self._show_day(index)
-        top = option.rect.top() + (DAY_HEIGHT if show_day else 0) + GAP
-        left = (option.rect.left() + view_width - MARGIN_X - width if entry.own
-                else option.rect.left() + MARGIN_X)
-        return entry, show_day, layout, QRectF(left, top, width, height), footer_height
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
-        if index.data(ENTRY_ROLE) is None:
-            return QSize(0, 0)
-        option = QStyleOptionViewItem(option)
-        option.rect.setTop(0)
-        if self.parent() is not None and hasattr(self.parent(), "viewport"):
-            option.rect.setWidth(self.parent().viewport().width())
-        _, show_day, _, bubble, _ = self._geometry(option, index)
-        return QSize(option.rect.width(), int(bubble.bottom() + GAP + 1))
-
-    # -- painting -------------------------------------------------------------------------
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex) -> None:
-        if index.data(ENTRY_ROLE) is None:
-            return
-        entry, show_day, layout, bubble, footer_height = self._geometry(option, index)
-        text_font, small = self._fonts(option)
-        painter.save()
-        painter.setRenderHint(QPainter.Antialiasing)
-        if show_day:
-            self._paint_day(painter, option, small, format_day(entry.time))
-        path = QPainterPath()
-        path.addRoundedRect(bubble, RADIUS, RADIUS)
-        if entry.own:
-            fill = {PENDING: style.OWN_PENDING, FAILED: style.DANGER_SOFT}.get(
-                entry.status, style.OWN_BUBBLE)
-            painter.fillPath(path, QColor(fill))
-            if entry.status == FAILED:
-                painter.setBrush(Qt.NoBrush)
-                painter.setPen(QPen(QColor(style.DANGER), 1.2))
-                painter.drawPath(path)
-            text_colour = QColor(style.TEXT if entry.status == FAILED else "white")
-            footer_colour = QColor(style.DANGER if entry.status == FAILED else "#dbe6fd")
-        else:
-            painter.fillPath(path, QColor(style.OTHER_BUBBLE))
-            painter.setBrush(Qt.NoBrush)
-            painter.setPen(QPen(QColor(style.BORDER), 1))
-            painter.drawPath(path)
-            text_colour = QColor(style.TEXT)
-            footer_colour = QColor(style.MUTED)
-        painter.setPen(text_colour)
-        painter.setFont(text_font)
-        layout.draw(painter, QPointF(bubble.left() + PAD_X, bubble.top() + PAD_Y))
-        painter.setFont(small)
-        painter.setPen(footer_colour)
-        footer = QRectF(bubble.left() + PAD_X, bubble.bottom() - PAD_Y - footer_height,
-                        bubble.width() - 2 * PAD_X, footer_height)
-        painter.drawText(footer, Qt.AlignRight | Qt.AlignVCenter, self._footer(entry))
-        painter.restore()
-
-    def _paint_day(self, painter: QPainter, option: QStyleOptionViewItem, font: QFont,
-                   text: str) -> None:
-        painter.setFont(font)
-        width = painter.fontMetrics().horizontalAdvance(text) + 24
-        pill = QRectF(option.rect.center().x() - width / 2, option.rect.top() + 10,
-                      width, 22)
-        painter.setPen(Qt.NoPen)
-        painter.setBrush(QColor("#dde3ec"))
-        painter.drawRoundedRect(pill, 11, 11)
-        painter.setPen(QColor("#4b5563"))
-        painter.drawText(pill, Qt.AlignCenter, text)

@@ -1,12 +1,12 @@
 """The desktop client as a whole: which window is up, and the client core behind them.
 
-`Desktop` owns the settings, the `MessengerClient` built from them (with its
-`ClientBridge`, `CallController` and `CallBridge`), the login window and, once logged in,
-the main window. It logs in with a saved token at start, or with what the user types;
-goes back to the login window with a sentence when the session cannot go on (token
-refused, account locked, server key changed); and stops the client cleanly on quit.
-Every call into the core returns a Deferred; nothing here waits for one.
-"""
+`Desktop` owns the settings (`desktop_settings`), the client core built from them
+(`session`: the `MessengerClient`, its bridge, the `Conversations`, the call
+controller), the login window and, once logged in, the main window. It logs in with a
+saved token at start, or with what the user types; goes back to the login window with a
+sentence when the session cannot go on (token refused, account locked, server key
+changed); and stops the client cleanly on quit. Every call into the core returns a
+Deferred; nothing here waits for one."""
 
 from __future__ import annotations
 
@@ -18,29 +18,25 @@ from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from messenger.client.calls.controller import CallController
-from messenger.client.calls.engine import CallEngine
-from messenger.client.core import MessengerClient
-from messenger.client.errors import NoSavedLogin, NotConnected, ServerKeyChanged
+from messenger.client.errors import (
+    NoSavedLogin,
+    NotConnected,
+    ServerKeyChanged,
+    ServerUnreachable,
+)
 from messenger.client.events import ConnectionState, State
-from messenger.client.tls import client_tls_options
-from messenger.client.ui.bridge import CallBridge, ClientBridge
+from messenger.client.ui.desktop_settings import DesktopSettingsMixin
 from messenger.client.ui.login import LoginWindow
 from messenger.client.ui.main_window import MainWindow
 from messenger.client.ui.messages import describe_state, explain
 from messenger.client.ui.notify import Notifier
-from messenger.client.ui.settings import (
-    DesktopSettings,
-    SettingsProblem,
-    read_secret,
-    save_settings,
-)
-from messenger.client.ui.settings_dialog import SettingsDialog
+from messenger.client.ui.session import ClientSessionMixin
+from messenger.client.ui.settings import DesktopSettings
 
 REGISTERING = "Connecting to {address} to create your account…"
 
 
-class Desktop(QObject):
+class Desktop(ClientSessionMixin, DesktopSettingsMixin, QObject):
     """The running desktop client."""
 
     log = Logger()
@@ -51,7 +47,7 @@ class Desktop(QObject):
                  client_options: dict[str, Any] | None = None,
                  engine_factory: Callable[..., Any] | None = None,
                  use_tray: bool | None = None, accept_new_key: bool = False,
-                 run_blocking: Any = None) -> None:
+                 run_blocking: Any = None, follow_system_theme: bool = True) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -66,16 +62,11 @@ class Desktop(QObject):
         self.key_changed = False
         self.quit_on_close = False
 
-        self.client: MessengerClient | None = None
-        self.bridge: ClientBridge | None = None
-        self.calls: CallController | None = None
-        self.call_bridge: CallBridge | None = None
-        self._client_settings: DesktopSettings | None = None
+        self.init_session()
         self.main_window: MainWindow | None = None
-        self.settings_dialog: SettingsDialog | None = None
         self._busy_what = ""
         self._attempt = 0
-        self._early_server_keys: list[Any] = []
+        self.init_settings(use_dbus=follow_system_theme)
 
         self.login_window = LoginWindow()
         self.login_window.login_requested.connect(self.login)
@@ -151,7 +142,7 @@ class Desktop(QObject):
         if self.client is not None:
             self.client.stop()
         self._busy_timer.stop()
-        self.login_window.set_idle()
+        self.login_window.set_idle(keep_password=True)
 
     def _next_attempt(self) -> int:
         self._attempt += 1
@@ -172,7 +163,9 @@ class Desktop(QObject):
         if isinstance(error, ServerKeyChanged):
             self.key_changed = True
         address = self._address_text()
-        self.login_window.show_error(explain(error, address))
+        # Only unreachable: the password was never judged, keep it for the next try.
+        self.login_window.show_error(explain(error, address),
+                                     keep_password=isinstance(error, ServerUnreachable))
 
     def _logged_in(self, reply: Any, attempt: int) -> None:
         if attempt != self._attempt or self.client is None:
@@ -196,68 +189,6 @@ class Desktop(QObject):
     def _remember_choice(self, name: str, remember: bool) -> None:
         self.settings = self.settings.with_changes(last_account=name, remember=remember)
 
-    # == the client =========================================================================
-
-    def _ensure_client(self) -> defer.Deferred[MessengerClient]:
-        """The client for the current connection settings (made again when they changed;
-        the old one is stopped, its files written, before the new one starts)."""
-        settings = self.settings
-        if self.client is not None and self._client_settings is not None and (
-                self._client_settings.connection == settings.connection):
-            self.client.accept_new_key = self.accept_new_key
-            return defer.succeed(self.client)
-        d = self._drop_client()
-        d.addErrback(lambda failure: self.log.failure("Stopping the old client", failure))
-        d.addCallback(lambda _: self._run(read_secret, settings.secret_file))
-        d.addCallback(self._make_client, settings)
-        return d
-
-    def _make_client(self, secret: bytes, settings: DesktopSettings) -> MessengerClient:
-        if self.client is not None and self._client_settings is not None and (
-                self._client_settings.connection == settings.connection):
-            return self.client                    # made meanwhile by another attempt
-        self._drop_client()
-        try:
-            host, port = settings.host_port
-        except ValueError:
-            raise SettingsProblem("The server address cannot be used. Write it as host:port"
-                                " (for example chat.example.org:7777) in Server"
-                                " settings.") from None
-        tls = None
-        if settings.tls:
-            tls = client_tls_options(host, settings.ca_file or None,
-                                     settings.pin_cert or None)
-        client = MessengerClient(host, port, secret, config_dir=self.config_dir, tls=tls,
-                                 accept_new_key=self.accept_new_key,
-                                 reactor=self.reactor, **self.client_options)
-        self.client = client
-        self._client_settings = settings
-        self.bridge = ClientBridge(client, self)
-        self.bridge.state.connect(self._on_state)
-        self.bridge.server_key.connect(self._on_server_key)
-        self.calls = CallController(client, self._make_engine, self.reactor)
-        self.call_bridge = CallBridge(self.calls, self)
-        return client
-
-    def _make_engine(self, **callbacks: Any) -> Any:
-        if self._engine_factory is not None:
-            return self._engine_factory(**callbacks)
-        return CallEngine(self.reactor, **callbacks)
-
-    def _drop_client(self) -> defer.Deferred[Any]:
-        client, self.client = self.client, None
-        self._client_settings = None
-        if self.bridge is not None:
-            self.bridge.detach()
-            self.bridge = None
-        if self.call_bridge is not None:
-            self.call_bridge.detach()
-            self.call_bridge = None
-        if self.calls is not None:
-            self.calls.close()
-            self.calls = None
-        return client.stop() if client is not None else defer.succeed(None)
-
     # == the session as it goes =============================================================
 
     def _on_state(self, state: ConnectionState) -> None:
@@ -276,11 +207,6 @@ class Desktop(QObject):
                 self._show_login_error(error)
             else:
                 self.login_window.show_error(str(error))
-
-    def _on_server_key(self, event: Any) -> None:
-        """Keys pinned during the login come before the main window: keep them for it."""
-        if self.main_window is None:
-            self._early_server_keys.append(event)
 
     def _set_busy(self, what: str) -> None:
         self._busy_what = what
@@ -313,19 +239,19 @@ class Desktop(QObject):
     def _open_main_window(self, name: str) -> None:
         assert self.client is not None and self.bridge is not None
         assert self.calls is not None and self.call_bridge is not None
+        assert self.conversations is not None
         if self.main_window is not None:
             self.main_window.close_all()
-        window = MainWindow(self.client, self.bridge, self.calls, self.call_bridge,
-                            self.notifier, name, self.client.address, self.reactor)
+        window = MainWindow(self.client, self.bridge, self.conversations, self.calls,
+                            self.call_bridge, self.notifier, name, self.client.address,
+                            self.reactor)
         window.logout_requested.connect(self.logout)
         window.settings_requested.connect(self.open_settings)
+        window.preferences_requested.connect(self.open_preferences)
         window.quit_requested.connect(self.quit_requested)
         window.quit_on_close = self.quit_on_close
         self.notifier.window = window
         self.main_window = window
-        for event in self._early_server_keys:
-            window.on_server_key(event)
-        self._early_server_keys = []
         window.show()
         window.raise_()
         window.activateWindow()
@@ -351,37 +277,6 @@ class Desktop(QObject):
             return defer.succeed(None)
         return client.logout()
 
-    def open_settings(self) -> SettingsDialog:
-        parent = self.main_window if self.main_window is not None else self.login_window
-        dialog = SettingsDialog(self.settings, parent, key_changed=self.key_changed)
-        dialog.applied.connect(self.apply_settings)
-        self.settings_dialog = dialog
-        dialog.open()
-        return dialog
-
-    def apply_settings(self, settings: DesktopSettings, trust_new_key: bool = False) -> None:
-        changed = settings.connection != self.settings.connection
-        self.settings = settings
-        if trust_new_key:
-            self.accept_new_key = True
-        self.save_settings()
-        self.login_window.set_server(self._address_text())
-        if self.main_window is not None:
-            if changed:
-                self.main_window.statusBar().showMessage(
-                    "The new server settings apply the next time you log in.", 8000)
-        else:
-            self.login_window.banner.clear_message()
-            if trust_new_key:
-                self.login_window.show_info("The server's new key will be trusted at the"
-                                            " next login.")
-
-    def save_settings(self) -> None:
-        """Write the settings file (off the reactor thread)."""
-        d = save_settings(self.config_dir, self.settings, self._run)
-        d.addErrback(lambda failure: self.log.failure("Cannot save the desktop settings",
-                                                      failure))
-
     def _address_text(self) -> str:
         try:
             return self.settings.address
@@ -402,8 +297,8 @@ class Desktop(QObject):
             self.main_window.close_all()
             self.main_window = None
         self.login_window.close()
-        if self.settings_dialog is not None:
-            self.settings_dialog.close()
+        for dialog in (self.settings_dialog, self.preferences_dialog):
+            if dialog is not None:
+                dialog.close()
         self.notifier.close()
         return self._drop_client()
-

@@ -202,20 +202,26 @@ class LoginWindow(QWidget):
         if self.busy:
             self.busy_label.setText(text)
 
-    def set_idle(self) -> None:
+    def set_idle(self, keep_password: bool = False) -> None:
+        """Nothing under way; the password fields are cleared unless ``keep_password``
+        (the server was only unreachable: the password was never judged)."""
         self.spinner.stop()
         self.busy_label.setText("")
         self.cancel_button.hide()
         for widget in self._inputs:
             widget.setEnabled(True)
-        self.password.clear()
-        self.reg_password.clear()
-        self.reg_password2.clear()
+        if not keep_password:
+            self.password.clear()
+            self.reg_password.clear()
+            self.reg_password2.clear()
 
-    def show_error(self, text: str) -> None:
-        self.set_idle()
+    def show_error(self, text: str, keep_password: bool = False) -> None:
+        self.set_idle(keep_password)
         self.banner.show_error(text)
-        self._focus_first_empty()
+        if keep_password and self.tabs.currentIndex() == 0 and self.password.text():
+            self.login_button.setFocus()
+        else:
+            self._focus_first_empty()
 
     def show_info(self, text: str) -> None:
         self.banner.show_info(text)

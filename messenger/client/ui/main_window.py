@@ -1,89 +1,97 @@
-"""The main window: contacts with presence and unread counts, the home feed, service
-messages, the connection in the status bar, and the doors to chats, calls, search and
-the admin panel."""
+"""The main window: one window, as in Telegram Desktop. The chat list on the left (people,
+the broadcast feed, the service messages), the open chat on the right, the connection in
+the status bar. Below `NARROW` pixels it shows one of the two at a time (the chat, with
+a back arrow; Esc goes back), down to a phone-like 360 pixels.
+
+The `Conversations` (made with the client, before this window) hold the list, the unread
+counts and the notifications; this window shows them, routes live messages to the open
+panes, and says which chat the user is reading.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PyQt5.QtCore import QSortFilterProxyModel, Qt, QTimer, pyqtSignal
-from PyQt5.QtGui import QIcon, QKeySequence
+from PyQt5.QtCore import QEvent, Qt, QTimer, pyqtSignal
 from PyQt5.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QListView,
     QMainWindow,
     QMenu,
-    QPushButton,
-    QShortcut,
-    QTabWidget,
-    QVBoxLayout,
+    QSplitter,
+    QStackedWidget,
     QWidget,
 )
 
 from messenger.client.calls import controller as calls
 from messenger.client.events import AccountInfo, ConnectionState, State
-from messenger.client.ui import style
-from messenger.client.ui.admin import AdminPanel
-from messenger.client.ui.call_window import CallWindow
-from messenger.client.ui.chat import ChatWindow
-from messenger.client.ui.contacts import ContactDelegate, ContactsModel
-from messenger.client.ui.feed import FeedView, NoticesView
-from messenger.client.ui.messages import describe_call_end, describe_state, explain
-from messenger.client.ui.search import SearchDialog
-from messenger.client.ui.widgets import Avatar
+from messenger.client.ui import shortcuts, style
+from messenger.client.ui.chat_actions import ChatActionsMixin
+from messenger.client.ui.chat_list import PERSON
+from messenger.client.ui.chat_state import FEED, NOTICES, person_key
+from messenger.client.ui.conversation import ConversationPane
+from messenger.client.ui.feed import FeedPane, NoticesPane
+from messenger.client.ui.messages import describe_state, explain, header_status
+from messenger.client.ui.sidebar import Sidebar
+from messenger.client.ui.widgets import ElidedLabel
+from messenger.client.ui.windows import WindowsMixin
 
+NARROW = 600                     # below this width: one pane at a time
 STATE_COLOURS = {"online": style.PRESENCE_COLOURS["online"], "syncing": "#22c55e",
-                 "reconnecting": style.WARNING, "connecting": style.WARNING,
-                 "handshaking": style.WARNING, "logging_in": style.WARNING}
-PREVIEW = 120
+                 "reconnecting": "#d97706", "connecting": "#d97706",
+                 "handshaking": "#d97706", "logging_in": "#d97706"}
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
     logout_requested = pyqtSignal()
     settings_requested = pyqtSignal()
+    preferences_requested = pyqtSignal()
     quit_requested = pyqtSignal()
 
-    def __init__(self, client: Any, bridge: Any, call_controller: Any, call_bridge: Any,
-                 notifier: Any, me: str, address: str, reactor: Any = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, client: Any, bridge: Any, conversations: Any, call_controller: Any,
+                 call_bridge: Any, notifier: Any, me: str, address: str,
+                 reactor: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
-        self.client = client
-        self.bridge = bridge
-        self.calls = call_controller
-        self.call_bridge = call_bridge
-        self.notifier = notifier
-        self.me = me
-        self.address = address
-        self.reactor = reactor
+        self.client, self.bridge, self.conversations = client, bridge, conversations
+        self.calls, self.call_bridge, self.notifier = call_controller, call_bridge, notifier
+        self.me, self.address, self.reactor = me, address, reactor
         self.account: AccountInfo | None = client.account
-        self.chats: dict[str, ChatWindow] = {}
-        self.admin_panel: AdminPanel | None = None
-        self.search_dialog: SearchDialog | None = None
-        self.call_window: CallWindow | None = None
+        self.panes: dict[str, ConversationPane] = {}
+        self.current_key: str | None = None
+        self.narrow = False
         self.quit_on_close = False
-        self.setWindowTitle(f"Messenger — {me}")
-        self.setMinimumSize(900, 560)
-        self.resize(1280, 800)
+        self._state: ConnectionState = client.state
+        self.init_windows()
+        self.setMinimumSize(360, 460)
+        self.resize(1100, 720)
 
-        self.contacts = ContactsModel(self)
-        central = QWidget()
-        central.setObjectName("window")
-        row = QHBoxLayout(central)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(0)
-        row.addWidget(self._sidebar())
-        row.addWidget(self._main_area(), 1)
-        self.setCentralWidget(central)
+        self.sidebar = Sidebar(me, conversations.model)
+        self.sidebar.chat_activated.connect(self.open_key)
+        self.sidebar.context_requested.connect(self._chat_context_menu)
+        self.sidebar.presence_chosen.connect(self._presence_chosen)
+        self.sidebar.find_button.clicked.connect(self.open_search)
+        self.sidebar.menu_button.setMenu(self.build_main_menu())
+        self.stack = QStackedWidget()
+        self.placeholder = style.named(QLabel("Select a chat to start messaging"), "muted")
+        self.placeholder.setAlignment(Qt.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.stack.addWidget(self.placeholder)
+        self.feed = FeedPane(client, conversations, address)
+        self.notices = NoticesPane(conversations)
+        for pane in (self.feed, self.notices):
+            pane.header.back_requested.connect(self.go_back)
+            self.stack.addWidget(pane)
+        self.splitter = QSplitter(Qt.Horizontal)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(self.stack)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([330, 770])
+        self.setCentralWidget(self.splitter)
         self._status_bar()
-        self._shortcuts()
-
+        self._shortcuts = shortcuts.bind(self, lambda name: getattr(self, name))
         self._countdown = QTimer(self)
         self._countdown.setInterval(1000)
         self._countdown.timeout.connect(self._refresh_state)
@@ -91,466 +99,257 @@ class MainWindow(QMainWindow):
         self._connections = [
             (bridge.state, self.on_state), (bridge.message, self.on_message),
             (bridge.message_status, self.on_message_status),
-            (bridge.presence, self.on_presence), (bridge.broadcast, self.on_broadcast),
-            (bridge.account, self.on_account), (bridge.notice, self.on_notice),
-            (bridge.server_key, self.on_server_key),
-            (call_bridge.status, self.on_call_status)]
+            (bridge.presence, self.on_presence), (bridge.broadcast, self.feed.add),
+            (bridge.account, self.on_account), (call_bridge.status, self.on_call_status),
+            (conversations.unread_changed, self.update_title),
+            (conversations.contacts_failed, lambda text: self.show_status(text, True)),
+            (conversations.blocks_changed, self._refresh_chats)]
         for signal, slot in self._connections:
             signal.connect(slot)
         if self.account is not None:
             self.on_account(self.account)
-        self.on_state(client.state)
-
-    # == layout =============================================================================
-
-    def _sidebar(self) -> QWidget:
-        sidebar = style.named(QWidget(), "sidebar")
-        sidebar.setAttribute(Qt.WA_StyledBackground, True)
-        sidebar.setFixedWidth(320)
-        layout = QVBoxLayout(sidebar)
-        layout.setContentsMargins(14, 16, 14, 12)
-        layout.setSpacing(10)
-
-        profile = QHBoxLayout()
-        profile.setSpacing(10)
-        self.my_avatar = Avatar(self.me, 46)
-        self.my_avatar.set_presence("online")
-        profile.addWidget(self.my_avatar)
-        names = QVBoxLayout()
-        names.setSpacing(2)
-        self.me_label = style.named(QLabel(self.me), "heading")
-        names.addWidget(self.me_label)
-        badges = QHBoxLayout()
-        badges.setSpacing(4)
-        self.admin_badge = style.named(QLabel("admin"), "badge")
-        self.premium_badge = style.named(QLabel("premium"), "badge")
-        for badge in (self.admin_badge, self.premium_badge):
-            badge.hide()
-            badges.addWidget(badge)
-        badges.addStretch(1)
-        names.addLayout(badges)
-        profile.addLayout(names, 1)
-        self.presence_box = QComboBox()
-        self.presence_box.addItem(QIcon(style.dot_pixmap(style.PRESENCE_COLOURS["online"])),
-                                  "Online", "online")
-        self.presence_box.addItem(QIcon(style.dot_pixmap(style.PRESENCE_COLOURS["away"])),
-                                  "Away", "away")
-        self.presence_box.setToolTip("Your presence, as your contacts see it")
-        self.presence_box.activated.connect(self._presence_chosen)
-        profile.addWidget(self.presence_box)
-        layout.addLayout(profile)
-
-        self.filter = QLineEdit()
-        self.filter.setPlaceholderText("Filter contacts  (Ctrl+K)")
-        self.filter.setClearButtonEnabled(True)
-        layout.addWidget(self.filter)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.contacts)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseInsensitive)
-        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
-        self.filter.returnPressed.connect(self._open_first_match)
-
-        header = QHBoxLayout()
-        header.addWidget(style.named(QLabel("CONTACTS"), "muted"))
-        header.addStretch(1)
-        self.contact_count = style.named(QLabel(""), "muted")
-        header.addWidget(self.contact_count)
-        layout.addLayout(header)
-
-        self.contact_view = QListView()
-        self.contact_view.setObjectName("contacts")
-        self.contact_view.setModel(self.proxy)
-        self.contact_view.setItemDelegate(ContactDelegate(self.contact_view))
-        self.contact_view.setMouseTracking(True)
-        self.contact_view.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.contact_view.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.contact_view.setContextMenuPolicy(Qt.CustomContextMenu)
-        self.contact_view.customContextMenuRequested.connect(self._contact_menu)
-        self.contact_view.doubleClicked.connect(self._contact_activated)
-        self.contact_view.activated.connect(self._contact_activated)
-        self.contact_view.setAccessibleName("Contacts")
-        self.contact_view.selectionModel().currentChanged.connect(
-            lambda *_: self._update_actions())
-        self.contacts.rowsInserted.connect(lambda *_: self._contacts_changed())
-        self.contacts.rowsRemoved.connect(lambda *_: self._contacts_changed())
-        self.contacts.modelReset.connect(self._contacts_changed)
-        self.contacts.dataChanged.connect(lambda *_: self._update_actions())
-        layout.addWidget(self.contact_view, 1)
-
-        self.empty_note = style.named(QLabel("No contacts yet. Find people to add them."),
-                                      "muted")
-        self.empty_note.setWordWrap(True)
-        layout.addWidget(self.empty_note)
-        self.add_button = style.set_kind(QPushButton("Find people…"), "primary")
-        self.add_button.setToolTip("Search for people and add them as contacts (Ctrl+F)")
-        self.add_button.clicked.connect(self.open_search)
-        layout.addWidget(self.add_button)
-        return sidebar
-
-    def _main_area(self) -> QWidget:
-        area = QWidget()
-        layout = QVBoxLayout(area)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        bar = style.named(QWidget(), "header")
-        bar.setAttribute(Qt.WA_StyledBackground, True)
-        row = QHBoxLayout(bar)
-        row.setContentsMargins(18, 10, 18, 10)
-        row.setSpacing(8)
-        self.selected_avatar = Avatar("", 34)
-        self.selected_avatar.hide()
-        row.addWidget(self.selected_avatar)
-        self.selected_label = style.named(QLabel("Select a contact to chat or call"), "muted")
-        row.addWidget(self.selected_label, 1)
-        self.chat_button = style.set_kind(QPushButton("Open chat"), "primary")
-        self.chat_button.setToolTip("Open the conversation (Enter, or double-click)")
-        self.chat_button.clicked.connect(lambda: self._with_selected(self.open_chat))
-        row.addWidget(self.chat_button)
-        self.call_button = style.set_kind(QPushButton("Call"), "success")
-        self.call_button.setToolTip("Start a voice call (Ctrl+Shift+C)")
-        self.call_button.clicked.connect(lambda: self._with_selected(self.start_call))
-        row.addWidget(self.call_button)
-        row.addSpacing(12)
-        self.admin_button = QPushButton("Admin panel")
-        self.admin_button.setToolTip("Users, roles, locks, premium codes (Ctrl+Shift+A)")
-        self.admin_button.clicked.connect(self.open_admin)
-        self.admin_button.hide()
-        row.addWidget(self.admin_button)
-        self.menu_button = QPushButton("Account ▾")
-        menu = QMenu(self)
-        menu.addAction("Server settings…", self.settings_requested)
-        menu.addSeparator()
-        menu.addAction("Log out", self.logout_requested)
-        quit_action = menu.addAction("Quit", self.quit_requested, QKeySequence("Ctrl+Q"))
-        self.addAction(quit_action)                 # the shortcut works with the menu shut
-        self.menu_button.setMenu(menu)
-        self.account_menu = menu
-        row.addWidget(self.menu_button)
-        layout.addWidget(bar)
-
-        self.tabs = QTabWidget()
-        self.tabs.setDocumentMode(True)
-        self.feed = FeedView(self.client, self.address)
-        self.notices = NoticesView()
-        self.tabs.addTab(self.feed, "Home")
-        self.tabs.addTab(self.notices, "Notices")
-        self.notices.added.connect(self._notice_added)
-        self.tabs.currentChanged.connect(self._tab_changed)
-        self._unseen_notices = 0
-        layout.addWidget(self.tabs, 1)
-        return area
+        self.update_title()
+        self.on_state(client.state, first=True)
 
     def _status_bar(self) -> None:
         bar = self.statusBar()
-        bar.setSizeGripEnabled(True)
+        bar.setSizeGripEnabled(False)
         self.state_dot = QLabel()
-        self.state_label = QLabel("")
+        self.state_label = ElidedLabel("")
         self.state_label.setAccessibleName("Connection state")
         bar.addWidget(self.state_dot)
         bar.addWidget(self.state_label, 1)
-        self.server_label = style.named(QLabel(f"{self.me} @ {self.address}"), "muted")
+        self.server_label = style.named(ElidedLabel(f"{self.me} @ {self.address}"), "muted")
+        self.server_label.setMinimumWidth(60)
         bar.addPermanentWidget(self.server_label)
 
-    def _shortcuts(self) -> None:
-        QShortcut(QKeySequence("Ctrl+F"), self, activated=self.open_search)
-        QShortcut(QKeySequence("Ctrl+K"), self, activated=self.filter.setFocus)
-        QShortcut(QKeySequence("Ctrl+Shift+C"), self,
-                  activated=lambda: self._with_selected(self.start_call))
-        QShortcut(QKeySequence("Ctrl+Shift+A"), self, activated=self.open_admin)
-        QShortcut(QKeySequence("Ctrl+1"), self, activated=lambda: self.tabs.setCurrentIndex(0))
-        QShortcut(QKeySequence("Ctrl+2"), self, activated=lambda: self.tabs.setCurrentIndex(1))
+    def show_status(self, text: str, error: bool = False) -> None:
+        """A passing sentence in the status bar (the connection state comes back)."""
+        self.statusBar().showMessage(text, 10000 if error else 5000)
 
-    # == the connection ====================================================================
+    # == the connection =====================================================================
 
-    def on_state(self, state: ConnectionState) -> None:
-        was_logged_in = getattr(self, "_logged_in", False)
+    def on_state(self, state: ConnectionState, first: bool = False) -> None:
+        was_logged_in = self._state.logged_in and not first
         self._state = state
-        self._logged_in = state.logged_in
         self._refresh_state()
-        if state.name == State.RECONNECTING:
-            self._countdown.start()
-        else:
-            self._countdown.stop()
+        self._countdown.start() if state.name == State.RECONNECTING else self._countdown.stop()
         if state.logged_in and not was_logged_in:
-            self.reload()
-            for chat in self.chats.values():
-                chat.connection_ready()
-        self._update_actions()
+            self.feed.reload()
+            for pane in self.panes.values():
+                pane.connection_ready()
+        self._refresh_chats()
+
+    def _refresh_chats(self) -> None:
+        for key in self.panes:
+            self.refresh_chat(key)
 
     def _refresh_state(self) -> None:
         state = self._state
-        self.state_label.setText(describe_state(state, self.reactor.seconds()))
+        self.state_label.set_full_text(describe_state(state, self.reactor.seconds()))
         colour = STATE_COLOURS.get(state.name, style.PRESENCE_COLOURS["offline"])
         self.state_dot.setPixmap(style.dot_pixmap(colour, 10))
-        if state.reason:
-            self.state_label.setToolTip(explain(state.error, self.address)
-                                        if state.error is not None else state.reason)
-        else:
-            self.state_label.setToolTip("")
-
-    def reload(self) -> None:
-        """After each login: contacts with presence, and the home feed."""
-        d = self.client.get_contacts()
-        d.addCallbacks(lambda reply: self.contacts.set_contacts(reply.get("alert") or []),
-                       lambda failure: self.notices.add(
-                           "Your contacts could not be loaded: "
-                           + explain(failure, self.address)))
-        self.feed.reload()
+        self.state_label.setToolTip(
+            (explain(state.error, self.address) if state.error is not None else state.reason)
+            if state.reason else "")
 
     # == events from the core ===============================================================
 
     def on_message(self, message: Any) -> None:
         own = message.sender.lower() == self.me.lower()
-        peer = message.recipient if own else message.sender
-        chat = self.chats.get(peer.lower())
-        if chat is not None:
-            chat.add_incoming(message)
-        if own or (chat is not None and chat.is_in_front()):
-            return
-        self.contacts.add_unread(peer)
-        self.update_title()
-        if not message.from_sync:
-            text = message.text if len(message.text) <= PREVIEW else \
-                message.text[:PREVIEW - 1] + "…"
-            self.notifier.notify(f"New message from {peer}", text)
+        pane = self.panes.get(person_key(message.recipient if own else message.sender))
+        if pane is not None:
+            pane.add_incoming(message)
 
     def on_message_status(self, outgoing: Any) -> None:
-        chat = self.chats.get(outgoing.to.lower())
-        if chat is not None:
-            chat.update_outgoing(outgoing)
+        pane = self.panes.get(person_key(outgoing.to))
+        if pane is not None:
+            pane.update_outgoing(outgoing)
 
     def on_presence(self, change: Any) -> None:
-        self.contacts.set_status(change.account_name, change.status)
-        chat = self.chats.get(change.account_name.lower())
-        if chat is not None:
-            chat.set_presence(change.status)
-
-    def on_broadcast(self, broadcast: Any) -> None:
-        self.feed.add(broadcast)
-        if not self.isActiveWindow():
-            self.notifier.notify(f"Broadcast from {broadcast.sender}", broadcast.text[:PREVIEW])
+        self.refresh_chat(person_key(change.account_name))
 
     def on_account(self, account: AccountInfo) -> None:
-        previous = self.account
-        self.account = account
-        self.admin_badge.setVisible(account.admin)
-        self.premium_badge.setVisible(account.premium)
-        self.admin_button.setVisible(account.admin)
+        previous, self.account = self.account, account
+        self.sidebar.set_roles(account.admin, account.premium)
+        self.admin_action.setVisible(account.admin)
         self.feed.set_can_post(account.premium or account.admin)
         if previous is not None and previous != account:
             for role, before, now in (("an administrator", previous.admin, account.admin),
                                       ("premium", previous.premium, account.premium)):
                 if before != now:
-                    self.notices.add(f"You are {'now' if now else 'no longer'} {role}.",
-                                     important=True)
+                    self.conversations.add_notice(
+                        f"You are {'now' if now else 'no longer'} {role}.", important=True)
         if not account.admin and self.admin_panel is not None:
             self.admin_panel.close()
             self.admin_panel = None
 
-    def on_notice(self, notice: Any) -> None:
-        important = notice.level != 100
-        self.notices.add(notice.message, important=important, when=notice.time or None)
-        if important:
-            self.notifier.notify("Messenger", notice.message)
-
-    def on_server_key(self, event: Any) -> None:
-        if event.first_use:
-            self.notices.add(f"This is the first connection to {event.address}; its key"
-                             f" {event.fingerprint} is now remembered. Compare it with the"
-                             " fingerprint your administrator published.")
-        else:
-            self.notices.add(f"You trusted a new key for {event.address}: {event.fingerprint}"
-                             f" (it replaced {event.replaced}).", important=True)
-
-    def _notice_added(self) -> None:
-        if self.tabs.currentWidget() is not self.notices:
-            self._unseen_notices += 1
-            self.tabs.setTabText(1, f"Notices ({self._unseen_notices})")
-
-    def _tab_changed(self, index: int) -> None:
-        if self.tabs.widget(index) is self.notices:
-            self._unseen_notices = 0
-            self.tabs.setTabText(1, "Notices")
+    def _presence_chosen(self, status: str) -> None:
+        self.sidebar.avatar.set_presence(status)
+        self.client.set_presence(status).addErrback(
+            lambda failure: self.show_status(explain(failure, self.address), True))
 
     # == unread =============================================================================
 
     def total_unread(self) -> int:
-        return self.contacts.total_unread()
+        return self.conversations.total_unread()
 
-    def update_title(self) -> None:
+    def update_title(self, *_: Any) -> None:
         total = self.total_unread()
         self.setWindowTitle(f"({total}) Messenger — {self.me}" if total
                             else f"Messenger — {self.me}")
-        self.notifier.set_unread(total)
 
-    def mark_read(self, peer: str) -> None:
-        self.contacts.clear_unread(peer)
-        self.update_title()
+    def _update_reading(self) -> None:
+        """Tell the conversations which chat the user is reading (messages arriving
+        there are read at once); None when the window is not in front."""
+        showing = self.current_key if (self.isActiveWindow() and not self.isMinimized()
+                                       and self.stack.isVisible()) else None
+        self.conversations.reading = showing
+        if showing is not None:
+            self.conversations.read(showing)
 
-    # == contacts ===========================================================================
-
-    def selected_contact(self) -> str | None:
-        index = self.contact_view.currentIndex()
-        return index.data(Qt.DisplayRole) if index.isValid() else None
-
-    def select_contact(self, name: str) -> None:
-        row = self.contacts.row_of(name)
-        if row is not None:
-            index = self.proxy.mapFromSource(self.contacts.index(row))
-            self.contact_view.setCurrentIndex(index)
-
-    def _with_selected(self, action: Any) -> None:
-        name = self.selected_contact()
-        if name is not None:
-            action(name)
-
-    def _contact_activated(self, index: Any) -> None:
-        name = index.data(Qt.DisplayRole)
-        if name:
-            self.open_chat(name)
-
-    def _open_first_match(self) -> None:
-        if self.proxy.rowCount():
-            index = self.proxy.index(0, 0)
-            self.contact_view.setCurrentIndex(index)
-            self._contact_activated(index)
-
-    def _contacts_changed(self) -> None:
-        count = sum(1 for name in self.contacts.names()
-                    if (c := self.contacts.contact(name)) is not None and c.is_contact)
-        self.contact_count.setText(str(count) if count else "")
-        self.empty_note.setVisible(self.contacts.rowCount() == 0)
-        self._update_actions()
-
-    def _update_actions(self) -> None:
-        name = self.selected_contact()
-        online = getattr(self, "_logged_in", False)
-        self.chat_button.setEnabled(name is not None)
-        status = self.contacts.status_of(name) if name else "offline"
-        contact = self.contacts.contact(name) if name else None
-        self.call_button.setEnabled(online and name is not None and status != "offline"
-                                    and contact is not None and contact.is_contact
-                                    and not self.calls.status.live)
-        if name is None:
-            self.selected_avatar.hide()
-            self.selected_label.setText("Select a contact to chat or call")
-            self.selected_label.setObjectName("muted")
-        else:
-            self.selected_avatar.set_name(name)
-            self.selected_avatar.set_presence(status)
-            self.selected_avatar.show()
-            self.selected_label.setText(f"{name} · {style.PRESENCE_WORDS.get(status, status)}")
-            self.selected_label.setObjectName("heading")
-        self.selected_label.style().unpolish(self.selected_label)
-        self.selected_label.style().polish(self.selected_label)
-
-    def _contact_menu(self, position: Any) -> None:
-        index = self.contact_view.indexAt(position)
-        if not index.isValid():
-            return
-        name = index.data(Qt.DisplayRole)
-        menu = QMenu(self)
-        menu.addAction("Open chat", lambda: self.open_chat(name))
-        call = menu.addAction("Call", lambda: self.start_call(name))
-        call.setEnabled(self.contacts.status_of(name) != "offline")
-        contact = self.contacts.contact(name)
-        if contact is not None and contact.is_contact:
-            menu.addAction("Remove from contacts", lambda: self.remove_contact(name))
-        else:
-            menu.addAction("Add to contacts", lambda: self.add_contact(name))
-        menu.popup(self.contact_view.viewport().mapToGlobal(position))
-
-    def open_search(self) -> SearchDialog:
-        if self.search_dialog is None:
-            self.search_dialog = SearchDialog(self.client, self, self.address)
-            self.search_dialog.contact_added.connect(self._contact_added)
-        if not self.search_dialog.isVisible():
-            self.search_dialog.reset()
-        self.search_dialog.show()
-        self.search_dialog.raise_()
-        self.search_dialog.activateWindow()
-        self.search_dialog.query.setFocus()
-        return self.search_dialog
-
-    def _contact_added(self, contact: dict[str, Any]) -> None:
-        name = contact.get("account_name")
-        if isinstance(name, str):
-            self.contacts.add(name, str(contact.get("status", "offline")))
-            self.select_contact(name)
-            self.contact_view.setFocus()
-            self.statusBar().showMessage(f"{name} was added to your contacts.", 5000)
-
-    def add_contact(self, name: str) -> None:
-        d = self.client.add_contact(name)
-        d.addCallbacks(lambda reply: self._contact_added(reply.get("contact") or {}),
-                       lambda failure: self.notices.add(explain(failure, self.address)))
-
-    def remove_contact(self, name: str) -> None:
-        d = self.client.del_contact(name)
-        d.addCallbacks(lambda _: self.contacts.remove(name),
-                       lambda failure: self.notices.add(explain(failure, self.address)))
-
-    def _presence_chosen(self, index: int) -> None:
-        status = self.presence_box.itemData(index)
-        self.my_avatar.set_presence(status)
-        self.client.set_presence(status).addErrback(
-            lambda failure: self.statusBar().showMessage(explain(failure, self.address),
-                                                         8000))
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() in (QEvent.ActivationChange, QEvent.WindowStateChange):
+            self._update_reading()
 
     # == chats ==============================================================================
 
-    def open_chat(self, peer: str) -> ChatWindow:
-        key = peer.lower()
-        chat = self.chats.get(key)
-        if chat is None:
-            chat = ChatWindow(self.client, self.me, peer, address=self.address)
-            chat.activated.connect(self.mark_read)
-            chat.call_requested.connect(self.start_call)
-            self.chats[key] = chat
-        chat.set_presence(self.contacts.status_of(peer))
-        chat.show()
-        chat.raise_()
-        chat.activateWindow()
-        self.mark_read(peer)
-        return chat
+    def open_chat(self, peer: str) -> ConversationPane:
+        self.conversations.model.person(peer)
+        pane = self.open_key(person_key(peer))
+        assert isinstance(pane, ConversationPane)
+        return pane
+
+    def open_key(self, key: str) -> QWidget | None:
+        """Show a chat on the right (and, in narrow mode, only it); it is read now."""
+        item = self.conversations.model.item(key)
+        if item is None:
+            return None
+        if key == FEED:
+            pane: QWidget = self.feed
+        elif key == NOTICES:
+            pane = self.notices
+        else:
+            pane = self._pane_for(item.title)
+            pane.set_unread_after(item.record.last_read if item.unread else None)
+        self.current_key = key
+        self.stack.setCurrentWidget(pane)
+        self.sidebar.select(key)
+        self._apply_narrow()
+        self.conversations.read(key)
+        self._update_reading()
+        if isinstance(pane, ConversationPane):
+            self.refresh_chat(key)
+            pane.focus_composer()
+        return pane
+
+    def _pane_for(self, peer: str) -> ConversationPane:
+        key = person_key(peer)
+        pane = self.panes.get(key)
+        if pane is None:
+            pane = ConversationPane(self.client, self.me, peer, address=self.address)
+            pane.back_requested.connect(self.go_back)
+            pane.call_requested.connect(self.start_call)
+            pane.menu_requested.connect(
+                lambda name, menu: self.fill_chat_menu(person_key(name), menu, False))
+            pane.unblock_button.clicked.connect(lambda: self.unblock(peer))
+            pane.view.link_activated.connect(lambda url: self.show_status(f"Opening {url}"))
+            self.panes[key] = pane
+            self.stack.addWidget(pane)
+        return pane
+
+    def refresh_chat(self, key: str) -> None:
+        pane = self.panes.get(key)
+        item = self.conversations.model.item(key)
+        if pane is None or item is None or item.kind != PERSON:
+            return
+        pane.set_blocked(item.blocked)
+        pane.set_presence(item.status, header_status(self._state), item.is_contact)
+
+    def go_back(self) -> None:
+        """Esc: clear the search field if it has text, else close the open chat."""
+        if self.sidebar.filter.hasFocus() and self.sidebar.filter.text():
+            self.sidebar.filter.clear()
+            return
+        self.current_key = None
+        self.stack.setCurrentWidget(self.placeholder)
+        self.sidebar.select(None)
+        self._apply_narrow()
+        self._update_reading()
+        self.sidebar.view.setFocus()
+
+    def jump_to_chat(self) -> None:
+        if self.narrow and self.current_key is not None:
+            self.go_back()
+        self.sidebar.filter.setFocus()
+        self.sidebar.filter.selectAll()
+
+    def next_chat(self) -> None:
+        self._step(1)
+
+    def previous_chat(self) -> None:
+        self._step(-1)
+
+    def _step(self, direction: int) -> None:
+        keys = self.sidebar.keys_in_order()
+        if not keys:
+            return
+        if self.current_key in keys:
+            position = keys.index(self.current_key) + direction
+        else:
+            position = 0 if direction > 0 else len(keys) - 1
+        if 0 <= position < len(keys):
+            self.open_key(keys[position])
+
+    def _chat_context_menu(self, key: str, position: Any) -> None:
+        menu = self.fill_chat_menu(key, QMenu(self))
+        self.chat_menu = menu
+        menu.popup(position)
+
+    def toggle_mute_current(self) -> None:
+        if self.current_key is not None:
+            self.toggle_mute(self.current_key)
+
+    def call_current(self) -> None:
+        item = self.conversations.model.item(self.current_key or "")
+        if item is not None and item.kind == PERSON:
+            self.start_call(item.title)
+
+    # == narrow mode ========================================================================
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        narrow = self.width() < NARROW
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self._apply_narrow()
+
+    def _apply_narrow(self) -> None:
+        chat_open = self.current_key is not None
+        self.sidebar.setVisible(not self.narrow or not chat_open)
+        self.stack.setVisible(not self.narrow or chat_open)
+        self.server_label.setVisible(not self.narrow)
+        for pane in [*self.panes.values(), self.feed, self.notices]:
+            pane.set_narrow(self.narrow)
+        self._update_reading()
 
     # == calls ==============================================================================
 
-    def start_call(self, peer: str) -> None:
-        if self.calls.status.live:
-            if self.call_window is not None:
-                self.call_window.show()
-                self.call_window.raise_()
-            return
-        self.calls.dial(peer).addErrback(lambda _: None)   # the call window says why
-
     def on_call_status(self, status: calls.CallStatus) -> None:
-        if status.state in (calls.OUTGOING, calls.INCOMING) and (
-                self.call_window is None or self.call_window.finished):
-            if self.call_window is not None:
-                self.call_window.close()
-            self.call_window = CallWindow(self.calls, self.call_bridge, self.me)
-            self.call_window.show()
-            self.call_window.raise_()
-            self.call_window.activateWindow()
-            if status.state == calls.INCOMING:
-                self.notifier.notify("Incoming call", f"{status.peer} is calling you.")
+        self.show_call(status)
         if status.state == calls.ENDED and status.end_reason in (
                 calls.CANCELLED, calls.NO_ANSWER) and status.incoming:
-            self.notices.add(describe_call_end(status, self.me))
-        self._update_actions()
+            from messenger.client.ui.messages import describe_call_end
+            self.conversations.add_notice(describe_call_end(status, self.me))
+        self._refresh_chats()
 
-    # == admin ==============================================================================
-
-    def open_admin(self) -> AdminPanel | None:
-        if self.account is None or not self.account.admin:
-            return None
-        if self.admin_panel is None:
-            self.admin_panel = AdminPanel(self.client, self.me, address=self.address)
-        self.admin_panel.show()
-        self.admin_panel.raise_()
-        self.admin_panel.activateWindow()
-        return self.admin_panel
+    def theme_changed(self) -> None:
+        """Light and dark switched: what is drawn from HTML is made again."""
+        self.feed.render()
+        self.notices.render()
+        for pane in self.panes.values():
+            pane.view.viewport().update()
 
     # == closing ============================================================================
 
@@ -564,10 +363,8 @@ class MainWindow(QMainWindow):
             except TypeError:
                 pass                        # already disconnected
         self._connections = []
-        for window in [*self.chats.values(), self.admin_panel, self.search_dialog,
-                       self.call_window]:
-            if window is not None:
-                window.close()
+        self.conversations.reading = None
+        self.close_windows()
         self.quit_on_close = False
         self.close()
 

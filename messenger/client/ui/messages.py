@@ -124,6 +124,8 @@ def _explain_refusal(error: errors.MessengerError) -> str:
         if isinstance(error, cls):
             return sentence
     text = _strip(error.message)
+    if isinstance(error, errors.BlockedByUser):
+        return text.replace("'", "", 2) + ". Nothing was delivered."   # a name: as is
     if isinstance(error, errors.AccountLocked):
         until = error.locked_until
         if until is not None:
@@ -199,6 +201,17 @@ def describe_state(state: ConnectionState, now: float | None = None) -> str:
         lead = "Logged out" if name == State.LOGIN_REQUIRED else "Offline"
         return lead + (f": {_strip(state.reason)}" if state.reason else "")
     return _STATE_WORDS.get(name, str(name))
+
+
+def header_status(state: ConnectionState) -> str | None:
+    """What a chat header says instead of presence while presence is not known: None
+    when logged in (presence is current), else "connecting…" (Telegram's word): the
+    client is trying, or will be in a moment."""
+    if state.logged_in:
+        return None
+    if state.name in (State.LOGIN_REQUIRED, State.FAILED, State.OFFLINE):
+        return "offline"
+    return "connecting…"
 
 
 # -- calls --------------------------------------------------------------------------------
@@ -279,6 +292,21 @@ def format_when(timestamp: float, now: float | None = None) -> str:
         return format_clock(timestamp)
     moment = datetime.fromtimestamp(timestamp)
     return f"{moment.day} {moment:%b %Y %H:%M}"
+
+
+def format_list_time(timestamp: float, now: float | None = None) -> str:
+    """The chat list's time: "14:05" today, "Mon" this week, "12 Mar" this year, else
+    "12 Mar 2025"."""
+    now = time.time() if now is None else now
+    moment = datetime.fromtimestamp(timestamp)
+    today = datetime.fromtimestamp(now).date()
+    if moment.date() == today:
+        return format_clock(timestamp)
+    if today - timedelta(days=6) <= moment.date() < today:
+        return f"{moment:%a}"
+    if moment.year == today.year:
+        return f"{moment.day} {moment:%b}"
+    return f"{moment.day} {moment:%b %Y}"
 
 
 def format_date(timestamp: float) -> str:

@@ -1,11 +1,23 @@
 """Desktop notifications: a system tray message where a tray exists, else the window
-asks for attention (the taskbar entry flashes)."""
+asks for attention (the taskbar entry flashes); the tray's tooltip and the window's
+title carry the unread total.
+
+`NotificationBatcher` groups a burst: messages of one chat that arrive within `QUIET`
+seconds of each other (a sync after login brings them all at once) make one
+notification per chat ("bob: 12 new messages", the last one's text), not one each.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from PyQt5.QtWidgets import QApplication, QMenu, QSystemTrayIcon, QWidget
 
 from messenger.client.ui import style
+
+QUIET = 0.4                  # seconds without a new message before a burst is shown
+PREVIEW = 120
 
 
 class Notifier:
@@ -14,6 +26,7 @@ class Notifier:
     def __init__(self, window: QWidget | None = None, use_tray: bool | None = None) -> None:
         self.window = window
         self.shown: list[tuple[str, str]] = []
+        self.unread = 0
         self.tray: QSystemTrayIcon | None = None
         if use_tray is None:
             use_tray = QSystemTrayIcon.isSystemTrayAvailable()
@@ -40,6 +53,8 @@ class Notifier:
             QApplication.alert(self.window)
 
     def set_unread(self, count: int) -> None:
+        """The total for the tray (tooltip) and the taskbar entry."""
+        self.unread = count
         if self.tray is not None:
             self.tray.setToolTip(f"Messenger — {count} unread" if count else "Messenger")
 
@@ -53,3 +68,60 @@ class Notifier:
         if self.tray is not None:
             self.tray.hide()
             self.tray = None
+
+
+@dataclass
+class _Burst:
+    title: str
+    count: int
+    last: str
+
+
+class NotificationBatcher:
+    """One notification per chat for each burst of messages (see the module's doc)."""
+
+    def __init__(self, notifier: Notifier, reactor: Any, quiet: float = QUIET) -> None:
+        self.notifier = notifier
+        self.reactor = reactor
+        self.quiet = quiet
+        self.pending: dict[str, _Burst] = {}
+        self._call: Any = None
+
+    def add(self, key: str, title: str, text: str) -> None:
+        burst = self.pending.get(key)
+        if burst is None:
+            self.pending[key] = _Burst(title, 1, text)
+        else:
+            burst.count += 1
+            burst.last = text
+        if self._call is not None and self._call.active():
+            self._call.reset(self.quiet)
+        else:
+            self._call = self.reactor.callLater(self.quiet, self.flush)
+
+    def flush(self) -> None:
+        """Show what is pending now, one notification per chat."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        pending, self.pending = self.pending, {}
+        for burst in pending.values():
+            text = _cut(burst.last)
+            if burst.count > 1:
+                text = f"{burst.count} new messages. The last: {text}"
+            self.notifier.notify(burst.title, text)
+
+    def drop(self, key: str) -> None:
+        """The chat was read meanwhile: nothing to announce for it."""
+        self.pending.pop(key, None)
+
+    def cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self.pending = {}
+
+
+def _cut(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= PREVIEW else line[:PREVIEW - 1] + "…"

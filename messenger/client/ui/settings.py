@@ -32,6 +32,9 @@ class DesktopSettings:
     pin_cert: str = ""                # ... or exactly this server certificate (PEM)
     last_account: str = ""            # pre-filled in the login form
     remember: bool = True             # keep a resume token (log in by itself next time)
+    theme: str = "system"             # system, light or dark
+    input_device: str = ""            # microphone for calls ("" = the system's default)
+    output_device: str = ""           # loudspeaker for calls ("" = the system's default)
 
     @property
     def host_port(self) -> tuple[str, int]:

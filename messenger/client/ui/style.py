@@ -1,29 +1,25 @@
-"""How the desktop client looks: colours, the style sheet, avatars and presence dots."""
+"""How the desktop client looks: the palette in use, the style sheet made from it, avatars
+and presence dots. The palettes themselves, and following the system's light or dark
+choice, are in `theme`."""
 
 from __future__ import annotations
 
+import gc
 import zlib
 
 from PyQt5.QtCore import QPointF, QRectF, Qt
-from PyQt5.QtGui import QColor, QFont, QIcon, QPainter, QPixmap, QPolygonF
+from PyQt5.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
 from PyQt5.QtWidgets import QApplication, QPushButton, QWidget
 
-BACKGROUND = "#f3f5f9"
-SURFACE = "#ffffff"
-TEXT = "#1f2937"
-MUTED = "#6b7280"
-BORDER = "#e3e7ee"
-ACCENT = "#2563eb"
-ACCENT_DARK = "#1d4ed8"
-ACCENT_SOFT = "#dbe7fe"
-DANGER = "#dc2626"
-DANGER_SOFT = "#fde8e8"
-SUCCESS = "#16a34a"
-WARNING = "#d97706"
-CHAT_BACKGROUND = "#eef2f7"
-OWN_BUBBLE = "#2563eb"
-OWN_PENDING = "#8fb0f4"
-OTHER_BUBBLE = "#ffffff"
+from messenger.client.ui import theme
+from messenger.client.ui.theme import LIGHT, Palette
+
+# The colours of the palette in use, as module names read at paint time: `use` rebinds
+# them when the theme changes, so delegates and HTML made afterwards follow at once.
+PALETTE: Palette = LIGHT
+BACKGROUND = SURFACE = TEXT = MUTED = BORDER = ACCENT = ACCENT_DARK = ACCENT_SOFT = ""
+DANGER = DANGER_SOFT = SUCCESS = WARNING = CHAT_BACKGROUND = OWN_BUBBLE = OWN_PENDING = ""
+OTHER_BUBBLE = HOVER = LINK = ""
 
 PRESENCE_COLOURS = {"online": "#22c55e", "away": "#f59e0b", "offline": "#9ca3af"}
 PRESENCE_WORDS = {"online": "Online", "away": "Away", "offline": "Offline"}
@@ -31,84 +27,174 @@ PRESENCE_WORDS = {"online": "Online", "away": "Away", "offline": "Offline"}
 AVATAR_COLOURS = ("#2563eb", "#7c3aed", "#db2777", "#ea580c", "#0891b2", "#059669",
                   "#4f46e5", "#b45309", "#0d9488", "#9333ea")
 
-STYLE_SHEET = f"""
-QWidget {{ color: {TEXT}; }}
-QMainWindow, QDialog, QWidget#window {{ background: {BACKGROUND}; }}
-QWidget#sidebar {{ background: {SURFACE}; border-right: 1px solid {BORDER}; }}
-QWidget#card, QFrame#card {{ background: {SURFACE}; border: 1px solid {BORDER};
+
+def use(palette: Palette) -> None:
+    """Make ``palette`` the one the module's colour names stand for."""
+    global PALETTE, BACKGROUND, SURFACE, TEXT, MUTED, BORDER, ACCENT, ACCENT_DARK
+    global ACCENT_SOFT, DANGER, DANGER_SOFT, SUCCESS, WARNING, CHAT_BACKGROUND, OWN_BUBBLE
+    global OWN_PENDING, OTHER_BUBBLE, HOVER, LINK
+    PALETTE = palette
+    (BACKGROUND, SURFACE, TEXT, MUTED, BORDER, ACCENT, ACCENT_DARK, ACCENT_SOFT, DANGER,
+     DANGER_SOFT, SUCCESS, WARNING, CHAT_BACKGROUND, OWN_BUBBLE, OWN_PENDING, OTHER_BUBBLE,
+     HOVER, LINK) = (
+        palette.background, palette.surface, palette.text, palette.muted, palette.border,
+        palette.accent, palette.accent_dark, palette.accent_soft, palette.danger,
+        palette.danger_soft, palette.success, palette.warning, palette.chat_background,
+        palette.own_bubble, palette.own_pending, palette.other_bubble, palette.hover,
+        palette.link)
+
+
+use(LIGHT)
+
+
+def style_sheet(p: Palette) -> str:
+    """The application's style sheet for a palette. Every kind of button has its
+    disabled look: a disabled button must never look clickable."""
+    return f"""
+QWidget {{ color: {p.text}; }}
+QWidget:disabled {{ color: {p.disabled_text}; }}
+QMainWindow, QDialog, QWidget#window {{ background: {p.background}; }}
+QWidget#sidebar {{ background: {p.surface}; }}
+QWidget#card, QFrame#card {{ background: {p.surface}; border: 1px solid {p.border};
     border-radius: 10px; }}
-QWidget#header {{ background: {SURFACE}; border-bottom: 1px solid {BORDER}; }}
+QWidget#header {{ background: {p.surface}; border-bottom: 1px solid {p.border}; }}
+QWidget#pane {{ background: {p.chat_background}; }}
 QLabel#title {{ font-size: 20pt; font-weight: 600; }}
-QLabel#subtitle, QLabel#muted {{ color: {MUTED}; }}
+QLabel#subtitle, QLabel#muted {{ color: {p.muted}; }}
+QLabel[live="true"] {{ color: {p.success}; }}
 QLabel#heading {{ font-size: 12pt; font-weight: 600; }}
-QLabel#error {{ background: {DANGER_SOFT}; color: #991b1b; border: 1px solid #f5b5b5;
-    border-radius: 8px; }}
-QLabel#info {{ background: {ACCENT_SOFT}; color: #1e3a8a; border: 1px solid #b9cdf8;
-    border-radius: 8px; }}
-QLabel#badge {{ background: {ACCENT_SOFT}; color: {ACCENT_DARK}; border-radius: 8px;
+QLabel#error, QFrame#error {{ background: {p.danger_soft}; color: {p.danger_text};
+    border: 1px solid {p.danger}; border-radius: 8px; }}
+QLabel#info, QFrame#info {{ background: {p.accent_soft}; color: {p.accent_text};
+    border: 1px solid {p.accent}; border-radius: 8px; }}
+QFrame#error QLabel {{ background: transparent; border: none; color: {p.danger_text}; }}
+QFrame#info QLabel {{ background: transparent; border: none; color: {p.accent_text}; }}
+QLabel#badge {{ background: {p.accent_soft}; color: {p.accent_text}; border-radius: 8px;
     padding: 1px 7px; font-size: 8pt; font-weight: 600; }}
 QLabel#code {{ font-family: "DejaVu Sans Mono", monospace; font-size: 16pt; }}
-QLineEdit, QPlainTextEdit, QTextEdit {{
-    background: {SURFACE}; border: 1px solid #cfd6e2; border-radius: 7px;
-    padding: 5px 8px; selection-background-color: {ACCENT}; }}
-QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus {{ border: 1px solid {ACCENT}; }}
-QLineEdit:disabled, QPlainTextEdit:disabled {{ background: #f1f3f7; color: {MUTED}; }}
-QPushButton {{ background: {SURFACE}; border: 1px solid #cfd6e2; border-radius: 7px;
-    padding: 6px 14px; }}
-QPushButton:hover {{ background: #f5f8fd; border-color: #b7c3d6; }}
-QPushButton:focus {{ border: 1px solid {ACCENT}; }}
-QPushButton:disabled {{ color: #a3aab5; background: #f4f5f8; border-color: #e1e4ea; }}
-QPushButton[kind="primary"] {{ background: {ACCENT}; color: white; border: 1px solid
-    {ACCENT}; font-weight: 600; }}
-QPushButton[kind="primary"]:hover {{ background: {ACCENT_DARK}; }}
-QPushButton[kind="primary"]:disabled {{ background: #9db5ec; border-color: #9db5ec;
-    color: #eef3fd; }}
-QPushButton[kind="danger"] {{ background: {DANGER}; color: white; border: 1px solid
-    {DANGER}; font-weight: 600; }}
+QLineEdit, QPlainTextEdit, QTextEdit, QSpinBox {{
+    background: {p.surface}; border: 1px solid {p.input_border}; border-radius: 7px;
+    padding: 5px 8px; selection-background-color: {p.accent}; selection-color: white; }}
+QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus, QSpinBox:focus {{
+    border: 1px solid {p.accent}; }}
+QLineEdit:disabled, QPlainTextEdit:disabled, QTextEdit:disabled, QSpinBox:disabled {{
+    background: {p.disabled_background}; color: {p.disabled_text};
+    border-color: {p.disabled_border}; }}
+QComboBox QAbstractItemView {{ background: {p.surface}; border: 1px solid {p.border};
+    selection-background-color: {p.accent_soft}; selection-color: {p.text}; }}
+QPushButton, QToolButton {{ background: {p.surface}; border: 1px solid {p.input_border};
+    border-radius: 7px; padding: 6px 14px; }}
+QToolButton {{ padding: 4px 8px; }}
+QPushButton:hover, QToolButton:hover {{ background: {p.hover}; border-color: {p.muted}; }}
+QPushButton:focus, QToolButton:focus {{ border: 1px solid {p.accent}; }}
+QPushButton:disabled, QToolButton:disabled {{ color: {p.disabled_text};
+    background: {p.disabled_background}; border-color: {p.disabled_border}; }}
+QPushButton[kind="primary"] {{ background: {p.accent}; color: white; border: 1px solid
+    {p.accent}; font-weight: 600; }}
+QPushButton[kind="primary"]:hover {{ background: {p.accent_dark}; }}
+QPushButton[kind="primary"]:disabled {{ background: {p.primary_disabled};
+    border-color: {p.primary_disabled}; color: {p.disabled_background}; }}
+QPushButton[kind="danger"] {{ background: {p.danger}; color: white; border: 1px solid
+    {p.danger}; font-weight: 600; }}
 QPushButton[kind="danger"]:hover {{ background: #b91c1c; }}
-QPushButton[kind="success"] {{ background: {SUCCESS}; color: white; border: 1px solid
-    {SUCCESS}; font-weight: 600; }}
+QPushButton[kind="danger"]:disabled {{ background: {p.danger_soft};
+    color: {p.disabled_text}; border-color: {p.disabled_border}; }}
+QPushButton[kind="success"] {{ background: {p.success}; color: white; border: 1px solid
+    {p.success}; font-weight: 600; }}
 QPushButton[kind="success"]:hover {{ background: #15803d; }}
-QPushButton[kind="flat"] {{ background: transparent; border: none; color: {ACCENT};
-    padding: 2px 4px; }}
-QPushButton[kind="flat"]:hover {{ text-decoration: underline; }}
-QPushButton::menu-indicator {{ image: none; width: 0; }}
+QPushButton[kind="success"]:disabled {{ background: {p.disabled_background};
+    color: {p.disabled_text}; border-color: {p.disabled_border}; }}
+QPushButton[kind="flat"], QToolButton[kind="flat"] {{ background: transparent;
+    border: none; color: {p.accent}; padding: 2px 6px; }}
+QPushButton[kind="flat"]:hover, QToolButton[kind="flat"]:hover {{ background: {p.hover}; }}
+QPushButton[kind="flat"]:disabled, QToolButton[kind="flat"]:disabled {{
+    color: {p.disabled_text}; background: transparent; }}
+QToolButton[kind="icon"] {{ background: transparent; border: none; border-radius: 6px;
+    padding: 4px 6px; font-size: 13pt; color: {p.muted}; }}
+QToolButton[kind="icon"]:hover {{ background: {p.hover}; color: {p.text}; }}
+QToolButton[kind="icon"]:disabled {{ color: {p.disabled_text}; background: transparent; }}
+QPushButton::menu-indicator, QToolButton::menu-indicator {{ image: none; width: 0; }}
+QCheckBox, QRadioButton {{ spacing: 6px; }}
 QTabWidget::pane {{ border: none; }}
 QTabBar::tab {{ background: transparent; padding: 8px 18px; margin-right: 2px;
-    border-bottom: 2px solid transparent; color: {MUTED}; }}
-QTabBar::tab:selected {{ color: {ACCENT}; border-bottom: 2px solid {ACCENT}; }}
-QTabBar::tab:hover {{ color: {TEXT}; }}
-QListView, QListWidget, QTableWidget, QTextBrowser {{ background: {SURFACE};
-    border: 1px solid {BORDER}; border-radius: 8px; }}
-QListView#contacts {{ border: none; background: transparent; }}
+    border-bottom: 2px solid transparent; color: {p.muted}; }}
+QTabBar::tab:selected {{ color: {p.accent}; border-bottom: 2px solid {p.accent}; }}
+QTabBar::tab:hover {{ color: {p.text}; }}
+QTabBar::tab:disabled {{ color: {p.disabled_text}; }}
+QListView, QListWidget, QTableWidget, QTextBrowser {{ background: {p.surface};
+    border: 1px solid {p.border}; border-radius: 8px; }}
+QListView#chats {{ border: none; background: transparent; }}
 QListWidget::item {{ padding: 2px 4px; border-radius: 6px; }}
-QListWidget::item:selected {{ background: {ACCENT_SOFT}; color: {TEXT}; }}
-QListWidget::item:hover:!selected {{ background: #f2f5fa; }}
-QListView#chat {{ border: none; background: {CHAT_BACKGROUND}; }}
-QTableWidget {{ gridline-color: #edf0f4; selection-background-color: {ACCENT_SOFT};
-    selection-color: {TEXT}; }}
-QHeaderView::section {{ background: #f7f8fb; border: none; border-bottom: 1px solid
-    {BORDER}; padding: 6px; font-weight: 600; color: {MUTED}; }}
-QStatusBar {{ background: {SURFACE}; border-top: 1px solid {BORDER}; }}
-QStatusBar QLabel {{ padding: 0 6px; }}
+QListWidget::item:selected {{ background: {p.accent_soft}; color: {p.text}; }}
+QListWidget::item:hover:!selected {{ background: {p.hover}; }}
+QListView#chat {{ border: none; background: {p.chat_background}; }}
+QTextBrowser#feed {{ background: {p.chat_background}; border: none; border-radius: 0; }}
+QTableWidget {{ gridline-color: {p.border}; selection-background-color: {p.accent_soft};
+    selection-color: {p.text}; }}
+QHeaderView::section {{ background: {p.background}; border: none; border-bottom: 1px solid
+    {p.border}; padding: 6px; font-weight: 600; color: {p.muted}; }}
+QMenu {{ background: {p.surface}; border: 1px solid {p.border}; padding: 4px; }}
+QMenu::item {{ padding: 6px 22px 6px 14px; border-radius: 5px; }}
+QMenu::item:selected {{ background: {p.accent_soft}; color: {p.text}; }}
+QMenu::item:disabled {{ color: {p.disabled_text}; }}
+QMenu::separator {{ height: 1px; background: {p.border}; margin: 4px 6px; }}
+QStatusBar {{ background: {p.surface}; border-top: 1px solid {p.border}; }}
+QStatusBar QLabel {{ padding: 0 4px; }}
 QToolTip {{ background: #111827; color: white; border: none; padding: 5px; }}
-QCheckBox {{ spacing: 6px; }}
 QScrollBar:vertical {{ background: transparent; width: 10px; margin: 2px; }}
-QScrollBar::handle:vertical {{ background: #c6ceda; border-radius: 4px; min-height: 30px; }}
+QScrollBar::handle:vertical {{ background: {p.scrollbar}; border-radius: 4px;
+    min-height: 30px; }}
 QScrollBar::add-line:vertical, QScrollBar::sub-line:vertical {{ height: 0; }}
 QScrollBar::add-page:vertical, QScrollBar::sub-page:vertical {{ background: none; }}
+QSplitter::handle {{ background: {p.border}; }}
 """
 
 
-def apply(app: QApplication) -> None:
-    """Fonts and the style sheet for the whole application."""
+def apply(app: QApplication, palette: Palette | None = None) -> None:
+    """Fonts and the style sheet for the whole application (light unless told)."""
+    theme.remember_platform()
     app.setStyle("Fusion")
     font = QFont(app.font())
     if font.pointSizeF() < 10:
         font.setPointSizeF(10)
     app.setFont(font)
-    app.setStyleSheet(STYLE_SHEET)
+    set_palette(app, palette or LIGHT)
     app.setWindowIcon(app_icon())
+
+
+def set_palette(app: QApplication, palette: Palette) -> bool:
+    """Switch every window to ``palette`` (Qt repolishes them all); False when it was
+    in use already (nothing done)."""
+    if palette is PALETTE and app.styleSheet():
+        return False
+    use(palette)
+    qt = QPalette()
+    for role, colour in ((QPalette.Window, palette.background),
+                         (QPalette.Base, palette.surface),
+                         (QPalette.AlternateBase, palette.background),
+                         (QPalette.Text, palette.text), (QPalette.WindowText, palette.text),
+                         (QPalette.ButtonText, palette.text),
+                         (QPalette.Button, palette.surface),
+                         (QPalette.Highlight, palette.accent),
+                         (QPalette.HighlightedText, "#ffffff"),
+                         (QPalette.ToolTipBase, "#111827"), (QPalette.ToolTipText, "#ffffff"),
+                         (QPalette.PlaceholderText, palette.muted),
+                         (QPalette.Link, palette.link)):
+        qt.setColor(role, QColor(colour))
+    for role in (QPalette.Text, QPalette.WindowText, QPalette.ButtonText):
+        qt.setColor(QPalette.Disabled, role, QColor(palette.disabled_text))
+    app.setPalette(qt)
+    # Qt repolishes every widget from a list it made beforehand; a garbage collection
+    # that ran meanwhile (Python code runs in the events it sends) could delete a
+    # Python-owned window of that list under it (a crash seen in the tests). Collect
+    # first, and not during.
+    gc.collect()
+    gc.disable()
+    try:
+        app.setStyleSheet(style_sheet(palette))
+    finally:
+        gc.enable()
+    return True
 
 
 def set_kind(button: QPushButton, kind: str) -> QPushButton:
@@ -154,7 +240,7 @@ def paint_avatar(painter: QPainter, rect: QRectF, name: str,
         size = max(8.0, rect.width() * 0.3)
         dot = QRectF(rect.right() - size + 1, rect.bottom() - size + 1, size, size)
         painter.setBrush(QColor(PRESENCE_COLOURS.get(presence, PRESENCE_COLOURS["offline"])))
-        painter.setPen(QColor("white"))
+        painter.setPen(QPen(QColor(SURFACE), 1.5))      # a ring in the background's colour
         painter.drawEllipse(dot)
     painter.restore()
 

@@ -1,14 +1,38 @@
-"""Small widgets the windows share: a spinner, a message banner, an avatar, a compose box."""
+"""Small widgets the windows share: a spinner, a message banner and a floating one (toast),
+an avatar, a compose box, a label that elides."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from PyQt5.QtCore import QRectF, QSize, Qt, QTimer, pyqtSignal
+from PyQt5 import sip
+from PyQt5.QtCore import QEvent, QRectF, QSize, Qt, QTimer, pyqtSignal
 from PyQt5.QtGui import QColor, QKeyEvent, QPainter, QPen
-from PyQt5.QtWidgets import QLabel, QPlainTextEdit, QSizePolicy, QWidget
+from PyQt5.QtWidgets import (
+    QFrame,
+    QLabel,
+    QPlainTextEdit,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
 
 from messenger.client.ui import style
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def if_alive(method: F) -> F:
+    """For a widget's reply callbacks: a reply that comes after the window was closed
+    and deleted (a logout, back to the login window) is dropped."""
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if sip.isdeleted(self):
+            return None
+        return method(self, *args, **kwargs)
+    return guarded  # type: ignore[return-value]
 
 
 class Spinner(QWidget):
@@ -147,3 +171,111 @@ class ComposeEdit(QPlainTextEdit):
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(300, self.height())
+
+
+class ElidedLabel(QLabel):
+    """One line that shortens itself with "…" when narrower than its text (the whole
+    text is the tooltip): a long name never pushes buttons out of a header, and never
+    shows cut off in the middle of a letter."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+        self.set_full_text(text)
+
+    def full_text(self) -> str:
+        return self._full
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self._elide()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(0, self.contentsRect().width())
+        shown = self.fontMetrics().elidedText(self._full, Qt.ElideRight, width)
+        self.setText(shown)
+        self.setToolTip(self._full if shown != self._full else "")
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        margins = self.contentsMargins()
+        frame = margins.left() + margins.right() + 2 * self.margin() + 2 * self.frameWidth()
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + frame + 4,
+                     super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(24, super().minimumSizeHint().height())
+
+
+class Toast(QFrame):
+    """A sentence floating over the bottom of its host widget: it covers what is below
+    instead of pushing it (no layout jumps). Information goes away by itself after a few
+    seconds; an error stays until closed (✕) or replaced."""
+
+    INFO_SECONDS = 6
+
+    def __init__(self, host: QWidget) -> None:
+        super().__init__(host)
+        self.host = host
+        self.kind = ""
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.close_button = QToolButton(self)
+        self.close_button.setText("✕")
+        self.close_button.setAutoRaise(True)
+        self.close_button.setToolTip("Close")
+        self.close_button.clicked.connect(self.clear_message)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.clear_message)
+        host.installEventFilter(self)
+        self.hide()
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def show_error(self, text: str) -> None:
+        self._show(text, "error")
+
+    def show_info(self, text: str) -> None:
+        self._show(text, "info")
+        self._timer.start(self.INFO_SECONDS * 1000)
+
+    def clear_message(self) -> None:
+        self._timer.stop()
+        self.kind = ""
+        self.label.setText("")
+        self.hide()
+
+    def _show(self, text: str, kind: str) -> None:
+        self._timer.stop()
+        self.kind = kind
+        self.setObjectName(kind)
+        self.label.setText(text)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self._place()
+        self.show()
+        self.raise_()
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802
+        if watched is self.host and event.type() == QEvent.Resize and self.kind:
+            self._place()
+        return False
+
+    def _place(self) -> None:
+        margin = 10
+        width = max(120, self.host.width() - 2 * margin)
+        button = self.close_button.sizeHint()
+        text_width = width - button.width() - 30
+        height = max(button.height(), self.label.heightForWidth(text_width)) + 18
+        self.setGeometry(margin, self.host.height() - height - margin, width, height)
+        self.label.setGeometry(12, 9, text_width, height - 18)
+        self.close_button.setGeometry(width - button.width() - 8,
+                                      (height - button.height()) // 2,
+                                      button.width(), button.height())

@@ -7,7 +7,8 @@ message, else the upload's), size, MIME type and SHA-256 from its own records, a
 image fields the sender made (width, height, thumbnail; the server never decodes an
 image). From then on every participant of the conversation may download the file. The
 message is acknowledged after its commit, pushed to the recipient and synced like any
-other; a resend with the same request id is acknowledged with the first copy.
+other; a resend with the same request id is acknowledged with the first copy. A
+recipient who blocked the sender refuses it as any message (403).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def send(session: Session, request: dict[str, Any]) -> Any:
         recipient = yield ctx.directory.lookup(request["to"])
         if recipient is None:
             raise NotFound(f"no user named '{request['to']}'")
+    ctx.blocks.check(recipient.id, sender.id, recipient.name)
     row = yield ctx.db.read(files.readable_txn, sender.id, wanted["file_id"])
     if row is None:
         raise Forbidden(f"you cannot attach file {wanted['file_id']}: attach a file you"

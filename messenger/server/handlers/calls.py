@@ -16,6 +16,7 @@ def call_dial(session: Any, request: dict[str, Any]) -> Any:
     target = yield ctx.directory.lookup(request["user_id"])
     if target is None:
         raise NotFound(f"no user named '{request['user_id']}'")
+    ctx.blocks.check(target.id, session.account.id, target.name)
     return ctx.calls.dial(session, target.id, target.name, list(request.get("codecs") or []))
 
 

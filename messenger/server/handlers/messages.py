@@ -134,6 +134,7 @@ class _Sent(Later):
 def _submit(sent: _Sent) -> _Sent:
     session = sent.session
     ctx = session.ctx
+    ctx.blocks.check(sent.recipient.id, session.account.id, sent.recipient.name)
     now = ctx.clock.seconds()
     item = (session.account.id, sent.recipient.id, sent.request_id, sent.body, now)
     if ctx.config.persist:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from twisted.internet import reactor
-from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from messenger.client.calls.audio import (
     AudioPump,
@@ -18,8 +15,6 @@ from messenger.client.calls.audio import (
     resolve_device,
 )
 from messenger.client.calls.codec import FRAME_BYTES, SILENCE
-from tests.support.alsa import AlsaFiles, chirp, silence, to_bytes
-from tests.support.call_party import spawn_party
 
 DEVICES = [
     {"name": "HDA Intel: ALC892 Analog", "maxInputChannels": 2, "maxOutputChannels": 2},
@@ -260,26 +255,3 @@ class AudioPumpTests(SynchronousTestCase):
         self.clock.advance(0.02)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
         self.assertTrue(pump.running)
-
-
-class RealPyAudioTests(TestCase):
-    """Real pyaudio and PortAudio through ALSA's file plugin, in a child process."""
-
-    @inlineCallbacks
-    def test_capture_and_playback_paced(self) -> None:
-        """50 frames go from the capture file to the playback file bit for bit, in ~1 s."""
-        card = AlsaFiles(self.mktemp())
-        signal = chirp(1.0)
-        signal.extend(silence(1.0))
-        card.set_capture(signal)
-        result = card.directory / "result.json"
-        party = spawn_party(reactor, {"mode": "loopback", "frames": 50,
-                                      "result": str(result)}, card.environ())
-        yield party.ready
-        party.go()
-        yield gatherResults([party.ended])
-        outcome = json.loads(result.read_text())
-        self.assertEqual((outcome["frames"], outcome["missing"]), (50, 0))
-        self.assertGreater(outcome["elapsed"], 0.9)
-        self.assertLess(outcome["elapsed"], 3.0)
-        self.assertEqual(card.playback.read_bytes(), to_bytes(signal)[:50 * FRAME_BYTES])

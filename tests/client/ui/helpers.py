@@ -15,7 +15,7 @@ from typing import Any
 
 from PyQt5.QtCore import Qt, qInstallMessageHandler
 from PyQt5.QtTest import QTest
-from PyQt5.QtWidgets import QWidget
+from PyQt5.QtWidgets import QAbstractButton, QLabel, QWidget
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
@@ -24,8 +24,10 @@ from messenger.client.calls.engine import CallEngine
 from messenger.client.calls.media import SessionTiming
 from messenger.client.reconnect import backoff_policy
 from messenger.client.ui import qtreactor, style
+from messenger.client.ui.chat_state import person_key
 from messenger.client.ui.desktop import Desktop
 from messenger.client.ui.settings import DesktopSettings
+from messenger.client.ui.widgets import ElidedLabel
 from messenger.server.service import MessengerServer
 from tests.support.keys import rsa_key
 from tests.support.server import SECRET, start_server
@@ -117,7 +119,7 @@ class DesktopTestCase(TestCase):
         desktop = Desktop(config_dir, DesktopSettings(**values),
                           client_options={"client_key": rsa_key("client", 2048),
                                           "backoff": backoff_policy(0.05, 0.3)},
-                          engine_factory=engine, use_tray=False)
+                          engine_factory=engine, use_tray=False, follow_system_theme=False)
         desktop.audio = device
         self.addCleanup(desktop.shutdown)
         return desktop
@@ -182,5 +184,47 @@ class DesktopTestCase(TestCase):
             if dialog.results.item(row).data(Qt.UserRole + 1) == name:
                 dialog.results.setCurrentRow(row)
         click(dialog.add_button)
-        yield wait_for(lambda: desktop.main_window.contacts.row_of(name) is not None,
-                       what=f"{name} in the contacts")
+        yield wait_for(lambda: (item := chat_item(desktop, name)) is not None
+                       and item.is_contact, what=f"{name} in the contacts")
+
+
+def chat_item(desktop: Desktop, name: str) -> Any:
+    """The chat list's row of a person (None when not listed)."""
+    return desktop.conversations.model.item(person_key(name))
+
+
+def unread_of(desktop: Desktop, name: str) -> int:
+    item = chat_item(desktop, name)
+    return item.unread if item is not None else 0
+
+
+def clipped(root: QWidget) -> list[str]:
+    """Every visible label or button under ``root`` whose text does not fit it (the
+    widget is narrower, or shorter, than its text needs). Labels that elide themselves
+    (`ElidedLabel`) shorten their text on purpose and are checked to do so."""
+    problems = []
+    for widget in [root, *root.findChildren(QWidget)]:
+        if not widget.isVisibleTo(root) or widget.width() <= 0:
+            continue
+        if isinstance(widget, ElidedLabel):
+            text = widget.text()
+            if widget.fontMetrics().horizontalAdvance(text) > widget.contentsRect().width():
+                problems.append(f"elided label {widget.full_text()!r} still too wide")
+            continue
+        if isinstance(widget, QLabel) and widget.text() and not widget.pixmap():
+            rect = widget.contentsRect()
+            if widget.wordWrap():
+                needed = widget.heightForWidth(widget.width())
+                if needed > widget.height() + 1:
+                    problems.append(f"label {widget.text()[:40]!r}: {needed} px tall in"
+                                    f" {widget.height()}")
+            else:
+                shown = widget.text().replace("&&", "\0").replace("&", "").replace("\0", "&")
+                needed = widget.fontMetrics().horizontalAdvance(shown)
+                if needed > rect.width() + 1:
+                    problems.append(f"label {widget.text()!r}: {needed} px in {rect.width()}")
+        elif isinstance(widget, QAbstractButton) and widget.text():
+            needed = widget.fontMetrics().horizontalAdvance(widget.text().replace("&", ""))
+            if needed > widget.width() - 4:
+                problems.append(f"button {widget.text()!r}: {needed} px in {widget.width()}")
+    return problems

@@ -15,7 +15,7 @@ from twisted.internet import defer
 from messenger.client.calls.audio import FakeAudioDevice
 from messenger.client.calls.codec import FRAME_BYTES
 from messenger.client.ui.call_window import CallWindow, quality_level
-from tests.client.ui.helpers import DesktopTestCase, click, wait_for
+from tests.client.ui.helpers import DesktopTestCase, chat_item, click, wait_for
 
 
 class CallWindowBase(DesktopTestCase):
@@ -33,11 +33,11 @@ class CallWindowBase(DesktopTestCase):
 
     @defer.inlineCallbacks
     def ring(self) -> Any:
-        """Alice selects bob and clicks Call; both call windows appear."""
+        """Alice opens bob's chat and clicks Call; both call windows appear."""
         main = self.alice.main_window
-        main.select_contact("bob")
-        self.assertTrue(main.call_button.isEnabled())
-        click(main.call_button)
+        pane = main.open_chat("bob")
+        self.assertTrue(pane.call_button.isEnabled())
+        click(pane.call_button)
         yield wait_for(lambda: main.call_window is not None, what="alice's call window")
         yield wait_for(lambda: self.bob.main_window.call_window is not None,
                        what="bob's call window")
@@ -116,7 +116,8 @@ class CallWindowTests(CallWindowBase):
         """A call to a contact who went offline ends at once with the server's reason."""
         yield self.bob.client.stop()
         main = self.alice.main_window
-        yield wait_for(lambda: main.contacts.status_of("bob") == "offline", what="offline")
+        yield wait_for(lambda: chat_item(self.alice, "bob").status == "offline",
+                       what="offline")
         main.start_call("bob")
         yield wait_for(lambda: main.call_window is not None, what="window")
         window = main.call_window

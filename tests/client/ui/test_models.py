@@ -1,5 +1,5 @@
 """The list models and small widgets on their own: a conversation's order and
-de-duplication, the contact list, the compose box's keys."""
+de-duplication, the chat list's order, the compose box's keys."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from PyQt5.QtCore import Qt
 from PyQt5.QtTest import QTest
 from twisted.trial.unittest import TestCase
 
+from messenger.client.ui.chat_list import ChatListModel
 from messenger.client.ui.chat_model import ChatModel
-from messenger.client.ui.contacts import ContactsModel
+from messenger.client.ui.chat_state import ChatState
 from messenger.client.ui.widgets import ComposeEdit
 from tests.client.ui import helpers  # noqa: F401 (the application's style)
 
@@ -88,29 +89,47 @@ class ChatModelTests(TestCase):
         self.assertFalse(self.model.update_outgoing(Outgoing("other", "x")))
 
 
-class ContactsModelTests(TestCase):
-    def test_contacts_unread_and_strangers(self) -> None:
-        """The server's list sorted; unread counts kept across a reload; a stranger who
-        writes is listed and promoted when added."""
-        model = ContactsModel()
+class ChatListModelTests(TestCase):
+    def test_order_by_last_activity_and_moves(self) -> None:
+        """Rows are newest activity first, chats without any by name after them; a
+        touched chat moves to its place (a move, so a selection follows it); contacts
+        replace the list but keep people we talked with, marked."""
+        state = ChatState()
+        model = ChatListModel()
+        model.load(state)
+        self.assertEqual(model.keys(), ["feed", "notices"])
         model.set_contacts([{"account_name": "carol", "status": "away"},
                             {"account_name": "Bob", "status": "online"}])
-        self.assertEqual(model.names(), ["Bob", "carol"])
-        model.add_unread("bob", 2)
-        model.add_unread("dave")
-        self.assertEqual(model.names(), ["Bob", "carol", "dave"])
-        self.assertFalse(model.contact("dave").is_contact)
-        self.assertEqual(model.total_unread(), 3)
-        model.set_contacts([{"account_name": "Bob", "status": "offline"}])
-        self.assertEqual(model.names(), ["Bob", "dave"])
-        self.assertEqual((model.unread_of("BOB"), model.status_of("bob")), (2, "offline"))
-        model.add("dave", "online")
-        self.assertTrue(model.contact("dave").is_contact)
-        model.clear_unread("bob")
+        self.assertEqual(model.keys(), ["@bob", "@carol", "feed", "notices"])
+        moves: list[int] = []
+        model.rowsMoved.connect(lambda *args: moves.append(args[1]))
+        state.incoming("@carol", 5, 50.0, "carol", "hi", reading=False)
+        model.touched("@carol")
+        self.assertEqual(model.keys()[0], "@carol")
+        self.assertEqual(moves, [1])
+        state.incoming("@dave", 6, 60.0, "dave", "who?", reading=False)
+        model.person("dave")
+        self.assertEqual(model.keys()[:2], ["@dave", "@carol"])
+        self.assertFalse(model.item("@dave").is_contact)
+        self.assertEqual(model.total_unread(), 2)
+        state.set_muted("@dave", True)
         self.assertEqual(model.total_unread(), 1)
-        model.remove("dave")
-        self.assertEqual(model.names(), ["Bob"])
+        model.set_contacts([{"account_name": "Bob", "status": "offline"}])
+        self.assertEqual(model.keys(), ["@dave", "@carol", "@bob", "feed", "notices"])
+        self.assertFalse(model.item("@carol").is_contact)
+        self.assertEqual(model.item("@bob").title, "Bob")
 
+    def test_presence_is_unknown_while_disconnected(self) -> None:
+        """Nobody is "Online" in the list while the connection is down."""
+        model = ChatListModel()
+        model.load(ChatState())
+        model.set_contacts([{"account_name": "bob", "status": "online"}])
+        item = model.item("@bob")
+        self.assertEqual(model.presence_words(item), "Presence unknown while offline")
+        model.set_connected(True)
+        self.assertEqual(model.presence_words(item), "Online")
+        model.set_blocked(["BOB"])
+        self.assertEqual(model.presence_words(item), "Blocked")
 
 class ComposeEditTests(TestCase):
     def test_enter_sends_shift_enter_breaks_the_line(self) -> None:

@@ -1,0 +1,282 @@
+"""How messages look: bubbles, day pills, the "Unread messages" bar, links, and the
+selected part of the text; and where a point falls in a bubble's text (for selecting).
+
+Own messages are on the right in the accent colour, the other side's on the left; the
+time and (for own messages) sending… / ✓ / not sent under the text. Long texts wrap at
+word boundaries, or anywhere in a word longer than the line. The text is laid out with
+one `QTextLayout` per (text, width, font), cached: painting, measuring and hit testing
+use the same layout, so a selection lands exactly on the characters drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PyQt5.QtCore import QModelIndex, QPointF, QRectF, QSize, Qt
+from PyQt5.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QTextCharFormat,
+    QTextLayout,
+    QTextOption,
+)
+from PyQt5.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
+
+from messenger.client.ui import style
+from messenger.client.ui.chat_model import ENTRY_ROLE, FAILED, PENDING, ChatEntry
+from messenger.client.ui.messages import format_clock, format_day
+
+PAD_X, PAD_Y = 12, 8            # inside a bubble
+MARGIN_X, GAP = 16, 4           # bubble to the view's edge; between bubbles
+DAY_HEIGHT = 36
+DIVIDER_HEIGHT = 30
+BEGINNING_HEIGHT = 40
+RADIUS = 14
+UNREAD_WORDS = "Unread messages"
+
+
+@dataclass
+class Bubble:
+    entry: ChatEntry
+    beginning: str
+    show_day: bool
+    divider: bool
+    layout: QTextLayout
+    rect: QRectF                 # the bubble
+    text_origin: QPointF         # where the layout is drawn
+    text_height: float
+    footer_height: float
+
+
+class BubbleDelegate(QStyledItemDelegate):
+    """Draws `ChatEntry` rows; the view (``parent``) may offer ``selection_range(row)``
+    -> (start, end) of the selected characters in that row."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._layouts: dict[tuple[str, int, str], tuple[QTextLayout, float, float]] = {}
+
+    # -- geometry -------------------------------------------------------------------------
+
+    @staticmethod
+    def fonts(option: QStyleOptionViewItem) -> tuple[QFont, QFont]:
+        text_font = QFont(option.font)
+        small = QFont(option.font)
+        small.setPointSizeF(max(7.0, option.font.pointSizeF() - 1.5))
+        return text_font, small
+
+    def text_layout(self, text: str, font: QFont, width: int
+                    ) -> tuple[QTextLayout, float, float]:
+        key = (text, width, font.key())
+        cached = self._layouts.get(key)
+        if cached is not None:
+            return cached
+        layout = QTextLayout(text.replace("\n", "\u2028"), font)
+        option = QTextOption()
+        option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
+        layout.setTextOption(option)
+        layout.setCacheEnabled(True)
+        height = natural = 0.0
+        leading = QFontMetrics(font).leading()
+        layout.beginLayout()
+        while True:
+            line = layout.createLine()
+            if not line.isValid():
+                break
+            line.setLineWidth(width)
+            height += leading
+            line.setPosition(QPointF(0, height))
+            height += line.height()
+            natural = max(natural, line.naturalTextWidth())
+        layout.endLayout()
+        if len(self._layouts) > 2000:
+            self._layouts.clear()
+        self._layouts[key] = (layout, natural, height)
+        return layout, natural, height
+
+    @staticmethod
+    def show_day(index: QModelIndex) -> bool:
+        entry = index.data(ENTRY_ROLE)
+        if index.row() == 0:
+            return True
+        previous = index.model().index(index.row() - 1, 0).data(ENTRY_ROLE)
+        return previous is None or format_day(previous.time) != format_day(entry.time)
+
+    @staticmethod
+    def footer(entry: ChatEntry) -> str:
+        clock = format_clock(entry.time)
+        if not entry.own:
+            return clock
+        if entry.status == PENDING:
+            return f"{clock}  sending…"
+        if entry.status == FAILED:
+            return f"not sent: {entry.error}" if entry.error else "not sent"
+        return f"{clock}  ✓"
+
+    def bubble(self, option: QStyleOptionViewItem, index: QModelIndex) -> Bubble:
+        entry: ChatEntry = index.data(ENTRY_ROLE)
+        text_font, small = self.fonts(option)
+        view_width = max(200, option.rect.width())
+        max_text = int(min(640, view_width * 0.72)) - 2 * PAD_X
+        layout, natural, text_height = self.text_layout(entry.text, text_font, max_text)
+        footer_width = QFontMetrics(small).horizontalAdvance(self.footer(entry))
+        footer_height = QFontMetrics(small).height()
+        width = min(max(natural, footer_width + 2), max_text) + 2 * PAD_X
+        height = text_height + footer_height + 2 * PAD_Y + 2
+        show_day = self.show_day(index)
+        model = index.model()
+        divider = getattr(model, "divider_row", None) == index.row()
+        beginning = getattr(model, "beginning", "") if index.row() == 0 else ""
+        top = option.rect.top() + (BEGINNING_HEIGHT if beginning else 0) + \
+            (DAY_HEIGHT if show_day else 0) + (DIVIDER_HEIGHT if divider else 0) + GAP
+        left = (option.rect.left() + view_width - MARGIN_X - width if entry.own
+                else option.rect.left() + MARGIN_X)
+        rect = QRectF(left, top, width, height)
+        return Bubble(entry, beginning, show_day, divider, layout,
+                      rect, QPointF(left + PAD_X, top + PAD_Y), text_height, footer_height)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        if index.data(ENTRY_ROLE) is None:
+            return QSize(0, 0)
+        option = QStyleOptionViewItem(option)
+        option.rect.setTop(0)
+        if self.parent() is not None and hasattr(self.parent(), "viewport"):
+            option.rect.setWidth(self.parent().viewport().width())
+        bubble = self.bubble(option, index)
+        return QSize(option.rect.width(), int(bubble.rect.bottom() + GAP + 1))
+
+    def cursor_at(self, option: QStyleOptionViewItem, index: QModelIndex,
+                  point: QPointF) -> tuple[int, bool]:
+        """The character position nearest ``point`` in this row's text, and whether the
+        point is on the text itself (not beside it)."""
+        bubble = self.bubble(option, index)
+        local = point - bubble.text_origin
+        layout = bubble.layout
+        length = len(bubble.entry.text)
+        if local.y() < 0:
+            return 0, False
+        if local.y() >= bubble.text_height:
+            return length, False
+        for number in range(layout.lineCount()):
+            line = layout.lineAt(number)
+            if line.y() <= local.y() < line.y() + line.height() + 1:
+                position = line.xToCursor(local.x(), line.CursorBetweenCharacters)
+                inside = 0 <= local.x() <= line.naturalTextWidth() + 2
+                return max(0, min(length, position)), inside
+        return length, False
+
+    # -- painting -------------------------------------------------------------------------
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex) -> None:
+        if index.data(ENTRY_ROLE) is None:
+            return
+        bubble = self.bubble(option, index)
+        entry = bubble.entry
+        text_font, small = self.fonts(option)
+        painter.save()
+        painter.setRenderHint(QPainter.Antialiasing)
+        top = option.rect.top()
+        if bubble.beginning:
+            self._paint_beginning(painter, option, small, bubble.beginning, top)
+            top += BEGINNING_HEIGHT
+        if bubble.show_day:
+            self._paint_pill(painter, option, small, format_day(entry.time), top)
+            top += DAY_HEIGHT
+        if bubble.divider:
+            self._paint_divider(painter, option, small, top)
+        text_colour, footer_colour, link_colour = self._paint_shape(painter, bubble)
+        painter.setPen(text_colour)
+        painter.setFont(text_font)
+        bubble.layout.draw(painter, bubble.text_origin,
+                           self._formats(entry, index.row(), link_colour))
+        painter.setFont(small)
+        painter.setPen(footer_colour)
+        rect = bubble.rect
+        footer = QRectF(rect.left() + PAD_X, rect.bottom() - PAD_Y - bubble.footer_height,
+                        rect.width() - 2 * PAD_X, bubble.footer_height)
+        painter.drawText(footer, Qt.AlignRight | Qt.AlignVCenter, self.footer(entry))
+        painter.restore()
+
+    def _paint_shape(self, painter: QPainter, bubble: Bubble) -> tuple[QColor, QColor, QColor]:
+        entry = bubble.entry
+        palette = style.PALETTE
+        path = QPainterPath()
+        path.addRoundedRect(bubble.rect, RADIUS, RADIUS)
+        if entry.own:
+            fill = {PENDING: palette.own_pending, FAILED: palette.danger_soft}.get(
+                entry.status, palette.own_bubble)
+            painter.fillPath(path, QColor(fill))
+            if entry.status == FAILED:
+                painter.setBrush(Qt.NoBrush)
+                painter.setPen(QPen(QColor(palette.danger), 1.2))
+                painter.drawPath(path)
+                return QColor(palette.text), QColor(palette.danger), QColor(palette.link)
+            return QColor("white"), QColor(palette.own_footer), QColor(palette.own_link)
+        painter.fillPath(path, QColor(palette.other_bubble))
+        painter.setBrush(Qt.NoBrush)
+        painter.setPen(QPen(QColor(palette.border), 1))
+        painter.drawPath(path)
+        return QColor(palette.text), QColor(palette.muted), QColor(palette.link)
+
+    def _formats(self, entry: ChatEntry, row: int, link_colour: QColor
+                 ) -> list[QTextLayout.FormatRange]:
+        """Links underlined, then the selection over them."""
+        ranges = []
+        for start, end, _ in entry.links:
+            fmt = QTextCharFormat()
+            fmt.setForeground(link_colour)
+            fmt.setFontUnderline(True)
+            ranges.append(_range(start, end - start, fmt))
+        view = self.parent()
+        selected = view.selection_range(row) if hasattr(view, "selection_range") else None
+        if selected is not None and selected[1] > selected[0]:
+            fmt = QTextCharFormat()
+            fmt.setBackground(QColor(style.PALETTE.selection))
+            fmt.setForeground(QColor(style.PALETTE.text if not entry.own else "white"))
+            ranges.append(_range(selected[0], selected[1] - selected[0], fmt))
+        return ranges
+
+    @staticmethod
+    def _paint_pill(painter: QPainter, option: QStyleOptionViewItem, font: QFont,
+                    text: str, top: float) -> None:
+        painter.setFont(font)
+        width = painter.fontMetrics().horizontalAdvance(text) + 24
+        pill = QRectF(option.rect.center().x() - width / 2, top + 10, width, 22)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(QColor(style.PALETTE.day_pill))
+        painter.drawRoundedRect(pill, 11, 11)
+        painter.setPen(QColor(style.PALETTE.day_text))
+        painter.drawText(pill, Qt.AlignCenter, text)
+
+    @staticmethod
+    def _paint_beginning(painter: QPainter, option: QStyleOptionViewItem, font: QFont,
+                         text: str, top: float) -> None:
+        painter.setFont(font)
+        painter.setPen(QColor(style.PALETTE.muted))
+        rect = QRectF(option.rect.left() + MARGIN_X, top + 8,
+                      option.rect.width() - 2 * MARGIN_X, BEGINNING_HEIGHT - 8)
+        painter.drawText(rect, Qt.AlignCenter, painter.fontMetrics().elidedText(
+            text, Qt.ElideRight, int(rect.width())))
+
+    @staticmethod
+    def _paint_divider(painter: QPainter, option: QStyleOptionViewItem, font: QFont,
+                       top: float) -> None:
+        band = QRectF(option.rect.left(), top + 4, option.rect.width(), DIVIDER_HEIGHT - 8)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(QColor(style.PALETTE.accent_soft))
+        painter.drawRect(band)
+        painter.setFont(font)
+        painter.setPen(QColor(style.PALETTE.accent_text))
+        painter.drawText(band, Qt.AlignCenter, UNREAD_WORDS)
+
+
+def _range(start: int, length: int, fmt: QTextCharFormat) -> QTextLayout.FormatRange:
+    format_range = QTextLayout.FormatRange()
+    format_range.start, format_range.length, format_range.format = start, length, fmt
+    return format_range
