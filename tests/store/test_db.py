@@ -50,10 +50,6 @@ def columns_txn(txn, table):
     return [column[0] for column in txn.description]
 
 
-def shipped_numbers() -> list[int]:
-    return [number for number, _, _ in db.migrations()]
-
-
 class MigrationTests(unittest.TestCase):
     store_engine = "sqlite"
 
