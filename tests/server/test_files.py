@@ -259,6 +259,23 @@ class AttachmentTests(unittest.TestCase):
         self.assertEqual(allowed["response"], 200)
 
     @defer.inlineCallbacks
+    def test_blocked_sender(self):
+        """A recipient who blocked the sender refuses a message with a file as any
+        message: 403, nothing stored, the file stays unreadable for the recipient."""
+        server, (alice, bob) = yield server_with(self, "alice", "bob")
+        blocked = yield bob.request("block_user", user_id="alice")
+        self.assertEqual(blocked["response"], 201)
+        file = yield filehelp.upload(self, alice, filehelp.content(100))
+        reply = yield alice.request("msg", to="bob", message="x",
+                                    attachment={"file_id": file["file_id"]})
+        self.assertEqual(reply["response"], 403)
+        self.assertIn("has blocked you", reply["error"])
+        stored = yield count(server, "messages")
+        self.assertEqual(stored, 0)
+        denied = yield bob.request("file_get", file_id=file["file_id"])
+        self.assertEqual(denied["response"], 403)
+
+    @defer.inlineCallbacks
     def test_unknown_recipient(self):
         """A message with a file to nobody is 404 and stores nothing."""
         server, (alice,) = yield server_with(self, "alice")
