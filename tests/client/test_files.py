@@ -182,3 +182,48 @@ class FileClientRestartTests(ServerTestCase):
         yield alice.download_file(transfer.file_id, target).when_done()
         self.assertEqual(target.read_bytes(), data)
         self.assertEqual(min(reads), 1_000_000)
+
+
+class DoneWhenTests(ServerTestCase):
+    """The issue's "done when", with the client core: a 100 MiB file sent over a
+    connection that is cut half-way arrives intact, and a third user cannot download it."""
+
+    timeout = 240
+
+    @defer.inlineCallbacks
+    def test_hundred_mib_cut_half_way(self):
+        server = yield start_server(self, limits=no_limits())
+        folder = Path(self.mktemp())
+        clients = [self.client(server.tcp_port) for _ in range(3)]
+        for client, name in zip(clients, ("alice", "bob", "carol"), strict=True):
+            yield client.register(name, PASSWORD, f"{name}@example.org")
+        alice, bob, carol = clients
+        source = folder / "big.iso"
+        source.parent.mkdir()
+        digest = hashlib.sha256()
+        with open(source, "wb") as out:
+            for _ in range(100):
+                block = os.urandom(1024 * 1024)
+                digest.update(block)
+                out.write(block)
+        states = []
+        alice.subscribe("transfer_progress", lambda t: states.append((t.state, t.done)))
+        transfer = alice.send_file("bob", source)
+        yield wait_for(lambda: transfer.done >= 50 * 1024 * 1024, timeout=120,
+                       what="half of the file uploaded")
+        alice_id = server.ctx.directory.cached("alice").id
+        server.ctx.router.session(alice_id).transport.abortConnection()
+        yield transfer.when_done()
+        cut_at = [done for state, done in states if state == WAITING]
+        self.assertTrue(cut_at and cut_at[0] < 100 * 1024 * 1024, cut_at)
+        target = folder / "copy.iso"
+        yield bob.download_file(transfer.file_id, target).when_done()
+        copy = hashlib.sha256()
+        with open(target, "rb") as stream:
+            for block in iter(lambda: stream.read(1024 * 1024), b""):
+                copy.update(block)
+        self.assertEqual(copy.hexdigest(), digest.hexdigest())
+        yield self.assertFailure(
+            carol.download_file(transfer.file_id, folder / "stolen").when_done(),
+            FileNotReadable)
+        self.assertEqual(sorted(p.name for p in folder.iterdir()), ["big.iso", "copy.iso"])
