@@ -5,9 +5,10 @@ Three trial processes: the core suite on the default (epoll) reactor, in paralle
 the real-time tests (modules named ``test_*_realtime``: real audio through pyaudio, whole
 calls through NATs) alone, one at a time, since the parallel jobs' load would starve
 their 20 ms audio frames; and the Qt widget tests (``tests/client/ui``) on the
-``messenger-qt5`` reactor with the offscreen platform, since a trial run has one reactor. The last line printed is
-``trial: N passed, N failed`` (``, N skipped`` when any), summed from trial's own summary
-lines; the exit status is non-zero when any test failed or errored.
+``messenger-qt5`` reactor with the offscreen platform, since a trial run has one reactor.
+The last line printed is ``trial: N passed, N failed`` (``, N skipped`` when any), summed
+from trial's own summary lines; the exit status is non-zero when any test failed or
+errored.
 
 With arguments, runs trial once on them (Qt reactor if they name ui tests).
 """

@@ -37,7 +37,7 @@ from messenger.admin import certs, control, dbcmd, mailcmd
 from messenger.admin.dbcmd import CommandError
 from messenger.admin.table import format_record, format_table, when
 from messenger.server.config import ServerConfig
-from messenger.store import adminops, audit, logins, premium, users
+from messenger.store import adminops, audit, groupchanges, groups, logins, premium, users
 from messenger.store.errors import LastAdmin, Missing
 
 # -- opening the database (messenger.admin.dbcmd) -----------------------------------------
@@ -262,6 +262,33 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> None:
                             for r in rows]) + "\n")
 
 
+# -- groups -------------------------------------------------------------------------------
+
+def cmd_groups_list(args: argparse.Namespace, out: TextIO) -> None:
+    rows = read(args, groupchanges.list_all_txn, args.query, args.offset, args.limit)
+    if not rows:
+        out.write("No groups.\n")
+        return
+    out.write(format_table(
+        ("id", "name", "owner", "members", "announce only", "created", "created by"),
+        [(g.id, g.name, owner, members, g.announce_only, when(g.created), g.created_by)
+         for g, owner, members in rows]) + "\n")
+
+
+def cmd_groups_delete(args: argparse.Namespace, out: TextIO) -> None:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("deleting a group cannot be undone: add --yes")
+        answer = input(f"Delete group #{args.group_id} with all its messages? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CommandError("not deleted")
+    try:
+        group, member_ids = change(args, groupchanges.operator_delete_txn, args.group_id)
+    except groups.NoSuchGroup:
+        raise CommandError(f"no group with id {args.group_id}") from None
+    out.write(f"Deleted group #{group.id} {group.name!r} ({len(member_ids)} members).\n")
+
+
 # -- database -----------------------------------------------------------------------------
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO) -> None:
@@ -392,6 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("sql", cmd_sql, "run one SQL statement (read-only unless --write)")
     sub.add_argument("statement")
     sub.add_argument("--write", action="store_true", help="allow changes (audited)")
+
+    groups_parser = commands.add_parser("groups", help="list or delete group conversations")
+    groups_commands = groups_parser.add_subparsers(dest="groups_command", metavar="ACTION",
+                                                   required=True)
+    sub = command("list", cmd_groups_list, "list groups by id (paged)", groups_commands)
+    sub.add_argument("--query", "-q", help="only names containing this (any case)")
+    sub.add_argument("--offset", type=int, default=0)
+    sub.add_argument("--limit", type=int, default=100)
+    sub = command("delete", cmd_groups_delete, "delete a group with its messages (audited)",
+                  groups_commands)
+    sub.add_argument("group_id", type=int)
+    sub.add_argument("--yes", action="store_true", help="do not ask")
 
     mail_parser = commands.add_parser("mail", help="the server's outgoing mail")
     mail_commands = mail_parser.add_subparsers(dest="mail_command", metavar="ACTION",

@@ -4,6 +4,7 @@
     messenger-bench connections -N 10000 ...   idle authenticated connections held
     messenger-bench logins --login password|resume ...   logins per second
     messenger-bench relay -K 50 ...            UDP relay packets per second (own relay process)
+    messenger-bench groups -N 100 -G 10 ...    group fan-out: deliveries per second
     messenger-bench calls [--simulated]         PESQ-WB, mouth-to-ear delay and CPU per network
     messenger-bench files --size-mib 100        upload/download MiB/s, message p99 beside them
     messenger-bench report FILE.jsonl           Markdown table of the JSON lines
@@ -25,7 +26,8 @@ from typing import Any
 
 from messenger.wire.suites import AES_GCM, SUITES
 
-SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "calls", "files", "report")
+SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "groups", "calls", "files",
+               "report")
 
 
 def server_address(text: str) -> tuple[str, int]:
@@ -155,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "relay":
         from messenger.bench import relayload
         return relayload.main(argv)
+    if command == "groups":
+        from messenger.bench import groups
+        return groups.main(argv)
     if command == "files":
         from messenger.bench import files
         return files.main(argv)

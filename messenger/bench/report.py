@@ -109,6 +109,10 @@ def generic_table(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
 
 
 KIND_KEYS = {
+    "groups": ["members", "groups", "online_per_group", "window", "rate", "deliveries",
+               "deliveries_per_s", "msgs_per_s", "lat_ms_p50", "lat_ms_p99", "all_ms_p50",
+               "all_ms_p99", "server_cpu_us_per_delivery", "server_cpu_us_per_msg",
+               "server_cpu_util", "gen_cpu_us_per_delivery"],
     "connections": ["connections", "cipher", "connect_s", "server_rss_kib_before",
                     "server_rss_kib_after", "server_kib_per_conn", "server_cpu_s_connect",
                     "server_cpu_util_idle", "gen_rss_kib", "nofile_server"],

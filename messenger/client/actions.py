@@ -75,6 +75,75 @@ class ActionsMixin:
         (The core syncs by itself after every login; this is the raw action.)"""
         return self.request("sync", _fields(since=since, limit=limit))
 
+    def group_history(self, group_id: int, before: int | None = None,
+                      limit: int | None = None) -> Reply:
+        """202; ``alert``: one page of a group's messages the user may see, oldest
+        first (``msg_id``, ``time``, ``from``, ``group``, ``message``, ``mentions``),
+        ids below ``before``; ``more``. 403 unless a member."""
+        return self.request("history", _fields(group=group_id, before=before, limit=limit))
+
+    def mark_read(self, up_to: int, with_user: str | None = None,
+                  group_id: int | None = None) -> Reply:
+        """200; ``read_up_to``: the conversation with ``with_user`` (or the group) is read
+        up to message ``up_to``. Markers only move forward."""
+        return self.request("mark_read", _fields(**{"with": with_user}, group=group_id,
+                                                 up_to=up_to))
+
+    def get_unread(self) -> Reply:
+        """200; ``direct`` and ``groups``: the conversations with unread messages (the
+        core asks after every login and emits ``unread``; see `unread_counts`)."""
+        return self.request("get_unread")
+
+    # -- groups ---------------------------------------------------------------------------
+
+    def group_create(self, name: str, members: list[str] | None = None,
+                     topic: str | None = None, announce_only: bool | None = None) -> Reply:
+        """201; ``group`` (with ``role`` "owner", ``members``, ``owner``) and
+        ``members`` (``[{"account_name", "role"}]``). 404 an unknown member, 403 a
+        limit."""
+        return self.request("group_create", _fields(name=name, members=members, topic=topic,
+                                                    announce_only=announce_only))
+
+    def group_list(self, after: int | None = None, limit: int | None = None) -> Reply:
+        """202; ``alert``: the user's groups by id, each with ``role``, ``members``,
+        ``owner``, ``unread``, ``mentions``, ``read_up_to`` and ``last``; ``more``."""
+        return self.request("group_list", _fields(after=after, limit=limit))
+
+    def group_info(self, group_id: int, after: str | None = None,
+                   limit: int | None = None) -> Reply:
+        """202; ``group`` and ``members`` (``[{"account_name", "role"}]`` by name after
+        ``after``); ``more``. 403 unless a member."""
+        return self.request("group_info", _fields(group=group_id, after=after, limit=limit))
+
+    def group_add(self, group_id: int, account_name: str) -> Reply:
+        """200; ``member``. Owners and admins only (403); 404 no such user; 409 already
+        a member."""
+        return self.request("group_add", {"group": group_id, "user_id": account_name})
+
+    def group_remove(self, group_id: int, account_name: str) -> Reply:
+        """200. Owners and admins (admins only plain members); 404 not a member."""
+        return self.request("group_remove", {"group": group_id, "user_id": account_name})
+
+    def group_leave(self, group_id: int) -> Reply:
+        """200. 409 for the owner (hand ownership over first)."""
+        return self.request("group_leave", {"group": group_id})
+
+    def group_update(self, group_id: int, name: str | None = None, topic: str | None = None,
+                     announce_only: bool | None = None) -> Reply:
+        """200; ``group``. Owners and admins; at least one of the three."""
+        return self.request("group_update", _fields(group=group_id, name=name, topic=topic,
+                                                    announce_only=announce_only))
+
+    def group_set_role(self, group_id: int, account_name: str, role: str) -> Reply:
+        """200; ``members`` whose role changed. The owner only; ``role`` "owner" hands
+        ownership over (the old owner becomes an admin)."""
+        return self.request("group_set_role", {"group": group_id, "user_id": account_name,
+                                               "role": role})
+
+    def group_delete(self, group_id: int) -> Reply:
+        """200. The owner, or a server administrator."""
+        return self.request("group_delete", {"group": group_id})
+
     # -- broadcasts -----------------------------------------------------------------------
 
     def broadcast(self, text: str) -> Reply:
@@ -140,3 +209,10 @@ class ActionsMixin:
 
     def admin_audit(self, before: int | None = None, limit: int | None = None) -> Reply:
         return self.request("admin_audit", _fields(before=before, limit=limit))
+
+    def admin_list_groups(self, query: str | None = None, offset: int | None = None,
+                          limit: int | None = None) -> Reply:
+        """202; ``alert``: every group (``owner``, ``members``, ``last_msg_id``);
+        ``more``. Delete one with `group_delete`."""
+        return self.request("admin_list_groups", _fields(query=query, offset=offset,
+                                                         limit=limit))

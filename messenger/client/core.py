@@ -45,6 +45,7 @@ from messenger.client.events import (
 )
 from messenger.client.failures import describe
 from messenger.client.filesapi import FilesMixin
+from messenger.client.groupevents import UnreadCounts
 from messenger.client.inbox import Inbox
 from messenger.client.known_servers import PinOutcome, format_address
 from messenger.client.outbox import Outbox, OutgoingMessage
@@ -251,11 +252,19 @@ class MessengerClient(ActionsMixin, FilesMixin):
         it is sent now if online, else after the next login, and resent with the same id
         until acknowledged. ``message_status`` observers hear of every change. Raises
         `NotConnected` before any login, `MessageTooLong` past the server's limit."""
+        return self._sender.queue(self._sender_name(text), to, text)
+
+    def queue_group_message(self, group_id: int, text: str) -> OutgoingMessage:
+        """`queue_message` for a group: the same outbox, resends and statuses (the
+        record's ``group`` is set, its ``to`` None)."""
+        return self._sender.queue(self._sender_name(text), None, text, group=group_id)
+
+    def _sender_name(self, text: str) -> str:
         owner = self._owner()
         size = len(text.encode("utf-8"))
         if size > self.limits.max_body:
             raise MessageTooLong(size, self.limits.max_body)
-        return self._sender.queue(owner, to, text)
+        return owner
 
     def _owner(self) -> str:
         plan = self._service.plan
@@ -273,6 +282,21 @@ class MessengerClient(ActionsMixin, FilesMixin):
         except MessengerError as error:
             return defer.fail(error)
         return entry.when_done()
+
+    def send_group_message(self, group_id: int, text: str) -> Reply:
+        """`send_message` to a group: fires with the acknowledgement, or fails with the
+        refusal (`Forbidden` for a non-member or a plain member of an announcement
+        channel)."""
+        try:
+            entry = self.queue_group_message(group_id, text)
+        except MessengerError as error:
+            return defer.fail(error)
+        return entry.when_done()
+
+    def unread_counts(self) -> defer.Deferred[UnreadCounts]:
+        """The server's unread counts (``get_unread``) as an `UnreadCounts`. The core asks
+        after every login by itself and tells the ``unread`` observers."""
+        return self.get_unread().addCallback(UnreadCounts.from_jim)
 
     def set_password(self, old_password: str, new_password: str) -> Reply:
         """Change the password. The server revokes every token of the account and gives
@@ -372,6 +396,11 @@ class MessengerClient(ActionsMixin, FilesMixin):
         if self._status != "online":
             connection.request("presence", {"status": self._status}).addErrback(
                 self._log_refusal, "restoring presence")
+        if self.observers.wanted("unread"):
+            d = connection.request("get_unread")
+            d.addCallback(lambda reply: self.observers.emit("unread",
+                                                            UnreadCounts.from_jim(reply)))
+            d.addErrback(self._log_refusal, "reading the unread counts")
         sender.attach(connection)
         self._transfers.attach(connection)
 

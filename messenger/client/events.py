@@ -9,8 +9,8 @@ Kinds and their records:
 
 ===============  =====================================================================
 ``state``        `ConnectionState`: connecting, handshaking, ..., reconnecting in N s
-``message``      `IncomingMessage`: a direct message, each ``msg_id`` exactly once, in
-                 increasing ``msg_id`` order (live pushes and sync merged)
+``message``      `IncomingMessage`: a direct or group message, each ``msg_id`` exactly
+                 once, in increasing ``msg_id`` order (live pushes and sync merged)
 ``message_status``  `messenger.client.outbox.OutgoingMessage`: an own message changed
                  status (pending, acked with its ``msg_id``, or failed)
 ``presence``     `PresenceChange`: a contact went online, away or offline
@@ -26,6 +26,10 @@ Kinds and their records:
                  ``message``, the acknowledgement of the message that carries the file)
 ``transfer_failed``  the same record, given up (``error``: a typed error; cancelled
                  ones have `TransferCancelled`)
+``group``        a change to one of the user's groups: `GroupCreated`, `GroupUpdated`,
+                 `GroupMemberAdded`, `GroupMemberRemoved`, `GroupRoleChanged`,
+                 `GroupDeleted` (`messenger.client.groupevents`)
+``unread``       `UnreadCounts`: the server's unread counts, after every login
 ``push``         the raw JIM dict of every push, known or not (for tools and debugging)
 ===============  =====================================================================
 """
@@ -60,8 +64,9 @@ class State(enum.StrEnum):
 
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-               "notice", "call", "server_key", "transfer_progress", "transfer_done",
-               "transfer_failed", "push")
+EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
+               "notice", "call", "server_key", "group", "unread", "transfer_progress",
+               "transfer_done", "transfer_failed", "push")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,19 +166,35 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
+    """A message to the user: direct (``recipient`` is the user) or in a group
+    (``group`` is its id, ``recipient`` None); both share one ``msg_id`` sequence."""
+
     msg_id: int
     time: float
     sender: str
-    recipient: str
+    recipient: str | None
     text: str
     from_sync: bool = False             # fetched by sync (arrived while away), not pushed
+    group: int | None = None            # the group's id, for a group message
+    mentions: tuple[str, ...] = ()      # members written as @name (group messages)
     attachment: Attachment | None = None  # the file it carries, if any
 
     @classmethod
     def from_jim(cls, message: dict[str, Any], from_sync: bool = False) -> IncomingMessage:
-        return cls(message["msg_id"], message["time"], message["from"], message["to"],
-                   message["message"], from_sync,
-                   Attachment.from_jim(message.get("attachment")))
+        attachment = Attachment.from_jim(message.get("attachment"))
+        group = message.get("group")
+        if group is None:
+            return cls(message["msg_id"], message["time"], message["from"], message["to"],
+                       message["message"], from_sync, attachment=attachment)
+        return cls(message["msg_id"], message["time"], message["from"], None,
+                   message["message"], from_sync, group,
+                   tuple(str(name) for name in message.get("mentions") or ()), attachment)
+
+    def mentions_of(self, account_name: str) -> bool:
+        """Does this group message mention ``account_name`` (a client highlights and
+        notifies those, even in a muted conversation)?"""
+        wanted = account_name.lower()
+        return any(name.lower() == wanted for name in self.mentions)
 
 
 @dataclass(frozen=True, slots=True)

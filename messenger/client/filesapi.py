@@ -52,11 +52,27 @@ class FilesMixin:
         ``transfer_*`` events follow, and ``when_done()`` fires once the message is
         stored (``transfer.message`` is its acknowledgement). Survives reconnects.
         Raises `NotConnected` before any login, `MessageTooLong` for a long caption."""
+        owner = self._caption_owner(caption)
+        return self._upload(Path(path), name, mime, self._poster(owner, to, None, caption),
+                            to, None)
+
+    def send_group_file(self, group_id: int, path: str | Path, caption: str = "",
+                        name: str | None = None, mime: str | None = None) -> Transfer:
+        """`send_file` to a group: the message goes to group ``group_id``
+        (``transfer.group``); its members may then download the file. A refusal of the
+        message (not a member, an announcement channel) fails the transfer with it."""
+        if type(group_id) is not int or group_id < 1:
+            raise ValueError("group_id must be a positive integer")
+        owner = self._caption_owner(caption)
+        return self._upload(Path(path), name, mime,
+                            self._poster(owner, None, group_id, caption), None, group_id)
+
+    def _caption_owner(self, caption: str) -> str:
         owner = self._owner()
         size = len(caption.encode("utf-8"))
         if size > self.limits.max_body:
             raise MessageTooLong(size, self.limits.max_body)
-        return self._upload(Path(path), name, mime, self._poster(owner, to, caption), to)
+        return owner
 
     def upload_file(self, path: str | Path, name: str | None = None,
                     mime: str | None = None) -> Transfer:
@@ -64,7 +80,7 @@ class FilesMixin:
         whose ``file_id`` may then be attached to messages (a file nobody posts is
         deleted by the server after a day)."""
         self._owner()
-        return self._upload(Path(path), name, mime, None, None)
+        return self._upload(Path(path), name, mime, None, None, None)
 
     def download_file(self, file_id: int, path: str | Path) -> Transfer:
         """Download a file into ``path`` (through ``path.part``, verified by SHA-256,
@@ -103,22 +119,24 @@ class FilesMixin:
         return self._run_blocking(images.decode_thumbnail, attachment.thumbnail)
 
     def _upload(self, path: Path, name: str | None, mime: str | None, post: Any,
-                to: str | None) -> Transfer:
+                to: str | None, group: int | None) -> Transfer:
         job = UploadJob(self._transfers, path, name, mime, post, self.limits.max_file_size)
         job.transfer.to = to
+        job.transfer.group = group
         transfer = self._transfers.add(job)
         job.begin()
         return transfer
 
-    def _poster(self, owner: str, to: str, caption: str) -> Any:
-        """What a finished upload of ``send_file`` does: queue the message with it."""
+    def _poster(self, owner: str, to: str | None, group: int | None, caption: str) -> Any:
+        """What a finished upload of ``send_file`` (or ``send_group_file``) does: queue
+        the message with it, to ``to`` or to ``group``."""
         def post(job: UploadJob) -> None:
             transfer, local = job.transfer, job.local
             attachment: dict[str, Any] = {"file_id": transfer.file_id, "name": transfer.name}
             if local is not None and local.image is not None:
                 attachment.update(local.image.fields())
             transfer.attachment = attachment
-            entry = self._sender.queue(owner, to, caption, attachment)
+            entry = self._sender.queue(owner, to, caption, group=group, attachment=attachment)
             entry.when_done().addCallbacks(self._posted, self._not_posted,
                                            callbackArgs=(job,), errbackArgs=(job,))
         return post

@@ -1,4 +1,5 @@
-"""Incoming direct messages: each delivered once, in order, live pushes and sync merged.
+"""Incoming messages (direct and group, one sequence): each delivered once, in order, live
+pushes and sync merged.
 
 The server numbers messages in commit order (``msg_id`` only grows), pushes a message to
 its recipient after the commit, and answers ``sync`` with everything above an id. So a
@@ -99,8 +100,15 @@ def _msg_id(message: dict[str, Any]) -> int:
 
 
 def valid_message(message: Any) -> bool:
-    """Whether a ``msg`` push or sync entry has the fields the inbox relies on."""
-    return (type(message) is dict and type(message.get("msg_id")) is int
+    """Whether a ``msg`` push or sync entry has the fields the inbox relies on: a direct
+    message names its recipient (``to``), a group message its group (and may list
+    ``mentions``)."""
+    if not (type(message) is dict and type(message.get("msg_id")) is int
             and isinstance(message.get("time"), (int, float))
-            and type(message.get("from")) is str and type(message.get("to")) is str
-            and type(message.get("message")) is str)
+            and type(message.get("from")) is str and type(message.get("message")) is str):
+        return False
+    if type(message.get("to")) is str:
+        return True
+    mentions = message.get("mentions", [])
+    return (type(message.get("group")) is int and type(mentions) is list
+            and all(type(name) is str for name in mentions))

@@ -7,11 +7,13 @@ it with the first copy, so a message whose acknowledgement was lost with the con
 is stored exactly once however often it is resent (the pattern of magic-wormhole's
 mailbox and Synapse's transaction ids).
 
-Order. Messages to one recipient are sent in the order they were written. The first
-message to a recipient on a connection travels alone, and the rest of that recipient's
-queue follows once it is acknowledged: the server resolves an unknown recipient name with
-a database read, and several reads in flight could finish in any order; after the first
-acknowledgement the name is cached and the server queues the rest in arrival order.
+Order. Messages to one recipient (or one group) are sent in the order they were written.
+The first message to a recipient on a connection travels alone, and the rest of that
+recipient's queue follows once it is acknowledged: the server resolves an unknown
+recipient name with a database read, and several reads in flight could finish in any
+order; after the first acknowledgement the name is cached and the server queues the rest
+in arrival order. A group is named by its id, which needs no lookup: its messages go out
+pipelined from the first.
 At most ``window`` messages are in flight at once.
 
 This module is pure bookkeeping: no transport, no clock of its own. The client core asks
@@ -32,14 +34,15 @@ FAILED = "failed"     # refused by the server for good (no such user, too large,
 class OutgoingMessage:
     """One own message and what became of it."""
 
-    __slots__ = ("request_id", "to", "text", "created", "status", "msg_id", "time",
+    __slots__ = ("request_id", "to", "group", "text", "created", "status", "msg_id", "time",
                  "error", "attempts", "in_flight", "not_before", "_waiters", "_key",
                  "attachment")
 
-    def __init__(self, request_id: str, to: str, text: str, created: float,
-                 attachment: dict[str, Any] | None = None) -> None:
+    def __init__(self, request_id: str, to: str | None, text: str, created: float,
+                 group: int | None = None, attachment: dict[str, Any] | None = None) -> None:
         self.request_id = request_id
-        self.to = to
+        self.to = to                        # the recipient of a direct message, else None
+        self.group = group                  # the group of a group message, else None
         self.text = text
         self.attachment = attachment        # the file it carries (``msg``'s attachment)
         self.created = created
@@ -51,7 +54,8 @@ class OutgoingMessage:
         self.in_flight = False
         self.not_before = 0.0               # clock time before which it is not resent
         self._waiters: list[defer.Deferred[dict[str, Any]]] = []
-        self._key = to.lower()              # account names compare without case
+        # Account names compare without case; a group is its own queue.
+        self._key = to.lower() if to is not None else f"#{group}"
 
     def when_done(self) -> defer.Deferred[dict[str, Any]]:
         """A Deferred firing with the server's acknowledgement (``msg_id``, ``time``), or
@@ -76,7 +80,8 @@ class OutgoingMessage:
                 waiter.errback(self.error)
 
     def __repr__(self) -> str:
-        return (f"<OutgoingMessage {self.request_id[:8]} to {self.to} {self.status}"
+        return (f"<OutgoingMessage {self.request_id[:8]} to"
+                f" {self.to if self.group is None else f'group {self.group}'} {self.status}"
                 f"{f' #{self.msg_id}' if self.msg_id is not None else ''}>")
 
 
@@ -102,12 +107,15 @@ class Outbox:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def add(self, to: str, text: str, request_id: str, now: float,
+    def add(self, to: str | None, text: str, request_id: str, now: float,
+            group: int | None = None,
             attachment: dict[str, Any] | None = None) -> OutgoingMessage:
         if request_id in self._entries:
             raise ValueError("request id already in the outbox")
-        entry = OutgoingMessage(request_id, to, text, now, attachment)
+        entry = OutgoingMessage(request_id, to, text, now, group, attachment)
         self._entries[request_id] = entry
+        if group is not None:
+            self._warm.add(entry._key)  # a group id needs no name lookup: pipeline at once
         return entry
 
     def due(self, now: float) -> list[OutgoingMessage]:
@@ -174,11 +182,12 @@ class Outbox:
             entry.request_id = new_request_id
 
     def connection_lost(self) -> None:
-        """Everything in flight is pending again; the next session starts cold."""
+        """Everything in flight is pending again; the next session starts cold (but for
+        groups, which never need a lookup)."""
         for entry in self._entries.values():
             entry.in_flight = False
         self._in_flight = 0
-        self._warm.clear()
+        self._warm = {key for key in self._warm if key.startswith("#")}
 
     def drain(self) -> list[OutgoingMessage]:
         """Remove and return every unacknowledged message (logout)."""

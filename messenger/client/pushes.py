@@ -22,6 +22,7 @@ from messenger.client.events import (
     Observers,
     PresenceChange,
 )
+from messenger.client.groupevents import GROUP_PUSHES, group_event_from_jim
 from messenger.wire import codes
 
 CALL_PUSHES = ("call_ring", "call_start", "call_end")
@@ -43,6 +44,7 @@ class PushDispatcher:
             "account": self._account,
             "notice": self._notice,
             **{action: self._call for action in CALL_PUSHES},
+            **{action: self._group for action in GROUP_PUSHES},
         }
         if on_file is not None:   # transfers (messenger.client.transfers)
             self._handlers.update({action: on_file for action in FILE_PUSHES})
@@ -89,3 +91,8 @@ class PushDispatcher:
 
     def _call(self, message: dict[str, Any]) -> None:
         self._observers.emit("call", CallEvent(message["action"], message))
+
+    def _group(self, message: dict[str, Any]) -> None:
+        event = group_event_from_jim(message)
+        if event is not None:
+            self._observers.emit("group", event)

@@ -52,6 +52,7 @@ class Transfer:
         self.name = name                   # the file's name as people see it
         self.path = path                   # the local file (read, or written at the end)
         self.to = to                       # send_file: the recipient of the message
+        self.group: int | None = None      # send_group_file: the group of the message
         self.size: int | None = None       # bytes, once known
         self.done = 0                      # bytes the server confirmed / written locally
         self.state = PREPARING

@@ -58,6 +58,10 @@ class LimitsConfig:
     db_queue: int = 256                   # database operations waiting before 503
     max_contacts: int = 5000              # contacts per user
     stored_bytes_per_day: int = 64 * 1024 * 1024  # message bytes a user may store a day (0: off)
+    max_group_members: int = 1000         # members per group (0: no limit)
+    max_groups_per_user: int = 500        # groups a user may be a member of (0: no limit)
+    max_group_name: int = 64              # characters in a group's name
+    max_group_topic: int = 1024           # characters in a group's topic
     lockout_failures: int = 5             # failed logins ...
     lockout_window: float = 15 * 60.0     # ... within this many seconds lock the account
     lockout_duration: float = 15 * 60.0   # for this long

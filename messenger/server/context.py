@@ -34,7 +34,7 @@ from messenger.server.refusals import RefusalLog
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.server.session import Account, Session
-from messenger.store import messages, users
+from messenger.store import groupmsgs, messages, users
 from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
 from messenger.store.errors import Unavailable
@@ -70,6 +70,10 @@ class ServerContext:
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
         self.messages: GroupCommit[Any, Any] = GroupCommit(
             db, messages.insert_batch_txn, on_batch=self.metrics.batch_committed)
+        # Group messages commit apart, so the direct path stays as it was; one writer
+        # orders both, and their callbacks (pushes) follow the id order.
+        self.group_messages: GroupCommit[Any, Any] = GroupCommit(
+            db, groupmsgs.MemberCache().insert_batch_txn)
         self.files = FilesService(config, clock, db, self.db)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,

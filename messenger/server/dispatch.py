@@ -36,12 +36,15 @@ def _build() -> dict[str, Route]:
         broadcasts,
         calls,
         contacts,
+        conversations,
+        groups,
         files,
         messages,
     )
     from messenger.wire import jim
     table: dict[str, Route] = {}
-    for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls, files):
+    for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls, groups,
+                   conversations, files):
         for action, route in module.ROUTES.items():
             if action in table:
                 raise RuntimeError(f"action {action!r} is routed twice")

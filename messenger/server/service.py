@@ -227,6 +227,7 @@ class MessengerServer:
         if ctx is not None:
             yield ctx.close_connections()
             yield ctx.messages.flush()
+            yield ctx.group_messages.flush()
             yield ctx.files.messages.flush()
             yield ctx.files.stop()
             ctx.stop()

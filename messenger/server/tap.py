@@ -37,6 +37,7 @@ from messenger.server.config import (
 from messenger.server.logs import output as log_output
 from messenger.server.mail.compose import split_sender
 from messenger.store.engines import is_postgres_url
+from messenger.wire import jim
 from messenger.wire.suites import SUITES
 
 MIB = 1024 * 1024
@@ -59,7 +60,8 @@ _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minu
                  "connections-per-minute-network", "max-connections-per-host",
                  "max-connections-per-network", "max-connections", "logins-per-minute-network",
                  "crypto-ops-per-second", "bad-requests-per-second", "max-contacts",
-                 "stored-mib-per-day", "retention-days", "file-quota-mib")
+                 "stored-mib-per-day", "retention-days", "max-group-members",
+                 "max-groups-per-user", "file-quota-mib")
 # Options that must be at least 1.
 _AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue", "file-io-threads")
 MAX_FILE_MIB = 2**33        # 8 PiB: the protocol's sizes stay exact JSON numbers
@@ -236,6 +238,11 @@ class Options(usage.Options):
         ["db-queue", None, 256, "Database reads (and writes) that may wait before 503.",
          int],
         ["max-contacts", None, 5000, "Contacts per user.", int],
+        ["max-group-members", None, 1000, "Members per group (0: no limit).", int],
+        ["max-groups-per-user", None, 500, "Groups a user may be a member of (0: no limit).",
+         int],
+        ["max-group-name", None, 64, "Characters in a group's name (1..256).", int],
+        ["max-group-topic", None, 1024, "Characters in a group's topic (0..4096).", int],
         ["stored-mib-per-day", None, 64.0, "MiB of messages a user may store a day (0:"
                                            " no quota).", float],
         ["retention-days", None, 0.0, "Delete messages older than this many days (0: keep"
@@ -350,6 +357,10 @@ class Options(usage.Options):
         for name in _NOT_NEGATIVE:
             if not (math.isfinite(self[name]) and self[name] >= 0):
                 raise usage.UsageError(f"--{name} must not be negative")
+        if not 1 <= self["max-group-name"] <= jim.GROUP_NAME_MAX:
+            raise usage.UsageError(f"--max-group-name must be 1..{jim.GROUP_NAME_MAX}")
+        if not 0 <= self["max-group-topic"] <= jim.GROUP_TOPIC_MAX:
+            raise usage.UsageError(f"--max-group-topic must be 0..{jim.GROUP_TOPIC_MAX}")
         if self["max-file-mib"] > MAX_FILE_MIB or self["file-quota-mib"] > MAX_FILE_MIB:
             raise usage.UsageError(f"--max-file-mib and --file-quota-mib must be at most"
                                    f" {MAX_FILE_MIB}")
@@ -444,6 +455,10 @@ class Options(usage.Options):
                 decoy_queue=self["decoy-queue"],
                 db_queue=self["db-queue"],
                 max_contacts=self["max-contacts"],
+                max_group_members=self["max-group-members"],
+                max_groups_per_user=self["max-groups-per-user"],
+                max_group_name=self["max-group-name"],
+                max_group_topic=self["max-group-topic"],
                 stored_bytes_per_day=int(self["stored-mib-per-day"] * MIB),
                 requests_per_second=self["requests-per-second"],
                 request_burst=self["request-burst"],

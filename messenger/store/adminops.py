@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger.store import audit, logins, premium, users
+from messenger.store import audit, groupchanges, logins, premium, users
 from messenger.store.engines import MESSAGES_LOCK, engine_of
 from messenger.store.errors import LastAdmin, Missing, NotAdmin
 
@@ -92,7 +92,8 @@ def unlock_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
 
 def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
     """Delete an account and everything that cascades from it (contacts, messages,
-    login history, tokens); its broadcasts stay, under its name.
+    login history, tokens, group memberships; a group it owned passes to another member);
+    its broadcasts stay, under its name.
 
     Waits for the message inserts running on any node (their lock), so that none of
     them finds the account half deleted: they see it whole, or gone."""
@@ -100,6 +101,7 @@ def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRo
     row = _user(txn, name)
     if _last_admin(txn, row, now):
         raise LastAdmin(name)
+    groupchanges.user_deleted_txn(txn, row.id)
     users.delete_txn(txn, row.id)
     audit.record_txn(txn, now, actor, "delete_user", row.name, row.email)
     return row

@@ -1,5 +1,8 @@
 """Direct messages: batched idempotent inserts, sync since an id, history between two users.
 
+Group messages share the table and the id sequence (`messenger.store.groupmsgs`); `sync_txn`
+returns both kinds in one sequence.
+
 A message is identified by the server's ``id`` (increasing in commit order) and, for
 idempotence, by (sender, client request id): a resend of the same request is answered
 with the row already stored instead of a second copy.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from messenger.store import groupmsgs, groups
 from messenger.store.engines import MESSAGES_LOCK, engine_of
 
 INSERT = ("INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
@@ -25,6 +29,11 @@ SENDER_GONE = "sender gone"
 # A stored message as read back: (id, created, sender name, recipient name, body,
 # attachment as JSON text or None).
 MessageRow = tuple[int, float, str, str, str, str | None]
+# A message in a sync: (id, created, sender name, recipient name or None, group id or
+# None, body, mentions or None, attachment or None): a direct message has a recipient, a
+# group message a group. Every row type ends with the attachment (`_until_bytes`).
+SyncRow = tuple[int, float, str, str | None, int | None, str, str | None, str | None]
+SYNC_BODY = 5   # the body's column in a SyncRow
 
 
 def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
@@ -123,19 +132,40 @@ def _insert_batch_postgres(txn: Any, items: list[NewMessage]) -> list[Stored]:
     return results
 
 
-def sync_txn(txn: Any, recipient_id: int, since: int, limit: int,
-             max_bytes: int = 0) -> list[MessageRow]:
-    """Messages addressed to the user with an id above ``since``, oldest first.
+def sync_txn(txn: Any, user_id: int, since: int, limit: int,
+             max_bytes: int = 0) -> list[SyncRow]:
+    """Messages to the user with an id above ``since``, oldest first: direct ones
+    addressed to the user, and group messages by others within the user's membership
+    windows (a group's messages from joining to leaving, whether a member now or not).
 
-    With ``max_bytes``, reading stops at the first row whose body takes the page past it
-    (see `_until_bytes`): a page of big messages reads about one reply's worth, however
-    many rows were asked for.
+    One cursor over both kinds, each message once. Without group messages to look at
+    this is one indexed range (messages_recipient); otherwise each window of a group that
+    had something new since ``since`` is its own indexed range (messages_group) stopped
+    after ``limit`` ids, and the ``limit`` lowest ids of all ranges are read back. With
+    ``max_bytes``, reading stops at the first row whose body takes the page past it (see
+    `_until_bytes`).
     """
-    txn.execute("SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
-                " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
-                " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?",
-                (recipient_id, since, limit))
-    return _until_bytes(txn, max_bytes)
+    windows = groups.sync_windows_txn(txn, user_id, since)
+    if not windows:
+        txn.execute(_SYNC_DIRECT, (user_id, since, limit))
+        return _until_bytes(txn, max_bytes, SYNC_BODY)
+    terms = [("SELECT id FROM messages WHERE recipient_id = ? AND id > ? ORDER BY id LIMIT ?",
+              (user_id, since, limit))]
+    terms.extend(groupmsgs.window_terms(group_id, low, high, user_id, None, limit, False)
+                 for group_id, low, high in windows)
+    ids = groupmsgs.merged_ids_txn(txn, terms, limit, False)
+    if not ids:
+        return []
+    txn.execute(_SYNC_ROWS.format(",".join("?" * len(ids))), tuple(ids))
+    return _until_bytes(txn, max_bytes, SYNC_BODY)
+
+
+_SYNC_COLUMNS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions,"
+                 " m.attachment FROM messages m JOIN users s ON s.id = m.sender_id")
+_SYNC_DIRECT = (_SYNC_COLUMNS + " JOIN users r ON r.id = m.recipient_id"
+                " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?")
+_SYNC_ROWS = (_SYNC_COLUMNS + " LEFT JOIN users r ON r.id = m.recipient_id"
+              " WHERE m.id IN ({}) ORDER BY m.id")
 
 
 # One page of a conversation: each direction is its own indexed range scan on
@@ -180,8 +210,9 @@ def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
     return rows
 
 
-def _until_bytes(txn: Any, max_bytes: int) -> list[MessageRow]:
-    """The rows of the query just run, read until their bodies (and attachments) pass
+def _until_bytes(txn: Any, max_bytes: int, body: int = 4) -> list[Any]:
+    """The rows of the query just run, read until their bodies (column ``body``) and
+    attachments (the last column) pass
     ``max_bytes`` (the row that passes it included; 0: all). A reply cut to ``max_bytes``
     by its encoded size, which is never less than its bodies' length, then says there is
     more; rows past it are never read into memory (SQLite reads them as they are
@@ -196,7 +227,7 @@ def _until_bytes(txn: Any, max_bytes: int) -> list[MessageRow]:
             break
         for row in batch:
             rows.append(tuple(row))  # type: ignore[arg-type]
-            size += len(row[4]) + (len(row[5]) if row[5] else 0)   # body and attachment
+            size += len(row[body]) + len(row[-1] or "")   # body and attachment
             if size > max_bytes:
                 break
     return rows

@@ -40,6 +40,13 @@ MAX_FILE_SIZE = 2**53               # a size any JSON number holds exactly
 THUMBNAIL_MAX = 16384               # base64 characters of an attachment's thumbnail (12 KiB)
 IMAGE_SIDE_MAX = 65535
 _FILE_NAME_BAD = re.compile(r"[\x00-\x1f\x7f/\\]")
+# Hard ceilings of group fields; the server's configured limits are at most these.
+GROUP_NAME_MAX = 256
+GROUP_TOPIC_MAX = 4096
+GROUP_ROLES = ("owner", "admin", "member")
+MAX_INITIAL_MEMBERS = 1000
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_NEWLINE_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
 # -- codec --------------------------------------------------------------------------------
@@ -103,6 +110,20 @@ def text(min_len: int = 1, max_len: int = 1024) -> Validator:
     """A string of ``min_len`` to ``max_len`` characters of valid Unicode."""
     def check(name: str, value: Any) -> None:
         _check_text(name, value, min_len, max_len)
+    return check
+
+
+def label(min_len: int, max_len: int, newlines: bool = False) -> Validator:
+    """Text a person reads (a group's name, a topic): like `text`, without control
+    characters (``newlines`` allows line feeds), and not only white space."""
+    control = _CONTROL_BUT_NEWLINE_RE if newlines else _CONTROL_RE
+
+    def check(name: str, value: Any) -> None:
+        _check_text(name, value, min_len, max_len)
+        if control.search(value):
+            raise BadRequest(f"'{name}' must not hold control characters")
+        if value and not value.strip():
+            raise BadRequest(f"'{name}' must not be only white space")
     return check
 
 
@@ -248,6 +269,9 @@ attachment = obj(
     optional("height", image_side),
     optional("thumbnail", base64_text(THUMBNAIL_MAX)),
 )
+group_id = integer(1)
+group_name = label(1, GROUP_NAME_MAX)
+group_topic = label(0, GROUP_TOPIC_MAX, newlines=True)
 
 ACTIONS: dict[str, tuple[Field, ...]] = {
     # Phase 3, before login
@@ -281,17 +305,52 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
         optional("offset", integer(0, 100000)),
         optional("limit", integer(1, 50)),
     ),
-    "msg": (
-        Field("to", account_name),
+    "msg": (  # exactly one of "to" and "group" (see ONE_OF)
+        optional("to", account_name),
+        optional("group", group_id),
         optional("message", body),      # required, but "" or absent with an attachment
         optional("from", account_name),
         optional("attachment", attachment),
     ),
-    "history": (
-        Field("with", account_name),
+    "history": (  # exactly one of "with" and "group"
+        optional("with", account_name),
+        optional("group", group_id),
         optional("before", message_id),
         optional("limit", integer(1, 200)),
     ),
+    "mark_read": (  # exactly one of "with" and "group"
+        optional("with", account_name),
+        optional("group", group_id),
+        Field("up_to", message_id),
+    ),
+    "get_unread": (),
+    "group_create": (
+        Field("name", group_name),
+        optional("topic", group_topic),
+        optional("members", string_list(account_name, MAX_INITIAL_MEMBERS)),
+        optional("announce_only", boolean),
+    ),
+    "group_list": (optional("after", integer(0)), optional("limit", integer(1, 500))),
+    "group_info": (
+        Field("group", group_id),
+        optional("after", account_name),
+        optional("limit", integer(1, 1000)),
+    ),
+    "group_add": (Field("group", group_id), Field("user_id", account_name)),
+    "group_remove": (Field("group", group_id), Field("user_id", account_name)),
+    "group_leave": (Field("group", group_id),),
+    "group_update": (  # at least one of name, topic, announce_only
+        Field("group", group_id),
+        optional("name", group_name),
+        optional("topic", group_topic),
+        optional("announce_only", boolean),
+    ),
+    "group_set_role": (
+        Field("group", group_id),
+        Field("user_id", account_name),
+        Field("role", one_of(*GROUP_ROLES)),
+    ),
+    "group_delete": (Field("group", group_id),),
     "sync": (Field("since", message_id), optional("limit", integer(1, 1000))),
     "broadcast": (Field("message", body),),
     "get_broadcasts": (optional("before", message_id), optional("limit", integer(1, 100))),
@@ -329,7 +388,40 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
     "admin_list_codes": (optional("offset", integer(0, 10**9)), optional("limit", integer(1, 200))),
     "admin_delete_user": (Field("user_id", account_name),),
     "admin_audit": (optional("before", message_id), optional("limit", integer(1, 200))),
+    "admin_list_groups": (
+        optional("query", text(1, 64)),
+        optional("offset", integer(0, 10**9)),
+        optional("limit", integer(1, 200)),
+    ),
 }
+
+# Actions that name one conversation: exactly one of these keys (a person or a group).
+ONE_OF: dict[str, tuple[str, str]] = {
+    "msg": ("to", "group"),
+    "history": ("with", "group"),
+    "mark_read": ("with", "group"),
+}
+# Actions that change something optional: at least one of these keys.
+ANY_OF: dict[str, tuple[str, ...]] = {
+    "group_update": ("name", "topic", "announce_only"),
+}
+
+
+def _exactly_one(request: Mapping[str, Any], first: str, second: str) -> None:
+    has_first, has_second = request.get(first) is not None, request.get(second) is not None
+    if has_first == has_second:
+        if has_first:
+            raise BadRequest(f"give '{first}' or '{second}', not both")
+        raise BadRequest(f"'{first}' (a person) or '{second}' (a group id) is required")
+
+
+def _check_rules(action: str, request: Mapping[str, Any]) -> None:
+    pair = ONE_OF.get(action)
+    if pair is not None:
+        _exactly_one(request, *pair)
+    keys = ANY_OF.get(action)
+    if keys is not None and all(request.get(key) is None for key in keys):
+        raise BadRequest(f"give at least one of {', '.join(repr(k) for k in keys)}")
 
 
 def validate_envelope(request: dict[str, Any]) -> str:
@@ -356,8 +448,15 @@ def _validate_msg(request: Mapping[str, Any]) -> None:
     to = request.get("to")
     if type(to) is not str or _account_match(to) is None:
         if to is None:
-            raise BadRequest("'to' is required")
-        account_name("to", to)
+            group = request.get("group")
+            if type(group) is not int or not 0 < group < 2**63:
+                if group is None:
+                    raise BadRequest("'to' (a person) or 'group' (a group id) is required")
+                group_id("group", group)
+        else:
+            account_name("to", to)
+    elif request.get("group") is not None:
+        raise BadRequest("give 'to' or 'group', not both")
     text_ = request.get("message")
     if type(text_) is not str or not 0 < len(text_) <= MAX_TEXT or not text_.isascii():
         _check_caption(request, text_)
@@ -388,3 +487,5 @@ def validate_request(action: str, request: Mapping[str, Any]) -> None:
         fast(request)
     else:
         _check_fields(request, ACTIONS[action])
+        if action in ONE_OF or action in ANY_OF:
+            _check_rules(action, request)

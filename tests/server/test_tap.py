@@ -113,6 +113,18 @@ class OptionsTests(unittest.TestCase):
         self.assertTrue(config.auto_register)
         self.assertFalse(config.persist)
 
+    def test_group_limits(self) -> None:
+        """The group limits default to 1,000 members, 500 groups per user, names of 64
+        and topics of 1,024 characters, and each option sets its field."""
+        limits = parse().config.limits
+        self.assertEqual((limits.max_group_members, limits.max_groups_per_user,
+                          limits.max_group_name, limits.max_group_topic),
+                         (1000, 500, 64, 1024))
+        limits = parse("--max-group-members", "30", "--max-groups-per-user", "0",
+                       "--max-group-name", "20", "--max-group-topic", "0").config.limits
+        self.assertEqual((limits.max_group_members, limits.max_groups_per_user,
+                          limits.max_group_name, limits.max_group_topic), (30, 0, 20, 0))
+
     def test_short_options(self) -> None:
         """-p and -d are short for --port and --data-dir."""
         config = parse("-p", "8000", "-d", "/srv/messenger").config
@@ -167,6 +179,11 @@ class OptionsTests(unittest.TestCase):
             (["--smtp-password-file", "/nonexistent/pw"],
              "cannot read --smtp-password-file"),
             (["--no-such-option"], "no-such-option"),
+            (["--max-group-members", "-1"], "--max-group-members must not be negative"),
+            (["--max-groups-per-user", "-2"], "--max-groups-per-user must not be negative"),
+            (["--max-group-name", "0"], "--max-group-name must be 1..256"),
+            (["--max-group-name", "257"], "--max-group-name must be 1..256"),
+            (["--max-group-topic", "4097"], "--max-group-topic must be 0..4096"),
         ]
         for argv, message in cases:
             error = self.assertRaises(usage.UsageError, parse, *argv)

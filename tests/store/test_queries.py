@@ -109,12 +109,12 @@ class MessageStoreTests(StoreCase):
                     (self.bob, self.carol, "3", "b1", 2.0),
                     (self.alice, self.carol, "4", "a2", 3.0))
         rows = self.read(messages.sync_txn, self.carol, 0, 10)
-        self.assertEqual([(sender, to, body) for _, _, sender, to, body, _ in rows],
+        self.assertEqual([(sender, to, body) for _, _, sender, to, _, body, _, _ in rows],
                          [("alice", "carol", "a1"), ("bob", "carol", "b1"),
                           ("alice", "carol", "a2")])
         after_first = self.read(messages.sync_txn, self.carol, rows[0][0], 10)
-        self.assertEqual([row[4] for row in after_first], ["b1", "a2"])
-        self.assertEqual([row[4] for row in self.read(messages.sync_txn, self.carol, 0, 1)],
+        self.assertEqual([row[5] for row in after_first], ["b1", "a2"])
+        self.assertEqual([row[5] for row in self.read(messages.sync_txn, self.carol, 0, 1)],
                          ["a1"])
 
     def test_history_both_directions_oldest_first(self):
@@ -135,7 +135,7 @@ class MessageStoreTests(StoreCase):
         for i in range(10):
             self.insert((self.alice, self.bob, f"b{i}", f"{i}" * 100, float(i)))
         page = self.read(messages.sync_txn, self.bob, 0, 1000, 250)
-        self.assertEqual([row[4][0] for row in page], ["0", "1", "2"])
+        self.assertEqual([row[5][0] for row in page], ["0", "1", "2"])  # a SyncRow
         self.assertEqual(len(self.read(messages.sync_txn, self.bob, 0, 1000, 0)), 10)
         page = self.read(messages.history_txn, self.bob, self.alice, None, 1000, 250)
         self.assertEqual([row[4][0] for row in page], ["7", "8", "9"])

@@ -52,6 +52,19 @@ EXAMPLES: dict[str, dict] = {
     "file_finish": {"upload_id": 7},
     "file_cancel": {"upload_id": 7},
     "file_get": {"file_id": 12},
+    "admin_list_groups": {"query": "class", "offset": 0, "limit": 200},
+    "mark_read": {"group": 3, "up_to": 41},
+    "get_unread": {},
+    "group_create": {"name": "Class 5b \N{SNOWMAN}", "topic": "Maths\nand more",
+                     "members": ["bob", "carol"], "announce_only": True},
+    "group_list": {"after": 3, "limit": 500},
+    "group_info": {"group": 3, "after": "bob", "limit": 1000},
+    "group_add": {"group": 3, "user_id": "dave"},
+    "group_remove": {"group": 3, "user_id": "dave"},
+    "group_leave": {"group": 3},
+    "group_update": {"group": 3, "name": "Class 6b", "topic": "", "announce_only": False},
+    "group_set_role": {"group": 3, "user_id": "bob", "role": "admin"},
+    "group_delete": {"group": 3},
 }
 
 # The required keys of each action, as dotted paths (written out here, not read from the
@@ -92,6 +105,18 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "file_finish": ("upload_id",),
     "file_cancel": ("upload_id",),
     "file_get": ("file_id",),
+    "admin_list_groups": (),
+    "mark_read": ("group", "up_to"),
+    "get_unread": (),
+    "group_create": ("name",),
+    "group_list": (),
+    "group_info": ("group",),
+    "group_add": ("group", "user_id"),
+    "group_remove": ("group", "user_id"),
+    "group_leave": ("group",),
+    "group_update": ("group", "name"),
+    "group_set_role": ("group", "user_id", "role"),
+    "group_delete": ("group",),
 }
 
 
@@ -482,8 +507,17 @@ class ActionSchemaTests(SynchronousTestCase):
         for action, paths in REQUIRED.items():
             for path in paths:
                 body = _without(EXAMPLES[action], path)
+                for other in jim.ANY_OF.get(action, ()) if path in jim.ANY_OF.get(
+                        action, ()) else ():
+                    body.pop(other, None)
                 error = self.assertRaises(BadRequest, jim.validate_request, action, body)
-                self.assertEqual(error.message, f"'{path}' is required", action)
+                expected = f"'{path}' is required"
+                if path in jim.ONE_OF.get(action, ()):
+                    first, second = jim.ONE_OF[action]
+                    expected = f"'{first}' (a person) or '{second}' (a group id) is required"
+                elif path in jim.ANY_OF.get(action, ()):
+                    expected = "give at least one of 'name', 'topic', 'announce_only'"
+                self.assertEqual(error.message, expected, action)
                 checked += 1
         self.assertEqual(checked, sum(len(paths) for paths in REQUIRED.values()))
 
@@ -503,3 +537,56 @@ class ActionSchemaTests(SynchronousTestCase):
                 if key in body:
                     bad = {**copy.deepcopy(body), key: attack}
                     self.assertRaises(BadRequest, jim.validate_request, action, bad)
+
+
+class ConversationRuleTests(SynchronousTestCase):
+    """The rules of actions that name one conversation, and of group names and topics."""
+
+    def test_exactly_one_conversation(self) -> None:
+        """msg, history and mark_read take a person or a group, never both."""
+        both = {"msg": {"to": "bob", "group": 3, "message": "hi"},
+                "history": {"with": "bob", "group": 3},
+                "mark_read": {"with": "bob", "group": 3, "up_to": 1}}
+        for action, body in both.items():
+            error = self.assertRaises(BadRequest, jim.validate_request, action, body)
+            first, second = jim.ONE_OF[action]
+            self.assertEqual(error.message, f"give '{first}' or '{second}', not both")
+        jim.validate_request("msg", {"group": 3, "message": "hi"})
+        jim.validate_request("history", {"group": 3})
+
+    def test_group_message_fields(self) -> None:
+        """A group message's group is a positive integer and its body is checked too."""
+        for body, field in (({"group": 0, "message": "hi"}, "group"),
+                            ({"group": "3", "message": "hi"}, "group"),
+                            ({"group": True, "message": "hi"}, "group"),
+                            ({"group": 3}, "message"),
+                            ({"group": 2**64, "message": "hi"}, "group"),
+                            ({"group": 3, "message": ""}, "message")):
+            error = self.assertRaises(BadRequest, jim.validate_request, "msg", body)
+            self.assertIn(f"'{field}'", error.message)
+
+    def test_names_and_topics(self) -> None:
+        """A name holds no control characters and is not blank; a topic may hold line
+        feeds and be empty; both have hard ceilings."""
+        good = [{"group": 1, "name": "Class 5b"}, {"group": 1, "topic": ""},
+                {"group": 1, "topic": "line one\nline two"},
+                {"group": 1, "name": "n" * jim.GROUP_NAME_MAX}]
+        for body in good:
+            jim.validate_request("group_update", body)
+        bad = [({"group": 1, "name": "two\nlines"}, "control characters"),
+               ({"group": 1, "name": "tab\there"}, "control characters"),
+               ({"group": 1, "topic": "bell\x07"}, "control characters"),
+               ({"group": 1, "name": "   "}, "white space"),
+               ({"group": 1, "name": ""}, "characters long"),
+               ({"group": 1, "name": "n" * (jim.GROUP_NAME_MAX + 1)}, "characters long"),
+               ({"group": 1, "topic": "t" * (jim.GROUP_TOPIC_MAX + 1)}, "characters long"),
+               ({"group": 1}, "at least one of")]
+        for body, words in bad:
+            error = self.assertRaises(BadRequest, jim.validate_request, "group_update", body)
+            self.assertIn(words, error.message)
+
+    def test_roles(self) -> None:
+        """A role is owner, admin or member."""
+        error = self.assertRaises(BadRequest, jim.validate_request, "group_set_role",
+                                  {"group": 1, "user_id": "bob", "role": "king"})
+        self.assertEqual(error.message, "'role' must be one of: owner, admin, member")

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import defer, task, threads
 
-from messenger.client.cli import files, follow
+from messenger.client.cli import files, follow, groups
 from messenger.client.cli.options import (
     EXIT_OK,
     PROG,
@@ -199,6 +199,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "broadcasts": cmd_broadcasts,
     "presence": cmd_presence,
     "tail": follow.cmd_tail,
+    "group": groups.cmd_group,
 }
 
 

@@ -114,6 +114,8 @@ def _add_commands(commands: Any) -> None:
                   " interrupted")
     sub.add_argument("--count", type=int, metavar="N",
                      help="exit after printing N messages")
+    from messenger.client.cli import groups
+    groups.add_parser(commands)
 
 
 # -- settings -----------------------------------------------------------------------------

@@ -45,13 +45,19 @@ def _when(stamp: Any) -> str:
 
 
 def format_message(message: dict[str, Any]) -> str:
-    line = (f"#{message.get('msg_id')} {_when(message.get('time'))}"
-            f" {message.get('from')} -> {message.get('to')}: {message.get('message')}")
+    """``#<id> <time> <from> -> <to>: <text>``; for a group message the target is
+    ``group #<id>``, ``@`` marks where members are mentioned, and a file is shown as
+    ``[file <id>: <name>, <size> bytes]``."""
+    group = message.get("group")
+    to = message.get("to") if group is None else f"group #{group}"
+    mentions = message.get("mentions") or ()
+    tail = f" [mentions: {', '.join(mentions)}]" if mentions else ""
     attachment = message.get("attachment")
     if isinstance(attachment, dict):
-        line += (f" [file {attachment.get('file_id')}: {attachment.get('name')},"
+        tail += (f" [file {attachment.get('file_id')}: {attachment.get('name')},"
                  f" {attachment.get('size')} bytes]")
-    return line
+    return (f"#{message.get('msg_id')} {_when(message.get('time'))}"
+            f" {message.get('from')} -> {to}: {message.get('message')}{tail}")
 
 
 def format_event(event: Any) -> str | None:
@@ -73,13 +79,16 @@ def format_event(event: Any) -> str | None:
 
 def event_json(event: Any) -> dict[str, Any]:
     if isinstance(event, IncomingMessage):
-        data = {"event": "message", "msg_id": event.msg_id, "time": event.time,
-                "from": event.sender, "to": event.recipient, "message": event.text}
+        out: dict[str, Any] = {"event": "message", "msg_id": event.msg_id,
+                               "time": event.time, "from": event.sender,
+                               "to": event.recipient, "message": event.text}
+        if event.group is not None:
+            out.update(to=None, group=event.group, mentions=list(event.mentions))
         if event.attachment is not None:
             a = event.attachment
-            data["attachment"] = {"file_id": a.file_id, "name": a.name, "size": a.size,
-                                  "mime": a.mime}
-        return data
+            out["attachment"] = {"file_id": a.file_id, "name": a.name, "size": a.size,
+                                 "mime": a.mime}
+        return out
     if isinstance(event, PresenceChange):
         return {"event": "presence", "account_name": event.account_name,
                 "status": event.status}

@@ -1,5 +1,9 @@
 """Direct messages: send (acknowledged after commit), sync since an id, history.
 
+``msg`` and ``history`` with ``group`` instead of a person go to
+`messenger.server.handlers.conversations`; ``sync`` returns direct and group messages in
+one sequence.
+
 The hot path. ``msg`` resolves the recipient from the directory cache and queues the row
 for the next group commit; its Deferred fires when the batch has committed: the
 recipient gets the push through the router (if online), and the outcome, an `Ack` with
@@ -17,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from messenger.server.directory import UserRef
-from messenger.server.handlers import attachments
+from messenger.server.handlers import attachments, conversations
 from messenger.server.replies import Ack, Later, Page, SessionOver
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
@@ -75,10 +79,13 @@ def msg(session: Session, request: dict[str, Any]) -> Any:
     if claimed is not None and claimed.lower() != sender.name.lower():
         raise BadRequest("'from' must be your own account name")
     check_quota(session, body)
-    recipient = ctx.directory.cached(request["to"])
+    to = request.get("to")
+    if to is None:
+        return conversations.send(session, request, body)
+    recipient = ctx.directory.cached(to)
     if recipient is not None:
         return _submit(_Sent(session, request["id"], recipient, body))
-    d = ctx.directory.lookup(request["to"])
+    d = ctx.directory.lookup(to)
     d.addCallback(_resolved, session, request, body)
     return d
 
@@ -173,18 +180,23 @@ def _not_stored(session: Session, recipient: UserRef, result: Any) -> None:
 
 @defer.inlineCallbacks
 def sync(session: Session, request: dict[str, Any]) -> Any:
-    """Everything addressed to the user after ``since``, oldest first, with ``more``."""
+    """Everything to the user after ``since`` (direct messages and group messages of its
+    membership windows, one sequence), oldest first, with ``more``."""
     limit = request.get("limit") or 500
     rows = yield session.ctx.db.read(messages.sync_txn, session.account.id,  # type: ignore
                                      request["since"], limit + 1, jim.MAX_SERVER_PAYLOAD)
-    return Page([message_view(r) for r in rows[:limit]], more=len(rows) > limit)
+    return Page([conversations.sync_view(r) for r in rows[:limit]], more=len(rows) > limit)
 
 
 @defer.inlineCallbacks
 def history(session: Session, request: dict[str, Any]) -> Any:
-    """One page of the conversation with another user, oldest first, ids below ``before``;
-    when cut to fit a frame, the newest rows stay."""
+    """One page of the conversation with another user (or a group: see
+    `conversations.history`), oldest first, ids below ``before``; when cut to fit a
+    frame, the newest rows stay."""
     ctx = session.ctx
+    if request.get("group") is not None:
+        page = yield conversations.history(session, request)
+        return page
     other = yield ctx.directory.lookup(request["with"])
     if other is None:
         raise NotFound(f"no user named '{request['with']}'")

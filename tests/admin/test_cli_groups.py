@@ -1,0 +1,66 @@
+"""messenger-admin groups list / groups delete against a live server's data dir (or its
+PostgreSQL database, in the twin), as real processes beside a running server and real
+clients (messenger.admin.cli)."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from tests.admin.test_cli import OPERATOR, LiveServerCase
+from tests.server.people import count, rows
+from tests.support.services import OnPostgres
+
+
+class GroupCommandTests(LiveServerCase):
+
+    @defer.inlineCallbacks
+    def create(self, name, members):
+        reply = yield self.alice.request("group_create", name=name, members=members)
+        self.assertEqual(reply["response"], 201)
+        return reply["group"]["group_id"]
+
+    @defer.inlineCallbacks
+    def test_list(self):
+        """groups list shows every group with owner and member count; --query filters."""
+        first = yield self.create("Maths 5b", ["bob"])
+        yield self.create("Chess club", [])
+        out = yield self.admin_cli("groups", "list")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split()[:4], ["ID", "NAME", "OWNER", "MEMBERS"])
+        self.assertEqual([line.split()[0] for line in lines[1:]], [str(first),
+                                                                   str(first + 1)])
+        self.assertIn("alice", lines[1])
+        out = yield self.admin_cli("groups", "list", "--query", "CHESS")
+        self.assertEqual(len(out.splitlines()), 2)
+        self.assertIn("Chess club", out)
+
+    @defer.inlineCallbacks
+    def test_delete(self):
+        """groups delete needs --yes off a terminal, deletes the group with its messages,
+        is audited as the operator, and names a missing group."""
+        gid = yield self.create("Maths 5b", ["bob"])
+        reply = yield self.bob.request("msg", group=gid, message="hello")
+        self.assertEqual(reply["response"], 200)
+        err = yield self.admin_cli("groups", "delete", str(gid), status=1)
+        self.assertIn("add --yes", err)
+        out = yield self.admin_cli("groups", "delete", str(gid), "--yes")
+        self.assertEqual(out, f"Deleted group #{gid} 'Maths 5b' (2 members).\n")
+        for table in ("chat_groups", "messages"):
+            left = yield count(self.server, table)
+            self.assertEqual(left, 0, table)
+        trail = yield rows(self.server, "SELECT actor, action FROM audit_log")
+        self.assertEqual(trail, [(OPERATOR, "delete_group")])
+        err = yield self.admin_cli("groups", "delete", str(gid), "--yes", status=1)
+        self.assertEqual(err, f"messenger-admin: no group with id {gid}\n")
+        reply = yield self.bob.request("group_info", group=gid)
+        self.assertEqual(reply["response"], 403)
+
+    @defer.inlineCallbacks
+    def test_empty(self):
+        """With no groups, groups list says so."""
+        out = yield self.admin_cli("groups", "list")
+        self.assertEqual(out, "No groups.\n")
+
+
+class GroupCommandTestsOnPostgres(OnPostgres, GroupCommandTests):
+    pass
