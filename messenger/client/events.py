@@ -64,7 +64,6 @@ class State(enum.StrEnum):
 
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
                "notice", "call", "server_key", "group", "unread", "transfer_progress",
                "transfer_done", "transfer_failed", "push")
 

@@ -37,8 +37,8 @@ def _build() -> dict[str, Route]:
         calls,
         contacts,
         conversations,
-        groups,
         files,
+        groups,
         messages,
     )
     from messenger.wire import jim

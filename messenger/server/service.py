@@ -229,6 +229,7 @@ class MessengerServer:
             yield ctx.messages.flush()
             yield ctx.group_messages.flush()
             yield ctx.files.messages.flush()
+            yield ctx.files.group_messages.flush()
             yield ctx.files.stop()
             ctx.stop()
         db, self.db = self.db, None

@@ -209,14 +209,33 @@ def readable_txn(txn: Any, user_id: int, file_id: int) -> FileRow | None:
 
 
 def _direct_participant(txn: Any, user_id: int, file_id: int) -> bool:
-    """A direct message carrying the file was sent or received by the user."""
-    txn.execute("SELECT 1 FROM messages WHERE file_id = ? AND (sender_id = ?"
-                " OR recipient_id = ?) LIMIT 1", (file_id, user_id, user_id))
+    """A direct message carrying the file was sent or received by the user, and the
+    other person of that conversation has not blocked the user: a block shuts the
+    conversation's files too, as it refuses its messages (docs/PROTOCOL.md,
+    "Blocking")."""
+    txn.execute("SELECT 1 FROM messages m WHERE m.file_id = ? AND m.recipient_id IS NOT NULL"
+                " AND ((m.sender_id = ? AND NOT EXISTS (SELECT 1 FROM blocks b"
+                "  WHERE b.owner_id = m.recipient_id AND b.blocked_id = m.sender_id))"
+                " OR (m.recipient_id = ? AND NOT EXISTS (SELECT 1 FROM blocks b"
+                "  WHERE b.owner_id = m.sender_id AND b.blocked_id = m.recipient_id)))"
+                " LIMIT 1", (file_id, user_id, user_id))
+    return txn.fetchone() is not None
+
+
+def _group_participant(txn: Any, user_id: int, file_id: int) -> bool:
+    """A group message carrying the file lies within one of the user's membership
+    windows (schema 004): members from their joining on, and a removed (or departed)
+    member for what was posted while a member, never after."""
+    txn.execute("SELECT 1 FROM messages m JOIN group_members w ON w.group_id = m.group_id"
+                " AND w.user_id = ? WHERE m.file_id = ? AND m.group_id IS NOT NULL"
+                " AND m.id > w.joined_after AND (w.left_at IS NULL OR m.id <= w.left_at)"
+                " LIMIT 1", (user_id, file_id))
     return txn.fetchone() is not None
 
 
 # One function per kind of conversation: (txn, user id, file id) -> may the user read it.
-ACCESS_CHECKS: tuple[Callable[[Any, int, int], bool], ...] = (_direct_participant,)
+ACCESS_CHECKS: tuple[Callable[[Any, int, int], bool], ...] = (_direct_participant,
+                                                              _group_participant)
 
 
 # -- housekeeping --------------------------------------------------------------------------

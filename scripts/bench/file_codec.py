@@ -33,33 +33,38 @@ def ms_per_mib(fn: Any, size: int, reps: int) -> float:
 
 def main() -> None:
     for size in (16 * 1024, 96 * 1024, 768 * 1024):
-        data = os.urandom(size)
-        reps = max(20, 20 * 2**20 // size)
+        _measure(size)
 
-        def json_seal() -> bytes:
-            return KEY.encrypt(NONCE, jim.encode({
-                "action": "file_chunk", "id": "0" * 32, "time": 1.0, "upload_id": 1,
-                "offset": 0, "data": base64.b64encode(data).decode()}), None)
 
-        sealed_json = json_seal()
+def _measure(size: int) -> None:
+    """One line of figures for chunks of ``size`` bytes."""
+    data = os.urandom(size)
+    reps = max(20, 20 * 2**20 // size)
 
-        def json_open() -> bytes:
-            message = jim.decode(KEY.decrypt(NONCE, sealed_json, None))
-            return base64.b64decode(message["data"], validate=True)
+    def json_seal() -> bytes:
+        return KEY.encrypt(NONCE, jim.encode({
+            "action": "file_chunk", "id": "0" * 32, "time": 1.0, "upload_id": 1,
+            "offset": 0, "data": base64.b64encode(data).decode()}), None)
 
-        def binary_seal() -> bytes:
-            return KEY.encrypt(NONCE, HEADER.pack(1, 1, 0) + data, None)
+    sealed_json = json_seal()
 
-        sealed_binary = binary_seal()
+    def json_open() -> bytes:
+        message = jim.decode(KEY.decrypt(NONCE, sealed_json, None))
+        return base64.b64decode(message["data"], validate=True)
 
-        def binary_open() -> memoryview:
-            return memoryview(KEY.decrypt(NONCE, sealed_binary, None))[HEADER.size:]
+    def binary_seal() -> bytes:
+        return KEY.encrypt(NONCE, HEADER.pack(1, 1, 0) + data, None)
 
-        print(f"{size // 1024:4d} KiB: json {ms_per_mib(json_seal, size, reps):6.2f} /"
-              f" {ms_per_mib(json_open, size, reps):6.2f} ms per MiB;"
-              f" binary {ms_per_mib(binary_seal, size, reps):5.2f} /"
-              f" {ms_per_mib(binary_open, size, reps):5.2f} ms per MiB;"
-              f" sealed {len(sealed_json)} / {len(sealed_binary)} bytes")
+    sealed_binary = binary_seal()
+
+    def binary_open() -> memoryview:
+        return memoryview(KEY.decrypt(NONCE, sealed_binary, None))[HEADER.size:]
+
+    print(f"{size // 1024:4d} KiB: json {ms_per_mib(json_seal, size, reps):6.2f} /"
+          f" {ms_per_mib(json_open, size, reps):6.2f} ms per MiB;"
+          f" binary {ms_per_mib(binary_seal, size, reps):5.2f} /"
+          f" {ms_per_mib(binary_open, size, reps):5.2f} ms per MiB;"
+          f" sealed {len(sealed_json)} / {len(sealed_binary)} bytes")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """The file rows on a real SQLite file and a real PostgreSQL database (messenger.store.files,
 .attachments): quota before anything is stored, one upload per content and user, known
-content, finishing with the blob held, access by conversation, expiry and collection.
+content, finishing with the blob held, access by conversation (direct, through a block,
+group membership windows), group messages with a file, expiry and collection.
 ``...OnPostgres`` runs every test again on PostgreSQL."""
 
 from __future__ import annotations
 
-from messenger.store import attachments, files, messages
+from messenger.store import attachments, blocks, files, groupchanges, groupmsgs, messages
+from messenger.store.groups import Limits
 from tests.store.test_queries import StoreCase
 from tests.support.services import OnPostgres
 
@@ -85,6 +87,71 @@ class FileStoreTests(StoreCase):
         self.assertIsNone(self.read(files.readable_txn, self.carol, row.id))
         self.assertIsNone(self.read(files.readable_txn, self.alice, row.id + 99))
 
+    def post_group(self, sender, group_id, file_id, client_id="g1", body=""):
+        batch = attachments.GroupAttachments()
+        (result,) = self.write(batch.insert_batch_txn, [
+            (sender, group_id, client_id, body, self.now, ("bob",), file_id,
+             f'{{"file_id":{file_id}}}')])
+        return result
+
+    def readers(self, file_id):
+        return [self.read(files.readable_txn, user, file_id) is not None
+                for user in (self.alice, self.bob, self.carol)]
+
+    def test_a_block_shuts_the_conversations_files(self):
+        """Once bob blocks alice, alice no longer reads what bob sent her, nor what she
+        forwarded to him; bob still reads what alice sent (a block goes one way); after
+        the unblock all is as before."""
+        mine = self.finish(self.start(self.alice)[0].id, self.alice)
+        his = self.finish(self.start(self.bob, SHA_B)[0].id, self.bob)
+        self.post(self.alice, self.bob, mine.id, "m1")
+        self.post(self.bob, self.alice, his.id, "h1")
+        carols = self.finish(self.start(self.carol)[0].id, self.carol)
+        self.post(self.carol, self.alice, carols.id, "c1")
+        self.post(self.alice, self.bob, carols.id, "m2")
+        self.write(blocks.block_txn, self.bob, self.alice, self.now)
+        self.assertIsNone(self.read(files.readable_txn, self.alice, his.id))
+        self.assertIsNotNone(self.read(files.readable_txn, self.alice, mine.id))  # owner
+        self.assertIsNotNone(self.read(files.readable_txn, self.bob, mine.id))
+        self.assertIsNone(self.read(files.readable_txn, self.bob, carols.id + 99))
+        self.assertIsNotNone(self.read(files.readable_txn, self.bob, carols.id))
+        self.assertIsNotNone(self.read(files.readable_txn, self.alice, carols.id))  # carol's
+        self.write(blocks.unblock_txn, self.bob, self.alice)
+        self.assertIsNotNone(self.read(files.readable_txn, self.alice, his.id))
+
+    def test_group_files_follow_the_membership_windows(self):
+        """A file posted in a group is read by its members; a member removed before it
+        was posted never reads it, while one removed after keeps reading what it was
+        sent; carol, no member, never."""
+        group, _ = self.write(groupchanges.create_txn, self.alice, "alice", "Class", "",
+                              False, ["bob"], self.now, Limits())
+        before = self.finish(self.start(self.alice)[0].id, self.alice)
+        msg_id, _, new, recipients, mentions = self.post_group(self.alice, group.id,
+                                                               before.id)
+        self.assertEqual((new, recipients, mentions), (True, (self.bob,), ("bob",)))
+        self.write(groupchanges.remove_txn, self.alice, group.id, "bob", self.now)
+        after = self.finish(self.start(self.alice, SHA_B)[0].id, self.alice)
+        self.post_group(self.alice, group.id, after.id, "g2")
+        self.assertEqual(self.readers(before.id), [True, True, False])
+        self.assertEqual(self.readers(after.id), [True, False, False])
+        (row,) = self.read(groupmsgs.history_txn, self.alice, group.id, msg_id + 1, 10)
+        self.assertEqual((row[0], row[-1]), (msg_id, f'{{"file_id":{before.id}}}'))
+
+    def test_group_attachment_refusals(self):
+        """A non-member's message with a file is refused as any group message, a gone
+        file alone fails with FILE_GONE; a resend answers with the first copy."""
+        group, _ = self.write(groupchanges.create_txn, self.alice, "alice", "Class", "",
+                              False, ["bob"], self.now, Limits())
+        row = self.finish(self.start(self.carol)[0].id, self.carol)
+        self.assertEqual(self.post_group(self.carol, group.id, row.id), groupmsgs.NOT_MEMBER)
+        self.assertEqual(self.post_group(self.alice, group.id, row.id + 50),
+                         attachments.FILE_GONE)
+        mine = self.finish(self.start(self.alice, SHA_B)[0].id, self.alice)
+        first = self.post_group(self.alice, group.id, mine.id, "g9")
+        again = self.post_group(self.alice, group.id, mine.id, "g9")
+        self.assertEqual(again, (first[0], first[1], False, (), ()))
+        self.assertEqual(self.readers(row.id), [False, False, True])
+
     def test_attachment_insert_is_idempotent_and_checks_the_file(self):
         """A resend of a message with a file gives the first copy; a message whose file
         is gone fails alone with FILE_GONE."""
@@ -96,7 +163,7 @@ class FileStoreTests(StoreCase):
         self.assertEqual(self.post(self.alice, self.bob, row.id + 50, "c2"),
                          attachments.FILE_GONE)
         rows = self.read(messages.sync_txn, self.bob, 0, 10)
-        self.assertEqual([(r[0], r[5]) for r in rows], [(first[0], f'{{"file_id":{row.id}}}')])
+        self.assertEqual([(r[0], r[-1]) for r in rows], [(first[0], f'{{"file_id":{row.id}}}')])
 
     def test_expiry(self):
         """Uploads untouched since the cutoff are deleted (their ids returned); touched

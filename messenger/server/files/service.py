@@ -68,6 +68,8 @@ class FilesService:
         # path stays as it is); the one writer orders both.
         self.messages: GroupCommit[Any, Any] = GroupCommit(db, attachments.insert_batch_txn,
                                                            fire_token)
+        self.group_messages: GroupCommit[Any, Any] = GroupCommit(
+            db, attachments.GroupAttachments().insert_batch_txn, fire_token)
         self.uploads: dict[int, Upload] = {}
         self._loops: list[task.LoopingCall] = []
         self._first: Any = None

@@ -5,10 +5,12 @@ posted in one of its conversations: forwarding needs no new upload). The server 
 the attachment as everyone sees it: the file's id, name (the sender's choice for this
 message, else the upload's), size, MIME type and SHA-256 from its own records, and the
 image fields the sender made (width, height, thumbnail; the server never decodes an
-image). From then on every participant of the conversation may download the file. The
-message is acknowledged after its commit, pushed to the recipient and synced like any
+image). From then on every participant of the conversation may download the file (in a
+group: every member whose membership covers the message). The message is acknowledged
+after its commit, pushed to the recipient (or the group's members) and synced like any
 other; a resend with the same request id is acknowledged with the first copy. A
-recipient who blocked the sender refuses it as any message (403).
+recipient who blocked the sender refuses it as any message (403); a group refuses a
+non-member, and a plain member of an announcement channel, as for any group message.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from messenger.server.directory import UserRef
-from messenger.server.handlers import messages
+from messenger.server.handlers import conversations, messages
 from messenger.server.replies import Ack
 from messenger.server.session import Session
 from messenger.store import attachments, files
@@ -44,7 +46,8 @@ def attachment_view(row: files.FileRow, request: dict[str, Any]) -> dict[str, An
 
 @defer.inlineCallbacks
 def send(session: Session, request: dict[str, Any]) -> Any:
-    """The ``msg`` handler's path for a message with ``attachment``."""
+    """The ``msg`` handler's path for a message with ``attachment`` (direct or to a
+    group)."""
     ctx = session.ctx
     sender = session.account
     assert sender is not None
@@ -53,13 +56,15 @@ def send(session: Session, request: dict[str, Any]) -> Any:
     claimed = request.get("from")
     if claimed is not None and claimed.lower() != sender.name.lower():
         raise BadRequest("'from' must be your own account name")
-    wanted = request["attachment"]
-    recipient = ctx.directory.cached(request["to"])
-    if recipient is None:
-        recipient = yield ctx.directory.lookup(request["to"])
+    recipient = None
+    if request.get("group") is None:
+        recipient = ctx.directory.cached(request["to"])
         if recipient is None:
-            raise NotFound(f"no user named '{request['to']}'")
-    ctx.blocks.check(recipient.id, sender.id, recipient.name)
+            recipient = yield ctx.directory.lookup(request["to"])
+            if recipient is None:
+                raise NotFound(f"no user named '{request['to']}'")
+        ctx.blocks.check(recipient.id, sender.id, recipient.name)
+    wanted = request["attachment"]
     row = yield ctx.db.read(files.readable_txn, sender.id, wanted["file_id"])
     if row is None:
         raise Forbidden(f"you cannot attach file {wanted['file_id']}: attach a file you"
@@ -68,9 +73,22 @@ def send(session: Session, request: dict[str, Any]) -> Any:
     encoded = jim.encode(view).decode("utf-8")
     messages.check_quota(session, body + encoded)
     now = ctx.clock.seconds()
+    if recipient is None:
+        group_id = request["group"]
+        item: tuple[Any, ...] = (sender.id, group_id, request["id"], body, now,
+                                 conversations.mention_candidates(body), row.id, encoded)
+        result = yield _commit(ctx.files.group_messages, item)
+        return _group_stored(result, session, group_id, body, view)
     item = (sender.id, recipient.id, request["id"], body, now, row.id, encoded)
+    result = yield _commit(ctx.files.messages, item)
+    return _stored(result, session, recipient, body, view)
+
+
+@defer.inlineCallbacks
+def _commit(commit: Any, item: tuple[Any, ...]) -> Any:
+    """Queue ``item`` for its group commit; the row's result once committed."""
     stored: defer.Deferred[Any] = defer.Deferred()
-    ctx.files.messages.submit(item, stored)
+    commit.submit(item, stored)
     try:
         result = yield stored
     except (MessengerError, Unavailable):
@@ -78,7 +96,7 @@ def send(session: Session, request: dict[str, Any]) -> Any:
     except Exception:
         log.failure("A message with an attachment could not be stored")
         raise ServerError("the message could not be stored") from None
-    return _stored(result, session, recipient, body, view)
+    return result
 
 
 def _stored(result: Any, session: Session, recipient: UserRef, body: str,
@@ -93,4 +111,21 @@ def _stored(result: Any, session: Session, recipient: UserRef, body: str,
             "action": "msg", "msg_id": msg_id, "time": created,
             "from": session.account.name, "to": recipient.name,  # type: ignore[union-attr]
             "message": body, "attachment": view})
+    return Ack(msg_id, created)
+
+
+def _group_stored(result: Any, session: Session, group_id: int, body: str,
+                  view: dict[str, Any]) -> Ack:
+    """A group message with a file, committed: one push for the members online (the
+    members at commit time, as for every group message), then the sender's answer."""
+    if result == attachments.FILE_GONE:
+        raise NotFound(f"file {view['file_id']} no longer exists")
+    if type(result) is not tuple:
+        conversations._not_stored(result)
+    msg_id, created, new, recipients, mentions = result
+    if new and recipients:
+        session.ctx.router.push_many(recipients, {
+            "action": "msg", "msg_id": msg_id, "time": created,
+            "from": session.account.name, "group": group_id,  # type: ignore[union-attr]
+            "message": body, "mentions": list(mentions), "attachment": view})
     return Ack(msg_id, created)

@@ -61,9 +61,12 @@ def mention_candidates(body: str) -> tuple[str, ...]:
 
 
 def group_message_view(row: groupmsgs.GroupMessageRow) -> dict[str, Any]:
-    msg_id, created, sender, group_id, body, mentions = row
-    return {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
+    msg_id, created, sender, group_id, body, mentions, attachment = row
+    view = {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
             "message": body, "mentions": mentions.split() if mentions else []}
+    if attachment is not None:
+        view["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return view
 
 
 def sync_view(row: SyncRow) -> dict[str, Any]:
