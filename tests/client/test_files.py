@@ -1,5 +1,6 @@
 """File transfers of the client core against a real server in this process: real sockets,
-real files on both sides; send_file with an image, download by the recipient, progress
+real files on both sides; send_file with an image, send_group_file, download by the
+recipient (a group's members), progress
 events, resume after the connection is cut half-way, refusals as typed errors
 (messenger.client.filesapi, .transfers, .uploads, .downloads)."""
 
@@ -17,6 +18,7 @@ from messenger.client import images
 from messenger.client.errors import (
     FileNotReadable,
     FileTooLarge,
+    Forbidden,
     QuotaExceeded,
     TransferCancelled,
 )
@@ -130,6 +132,41 @@ class FileClientTests(ServerTestCase):
         yield download.when_done()
         self.assertEqual(hashlib.sha256(target.read_bytes()).digest(),
                          hashlib.sha256(data).digest())
+
+    @defer.inlineCallbacks
+    def test_group_file(self):
+        """send_group_file: the members' message observers get the message with its
+        group and attachment (a thumbnail for an image), a member downloads it, and a
+        refusal of the message (not a member) fails the transfer with Forbidden."""
+        carol = self.client(self.port)
+        yield carol.register("carol", PASSWORD, "carol@example.org")
+        reply = yield self.alice.group_create("Class", members=["bob"])
+        group_id = reply["group"]["group_id"]
+        received = []
+        self.bob.subscribe("message", received.append)
+        data = png(64, 48)
+        transfer = self.alice.send_group_file(group_id, write(self.folder / "g.png", data),
+                                              caption="hi @bob")
+        yield transfer.when_done()
+        self.assertEqual(transfer.group, group_id)
+        yield wait_for(lambda: received, what="the group message at bob")
+        (message,) = received
+        self.assertEqual((message.group, message.recipient, message.text, message.mentions),
+                         (group_id, None, "hi @bob", ("bob",)))
+        attachment = message.attachment
+        self.assertEqual((attachment.file_id, attachment.width, attachment.height),
+                         (transfer.file_id, 64, 48))
+        self.assertIsNotNone(attachment.thumbnail)
+        target = self.folder / "bob" / "g.png"
+        yield self.bob.download_file(attachment.file_id, target).when_done()
+        self.assertEqual(target.read_bytes(), data)
+        yield self.assertFailure(carol.download_file(attachment.file_id,
+                                                     self.folder / "c").when_done(),
+                                 FileNotReadable)
+        refused = carol.send_group_file(group_id, write(self.folder / "n.txt", b"no"))
+        yield self.assertFailure(refused.when_done(), Forbidden)
+        with self.assertRaises(ValueError):
+            self.alice.send_group_file(0, self.folder / "g.png")
 
     def alice_id(self):
         return self.server.ctx.directory.cached("alice").id

@@ -1,4 +1,5 @@
-"""messenger-cli's file commands: ``send-file USER PATH`` and ``download FILE_ID PATH``.
+"""messenger-cli's file commands: ``send-file USER PATH``, ``group send-file ID PATH`` and
+``download FILE_ID PATH``.
 
 Both wait for the transfer however long it takes while it moves, and give up when it
 makes no progress for ``--timeout`` seconds (a lost connection is survived: the client
@@ -57,19 +58,31 @@ class Watch:
 
 
 async def cmd_send_file(session: Any, args: argparse.Namespace, _: Any) -> int:
+    return await _send(session, args, lambda client, path: client.send_file(
+        args.to, path, args.caption or ""), args.to, {"to": args.to})
+
+
+async def cmd_group_send_file(session: Any, args: argparse.Namespace) -> int:
+    """``group send-file ID PATH``: as ``send-file``, to a group's members."""
+    return await _send(session, args, lambda client, path: client.send_group_file(
+        args.group_id, path, args.caption or ""), f"group #{args.group_id}",
+        {"group": args.group_id})
+
+
+async def _send(session: Any, args: argparse.Namespace, start: Any, where: str,
+                target: dict[str, Any]) -> int:
     path = Path(args.path)
     if not path.is_file():
         raise CliError(f"{path}: not a file", EXIT_USAGE)
     await session.start(patient=True)
-    client = session.client
-    transfer = client.send_file(args.to, path, args.caption or "")
+    transfer = start(session.client, path)
     await Watch(session, transfer).done
     message = transfer.message or {}
-    session.output.note(f"sent {transfer.name} ({transfer.size} bytes) to {args.to}:"
+    session.output.note(f"sent {transfer.name} ({transfer.size} bytes) to {where}:"
                         f" message #{message.get('msg_id')}, file")
     session.output.line(str(transfer.file_id),
                         {"file_id": transfer.file_id, "msg_id": message.get("msg_id"),
-                         "to": args.to, "name": transfer.name, "size": transfer.size})
+                         **target, "name": transfer.name, "size": transfer.size})
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""messenger-cli send-file and download end to end: the CLI as child processes against
+"""messenger-cli send-file, group send-file and download end to end: the CLI as child processes against
 ``twistd messenger`` as a child process, real files on both sides
 (messenger.client.cli.files)."""
 
@@ -62,6 +62,28 @@ class CliFileTests(unittest.TestCase):
         self.assertEqual(code, cli.EXIT_REFUSED)
         self.assertIn("cannot download this file", err)
         self.assertFalse((self.base / "stolen").exists())
+
+    @defer.inlineCallbacks
+    def test_group_send_file(self):
+        """group send-file prints the file id alone on its last line; a member downloads
+        it intact and sees it in the group's history; carol, no member, is refused."""
+        alice, bob, carol = (self.runners[n] for n in ("alice", "bob", "carol"))
+        out = self.check((yield alice.run("group", "create", "Team", "--members", "bob")))
+        group_id = out.splitlines()[-1]
+        data = os.urandom(200_000)
+        source = self.base / "plan.txt"
+        source.write_bytes(data)
+        out = self.check((yield alice.run("group", "send-file", group_id, str(source),
+                                          "--caption", "the plan")))
+        file_id = out.splitlines()[-1]
+        self.assertRegex(file_id, r"^\d+$")
+        history = self.check((yield bob.run("group", "history", group_id)))
+        self.assertIn(f"[file {file_id}: plan.txt, 200000 bytes]", history)
+        target = self.base / "bobs-plan.txt"
+        self.check((yield bob.run("download", file_id, str(target))))
+        self.assertEqual(target.read_bytes(), data)
+        out, err, code = yield carol.run("download", file_id, str(self.base / "stolen"))
+        self.assertEqual(code, cli.EXIT_REFUSED)
 
     @defer.inlineCallbacks
     def test_bad_paths(self):
