@@ -1,7 +1,7 @@
 """messenger-cli's ``group`` commands: create, list, info, add, remove, leave, send,
-send-file (`messenger.client.cli.files`), history. Each logs in with the saved token, does one thing and says quit; ``group create``
-prints the new group's id alone on its last line, for scripts
-(``id=$(messenger-cli group create Team | tail -n 1)``)."""
+send-file (`messenger.client.cli.files`), history. Each logs in with the saved token,
+does one thing and says quit; ``group create`` prints the new group's id alone on its
+last line, for scripts (``id=$(messenger-cli group create Team | tail -n 1)``)."""
 
 from __future__ import annotations
 

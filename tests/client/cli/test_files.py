@@ -1,5 +1,5 @@
-"""messenger-cli send-file, group send-file and download end to end: the CLI as child processes against
-``twistd messenger`` as a child process, real files on both sides
+"""messenger-cli send-file, group send-file and download end to end: the CLI as child
+processes against ``twistd messenger`` as a child process, real files on both sides
 (messenger.client.cli.files)."""
 
 from __future__ import annotations
