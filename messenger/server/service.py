@@ -149,6 +149,8 @@ class MessengerServer:
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
         yield self.ctx.blocks.load()               # before anyone can send
+        if self.ctx.cluster is not None:
+            yield self.ctx.cluster.start()
         factory = MessengerFactory(self.ctx)
         self.port, *self.extra_ports = listen_tcp(self.reactor, config.port, factory,
                                                   config.interface)
@@ -165,6 +167,9 @@ class MessengerServer:
         self.relay = RelayProtocol(self.ctx.call_table, self.reactor)
         self.udp_port = listen_udp(self.reactor, udp_port, self.relay, config.interface)
         self.ctx.calls.relay_port = self.udp_port.getHost().port
+        if config.cluster.relay_address:
+            from messenger.server.cluster.settings import parse_host_port
+            self.ctx.calls.relay_address = parse_host_port(config.cluster.relay_address)
         tcp_relay = config.relay_tcp_port
         if tcp_relay is None:   # the configured UDP port + 1; any free one for port 0
             wanted = config.udp_port if config.udp_port is not None else config.port
@@ -231,6 +236,8 @@ class MessengerServer:
             yield ctx.files.messages.flush()
             yield ctx.files.group_messages.flush()
             yield ctx.files.stop()
+            if ctx.cluster is not None:
+                yield ctx.cluster.stop()
             ctx.stop()
         db, self.db = self.db, None
         if db is not None:

@@ -49,6 +49,7 @@ from twisted.protocols.basic import Int16StringReceiver
 
 from messenger.client.calls.params import MAX_CANDIDATES, CallParams, call_params_from_jim
 from messenger.wire import media
+from messenger.wire import media_payloads as payloads
 from messenger.wire.media import (
     AUDIO,
     BYE,
@@ -157,7 +158,7 @@ class MediaSession(DatagramProtocol):
                  on_audio: Callable[[ReceivedAudio], None] | None = None,
                  on_path: Callable[[str], None] | None = None,
                  on_bye: Callable[[], None] | None = None,
-                 on_report: Callable[[media.Report], None] | None = None,
+                 on_report: Callable[[payloads.Report], None] | None = None,
                  on_heard: Callable[[], None] | None = None,
                  advertise_local: bool = True) -> None:
         self.params = params
@@ -275,11 +276,11 @@ class MediaSession(DatagramProtocol):
                                    payload, codec, flags)
         return self._send(packet, self._audio_target())
 
-    def send_report(self, report: media.Report) -> bool:
+    def send_report(self, report: payloads.Report) -> bool:
         """Tell the peer what we receive (on the audio path)."""
         if self._closing or self.transport is None:
             return False
-        return self._send_sealed(REPORT, self._audio_target(), 0, media.encode_report(report))
+        return self._send_sealed(REPORT, self._audio_target(), 0, payloads.encode_report(report))
 
     def _audio_target(self) -> Endpoint:
         if self.path == DIRECT and self.direct_endpoint is not None:
@@ -320,7 +321,7 @@ class MediaSession(DatagramProtocol):
             self.tcp.sendString(packet)
 
     def _send_probe(self, target: Endpoint) -> None:
-        self._send_sealed(PROBE, target, 0, media.probe_payload(self._clock.seconds()))
+        self._send_sealed(PROBE, target, 0, payloads.probe_payload(self._clock.seconds()))
 
     # -- TCP fallback -----------------------------------------------------------------
 
@@ -517,7 +518,7 @@ class MediaSession(DatagramProtocol):
                                             header.flags, payload, via_relay))
         elif ptype == REPORT:
             if self.on_report is not None:
-                self.on_report(media.decode_report(payload))
+                self.on_report(payloads.decode_report(payload))
         elif ptype == PROBE:
             self._send_sealed(PROBE_ACK, source, header.seq, payload)
             if not via_relay:
@@ -531,7 +532,7 @@ class MediaSession(DatagramProtocol):
 
     def _probe_ack(self, source: Endpoint, payload: bytes) -> None:
         now = self._clock.seconds()
-        sent_at = media.probe_time(payload)
+        sent_at = payloads.probe_time(payload)
         if self.path == DIRECT and source != self.direct_endpoint:
             return
         if sent_at is not None and 0 <= now - sent_at < 60:
