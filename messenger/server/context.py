@@ -85,7 +85,7 @@ class ServerContext:
         # the message stream orders them with everyone's).
         self.group_messages: GroupCommit[Any, Any] = self.group_commit(
             db, groupmsgs.MemberCache().insert_batch_txn)
-        self.files = FilesService(config, clock, db, self.db)
+        self.files = FilesService(config, clock, db, self.db, self.group_commit)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))

@@ -16,6 +16,7 @@ JSON actions by `messenger.server.handlers.files`; both call in here.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, task
@@ -27,7 +28,7 @@ from messenger.server.files.blobs import BlobMissing, BlobStore, Busy
 from messenger.server.files.uploads import Mismatch, Upload
 from messenger.server.states import State
 from messenger.store import attachments, files
-from messenger.store.groupcommit import GroupCommit, fire_token
+from messenger.store.groupcommit import GroupCommit
 from messenger.wire.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -58,18 +59,22 @@ class IOPool(CryptoPool):
 class FilesService:
     log = Logger()
 
-    def __init__(self, config: ServerConfig, clock: Any, db: Database, bounded: Any) -> None:
+    def __init__(self, config: ServerConfig, clock: Any, db: Database, bounded: Any,
+                 group_commit: Callable[[Database, Any], GroupCommit[Any, Any]] | None = None
+                 ) -> None:
         self.config = config.files
         self.clock = clock
         self.db = bounded                     # reads and writes, bounded (503 when full)
         self.blobs = BlobStore(config.files_path)
         self.pool = IOPool(clock, max(1, self.config.io_threads))
         # Messages with an attachment commit in their own batches (the plain message
-        # path stays as it is); the one writer orders both.
-        self.messages: GroupCommit[Any, Any] = GroupCommit(db, attachments.insert_batch_txn,
-                                                           fire_token)
-        self.group_messages: GroupCommit[Any, Any] = GroupCommit(
-            db, attachments.GroupAttachments().insert_batch_txn, fire_token)
+        # paths stay as they are); the one writer orders them all, and in a cluster
+        # ``group_commit`` (`ServerContext.group_commit`) gives their batches a place in
+        # the message stream like every other message batch. Tokens have ``settle``.
+        make = group_commit or GroupCommit
+        self.messages: GroupCommit[Any, Any] = make(db, attachments.insert_batch_txn)
+        self.group_messages: GroupCommit[Any, Any] = make(
+            db, attachments.GroupAttachments().insert_batch_txn)
         self.uploads: dict[int, Upload] = {}
         self._loops: list[task.LoopingCall] = []
         self._first: Any = None

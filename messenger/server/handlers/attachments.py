@@ -84,13 +84,30 @@ def send(session: Session, request: dict[str, Any]) -> Any:
     return _stored(result, session, recipient, body, view)
 
 
+class _Waiter:
+    """A group commit token (``settle``) that fires a Deferred with the row's result."""
+
+    __slots__ = ("deferred",)
+
+    def __init__(self) -> None:
+        self.deferred: defer.Deferred[Any] = defer.Deferred()
+
+    def settle(self, result: Any) -> None:
+        if isinstance(result, BaseException):
+            self.deferred.errback(result)
+        else:
+            self.deferred.callback(result)
+
+
 @defer.inlineCallbacks
 def _commit(commit: Any, item: tuple[Any, ...]) -> Any:
-    """Queue ``item`` for its group commit; the row's result once committed."""
-    stored: defer.Deferred[Any] = defer.Deferred()
-    commit.submit(item, stored)
+    """Queue ``item`` for its group commit; the row's result once committed. Everything
+    from there to the push runs in the commit's callback (no wait in between), so that
+    in a cluster the push joins its batch in the message stream."""
+    waiter = _Waiter()
+    commit.submit(item, waiter)
     try:
-        result = yield stored
+        result = yield waiter.deferred
     except (MessengerError, Unavailable):
         raise
     except Exception:
@@ -107,10 +124,10 @@ def _stored(result: Any, session: Session, recipient: UserRef, body: str,
         messages._not_stored(session, recipient, result)
     msg_id, created, new = result
     if new:
-        session.ctx.router.push(recipient.id, {
+        session.ctx.router.push_encoded(recipient.id, jim.encode({
             "action": "msg", "msg_id": msg_id, "time": created,
             "from": session.account.name, "to": recipient.name,  # type: ignore[union-attr]
-            "message": body, "attachment": view})
+            "message": body, "attachment": view}))
     return Ack(msg_id, created)
 
 
