@@ -460,7 +460,7 @@ class RelayStreamTests(TestCase):
         """Past the per-address cap a new TCP connection is closed at once."""
         from twisted.internet.protocol import ClientCreator, Protocol
 
-        from messenger.server.relay import RelayStreamFactory
+        from messenger.server.relay_tcp import RelayStreamFactory
         table = CallTable()
         relay = RelayProtocol(table, reactor)
         factory = RelayStreamFactory(relay, per_address=2)

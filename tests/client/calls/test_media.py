@@ -397,13 +397,6 @@ class ParamsTests(SynchronousTestCase):
             self.assertRaises(ValueError, call_params_from_jim, {**base, field: value})
         self.assertRaises(ValueError, call_params_from_jim, {"member": 0})
 
-    def test_local_endpoints(self) -> None:
-        """A wildcard socket announces the address that routes to the relay."""
-        self.assertEqual(session_module._local_endpoints("0.0.0.0", 5000, "127.0.0.1"),
-                         (("127.0.0.1", 5000),))
-        self.assertEqual(session_module._local_endpoints("10.0.0.2", 5000, "127.0.0.1"),
-                         (("10.0.0.2", 5000),))
-        self.assertEqual(session_module._local_endpoints("localhost", 5000, "127.0.0.1"), ())
 
 
 FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05,
