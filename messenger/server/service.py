@@ -228,6 +228,7 @@ class MessengerServer:
             yield ctx.close_connections()
             yield ctx.messages.flush()
             yield ctx.group_messages.flush()
+            yield ctx.receipts.flush()
             ctx.stop()
         db, self.db = self.db, None
         if db is not None:
