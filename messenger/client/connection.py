@@ -76,6 +76,7 @@ class Account(Protocol):
                              account: AccountInfo) -> None: ...
     def connection_delivered(self, messages: list[IncomingMessage]) -> None: ...
     def account_changed(self, account: AccountInfo) -> None: ...
+    def conversation_pushed(self, message: dict[str, Any]) -> None: ...
     def connection_ended(self, connection: Connection) -> None: ...
 
 
@@ -102,7 +103,7 @@ class Connection:
         self._timeouts = timeouts
         self._machine: Machine[Phase] = Machine(self, Phase.CONNECTING, self._TABLE, observers)
         self._pushes = PushDispatcher(observers, self._deliver_pushed,
-                                      account.account_changed)
+                                      account.account_changed, account.conversation_pushed)
         self._dialing: defer.Deferred | None = None
         self._protocol: ClientProtocol | None = None
         self._watchdog: IDelayedCall | None = None

@@ -48,10 +48,13 @@ from messenger.client.groupevents import UnreadCounts
 from messenger.client.inbox import Inbox
 from messenger.client.known_servers import PinOutcome, format_address
 from messenger.client.outbox import Outbox, OutgoingMessage
+from messenger.client.outbox_file import FILE_NAME, OutboxFile, saved
 from messenger.client.plan import AUTHENTICATE, REGISTER, RESUME, LoginPlan
+from messenger.client.receipts import Receipts
 from messenger.client.saved import RunBlocking, SavedState
 from messenger.client.sender import MessageSender
 from messenger.client.service import ConnectionService
+from messenger.client.typing import Typing
 from messenger.wire.errors import MessengerError
 from messenger.wire.handshake import Established
 from messenger.wire.suites import SUITES
@@ -81,7 +84,8 @@ class MessengerClient(ActionsMixin):
                  quit_timeout: float = 2.0,
                  window: int = 64,
                  sync_page: int = 200,
-                 cursor_save_delay: float = 1.0) -> None:
+                 cursor_save_delay: float = 1.0,
+                 receipt_delay: float = 1.0) -> None:
         """``secret``: the deployment's shared secret (the stripped bytes of its file).
         ``tls``: an ``IOpenSSLClientConnectionCreator`` (`messenger.client.tls.
         client_tls_options`) to connect with TLS. ``accept_new_key``: trust a server key
@@ -89,7 +93,8 @@ class MessengerClient(ActionsMixin):
         ``dead_after``: drop and remake a connection that has been silent this long (the
         server probes after 30 s of silence, so a live one never is). ``reactor``,
         ``run_blocking`` (default ``deferToThread``), ``connect`` and ``backoff`` are for
-        tests and tools."""
+        tests and tools. ``receipt_delay``: how long receipts wait to be sent together
+        (`receipts.Receipts`)."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -117,6 +122,15 @@ class MessengerClient(ActionsMixin):
         self._inbox_owner: str | None = None
         self._cursor_call: IDelayedCall | None = None
         self._status = "online"
+        # Receipts and typing (issue 15): batched out, kept and expired here.
+        self.receipts = Receipts(self.observers, reactor, receipt_delay)
+        self.typing = Typing(self.observers, reactor)
+        # The outbox on disk: unsent messages survive the program (outbox_file.py).
+        self._outbox_file = OutboxFile(self._saved.store.config_dir / FILE_NAME,
+                                       run_blocking or threads.deferToThread)
+        self._outbox_restored: set[str] = set()
+        self._outbox_owner: str | None = None
+        self.observers.subscribe("message_status", self._outbox_changed)
 
     # == public: observing ===============================================================
 
@@ -212,6 +226,7 @@ class MessengerClient(ActionsMixin):
         d = self._service.stop(closing, "stopped")
         d.addBoth(lambda _: self._save_cursor())
         d.addBoth(lambda _: self._saved.writes_done())
+        d.addBoth(lambda _: self._outbox_file.written())
         return d
 
     def logout(self) -> defer.Deferred[None]:
@@ -302,6 +317,26 @@ class MessengerClient(ActionsMixin):
         self._status = status
         return self.request("presence", {"status": status})
 
+    def set_read_receipts(self, enabled: bool) -> defer.Deferred[bool]:
+        """Send read receipts (the default) or not; the server keeps the setting for the
+        account. Fires with the setting now stored."""
+        d = self.request("settings", {"read_receipts": enabled})
+        d.addCallback(lambda reply: bool(reply["settings"]["read_receipts"]))
+        return d
+
+    def get_settings(self) -> Reply:
+        """200; ``settings``: ``{"read_receipts": bool}``."""
+        return self.request("settings")
+
+    def notify_typing(self, to: str | None = None, group: int | None = None) -> bool:
+        """The user is typing to ``to`` (or in ``group``): call on every keystroke; a
+        ``typing`` notice goes out at most every few seconds (`typing.Typing`)."""
+        return self.typing.typing(to, group)
+
+    def outbox_saved(self) -> defer.Deferred[None]:
+        """Fires once the outbox on disk holds every change made so far."""
+        return self._outbox_file.written()
+
     def _password_changed(self, reply: dict[str, Any]) -> dict[str, Any]:
         token, plan = reply.get("token"), self._service.plan
         if isinstance(token, str) and plan is not None and plan.resuming:
@@ -316,7 +351,10 @@ class MessengerClient(ActionsMixin):
     def prepare(self) -> defer.Deferred[None]:
         """The key and saved logins loaded, the pins read again (the user may have
         edited the file to accept a new key)."""
-        return self._saved.prepare(reload_pins=True)
+        d = self._saved.prepare(reload_pins=True)
+        d.addCallback(lambda _: self._outbox_file.load())
+        d.addCallback(lambda _: self._outbox_changed(None))   # what was queued meanwhile
+        return d
 
     def saved_plan(self, account_name: str | None) -> LoginPlan | None:
         record = self._saved.account(self.address, account_name)
@@ -379,6 +417,7 @@ class MessengerClient(ActionsMixin):
         if sender.owner is not None and sender.owner != name.lower():
             sender.fail_all(NotConnected(f"logged in as {name}, not as the sender"))
         sender.owner = name.lower()
+        self._restore_outbox(name)
         self.account = account
         self._service.login_reply = reply
         self.limits = ServerLimits.from_reply(reply)
@@ -393,18 +432,63 @@ class MessengerClient(ActionsMixin):
                                                             UnreadCounts.from_jim(reply)))
             d.addErrback(self._log_refusal, "reading the unread counts")
         sender.attach(connection)
+        self.receipts.attach(connection)
+        self.typing.attach(connection)
 
     def connection_delivered(self, messages: list[IncomingMessage]) -> None:
         if messages:
+            self.typing.arrived(messages)
             for incoming in messages:
                 self.observers.emit("message", incoming)
             self._cursor_moved()
+            self.receipts.delivered(messages)
+
+    def conversation_pushed(self, message: dict[str, Any]) -> None:
+        """A ``receipt`` or ``typing`` push (malformed ones raise: the dispatcher logs)."""
+        if message["action"] == "receipt":
+            self.receipts.pushed(message)
+        else:
+            self.typing.pushed(message)
 
     def account_changed(self, account: AccountInfo) -> None:
         self.account = account
 
     def connection_ended(self, connection: Connection) -> None:
         self._sender.detach()
+        self.receipts.detach()
+        self.typing.detach()
+
+    # == the outbox on disk ==============================================================
+
+    def _restore_outbox(self, name: str) -> None:
+        """After the first login of ``name`` in this program: its messages saved by an
+        earlier run go back into the outbox, with their request ids."""
+        owner = name.lower()
+        if owner in self._outbox_restored or not self._outbox_file.loaded:
+            return
+        self._outbox_restored.add(owner)
+        outbox = self._sender.outbox
+        queued = {entry.request_id for entry in outbox.pending()}
+        for item in self._outbox_file.take(self.address, owner):
+            if item["request_id"] not in queued:
+                entry = outbox.add(item["to"], item["text"], item["request_id"],
+                                   item["created"], item["group"])
+                self.observers.emit("message_status", entry)
+        self._outbox_changed(None)
+
+    def _outbox_changed(self, _: OutgoingMessage | None) -> None:
+        """Save the unacknowledged messages (off the reactor thread, coalesced); saved
+        ones not yet restored stay saved."""
+        owner = self._sender.owner or self._outbox_owner
+        if owner is None or not self._outbox_file.loaded:
+            return
+        self._outbox_owner = owner
+        items = [saved(entry) for entry in self._sender.outbox.pending()]
+        if owner not in self._outbox_restored:
+            ids = {item["request_id"] for item in items}
+            items = [item for item in self._outbox_file.take(self.address, owner)
+                     if item["request_id"] not in ids] + items
+        self._outbox_file.save(self.address, owner, items)
 
     # == the cursor ======================================================================
 

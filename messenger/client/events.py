@@ -24,6 +24,10 @@ Kinds and their records:
                  `GroupMemberAdded`, `GroupMemberRemoved`, `GroupRoleChanged`,
                  `GroupDeleted` (`messenger.client.groupevents`)
 ``unread``       `UnreadCounts`: the server's unread counts, after every login
+``receipt``      `messenger.client.receipts.ReceiptUpdate`: another user has received or
+                 read a conversation further (the ticks of own messages)
+``typing``       `messenger.client.typing.TypingEvent`: someone started or stopped
+                 typing in a conversation
 ``push``         the raw JIM dict of every push, known or not (for tools and debugging)
 ===============  =====================================================================
 """
@@ -58,7 +62,8 @@ class State(enum.StrEnum):
 
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-               "notice", "call", "server_key", "group", "unread", "push")
+               "notice", "call", "server_key", "group", "unread", "receipt", "typing",
+               "push")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from messenger.server.states import LOGGED_IN
 from messenger.wire import codes
 from messenger.wire.errors import BadRequest, Forbidden, NotFound
 
+
 def typing(session: Session, request: dict[str, Any]) -> Any:
     """200 once the push is handed to the router (the others may be offline: then
     nobody hears of it, which is what typing means)."""
