@@ -223,7 +223,9 @@ class MessengerClient(ActionsMixin):
         closing = "logout" if plan is not None and not plan.remember else "quit"
         if closing == "logout" or (plan is not None and not plan.resuming):
             self._service.plan = None       # a password, or a token never to be reused
-        d = self._service.stop(closing, "stopped")
+        # Receipts still waiting go out, and are answered, before quit (not for long).
+        d = self.receipts.flush().addTimeout(self._timeouts.goodbye, self._reactor)
+        d.addBoth(lambda _: self._service.stop(closing, "stopped"))
         d.addBoth(lambda _: self._save_cursor())
         d.addBoth(lambda _: self._saved.writes_done())
         d.addBoth(lambda _: self._outbox_file.written())

@@ -12,7 +12,8 @@ Keeping. The others' receipts come as ``receipt`` pushes and, after each login, 
 pages of ``sync_receipts`` since the last change this client has seen (its cursor, kept
 for the life of the client: a new program reads every receipt about its conversations
 once, which is what it needs to show ticks on old messages; only when something
-subscribes to ``receipt``, as the unread counts are read only for ``unread``). `ReceiptBook` keeps, per
+subscribes to ``receipt``, as the unread counts are read only for ``unread``, or calls
+`Receipts.sync`). `ReceiptBook` keeps, per
 conversation and reader, the highest ``delivered_up_to`` and ``read_up_to``; an own
 message is *delivered* (*read*) when its id is at most that value. Observers of
 ``receipt`` hear each change as a `ReceiptUpdate`.
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -142,20 +144,23 @@ class Receipts:
     def status(self, msg_id: int, to: str | None = None, group: int | None = None) -> str:
         return self.book.status(msg_id, to, group)
 
-    def flush(self) -> None:
-        """Send what is due now (the timer does this by itself)."""
+    def flush(self) -> defer.Deferred[None]:
+        """Send what is due now (the timer does this by itself); fires once the server
+        has answered each (a refusal is logged, not raised)."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
         connection = self._connection
         if connection is None:
-            return
+            return defer.succeed(None)
         due, self._due = self._due, {}
+        sent = []
         for key, (delivered, read) in due.items():
             if read:                        # a read implies delivery up to it
-                self._send(connection, key, READ, read)
+                sent.append(self._send(connection, key, READ, read))
             if delivered > read:
-                self._send(connection, key, DELIVERED, delivered)
+                sent.append(self._send(connection, key, DELIVERED, delivered))
+        return defer.gatherResults(sent).addCallback(lambda _: None)
 
     # -- the core's hooks -----------------------------------------------------------------
 
@@ -174,7 +179,7 @@ class Receipts:
         ``receipt``: a front end that shows ticks), and send what waited."""
         self._connection = connection
         if self._observers.wanted("receipt"):
-            self._sync(connection, self.cursor)
+            self.sync().addErrback(self._sync_failed)
         if self._due:
             self._arm()
 
@@ -201,11 +206,13 @@ class Receipts:
         if self._timer is None or not self._timer.active():
             self._timer = self._clock.callLater(self._delay, self.flush)
 
-    def _send(self, connection: Connection, key: Conversation, kind: str, up_to: int) -> None:
+    def _send(self, connection: Connection, key: Conversation, kind: str,
+              up_to: int) -> defer.Deferred[Any]:
         fields: dict[str, Any] = {"kind": kind, "up_to": up_to,
                                   ("with" if key[0] == "with" else "group"): key[1]}
         d = connection.request("receipt", fields)
         d.addErrback(self._refused, key, kind, up_to)
+        return d
 
     def _refused(self, failure: Failure, key: Conversation, kind: str, up_to: int) -> None:
         if failure.check(NotConnected):
@@ -214,11 +221,23 @@ class Receipts:
         self.log.warn("A {kind} receipt was refused: {error}", kind=kind,
                       error=describe(failure.value))
 
-    def _sync(self, connection: Connection, since: int) -> None:
-        d = connection.request("sync_receipts", {"since": since, "limit": SYNC_PAGE})
-        d.addCallbacks(self._page, self._sync_failed, callbackArgs=(connection,))
+    def sync(self) -> defer.Deferred[None]:
+        """Read every receipt that changed since the cursor (page by page); fires once
+        the book is up to date. Fails with `NotConnected` when offline."""
+        connection = self._connection
+        if connection is None:
+            return defer.fail(NotConnected("not connected"))
+        done: defer.Deferred[None] = defer.Deferred()
+        self._sync(connection, done)
+        return done
 
-    def _page(self, reply: dict[str, Any], connection: Connection) -> None:
+    def _sync(self, connection: Connection, done: defer.Deferred[None]) -> None:
+        d = connection.request("sync_receipts", {"since": self.cursor, "limit": SYNC_PAGE})
+        d.addCallback(self._page, connection, done)
+        d.addErrback(done.errback)
+
+    def _page(self, reply: dict[str, Any], connection: Connection,
+              done: defer.Deferred[None]) -> None:
         items = reply.get("alert")
         last = self.cursor
         for item in items if isinstance(items, list) else ():
@@ -234,7 +253,9 @@ class Receipts:
         moved = last > self.cursor
         self.cursor = last
         if reply.get("more") is True and moved and connection is self._connection:
-            self._sync(connection, last)
+            self._sync(connection, done)
+        else:
+            done.callback(None)
 
     def _sync_failed(self, failure: Failure) -> None:
         if not failure.check(NotConnected):

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import defer, task, threads
 
-from messenger.client.cli import follow, groups
+from messenger.client.cli import follow, groups, receipts
 from messenger.client.cli.options import (
     EXIT_OK,
     PROG,
@@ -198,6 +198,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "presence": cmd_presence,
     "tail": follow.cmd_tail,
     "group": groups.cmd_group,
+    "receipts": receipts.cmd_receipts,
+    "read": receipts.cmd_read,
+    "settings": receipts.cmd_settings,
 }
 
 
