@@ -82,10 +82,10 @@ def _applied(result: receipts.Applied | str, session: Session,
         raise error(text)
     if result.seq and result.notify:
         ctx = session.ctx
-        push = receipt_view(session.account.name, group_id,  # type: ignore[union-attr]
-                            result.delivered_up_to, result.read_up_to, result.seq)
-        push["action"] = "receipt"
-        push["time"] = ctx.clock.seconds()
+        push = {"action": "receipt",
+                **receipt_view(session.account.name, group_id,  # type: ignore[union-attr]
+                               result.delivered_up_to, result.read_up_to, result.seq),
+                "time": ctx.clock.seconds()}
         ctx.router.push_many(result.notify, push)
     return {"response": codes.OK, "delivered_up_to": result.delivered_up_to,
             "read_up_to": result.read_up_to}
