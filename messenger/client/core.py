@@ -48,7 +48,7 @@ from messenger.client.groupevents import UnreadCounts
 from messenger.client.inbox import Inbox
 from messenger.client.known_servers import PinOutcome, format_address
 from messenger.client.outbox import Outbox, OutgoingMessage
-from messenger.client.outbox_file import FILE_NAME, OutboxFile, saved
+from messenger.client.outbox_file import FILE_NAME, DiskOutbox, OutboxFile
 from messenger.client.plan import AUTHENTICATE, REGISTER, RESUME, LoginPlan
 from messenger.client.receipts import Receipts
 from messenger.client.saved import RunBlocking, SavedState
@@ -126,11 +126,10 @@ class MessengerClient(ActionsMixin):
         self.receipts = Receipts(self.observers, reactor, receipt_delay)
         self.typing = Typing(self.observers, reactor)
         # The outbox on disk: unsent messages survive the program (outbox_file.py).
-        self._outbox_file = OutboxFile(self._saved.store.config_dir / FILE_NAME,
-                                       run_blocking or threads.deferToThread)
-        self._outbox_restored: set[str] = set()
-        self._outbox_owner: str | None = None
-        self.observers.subscribe("message_status", self._outbox_changed)
+        self._disk_outbox = DiskOutbox(
+            OutboxFile(self._saved.store.config_dir / FILE_NAME,
+                       run_blocking or threads.deferToThread),
+            self._sender, self.observers, self.address)
 
     # == public: observing ===============================================================
 
@@ -228,7 +227,7 @@ class MessengerClient(ActionsMixin):
         d.addBoth(lambda _: self._service.stop(closing, "stopped"))
         d.addBoth(lambda _: self._save_cursor())
         d.addBoth(lambda _: self._saved.writes_done())
-        d.addBoth(lambda _: self._outbox_file.written())
+        d.addBoth(lambda _: self._disk_outbox.written())
         return d
 
     def logout(self) -> defer.Deferred[None]:
@@ -337,7 +336,7 @@ class MessengerClient(ActionsMixin):
 
     def outbox_saved(self) -> defer.Deferred[None]:
         """Fires once the outbox on disk holds every change made so far."""
-        return self._outbox_file.written()
+        return self._disk_outbox.written()
 
     def _password_changed(self, reply: dict[str, Any]) -> dict[str, Any]:
         token, plan = reply.get("token"), self._service.plan
@@ -354,8 +353,7 @@ class MessengerClient(ActionsMixin):
         """The key and saved logins loaded, the pins read again (the user may have
         edited the file to accept a new key)."""
         d = self._saved.prepare(reload_pins=True)
-        d.addCallback(lambda _: self._outbox_file.load())
-        d.addCallback(lambda _: self._outbox_changed(None))   # what was queued meanwhile
+        d.addCallback(lambda _: self._disk_outbox.load())
         return d
 
     def saved_plan(self, account_name: str | None) -> LoginPlan | None:
@@ -419,7 +417,7 @@ class MessengerClient(ActionsMixin):
         if sender.owner is not None and sender.owner != name.lower():
             sender.fail_all(NotConnected(f"logged in as {name}, not as the sender"))
         sender.owner = name.lower()
-        self._restore_outbox(name)
+        self._disk_outbox.restore(name)
         self.account = account
         self._service.login_reply = reply
         self.limits = ServerLimits.from_reply(reply)
@@ -459,38 +457,6 @@ class MessengerClient(ActionsMixin):
         self._sender.detach()
         self.receipts.detach()
         self.typing.detach()
-
-    # == the outbox on disk ==============================================================
-
-    def _restore_outbox(self, name: str) -> None:
-        """After the first login of ``name`` in this program: its messages saved by an
-        earlier run go back into the outbox, with their request ids."""
-        owner = name.lower()
-        if owner in self._outbox_restored or not self._outbox_file.loaded:
-            return
-        self._outbox_restored.add(owner)
-        outbox = self._sender.outbox
-        queued = {entry.request_id for entry in outbox.pending()}
-        for item in self._outbox_file.take(self.address, owner):
-            if item["request_id"] not in queued:
-                entry = outbox.add(item["to"], item["text"], item["request_id"],
-                                   item["created"], item["group"])
-                self.observers.emit("message_status", entry)
-        self._outbox_changed(None)
-
-    def _outbox_changed(self, _: OutgoingMessage | None) -> None:
-        """Save the unacknowledged messages (off the reactor thread, coalesced); saved
-        ones not yet restored stay saved."""
-        owner = self._sender.owner or self._outbox_owner
-        if owner is None or not self._outbox_file.loaded:
-            return
-        self._outbox_owner = owner
-        items = [saved(entry) for entry in self._sender.outbox.pending()]
-        if owner not in self._outbox_restored:
-            ids = {item["request_id"] for item in items}
-            items = [item for item in self._outbox_file.take(self.address, owner)
-                     if item["request_id"] not in ids] + items
-        self._outbox_file.save(self.address, owner, items)
 
     # == the cursor ======================================================================
 

@@ -21,14 +21,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from messenger.client.credentials import tighten_permissions, write_private_file
+from messenger.client.events import Observers
 from messenger.client.outbox import OutgoingMessage
+
+if TYPE_CHECKING:
+    from messenger.client.sender import MessageSender
 
 FILE_NAME = "outbox.json"
 VERSION = 1
@@ -164,3 +168,59 @@ class OutboxFile:
         waiters, self._idle = self._idle, []
         for waiter in waiters:
             waiter.callback(None)
+
+
+class DiskOutbox:
+    """The client core's outbox tied to its file: every change saved (``message_status``
+    events), the saved messages of an account queued again after its first login in
+    this program, before anything it queues later."""
+
+    def __init__(self, file: OutboxFile, sender: MessageSender, observers: Observers,
+                 address: str) -> None:
+        self.file = file
+        self._sender = sender
+        self._observers = observers
+        self._address = address
+        self._restored: set[str] = set()
+        self._owner: str | None = None
+        observers.subscribe("message_status", self.changed)
+
+    def load(self) -> defer.Deferred[None]:
+        """Read the file (before the first connection), then save what was queued
+        meanwhile."""
+        d = self.file.load()
+        d.addCallback(lambda _: self.changed(None))
+        return d
+
+    def written(self) -> defer.Deferred[None]:
+        return self.file.written()
+
+    def restore(self, name: str) -> None:
+        """``name`` logged in: its saved messages go back into the outbox, with their
+        request ids (once per program; not before the file was read)."""
+        owner = name.lower()
+        if owner in self._restored or not self.file.loaded:
+            return
+        self._restored.add(owner)
+        outbox = self._sender.outbox
+        queued = {entry.request_id for entry in outbox.pending()}
+        for item in self.file.take(self._address, owner):
+            if item["request_id"] not in queued:
+                entry = outbox.add(item["to"], item["text"], item["request_id"],
+                                   item["created"], item["group"])
+                self._observers.emit("message_status", entry)
+        self.changed(None)
+
+    def changed(self, _: OutgoingMessage | None) -> None:
+        """Save the unacknowledged messages (coalesced, off the reactor thread); saved
+        ones not yet restored stay saved."""
+        owner = self._sender.owner or self._owner
+        if owner is None or not self.file.loaded:
+            return
+        self._owner = owner
+        items = [saved(entry) for entry in self._sender.outbox.pending()]
+        if owner not in self._restored:
+            ids = {item["request_id"] for item in items}
+            items = [item for item in self.file.take(self._address, owner)
+                     if item["request_id"] not in ids] + items
+        self.file.save(self._address, owner, items)
