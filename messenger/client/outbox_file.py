@@ -173,7 +173,7 @@ class OutboxFile:
 class DiskOutbox:
     """The client core's outbox tied to its file: every change saved (``message_status``
     events), the saved messages of an account queued again after its first login in
-    this program, before anything it queues later."""
+    this program (what it queued before that login is saved beside them meanwhile)."""
 
     def __init__(self, file: OutboxFile, sender: MessageSender, observers: Observers,
                  address: str) -> None:

@@ -11,12 +11,14 @@ import stat
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.protocols import portforward
 from twisted.trial import unittest
 
-from messenger.client.outbox import OutgoingMessage
-from messenger.client.outbox_file import FILE_NAME, OutboxFile, read_outbox, saved
+from messenger.client.events import Observers
+from messenger.client.outbox import Outbox, OutgoingMessage
+from messenger.client.outbox_file import FILE_NAME, DiskOutbox, OutboxFile, read_outbox, saved
+from messenger.client.sender import MessageSender
 from tests.client.test_integration import PASSWORD, ServerTestCase
 from tests.server.people import rows
 from tests.support import jimclient
@@ -98,6 +100,43 @@ class OutboxFileTests(unittest.TestCase):
             self.assertEqual(read_outbox(self.path), {})
             self.assertTrue(self.path.with_name(FILE_NAME + ".damaged").exists())
             self.assertFalse(self.path.exists())
+
+
+class DiskOutboxTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp()) / FILE_NAME
+        self.run = Immediate()
+        self.observers = Observers()
+        self.sender = MessageSender(Outbox(), self.observers, task.Clock())
+
+    def disk(self) -> DiskOutbox:
+        return DiskOutbox(OutboxFile(self.path, self.run), self.sender, self.observers, "h:1")
+
+    def test_queued_before_login_keeps_the_saved_ones(self):
+        """Messages queued in a new program before its first login are saved beside the
+        ones an earlier run left; after the login the earlier ones come back into the
+        outbox (pending, with their ids) and every acknowledgement empties the file."""
+        earlier = OutboxFile(self.path, self.run)
+        self.successResultOf(earlier.load())
+        earlier.save("h:1", "alice", [saved(entry(1)), saved(entry(2))])
+        disk = self.disk()
+        heard: list[OutgoingMessage] = []
+        self.observers.subscribe("message_status", heard.append)
+        new = self.sender.queue("alice", "bob", "written offline")
+        self.assertEqual(read_outbox(self.path)["h:1"]["alice"],
+                         [saved(entry(1)), saved(entry(2))])      # not read yet: no write
+        self.successResultOf(disk.load())
+        ids = [m["request_id"] for m in read_outbox(self.path)["h:1"]["alice"]]
+        self.assertEqual(ids, [entry(1).request_id, entry(2).request_id, new.request_id])
+        disk.restore("Alice")
+        self.assertEqual(sorted(e.request_id for e in self.sender.outbox.pending()),
+                         sorted(ids))
+        self.assertEqual([e.request_id for e in heard[1:]], ids[:2])
+        for pending in self.sender.outbox.pending():
+            self.sender._acked({"msg_id": 9, "time": 1.0}, pending)
+        self.assertEqual(read_outbox(self.path), {})
+        disk.restore("alice")                                       # once per program
+        self.assertEqual(self.sender.outbox.pending(), [])
 
 
 class Program(protocol.ProcessProtocol):
