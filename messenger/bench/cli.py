@@ -97,6 +97,13 @@ def delivery_parser() -> argparse.ArgumentParser:
                          " other nodes, PostgreSQL, Redis, HAProxy)")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="seconds to wait after the last login before the warm-up")
+    ap.add_argument("--read-receipts", type=float, default=0.0, metavar="SECONDS",
+                    help="each receiver sends a read receipt for its conversation (up to"
+                         " the newest message) at most every SECONDS, as a client with"
+                         " the chat open does (0: none)")
+    ap.add_argument("--typing", type=float, default=0.0, metavar="SECONDS",
+                    help="each sender sends a typing notice at most every SECONDS while"
+                         " it sends (0: none)")
     return ap
 
 

@@ -30,6 +30,10 @@ Kinds and their records:
                  `GroupMemberAdded`, `GroupMemberRemoved`, `GroupRoleChanged`,
                  `GroupDeleted` (`messenger.client.groupevents`)
 ``unread``       `UnreadCounts`: the server's unread counts, after every login
+``receipt``      `messenger.client.receipts.ReceiptUpdate`: another user has received or
+                 read a conversation further (the ticks of own messages)
+``typing``       `messenger.client.typing.TypingEvent`: someone started or stopped
+                 typing in a conversation
 ``push``         the raw JIM dict of every push, known or not (for tools and debugging)
 ===============  =====================================================================
 """
@@ -65,7 +69,7 @@ class State(enum.StrEnum):
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
                "notice", "call", "server_key", "group", "unread", "transfer_progress",
-               "transfer_done", "transfer_failed", "push")
+               "transfer_done", "transfer_failed", "receipt", "typing", "push")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,17 @@ class PushDispatcher:
 
     def __init__(self, observers: Observers, on_msg: Callable[[dict[str, Any]], None],
                  on_account: Callable[[AccountInfo], None],
-                 on_file: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_file: Callable[[dict[str, Any]], None] | None = None,
+                 on_conversation: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._observers = observers
         self._on_account = on_account
+        ignore: Callable[[dict[str, Any]], None] = lambda message: None  # noqa: E731
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "msg": on_msg,
+            # receipts and typing: the client core keeps their state (receipts.py,
+            # typing.py) and tells the observers
+            "receipt": on_conversation or ignore,
+            "typing": on_conversation or ignore,
             "presence": self._presence,
             "broadcast": self._broadcast,
             "account": self._account,

@@ -34,11 +34,12 @@ from messenger.server.refusals import RefusalLog
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.server.session import Account, Session
-from messenger.store import groupmsgs, messages, users
+from messenger.server.typing import GroupMembers
+from messenger.store import groupmsgs, messages, receipts, users
 from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
 from messenger.store.errors import Unavailable
-from messenger.store.groupcommit import GroupCommit
+from messenger.store.groupcommit import GroupCommit, fire_token
 from messenger.wire.errors import MessengerError
 
 __all__ = ["Account", "ServerContext"]
@@ -86,6 +87,11 @@ class ServerContext:
         self.group_messages: GroupCommit[Any, Any] = self.group_commit(
             db, groupmsgs.MemberCache().insert_batch_txn)
         self.files = FilesService(config, clock, db, self.db, self.group_commit)
+        # Receipts commit in batches of their own, off the message path (issue 15);
+        # typing is never stored, but needs a group's members (cached).
+        self.receipts: GroupCommit[Any, Any] = GroupCommit(
+            db, receipts.apply_batch_txn, on_result=fire_token)
+        self.typing_members = GroupMembers(self.db, clock)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))

@@ -263,6 +263,7 @@ class MessengerServer:
             yield ctx.files.messages.flush()
             yield ctx.files.group_messages.flush()
             yield ctx.files.stop()
+            yield ctx.receipts.flush()
             if ctx.cluster is not None:
                 yield ctx.cluster.stop()
             ctx.stop()

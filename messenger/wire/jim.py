@@ -324,6 +324,16 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
         Field("up_to", message_id),
     ),
     "get_unread": (),
+    # receipts and typing (issue 15): exactly one of "with"/"to" and "group"
+    "receipt": (
+        Field("kind", one_of("delivered", "read")),
+        optional("with", account_name),
+        optional("group", group_id),
+        Field("up_to", integer(1)),
+    ),
+    "sync_receipts": (Field("since", message_id), optional("limit", integer(1, 1000))),
+    "settings": (optional("read_receipts", boolean),),
+    "typing": (optional("to", account_name), optional("group", group_id)),
     "group_create": (
         Field("name", group_name),
         optional("topic", group_topic),
@@ -400,6 +410,8 @@ ONE_OF: dict[str, tuple[str, str]] = {
     "msg": ("to", "group"),
     "history": ("with", "group"),
     "mark_read": ("with", "group"),
+    "receipt": ("with", "group"),
+    "typing": ("to", "group"),
 }
 # Actions that change something optional: at least one of these keys.
 ANY_OF: dict[str, tuple[str, ...]] = {

@@ -74,6 +74,9 @@ class Owners:
     def account_changed(self, account: Any) -> None:
         self.heard.append(("account", account.account_name))
 
+    def conversation_pushed(self, message: Any) -> None:
+        self.heard.append(("conversation", message["action"]))
+
     def connection_ended(self, connection: Any) -> None:
         self.heard.append(("ended",))
 

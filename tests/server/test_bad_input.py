@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from messenger.wire import jim
-from tests.server.people import rows, server_with, snapshot
+from tests.server.people import barrier, rows, server_with, snapshot
 from tests.support import jimclient
 from tests.support.services import OnPostgres
 
@@ -203,6 +203,23 @@ AFTER_LOGIN = {
                        ({"group": 1, "user_id": "bob", "role": "god"}, "role"),
                        ({"group": 1, "user_id": "bob", "role": "ADMIN"}, "role")],
     "group_delete": [({}, "group"), ({"group": None}, "group"), ({"group": True}, "group")],
+    "receipt": [({"with": "bob", "up_to": 1}, "kind"),
+                ({"kind": "seen", "with": "bob", "up_to": 1}, "kind"),
+                ({"kind": "read", "up_to": 1}, "with"),
+                ({"kind": "read", "with": "bob", "group": 1, "up_to": 1}, "with"),
+                ({"kind": "read", "with": "bob"}, "up_to"),
+                ({"kind": "read", "with": "bob", "up_to": 0}, "up_to"),
+                ({"kind": "read", "with": "bob", "up_to": "5"}, "up_to"),
+                ({"kind": "delivered", "group": 0, "up_to": 1}, "group"),
+                ({"kind": "read", "with": "x'--", "up_to": 1}, "with")],
+    "sync_receipts": [({}, "since"), ({"since": -1}, "since"), ({"since": "0"}, "since"),
+                      ({"since": 0, "limit": 0}, "limit"),
+                      ({"since": 0, "limit": 1001}, "limit")],
+    "settings": [({"read_receipts": "no"}, "read_receipts"),
+                 ({"read_receipts": 0}, "read_receipts")],
+    "typing": [({}, "to"), ({"to": "bob", "group": 1}, "to"), ({"to": 5}, "to"),
+               ({"group": -1}, "group"), ({"to": HUGE}, "to"),
+               *[({"to": name}, "to") for name in SQL_NAMES]],
     "call_dial": [({}, "user_id"), ({"user_id": "x'--"}, "user_id"),
                   ({"user_id": "bob", "codecs": "opus"}, "codecs"),
                   ({"user_id": "bob", "codecs": [1]}, "codecs[0]")],
@@ -315,5 +332,42 @@ class BadInputTests(unittest.TestCase):
         self.assertEqual(reply["response"], 200)
 
 
+class ConversationRefusalTests(unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_receipts_and_typing_that_make_no_sense(self):
+        """Well-formed receipts past the last message, for a message of another
+        conversation or a group one is not in, and typing to a stranger's group or to
+        oneself: refused with a readable error, nothing stored, nothing pushed."""
+        server, (alice, bob, cat) = yield server_with(self, "alice", "bob", "cat")
+        sent = yield alice.request("msg", to="bob", message="hello")
+        elsewhere = yield alice.request("msg", to="cat", message="hi cat")
+        group = yield cat.request("group_create", name="cats only")
+        gid = group["group"]["group_id"]
+        before = yield snapshot(server)
+        cases = [
+            ("receipt", {"kind": "read", "with": "alice", "up_to": sent["msg_id"] + 99},
+             400, "past the last message"),
+            ("receipt", {"kind": "delivered", "with": "alice", "up_to": elsewhere["msg_id"]},
+             400, "not a message of this conversation"),
+            ("receipt", {"kind": "read", "group": gid, "up_to": sent["msg_id"]},
+             403, "not a member"),
+            ("receipt", {"kind": "read", "group": gid + 1, "up_to": 1}, 403, "not a member"),
+            ("typing", {"group": gid}, 403, "not a member"),
+            ("typing", {"to": "bob"}, 400, "another user"),
+        ]
+        for action, fields, code, text in cases:
+            reply = yield bob.request(action, **fields)
+            self.assertEqual(reply["response"], code, (action, fields))
+            self.assertIn(text, reply["error"])
+        self.assertEqual((yield snapshot(server)), before)
+        yield barrier(alice)
+        self.assertEqual([p["action"] for p in alice.pushes if p["action"] != "msg"], [])
+
+
 class BadInputTestsOnPostgres(OnPostgres, BadInputTests):
+    """The same on a PostgreSQL store."""
+
+
+class ConversationRefusalTestsOnPostgres(OnPostgres, ConversationRefusalTests):
     """The same on a PostgreSQL store."""

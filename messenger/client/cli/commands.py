@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import defer, task, threads
 
-from messenger.client.cli import files, follow, groups
+from messenger.client.cli import files, follow, groups, receipts
 from messenger.client.cli.options import (
     EXIT_OK,
     PROG,
@@ -200,6 +200,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "presence": cmd_presence,
     "tail": follow.cmd_tail,
     "group": groups.cmd_group,
+    "receipts": receipts.cmd_receipts,
+    "read": receipts.cmd_read,
+    "settings": receipts.cmd_settings,
 }
 
 

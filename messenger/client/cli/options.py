@@ -114,8 +114,9 @@ def _add_commands(commands: Any) -> None:
                   " interrupted")
     sub.add_argument("--count", type=int, metavar="N",
                      help="exit after printing N messages")
-    from messenger.client.cli import groups
+    from messenger.client.cli import groups, receipts
     groups.add_parser(commands)
+    receipts.add_parser(commands)
 
 
 # -- settings -----------------------------------------------------------------------------
