@@ -45,6 +45,14 @@ class DirectWriter:
         else:
             self._send(data)
 
+    def buffered(self, data: bytes) -> None:
+        """Through ``transport.write`` (sent on the reactor's next turn), but behind
+        anything a cork holds for this connection: never ahead of earlier writes."""
+        if self._held:
+            self._held.append(data)
+        else:
+            self._transport.write(data)
+
     def flush(self) -> None:
         """Send what a cork held back (one ``send`` for all of it)."""
         held = self._held

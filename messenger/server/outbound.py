@@ -82,7 +82,7 @@ class Outbound:
     def __init__(self, transport: Any, limit: int, gate: ReadGate,
                  on_overflow: Callable[[int], None]) -> None:
         self._write = direct_writer(transport)
-        self._buffered = transport.write
+        self._buffered = getattr(self._write, "buffered", transport.write)
         self.limit = limit
         self.paused = False
         self.queued = 0          # bytes written while the transport held us back

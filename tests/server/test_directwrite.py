@@ -94,6 +94,17 @@ class DirectWriteTests(unittest.TestCase):
         data = await pair.received_eventually(len(b"first,second"))
         self.assertEqual(data, b"first,second")
 
+    async def test_buffered_write_stays_behind_held_bytes(self) -> None:
+        """A buffered write (handshake frames) under the cork queues behind what the
+        cork holds for the connection instead of overtaking it."""
+        pair = await self._pair()
+        write = direct_writer(pair.transport)
+        with CORK:
+            write(b"held,")
+            write.buffered(b"after")
+        data = await pair.received_eventually(len(b"held,after"))
+        self.assertEqual(data, b"held,after")
+
     async def test_what_the_kernel_does_not_take_is_buffered(self) -> None:
         """A write larger than the socket takes at once: the rest goes through Twisted,
         and all of it arrives in order."""
