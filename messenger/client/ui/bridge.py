@@ -16,7 +16,7 @@ from typing import Any
 from PyQt5.QtCore import QObject, pyqtSignal
 
 KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-         "notice", "call", "server_key")
+         "notice", "call", "server_key", "group", "unread")
 
 
 class ClientBridge(QObject):
@@ -31,6 +31,8 @@ class ClientBridge(QObject):
     notice = pyqtSignal(object)           # Notice
     call = pyqtSignal(object)             # CallEvent
     server_key = pyqtSignal(object)       # ServerKeyEvent
+    group = pyqtSignal(object)            # GroupCreated, GroupUpdated, ... (groupevents)
+    unread = pyqtSignal(object)           # UnreadCounts (after every login)
 
     def __init__(self, client: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -6,6 +6,13 @@ notified like any other. It owns the chat list model and the account's `ChatStat
 decides what is unread (a message is read at once only in the chat the user is looking
 at: ``reading``), groups notifications per chat, keeps the service messages, and saves
 the state a second after each change. The main window shows what it holds.
+
+Unread counts and read positions are the server's: its counts after each login
+(``unread``) replace the remembered ones, and what the user reads is sent back as read
+markers (`read_markers`). Between the login and the counts, what the sync brings is
+counted provisionally and its notifications held; once the counts are known, messages
+that came by sync are not counted again (the server's counts include them), live ones
+are. Groups are kept up to date by `group_tracking`.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from PyQt5.QtCore import QObject, pyqtSignal
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from messenger.client.events import ConnectionState
+from messenger.client.events import ConnectionState, State
 from messenger.client.ui.chat_list import ChatListModel
 from messenger.client.ui.chat_state import (
     FEED,
@@ -26,13 +33,17 @@ from messenger.client.ui.chat_state import (
     ChatRecord,
     ChatState,
     ChatStateFile,
+    group_key,
     person_key,
 )
+from messenger.client.ui.group_tracking import GroupTrackingMixin
 from messenger.client.ui.messages import explain
 from messenger.client.ui.notify import NotificationBatcher, Notifier
+from messenger.client.ui.read_markers import ReadMarkers
 
 SAVE_DELAY = 1.0
 PREVIEW_FETCHES = 40          # chats whose last message is asked for after a login
+COUNTS_GRACE = 5.0            # seconds online without the server's counts: notify anyway
 
 
 @dataclass
@@ -42,11 +53,13 @@ class NoticeItem:
     important: bool
 
 
-class Conversations(QObject):
+class Conversations(GroupTrackingMixin, QObject):
     unread_changed = pyqtSignal(int)          # the total (muted chats left out)
     notice_added = pyqtSignal(object)         # NoticeItem
     contacts_failed = pyqtSignal(str)         # a sentence
     blocks_changed = pyqtSignal()             # the blocked list was read again
+    group_changed = pyqtSignal(str)           # a group's key: its meta changed
+    group_event = pyqtSignal(object)          # a group record, after the state took it
 
     log = Logger()
 
@@ -67,6 +80,9 @@ class Conversations(QObject):
         self.notices_record = ChatRecord()    # of this session only (notices are not kept)
         self.blocked: set[str] = set()
         self.batcher = NotificationBatcher(notifier, reactor)
+        self.markers = ReadMarkers(client, reactor)
+        self.counts_known = False             # the server's counts of this login came
+        self._grace_call: Any = None
         self._save_call: Any = None
         self._was_logged_in = False
         self._connections = [(bridge.account, self.on_account), (bridge.state, self.on_state),
@@ -75,7 +91,9 @@ class Conversations(QObject):
                              (bridge.presence, self.on_presence),
                              (bridge.broadcast, self.on_broadcast),
                              (bridge.notice, self.on_notice),
-                             (bridge.server_key, self.on_server_key)]
+                             (bridge.server_key, self.on_server_key),
+                             (bridge.unread, self.on_unread),
+                             (bridge.group, self.on_group)]
         for signal, slot in self._connections:
             signal.connect(slot)
 
@@ -97,11 +115,52 @@ class Conversations(QObject):
     def on_state(self, state: ConnectionState) -> None:
         self.model.set_connected(state.logged_in)
         if state.logged_in and not self._was_logged_in:
+            self.counts_known = False
+            self.batcher.hold()
             self.reload()
+            self.markers.resend()
+        if state.name == State.ONLINE and not self.counts_known and self._grace_call is None:
+            self._grace_call = self.reactor.callLater(COUNTS_GRACE, self._no_counts)
         self._was_logged_in = state.logged_in
 
+    def _no_counts(self) -> None:
+        """Online for a while and the server's counts did not come (refused): what was
+        counted here stands, and is announced."""
+        self._grace_call = None
+        self.batcher.release()
+
+    def on_unread(self, counts: Any) -> None:
+        """The server's unread counts of this login: they replace what was counted
+        here, except where this computer has read further (its markers are sent)."""
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
+        self._grace_call = None
+        listed = {person_key(name): (unread, 0, read_up_to)
+                  for name, (unread, read_up_to) in counts.direct.items()}
+        listed.update({group_key(group_id): (g.unread, g.mentions, g.read_up_to)
+                       for group_id, g in counts.groups.items()})
+        keep = {key for key in self.model.keys() if self.markers.pending(key)}
+        for key in self.state.apply_server_counts(listed, keep):
+            self.markers.want(key, self.state.record(key).last_read)
+        for name in counts.direct:
+            self.model.person(name)
+        self.counts_known = True
+        for key in self.model.keys():
+            self.model.touched(key)
+        if self.reading is not None:
+            self.read(self.reading)
+        self.batcher.release(self._announced_count)
+        self._unread_changed()
+        self._save_soon()
+
+    def _announced_count(self, key: str) -> int:
+        """How many unread messages a held notification announces (muted: mentions)."""
+        record = self.state.record(key)
+        return record.mentions if record.muted else record.unread
+
     def reload(self) -> None:
-        """After each login: contacts with presence, the blocked list, then previews."""
+        """After each login: contacts with presence, the blocked list, the groups, then
+        previews."""
         d = self.client.get_contacts()
         d.addCallback(lambda reply: self.model.set_contacts(reply.get("alert") or []))
         d.addCallbacks(lambda _: self._fetch_previews(),
@@ -109,6 +168,7 @@ class Conversations(QObject):
                            "Your contacts could not be loaded: "
                            + explain(failure, self.address)))
         self.load_blocked()
+        self.load_groups()
 
     def load_blocked(self) -> defer.Deferred[Any]:
         d = self.client.get_blocked()
@@ -155,28 +215,44 @@ class Conversations(QObject):
 
     def on_message(self, message: Any) -> None:
         own = message.sender.lower() == self.me.lower()
-        peer = message.recipient if own else message.sender
-        key = person_key(peer)
-        self.model.person(peer)
+        if message.group is not None:
+            key, title = group_key(message.group), self.ensure_group(message.group).name
+        else:
+            peer = message.recipient if own else message.sender
+            key, title = person_key(peer), peer
+            self.model.person(peer)
+        mention = message.group is not None and message.mentions_of(self.me)
         if own:
             self.state.outgoing(key, message.msg_id, message.time, message.sender,
                                 message.text)
             counted = False
         else:
-            counted = self.state.incoming(key, message.msg_id, message.time, message.sender,
-                                          message.text, reading=self.reading == key)
+            counted = self.state.incoming(
+                key, message.msg_id, message.time, message.sender, message.text,
+                reading=self.reading == key, mention=mention,
+                count=not (message.from_sync and self.counts_known))
+        if self.reading == key:
+            self.markers.want(key, self.state.record(key).last_read)
         self.model.touched(key)
         if counted:
             self._unread_changed()
-            if not self.state.record(key).muted:
-                self.batcher.add(key, peer, message.text)
+            if mention:
+                self.batcher.add(key, title, f"{message.sender} mentioned you:"
+                                             f" {message.text}")
+            elif not self.state.record(key).muted:
+                self.batcher.add(key, title, message.text if message.group is None
+                                 else f"{message.sender}: {message.text}")
         self._save_soon()
 
     def on_message_status(self, outgoing: Any) -> None:
         if outgoing.status != "acked" or outgoing.msg_id is None:
             return
-        key = person_key(outgoing.to)
-        self.model.person(outgoing.to)
+        if getattr(outgoing, "group", None) is not None:
+            key = group_key(outgoing.group)
+            self.ensure_group(outgoing.group)
+        else:
+            key = person_key(outgoing.to)
+            self.model.person(outgoing.to)
         self.state.outgoing(key, int(outgoing.msg_id), float(outgoing.time or time.time()),
                             self.me, outgoing.text)
         self.model.touched(key)
@@ -241,9 +317,13 @@ class Conversations(QObject):
     # == what the user does ================================================================
 
     def read(self, key: str) -> None:
-        """The user looks at this chat: it is read up to its end."""
+        """The user looks at this chat: it is read up to its end (and the server is
+        told, for a conversation)."""
         self.batcher.drop(key)
-        if self.state.read(key):
+        changed = self.state.read(key)
+        if key.startswith(("@", "#")):
+            self.markers.want(key, self.state.record(key).last_read)
+        if changed:
             self.model.touched(key)
             self._unread_changed()
             self._save_soon()
@@ -292,6 +372,10 @@ class Conversations(QObject):
         d.addErrback(lambda failure: self.log.failure("Cannot save the chat list", failure))
         return d
 
+    def flush_markers(self) -> defer.Deferred[Any]:
+        """Send the read markers waiting for their interval (before the client stops)."""
+        return self.markers.flush()
+
     def close(self) -> defer.Deferred[Any]:
         """Stop listening, drop pending notifications, write the state."""
         for signal, slot in self._connections:
@@ -301,4 +385,7 @@ class Conversations(QObject):
                 pass
         self._connections = []
         self.batcher.cancel()
+        self.markers.cancel()
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
         return self.save()
