@@ -190,6 +190,9 @@ class ChatListModel(QAbstractListModel):
     def groups(self) -> list[ChatItem]:
         return [item for item in self._items if item.kind == GROUP]
 
+    def items(self) -> list[ChatItem]:
+        return list(self._items)
+
     def remove(self, key: str) -> None:
         row = self.row_of(key)
         if row is not None:

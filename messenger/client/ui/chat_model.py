@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ ACKED = "acked"
 FAILED = "failed"
 
 _order = itertools.count()
+MENTION = re.compile(r"@([\w.\-]+)")
 
 
 @dataclass
@@ -35,6 +37,8 @@ class ChatEntry:
     request_id: str | None = None    # own messages: the outbox's id
     error: str = ""
     seq: int = 0                     # order among pending entries
+    mentions: tuple[str, ...] = ()   # group messages: members written as @name
+    mentioned: bool = False          # ... the user among them (highlighted)
     _links: list[tuple[int, int, str]] | None = field(default=None, repr=False,
                                                       compare=False)
 
@@ -44,6 +48,19 @@ class ChatEntry:
         if self._links is None:
             self._links = find_links(self.text)
         return self._links
+
+    @property
+    def mention_spans(self) -> list[tuple[int, int]]:
+        """(start, end) of each ``@name`` in the text that names a mentioned member."""
+        if not self.mentions:
+            return []
+        names = {name.lower() for name in self.mentions}
+        spans = []
+        for match in MENTION.finditer(self.text):
+            name = match.group(1).rstrip(".-_")     # "@ann." ends a sentence
+            if name.lower() in names:
+                spans.append((match.start(), match.start() + 1 + len(name)))
+        return spans
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -63,6 +80,7 @@ class ChatModel(QAbstractListModel):
         self.unread_after: int | None = None   # entries received after this id are new
         self.divider_row: int | None = None    # the first of them ("Unread messages")
         self.beginning = ""                    # said above the first message, at the top
+        self.show_senders = False              # a group: each other's name on its bubble
 
     # -- Qt -------------------------------------------------------------------------------
 
@@ -132,12 +150,17 @@ class ChatModel(QAbstractListModel):
 
     # -- changes --------------------------------------------------------------------------
 
-    def add_stored(self, msg_id: int, time: float, sender: str, text: str) -> bool:
-        """A stored message (history page or live); False if it is here already."""
+    def add_stored(self, msg_id: int, time: float, sender: str, text: str,
+                   mentions: tuple[str, ...] = ()) -> bool:
+        """A stored message (history page or live); False if it is here already.
+        ``mentions``: of a group message (the user's own name among them highlights it)."""
         if msg_id in self._msg_ids:
             return False
         own = sender.lower() == self.me.lower()
-        self._insert(ChatEntry(msg_id, time, sender, text, own, ACKED if own else RECEIVED))
+        me = self.me.lower()
+        self._insert(ChatEntry(msg_id, time, sender, text, own, ACKED if own else RECEIVED,
+                               mentions=mentions,
+                               mentioned=not own and any(n.lower() == me for n in mentions)))
         return True
 
     def add_history(self, messages: list[dict[str, Any]]) -> int:
@@ -145,8 +168,12 @@ class ChatModel(QAbstractListModel):
         added = 0
         for message in messages:
             try:
+                mentions = message.get("mentions")
+                mentions = tuple(str(name) for name in mentions) \
+                    if isinstance(mentions, list) else ()
                 added += self.add_stored(int(message["msg_id"]), float(message["time"]),
-                                         str(message["from"]), str(message["message"]))
+                                         str(message["from"]), str(message["message"]),
+                                         mentions)
             except (KeyError, TypeError, ValueError):
                 continue
         return added

@@ -167,7 +167,9 @@ class ChatState:
     def incoming(self, key: str, msg_id: int, time: float, sender: str, text: str,
                  reading: bool, mention: bool = False, count: bool = True) -> bool:
         """A message to us; True when it is new and unread (worth a notification).
-        ``count`` False: the server's counts include it already (shown, not counted)."""
+        ``count`` False: the server's counts include it already (a synced message after
+        the counts came): not counted again, but announced when the server counted
+        something unread in this chat (it is one of those)."""
         record = self.record(key)
         self._preview(record, msg_id, time, sender, text)
         if msg_id <= self.seen:
@@ -177,7 +179,7 @@ class ChatState:
             record.last_read = max(record.last_read, msg_id)
             return False
         if not count:
-            return False
+            return record.unread > 0
         record.unread += 1
         record.mentions += mention
         return True

@@ -163,7 +163,7 @@ class ConversationPane(QWidget):
         """A live (or synced) message of this conversation; True if it is new here."""
         at_bottom = self._at_bottom()
         added = self.model.add_stored(message.msg_id, message.time, message.sender,
-                                      message.text)
+                                      message.text, tuple(getattr(message, "mentions", ())))
         if added and at_bottom:
             self.scroll_to_bottom()
         return added
@@ -178,7 +178,7 @@ class ConversationPane(QWidget):
         if not text:
             return
         try:
-            outgoing = self.client.queue_message(self.peer, text)
+            outgoing = self.queue(text)
         except MessageTooLong as error:
             self.banner.show_error(f"This message is too long ({error.size} bytes; at most"
                                    f" {error.limit}). Split it into several.")
@@ -191,6 +191,14 @@ class ConversationPane(QWidget):
         self.model.add_outgoing(outgoing)
         self.compose.clear()
         self.scroll_to_bottom()
+
+    def queue(self, text: str) -> Any:
+        """Hand a message to the client core's outbox (a group pane sends to its group)."""
+        return self.client.queue_message(self.peer, text)
+
+    def fetch_page(self, before: int | None) -> Any:
+        """The page of history before ``before`` (a group pane asks for its group's)."""
+        return self.client.history(self.peer, before=before, limit=PAGE)
 
     def quote(self, entry: Any) -> None:
         """Reply: the message quoted at the top of the composer."""
@@ -212,7 +220,7 @@ class ConversationPane(QWidget):
         self.loading = True
         self.header.spinner.start()
         self._note("Loading earlier messages…")
-        d = self.client.history(self.peer, before=self.model.first_msg_id(), limit=PAGE)
+        d = self.fetch_page(self.model.first_msg_id())
         d.addCallbacks(self._page_loaded, self._page_failed)
 
     @if_alive
@@ -243,12 +251,17 @@ class ConversationPane(QWidget):
     def _update_note(self) -> None:
         if self.loading:
             return
-        beginning = f"This is the beginning of your conversation with {self.peer}."
+        beginning, empty = self.beginning_words()
         self.model.set_beginning(beginning if self.loaded_once and not self.more else "")
         if self.loaded_once and not self.more and not self.model.rowCount():
-            self._note(f"No messages with {self.peer} yet. Say hello!")
+            self._note(empty)
         else:
             self._note("")
+
+    def beginning_words(self) -> tuple[str, str]:
+        """Above the first message, and over an empty conversation."""
+        return (f"This is the beginning of your conversation with {self.peer}.",
+                f"No messages with {self.peer} yet. Say hello!")
 
     @property
     def beginning_shown(self) -> str:

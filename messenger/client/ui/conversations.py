@@ -82,6 +82,8 @@ class Conversations(GroupTrackingMixin, QObject):
         self.batcher = NotificationBatcher(notifier, reactor)
         self.markers = ReadMarkers(client, reactor)
         self.counts_known = False             # the server's counts of this login came
+        self._ahead: set[str] = set()         # chats counted here: read further than the
+                                              # server knew when it counted
         self._grace_call: Any = None
         self._save_call: Any = None
         self._was_logged_in = False
@@ -107,6 +109,8 @@ class Conversations(GroupTrackingMixin, QObject):
         if account.account_name.lower() != self.me.lower():
             self.me = account.account_name
             self.batcher.cancel()
+            if not self.counts_known:
+                self.batcher.hold()          # until this login's counts come
             state = self.state_file.state_for(self.address, self.me)
             state.chats[NOTICES] = self.notices_record
             self.model.load(state)
@@ -116,6 +120,7 @@ class Conversations(GroupTrackingMixin, QObject):
         self.model.set_connected(state.logged_in)
         if state.logged_in and not self._was_logged_in:
             self.counts_known = False
+            self._ahead = set()
             self.batcher.hold()
             self.reload()
             self.markers.resend()
@@ -140,7 +145,8 @@ class Conversations(GroupTrackingMixin, QObject):
         listed.update({group_key(group_id): (g.unread, g.mentions, g.read_up_to)
                        for group_id, g in counts.groups.items()})
         keep = {key for key in self.model.keys() if self.markers.pending(key)}
-        for key in self.state.apply_server_counts(listed, keep):
+        self._ahead = set(self.state.apply_server_counts(listed, keep)) | keep
+        for key in self._ahead:
             self.markers.want(key, self.state.record(key).last_read)
         for name in counts.direct:
             self.model.person(name)
@@ -230,7 +236,8 @@ class Conversations(GroupTrackingMixin, QObject):
             counted = self.state.incoming(
                 key, message.msg_id, message.time, message.sender, message.text,
                 reading=self.reading == key, mention=mention,
-                count=not (message.from_sync and self.counts_known))
+                count=not (message.from_sync and self.counts_known
+                           and key not in self._ahead))
         if self.reading == key:
             self.markers.want(key, self.state.record(key).last_read)
         self.model.touched(key)

@@ -36,6 +36,7 @@ class GroupTrackingMixin:
     model: Any
     me: str
     log: Any
+    batcher: Any
     group_changed: Any
     group_event: Any
 
@@ -93,6 +94,7 @@ class GroupTrackingMixin:
             except (KeyError, TypeError, ValueError):
                 pass
         self.model.group(meta)
+        self.batcher.retitle(key, meta.name)
         self.group_changed.emit(key)
         return key
 
@@ -184,6 +186,7 @@ class GroupTrackingMixin:
 
     def _group_touched(self, meta: GroupMeta) -> None:
         key = group_key(meta.group_id)
+        self.batcher.retitle(key, meta.name)
         if self.model.item(key) is None:
             self.model.group(meta)
         else:

@@ -143,6 +143,12 @@ class NotificationBatcher:
                 text = f"{burst.count} new messages. The last: {text}"
             self.notifier.notify(burst.title, text)
 
+    def retitle(self, key: str, title: str) -> None:
+        """The chat's name became known (a group first seen in the sync)."""
+        burst = self.pending.get(key)
+        if burst is not None:
+            burst.title = title
+
     def drop(self, key: str) -> None:
         """The chat was read meanwhile: nothing to announce for it."""
         self.pending.pop(key, None)
