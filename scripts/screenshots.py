@@ -226,6 +226,8 @@ def scenario(out: Path, base: Path) -> Any:
         yield shots.take(main, "narrow-chat", 380, 700)
         main.resize(1100, 720)
 
+        yield groups_scene(world, shots)
+
         # -- the search dialog, settings and shortcuts ---------------------------------------
         search = carol.main_window.open_search()
         search.query.setText("a")
@@ -284,6 +286,56 @@ def scenario(out: Path, base: Path) -> Any:
     finally:
         yield world.stop()
     return shots.saved
+
+
+@defer.inlineCallbacks
+def groups_scene(world: World, shots: Shots) -> Any:
+    """Alice, a teacher, makes a discussion group and an announcement channel for her
+    class; bob is mentioned; carol, a student, cannot post in the channel."""
+    alice, bob, carol = (world.desktops[name] for name in ("alice", "bob", "carol"))
+    main = alice.main_window
+    dialog = main.open_new_group()
+    dialog.name.setText("Class 5b")
+    dialog.topic.setText("Maths, spring term")
+    for row in range(dialog.members.count()):
+        if dialog.members.item(row).text() in ("bob", "carol"):
+            dialog.members.item(row).setCheckState(Qt.Checked)
+    yield shots.take(dialog, "group-new", 440, 600)
+    yield dialog.create()
+    group_id = int(main.current_key[1:])
+    reply = yield alice.client.group_create(
+        "Class 5b announcements", members=["bob", "carol", "dave"],
+        topic="Only the teacher posts here", announce_only=True)
+    channel_id = reply["group"]["group_id"]
+    yield alice.client.group_add(group_id, "dave")
+    yield alice.client.send_group_message(channel_id, "Test on Friday: chapters 4 and 5."
+                                          " Bring a calculator 🧮")
+    for sender, text in (
+            (bob, "Has anyone started the homework yet?"),
+            (carol, "Yes, question 3 is tricky 😅"),
+            (alice, "@bob can you collect the worksheets tomorrow morning?"),
+            (bob, "Sure! 👍"),
+            (carol, "Thanks @bob 🙏")):
+        yield sender.client.send_group_message(group_id, text)
+        yield sleep(0.05)
+    yield alice.client.send_group_message(channel_id, "The school trip form is due on"
+                                          " Monday.")
+    yield sleep(0.5)
+    bob_main = bob.main_window
+    bob_main.resize(1100, 720)
+    pane = bob_main.open_key(f"#{group_id}")
+    yield wait_for(lambda: pane.model.rowCount() >= 5, what="the group's history")
+    yield shots.take(bob_main, "group-chat", 1100, 720)
+    carol_main = carol.main_window
+    carol_main.resize(1100, 720)
+    channel = carol_main.open_key(f"#{channel_id}")
+    yield wait_for(lambda: channel.model.rowCount() >= 2, what="the channel's history")
+    yield shots.take(carol_main, "group-channel", 1100, 720)
+    panel = main.open_members(group_id)
+    yield wait_for(lambda: panel.members.count() == 4, what="the members")
+    panel.select("bob")
+    yield shots.take(panel, "group-members", 460, 640)
+    panel.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,11 +157,10 @@ class ChatRowDelegate(QStyledItemDelegate):
             paint_symbol_avatar(painter, rect, style.ACCENT, "⌂")
         elif item.kind == NOTICES_KIND:
             paint_symbol_avatar(painter, rect, "#64748b", "i")
-        elif item.group is not None:
-            colour = style.avatar_colour(item.title).name()
-            glyph = "📢" if item.group.announce_only else style.initials(item.title)
-            paint_symbol_avatar(painter, rect, colour if not item.group.gone
-                                else style.MUTED, glyph)
+        elif item.group is not None and (item.group.announce_only or item.group.gone):
+            paint_symbol_avatar(painter, rect, style.MUTED if item.group.gone else
+                                style.avatar_colour(item.title).name(), "📢"
+                                if item.group.announce_only else style.initials(item.title))
         else:
             style.paint_avatar(painter, rect, item.title, dot)
 

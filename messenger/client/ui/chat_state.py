@@ -207,10 +207,13 @@ class ChatState:
         return ahead
 
     def outgoing(self, key: str, msg_id: int, time: float, sender: str, text: str) -> None:
-        """Our own message, stored: the chat's newest activity, and read up to it."""
+        """Our own message, stored: the chat's newest activity, and read up to it (who
+        writes has read what came before, as in every messenger)."""
         record = self.record(key)
         self._preview(record, msg_id, time, sender, text)
-        record.last_read = max(record.last_read, msg_id)
+        if msg_id > record.last_read:
+            record.last_read = msg_id
+            record.unread = record.mentions = 0
 
     def broadcast(self, broadcast_id: int, time: float, sender: str, text: str,
                   reading: bool, own: bool = False) -> bool:

@@ -40,10 +40,10 @@ from messenger.client.ui.group_tracking import GroupTrackingMixin
 from messenger.client.ui.messages import explain
 from messenger.client.ui.notify import NotificationBatcher, Notifier
 from messenger.client.ui.read_markers import ReadMarkers
+from messenger.client.ui.server_counts import COUNTS_GRACE, ServerCountsMixin
 
 SAVE_DELAY = 1.0
 PREVIEW_FETCHES = 40          # chats whose last message is asked for after a login
-COUNTS_GRACE = 5.0            # seconds online without the server's counts: notify anyway
 
 
 @dataclass
@@ -53,7 +53,7 @@ class NoticeItem:
     important: bool
 
 
-class Conversations(GroupTrackingMixin, QObject):
+class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
     unread_changed = pyqtSignal(int)          # the total (muted chats left out)
     notice_added = pyqtSignal(object)         # NoticeItem
     contacts_failed = pyqtSignal(str)         # a sentence
@@ -128,42 +128,6 @@ class Conversations(GroupTrackingMixin, QObject):
             self._grace_call = self.reactor.callLater(COUNTS_GRACE, self._no_counts)
         self._was_logged_in = state.logged_in
 
-    def _no_counts(self) -> None:
-        """Online for a while and the server's counts did not come (refused): what was
-        counted here stands, and is announced."""
-        self._grace_call = None
-        self.batcher.release()
-
-    def on_unread(self, counts: Any) -> None:
-        """The server's unread counts of this login: they replace what was counted
-        here, except where this computer has read further (its markers are sent)."""
-        if self._grace_call is not None and self._grace_call.active():
-            self._grace_call.cancel()
-        self._grace_call = None
-        listed = {person_key(name): (unread, 0, read_up_to)
-                  for name, (unread, read_up_to) in counts.direct.items()}
-        listed.update({group_key(group_id): (g.unread, g.mentions, g.read_up_to)
-                       for group_id, g in counts.groups.items()})
-        keep = {key for key in self.model.keys() if self.markers.pending(key)}
-        self._ahead = set(self.state.apply_server_counts(listed, keep)) | keep
-        for key in self._ahead:
-            self.markers.want(key, self.state.record(key).last_read)
-        for name in counts.direct:
-            self.model.person(name)
-        self.counts_known = True
-        for key in self.model.keys():
-            self.model.touched(key)
-        if self.reading is not None:
-            self.read(self.reading)
-        self.batcher.release(self._announced_count)
-        self._unread_changed()
-        self._save_soon()
-
-    def _announced_count(self, key: str) -> int:
-        """How many unread messages a held notification announces (muted: mentions)."""
-        record = self.state.record(key)
-        return record.mentions if record.muted else record.unread
-
     def reload(self) -> None:
         """After each login: contacts with presence, the blocked list, the groups, then
         previews."""
@@ -231,6 +195,7 @@ class Conversations(GroupTrackingMixin, QObject):
         if own:
             self.state.outgoing(key, message.msg_id, message.time, message.sender,
                                 message.text)
+            self._unread_changed()
             counted = False
         else:
             counted = self.state.incoming(
@@ -262,7 +227,9 @@ class Conversations(GroupTrackingMixin, QObject):
             self.model.person(outgoing.to)
         self.state.outgoing(key, int(outgoing.msg_id), float(outgoing.time or time.time()),
                             self.me, outgoing.text)
+        self.markers.want(key, self.state.record(key).last_read)
         self.model.touched(key)
+        self._unread_changed()
         self._save_soon()
 
     def on_presence(self, change: Any) -> None:

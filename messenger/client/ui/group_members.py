@@ -82,7 +82,8 @@ class MembersDialog(QDialog):
         self.topic_edit = QLineEdit()
         self.topic_edit.setPlaceholderText("No topic")
         self.topic_edit.setAccessibleName("Topic")
-        self.channel_box = QCheckBox("Announcement channel: only the owner and admins post")
+        self.channel_box = QCheckBox("Announcement channel")
+        self.channel_box.setToolTip("Only the owner and admins post; the members read.")
         self.save_button = QPushButton("Save changes")
         self.save_button.clicked.connect(self.save)
         for widget in (self.name_edit, self.topic_edit, self.channel_box):

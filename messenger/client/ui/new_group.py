@@ -57,10 +57,13 @@ class NewGroupDialog(QDialog):
         self.topic.setPlaceholderText("Topic (optional)")
         self.topic.setAccessibleName("Topic")
         layout.addWidget(self.topic)
-        self.channel = QCheckBox("Announcement channel: only you and the admins post")
-        self.channel.setToolTip("Members read; only the owner and admins write (a teacher's"
-                                " class channel). You can change this later.")
+        self.channel = QCheckBox("Announcement channel")
+        self.channel.setToolTip("You can change this later, in the members panel.")
         layout.addWidget(self.channel)
+        hint = style.named(QLabel("Only you and the admins you choose post; the members"
+                                  " read (a teacher's class channel)."), "muted")
+        hint.setWordWrap(True)
+        layout.addWidget(hint)
         layout.addWidget(style.named(QLabel("Members"), "muted"))
         add_row = QHBoxLayout()
         self.add_name = QLineEdit()

@@ -103,8 +103,8 @@ class ServerCountTests(TestCase):
         self.assertEqual(group.unread, 3)
         self.assertFalse(state.incoming("@bob", 13, 2.0, "bob", "old", reading=False,
                                         count=False))
-        state.read("#7")
-        self.assertEqual((group.unread, group.mentions, group.last_read), (0, 0, 12))
+        state.outgoing("#7", 14, 3.0, "me", "I read it all")
+        self.assertEqual((group.unread, group.mentions, group.last_read), (0, 0, 14))
 
     def test_state_file_keeps_groups(self) -> None:
         state = ChatState()
