@@ -38,6 +38,7 @@ APP = qtreactor.application()
 reactor = qtreactor.install()
 
 from PyQt5.QtCore import Qt  # noqa: E402
+from PyQt5.QtGui import QPainter  # noqa: E402
 from PyQt5.QtWidgets import QWidget  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
@@ -87,6 +88,21 @@ class Shots:
         self.saved.append(path)
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
               f" ({widget.width()}x{widget.height()})")
+
+
+    @defer.inlineCallbacks
+    def take_with_popup(self, widget: QWidget, popup: QWidget, name: str) -> Any:
+        """``widget`` with a popup window (a picker) drawn where it is on screen."""
+        yield sleep(0.4)
+        picture = widget.grab()
+        painter = QPainter(picture)
+        painter.drawPixmap(widget.mapFromGlobal(popup.pos()), popup.grab())
+        painter.end()
+        path = self.out / f"{name}.png"
+        if not picture.save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        self.saved.append(path)
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 class World:
@@ -326,6 +342,13 @@ def groups_scene(world: World, shots: Shots) -> Any:
     pane = bob_main.open_key(f"#{group_id}")
     yield wait_for(lambda: pane.model.rowCount() >= 5, what="the group's history")
     yield shots.take(bob_main, "group-chat", 1100, 720)
+    pane.compose.setPlainText("On my way ")
+    pane.compose.moveCursor(pane.compose.textCursor().End)
+    picker = pane.show_emoji()
+    picker.tabs.setCurrentIndex(1)
+    yield shots.take_with_popup(bob_main, picker, "emoji-picker")
+    picker.close()
+    pane.compose.clear()
     carol_main = carol.main_window
     carol_main.resize(1100, 720)
     channel = carol_main.open_key(f"#{channel_id}")

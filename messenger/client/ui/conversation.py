@@ -24,6 +24,7 @@ from PyQt5.QtWidgets import (
 from messenger.client.errors import MessageTooLong, MessengerError
 from messenger.client.ui import style
 from messenger.client.ui.chat_model import ChatModel
+from messenger.client.ui.emoji import EmojiPicker, insert_emoji
 from messenger.client.ui.header import PaneHeader, icon_button
 from messenger.client.ui.message_view import MessageView
 from messenger.client.ui.messages import explain
@@ -94,6 +95,12 @@ class ConversationPane(QWidget):
         self.compose.setAccessibleName(f"Message to {self.peer}")
         self.compose.submitted.connect(self.send)
         row.addWidget(self.compose, 1)
+        self.emoji_button = style.set_kind(icon_button("🙂", "Emoji"), "emoji")
+        self.emoji_button.setFixedSize(38, 38)
+        self.emoji_button.setFocusPolicy(Qt.NoFocus)
+        self.emoji_button.clicked.connect(self.show_emoji)
+        row.addWidget(self.emoji_button, 0, Qt.AlignBottom)
+        self.emoji_picker: EmojiPicker | None = None
         self.send_button = style.set_kind(QPushButton("Send"), "primary")
         self.send_button.clicked.connect(self.send)
         row.addWidget(self.send_button, 0, Qt.AlignBottom)
@@ -191,6 +198,14 @@ class ConversationPane(QWidget):
         self.model.add_outgoing(outgoing)
         self.compose.clear()
         self.scroll_to_bottom()
+
+    def show_emoji(self) -> EmojiPicker:
+        """The emoji picker, above the composer; a click puts one at the cursor."""
+        if self.emoji_picker is None:
+            self.emoji_picker = EmojiPicker(self)
+            self.emoji_picker.chosen.connect(lambda emoji: insert_emoji(self.compose, emoji))
+        self.emoji_picker.popup_above(self.emoji_button)
+        return self.emoji_picker
 
     def queue(self, text: str) -> Any:
         """Hand a message to the client core's outbox (a group pane sends to its group)."""
