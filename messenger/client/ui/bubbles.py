@@ -3,7 +3,8 @@ selected part of the text; and where a point falls in a bubble's text (for selec
 
 Own messages are on the right in the accent colour, the other side's on the left; the
 time and (for own messages) sending… / ✓ / not sent under the text. In a group each
-other member's bubble starts with its name (in that member's avatar colour); ``@name``
+other member's bubble starts with its name (in that member's avatar colour), its avatar
+beside it; ``@name``
 mentions are bold, and a message that mentions the user is tinted and outlined. Long texts wrap at
 word boundaries, or anywhere in a word longer than the line. The text is laid out with
 one `QTextLayout` per (text, width, font), cached: painting, measuring and hit testing
@@ -39,6 +40,7 @@ DAY_HEIGHT = 36
 DIVIDER_HEIGHT = 30
 BEGINNING_HEIGHT = 40
 RADIUS = 14
+SENDER_AVATAR = 30              # a group member's avatar beside its bubble
 UNREAD_WORDS = "Unread messages"
 
 
@@ -143,7 +145,8 @@ class BubbleDelegate(QStyledItemDelegate):
         top = option.rect.top() + (BEGINNING_HEIGHT if beginning else 0) + \
             (DAY_HEIGHT if show_day else 0) + (DIVIDER_HEIGHT if divider else 0) + GAP
         left = (option.rect.left() + view_width - MARGIN_X - width if entry.own
-                else option.rect.left() + MARGIN_X)
+                else option.rect.left() + MARGIN_X + (SENDER_AVATAR + 8 if sender_height
+                                                      else 0))
         rect = QRectF(left, top, width, height)
         return Bubble(entry, beginning, show_day, divider, layout, rect,
                       QPointF(left + PAD_X, top + PAD_Y + sender_height), text_height,
@@ -208,6 +211,9 @@ class BubbleDelegate(QStyledItemDelegate):
             self._paint_divider(painter, option, small, top)
         text_colour, footer_colour, link_colour = self._paint_shape(painter, bubble)
         if bubble.sender_height:
+            avatar = QRectF(option.rect.left() + MARGIN_X,
+                            bubble.rect.bottom() - SENDER_AVATAR, SENDER_AVATAR, SENDER_AVATAR)
+            style.paint_avatar(painter, avatar, entry.sender)
             painter.setFont(self.sender_font(option))
             painter.setPen(style.avatar_colour(entry.sender))
             painter.drawText(QRectF(bubble.rect.left() + PAD_X, bubble.rect.top() + PAD_Y,

@@ -226,3 +226,62 @@ def wait_for_counts(desktop: Any, condition: Any) -> Any:
         from twisted.internet import reactor, task
         yield task.deferLater(reactor, 0.05, lambda: None)
     raise AssertionError(f"the server's counts stayed {counts}")
+
+
+class OwnerAndAdminTests(GroupTestCase):
+    @defer.inlineCallbacks
+    def test_refusal_shown_owner_handed_over_and_group_deleted(self) -> Any:
+        """Adding a name that does not exist is refused in the panel in the server's
+        words; Make owner (after a question) hands ownership to bob, who can then delete
+        the group from his panel: carol's chat says it was deleted."""
+        group_id = yield self.create_with_dialog("Book club")
+        yield wait_for(lambda: group_item(self.carol, group_id) is not None, what="listed")
+        panel = self.alice.main_window.open_members(group_id)
+        yield wait_for(lambda: panel.members.count() == 3, what="the members")
+        type_into(panel.add_name, "nobody")
+        click(panel.add_button)
+        yield wait_for(lambda: panel.banner.kind == "error", what="the refusal")
+        self.assertIn("nobody", panel.banner.text())
+        panel.select("bob")
+        box = panel.confirm_owner()
+        click(next(button for button in box.buttons()
+                   if box.buttonRole(button) == box.DestructiveRole))
+        yield wait_for(lambda: panel.roles.get("bob") == "owner", what="bob the owner")
+        self.assertEqual(panel.roles["alice"], "admin")
+        self.assertFalse(panel.delete_button.isVisible())
+        self.assertTrue(panel.leave_button.isVisible())
+        yield wait_for(lambda: group_item(self.bob, group_id).group.role == "owner",
+                       what="bob told")
+        carol_pane = self.carol.main_window.open_key(group_key(group_id))
+        bob_panel = self.bob.main_window.open_members(group_id)
+        yield wait_for(lambda: bob_panel.members.count() == 3, what="bob's panel")
+        self.assertTrue(bob_panel.delete_button.isVisible())
+        yield bob_panel.delete()
+        yield wait_for(lambda: group_item(self.carol, group_id).group.gone == "deleted",
+                       what="carol told")
+        self.assertEqual(carol_pane.read_only_label.text(), GONE_LINES["deleted"])
+        self.assertEqual(group_item(self.bob, group_id).group.gone, "deleted")
+
+    @defer.inlineCallbacks
+    def test_server_admin_deletes_a_group_from_the_admin_panel(self) -> Any:
+        """Alice (the server's administrator) lists every group in the admin panel's
+        Groups tab, a group she is not in among them, and deletes it: its members are
+        told, and the audit log has it."""
+        reply = yield self.bob.client.group_create("Secret plans", members=["carol"])
+        group_id = reply["group"]["group_id"]
+        yield wait_for(lambda: group_item(self.carol, group_id) is not None, what="listed")
+        panel = self.alice.main_window.open_admin()
+        panel.tabs.setCurrentIndex(3)
+        yield wait_for(lambda: panel.groups_table.rowCount() == 1, what="the groups")
+        self.assertEqual([panel.groups_table.item(0, c).text() for c in (1, 2, 3)],
+                         ["Secret plans", "bob", "2"])
+        panel.select_group(group_id)
+        self.assertTrue(panel.delete_group_button.isEnabled())
+        yield panel.delete_group(panel.selected_group())
+        yield wait_for(lambda: panel.groups_table.rowCount() == 0, what="gone")
+        yield wait_for(lambda: group_item(self.carol, group_id).group.gone == "deleted",
+                       what="carol told")
+        panel.tabs.setCurrentIndex(2)
+        yield wait_for(lambda: any(panel.audit_table.item(row, 2).text() == "delete group"
+                                   for row in range(panel.audit_table.rowCount())),
+                       what="the audit entry")
