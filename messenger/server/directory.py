@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from messenger.store import users
 from messenger.store.db import Database
+from messenger.wire.errors import NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,10 @@ class Directory:
         d.addBoth(self._read_done, key)
         return waiter
 
+    def require(self, name: str) -> defer.Deferred[UserRef]:
+        """`lookup`, failing with the 404 every action gives for an unknown name."""
+        return self.lookup(name).addCallback(_existing, name)
+
     def _read_done(self, result: Any, key: str) -> None:
         waiters = self._reading.pop(key, [])
         if isinstance(result, Failure):
@@ -71,3 +76,14 @@ class Directory:
         ref = self.remember(result.id, result.name) if result is not None else None
         for waiter in waiters:
             waiter.callback(ref)
+
+
+def no_such_user(name: str) -> NotFound:
+    """The 404 for a name that belongs to no account."""
+    return NotFound(f"no user named '{name}'")
+
+
+def _existing(ref: UserRef | None, name: str) -> UserRef:
+    if ref is None:
+        raise no_such_user(name)
+    return ref

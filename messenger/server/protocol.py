@@ -20,7 +20,6 @@ The phase-3 path (`stringReceived` -> `_on_frame` -> `dispatch` -> `answer` ->
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
 from messenger.server import replies, requests
+from messenger.server.keepalive import KeepaliveMixin
 from messenger.server.metrics import reply_code
 from messenger.server.outbound import Outbound, ReadGate
 from messenger.server.portsniff import is_tls_hello
@@ -48,7 +48,7 @@ LANE_DEPTH = 4                    # crypto jobs queued before reading stops
 _prefix = struct.Struct(">I").pack
 
 
-class ServerProtocol(Int32StringReceiver):
+class ServerProtocol(KeepaliveMixin, Int32StringReceiver):
     log = Logger()
 
     def __init__(self, ctx: ServerContext) -> None:
@@ -390,37 +390,6 @@ class ServerProtocol(Int32StringReceiver):
         self.account = account
         self._enter(State.READY)
         self.ctx.session_started(self)
-
-    def probe(self, now: float) -> None:
-        """Ask the client whether it is still there; any frame from now on says yes."""
-        self.probe_id = os.urandom(16).hex()
-        self.probe_sent = now
-        self.active = False
-        self.push({"action": "probe", "id": self.probe_id, "time": now})
-
-    def on_client_reply(self, reply: dict[str, Any]) -> None:
-        """A reply from the client: the answer to our probe."""
-        if self.probe_id is not None and reply.get("id") == self.probe_id:
-            self.probe_id = None
-
-    def check_alive(self, now: float) -> None:
-        """Called by the sweeper: probe a silent session, drop one that does not answer."""
-        if self.state is not State.READY:
-            return
-        if self.active:
-            # A frame since the last sweep (or since the probe): the client is there.
-            self.active = False
-            self.idle_since = now
-            self.probe_id = None
-            return
-        if self.probe_id is not None:
-            if now - self.probe_sent >= self.ctx.config.probe_timeout:
-                self.log.info("Dropping {account} at {address}: no answer to probe",
-                              account=self.account_name, address=self.address)
-                self._enter(State.CLOSED)
-                self.transport.abortConnection()
-        elif now - self.idle_since >= self.ctx.config.probe_interval:
-            self.probe(now)
 
 
 def _nothing() -> None:

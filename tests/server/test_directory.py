@@ -62,3 +62,15 @@ class DirectoryTests(SynchronousTestCase):
         self.assertEqual(len(failures), 2)
         directory.lookup("bob")
         self.assertEqual(len(db.pending), 2)
+
+    def test_require_fails_with_the_404_for_an_unknown_name(self) -> None:
+        """require() gives the user, or the 404 every action uses for an unknown name."""
+        from messenger.wire.errors import NotFound
+        db = FakeReads()
+        directory = Directory(db)  # type: ignore[arg-type]
+        known, unknown = directory.require("Bob"), directory.require("ghost")
+        db.pending[0][0].callback(row(7, "bob"))
+        db.pending[1][0].callback(None)
+        self.assertEqual(self.successResultOf(known).id, 7)
+        failure = self.failureResultOf(unknown, NotFound)
+        self.assertEqual(failure.value.message, "no user named 'ghost'")

@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet import defer
 
 from messenger.server.blocks import MAX_BLOCKS
+from messenger.server.directory import no_such_user
 from messenger.server.replies import Page
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
@@ -23,10 +24,6 @@ from messenger.wire.errors import BadRequest, Conflict, Forbidden, NotFound
 PAGE = 1000
 
 
-def _no_such_user(name: str) -> NotFound:
-    return NotFound(f"no user named '{name}'")
-
-
 @defer.inlineCallbacks
 def block_user(session: Session, request: dict[str, Any]) -> Any:
     """201 with the blocked user's name; 400 yourself, 403 too many, 404 unknown, 409
@@ -34,9 +31,7 @@ def block_user(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     me = session.account
     name = request["user_id"]
-    target = yield ctx.directory.lookup(name)
-    if target is None:
-        raise _no_such_user(name)
+    target = yield ctx.directory.require(name)
     if target.id == me.id:
         raise BadRequest("you cannot block yourself")
     if ctx.blocks.blocked(me.id, target.id):
@@ -52,7 +47,7 @@ def block_user(session: Session, request: dict[str, Any]) -> Any:
         raise Conflict(f"'{target.name}' is already blocked") from None
     except Missing:
         ctx.directory.forget(target.name)
-        raise _no_such_user(name) from None
+        raise no_such_user(name) from None
     ctx.blocks.added(me.id, target.id)
     return {"response": codes.CREATED, "blocked": {"account_name": target.name}}
 
@@ -63,9 +58,7 @@ def unblock_user(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     me = session.account
     name = request["user_id"]
-    target = yield ctx.directory.lookup(name)
-    if target is None:
-        raise _no_such_user(name)
+    target = yield ctx.directory.require(name)
     removed = yield ctx.db.write(blocks.unblock_txn, me.id, target.id)
     ctx.blocks.removed(me.id, target.id)
     if not removed:

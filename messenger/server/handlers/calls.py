@@ -7,17 +7,18 @@ from typing import Any
 from twisted.internet import defer
 
 from messenger.server.states import LOGGED_IN
-from messenger.wire.errors import BadRequest, NotFound
+from messenger.wire.errors import BadRequest
 
 
 @defer.inlineCallbacks
 def call_dial(session: Any, request: dict[str, Any]) -> Any:
     ctx = session.ctx
-    target = yield ctx.directory.lookup(request["user_id"])
-    if target is None:
-        raise NotFound(f"no user named '{request['user_id']}'")
+    target = yield ctx.directory.require(request["user_id"])
     ctx.blocks.check(target.id, session.account.id, target.name)
-    return ctx.calls.dial(session, target.id, target.name, list(request.get("codecs") or []))
+    # A cluster's call service answers with a Deferred (the call may live on another node).
+    result = yield ctx.calls.dial(session, target.id, target.name,
+                                  list(request.get("codecs") or []))
+    return result
 
 
 def call_hangup(session: Any, request: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet import defer
 
+from messenger.server.directory import no_such_user
 from messenger.server.replies import Page
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
@@ -21,10 +22,6 @@ from messenger.wire.errors import BadRequest, Conflict, Forbidden, NotFound
 
 SEARCH_PAGE = 20
 CONTACTS_PAGE = 5000
-
-
-def _no_such_user(name: str) -> NotFound:
-    return NotFound(f"no user named '{name}'")
 
 
 @defer.inlineCallbacks
@@ -46,9 +43,7 @@ def add_contact(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     me = session.account
     name = request["user_id"]
-    target = yield ctx.directory.lookup(name)
-    if target is None:
-        raise _no_such_user(name)
+    target = yield ctx.directory.require(name)
     if target.id == me.id:
         raise BadRequest("you cannot add yourself as a contact")
     cap = ctx.config.limits.max_contacts
@@ -61,7 +56,7 @@ def add_contact(session: Session, request: dict[str, Any]) -> Any:
         raise Conflict(f"'{target.name}' is already in your contacts") from None
     except Missing:
         ctx.directory.forget(target.name)
-        raise _no_such_user(name) from None
+        raise no_such_user(name) from None
     if target.id not in session.contact_ids:
         session.contact_ids.append(target.id)
     ctx.presence.contact_added(me.id, target.id)
@@ -76,9 +71,7 @@ def del_contact(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     me = session.account
     name = request["user_id"]
-    target = yield ctx.directory.lookup(name)
-    if target is None:
-        raise _no_such_user(name)
+    target = yield ctx.directory.require(name)
     removed = yield ctx.db.write(contacts.delete_txn, me.id, target.id)
     if not removed:
         raise NotFound(f"'{target.name}' is not in your contacts")
