@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from PyQt5.QtCore import Qt
+from PyQt5.QtWidgets import QApplication
 from twisted.internet import defer
 
 from messenger.client.ui.chat_list import GROUP
 from messenger.client.ui.chat_rows import preview_line
 from messenger.client.ui.chat_state import group_key
 from messenger.client.ui.group_pane import CHANNEL_LINE, COMPOSER, GONE_LINES, READ_ONLY
-from tests.client.ui.helpers import DesktopTestCase, click, type_into, wait_for
+from tests.client.ui.helpers import DesktopTestCase, click, clipped, type_into, wait_for
 
 
 def group_item(desktop: Any, group_id: int) -> Any:
@@ -148,7 +149,8 @@ class MembersAndChannelTests(GroupTestCase):
     @defer.inlineCallbacks
     def test_announcement_channel_composer(self) -> Any:
         """In an announcement channel a plain member has no composer but a line saying
-        why; the owner has one; making carol an admin gives her one at once."""
+        why (nothing clipped, 380 px wide too); the owner has one; making carol an admin
+        gives her one at once."""
         group_id = yield self.create_with_dialog("Class 5b news", channel=True)
         yield wait_for(lambda: group_item(self.carol, group_id) is not None, what="listed")
         pane = self.carol.main_window.open_key(group_key(group_id))
@@ -156,6 +158,15 @@ class MembersAndChannelTests(GroupTestCase):
         self.assertEqual(pane.read_only_label.text(), CHANNEL_LINE)
         self.assertFalse(pane.compose.isVisible())
         self.assertIn("announcement channel", pane.header.subtitle.full_text())
+        carol_main = self.carol.main_window
+        carol_main.show()
+        carol_main.resize(380, 640)
+        yield wait_for(lambda: carol_main.narrow and pane.isVisible(), what="narrow")
+        for _ in range(3):                  # the layouts run (the event queue empties)
+            QApplication.processEvents()
+            yield wait_for(lambda: True)
+        self.assertEqual(clipped(carol_main), [])
+        carol_main.resize(1000, 700)
         owner_pane = self.alice.main_window.panes[group_key(group_id)]
         self.assertEqual(owner_pane.bottom.currentIndex(), COMPOSER)
         yield self.alice.client.group_set_role(group_id, "carol", "admin")
