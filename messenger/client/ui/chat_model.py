@@ -178,13 +178,18 @@ class ChatModel(QAbstractListModel):
                 continue
         return added
 
-    def add_outgoing(self, outgoing: Any) -> ChatEntry:
-        """An own message just written (an `OutgoingMessage`), pending."""
+    def add_outgoing(self, outgoing: Any) -> None:
+        """An own message just written, or left in the outbox (an `OutgoingMessage`),
+        pending; once only (a second call updates the first)."""
+        if self._row_of_request(outgoing.request_id) is not None:
+            self.update_outgoing(outgoing)
+            return
+        if outgoing.msg_id is not None and outgoing.msg_id in self._msg_ids:
+            return                           # acknowledged and shown already
         entry = ChatEntry(None, outgoing.created, self.me, outgoing.text, True, PENDING,
                           request_id=outgoing.request_id, seq=next(_order))
         self._insert(entry)
         self.update_outgoing(outgoing)       # it may have been settled already
-        return entry
 
     def update_outgoing(self, outgoing: Any) -> bool:
         """The outbox says an own message changed: acked (gets its ``msg_id`` and moves

@@ -82,6 +82,7 @@ class ConversationPane(QWidget):
         self.view.installEventFilter(self)         # the note follows the view's size
         self.banner = Toast(self.view)
         layout.addWidget(self._bottom())
+        self.show_pending()
 
     def _bottom(self) -> QWidget:
         self.bottom = QStackedWidget()
@@ -175,8 +176,23 @@ class ConversationPane(QWidget):
             self.scroll_to_bottom()
         return added
 
+    def belongs(self, outgoing: Any) -> bool:
+        """Is this own message (an `OutgoingMessage`) one of this conversation's?"""
+        return outgoing.group is None and (outgoing.to or "").lower() == self.peer.lower()
+
+    def show_pending(self) -> None:
+        """The messages of this conversation still in the outbox (written before this
+        pane was opened, or before the program was last closed), shown as pending."""
+        for outgoing in self.client.pending_messages():
+            if self.belongs(outgoing):
+                self.model.add_outgoing(outgoing)
+
     def update_outgoing(self, outgoing: Any) -> None:
-        if self.model.update_outgoing(outgoing) and outgoing.status == "failed":
+        if not self.model.update_outgoing(outgoing):
+            if outgoing.status == "pending" and self.belongs(outgoing):
+                self.model.add_outgoing(outgoing)        # queued elsewhere, or restored
+            return
+        if outgoing.status == "failed":
             self.banner.show_error("A message could not be sent: "
                                    + explain(outgoing.error, self.address))
 

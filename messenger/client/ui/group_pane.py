@@ -98,6 +98,9 @@ class GroupPane(ConversationPane):
 
     # -- the group's messages -------------------------------------------------------------
 
+    def belongs(self, outgoing: Any) -> bool:
+        return outgoing.group == self.group_id
+
     def queue(self, text: str) -> Any:
         return self.client.queue_group_message(self.group_id, text)
 
