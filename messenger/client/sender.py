@@ -50,11 +50,12 @@ class MessageSender:
         self._wakeup: IDelayedCall | None = None
         self.owner: str | None = None       # lowercase account name of the queued messages
 
-    def queue(self, owner: str, to: str | None, text: str,
-              group: int | None = None) -> OutgoingMessage:
+    def queue(self, owner: str, to: str | None, text: str, group: int | None = None,
+              attachment: dict[str, Any] | None = None) -> OutgoingMessage:
         if self.owner is None:
             self.owner = owner.lower()
-        entry = self.outbox.add(to, text, new_request_id(), self._clock.seconds(), group)
+        entry = self.outbox.add(to, text, new_request_id(), self._clock.seconds(), group,
+                                attachment)
         self._observers.emit("message_status", entry)
         self.pump()
         return entry
@@ -72,8 +73,11 @@ class MessageSender:
             return
         now = self._clock.seconds()
         for entry in outbox.due(now):
-            fields = ({"to": entry.to, "message": entry.text} if entry.group is None else
-                      {"group": entry.group, "message": entry.text})
+            fields: dict[str, Any] = ({"to": entry.to, "message": entry.text}
+                                      if entry.group is None else
+                                      {"group": entry.group, "message": entry.text})
+            if entry.attachment is not None:
+                fields["attachment"] = entry.attachment
             d = connection.request("msg", fields, request_id=entry.request_id)
             d.addCallbacks(self._acked, self._refused, callbackArgs=(entry,),
                            errbackArgs=(entry, connection))

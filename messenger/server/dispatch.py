@@ -37,13 +37,16 @@ def _build() -> dict[str, Route]:
         calls,
         contacts,
         conversations,
+        files,
         groups,
         messages,
+        receipts,
+        typing,
     )
     from messenger.wire import jim
     table: dict[str, Route] = {}
     for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls, groups,
-                   conversations):
+                   conversations, files, receipts, typing):
         for action, route in module.ROUTES.items():
             if action in table:
                 raise RuntimeError(f"action {action!r} is routed twice")

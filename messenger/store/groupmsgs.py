@@ -31,8 +31,9 @@ Stored = tuple[int, float, bool, tuple[int, ...], tuple[str, ...]] | str
 NOT_MEMBER = "not a member"
 ANNOUNCE_ONLY = "announce only"
 ID_REUSED = "request id reused"
-# A group message as read back: (id, created, sender name, group id, body, mentions).
-GroupMessageRow = tuple[int, float, str, int, str, str | None]
+# A group message as read back: (id, created, sender name, group id, body, mentions,
+# attachment as JSON text or None).
+GroupMessageRow = tuple[int, float, str, int, str, str | None, str | None]
 # SQLite allows 500 terms in one compound SELECT; windows beyond go in further queries.
 MAX_TERMS = 400
 
@@ -184,8 +185,9 @@ def _existing(txn: Any, item: NewGroupMessage, verdict: str | None) -> Stored:
 
 # -- reading ------------------------------------------------------------------------------
 
-_ROWS = ("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions FROM messages m"
-         " JOIN users s ON s.id = m.sender_id WHERE m.id IN ({}) ORDER BY m.id {}")
+_ROWS = ("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions, m.attachment"
+         " FROM messages m JOIN users s ON s.id = m.sender_id WHERE m.id IN ({})"
+         " ORDER BY m.id {}")
 GROUP_BODY = 4  # the body's column in a GroupMessageRow
 
 
@@ -271,8 +273,8 @@ def history_txn(txn: Any, user_id: int, group_id: int, before: int | None,
 
 def last_txn(txn: Any, group_id: int, low: int) -> GroupMessageRow | None:
     """The group's newest message above ``low`` (the member's window start), if any."""
-    txn.execute("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions"
-                " FROM messages m JOIN users s ON s.id = m.sender_id"
+    txn.execute("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions,"
+                " m.attachment FROM messages m JOIN users s ON s.id = m.sender_id"
                 " WHERE m.group_id = ? AND m.id > ? ORDER BY m.id DESC LIMIT 1",
                 (group_id, low))
     row = txn.fetchone()

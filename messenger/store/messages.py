@@ -26,11 +26,13 @@ NewMessage = tuple[int, int, str, str, float]
 Stored = tuple[int, float, bool] | str
 RECIPIENT_GONE = "recipient gone"
 SENDER_GONE = "sender gone"
-# A stored message as read back: (id, created, sender name, recipient name, body).
-MessageRow = tuple[int, float, str, str, str]
+# A stored message as read back: (id, created, sender name, recipient name, body,
+# attachment as JSON text or None).
+MessageRow = tuple[int, float, str, str, str, str | None]
 # A message in a sync: (id, created, sender name, recipient name or None, group id or
-# None, body, mentions or None): a direct message has a recipient, a group message a group.
-SyncRow = tuple[int, float, str, str | None, int | None, str, str | None]
+# None, body, mentions or None, attachment or None): a direct message has a recipient, a
+# group message a group. Every row type ends with the attachment (`_until_bytes`).
+SyncRow = tuple[int, float, str, str | None, int | None, str, str | None, str | None]
 SYNC_BODY = 5   # the body's column in a SyncRow
 
 
@@ -158,8 +160,8 @@ def sync_txn(txn: Any, user_id: int, since: int, limit: int,
     return _until_bytes(txn, max_bytes, SYNC_BODY)
 
 
-_SYNC_COLUMNS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions"
-                 " FROM messages m JOIN users s ON s.id = m.sender_id")
+_SYNC_COLUMNS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions,"
+                 " m.attachment FROM messages m JOIN users s ON s.id = m.sender_id")
 _SYNC_DIRECT = (_SYNC_COLUMNS + " JOIN users r ON r.id = m.recipient_id"
                 " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?")
 _SYNC_ROWS = (_SYNC_COLUMNS + " LEFT JOIN users r ON r.id = m.recipient_id"
@@ -174,7 +176,7 @@ _SYNC_ROWS = (_SYNC_COLUMNS + " LEFT JOIN users r ON r.id = m.recipient_id"
 # and filter, where its statistics say the conversation is most of the table; either way
 # a page reads about a page: tests/store/test_history_cost.py checks the plans.)
 _HISTORY = (
-    "SELECT m.id, m.created, s.name, r.name, m.body FROM ("
+    "SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM ("
     " SELECT * FROM (SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
     " AND id < ? ORDER BY id DESC LIMIT ?) AS mine"
     " UNION ALL"
@@ -184,7 +186,7 @@ _HISTORY = (
     " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
     " ORDER BY m.id DESC LIMIT ?")
 _HISTORY_SELF = (
-    "SELECT m.id, m.created, s.name, r.name, m.body FROM messages m"
+    "SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
     " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
     " WHERE m.sender_id = ? AND m.recipient_id = ? AND m.id < ?"
     " ORDER BY m.id DESC LIMIT ?")
@@ -209,7 +211,8 @@ def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
 
 
 def _until_bytes(txn: Any, max_bytes: int, body: int = 4) -> list[Any]:
-    """The rows of the query just run, read until their bodies (column ``body``) pass
+    """The rows of the query just run, read until their bodies (column ``body``) and
+    attachments (the last column) pass
     ``max_bytes`` (the row that passes it included; 0: all). A reply cut to ``max_bytes``
     by its encoded size, which is never less than its bodies' length, then says there is
     more; rows past it are never read into memory (SQLite reads them as they are
@@ -224,7 +227,7 @@ def _until_bytes(txn: Any, max_bytes: int, body: int = 4) -> list[Any]:
             break
         for row in batch:
             rows.append(tuple(row))  # type: ignore[arg-type]
-            size += len(row[body])
+            size += len(row[body]) + len(row[-1] or "")   # body and attachment
             if size > max_bytes:
                 break
     return rows

@@ -19,7 +19,9 @@ from messenger.client.cli.options import (
 )
 from messenger.client.errors import (
     ClientError,
+    DownloadCorrupt,
     HmacError,
+    LocalFileError,
     MessageTooLong,
     MessengerError,
     PasswordNeeded,
@@ -44,11 +46,16 @@ def _when(stamp: Any) -> str:
 
 def format_message(message: dict[str, Any]) -> str:
     """``#<id> <time> <from> -> <to>: <text>``; for a group message the target is
-    ``group #<id>``, and ``@`` marks where members are mentioned."""
+    ``group #<id>``, ``@`` marks where members are mentioned, and a file is shown as
+    ``[file <id>: <name>, <size> bytes]``."""
     group = message.get("group")
     to = message.get("to") if group is None else f"group #{group}"
     mentions = message.get("mentions") or ()
     tail = f" [mentions: {', '.join(mentions)}]" if mentions else ""
+    attachment = message.get("attachment")
+    if isinstance(attachment, dict):
+        tail += (f" [file {attachment.get('file_id')}: {attachment.get('name')},"
+                 f" {attachment.get('size')} bytes]")
     return (f"#{message.get('msg_id')} {_when(message.get('time'))}"
             f" {message.get('from')} -> {to}: {message.get('message')}{tail}")
 
@@ -56,10 +63,7 @@ def format_message(message: dict[str, Any]) -> str:
 def format_event(event: Any) -> str | None:
     """One line for a push, or None for kinds tail does not print."""
     if isinstance(event, IncomingMessage):
-        return format_message({"msg_id": event.msg_id, "time": event.time,
-                               "from": event.sender, "to": event.recipient,
-                               "group": event.group, "mentions": event.mentions,
-                               "message": event.text})
+        return format_message(event_json(event))
     if isinstance(event, PresenceChange):
         return f"* {event.account_name} is {event.status}"
     if isinstance(event, Broadcast):
@@ -75,10 +79,15 @@ def format_event(event: Any) -> str | None:
 
 def event_json(event: Any) -> dict[str, Any]:
     if isinstance(event, IncomingMessage):
-        out = {"event": "message", "msg_id": event.msg_id, "time": event.time,
-               "from": event.sender, "to": event.recipient, "message": event.text}
+        out: dict[str, Any] = {"event": "message", "msg_id": event.msg_id,
+                               "time": event.time, "from": event.sender,
+                               "to": event.recipient, "message": event.text}
         if event.group is not None:
             out.update(to=None, group=event.group, mentions=list(event.mentions))
+        if event.attachment is not None:
+            a = event.attachment
+            out["attachment"] = {"file_id": a.file_id, "name": a.name, "size": a.size,
+                                 "mime": a.mime}
         return out
     if isinstance(event, PresenceChange):
         return {"event": "presence", "account_name": event.account_name,
@@ -123,7 +132,7 @@ def explain(error: BaseException) -> tuple[str, int]:
                 " --secret-file)", EXIT_CONNECTION)
     if isinstance(error, PasswordNeeded):
         return (f"{error.message} (run: {PROG} login NAME)", EXIT_LOGIN)
-    if isinstance(error, (MessageTooLong, RequestTooLarge)):
+    if isinstance(error, (MessageTooLong, RequestTooLarge, LocalFileError, DownloadCorrupt)):
         return error.message, EXIT_REFUSED
     if isinstance(error, ClientError):
         return describe(error), EXIT_CONNECTION

@@ -310,12 +310,14 @@ class MessageStream:
 
         def got(rows: list[store_stream.StreamRow]) -> Any:
             session = self.sessions.session
-            for msg_id, created, sender, recipient_id, recipient, body in rows:
+            for msg_id, created, sender, recipient_id, recipient, body, attachment in rows:
                 target = session(recipient_id)
                 if target is not None:
-                    target.push_encoded(jim.encode({
-                        "action": "msg", "msg_id": msg_id, "time": created, "from": sender,
-                        "to": recipient, "message": body}))
+                    message = {"action": "msg", "msg_id": msg_id, "time": created,
+                               "from": sender, "to": recipient, "message": body}
+                    if attachment is not None:
+                        message["attachment"] = jim.decode(attachment.encode("utf-8"))
+                    target.push_encoded(jim.encode(message))
                     self.read_from_db += 1
             if len(rows) == READ_PAGE:
                 self.upto = rows[-1][0]
@@ -334,18 +336,24 @@ class MessageStream:
 def frame_for(row: tuple[Any, ...]) -> bytes:
     """The ``msg`` push of a message read back by `sync_txn`: a direct message
     (id, created, from, to, body) or, with groups, (id, created, from, to or None,
-    group or None, body, mentions)."""
+    group or None, body, mentions, attachment or None)."""
+    attachment = None
     if len(row) == 5:
         msg_id, created, sender, recipient, body = row
         group = mentions = None
     else:
         msg_id, created, sender, recipient, group, body, mentions = row[:7]
+        attachment = row[7] if len(row) > 7 else None
     if group is None:
-        return jim.encode({"action": "msg", "msg_id": msg_id, "time": created,
-                           "from": sender, "to": recipient, "message": body})
-    return jim.encode({"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
-                       "group": group, "message": body,
-                       "mentions": mentions.split() if mentions else []})
+        message = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
+                   "to": recipient, "message": body}
+    else:
+        message = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
+                   "group": group, "message": body,
+                   "mentions": mentions.split() if mentions else []}
+    if attachment is not None:
+        message["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return jim.encode(message)
 
 
 class ChainedGroupCommit(GroupCommit[Any, Any]):

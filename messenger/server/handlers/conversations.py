@@ -61,19 +61,27 @@ def mention_candidates(body: str) -> tuple[str, ...]:
 
 
 def group_message_view(row: groupmsgs.GroupMessageRow) -> dict[str, Any]:
-    msg_id, created, sender, group_id, body, mentions = row
-    return {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
+    msg_id, created, sender, group_id, body, mentions, attachment = row
+    view = {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
             "message": body, "mentions": mentions.split() if mentions else []}
+    if attachment is not None:
+        view["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return view
 
 
 def sync_view(row: SyncRow) -> dict[str, Any]:
-    """A message of a sync: direct (``to``) or group (``group`` and ``mentions``)."""
-    msg_id, created, sender, recipient, group_id, body, mentions = row
+    """A message of a sync: direct (``to``) or group (``group`` and ``mentions``), with
+    its ``attachment`` when it carries a file."""
+    msg_id, created, sender, recipient, group_id, body, mentions, attachment = row
     if group_id is None:
-        return {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
+        view = {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
                 "message": body}
-    return {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
-            "message": body, "mentions": mentions.split() if mentions else []}
+    else:
+        view = {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
+                "message": body, "mentions": mentions.split() if mentions else []}
+    if attachment is not None:
+        view["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return view
 
 
 # -- sending ------------------------------------------------------------------------------
