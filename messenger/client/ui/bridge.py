@@ -16,7 +16,7 @@ from typing import Any
 from PyQt5.QtCore import QObject, pyqtSignal
 
 KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-         "notice", "call", "server_key", "group", "unread")
+         "notice", "call", "server_key", "group", "unread", "receipt", "typing")
 
 
 class ClientBridge(QObject):
@@ -33,6 +33,8 @@ class ClientBridge(QObject):
     server_key = pyqtSignal(object)       # ServerKeyEvent
     group = pyqtSignal(object)            # GroupCreated, GroupUpdated, ... (groupevents)
     unread = pyqtSignal(object)           # UnreadCounts (after every login)
+    receipt = pyqtSignal(object)          # ReceiptUpdate (the ticks of own messages)
+    typing = pyqtSignal(object)           # TypingEvent
 
     def __init__(self, client: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)

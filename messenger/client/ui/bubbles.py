@@ -2,7 +2,8 @@
 selected part of the text; and where a point falls in a bubble's text (for selecting).
 
 Own messages are on the right in the accent colour, the other side's on the left; the
-time and (for own messages) sending… / ✓ / not sent under the text. In a group each
+time and (for own messages) sending… / ✓ stored / ✓✓ delivered / ✓✓ read (in a group
+"read by N") / not sent under the text. In a group each
 other member's bubble starts with its name (in that member's avatar colour), its avatar
 beside it; ``@name``
 mentions are bold, and a message that mentions the user is tinted and outlined. Long texts wrap at
@@ -121,6 +122,10 @@ class BubbleDelegate(QStyledItemDelegate):
             return f"{clock}  sending…"
         if entry.status == FAILED:
             return f"not sent: {entry.error}" if entry.error else "not sent"
+        if entry.receipt == "read":
+            return f"{clock}  ✓✓ read" + (f" by {entry.read_by}" if entry.read_by else "")
+        if entry.receipt == "delivered":
+            return f"{clock}  ✓✓"
         return f"{clock}  ✓"
 
     def bubble(self, option: QStyleOptionViewItem, index: QModelIndex) -> Bubble:

@@ -39,6 +39,8 @@ class ChatEntry:
     seq: int = 0                     # order among pending entries
     mentions: tuple[str, ...] = ()   # group messages: members written as @name
     mentioned: bool = False          # ... the user among them (highlighted)
+    receipt: str = ""                # own, stored: "sent", "delivered" or "read"
+    read_by: int = 0                 # own group messages: how many members read it
     _links: list[tuple[int, int, str]] | None = field(default=None, repr=False,
                                                       compare=False)
 
@@ -211,6 +213,16 @@ class ChatModel(QAbstractListModel):
             entry.error = getattr(error, "message", None) or str(error or "not sent")
             self._changed(row)
         return True
+
+    def apply_receipts(self, status: Any) -> None:
+        """``status(msg_id)`` -> (receipt, read_by) of each own stored message: the
+        ticks follow the others' receipts."""
+        for row, entry in enumerate(self._entries):
+            if entry.own and entry.msg_id is not None and entry.status == ACKED:
+                receipt, read_by = status(entry.msg_id)
+                if (receipt, read_by) != (entry.receipt, entry.read_by):
+                    entry.receipt, entry.read_by = receipt, read_by
+                    self._changed(row)
 
     def _row_of_request(self, request_id: str) -> int | None:
         for row in range(len(self._entries) - 1, -1, -1):

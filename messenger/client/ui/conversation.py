@@ -26,6 +26,7 @@ from messenger.client.ui import style
 from messenger.client.ui.chat_model import ChatModel
 from messenger.client.ui.emoji import EmojiPicker, insert_emoji
 from messenger.client.ui.header import PaneHeader, icon_button
+from messenger.client.ui.live_marks import LiveMarksMixin
 from messenger.client.ui.message_view import MessageView
 from messenger.client.ui.messages import explain
 from messenger.client.ui.widgets import ComposeEdit, Toast, if_alive
@@ -34,7 +35,7 @@ PAGE = 50
 NEAR_TOP = 24                 # pixels from the top that ask for an older page
 
 
-class ConversationPane(QWidget):
+class ConversationPane(LiveMarksMixin, QWidget):
     back_requested = pyqtSignal()
     call_requested = pyqtSignal(str)
     menu_requested = pyqtSignal(str, object)      # peer, the QMenu to fill
@@ -82,6 +83,7 @@ class ConversationPane(QWidget):
         self.view.installEventFilter(self)         # the note follows the view's size
         self.banner = Toast(self.view)
         layout.addWidget(self._bottom())
+        self.init_live_marks()
         self.show_pending()
 
     def _bottom(self) -> QWidget:
@@ -129,7 +131,7 @@ class ConversationPane(QWidget):
             words, live = "not in your contacts", False
         else:
             words, live = style.PRESENCE_WORDS.get(status, status).lower(), status == "online"
-        self.header.set_subtitle(words, highlight=live)
+        self.set_subtitle(words, live)
         self.header.avatar.set_presence(status if online and is_contact and not self.blocked
                                         else None)
         self.call_button.setEnabled(online and is_contact and status != "offline"
@@ -176,6 +178,9 @@ class ConversationPane(QWidget):
             self.scroll_to_bottom()
         return added
 
+    def conversation(self) -> dict[str, Any]:
+        return {"to": self.peer}
+
     def belongs(self, outgoing: Any) -> bool:
         """Is this own message (an `OutgoingMessage`) one of this conversation's?"""
         return outgoing.group is None and (outgoing.to or "").lower() == self.peer.lower()
@@ -192,6 +197,8 @@ class ConversationPane(QWidget):
             if outgoing.status == "pending" and self.belongs(outgoing):
                 self.model.add_outgoing(outgoing)        # queued elsewhere, or restored
             return
+        if outgoing.status == "acked":
+            self.refresh_receipts()
         if outgoing.status == "failed":
             self.banner.show_error("A message could not be sent: "
                                    + explain(outgoing.error, self.address))
@@ -265,6 +272,7 @@ class ConversationPane(QWidget):
             self._anchor = (bar.maximum(), bar.value())
         messages = reply.get("alert") if isinstance(reply.get("alert"), list) else []
         self.model.add_history(messages)
+        self.refresh_receipts()
         self.more = bool(reply.get("more")) and bool(messages)
         self._update_note()
         if first:

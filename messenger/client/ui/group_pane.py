@@ -73,7 +73,7 @@ class GroupPane(ConversationPane):
         words = group_words(meta)
         if meta.topic and not meta.gone:
             words = f"{words} · {' '.join(meta.topic.split())}"
-        self.header.set_subtitle(connection_words or words)
+        self.set_subtitle(connection_words or words)
         self.header.subtitle.setToolTip(meta.topic)
         self.members_button.setEnabled(not meta.gone)
         self.compose.setPlaceholderText(f"Message {meta.name}…")
@@ -97,6 +97,9 @@ class GroupPane(ConversationPane):
             QTimer.singleShot(0, self.compose.setFocus)
 
     # -- the group's messages -------------------------------------------------------------
+
+    def conversation(self) -> dict[str, Any]:
+        return {"group": self.group_id}
 
     def belongs(self, outgoing: Any) -> bool:
         return outgoing.group == self.group_id

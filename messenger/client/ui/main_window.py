@@ -27,11 +27,12 @@ from messenger.client.events import AccountInfo, ConnectionState, State
 from messenger.client.ui import shortcuts, style
 from messenger.client.ui.chat_actions import ChatActionsMixin
 from messenger.client.ui.chat_list import GROUP, PERSON
-from messenger.client.ui.chat_state import FEED, NOTICES, group_key, person_key
+from messenger.client.ui.chat_state import FEED, NOTICES, person_key
 from messenger.client.ui.conversation import ConversationPane
 from messenger.client.ui.feed import FeedPane, NoticesPane
 from messenger.client.ui.group_actions import GroupActionsMixin
 from messenger.client.ui.messages import describe_state, explain, header_status
+from messenger.client.ui.pane_routing import PaneRoutingMixin
 from messenger.client.ui.sidebar import Sidebar
 from messenger.client.ui.widgets import ElidedLabel
 from messenger.client.ui.windows import WindowsMixin
@@ -42,7 +43,8 @@ STATE_COLOURS = {"online": style.PRESENCE_COLOURS["online"], "syncing": "#22c55e
                  "handshaking": "#d97706", "logging_in": "#d97706"}
 
 
-class MainWindow(WindowsMixin, GroupActionsMixin, ChatActionsMixin, QMainWindow):
+class MainWindow(WindowsMixin, GroupActionsMixin, PaneRoutingMixin, ChatActionsMixin,
+                 QMainWindow):
     logout_requested = pyqtSignal()
     settings_requested = pyqtSignal()
     preferences_requested = pyqtSignal()
@@ -107,7 +109,8 @@ class MainWindow(WindowsMixin, GroupActionsMixin, ChatActionsMixin, QMainWindow)
             (conversations.unread_changed, self.update_title),
             (conversations.contacts_failed, lambda text: self.show_status(text, True)),
             (conversations.blocks_changed, self._refresh_chats),
-            (conversations.group_changed, self.refresh_chat)]
+            (conversations.group_changed, self.refresh_chat),
+            (bridge.receipt, self.on_receipt), (bridge.typing, self.on_typing)]
         for signal, slot in self._connections:
             signal.connect(slot)
         if self.account is not None:
@@ -158,20 +161,6 @@ class MainWindow(WindowsMixin, GroupActionsMixin, ChatActionsMixin, QMainWindow)
             if state.reason else "")
 
     # == events from the core ===============================================================
-
-    def on_message(self, message: Any) -> None:
-        own = message.sender.lower() == self.me.lower()
-        key = group_key(message.group) if message.group is not None else \
-            person_key(message.recipient if own else message.sender)
-        pane = self.panes.get(key)
-        if pane is not None:
-            pane.add_incoming(message)
-
-    def on_message_status(self, outgoing: Any) -> None:
-        pane = self.panes.get(group_key(outgoing.group) if outgoing.group is not None
-                              else person_key(outgoing.to))
-        if pane is not None:
-            pane.update_outgoing(outgoing)
 
     def on_presence(self, change: Any) -> None:
         self.refresh_chat(person_key(change.account_name))

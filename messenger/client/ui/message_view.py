@@ -13,7 +13,13 @@ from typing import Any
 
 from PyQt5.QtCore import QEvent, QModelIndex, QPoint, QPointF, Qt, QUrl, pyqtSignal
 from PyQt5.QtGui import QDesktopServices, QGuiApplication, QKeySequence
-from PyQt5.QtWidgets import QAbstractItemView, QListView, QMenu, QStyleOptionViewItem
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QMenu,
+    QStyleOptionViewItem,
+    QToolTip,
+)
 
 from messenger.client.ui.bubbles import BubbleDelegate
 from messenger.client.ui.chat_model import ENTRY_ROLE, ChatEntry
@@ -47,6 +53,7 @@ class MessageView(QListView):
         self.open_links = True                # tests turn the browser off
         self.menu: QMenu | None = None
         self.laying_out = False
+        self.tooltip_for: Any = None          # ChatEntry -> str, or None
 
     def setModel(self, model: Any) -> None:  # noqa: N802
         super().setModel(model)
@@ -244,6 +251,18 @@ class MessageView(QListView):
             event.accept()                  # ours, not a window shortcut's
             return True
         return super().event(event)
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802
+        """A tooltip over a message, when the pane gives one (who read it, in a group)."""
+        if event.type() == QEvent.ToolTip and self.tooltip_for is not None:
+            entry = self._entry(self.indexAt(event.pos()).row())
+            text = self.tooltip_for(entry) if entry is not None else ""
+            if text:
+                QToolTip.showText(event.globalPos(), text, self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().viewportEvent(event)
 
     # -- the context menu -----------------------------------------------------------------
 

@@ -2,7 +2,10 @@
 the user has seen, at most one request per conversation every `INTERVAL` seconds (each
 is a database write on the server; the protocol asks clients to space them).
 
-`ReadMarkers.want(key, up_to)` says "this chat is read up to that message". The first
+`ReadMarkers.want(key, up_to)` says "this chat is read up to that message". Each marker
+also goes to the core's read receipts (the senders' ✓✓ read; the core batches them and
+sends them only if the user lets it): the receipt moves the server's marker too, but
+``mark_read`` is the one whose reply confirms it. The first
 call for a chat is sent at once; later ones within the interval are merged into one,
 sent when it ends. A marker that could not be sent (no connection) is kept and sent
 again after the next login (`resend`); one the server refused (a group the user has
@@ -91,10 +94,11 @@ class ReadMarkers:
         group_id = group_id_of(key)
         self._sent_at[key] = self.reactor.seconds()
         self._in_flight.add(key)
-        if group_id is not None:
-            d = self.client.mark_read(up_to, group_id=group_id)
-        else:
-            d = self.client.mark_read(up_to, with_user=key[1:])
+        where = {"group_id": group_id} if group_id is not None else {"with_user": key[1:]}
+        d = self.client.mark_read(up_to, **where)
+        receipts = getattr(self.client, "receipts", None)
+        if receipts is not None:
+            receipts.read(up_to, **where)       # the others' ticks (batched by the core)
         d.addCallbacks(self._done, self._failed, callbackArgs=(key, up_to),
                        errbackArgs=(key, up_to))
         return d
