@@ -243,6 +243,7 @@ def scenario(out: Path, base: Path) -> Any:
         main.resize(1100, 720)
 
         yield groups_scene(world, shots)
+        yield receipts_scene(world, shots)
 
         # -- the search dialog, settings and shortcuts ---------------------------------------
         search = carol.main_window.open_search()
@@ -359,6 +360,33 @@ def groups_scene(world: World, shots: Shots) -> Any:
     panel.select("bob")
     yield shots.take(panel, "group-members", 460, 640)
     panel.close()
+
+
+@defer.inlineCallbacks
+def receipts_scene(world: World, shots: Shots) -> Any:
+    """Bob writes to carol: the first messages read (✓✓ read), the last one delivered
+    (✓✓), and carol typing; in the class group, "read by N" on alice's message."""
+    bob, carol = world.desktops["bob"], world.desktops["carol"]
+    main = bob.main_window
+    main.resize(1100, 720)
+    pane = main.open_chat("carol")
+    for text in ("Hi Carol, are the minutes of Monday's meeting ready?",
+                 "No rush, Friday is fine."):
+        pane.compose.setPlainText(text)
+        pane.send()
+        yield wait_for(lambda: pane.model.entries()[-1].status == "acked", what="stored")
+    carol_pane = carol.main_window.open_chat("bob")
+    yield wait_for(lambda: carol_pane.model.rowCount() >= 2, what="carol reads")
+    yield wait_for(lambda: pane.model.entries()[-1].receipt == "read", what="read ticks")
+    carol.main_window.go_back()
+    pane.compose.setPlainText("I attached last week's too")
+    pane.send()
+    yield wait_for(lambda: pane.model.entries()[-1].receipt == "delivered",
+                   what="delivered ticks")
+    carol_pane.compose.setPlainText("Almost done, send")
+    yield wait_for(lambda: "typing" in pane.header.subtitle.full_text(), what="typing")
+    yield shots.take(main, "receipts", 1100, 720)
+    carol_pane.compose.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
