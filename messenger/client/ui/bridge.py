@@ -16,7 +16,8 @@ from typing import Any
 from PyQt5.QtCore import QObject, pyqtSignal
 
 KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-         "notice", "call", "server_key", "group", "unread", "receipt", "typing")
+         "notice", "call", "server_key", "group", "unread", "receipt", "typing",
+         "transfer_progress", "transfer_done", "transfer_failed")
 
 
 class ClientBridge(QObject):
@@ -35,6 +36,9 @@ class ClientBridge(QObject):
     unread = pyqtSignal(object)           # UnreadCounts (after every login)
     receipt = pyqtSignal(object)          # ReceiptUpdate (the ticks of own messages)
     typing = pyqtSignal(object)           # TypingEvent
+    transfer_progress = pyqtSignal(object)  # Transfer: an upload or download moved on
+    transfer_done = pyqtSignal(object)    # Transfer, finished
+    transfer_failed = pyqtSignal(object)  # Transfer, given up (its error)
 
     def __init__(self, client: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)

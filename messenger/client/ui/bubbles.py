@@ -33,6 +33,7 @@ from PyQt5.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
 from messenger.client.ui import style
 from messenger.client.ui.chat_model import ENTRY_ROLE, FAILED, PENDING, ChatEntry
+from messenger.client.ui.media import media_size, paint_media
 from messenger.client.ui.messages import format_clock, format_day
 
 PAD_X, PAD_Y = 12, 8            # inside a bubble
@@ -42,6 +43,7 @@ DIVIDER_HEIGHT = 30
 BEGINNING_HEIGHT = 40
 RADIUS = 14
 SENDER_AVATAR = 30              # a group member's avatar beside its bubble
+MEDIA_GAP = 6                   # between an image or file card and the caption
 UNREAD_WORDS = "Unread messages"
 
 
@@ -57,6 +59,7 @@ class Bubble:
     text_height: float
     footer_height: float
     sender_height: float = 0.0   # the sender's name above the text (groups)
+    media: QRectF | None = None  # an image preview or a file card, above the text
 
 
 class BubbleDelegate(QStyledItemDelegate):
@@ -134,6 +137,9 @@ class BubbleDelegate(QStyledItemDelegate):
         view_width = max(200, option.rect.width())
         max_text = int(min(640, view_width * 0.72)) - 2 * PAD_X
         layout, natural, text_height = self.text_layout(entry.text, text_font, max_text)
+        if not entry.text:
+            natural = text_height = 0.0            # a file without a caption
+        media_width, media_height = media_size(entry, max_text)
         footer_width = QFontMetrics(small).horizontalAdvance(self.footer(entry))
         footer_height = QFontMetrics(small).height()
         model = index.model()
@@ -142,8 +148,11 @@ class BubbleDelegate(QStyledItemDelegate):
             metrics = QFontMetrics(self.sender_font(option))
             sender_height = metrics.height() + 2
             sender_width = metrics.horizontalAdvance(entry.sender) + 2
-        width = min(max(natural, footer_width + 2, sender_width), max_text) + 2 * PAD_X
-        height = text_height + footer_height + sender_height + 2 * PAD_Y + 2
+        width = min(max(natural, footer_width + 2, sender_width, media_width),
+                    max_text) + 2 * PAD_X
+        media_gap = MEDIA_GAP if media_height else 0.0
+        height = text_height + footer_height + sender_height + media_height + media_gap + \
+            2 * PAD_Y + 2
         show_day = self.show_day(index)
         divider = getattr(model, "divider_row", None) == index.row()
         beginning = getattr(model, "beginning", "") if index.row() == 0 else ""
@@ -153,9 +162,17 @@ class BubbleDelegate(QStyledItemDelegate):
                 else option.rect.left() + MARGIN_X + (SENDER_AVATAR + 8 if sender_height
                                                       else 0))
         rect = QRectF(left, top, width, height)
+        media = QRectF(left + PAD_X, top + PAD_Y + sender_height, media_width,
+                       media_height) if media_height else None
         return Bubble(entry, beginning, show_day, divider, layout, rect,
-                      QPointF(left + PAD_X, top + PAD_Y + sender_height), text_height,
-                      footer_height, sender_height)
+                      QPointF(left + PAD_X, top + PAD_Y + sender_height + media_height
+                              + media_gap), text_height, footer_height, sender_height, media)
+
+    def media_at(self, option: QStyleOptionViewItem, index: QModelIndex,
+                 point: QPointF) -> bool:
+        """Is ``point`` on the row's image preview or file card?"""
+        media = self.bubble(option, index).media
+        return media is not None and media.contains(point)
 
     @staticmethod
     def sender_font(option: QStyleOptionViewItem) -> QFont:
@@ -224,6 +241,8 @@ class BubbleDelegate(QStyledItemDelegate):
             painter.drawText(QRectF(bubble.rect.left() + PAD_X, bubble.rect.top() + PAD_Y,
                                     bubble.rect.width() - 2 * PAD_X, bubble.sender_height),
                              Qt.AlignLeft | Qt.AlignTop, entry.sender)
+        if bubble.media is not None:
+            paint_media(painter, bubble.media, entry, small, self.parent())
         painter.setPen(text_colour)
         painter.setFont(text_font)
         bubble.layout.draw(painter, bubble.text_origin,

@@ -12,6 +12,7 @@ from typing import Any
 
 from PyQt5.QtCore import QAbstractListModel, QModelIndex, Qt
 
+from messenger.client.events import Attachment
 from messenger.client.ui.links import find_links
 from messenger.client.ui.messages import format_clock
 
@@ -41,6 +42,7 @@ class ChatEntry:
     mentioned: bool = False          # ... the user among them (highlighted)
     receipt: str = ""                # own, stored: "sent", "delivered" or "read"
     read_by: int = 0                 # own group messages: how many members read it
+    attachment: Attachment | None = None   # the file it carries (a card, or a preview)
     _links: list[tuple[int, int, str]] | None = field(default=None, repr=False,
                                                       compare=False)
 
@@ -153,7 +155,8 @@ class ChatModel(QAbstractListModel):
     # -- changes --------------------------------------------------------------------------
 
     def add_stored(self, msg_id: int, time: float, sender: str, text: str,
-                   mentions: tuple[str, ...] = ()) -> bool:
+                   mentions: tuple[str, ...] = (),
+                   attachment: Attachment | None = None) -> bool:
         """A stored message (history page or live); False if it is here already.
         ``mentions``: of a group message (the user's own name among them highlights it)."""
         if msg_id in self._msg_ids:
@@ -161,7 +164,7 @@ class ChatModel(QAbstractListModel):
         own = sender.lower() == self.me.lower()
         me = self.me.lower()
         self._insert(ChatEntry(msg_id, time, sender, text, own, ACKED if own else RECEIVED,
-                               mentions=mentions,
+                               mentions=mentions, attachment=attachment,
                                mentioned=not own and any(n.lower() == me for n in mentions)))
         return True
 
@@ -175,7 +178,8 @@ class ChatModel(QAbstractListModel):
                     if isinstance(mentions, list) else ()
                 added += self.add_stored(int(message["msg_id"]), float(message["time"]),
                                          str(message["from"]), str(message["message"]),
-                                         mentions)
+                                         mentions, Attachment.from_jim(
+                                             message.get("attachment")))
             except (KeyError, TypeError, ValueError):
                 continue
         return added
@@ -189,7 +193,8 @@ class ChatModel(QAbstractListModel):
         if outgoing.msg_id is not None and outgoing.msg_id in self._msg_ids:
             return                           # acknowledged and shown already
         entry = ChatEntry(None, outgoing.created, self.me, outgoing.text, True, PENDING,
-                          request_id=outgoing.request_id, seq=next(_order))
+                          request_id=outgoing.request_id, seq=next(_order),
+                          attachment=own_attachment(getattr(outgoing, "attachment", None)))
         self._insert(entry)
         self.update_outgoing(outgoing)       # it may have been settled already
 
@@ -256,3 +261,13 @@ class ChatModel(QAbstractListModel):
     def _changed(self, row: int) -> None:
         index = self.index(row)
         self.dataChanged.emit(index, index)
+
+
+def own_attachment(fields: Any) -> Attachment | None:
+    """What an own message carries (the outbox keeps the fields the sender sets: the
+    server adds size, type and hash when it stores the message)."""
+    if not isinstance(fields, dict) or type(fields.get("file_id")) is not int:
+        return None
+    complete = {"size": 0, "mime": "image/*" if "width" in fields else "", "sha256": "",
+                **fields}
+    return Attachment.from_jim(complete)

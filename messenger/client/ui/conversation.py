@@ -25,6 +25,7 @@ from messenger.client.errors import MessageTooLong, MessengerError
 from messenger.client.ui import style
 from messenger.client.ui.chat_model import ChatModel
 from messenger.client.ui.emoji import EmojiPicker, insert_emoji
+from messenger.client.ui.file_actions import FileActionsMixin
 from messenger.client.ui.header import PaneHeader, icon_button
 from messenger.client.ui.live_marks import LiveMarksMixin
 from messenger.client.ui.message_view import MessageView
@@ -35,7 +36,7 @@ PAGE = 50
 NEAR_TOP = 24                 # pixels from the top that ask for an older page
 
 
-class ConversationPane(LiveMarksMixin, QWidget):
+class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
     back_requested = pyqtSignal()
     call_requested = pyqtSignal(str)
     menu_requested = pyqtSignal(str, object)      # peer, the QMenu to fill
@@ -83,6 +84,7 @@ class ConversationPane(LiveMarksMixin, QWidget):
         self.view.installEventFilter(self)         # the note follows the view's size
         self.banner = Toast(self.view)
         layout.addWidget(self._bottom())
+        self.init_files(layout, self.composer_row)
         self.init_live_marks()
         self.show_pending()
 
@@ -90,7 +92,7 @@ class ConversationPane(LiveMarksMixin, QWidget):
         self.bottom = QStackedWidget()
         box = style.named(QWidget(), "header")
         box.setAttribute(Qt.WA_StyledBackground, True)
-        row = QHBoxLayout(box)
+        row = self.composer_row = QHBoxLayout(box)
         row.setContentsMargins(10, 8, 10, 10)
         row.setSpacing(8)
         self.compose = ComposeEdit(f"Message {self.peer}…")
@@ -173,7 +175,8 @@ class ConversationPane(LiveMarksMixin, QWidget):
         """A live (or synced) message of this conversation; True if it is new here."""
         at_bottom = self._at_bottom()
         added = self.model.add_stored(message.msg_id, message.time, message.sender,
-                                      message.text, tuple(getattr(message, "mentions", ())))
+                                      message.text, tuple(getattr(message, "mentions", ())),
+                                      getattr(message, "attachment", None))
         if added and at_bottom:
             self.scroll_to_bottom()
         return added
@@ -329,7 +332,8 @@ class ConversationPane(LiveMarksMixin, QWidget):
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802
         if watched is self.view and event.type() == QEvent.Resize:
             self._place_note()
-        return False
+            return False
+        return super().eventFilter(watched, event)      # the composer's paste
 
     def _fill_view(self) -> None:
         """Keep loading while the messages do not fill the pane (no scrolling yet)."""

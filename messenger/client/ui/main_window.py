@@ -110,7 +110,10 @@ class MainWindow(WindowsMixin, GroupActionsMixin, PaneRoutingMixin, ChatActionsM
             (conversations.contacts_failed, lambda text: self.show_status(text, True)),
             (conversations.blocks_changed, self._refresh_chats),
             (conversations.group_changed, self.refresh_chat),
-            (bridge.receipt, self.on_receipt), (bridge.typing, self.on_typing)]
+            (bridge.receipt, self.on_receipt), (bridge.typing, self.on_typing),
+            (bridge.transfer_progress, self.on_transfer),
+            (bridge.transfer_done, self.on_transfer),
+            (bridge.transfer_failed, self.on_transfer)]
         for signal, slot in self._connections:
             signal.connect(slot)
         if self.account is not None:

@@ -30,6 +30,7 @@ WORD = re.compile(r"\w+|\S")
 
 class MessageView(QListView):
     reply_requested = pyqtSignal(object)     # ChatEntry
+    attachment_activated = pyqtSignal(object)  # ChatEntry: its file or image clicked
     link_activated = pyqtSignal(str)
 
     def __init__(self, parent: Any = None) -> None:
@@ -180,6 +181,16 @@ class MessageView(QListView):
         position, inside = self.bubbles.cursor_at(option, index, QPointF(point))
         return (index.row(), position), inside
 
+    def media_at(self, point: QPoint) -> ChatEntry | None:
+        """The message whose image or file card is under ``point``."""
+        index = self.indexAt(point)
+        entry = self._entry(index.row()) if index.isValid() else None
+        if entry is None or entry.attachment is None:
+            return None
+        option = QStyleOptionViewItem(self.viewOptions())
+        option.rect = self.visualRect(index)
+        return entry if self.bubbles.media_at(option, index, QPointF(point)) else None
+
     def link_at(self, point: QPoint) -> str | None:
         end, inside = self.position_at(point)
         if end is None or not inside:
@@ -213,7 +224,7 @@ class MessageView(QListView):
                 self._dragged = self._dragged or end != self._pressed
                 self.select(self.anchor, end)
             return
-        link = self.link_at(event.pos())
+        link = self.link_at(event.pos()) or self.media_at(event.pos())
         _, inside = self.position_at(event.pos())
         self.viewport().setCursor(Qt.PointingHandCursor if link else
                                   Qt.IBeamCursor if inside else Qt.ArrowCursor)
@@ -221,6 +232,10 @@ class MessageView(QListView):
     def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802
         pressed, self._pressed = self._pressed, None
         if event.button() == Qt.LeftButton and pressed is not None and not self._dragged:
+            entry = self.media_at(event.pos())
+            if entry is not None:
+                self.attachment_activated.emit(entry)
+                return
             link = self.link_at(event.pos())
             if link:
                 self.link_activated.emit(link)
@@ -281,6 +296,8 @@ class MessageView(QListView):
         if link:
             menu.addAction("Copy link", lambda: QGuiApplication.clipboard().setText(link))
             menu.addAction("Open link", lambda: self._open(link))
+        if self.menu_extras is not None:
+            self.menu_extras(entry, menu)
         menu.addSeparator()
         reply = menu.addAction("Reply", lambda: self.reply_requested.emit(entry))
         reply.setEnabled(entry.msg_id is not None)

@@ -40,3 +40,8 @@ class PaneRoutingMixin:
                               else person_key(event.sender))
         if pane is not None:
             pane.set_typing(event.sender, event.active)
+
+    def on_transfer(self, transfer: Any) -> None:
+        """An upload or download moved on: the pane that started it shows it."""
+        for pane in self.panes.values():
+            pane.on_transfer(transfer)
