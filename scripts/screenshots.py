@@ -244,6 +244,7 @@ def scenario(out: Path, base: Path) -> Any:
 
         yield groups_scene(world, shots)
         yield receipts_scene(world, shots)
+        yield files_scene(world, shots, base)
 
         # -- the search dialog, settings and shortcuts ---------------------------------------
         search = carol.main_window.open_search()
@@ -387,6 +388,42 @@ def receipts_scene(world: World, shots: Shots) -> Any:
     yield wait_for(lambda: "typing" in pane.header.subtitle.full_text(), what="typing")
     yield shots.take(main, "receipts", 1100, 720)
     carol_pane.compose.clear()
+
+
+def make_picture(path: Path) -> Path:
+    """A small landscape drawn with Pillow (a photo to send)."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (800, 520), (135, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((560, 60, 680, 180), fill=(255, 214, 90))
+    draw.polygon([(0, 520), (230, 220), (470, 520)], fill=(70, 110, 90))
+    draw.polygon([(260, 520), (560, 170), (800, 430), (800, 520)], fill=(50, 90, 75))
+    draw.rectangle((0, 470, 800, 520), fill=(90, 150, 80))
+    image.save(path, "PNG")
+    return path
+
+
+@defer.inlineCallbacks
+def files_scene(world: World, shots: Shots, base: Path) -> Any:
+    """Alice sends bob a photo and a document; bob sees the preview and the card, and a
+    third file on its way shows its progress row."""
+    alice, bob = world.desktops["alice"], world.desktops["bob"]
+    pane = alice.main_window.open_chat("bob")
+    pane.compose.setPlainText("Photos from the hike 🏔️")
+    [photo] = pane.send_files([make_picture(base / "hike.png")])
+    yield photo.when_done()
+    notes = base / "Release notes 1.2.pdf"
+    notes.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 1400)
+    [document] = pane.send_files([notes])
+    yield document.when_done()
+    yield bob.client.send_message("alice", "Wow, great view! Thanks for the notes 🙏")
+    bob_main = bob.main_window
+    bob_pane = bob_main.open_chat("alice")
+    yield wait_for(lambda: any(e.attachment is not None and e.attachment.is_image
+                               and bob_pane.view.thumbnail(e) is not None
+                               for e in bob_pane.model.entries()), what="the preview")
+    yield sleep(0.3)
+    yield shots.take(bob_main, "files", 1100, 720)
 
 
 def main(argv: list[str] | None = None) -> int:

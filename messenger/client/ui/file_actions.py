@@ -22,6 +22,7 @@ from PyQt5.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -84,7 +85,10 @@ class FileActionsMixin:
         self.transfers_box.setContentsMargins(0, 0, 0, 0)
         self.transfers_box.setSpacing(0)
         layout.insertLayout(layout.count() - 1, self.transfers_box)
-        self.attach_button = style.set_kind(QPushButton("📎"), "flat")
+        self.attach_button = style.set_kind(QToolButton(), "emoji")
+        self.attach_button.setText("📎")
+        self.attach_button.setFixedSize(38, 38)
+        self.attach_button.setFocusPolicy(Qt.NoFocus)
         self.attach_button.setToolTip("Send a file or an image (or drop it here, or paste"
                                       " an image)")
         self.attach_button.setAccessibleName("Attach a file")

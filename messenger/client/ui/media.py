@@ -47,6 +47,12 @@ def media_size(entry: Any, max_width: int) -> tuple[float, float]:
     return float(min(CARD_WIDTH, max_width)), float(CARD_HEIGHT)
 
 
+def extension_of(name: str) -> str:
+    """What the file card's icon says: PDF, ZIP, DOCX ("FILE" without a short one)."""
+    stem, dot, extension = name.rpartition(".")
+    return extension.upper() if dot and stem and 0 < len(extension) <= 4 else "FILE"
+
+
 def card_lines(attachment: Any) -> tuple[str, str]:
     """The file card's two lines: the name, then size and type."""
     kind = attachment.mime.split(";")[0] if attachment.mime else ""
@@ -81,8 +87,11 @@ def paint_media(painter: QPainter, rect: QRectF, entry: Any, small: QFont,
     painter.setBrush(QColor(palette.accent))
     painter.drawRoundedRect(icon, 6, 6)
     painter.setPen(QColor("white"))
-    painter.setFont(small)
-    painter.drawText(icon, Qt.AlignCenter, "⭳")
+    label = QFont(small)
+    label.setBold(True)
+    label.setPointSizeF(max(6.0, small.pointSizeF() - 1.5))
+    painter.setFont(label)
+    painter.drawText(icon, Qt.AlignCenter, extension_of(attachment.name))
     name, details = card_lines(attachment)
     text_left = icon.right() + 10
     width = rect.right() - text_left - 6
