@@ -55,6 +55,8 @@ class MessageView(QListView):
         self.menu: QMenu | None = None
         self.laying_out = False
         self.tooltip_for: Any = None          # ChatEntry -> str, or None
+        self.menu_extras: Any = None          # (ChatEntry, QMenu) -> None: more actions
+        self.thumbnail: Any = lambda entry: None   # ChatEntry -> QPixmap (images)
 
     def setModel(self, model: Any) -> None:  # noqa: N802
         super().setModel(model)
