@@ -69,6 +69,16 @@ def _from_json(cls: Any, data: Any) -> Any:
     return record
 
 
+def shown_text(text: str, attachment: Any = None) -> str:
+    """A message as the chat list and notifications tell it: its text, or for a file
+    without a caption the file's name ("📎 notes.pdf")."""
+    if text or attachment is None:
+        return text
+    name = attachment.get("name") if isinstance(attachment, dict) else \
+        getattr(attachment, "name", "")
+    return f"📎 {name}" if name else "📎 a file"
+
+
 def preview_of(text: str) -> str:
     """One line of a message for the chat list."""
     line = " ".join(text.split())

@@ -35,6 +35,7 @@ from messenger.client.ui.chat_state import (
     ChatStateFile,
     group_key,
     person_key,
+    shown_text,
 )
 from messenger.client.ui.group_tracking import GroupTrackingMixin
 from messenger.client.ui.messages import explain
@@ -184,6 +185,7 @@ class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
     # == events ============================================================================
 
     def on_message(self, message: Any) -> None:
+        text = shown_text(message.text, getattr(message, "attachment", None))
         own = message.sender.lower() == self.me.lower()
         if message.group is not None:
             key, title = group_key(message.group), self.ensure_group(message.group).name
@@ -194,12 +196,12 @@ class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
         mention = message.group is not None and message.mentions_of(self.me)
         if own:
             self.state.outgoing(key, message.msg_id, message.time, message.sender,
-                                message.text)
+                                text)
             self._unread_changed()
             counted = False
         else:
             counted = self.state.incoming(
-                key, message.msg_id, message.time, message.sender, message.text,
+                key, message.msg_id, message.time, message.sender, text,
                 reading=self.reading == key, mention=mention,
                 count=not (message.from_sync and self.counts_known
                            and key not in self._ahead))
@@ -210,10 +212,10 @@ class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
             self._unread_changed()
             if mention:
                 self.batcher.add(key, title, f"{message.sender} mentioned you:"
-                                             f" {message.text}")
+                                             f" {text}")
             elif not self.state.record(key).muted:
-                self.batcher.add(key, title, message.text if message.group is None
-                                 else f"{message.sender}: {message.text}")
+                self.batcher.add(key, title, text if message.group is None
+                                 else f"{message.sender}: {text}")
         self._save_soon()
 
     def on_message_status(self, outgoing: Any) -> None:
@@ -226,7 +228,8 @@ class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
             key = person_key(outgoing.to)
             self.model.person(outgoing.to)
         self.state.outgoing(key, int(outgoing.msg_id), float(outgoing.time or time.time()),
-                            self.me, outgoing.text)
+                            self.me, shown_text(outgoing.text,
+                                                getattr(outgoing, "attachment", None)))
         self.markers.want(key, self.state.record(key).last_read)
         self.model.touched(key)
         self._unread_changed()

@@ -87,6 +87,7 @@ class FileTests(FileTestCase):
         yield wait_for(lambda: bob_pane.model.rowCount() == 1, what="the message")
         entry = bob_pane.model.entry(0)
         self.assertFalse(entry.attachment.is_image)
+        self.assertEqual(chat_item(self.bob, "alice").record.preview, "📎 homework.pdf")
         self.assertEqual((entry.attachment.name, entry.attachment.size),
                          ("homework.pdf", document.stat().st_size))
         self.assertIsNone(bob_pane.view.thumbnail(entry))
