@@ -156,3 +156,15 @@ class ArgumentTests(unittest.TestCase):
         import argparse
         for bad in ("10.0.0.1:7777", "example.org:7777", "127.0.0.1", "127.0.0.1:0"):
             self.assertRaises(argparse.ArgumentTypeError, server_address, bad)
+
+    @defer.inlineCallbacks
+    def test_open_loop(self):
+        """With --rate the timed messages are released on a schedule (open loop), after
+        the warm-up, and each still arrives once, in order."""
+        server = yield start_server(self, limits=no_limits())
+        code, result, err = yield run_bench(self, server.tcp_port, "--rate", "400",
+                                            "-M", "40", "--warmup", "5")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(result["ok"], err)
+        self.assertEqual((result["delivered"], result["errors"]), (80, 0))
+        self.assertEqual(result["rate"], 400)
