@@ -23,18 +23,14 @@ column), so that a loss can be placed. Bounded by --seconds and --max-seconds.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import time
 from array import array
 from typing import Any
 
-from messenger.bench.conn import BenchConnection, Launcher, request_id
+from messenger.bench.callmember import PAYLOAD, CallMember
+from messenger.bench.conn import BenchConnection, Launcher
 from messenger.bench.delivery import pct
 from messenger.bench.proc import ServerSample, self_cpu_s, server_figures
-from messenger.wire import media
-
-PAYLOAD = 72          # bytes: one 20 ms Opus frame at 16 kHz (MACHINE-NOTES)
 
 
 def udp_drops(ports: set[int]) -> int:
@@ -52,241 +48,144 @@ def udp_drops(ports: set[int]) -> int:
 
 
 def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> dict[str, Any]:
-    from twisted.internet.protocol import DatagramProtocol
+    """Log in, set up K calls, send audio through the relay; return the run's state."""
+    return RelayRun(args, reactor, secret, client_key).run()
 
-    state: dict[str, Any] = {"phase": "login", "logged_in": 0, "started": 0, "present": 0,
-                             "fail": None, "errors": 0, "error_samples": []}
-    deadline = time.monotonic() + args.max_seconds
-    n_members = 2 * args.calls
-    lat = array("q")
-    now_ns = time.monotonic_ns
 
-    def fail(why: str) -> None:
-        if state["phase"] == "closing":
+class RelayRun:
+    """One run's phases: login, dialling, settle, timed, draining, closing (in
+    ``state["phase"]``; `summarize` reads ``state``)."""
+
+    def __init__(self, args: Any, reactor: Any, secret: bytes, client_key: Any) -> None:
+        self.args, self.reactor = args, reactor
+        self.state: dict[str, Any] = {"phase": "login", "logged_in": 0, "started": 0,
+                                      "present": 0, "fail": None, "errors": 0,
+                                      "error_samples": []}
+        self.deadline = time.monotonic() + args.max_seconds
+        self.lat = array("q")
+        self.members: list[CallMember] = []
+        for i in range(args.calls):
+            a = CallMember(self, f"{args.user_prefix}{args.user_offset + 2 * i + 1}", i, True,
+                           secret, client_key)
+            b = CallMember(self, f"{args.user_prefix}{args.user_offset + 2 * i + 2}", i,
+                           False, secret, client_key)
+            a.partner, b.partner = b, a
+            self.members += [a, b]
+        self.launcher = Launcher(reactor, args.host, args.port, self.members,
+                                 args.connect_concurrency)
+        self._groups: list[list[CallMember]] = []
+        self._tick = 0
+
+    def run(self) -> dict[str, Any]:
+        self.launcher.start()
+        self.reactor.callLater(0.5, self.watchdog)
+        self.reactor.run()
+        state = self.state
+        state["phase"] = "closing"
+        state["sent"] = sum(m.next_seq for m in self.members)
+        state["received"] = sum(m.received for m in self.members)
+        state["lat"] = self.lat
+        for m in self.members:
+            try:
+                if m.udp is not None:
+                    m.udp.stopListening()
+                m.close()
+            except Exception:  # noqa: S110 - closing after the run; nothing left to report
+                pass
+        return state
+
+    def fail(self, why: str) -> None:
+        if self.state["phase"] == "closing":
             return
-        if state["fail"] is None:
-            state["fail"] = why
-        if reactor.running:
-            reactor.stop()
+        if self.state["fail"] is None:
+            self.state["fail"] = why
+        if self.reactor.running:
+            self.reactor.stop()
 
-    def error(what: str) -> None:
-        state["errors"] += 1
-        if len(state["error_samples"]) < 5:
-            state["error_samples"].append(what)
+    def error(self, what: str) -> None:
+        self.state["errors"] += 1
+        if len(self.state["error_samples"]) < 5:
+            self.state["error_samples"].append(what)
 
-    class Media(DatagramProtocol):
-        """One member's UDP socket: HELLO until the peer is present, then AUDIO."""
+    def watchdog(self) -> None:
+        state = self.state
+        if time.monotonic() > self.deadline:
+            self.fail(f"deadline of {self.args.max_seconds}s reached in phase {state['phase']}"
+                      f" (logged in {state['logged_in']}, calls started {state['started']},"
+                      f" peers present {state['present']} of {len(self.members)})")
+        else:
+            self.reactor.callLater(0.5, self.watchdog)
 
-        def __init__(self, member: Member) -> None:
-            self.member = member
-
-        def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
-            m = self.member
-            if data[0] == AUDIO_BYTE:
-                seq = int.from_bytes(data[12:16], "big")
-                peer = m.peer_member
-                if seq >= len(peer.sent_t) or data[1] != peer.index:
-                    error(f"{m.name}: packet seq {seq} from sender {data[1]} not sent")
-                    return
-                if m.seen[seq]:
-                    error(f"{m.name}: packet seq {seq} received twice")
-                    return
-                m.seen[seq] = 1
-                m.received += 1
-                lat.append(now_ns() - peer.sent_t[seq])
-            elif data[0] == HELLO_ACK_BYTE:
-                m.on_hello_ack(data)
-
-    class Member(BenchConnection):
-        """A logged-in account that takes part in one call."""
-
-        def __init__(self, name: str, pair: int, caller: bool) -> None:
-            super().__init__(name, secret, client_key, args.cipher, on_ready=logged_in,
-                             on_fail=lambda c, why: fail(why), login=args.login,
-                             quickack=False)
-            self.pair, self.caller = pair, caller
-            self.partner: Member | None = None
-            self.peer_member: Member | None = None   # same as partner once the call runs
-            self.index = -1
-            self.call_id = b""
-            self.cipher: media.CallCipher | None = None
-            self.relay_token = b""
-            self.relay: tuple[str, int] = ("", 0)
-            self.udp: Any = None
-            self.hello_counter = 0
-            self.peer_present = False
-            self.next_seq = 0
-            self.sent_t = array("q")
-            self.seen = bytearray()
-            self.received = 0
-            self.last_action = ""
-
-        # -- signalling (JIM) ------------------------------------------------------------
-        def request(self, action: str, **fields: Any) -> None:
-            self.last_action = action
-            self.send_jim({"action": action, "id": request_id(), "time": time.time(),
-                           **fields})
-
-        def on_other(self, plaintext: bytes) -> None:
-            message = json.loads(plaintext)
-            action = message.get("action")
-            code = message.get("response")
-            if action == "call_ring":
-                self.request("call_dial", user_id=message["from"])
-            elif action == "call_start":
-                self.start_media(message)
-            elif action == "call_end":
-                if state["phase"] not in ("closing",):
-                    fail(f"{self.name}: call ended: {message.get('reason')}")
-            elif code is not None:
-                added = self.last_action == "add_contact" and code in (201, 409)
-                if added and self.caller and self.index < 0:
-                    # 409: already a contact (a reused server); either way, dial now.
-                    self.request("call_dial", user_id=self.partner.name)
-                elif code >= 400:
-                    fail(f"{self.name}: {self.last_action} refused: {code} {message.get('error')}")
-
-        @property
-        def name(self) -> str:
-            return self.user
-
-        # -- media (UDP) -----------------------------------------------------------------
-        def start_media(self, message: dict[str, Any]) -> None:
-            self.index = message["member"]
-            self.call_id = bytes.fromhex(message["call_id"])
-            self.cipher = media.CallCipher(base64.b64decode(message["key"]))
-            self.relay_token = base64.b64decode(message["token"])
-            host, port = message["relay"]
-            self.relay = (host, port)
-            self.peer_member = self.partner
-            self.udp = reactor.listenUDP(0, Media(self), interface="127.0.0.1")
-            state["started"] += 1
-            self.send_hello()
-
-        def send_hello(self) -> None:
-            if self.peer_present or state["phase"] in ("closing",):
-                return
-            packet = media.encode_hello(self.call_id, self.index, self.hello_counter,
-                                        self.relay_token)
-            self.hello_counter += 1
-            self.udp.write(packet, self.relay)
-            reactor.callLater(0.5, self.send_hello)
-
-        def on_hello_ack(self, data: bytes) -> None:
-            if not media.verify_signed(data, self.relay_token):
-                error(f"{self.name}: HELLO_ACK with a bad tag")
-                return
-            ack = media.parse_hello_ack(data)
-            if ack.peer_present and not self.peer_present:
-                self.peer_present = True
-                state["present"] += 1
-                if state["present"] == n_members:
-                    state["phase"] = "settle"
-                    reactor.callLater(args.settle, start_timed)
-
-        def send_audio(self, t: int) -> None:
-            seq = self.next_seq
-            self.next_seq = seq + 1
-            self.sent_t.append(t)
-            self.udp.write(
-                self.cipher.seal(media.AUDIO, self.index, self.call_id, seq, seq * 320,
-                                 FILLER, 1), self.relay)
-
-    def logged_in(conn: BenchConnection) -> None:
-        launcher.done()
-        state["logged_in"] += 1
-        if state["logged_in"] == n_members:
-            state["phase"] = "dialling"
-            for m in members:
+    def logged_in(self, conn: BenchConnection) -> None:
+        self.launcher.done()
+        self.state["logged_in"] += 1
+        if self.state["logged_in"] == len(self.members):
+            self.state["phase"] = "dialling"
+            for m in self.members:
                 if m.caller:
                     m.request("add_contact", user_id=m.partner.name)
 
-    members: list[Member] = []
-    for i in range(args.calls):
-        a = Member(f"{args.user_prefix}{args.user_offset + 2 * i + 1}", i, True)
-        b = Member(f"{args.user_prefix}{args.user_offset + 2 * i + 2}", i, False)
-        a.partner, b.partner = b, a
-        members += [a, b]
-    launcher = Launcher(reactor, args.host, args.port, members, args.connect_concurrency)
+    def peer_present(self) -> None:
+        """A member's HELLO_ACK said its peer is at the relay; when all are, settle."""
+        self.state["present"] += 1
+        if self.state["present"] == len(self.members):
+            self.state["phase"] = "settle"
+            self.reactor.callLater(self.args.settle, self.start_timed)
 
-    def start_timed() -> None:
+    def start_timed(self) -> None:
+        args, state, members = self.args, self.state, self.members
         state["phase"] = "timed"
-        per_member = args.pps / n_members                # packets/s per member
-        tick_s = args.tick_ms / 1000
-        slots = max(1, round(1 / (per_member * tick_s)))   # ticks between one member's sends
+        per_member = args.pps / len(members)                # packets/s per member
+        self.tick_s = args.tick_ms / 1000
+        slots = max(1, round(1 / (per_member * self.tick_s)))  # ticks between one member's sends
         expected_each = int(args.seconds * per_member) + 2
         for m in members:
             m.seen = bytearray(expected_each + 16)
-        groups = [members[k::slots] for k in range(slots)]
+        self._groups = [members[k::slots] for k in range(slots)]
         state["slots"] = slots
         ports = {m.udp.getHost().port for m in members}
         state["gen_ports"] = ports
         state["drops0"] = (udp_drops({args.udp_port}), udp_drops(ports))
         state["sample0"] = ServerSample(args.server_pid)
         state["gen0"] = self_cpu_s()
-        t0 = time.monotonic()
-        state["t0"] = now_ns()
-        end = t0 + args.seconds
-        tick = {"n": 0}
+        self.t0 = time.monotonic()
+        state["t0"] = time.monotonic_ns()
+        self.end = self.t0 + args.seconds
+        self.send_tick()
 
-        def send_tick() -> None:
-            if state["phase"] != "timed":
-                return
-            now = time.monotonic()
-            if now >= end:
-                stop_sending()
-                return
-            # Catch up missed ticks (a late timer) so the offered rate holds.
-            due = int((now - t0) / tick_s) + 1
-            t = now_ns()
-            while tick["n"] < due:
-                for m in groups[tick["n"] % slots]:
-                    m.send_audio(t)
-                tick["n"] += 1
-            reactor.callLater(max(0.0, t0 + tick["n"] * tick_s - time.monotonic()), send_tick)
+    def send_tick(self) -> None:
+        if self.state["phase"] != "timed":
+            return
+        now = time.monotonic()
+        if now >= self.end:
+            self.stop_sending()
+            return
+        # Catch up missed ticks (a late timer) so the offered rate holds.
+        due = int((now - self.t0) / self.tick_s) + 1
+        t = time.monotonic_ns()
+        groups, slots = self._groups, len(self._groups)
+        while self._tick < due:
+            for m in groups[self._tick % slots]:
+                m.send_audio(t)
+            self._tick += 1
+        self.reactor.callLater(max(0.0, self.t0 + self._tick * self.tick_s - time.monotonic()),
+                               self.send_tick)
 
-        send_tick()
-
-    def stop_sending() -> None:
+    def stop_sending(self) -> None:
+        state = self.state
         state["phase"] = "draining"
-        state["t1"] = now_ns()
-        state["sample1"] = ServerSample(args.server_pid)
+        state["t1"] = time.monotonic_ns()
+        state["sample1"] = ServerSample(self.args.server_pid)
         state["gen1"] = self_cpu_s()
-        reactor.callLater(0.5, finish)
+        self.reactor.callLater(0.5, self.finish)
 
-    def finish() -> None:
-        state["drops1"] = (udp_drops({args.udp_port}), udp_drops(state["gen_ports"]))
+    def finish(self) -> None:
+        state = self.state
+        state["drops1"] = (udp_drops({self.args.udp_port}), udp_drops(state["gen_ports"]))
         state["phase"] = "closing"
-        reactor.stop()
-
-    def watchdog() -> None:
-        if time.monotonic() > deadline:
-            fail(f"deadline of {args.max_seconds}s reached in phase {state['phase']}"
-                 f" (logged in {state['logged_in']}, calls started {state['started']},"
-                 f" peers present {state['present']} of {n_members})")
-        else:
-            reactor.callLater(0.5, watchdog)
-
-    launcher.start()
-    reactor.callLater(0.5, watchdog)
-    reactor.run()
-    state["phase"] = "closing"
-    state["sent"] = sum(m.next_seq for m in members)
-    state["received"] = sum(m.received for m in members)
-    state["lat"] = lat
-    for m in members:
-        try:
-            if m.udp is not None:
-                m.udp.stopListening()
-            m.close()
-        except Exception:  # noqa: S110 - closing after the run; nothing left to report
-            pass
-    return state
+        self.reactor.stop()
 
 
-AUDIO_BYTE = media.type_byte(media.AUDIO)
-HELLO_ACK_BYTE = media.type_byte(media.HELLO_ACK)
-FILLER = bytes(PAYLOAD)
 
 
 def summarize(args: Any, state: dict[str, Any]) -> dict[str, Any]:
