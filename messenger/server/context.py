@@ -68,36 +68,12 @@ class ServerContext:
         self.mailer = mailer
         self.metrics = Metrics()
         self.cluster: Any = None
-        if config.cluster.redis:
-            # Cluster mode (docs/SCALING.md); the embedded default never imports it.
-            from messenger.server.cluster.node import ClusterNode
-            self.cluster = ClusterNode(self, db)
-            self.router: Router = self.cluster.router
-            self.presence: Presence = self.cluster.presence
-        else:
-            self.router = Router(clock)
-            self.presence = Presence(self.router, clock)
-        self.directory = Directory(db)
-        # who refuses whom (msg, call_dial); a cluster keeps every node's set in step
-        self.blocks = (self.cluster.make_blocks(self.db) if self.cluster is not None
-                       else Blocks(self.db))
+        self._routing(db)
         limits = config.limits
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
-        self.messages: GroupCommit[Any, Any] = self.group_commit(
-            db, messages.insert_batch_txn, self.metrics.batch_committed)
-        # Group messages commit apart, so the direct path stays as it was; one writer
-        # orders both, and their callbacks (pushes) follow the id order (in a cluster:
-        # the message stream orders them with everyone's).
-        self.group_messages: GroupCommit[Any, Any] = self.group_commit(
-            db, groupmsgs.MemberCache().insert_batch_txn)
-        self.files = FilesService(config, clock, db, self.db, self.group_commit)
-        # Receipts commit in batches of their own, off the message path (issue 15);
-        # typing is never stored, but needs a group's members (cached).
-        self.receipts: GroupCommit[Any, Any] = GroupCommit(
-            db, receipts.apply_batch_txn, on_result=fire_token)
-        self.typing_members = GroupMembers(self.db, clock)
+        self._writers(db)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))
@@ -124,6 +100,38 @@ class ServerContext:
         self._sweep_pos = 0                 # ... and how far it got
         self._sweep_slice_size = 1
         self._sweep_next: Any = None        # the pending slice (an IDelayedCall)
+
+    def _routing(self, db: Database) -> None:
+        """Who is where: the router and presence (a cluster's over Redis, in cluster mode:
+        docs/SCALING.md; the embedded default never imports it), names, blocks."""
+        if self.config.cluster.redis:
+            from messenger.server.cluster.node import ClusterNode
+            self.cluster = ClusterNode(self, db)
+            self.router: Router = self.cluster.router
+            self.presence: Presence = self.cluster.presence
+        else:
+            self.router = Router(self.clock)
+            self.presence = Presence(self.router, self.clock)
+        self.directory = Directory(db)
+        # who refuses whom (msg, call_dial); a cluster keeps every node's set in step
+        self.blocks = (self.cluster.make_blocks(self.db) if self.cluster is not None
+                       else Blocks(self.db))
+
+    def _writers(self, db: Database) -> None:
+        """The batched writers: direct and group messages, files, receipts."""
+        self.messages: GroupCommit[Any, Any] = self.group_commit(
+            db, messages.insert_batch_txn, self.metrics.batch_committed)
+        # Group messages commit apart, so the direct path stays as it was; one writer
+        # orders both, and their callbacks (pushes) follow the id order (in a cluster:
+        # the message stream orders them with everyone's).
+        self.group_messages: GroupCommit[Any, Any] = self.group_commit(
+            db, groupmsgs.MemberCache().insert_batch_txn)
+        self.files = FilesService(self.config, self.clock, db, self.db, self.group_commit)
+        # Receipts commit in batches of their own, off the message path (issue 15);
+        # typing is never stored, but needs a group's members (cached).
+        self.receipts: GroupCommit[Any, Any] = GroupCommit(
+            db, receipts.apply_batch_txn, on_result=fire_token)
+        self.typing_members = GroupMembers(self.db, self.clock)
 
     def group_commit(self, db: Database, batch_txn: Any,
                      on_batch: Any = None) -> GroupCommit[Any, Any]:
