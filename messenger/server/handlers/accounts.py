@@ -145,6 +145,25 @@ def _revoke_quietly(ctx: Any, token_hash: str) -> None:
     d.addErrback(lambda f: ctx.log.failure("Could not revoke an unused resume token", f))
 
 
+def _logged_in(session: Session, row: users.UserRow, known: Any, now: float) -> Account:
+    """The session is the account's now: online, and a mail when it came from a network
+    the account has not logged in from (``known``: its earlier addresses; None for a new
+    account)."""
+    ctx = session.ctx
+    account = Account(row.id, row.name, row.email, row.is_admin, row.is_premium)
+    session.logged_in(account)
+    ctx.directory.remember(row.id, row.name)
+    ctx.presence.went_online(row.id, row.name, session.contact_ids)
+    if known and not _same_network(session.address, known,
+                                   ctx.config.mail.new_location_prefix,
+                                   ctx.config.mail.new_location_prefix6):
+        session.log.info("Account {account} logged in from a new address {address}",
+                         account=row.name, address=session.address)
+        ctx.notify_mail("new_location", row.email, account_name=row.name, email=row.email,
+                        address=session.address, time=format_time(now))
+    return account
+
+
 @defer.inlineCallbacks
 def _complete_login(session: Session, row: users.UserRow, method: str, remember: bool,
                     code: int = codes.OK, token_hash: str | None = None,
@@ -191,19 +210,9 @@ def _complete_login(session: Session, row: users.UserRow, method: str, remember:
         if new_token_hash is not None:
             _revoke_quietly(ctx, new_token_hash)
         _conflict(session, row.id)
-    account = Account(row.id, row.name, row.email, row.is_admin, row.is_premium)
     session.token_hash = token_hash
     session.contact_ids = [contact_id for contact_id, _ in contact_rows]
-    session.logged_in(account)
-    ctx.directory.remember(row.id, row.name)
-    ctx.presence.went_online(row.id, row.name, session.contact_ids)
-    if known and method != "register" and not _same_network(
-            session.address, known, ctx.config.mail.new_location_prefix,
-            ctx.config.mail.new_location_prefix6):
-        session.log.info("Account {account} logged in from a new address {address}",
-                         account=row.name, address=session.address)
-        ctx.notify_mail("new_location", row.email, account_name=row.name, email=row.email,
-                        address=session.address, time=format_time(now))
+    account = _logged_in(session, row, known if method != "register" else None, now)
     reply: dict[str, Any] = {"response": code, "user": user_info(account),
                              "limits": limits_info(ctx)}
     if token is not None:
