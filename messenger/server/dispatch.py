@@ -37,13 +37,15 @@ def _build() -> dict[str, Route]:
         calls,
         contacts,
         conversations,
+        edits,
         groups,
         messages,
+        search,
     )
     from messenger.wire import jim
     table: dict[str, Route] = {}
     for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls, groups,
-                   conversations):
+                   conversations, edits, search):
         for action, route in module.ROUTES.items():
             if action in table:
                 raise RuntimeError(f"action {action!r} is routed twice")

@@ -54,7 +54,7 @@ _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minu
                  "max-connections-per-network", "max-connections", "logins-per-minute-network",
                  "crypto-ops-per-second", "bad-requests-per-second", "max-contacts",
                  "stored-mib-per-day", "retention-days", "max-group-members",
-                 "max-groups-per-user")
+                 "max-groups-per-user", "edit-window")
 # Options that must be at least 1.
 _AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue")
 
@@ -239,6 +239,8 @@ class Options(usage.Options):
                                            " no quota).", float],
         ["retention-days", None, 0.0, "Delete messages older than this many days (0: keep"
                                       " them).", float],
+        ["edit-window", None, 48.0, "Hours an author may edit or delete a message for"
+                                    " everyone (0: no limit).", float],
         ["requests-per-second", None, 50.0, "Sustained requests per connection.", float],
         ["request-burst", None, 200, "Burst of requests per connection.", int],
         ["lockout-failures", None, 5, "Failed logins that lock an account ...", int],
@@ -391,6 +393,7 @@ class Options(usage.Options):
             max_frame=self["max-frame"],
             max_queued_bytes=self["max-queued-bytes"],
             retention_days=self["retention-days"],
+            edit_window=self["edit-window"] * 3600,
             suites=_suites(self["cipher"]),
             auto_register=bool(self["auto-register"]),
             rsa_bits=self["rsa-bits"],

@@ -192,7 +192,7 @@ def _existing(txn: Any, item: NewGroupMessage, verdict: str | None) -> Stored:
 
 _ROWS = ("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions,"
          f" {replies.EXTRA} FROM messages m"
-         " JOIN users s ON s.id = m.sender_id WHERE m.id IN ({{}}) ORDER BY m.id {{}}")
+         " JOIN users s ON s.id = m.sender_id WHERE m.id IN ({}) ORDER BY m.id {}")
 GROUP_BODY = 4  # the body's column in a GroupMessageRow
 
 

@@ -34,7 +34,7 @@ WORD_RE = re.compile(r"[^\W_]+")
 
 
 class BadQuery(ValueError):
-    """The query cannot be searched for (the text says why)."""
+    """The query cannot be searched for (the text, after "the query", says why)."""
 
 
 def query_words(query: str) -> list[str]:
@@ -43,11 +43,11 @@ def query_words(query: str) -> list[str]:
     words = list(dict.fromkeys(w.casefold() for w in
                                WORD_RE.findall(unicodedata.normalize("NFC", query))))
     if not words:
-        raise BadQuery("the query has no words to search for (letters or digits)")
+        raise BadQuery("has no words to search for (letters or digits)")
     if len(words) > MAX_WORDS:
-        raise BadQuery(f"the query may hold at most {MAX_WORDS} words")
+        raise BadQuery(f"may hold at most {MAX_WORDS} words")
     if any(len(word) > MAX_WORD for word in words):
-        raise BadQuery(f"a word of the query may be at most {MAX_WORD} characters long")
+        raise BadQuery(f"may hold no word longer than {MAX_WORD} characters")
     return words
 
 
@@ -154,6 +154,12 @@ def search_txn(txn: Any, scope: Scope, words: list[str], offset: int,
     txn.execute(_ROWS.format(",".join("?" * len(ids))), tuple(ids))
     by_id = {row[0]: tuple(row) for row in txn.fetchall()}
     return [by_id[msg_id] for msg_id in ids if msg_id in by_id]
+
+
+def find_txn(txn: Any, user_id: int, other_id: int | None, group_id: int | None,
+             words: list[str], offset: int, limit: int) -> list[messages.SyncRow]:
+    """`scope_txn` and `search_txn` in one read."""
+    return search_txn(txn, scope_txn(txn, user_id, other_id, group_id), words, offset, limit)
 
 
 def _fold(word: str) -> str:
