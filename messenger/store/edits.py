@@ -122,8 +122,12 @@ def within_window(created: float, now: float, window: float) -> bool:
 
 
 def _window_text(window: float) -> str:
-    hours = window / 3600
-    return f"{hours:g} hours" if hours != 1 else "1 hour"
+    """The edit window in words: "48 hours", "30 minutes", "1 second"."""
+    for unit, seconds in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if window >= seconds or unit == "second":
+            amount = window / seconds
+            return f"{amount:g} {unit}" + ("" if amount == 1 else "s")
+    raise AssertionError("unreachable")
 
 
 def edit_txn(txn: Any, user_id: int, msg_id: int, body: str, now: float,

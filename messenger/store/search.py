@@ -38,10 +38,11 @@ class BadQuery(ValueError):
 
 
 def query_words(query: str) -> list[str]:
-    """The words of a query, folded (lower case, NFC), each once, in order; `BadQuery`
-    when there is none, or too many, or one too long."""
-    words = list(dict.fromkeys(w.casefold() for w in
-                               WORD_RE.findall(unicodedata.normalize("NFC", query))))
+    """The words of a query (NFC), each once whatever its case, in order; `BadQuery`
+    when there is none, or too many, or one too long. Their case is left to the engine,
+    which folds them as it folded the bodies it indexed."""
+    found = WORD_RE.findall(unicodedata.normalize("NFC", query))
+    words = list({word.casefold(): word for word in reversed(found)}.values())[::-1]
     if not words:
         raise BadQuery("has no words to search for (letters or digits)")
     if len(words) > MAX_WORDS:
@@ -116,15 +117,21 @@ def fts5_query(words: list[str], scope: Scope) -> str:
     return f"{{body}} : ({found}) AND {{vis}} : ({where})"
 
 
+def ts_words(words: list[str]) -> str:
+    """The PostgreSQL tsquery text of the words: weight A (the body), prefixes from two
+    characters on. Ranking uses this alone (the scope's tokens would count as words
+    close to the match)."""
+    return " & ".join(f"{word}:*A" if len(word) > 1 else f"{word}:A" for word in words)
+
+
 def ts_query(words: list[str], scope: Scope) -> str:
-    """The PostgreSQL tsquery text: the words with weight A (the body), prefixes from two
-    characters on, and one of the scope's tokens with weight D."""
-    found = " & ".join(f"{word}:*A" if len(word) > 1 else f"{word}:A" for word in words)
+    """The PostgreSQL tsquery text that finds: the words, and one of the scope's tokens
+    with weight D."""
     if scope.other_id is not None and scope.other_id != scope.user_id:
         where = f"u{scope.user_id}:D & u{int(scope.other_id)}:D"
     else:
         where = " | ".join(f"{token}:D" for token in scope.tokens())
-    return f"({found}) & ({where})"
+    return f"({ts_words(words)}) & ({where})"
 
 
 _ROWS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions,"
@@ -139,10 +146,12 @@ def search_txn(txn: Any, scope: Scope, words: list[str], offset: int,
     if not scope.tokens():
         return []
     if engine_of(txn).name == "postgres":
-        txn.execute("SELECT m.id FROM messages m, to_tsquery('simple', ?) q"
+        txn.execute("SELECT m.id FROM messages m, to_tsquery('simple', ?) q,"
+                    " to_tsquery('simple', ?) r"
                     f" WHERE m.search @@ q AND {scope.condition()}"
-                    " ORDER BY ts_rank('{0, 0, 0, 1}', m.search, q) DESC, m.id DESC"
-                    " LIMIT ? OFFSET ?", (ts_query(words, scope), limit, offset))
+                    " ORDER BY ts_rank('{0, 0, 0, 1}', m.search, r) DESC, m.id DESC"
+                    " LIMIT ? OFFSET ?", (ts_query(words, scope), ts_words(words), limit,
+                                          offset))
     else:
         txn.execute("SELECT m.id FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
                     f" WHERE messages_fts MATCH ? AND {scope.condition()}"
