@@ -99,7 +99,7 @@ def rows(server: Any, sql: str, *args: Any) -> defer.Deferred:
 
 
 TABLES = ("users", "contacts", "blocks", "messages", "broadcasts", "premium_codes", "audit_log",
-          "resume_tokens", "chat_groups", "group_members", "read_markers")
+          "resume_tokens", "chat_groups", "group_members", "read_markers", "message_changes")
 
 
 @defer.inlineCallbacks
