@@ -24,6 +24,8 @@ Kinds and their records:
                  `GroupMemberAdded`, `GroupMemberRemoved`, `GroupRoleChanged`,
                  `GroupDeleted` (`messenger.client.groupevents`)
 ``unread``       `UnreadCounts`: the server's unread counts, after every login
+``message_changed``  `messenger.client.edits.MessageChange`: a message edited or deleted
+                 for everyone (pushed, or caught up after a login)
 ``push``         the raw JIM dict of every push, known or not (for tools and debugging)
 ===============  =====================================================================
 """
@@ -58,7 +60,7 @@ class State(enum.StrEnum):
 
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-               "notice", "call", "server_key", "group", "unread", "push")
+               "notice", "call", "server_key", "group", "unread", "push", "message_changed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,22 +128,35 @@ class IncomingMessage:
     from_sync: bool = False             # fetched by sync (arrived while away), not pushed
     group: int | None = None            # the group's id, for a group message
     mentions: tuple[str, ...] = ()      # members written as @name (group messages)
+    reply_to: int | None = None         # the msg_id this one quotes (same conversation)
+    edited: float | None = None         # when its author last edited it
+    deleted: float | None = None        # when it was deleted for everyone (text "")
 
     @classmethod
     def from_jim(cls, message: dict[str, Any], from_sync: bool = False) -> IncomingMessage:
         group = message.get("group")
+        extra = (_int_or_none(message.get("reply_to")), _number_or_none(message.get("edited")),
+                 _number_or_none(message.get("deleted")))
         if group is None:
             return cls(message["msg_id"], message["time"], message["from"], message["to"],
-                       message["message"], from_sync)
+                       message["message"], from_sync, None, (), *extra)
         return cls(message["msg_id"], message["time"], message["from"], None,
                    message["message"], from_sync, group,
-                   tuple(str(name) for name in message.get("mentions") or ()))
+                   tuple(str(name) for name in message.get("mentions") or ()), *extra)
 
     def mentions_of(self, account_name: str) -> bool:
         """Does this group message mention ``account_name`` (a client highlights and
         notifies those, even in a muted conversation)?"""
         wanted = account_name.lower()
         return any(name.lower() == wanted for name in self.mentions)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _number_or_none(value: Any) -> float | None:
+    return value if type(value) in (int, float) else None
 
 
 @dataclass(frozen=True, slots=True)

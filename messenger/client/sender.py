@@ -51,10 +51,11 @@ class MessageSender:
         self.owner: str | None = None       # lowercase account name of the queued messages
 
     def queue(self, owner: str, to: str | None, text: str,
-              group: int | None = None) -> OutgoingMessage:
+              group: int | None = None, reply_to: int | None = None) -> OutgoingMessage:
         if self.owner is None:
             self.owner = owner.lower()
         entry = self.outbox.add(to, text, new_request_id(), self._clock.seconds(), group)
+        entry.reply_to = reply_to
         self._observers.emit("message_status", entry)
         self.pump()
         return entry
@@ -74,6 +75,8 @@ class MessageSender:
         for entry in outbox.due(now):
             fields = ({"to": entry.to, "message": entry.text} if entry.group is None else
                       {"group": entry.group, "message": entry.text})
+            if entry.reply_to is not None:
+                fields["reply_to"] = entry.reply_to
             d = connection.request("msg", fields, request_id=entry.request_id)
             d.addCallbacks(self._acked, self._refused, callbackArgs=(entry,),
                            errbackArgs=(entry, connection))

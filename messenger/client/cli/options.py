@@ -91,6 +91,8 @@ def _add_commands(commands: Any) -> None:
     sub = command("send", "send a message")
     sub.add_argument("to", metavar="USER")
     sub.add_argument("text", nargs="+", metavar="TEXT")
+    sub.add_argument("--reply-to", type=int, metavar="MSG_ID",
+                     help="quote an earlier message of the conversation")
     sub = command("history", "show the conversation with someone")
     sub.add_argument("with_user", metavar="USER")
     sub.add_argument("--limit", type=int, default=50)
@@ -107,8 +109,9 @@ def _add_commands(commands: Any) -> None:
                   " interrupted")
     sub.add_argument("--count", type=int, metavar="N",
                      help="exit after printing N messages")
-    from messenger.client.cli import groups
+    from messenger.client.cli import edits, groups
     groups.add_parser(commands)
+    edits.add_parsers(command)
 
 
 # -- settings -----------------------------------------------------------------------------

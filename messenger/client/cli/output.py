@@ -17,6 +17,7 @@ from messenger.client.cli.options import (
     PROG,
     CliError,
 )
+from messenger.client.edits import MessageChange
 from messenger.client.errors import (
     ClientError,
     HmacError,
@@ -49,8 +50,15 @@ def format_message(message: dict[str, Any]) -> str:
     to = message.get("to") if group is None else f"group #{group}"
     mentions = message.get("mentions") or ()
     tail = f" [mentions: {', '.join(mentions)}]" if mentions else ""
+    text = message.get("message")
+    if message.get("deleted") is not None:
+        text = "(message deleted)"
+    elif message.get("edited") is not None:
+        tail += " (edited)"
+    if message.get("reply_to") is not None:
+        text = f"[re #{message['reply_to']}] {text}"
     return (f"#{message.get('msg_id')} {_when(message.get('time'))}"
-            f" {message.get('from')} -> {to}: {message.get('message')}{tail}")
+            f" {message.get('from')} -> {to}: {text}{tail}")
 
 
 def format_event(event: Any) -> str | None:
@@ -59,7 +67,11 @@ def format_event(event: Any) -> str | None:
         return format_message({"msg_id": event.msg_id, "time": event.time,
                                "from": event.sender, "to": event.recipient,
                                "group": event.group, "mentions": event.mentions,
-                               "message": event.text})
+                               "message": event.text, "reply_to": event.reply_to,
+                               "edited": event.edited, "deleted": event.deleted})
+    if isinstance(event, MessageChange):
+        what = "deleted" if event.is_deleted else f"edited: {event.text}"
+        return f"~ #{event.msg_id} {what} (by {event.by})"
     if isinstance(event, PresenceChange):
         return f"* {event.account_name} is {event.status}"
     if isinstance(event, Broadcast):
@@ -80,6 +92,10 @@ def event_json(event: Any) -> dict[str, Any]:
         if event.group is not None:
             out.update(to=None, group=event.group, mentions=list(event.mentions))
         return out
+    if isinstance(event, MessageChange):
+        return {"event": "message_changed", "change_id": event.change_id,
+                "msg_id": event.msg_id, "kind": event.kind, "message": event.text,
+                "by": event.by}
     if isinstance(event, PresenceChange):
         return {"event": "presence", "account_name": event.account_name,
                 "status": event.status}
