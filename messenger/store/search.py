@@ -13,7 +13,10 @@ messages the caller sent or received and group messages inside its membership wi
 Words are runs of letters and digits; each query word of two characters or more matches
 the words that start with it ("mee" finds "meeting"), a one-character word only itself.
 Every word must match. Ranking: FTS5's bm25, PostgreSQL's ts_rank, over the body only;
-ties go to the newer message. Deleted messages have no words left, so they never match.
+ties go to the newer message. Only the newest `RANK_WINDOW` matches are ranked: a word
+in most of a user's messages would otherwise cost a ranking of all of them (tens of
+milliseconds per ten thousand), and a user who gets that many matches adds a word.
+Deleted messages have no words left, so they never match.
 
 `match_spans` finds, in a result's body, the words the query matched, for highlighting.
 """
@@ -29,6 +32,9 @@ from messenger.store import groups, messages, replies
 from messenger.store.engines import engine_of
 
 MAX_WORDS = 16
+# A search ranks the newest this many matches (or offset + limit, when paging deeper): the
+# cost of a query that matches a large share of a user's messages stays bounded.
+RANK_WINDOW = 2000
 MAX_WORD = 64
 WORD_RE = re.compile(r"[^\W_]+")
 
@@ -145,18 +151,21 @@ def search_txn(txn: Any, scope: Scope, words: list[str], offset: int,
     (rows shaped as `messages.SyncRow`)."""
     if not scope.tokens():
         return []
+    window = max(RANK_WINDOW, offset + limit)
     if engine_of(txn).name == "postgres":
-        txn.execute("SELECT m.id FROM messages m, to_tsquery('simple', ?) q,"
-                    " to_tsquery('simple', ?) r"
+        txn.execute("SELECT id FROM (SELECT m.id, ts_rank('{0, 0, 0, 1}', m.search, r, 1) AS score"
+                    " FROM messages m, to_tsquery('simple', ?) q, to_tsquery('simple', ?) r"
                     f" WHERE m.search @@ q AND {scope.condition()}"
-                    " ORDER BY ts_rank('{0, 0, 0, 1}', m.search, r) DESC, m.id DESC"
-                    " LIMIT ? OFFSET ?", (ts_query(words, scope), ts_words(words), limit,
-                                          offset))
+                    " ORDER BY m.id DESC LIMIT ?) AS newest"
+                    " ORDER BY score DESC, id DESC LIMIT ? OFFSET ?",
+                    (ts_query(words, scope), ts_words(words), window, limit, offset))
     else:
-        txn.execute("SELECT m.id FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+        txn.execute("SELECT id FROM (SELECT m.id, bm25(messages_fts, 1.0, 0.0) AS score"
+                    " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
                     f" WHERE messages_fts MATCH ? AND {scope.condition()}"
-                    " ORDER BY bm25(messages_fts, 1.0, 0.0), m.id DESC LIMIT ? OFFSET ?",
-                    (fts5_query(words, scope), limit, offset))
+                    " ORDER BY messages_fts.rowid DESC LIMIT ?) AS newest"
+                    " ORDER BY score, id DESC LIMIT ? OFFSET ?",
+                    (fts5_query(words, scope), window, limit, offset))
     ids = [row[0] for row in txn.fetchall()]
     if not ids:
         return []

@@ -42,6 +42,17 @@ class SearchStoreTests(GroupCase):
                          ["the budget meeting"])
         self.assertEqual(self.find("bob", "budget", group=gid), ["group budget"])
 
+    def test_rank_window(self):
+        """Only the newest RANK_WINDOW matches are ranked; paging deeper widens it."""
+        self.patch(search, "RANK_WINDOW", 2)
+        self.direct("alice", "bob", "tea tea tea")
+        self.direct("alice", "bob", "tea")
+        self.direct("alice", "bob", "tea and cake")
+        self.assertEqual(self.find("bob", "tea", limit=2), ["tea", "tea and cake"])
+        self.assertEqual(self.find("bob", "tea", offset=2, limit=1), ["tea and cake"])
+        self.assertEqual(self.find("bob", "tea", offset=0, limit=3),
+                         ["tea tea tea", "tea", "tea and cake"])
+
     def test_accents_and_case(self):
         """Case never matters; SQLite also folds accents."""
         self.direct("alice", "bob", "Crème BRÛLÉE")
