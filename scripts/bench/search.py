@@ -10,11 +10,14 @@ GIN with --database) with users, groups and messages whose words follow a Zipf l
 that a few words are in a large share of all messages, as in real chat; then times, one
 at a time on one reader connection, what the server does for ``search_messages``: the
 scope and ranked query (`messenger.store.search.find_txn`), the result views with their
-match offsets, and the page encoded for the wire. Query kinds: a very common word, a word
-of middling frequency, two words, a three-letter prefix; for ordinary users and for a
-"heavy" user who is in a tenth of all direct messages. Prints one JSON line per kind and
+match offsets, and the page encoded for the wire. Shorter words are the more frequent, as
+in natural language (the law of abbreviation): the common words are of 2 to 4 letters.
+Query kinds: a very common word, a word of middling frequency, two words, a three-letter
+prefix; for ordinary users and for a "heavy" user who is in a tenth of all direct
+messages. Prints one JSON line per kind and
 overall (p50, p90, p99, max in milliseconds) and a readable table on stderr. An existing
 --db file is reused (no refill), so several runs can be timed on one fill.
+``--insert-cost N`` times instead what the index adds to storing a message.
 """
 
 from __future__ import annotations
@@ -43,10 +46,13 @@ SYLLABLES = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"]
 
 
 def vocabulary(rng: random.Random) -> list[str]:
+    """Made-up words, most frequent first: shorter words are the more frequent ones
+    (Zipf's law of abbreviation, as in every natural language), at random within one
+    length."""
     words: dict[str, None] = {}
     while len(words) < VOCABULARY:
         words["".join(rng.choice(SYLLABLES) for _ in range(rng.choice((1, 2, 2, 3, 3, 4))))] = None
-    return list(words)
+    return sorted(words, key=lambda word: (len(word), rng.random()))
 
 
 def zipf_weights(n: int, s: float = 1.07) -> list[float]:
@@ -144,6 +150,43 @@ def time_queries(connection: plain.PlainConnection, plan) -> dict[str, list[floa
     return timings
 
 
+def insert_cost(base: Path, total: int, rng: random.Random, words: list[str]) -> None:
+    """What the index costs the message path: `messages.insert_batch_txn` in batches of
+    500 (a busy group commit) into a fresh SQLite file, with the search triggers and
+    without them (dropped), alternating rounds; microseconds per message."""
+    from messenger.store import messages
+    cumulative = list(_accumulate(zipf_weights(len(words))))
+    results: dict[str, list[float]] = {"with index": [], "without index": []}
+    for round_ in range(4):
+        for kind in ("with index", "without index"):
+            path = base / f"insert-{round_}-{kind.replace(' ', '-')}.sqlite"
+            path.unlink(missing_ok=True)
+            connection = plain.open_plain(path)
+            db.migrate_plain(connection)
+            connection.write(lambda txn: txn.executemany(
+                "INSERT INTO users (name, name_lower, email, email_lower, password_hash,"
+                " created, password_changed) VALUES (?, ?, ?, ?, 'x', 1.0, 1.0)",
+                [(f"u{n}", f"u{n}", f"u{n}@x.org", f"u{n}@x.org") for n in range(1, 101)]))
+            if kind == "without index":
+                for trigger in ("insert", "delete", "update"):
+                    connection.raw.execute(f"DROP TRIGGER messages_fts_{trigger}")
+            started = time.perf_counter()
+            for start in range(0, total, 500):
+                batch = [(rng.randint(1, 100), rng.randint(1, 100), f"c{n}",
+                          " ".join(rng.choices(words, cum_weights=cumulative, k=9)), 1.0)
+                         for n in range(start, start + 500)]
+                connection.write(messages.insert_batch_txn, batch)
+            results[kind].append((time.perf_counter() - started) / total * 1e6)
+            connection.close()
+    for kind, values in results.items():
+        line = {"bench": "search-insert-cost", "kind": kind, "messages": total,
+                "us_per_message": round(statistics.median(values), 1),
+                "rounds": [round(v, 1) for v in values]}
+        print(json.dumps(line))
+        print(f"insert {kind:>14}: {line['us_per_message']} us per message (median of"
+              f" {len(values)}: {line['rounds']})", file=sys.stderr)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -158,9 +201,16 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--json-out")
+    ap.add_argument("--insert-cost", type=int, metavar="N",
+                    help="instead: time N message inserts with and without the index")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     words = vocabulary(rng)
+    if args.insert_cost:
+        base = Path(args.db).parent
+        base.mkdir(parents=True, exist_ok=True)
+        insert_cost(base, args.insert_cost, rng, words)
+        return
     location = args.database or args.db
     fresh = bool(args.database) or not Path(args.db).exists()
     if not args.database:
