@@ -86,9 +86,26 @@ def delivery_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quickack", type=int, default=1,
                     help="1: re-arm TCP_QUICKACK after every read (default); 0: kernel default")
     ap.add_argument("--body-bytes", type=int, default=64, help="body length (padded with 'x')")
+    ap.add_argument("--alternate-pairs", action="store_true",
+                    help="odd pairs connect the recipient first: behind a round-robin"
+                         " balancer over two nodes, each node then has half the senders")
+    ap.add_argument("--also-pids", type=pid_list, default=(),
+                    help="PID,PID,...: more serving processes whose CPU (with their"
+                         " children's) is added up with the server's (a cluster: the"
+                         " other nodes, PostgreSQL, Redis, HAProxy)")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="seconds to wait after the last login before the warm-up")
     return ap
+
+
+def pid_list(text: str) -> tuple[int, ...]:
+    try:
+        pids = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("--also-pids takes PID,PID,...") from None
+    if any(pid < 1 for pid in pids):
+        raise argparse.ArgumentTypeError("--also-pids takes positive PIDs")
+    return pids
 
 
 def read_secret(path: str) -> bytes:

@@ -222,7 +222,7 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
         r = Client(f"{args.user_prefix}{base + 2 * i + 2}", "recv", i)
         s.partner, r.partner = r, s
         senders.append(s)
-        clients += [s, r]
+        clients += [r, s] if args.alternate_pairs and i % 2 else [s, r]
     launcher = Launcher(reactor, args.host, args.port, clients, args.connect_concurrency)
 
     def all_logged_in() -> None:
@@ -246,7 +246,7 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
         elif state["phase"] == "timed" and len(finished) == len(senders):
             state["t1"] = now_ns()
             # Server CPU read again at the last delivery, before the (untimed) ack drain.
-            state["sample1"] = ServerSample(args.server_pid)
+            state["sample1"] = ServerSample(args.server_pid, args.also_pids)
             state["gen1"] = self_cpu_s()
             state["phase"] = "draining"
             reactor.callLater(10, drain_timeout)
@@ -266,7 +266,7 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
 
     def start_timed() -> None:
         state["phase"] = "timed"
-        state["sample0"] = ServerSample(args.server_pid)
+        state["sample0"] = ServerSample(args.server_pid, args.also_pids)
         state["gen0"] = self_cpu_s()
         state["t0"] = now_ns()
         for s in senders:
@@ -321,7 +321,7 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
     }
     if "sample0" in state:
         res["sample0"] = state["sample0"]
-        res["sample1"] = state.get("sample1") or ServerSample(args.server_pid)
+        res["sample1"] = state.get("sample1") or ServerSample(args.server_pid, args.also_pids)
     state["phase"] = "closing"
     for c in clients:
         try:
@@ -384,6 +384,8 @@ def summary_line(out: dict[str, Any]) -> str:
             f" {out['lat_ms_p95']} p99 {out['lat_ms_p99']} max {out['lat_ms_max']}; ack ms p50"
             f" {out['ack_ms_p50']} p99 {out['ack_ms_p99']}; server"
             f" {out.get('server_cpu_us_per_msg')} us CPU/msg (util {out.get('server_cpu_util')}),"
+            + (f" all serving processes {out['total_cpu_us_per_msg']} us CPU/msg,"
+               if "total_cpu_us_per_msg" in out else "") +
             f" RSS {out.get('server_rss_kib_after')} KiB; generator {out['gen_cpu_us_per_msg']}"
             f" us CPU/msg; machine busy {out.get('machine_busy_2cores')}; ok={out['ok']}"
             + (f" FAIL: {out['fail']}" if out["fail"] else "")

@@ -106,17 +106,61 @@ def proc_nofile(pid: int) -> int | None:
     return None
 
 
+def _children() -> dict[int, list[int]]:
+    """Every process's children (from the ppid field of /proc/*/stat)."""
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read()
+            ppid = int(data[data.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def tree_cpu_ticks(pid: int, children: dict[int, list[int]] | None = None) -> int:
+    """utime+stime of a process and all its descendants alive now (PostgreSQL's
+    backends are children of the postmaster), in clock ticks."""
+    children = _children() if children is None else children
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            ut, st = proc_cpu_ticks(current)
+        except (OSError, ValueError, IndexError):
+            continue
+        total += ut + st
+        todo.extend(children.get(current, ()))
+    return total
+
+
+def process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f"{f.read().strip()}:{pid}"
+    except OSError:
+        return str(pid)
+
+
 class ServerSample:
-    """One reading of the server's CPU ticks and memory (and the machine's jiffies)."""
+    """One reading of the server's CPU ticks and memory (and the machine's jiffies);
+    with ``also``, the CPU of more serving processes (each with its descendants), for a
+    cluster: the other nodes, PostgreSQL, Redis, HAProxy."""
 
-    __slots__ = ("pid", "ticks", "threads", "mem", "machine")
+    __slots__ = ("pid", "ticks", "threads", "mem", "machine", "also")
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, also: tuple[int, ...] = ()) -> None:
         self.pid = pid
         self.ticks = proc_cpu_ticks(pid) if pid else None
         self.threads = proc_thread_ticks(pid) if pid else {}
         self.mem = proc_mem_kib(pid) if pid else {}
         self.machine = machine_cpu()
+        children = _children() if also else {}
+        self.also = {other: tree_cpu_ticks(other, children) for other in also}
 
 
 def server_figures(before: ServerSample, after: ServerSample, delivered: int,
@@ -140,6 +184,16 @@ def server_figures(before: ServerSample, after: ServerSample, delivered: int,
         main = after.threads.get(after.pid, 0) - before.threads.get(before.pid, 0)
         out["server_main_thread_s"] = round(main / CLK_TCK, 3)
         out["server_other_threads_s"] = round(cpu_s - main / CLK_TCK, 3)
+    if before.also and before.ticks is not None and after.ticks is not None:
+        by_process = {process_name(before.pid): sum(after.ticks) - sum(before.ticks)}
+        for pid, ticks in before.also.items():
+            by_process[process_name(pid)] = after.also.get(pid, ticks) - ticks
+        total = sum(by_process.values()) / CLK_TCK
+        out["total_cpu_s"] = round(total, 3)
+        out["total_cpu_us_per_msg"] = round(total * 1e6 / delivered, 2) if delivered else None
+        out["cpu_us_per_msg_by_process"] = {
+            name: round(ticks / CLK_TCK * 1e6 / delivered, 2) if delivered else None
+            for name, ticks in by_process.items()}
     b0, t0 = before.machine
     b1, t1 = after.machine
     out["machine_busy_2cores"] = round((b1 - b0) / max(1, t1 - t0), 3)

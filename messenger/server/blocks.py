@@ -7,9 +7,9 @@ listens (`load`) and keeps its set in step with every change made through this s
 after the change committed. A few thousand pairs cost a few hundred kilobytes; each user
 may block at most `MAX_BLOCKS` others.
 
-One server process holds the whole truth. In a deployment of several nodes sharing one
-database, a node hears of the changes made through other nodes only at its next start
-(publishing them over the cluster's pub/sub is left to that work).
+One server process holds the whole truth. In a cluster every node keeps the same set:
+changes made through other nodes arrive over the cluster's bus
+(`messenger.server.cluster.blocks`).
 """
 
 from __future__ import annotations

@@ -105,6 +105,7 @@ class CallService:
         self._public_host = public_host
         self.relay_port = relay_port
         self.relay_tcp_port: int | None = None     # set when the TCP relay listens
+        self.relay_address: tuple[str, int] | None = None   # --relay-address
         self.media_timeout = MEDIA_TIMEOUT
         self.dial_limit = RateLimiter.per_minute(DIALS_PER_MINUTE, clock)
         self.ring_limit = RateLimiter.per_minute(RINGS_PER_MINUTE, clock)
@@ -124,19 +125,10 @@ class CallService:
             raise BadRequest("you cannot call yourself")
         mine = self._by_user.get(me.id)
         if mine is not None:
-            if mine.other(me.id).user_id != target_id:
-                raise Conflict("you are already in a call; hang up first")
-            party = mine.party(me.id)
-            if mine.state is CallState.RINGING and not party.dialled:
-                party.dialled = True
-                party.codecs = codecs
-                party.session = session
-                self._activate(mine)
-            return {"response": 200, "call_id": mine.hex_id, "state": mine.state.value}
+            return self.dial_back(mine, me.id, target_id, codecs, session)
         if target_id not in session.contact_ids:
             raise Forbidden(f"'{target_name}' is not in your contacts; add them first")
-        target_session = self._router.session(target_id)
-        if target_session is None:
+        if not self.reachable(target_id):
             raise Gone(f"'{target_name}' is offline")
         if target_id in self._by_user:
             raise Conflict(f"'{target_name}' is busy in another call")
@@ -151,15 +143,33 @@ class CallService:
         self.ring_limit.check(target_id)
         call = Call(media.new_call_id(), (
             Party(me.id, me.name, session, list(codecs), dialled=True),
-            Party(target_id, target_name, target_session)))
+            Party(target_id, target_name, self._router.session(target_id))))
         self._by_user[me.id] = self._by_user[target_id] = call
         self._by_id[call.call_id] = call
         call.timer = self._clock.callLater(self._ring_timeout, self._end, call, NO_ANSWER,
                                            None)
-        target_session.push({"action": "call_ring", "call_id": call.hex_id, "from": me.name,
-                             "time": self._clock.seconds()})
+        self._router.push(target_id, {"action": "call_ring", "call_id": call.hex_id,
+                                      "from": me.name, "time": self._clock.seconds()})
         self.log.info("{caller} is calling {callee}", caller=me.name, callee=target_name)
         return {"response": 200, "call_id": call.hex_id, "state": call.state.value}
+
+    def dial_back(self, mine: Call, user_id: int, target_id: int, codecs: list[str],
+                  session: Any) -> dict[str, Any]:
+        """The user, in ``mine`` already, dials again: accept a ring from the target (or
+        repeat one's own dial); ``session`` None when the user is on another node."""
+        if mine.other(user_id).user_id != target_id:
+            raise Conflict("you are already in a call; hang up first")
+        party = mine.party(user_id)
+        if mine.state is CallState.RINGING and not party.dialled:
+            party.dialled = True
+            party.codecs = codecs
+            party.session = session
+            self._activate(mine)
+        return {"response": 200, "call_id": mine.hex_id, "state": mine.state.value}
+
+    def reachable(self, user_id: int) -> bool:
+        """Can the user be rung? (online here; a cluster asks its presence)"""
+        return self._router.session(user_id) is not None
 
     def hangup(self, session: Any, call_id: str | None,
                reason: str | None = None) -> dict[str, Any]:
@@ -168,17 +178,20 @@ class CallService:
         ``reason`` (an active call only): the client's verdict on the media, one of
         `CLIENT_REASONS`, passed on to both in ``call_end``.
         """
+        return self.hangup_user(session.account.id, call_id, reason)
+
+    def hangup_user(self, user_id: int, call_id: str | None,
+                    reason: str | None = None) -> dict[str, Any]:
         if reason is not None and reason not in CLIENT_REASONS:
             raise BadRequest("reason must be one of: " + ", ".join(sorted(CLIENT_REASONS)))
-        me = session.account
-        call = self._by_user.get(me.id)
+        call = self._by_user.get(user_id)
         if call is None or (call_id is not None and call_id != call.hex_id):
             raise NotFound("no such call")
         if call.state is CallState.ACTIVE:
             reason = reason or HANGUP
         else:
-            reason = CANCELLED if call.party(me.id).dialled else DECLINED
-        self._end(call, reason, me.name)
+            reason = CANCELLED if call.party(user_id).dialled else DECLINED
+        self._end(call, reason, call.party(user_id).name)
         return {"response": 200, "call_id": call.hex_id}
 
     def user_gone(self, user_id: int) -> None:
@@ -203,11 +216,11 @@ class CallService:
             start = {
                 "action": "call_start", "call_id": call.hex_id, "member": index,
                 "peer": peer.name, "key": _b64(key), "token": _b64(tokens[index]),
-                "relay": [self._relay_host(party.session), self.relay_port],
+                "relay": self._relay_for(party),
                 "codec": codec, "time": now}
             if self.relay_tcp_port:
                 start["relay_tcp"] = self.relay_tcp_port
-            party.session.push(start)
+            self._router.push(party.user_id, start)
         self._watch_media(call)
         self.log.info("Call {call_id} between {a} and {b} started ({codec})",
                       call_id=call.hex_id, a=caller.name, b=callee.name, codec=codec)
@@ -252,15 +265,28 @@ class CallService:
         self._by_id.pop(call.call_id, None)
         if was_active:
             self._table.remove_call(call.call_id)
+        self.ended(call)
         message = {"action": "call_end", "call_id": call.hex_id, "reason": reason, "by": by,
                    "time": self._clock.seconds()}
         for party in call.parties:
             self._router.push(party.user_id, message)
         self.log.info("Call {call_id} ended: {reason}", call_id=call.hex_id, reason=reason)
 
+    def ended(self, call: Call) -> None:
+        """A call is over (a cluster frees its parties' reservations here)."""
+
+    def _relay_for(self, party: Party) -> list[Any]:
+        """Where this party reaches the relay: ``--relay-address`` when set, else the
+        public host (or the address its connection came in at) and the UDP port."""
+        if self.relay_address is not None:
+            return list(self.relay_address)
+        return [self._relay_host(party.session), self.relay_port]
+
     def _relay_host(self, session: Any) -> str:
         if self._public_host:
             return self._public_host
+        if session is None:
+            return "127.0.0.1"
         host = getattr(session.transport.getHost(), "host", "")
         return host or "127.0.0.1"
 

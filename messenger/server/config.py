@@ -75,6 +75,15 @@ class TlsConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """Cluster mode (docs/SCALING.md): nodes sharing PostgreSQL, routed over Redis."""
+
+    redis: str = ""                # redis://[:PASSWORD@]HOST:PORT/DB; empty: one node
+    node_name: str = ""            # unique in the cluster (default: host name and port)
+    relay_address: str = ""        # HOST:PORT clients reach this node's UDP relay at
+
+
+@dataclass
 class ServerConfig:
     port: int = 7777
     interface: str = ""
@@ -107,6 +116,7 @@ class ServerConfig:
     mail: MailConfig = field(default_factory=MailConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     metrics_port: int = 0                 # Prometheus /metrics and /health (0: off)
     metrics_interface: str = "127.0.0.1"
 

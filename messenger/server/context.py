@@ -59,19 +59,30 @@ class ServerContext:
         self.server_key = server_key
         self.mailer = mailer
         self.metrics = Metrics()
-        self.router = Router(clock)
-        self.presence = Presence(self.router, clock)
+        self.cluster: Any = None
+        if config.cluster.redis:
+            # Cluster mode (docs/SCALING.md); the embedded default never imports it.
+            from messenger.server.cluster.node import ClusterNode
+            self.cluster = ClusterNode(self, db)
+            self.router: Router = self.cluster.router
+            self.presence: Presence = self.cluster.presence
+        else:
+            self.router = Router(clock)
+            self.presence = Presence(self.router, clock)
         self.directory = Directory(db)
-        self.blocks = Blocks(self.db)            # who refuses whom (msg, call_dial)
+        # who refuses whom (msg, call_dial); a cluster keeps every node's set in step
+        self.blocks = (self.cluster.make_blocks(self.db) if self.cluster is not None
+                       else Blocks(self.db))
         limits = config.limits
         self.hasher = PasswordHasher(config.scrypt_n, clock, capacity=limits.hash_queue,
                                      decoy_capacity=limits.decoy_queue)
         self.crypto = crypto if crypto is not None else CryptoPool(clock)
-        self.messages: GroupCommit[Any, Any] = GroupCommit(
-            db, messages.insert_batch_txn, on_batch=self.metrics.batch_committed)
+        self.messages: GroupCommit[Any, Any] = self.group_commit(
+            db, messages.insert_batch_txn, self.metrics.batch_committed)
         # Group messages commit apart, so the direct path stays as it was; one writer
-        # orders both, and their callbacks (pushes) follow the id order.
-        self.group_messages: GroupCommit[Any, Any] = GroupCommit(
+        # orders both, and their callbacks (pushes) follow the id order (in a cluster:
+        # the message stream orders them with everyone's).
+        self.group_messages: GroupCommit[Any, Any] = self.group_commit(
             db, groupmsgs.MemberCache().insert_batch_txn)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
@@ -82,14 +93,25 @@ class ServerContext:
         self.lockout_policy = lockout_policy(limits)
         self.maintenance = Maintenance(db, clock, config.retention_days)
         self.call_table = CallTable()
-        self.calls = CallService(self.router, self.call_table, clock,
-                                 config.call_ring_timeout, config.public_host)
+        if self.cluster is not None:
+            self.calls: CallService = self.cluster.make_calls(self.call_table, config)
+        else:
+            self.calls = CallService(self.router, self.call_table, clock,
+                                     config.call_ring_timeout, config.public_host)
         self.next_volatile_id = 1  # message ids when persistence is off (benchmarks only)
         self.connections: set[Any] = set()     # every open connection, in any state
         self.trimmer = Trimmer()               # memory back to the system after a crowd
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._sweeper: task.LoopingCall | None = None
         self._account_check: task.LoopingCall | None = None
+
+    def group_commit(self, db: Database, batch_txn: Any,
+                     on_batch: Any = None) -> GroupCommit[Any, Any]:
+        """A group commit for message rows; in a cluster its batches keep their place in
+        the cluster's id order (`messenger.server.cluster.stream`)."""
+        if self.cluster is not None:
+            return self.cluster.stream.group_commit(db, batch_txn, on_batch)
+        return GroupCommit(db, batch_txn, on_batch=on_batch)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -146,16 +168,19 @@ class ServerContext:
 
     # -- live account changes (messenger-admin, later the cluster) ---------------------
 
-    def account_changed(self, user_id: int) -> Any:
+    def account_changed(self, user_id: int, here_only: bool = False) -> Any:
         """An account was changed behind the server's back: apply it to its live session.
 
         The one entry point for changes made outside a request (the control channel of
         ``messenger-admin``; in a cluster, the same call arriving over the bus). Reads
         the account again and fires with what was done: ``"offline"`` (no live session
         here), ``"closed"`` (deleted or locked: the session is told why and closed) or
-        ``"refreshed"`` (roles pushed to the session).
+        ``"refreshed"`` (roles pushed to the session). In a cluster, a session held by
+        another node is handled there (``here_only``: the call came from the bus).
         """
         if self.router.session(user_id) is None:
+            if self.cluster is not None and not here_only:
+                return self.cluster.account_changed(user_id)
             return defer.succeed("offline")
         d = self.db.read(users.get_by_id_txn, user_id)
         d.addCallback(self._apply_account, user_id)
@@ -267,8 +292,14 @@ class ServerContext:
         """Drop everything kept in memory about a deleted account: its live session (told
         ``why``), its place in others' presence and contact lists, the directory entry,
         its call and what the limits count for it. Ids are never reused, but nothing
-        keyed by a dead id should outlive it."""
-        self.router.end_session(user_id, why)
+        keyed by a dead id should outlive it. In a cluster every node does the same."""
+        if self.cluster is not None:
+            self.cluster.account_deleted(user_id, name, why)
+        self.forget_account(user_id, name, why)
+
+    def forget_account(self, user_id: int, name: str, why: str) -> None:
+        """`account_deleted`, on this node only."""
+        Router.end_session(self.router, user_id, why)   # here; the others were told
         self.presence.forget(user_id)
         self.directory.forget(name)
         self.calls.user_gone(user_id)

@@ -36,6 +36,10 @@ class Router:
         if self._sessions.get(user_id) is session:
             del self._sessions[user_id]
 
+    def login_wait(self) -> float | None:
+        """Seconds to wait before logins can be accepted, or None (now). One node: now."""
+        return None
+
     def session(self, user_id: int) -> Session | None:
         return self._sessions.get(user_id)
 

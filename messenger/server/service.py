@@ -37,7 +37,8 @@ from messenger.server.mail.mailer import Mailer
 from messenger.server.metrics import metrics_site
 from messenger.server.portsniff import TlsPortFactory
 from messenger.server.protocol import ServerProtocol
-from messenger.server.relay import RelayProtocol, RelayStreamFactory
+from messenger.server.relay import RelayProtocol
+from messenger.server.relay_tcp import RelayStreamFactory
 from messenger.server.secret import load_or_create_secret
 from messenger.server.tls import server_tls_options
 from messenger.store.db import Database, engine_for
@@ -109,26 +110,8 @@ class MessengerServer:
         if config.tls.port:
             # Before anything else: a wrong certificate path should not cost a key pair.
             tls_options = server_tls_options(config.tls.cert, config.tls.key)
-        if not config.data_dir.exists():
-            config.data_dir.mkdir(parents=True, mode=0o700)
-        elif config.data_dir.stat().st_mode & 0o077:
-            self.log.warn("Data dir {path} is readable by other users; it holds password"
-                          " hashes, messages and keys: chmod 700 it",
-                          path=str(config.data_dir))
-        secret, created = load_or_create_secret(config.secret_path)
-        if created:
-            self.log.info("Generated a new shared secret in {path}: give this file to"
-                          " clients (--secret-file)", path=str(config.secret_path.resolve()))
-        else:
-            self.log.info("Shared secret: {path}", path=str(config.secret_path.resolve()))
-        # Making a 3072-bit key takes a second or more: not on the reactor thread.
-        server_key, made = yield threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), keys.load_or_create,
-            config.server_key_path, config.rsa_bits)
-        self.log.info("{what} server key {path}: {fingerprint}",
-                      what="Generated" if made else "Loaded",
-                      path=str(config.server_key_path), fingerprint=keys.fingerprint(
-                          server_key.public_key()))
+        secret = self._data_dir_and_secret()
+        server_key = yield self._server_key()
         if self.mailer is None:
             self.mailer = Mailer(config.mail, config.mail_spool_path, config.maildir_path,
                                  self.reactor)
@@ -149,6 +132,50 @@ class MessengerServer:
                       connections=self.ctx.admission.total_cap, files=open_files)
         self.ctx.start()
         yield self.ctx.blocks.load()               # before anyone can send
+        if self.ctx.cluster is not None:
+            yield self.ctx.cluster.start()
+        self._listen(tls_options)
+        self._start_relay()
+        self._start_operations()
+
+    def _data_dir_and_secret(self) -> bytes:
+        """The data dir (made 0700, or a warning when others can read it) and the shared
+        secret in it (made on first start)."""
+        config = self.config
+        if not config.data_dir.exists():
+            config.data_dir.mkdir(parents=True, mode=0o700)
+        elif config.data_dir.stat().st_mode & 0o077:
+            self.log.warn("Data dir {path} is readable by other users; it holds password"
+                          " hashes, messages and keys: chmod 700 it",
+                          path=str(config.data_dir))
+        secret, created = load_or_create_secret(config.secret_path)
+        if created:
+            self.log.info("Generated a new shared secret in {path}: give this file to"
+                          " clients (--secret-file)", path=str(config.secret_path.resolve()))
+        else:
+            self.log.info("Shared secret: {path}", path=str(config.secret_path.resolve()))
+        return secret
+
+    def _server_key(self) -> defer.Deferred[Any]:
+        """The server's RSA key, loaded or made (in a thread: making one takes seconds)."""
+        config = self.config
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                      keys.load_or_create, config.server_key_path,
+                                      config.rsa_bits)
+
+        def loaded(result: tuple[Any, bool]) -> Any:
+            server_key, made = result
+            self.log.info("{what} server key {path}: {fingerprint}",
+                          what="Generated" if made else "Loaded",
+                          path=str(config.server_key_path), fingerprint=keys.fingerprint(
+                              server_key.public_key()))
+            return server_key
+
+        return d.addCallback(loaded)
+
+    def _listen(self, tls_options: Any) -> None:
+        """The JIM listeners: plain TCP (dual stack) and, when configured, TLS."""
+        config = self.config
         factory = MessengerFactory(self.ctx)
         self.port, *self.extra_ports = listen_tcp(self.reactor, config.port, factory,
                                                   config.interface)
@@ -161,10 +188,17 @@ class MessengerServer:
                 backlog=LISTEN_BACKLOG, interface=config.interface)
             self.log.info("Messenger listening with TLS on {host}:{port}",
                           host=config.interface or "*", port=self.tls_port.getHost().port)
+
+    def _start_relay(self) -> None:
+        """The call relay: UDP, and TCP for networks that block UDP (optional)."""
+        config = self.config
         udp_port = config.udp_port if config.udp_port is not None else self.tcp_port
         self.relay = RelayProtocol(self.ctx.call_table, self.reactor)
         self.udp_port = listen_udp(self.reactor, udp_port, self.relay, config.interface)
         self.ctx.calls.relay_port = self.udp_port.getHost().port
+        if config.cluster.relay_address:
+            from messenger.server.cluster.settings import parse_host_port
+            self.ctx.calls.relay_address = parse_host_port(config.cluster.relay_address)
         tcp_relay = config.relay_tcp_port
         if tcp_relay is None:   # the configured UDP port + 1; any free one for port 0
             wanted = config.udp_port if config.udp_port is not None else config.port
@@ -183,8 +217,6 @@ class MessengerServer:
         self.log.info("Call relay listening on UDP {host}:{port} and TCP {tcp}",
                       host=config.interface or "*", port=self.ctx.calls.relay_port,
                       tcp=self.ctx.calls.relay_tcp_port)
-        self._start_operations()
-
     def _start_operations(self) -> None:
         """The control socket for messenger-admin, and the metrics site if configured."""
         config = self.config
@@ -228,6 +260,8 @@ class MessengerServer:
             yield ctx.close_connections()
             yield ctx.messages.flush()
             yield ctx.group_messages.flush()
+            if ctx.cluster is not None:
+                yield ctx.cluster.stop()
             ctx.stop()
         db, self.db = self.db, None
         if db is not None:

@@ -27,7 +27,13 @@ from twisted.application import service
 from twisted.logger import ILogObserver
 from twisted.python import usage
 
-from messenger.server.config import LimitsConfig, MailConfig, ServerConfig, TlsConfig
+from messenger.server.config import (
+    ClusterConfig,
+    LimitsConfig,
+    MailConfig,
+    ServerConfig,
+    TlsConfig,
+)
 from messenger.server.logs import output as log_output
 from messenger.server.mail.compose import split_sender
 from messenger.store.engines import is_postgres_url
@@ -188,6 +194,13 @@ class Options(usage.Options):
         ["database", None, "", "SQLite file (default: DATA_DIR/messenger.sqlite) or"
                                " postgresql://USER:PASSWORD@HOST:PORT/DATABASE."],
         ["db-readers", None, 2, "Reader connections to the database.", int],
+        ["redis", None, "", "Cluster mode: redis://[:PASSWORD@]HOST:PORT/DB of the Redis"
+                            " the nodes share (with a postgresql:// --database)."],
+        ["node-name", None, "", "Cluster mode: this node's name, unique in the cluster"
+                                " (default: host name and port)."],
+        ["relay-address", None, "", "HOST:PORT clients reach this node's UDP call relay at"
+                                    " (default: --public-host or the client connection's"
+                                    " address, and --udp-port)."],
         ["db-writers", None, 2, "Writer connections to PostgreSQL (SQLite has one).", int],
         ["db-sync", None, "full", "SQLite durability: 'full' (every commit reaches the disk"
                                   " before the sender's acknowledgement) or 'normal'"
@@ -313,6 +326,7 @@ class Options(usage.Options):
             raise usage.UsageError("--db-sync must be 'full' or 'normal'")
         self["db-sync"] = self["db-sync"].lower()
         self._check_database()
+        self._check_cluster()
         for name in ("port", "tls-port", "udp-port"):
             if self[name] is not None and not 0 <= self[name] <= 65535:
                 raise usage.UsageError(f"--{name} must be 0..65535")
@@ -373,6 +387,32 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--database: {error}") from None
         elif "://" in self["database"]:
             raise usage.UsageError("--database takes a SQLite file or a postgresql:// URL")
+
+    def _check_cluster(self) -> None:
+        from messenger.server.cluster import settings
+        try:
+            if self["relay-address"]:
+                settings.parse_host_port(self["relay-address"])
+            if self["node-name"]:
+                settings.check_node_name(self["node-name"])
+            if not self["redis"]:
+                if self["node-name"]:
+                    raise ValueError("--node-name needs --redis (cluster mode)")
+                return
+            settings.parse_redis_url(self["redis"])
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
+        if not is_postgres_url(self["database"]):
+            raise usage.UsageError("--redis (cluster mode) needs a shared postgresql://"
+                                   " --database: every node reads and writes one store")
+
+    def _cluster_config(self) -> ClusterConfig:
+        from messenger.server.cluster import settings
+        name = self["node-name"]
+        if self["redis"] and not name:
+            name = settings.default_node_name(self["port"])
+        return ClusterConfig(redis=self["redis"], node_name=name,
+                             relay_address=self["relay-address"])
 
     def _smtp_password(self) -> str:
         path = self["smtp-password-file"]
@@ -447,6 +487,7 @@ class Options(usage.Options):
                 lockout_window=self["lockout-window"] * minute,
                 lockout_duration=self["lockout-duration"] * minute),
             tls=TlsConfig(port=self["tls-port"], cert=self["tls-cert"], key=self["tls-key"]),
+            cluster=self._cluster_config(),
             metrics_port=self["metrics-port"],
             metrics_interface=self["metrics-interface"],
         )

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from messenger.server.relay import CallEnded, CallTable, MemberEndpoints, RelayProtocol
 from messenger.wire import media
+from messenger.wire import media_payloads as payloads
 from messenger.wire.media import AUDIO, BYE, PROBE, CallCipher
 from tests.support.netsim import sleep, wait_until
 
@@ -435,7 +436,7 @@ class RelayAbuseTests(SynchronousTestCase):
         _, relay, transport = make_relay()
         join_both(relay, transport)
         report = CallCipher(KEY).seal(media.REPORT, 0, CALL_ID, 0, 0,
-                                      media.encode_report(media.Report(1, 2, 3, 4, 5, 1)))
+                                      payloads.encode_report(payloads.Report(1, 2, 3, 4, 5, 1)))
         relay.datagramReceived(report, ALICE)
         self.assertEqual(transport.written, [(report, BOB)])
 
@@ -459,7 +460,7 @@ class RelayStreamTests(TestCase):
         """Past the per-address cap a new TCP connection is closed at once."""
         from twisted.internet.protocol import ClientCreator, Protocol
 
-        from messenger.server.relay import RelayStreamFactory
+        from messenger.server.relay_tcp import RelayStreamFactory
         table = CallTable()
         relay = RelayProtocol(table, reactor)
         factory = RelayStreamFactory(relay, per_address=2)

@@ -458,6 +458,40 @@ class RedisServer:
         return self.child.ended()
 
 
+_shared_redis: RedisServer | None = None
+
+
+@defer.inlineCallbacks
+def shared_redis() -> Any:
+    """The test process's Redis, started on first use and stopped at exit."""
+    global _shared_redis
+    if _shared_redis is None or not _shared_redis.child.running:
+        redis = RedisServer(Path(tempfile.mkdtemp(prefix="messenger-redis-")))
+        atexit.register(redis.child.stop_now)
+        atexit.register(shutil.rmtree, redis.base, True)
+        yield redis.start()
+        _shared_redis = redis
+    return _shared_redis
+
+
+@defer.inlineCallbacks
+def fresh_redis(testcase: Any) -> Any:
+    """The shared Redis, emptied for ``testcase``; fires with its URL. (Tests of one
+    process run one after another; pub/sub channels carry no data between tests.)"""
+    redis = yield shared_redis()
+    yield threads.deferToThread(redis_command, redis.port, b"FLUSHALL")
+    return redis.url
+
+
+def redis_command(port: int, *args: bytes) -> bytes:
+    """One command to a Redis on 127.0.0.1:port; its raw answer (blocking, short)."""
+    command = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a)
+                                               for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(command)
+        return sock.recv(65536)
+
+
 def ping_redis(port: int) -> bool:
     """Does a Redis on 127.0.0.1:port answer PING? (one short blocking exchange)"""
     try:

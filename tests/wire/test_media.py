@@ -235,10 +235,6 @@ class SealedTests(SynchronousTestCase):
                      good[:1] + b"\x02" + good[2:], b"\x25" + good[1:]):
             self.assertRaises(MalformedPacket, media.parse_header, data)
 
-    def test_probe_payload(self) -> None:
-        """The probe clock round-trips; anything else has no clock."""
-        self.assertEqual(media.probe_time(media.probe_payload(12.5)), 12.5)
-        self.assertIsNone(media.probe_time(b"abc"))
 
 
 class FuzzTests(SynchronousTestCase):
@@ -333,42 +329,6 @@ class ReplayWindowTests(SynchronousTestCase):
             if expected:
                 seen.add(seq)
                 top = max(top, seq)
-
-
-class RedundancyTests(SynchronousTestCase):
-    """AUDIO payloads that repeat earlier frames."""
-
-    def test_round_trip(self) -> None:
-        """The primary frame and the earlier ones (a DTX gap as an empty one) come back."""
-        payload = media.pack_redundant(b"now", [b"before", b"", b"older"])
-        self.assertEqual(payload[:7], b"\x03\x00\x06\x00\x00\x00\x05")
-        self.assertEqual(media.unpack_redundant(payload),
-                         (b"now", (b"before", b"", b"older")))
-        self.assertEqual(media.unpack_redundant(media.pack_redundant(b"x", [])), (b"x", ()))
-
-    def test_malformed(self) -> None:
-        """Counts past the limit and lengths past the end are malformed, never a crash."""
-        for bad in (b"", b"\x04" + bytes(8), b"\x01\x00", b"\x01\xff\xffabc"):
-            self.assertRaises(MalformedPacket, media.unpack_redundant, bad)
-        self.assertRaises(ValueError, media.pack_redundant, b"x", [b"a"] * 4)
-
-
-class ReportTests(SynchronousTestCase):
-    """REPORT: what the receiver of a stream saw."""
-
-    def test_round_trip(self) -> None:
-        """The fields survive; fractions over 1000 per mille are refused."""
-        report = media.Report(12345, 678, 52, 17, 3, 1)
-        self.assertEqual(media.decode_report(media.encode_report(report)), report)
-        self.assertEqual(len(media.encode_report(report)), 15)
-        self.assertRaises(MalformedPacket, media.decode_report, b"\x00" * 14)
-        bad = media.encode_report(report)[:8] + b"\x07\xd0" + media.encode_report(report)[10:]
-        self.assertRaises(MalformedPacket, media.decode_report, bad)
-
-    def test_sealed_type(self) -> None:
-        """REPORT is sealed type 7 (0x17)."""
-        self.assertEqual(media.type_byte(media.REPORT), 0x17)
-        self.assertIn(media.REPORT, media.SEALED_TYPES)
 
 
 class MappedAddressTests(SynchronousTestCase):

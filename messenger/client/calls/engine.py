@@ -25,7 +25,6 @@ import dataclasses
 import ipaddress
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
@@ -45,70 +44,22 @@ from messenger.client.calls.codec import (
 )
 from messenger.client.calls.dsp import AudioProcessor, AudioSettings, processor_for
 from messenger.client.calls.jitter import JitterBuffer
-from messenger.client.calls.media import CONNECTING, MediaSession, ReceivedAudio, SessionTiming
+from messenger.client.calls.media import MediaSession, ReceivedAudio, SessionTiming
 from messenger.client.calls.params import CallParams
 from messenger.client.calls.playout import Playout
 from messenger.client.calls.quality import EncoderAdapter, QualityMeter
+from messenger.client.calls.stats import (
+    ACTIVE,
+    FAILED,
+    LOST,
+    RECONNECTING,
+    STARTING,
+    CallStats,
+    MediaTiming,
+    call_stats,
+)
 from messenger.wire import media
-
-# media states (``on_media``)
-STARTING = "starting"
-ACTIVE = "active"
-RECONNECTING = "reconnecting"
-FAILED = "failed"
-LOST = "lost"
-
-
-@dataclass(frozen=True)
-class MediaTiming:
-    """The clocks of the engine's watch, in seconds."""
-
-    watch: float = 0.1               # how often the line is looked at
-    report_interval: float = 0.5     # a REPORT to the peer this often
-    setup_timeout: float = 15.0      # no audio both ways this long: the call failed
-    reconnect_after: float = 5.0     # nothing from the peer this long: reconnecting
-    lost_after: float = 20.0         # ... and this long: the call is lost
-    rehello_after: float = 1.0       # nothing from the peer this long: HELLO again
-
-
-@dataclass(frozen=True)
-class CallStats:
-    """What the call window shows. Counters since the call started; ``quality_*`` over
-    the last few seconds."""
-
-    path: str                # "connecting", "direct" or "relay"
-    codec: str               # what we send
-    muted: bool
-    duration: float          # seconds since start
-    packets_sent: int        # every packet we sent (audio, reports, probes, HELLOs)
-    packets_received: int    # authenticated packets from the peer
-    audio_sent: int
-    audio_received: int
-    received_direct: int
-    received_relay: int
-    lost: int
-    late: int
-    duplicate: int
-    concealed: int
-    recovered: int           # gaps filled by a redundant copy
-    fec_frames: int          # gaps rebuilt from Opus in-band FEC
-    discarded: int
-    loss_percent: float      # cumulative
-    jitter_ms: float
-    depth_ms: float
-    target_ms: float
-    rtt_ms: float | None     # direct path round trip, when known
-    dropped: int             # packets refused: forged, replayed, malformed, foreign
-    undecodable: int
-    audio_error: str         # empty, or a sentence on what the sound devices cannot do
-    media: str = STARTING    # starting, active, reconnecting, failed, lost
-    quality: int = 0         # 0 no audio, 1 poor, 2 fair, 3 good (last few seconds)
-    quality_loss_percent: float = 0.0
-    silent_for: float = 0.0  # seconds since anything came from the peer
-    peer_loss_percent: float = 0.0   # what the peer reports about our audio
-    bitrate: int = 0
-    redundancy: int = 0
-    over_tcp: bool = False
+from messenger.wire import media_payloads as payloads
 
 
 class CallEngine:
@@ -150,11 +101,11 @@ class CallEngine:
         self.failure = ""
         self.meter = QualityMeter()
         self.adapter: EncoderAdapter | None = None
-        self.peer_report: media.Report | None = None
+        self.peer_report: payloads.Report | None = None
         self._pump: AudioPump | None = None
         self._watch: LoopingCall | None = None
         self._encoder: Codec | None = None
-        self._history: deque[bytes] = deque(maxlen=media.MAX_REDUNDANT)
+        self._history: deque[bytes] = deque(maxlen=payloads.MAX_REDUNDANT)
         self._started = 0.0
         self._ended: float | None = None
         self._next_report = 0.0
@@ -305,7 +256,7 @@ class CallEngine:
         plan = self.adapter.plan if self.adapter is not None else None
         if plan is not None and plan.redundancy and self._encoder.name == OPUS:
             earlier = list(self._history)[-plan.redundancy:][::-1]
-            wire = media.pack_redundant(payload, earlier)
+            wire = payloads.pack_redundant(payload, earlier)
             flags = media.REDUNDANT
         self._history.append(payload)
         if self.session.send_audio(slot * FRAME_SAMPLES, wire, self._encoder.codec_id, flags):
@@ -320,7 +271,7 @@ class CallEngine:
         codec = packet.codec
         if packet.flags & media.REDUNDANT:
             try:
-                primary, earlier = media.unpack_redundant(packet.payload)
+                primary, earlier = payloads.unpack_redundant(packet.payload)
             except media.MalformedPacket:
                 if self.playout is not None:
                     self.playout.undecodable += 1
@@ -343,7 +294,7 @@ class CallEngine:
     def _heard(self) -> None:
         self.meter.heard(self._reactor.seconds())
 
-    def _report(self, report: media.Report) -> None:
+    def _report(self, report: payloads.Report) -> None:
         self.peer_report = report
         if self.adapter is not None:
             self.adapter.report(report.loss_permille / 10.0, self._reactor.seconds())
@@ -426,14 +377,14 @@ class CallEngine:
             return "no audio arrives from the other side"
         return "the other side does not receive our audio"
 
-    def _make_report(self, now: float) -> media.Report:
+    def _make_report(self, now: float) -> payloads.Report:
         lost, late = self.meter.loss_fraction(now)
         session = self.session
         received = session.received_direct + session.received_relay if session else 0
         highest = self.jitter.highest if self.jitter is not None else -1
         heard = self.meter.last_heard
         flowing = heard is not None and now - heard < 1.0 and received > 0
-        return media.Report(max(0, highest), received, round(lost * 1000),
+        return payloads.Report(max(0, highest), received, round(lost * 1000),
                             round(self.meter.jitter_ms), round(late * 1000), int(flowing))
 
     def _set_media(self, state: str, reason: str = "") -> None:
@@ -447,52 +398,10 @@ class CallEngine:
     # -- state ------------------------------------------------------------------------
 
     def stats(self) -> CallStats:
-        session = self.session
-        jitter = self.jitter.stats() if self.jitter is not None else None
-        playout = self.playout
+        """A snapshot for the UI (`stats.call_stats`)."""
         end = self._ended if self._ended is not None else self._reactor.seconds()
-        lost = jitter.lost if jitter else 0
-        received = session.received_direct + session.received_relay if session else 0
-        expected = received + lost
-        reading = self.meter.reading(end)
-        plan = self.adapter.plan if self.adapter is not None else None
-        report = self.peer_report
-        return CallStats(
-            path=session.path if session else CONNECTING,
-            codec=self._encoder.name if self._encoder else "",
-            muted=self.muted,
-            duration=round(end - self._started, 3) if session else 0.0,
-            packets_sent=session.packets_sent if session else 0,
-            packets_received=session.packets_received if session else 0,
-            audio_sent=self.audio_sent,
-            audio_received=received,
-            received_direct=session.received_direct if session else 0,
-            received_relay=session.received_relay if session else 0,
-            lost=lost,
-            late=jitter.late if jitter else 0,
-            duplicate=jitter.duplicate if jitter else 0,
-            concealed=jitter.concealed if jitter else 0,
-            recovered=jitter.recovered if jitter else 0,
-            fec_frames=playout.fec_frames if playout else 0,
-            discarded=jitter.discarded if jitter else 0,
-            loss_percent=round(100.0 * lost / expected, 2) if expected else 0.0,
-            jitter_ms=jitter.jitter_ms if jitter else 0.0,
-            depth_ms=jitter.depth_ms if jitter else 0.0,
-            target_ms=jitter.target_ms if jitter else 0.0,
-            rtt_ms=session.rtt_ms if session else None,
-            dropped=(session.dropped_auth + session.dropped_replay
-                     + session.dropped_malformed + session.dropped_foreign) if session else 0,
-            undecodable=playout.undecodable if playout else 0,
-            audio_error=self.audio_error,
-            media=self.media_state,
-            quality=reading.level if session else 0,
-            quality_loss_percent=reading.loss_percent,
-            silent_for=round(min(reading.silent_for, end - self._started), 2) if session
-            else 0.0,
-            peer_loss_percent=report.loss_permille / 10.0 if report else 0.0,
-            bitrate=plan.bitrate if plan and self._encoder and self._encoder.name == OPUS
-            else 0,
-            redundancy=plan.redundancy if plan and self._encoder
-            and self._encoder.name == OPUS else 0,
-            over_tcp=session.over_tcp if session else False,
-        )
+        return call_stats(session=self.session, jitter=self.jitter, playout=self.playout,
+                          meter=self.meter, adapter=self.adapter, encoder=self._encoder,
+                          report=self.peer_report, muted=self.muted,
+                          audio_sent=self.audio_sent, audio_error=self.audio_error,
+                          media_state=self.media_state, started=self._started, end=end)

@@ -35,25 +35,32 @@ reactor (a `task.Clock` in tests).
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.protocol import ClientFactory, DatagramProtocol
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.protocols.basic import Int16StringReceiver
 
 from messenger.client.calls.params import MAX_CANDIDATES, CallParams, call_params_from_jim
+from messenger.client.calls.paths import (
+    CONNECTING,
+    DIRECT,
+    RELAY,
+    Backoff,
+    ReceivedAudio,
+    SessionTiming,
+    local_endpoints,
+)
+from messenger.client.calls.relay_link import RelayLink
+from messenger.client.calls.sending import MediaSending
 from messenger.wire import media
+from messenger.wire import media_payloads as payloads
 from messenger.wire.media import (
     AUDIO,
     BYE,
     HELLO_ACK,
-    MAX_SEQ,
     PROBE,
     PROBE_ACK,
     REPORT,
@@ -67,87 +74,7 @@ from messenger.wire.media import (
 __all__ = ["CONNECTING", "DIRECT", "RELAY", "CallParams", "MediaSession", "ReceivedAudio",
            "SessionTiming", "call_params_from_jim"]
 
-CONNECTING = "connecting"
-DIRECT = "direct"
-RELAY = "relay"
-
-
-@dataclass(frozen=True)
-class SessionTiming:
-    """The clocks of path discovery, in seconds."""
-
-    tick: float = 0.025              # how often the session looks at its timers
-    hello_first: float = 0.05        # HELLO retry while unanswered: first gap ...
-    hello_max: float = 1.0           # ... doubling up to this
-    hello_give_up: float = 30.0      # stop retrying (the engine has failed the call)
-    hello_keepalive: float = 15.0    # HELLO again once answered
-    probe_first: float = 0.05        # PROBE retry per candidate: first gap ...
-    probe_max: float = 0.5           # ... doubling up to this ...
-    probes_per_round: int = 8        # ... this many per round
-    direct_timeout: float = 1.0      # relay known and no direct ack for this long: relay
-    direct_keepalive: float = 0.5    # keepalive PROBE on the direct path
-    direct_dead_after: float = 2.0   # no PROBE_ACK this long: direct path is dead
-    reprobe_interval: float = 5.0    # on the relay: check the candidates again
-    tcp_after: float = 2.0           # no HELLO_ACK over UDP this long: try TCP too
-
-
-class ReceivedAudio(NamedTuple):
-    seq: int
-    stamp: int
-    codec: int
-    flags: int
-    payload: bytes
-    via_relay: bool
-
-
-class _Backoff:
-    """Retry times: ``first``, doubling, at most ``cap`` apart."""
-
-    __slots__ = ("first", "cap", "gap", "due", "sent")
-
-    def __init__(self, first: float, cap: float, now: float) -> None:
-        self.first, self.cap = first, cap
-        self.gap, self.due, self.sent = first, now, 0
-
-    def fire(self, now: float) -> bool:
-        if now < self.due - 1e-6:
-            return False
-        self.sent += 1
-        self.due = now + self.gap
-        self.gap = min(self.cap, self.gap * 2)
-        return True
-
-
-class RelayLink(Int16StringReceiver):
-    """The relay over TCP: one media packet per 2-byte-length frame."""
-
-    MAX_LENGTH = media.MAX_DATAGRAM
-
-    def __init__(self, session: MediaSession) -> None:
-        self.session = session
-
-    def connectionMade(self) -> None:  # noqa: N802
-        self.session.tcp_up(self)
-
-    def stringReceived(self, data: bytes) -> None:  # noqa: N802
-        self.session.datagramReceived(data, self.session.relay_address, link=self)
-
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
-        self.session.tcp_down(self)
-
-
-class _LinkFactory(ClientFactory):
-    def __init__(self, session: MediaSession) -> None:
-        self.session = session
-
-    def buildProtocol(self, addr: Any) -> RelayLink:  # noqa: N802
-        return RelayLink(self.session)
-
-    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:  # noqa: N802
-        self.session.log.info("TCP relay unreachable: {reason}", reason=reason.value)
-
-
-class MediaSession(DatagramProtocol):
+class MediaSession(MediaSending, DatagramProtocol):
     """One member's media endpoint for one call."""
 
     log = Logger()
@@ -157,7 +84,7 @@ class MediaSession(DatagramProtocol):
                  on_audio: Callable[[ReceivedAudio], None] | None = None,
                  on_path: Callable[[str], None] | None = None,
                  on_bye: Callable[[], None] | None = None,
-                 on_report: Callable[[media.Report], None] | None = None,
+                 on_report: Callable[[payloads.Report], None] | None = None,
                  on_heard: Callable[[], None] | None = None,
                  advertise_local: bool = True) -> None:
         self.params = params
@@ -183,10 +110,10 @@ class MediaSession(DatagramProtocol):
         self.relay_ready = False          # the relay knows the peer: relaying works
         self.relay_ready_at: float | None = None
         self.candidates: list[Endpoint] = []
-        self._probes: dict[Endpoint, _Backoff] = {}
+        self._probes: dict[Endpoint, Backoff] = {}
         self._started_at = 0.0
         self._hello_counter = 0
-        self._hello: _Backoff | None = None
+        self._hello: Backoff | None = None
         self._hello_since = 0.0
         self._keepalive = False              # HELLO answered: only keepalives now
         self._last_ack = 0.0
@@ -229,7 +156,7 @@ class MediaSession(DatagramProtocol):
         host = self.transport.getHost()
         self._ipv6 = ":" in host.host
         if self.advertise_local:
-            self.local_endpoints = _local_endpoints(host.host, host.port,
+            self.local_endpoints = local_endpoints(host.host, host.port,
                                                     self.relay_address[0])
         self.kick(now)
         self._loop = LoopingCall(self._tick)
@@ -259,95 +186,9 @@ class MediaSession(DatagramProtocol):
     def kick(self, now: float | None = None) -> None:
         """Say HELLO again from the first back-off step (a blip, a new network)."""
         now = self._clock.seconds() if now is None else now
-        self._hello = _Backoff(self.timing.hello_first, self.timing.hello_max, now)
+        self._hello = Backoff(self.timing.hello_first, self.timing.hello_max, now)
         self._hello_since = now
         self._keepalive = False
-
-    # -- sending ----------------------------------------------------------------------
-
-    def send_audio(self, stamp: int, payload: bytes, codec: int, flags: int = 0) -> bool:
-        """Seal one frame and send it on the current path; False if it was not sent."""
-        seq = self._seq[AUDIO]
-        if seq > MAX_SEQ or self._closing or self.transport is None:
-            return False
-        self._seq[AUDIO] = seq + 1
-        packet = self._cipher.seal(AUDIO, self._me, self._call_id, seq, stamp & MAX_SEQ,
-                                   payload, codec, flags)
-        return self._send(packet, self._audio_target())
-
-    def send_report(self, report: media.Report) -> bool:
-        """Tell the peer what we receive (on the audio path)."""
-        if self._closing or self.transport is None:
-            return False
-        return self._send_sealed(REPORT, self._audio_target(), 0, media.encode_report(report))
-
-    def _audio_target(self) -> Endpoint:
-        if self.path == DIRECT and self.direct_endpoint is not None:
-            return self.direct_endpoint
-        return self.relay_address
-
-    def _send(self, packet: bytes, target: Endpoint) -> bool:
-        try:
-            if self.over_tcp and target == self.relay_address and self.tcp is not None:
-                self.tcp.sendString(packet)
-            else:
-                self.transport.write(packet, target)
-        except Exception as exc:  # unreachable family, EPERM, closed socket
-            self.send_errors += 1
-            self.log.debug("media send to {target} failed: {error}", target=target, error=exc)
-            return False
-        self.packets_sent += 1
-        self.bytes_sent += len(packet)
-        return True
-
-    def _send_sealed(self, ptype: int, target: Endpoint, stamp: int = 0,
-                     payload: bytes = b"") -> bool:
-        seq = self._seq[ptype]
-        if seq > MAX_SEQ:
-            return False
-        self._seq[ptype] = seq + 1
-        return self._send(self._cipher.seal(ptype, self._me, self._call_id, seq, stamp,
-                                            payload), target)
-
-    def _send_hello(self) -> None:
-        self._hello_counter += 1
-        self.hellos_sent += 1
-        packet = media.encode_hello(self._call_id, self._me, self._hello_counter,
-                                    self.params.token, self.local_endpoints)
-        if not self.over_tcp:
-            self._send(packet, self.relay_address)
-        if self.tcp is not None:
-            self.tcp.sendString(packet)
-
-    def _send_probe(self, target: Endpoint) -> None:
-        self._send_sealed(PROBE, target, 0, media.probe_payload(self._clock.seconds()))
-
-    # -- TCP fallback -----------------------------------------------------------------
-
-    def _try_tcp(self) -> None:
-        self._tcp_tried = True
-        port = self.params.relay_tcp
-        if port is None:
-            return
-        self.log.info("no answer from the relay over UDP; trying TCP port {port}", port=port)
-        self._connector = self._clock.connectTCP(self.relay_address[0], port,
-                                                 _LinkFactory(self), timeout=5)
-
-    def tcp_up(self, link: RelayLink) -> None:
-        if self._closing:
-            link.transport.loseConnection()
-            return
-        self.tcp = link
-        self._send_hello()
-
-    def tcp_down(self, link: RelayLink) -> None:
-        if link is self.tcp:
-            self.tcp = None
-            if self.over_tcp and not self._closing:
-                self.over_tcp = False
-                self.hello_acked = False
-                self._tcp_tried = False
-                self.kick()
 
     # -- candidates and timers --------------------------------------------------------
 
@@ -372,7 +213,7 @@ class MediaSession(DatagramProtocol):
     def _start_round(self, endpoints: list[Endpoint]) -> None:
         now = self._clock.seconds()
         for endpoint in endpoints:
-            self._probes[endpoint] = _Backoff(self.timing.probe_first, self.timing.probe_max,
+            self._probes[endpoint] = Backoff(self.timing.probe_first, self.timing.probe_max,
                                               now)
         self._run_probes(now)
 
@@ -478,7 +319,7 @@ class MediaSession(DatagramProtocol):
             self.hello_acked = True
             self._keepalive = True
             keepalive = self.timing.hello_keepalive
-            self._hello = _Backoff(keepalive, keepalive, now + keepalive)
+            self._hello = Backoff(keepalive, keepalive, now + keepalive)
         self.public_endpoint = ack.observed
         if ack.peer_present and not self.relay_ready:
             self.relay_ready_at = now
@@ -517,7 +358,7 @@ class MediaSession(DatagramProtocol):
                                             header.flags, payload, via_relay))
         elif ptype == REPORT:
             if self.on_report is not None:
-                self.on_report(media.decode_report(payload))
+                self.on_report(payloads.decode_report(payload))
         elif ptype == PROBE:
             self._send_sealed(PROBE_ACK, source, header.seq, payload)
             if not via_relay:
@@ -531,7 +372,7 @@ class MediaSession(DatagramProtocol):
 
     def _probe_ack(self, source: Endpoint, payload: bytes) -> None:
         now = self._clock.seconds()
-        sent_at = media.probe_time(payload)
+        sent_at = payloads.probe_time(payload)
         if self.path == DIRECT and source != self.direct_endpoint:
             return
         if sent_at is not None and 0 <= now - sent_at < 60:
@@ -571,31 +412,3 @@ class MediaSession(DatagramProtocol):
 
 
 _HELLO_ACK_BYTE = media.type_byte(HELLO_ACK)
-
-
-def _local_endpoints(host: str, port: int, relay_host: str) -> tuple[Endpoint, ...]:
-    """Our own address(es) for the peer to try: the bound one, or the one routing to the relay.
-
-    For a wildcard socket the kernel's choice of source address toward the relay is asked
-    with a connected UDP socket. This never blocks: connect() on a datagram socket to an
-    IP literal is only a routing-table lookup (no packet, no DNS), and a relay given by
-    name is not looked up here at all (the engine resolves it off the reactor first).
-    """
-    try:
-        address = ipaddress.ip_address(host)
-        relay = ipaddress.ip_address(relay_host)
-    except ValueError:
-        return ()
-    if address.is_unspecified:
-        if relay.version != address.version:
-            return ()
-        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        probe = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            probe.connect((relay_host, 9))
-            host = probe.getsockname()[0]
-        except OSError:
-            return ()
-        finally:
-            probe.close()
-    return ((host, port),)

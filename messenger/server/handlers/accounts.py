@@ -112,6 +112,10 @@ def _rehash_later(session: Session, row: users.UserRow, password: str) -> None:
 
 
 def _check_login_rate(session: Session) -> None:
+    wait = session.ctx.router.login_wait()
+    if wait is not None:    # a cluster whose Redis is away: nothing is done (no account)
+        raise ServiceUnavailable("the cluster's session registry (Redis) is unavailable;"
+                                 " try again shortly", wait)
     allowed, retry = session.ctx.limits.allow_login(session.address)
     if not allowed:
         session.ctx.metrics.refused("login")
@@ -170,7 +174,20 @@ def _complete_login(session: Session, row: users.UserRow, method: str, remember:
         if new_token_hash is not None:
             _revoke_quietly(ctx, new_token_hash)
         return None
-    if not ctx.router.attach(row.id, session):
+    try:
+        # A cluster's router takes the account's lease in Redis: a Deferred there.
+        attached = yield ctx.router.attach(row.id, session)
+    except ServiceUnavailable:
+        if new_token_hash is not None:
+            _revoke_quietly(ctx, new_token_hash)
+        raise
+    if session.state is not State.UNAUTHENTICATED:
+        if attached:
+            ctx.router.detach(row.id, session)
+        if new_token_hash is not None:
+            _revoke_quietly(ctx, new_token_hash)
+        return None
+    if not attached:
         if new_token_hash is not None:
             _revoke_quietly(ctx, new_token_hash)
         _conflict(session, row.id)

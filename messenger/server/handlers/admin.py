@@ -39,7 +39,8 @@ def user_view(row: users.UserRow, online: bool, now: float) -> dict[str, Any]:
 
 def _view(session: Session, row: users.UserRow) -> dict[str, Any]:
     ctx = session.ctx
-    return user_view(row, ctx.router.is_online(row.id), ctx.clock.seconds())
+    # Presence, not the router: in a cluster it also knows the users of other nodes.
+    return user_view(row, ctx.presence.status_of(row.id) != "offline", ctx.clock.seconds())
 
 
 @defer.inlineCallbacks

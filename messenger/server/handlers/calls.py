@@ -15,7 +15,10 @@ def call_dial(session: Any, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     target = yield ctx.directory.require(request["user_id"])
     ctx.blocks.check(target.id, session.account.id, target.name)
-    return ctx.calls.dial(session, target.id, target.name, list(request.get("codecs") or []))
+    # A cluster's call service answers with a Deferred (the call may live on another node).
+    result = yield ctx.calls.dial(session, target.id, target.name,
+                                  list(request.get("codecs") or []))
+    return result
 
 
 def call_hangup(session: Any, request: dict[str, Any]) -> dict[str, Any]:

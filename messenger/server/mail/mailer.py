@@ -44,7 +44,6 @@ the relay password.
 from __future__ import annotations
 
 import random as _random
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,29 +57,12 @@ from messenger.server.config import MailConfig
 from messenger.server.logs.throttle import ThrottledLogger
 from messenger.server.mail.compose import compose, split_sender, to_text
 from messenger.server.mail.delivery import Deliverer, DeliveryError, make_deliverer
+from messenger.server.mail.line import SECURITY_TEMPLATES, DeliveryLine
+from messenger.server.mail.retry import JITTER, backoff_delay, persist_attempt
 from messenger.server.mail.spool import RunIO, Spool, SpoolEntry, new_mail_id
 from messenger.server.mail.templates import TemplateError, render
 
-JITTER = 0.2        # a delay is cut by up to this fraction at random
-_MAX_DOUBLINGS = 60
-SECURITY_TEMPLATES = frozenset({"lockout", "new_location"})
-
-
-def persist_attempt(attempts: int, error_changed: bool) -> bool:
-    """Whether the `attempts`-th failed attempt is written to the spool file."""
-    return error_changed or attempts & (attempts - 1) == 0
-
-
-def backoff_delay(attempts: int, initial: float, maximum: float, sample: float) -> float:
-    """Seconds to wait after the `attempts`-th failed attempt (1, 2, ...).
-
-    `initial` doubles per attempt up to `maximum`, then shrinks by up to `JITTER` of itself
-    according to `sample` in [0, 1). Never more than `maximum`, never negative.
-    """
-    doublings = min(max(attempts - 1, 0), _MAX_DOUBLINGS)
-    base = min(maximum, initial * 2.0 ** doublings)
-    return max(0.0, base * (1.0 - JITTER * sample))
-
+__all__ = ["JITTER", "Mailer", "backoff_delay"]
 
 class Mailer(Service):
     """Outgoing mail for the server: ``send``/``send_template`` and the delivery loop."""
@@ -106,9 +88,7 @@ class Mailer(Service):
         self._entries: dict[str, SpoolEntry] = {}     # pending mails known to this run
         self._timers: dict[str, IDelayedCall] = {}    # at most one per mail
         self._in_flight: set[str] = set()             # at most one attempt per mail
-        self._ready_urgent: deque[str] = deque()      # due security mails, in order
-        self._ready: deque[str] = deque()             # other due mails, waiting for a slot
-        self._waiting: set[str] = set()               # what the two deques hold
+        self._line = DeliveryLine(self.max_parallel)  # due mails waiting for a slot
         self._dirty: set[str] = set()                 # retry state newer than the file
         self._reserved = 0                            # mails being written to the spool
         self._operations: set[Deferred] = set()       # what stopService waits for
@@ -198,9 +178,7 @@ class Mailer(Service):
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        self._ready.clear()
-        self._ready_urgent.clear()
-        self._waiting.clear()
+        self._line = DeliveryLine(self.max_parallel)
         waiting = list(self._operations)
         d = gatherResults(waiting) if waiting else succeed(None)
         d.addCallback(self._write_dirty)
@@ -252,11 +230,7 @@ class Mailer(Service):
         timer = self._timers.pop(mail_id, None)
         if timer is not None and timer.active():
             timer.cancel()
-        if mail_id in self._waiting:
-            self._waiting.discard(mail_id)
-            for line in (self._ready, self._ready_urgent):
-                if mail_id in line:
-                    line.remove(mail_id)
+        self._line.remove(mail_id)
         self._track(self._spool.remove(mail_id).addErrback(self._update_failed, entry))
 
     def _dropped(self, entry: SpoolEntry, what: str) -> None:
@@ -313,7 +287,7 @@ class Mailer(Service):
         """One timer for `entry` at its next_attempt (at most retry_max from now)."""
         mail_id = entry.mail_id
         if (not self.running or mail_id not in self._entries or mail_id in self._in_flight
-                or mail_id in self._waiting):
+                or mail_id in self._line):
             return
         old = self._timers.pop(mail_id, None)
         if old is not None and old.active():
@@ -330,10 +304,8 @@ class Mailer(Service):
         if entry is None or mail_id in self._in_flight or not self.running:
             return
         urgent = entry.template in SECURITY_TEMPLATES
-        if len(self._in_flight) >= self._slots(urgent):
-            if mail_id not in self._waiting:
-                self._waiting.add(mail_id)
-                (self._ready_urgent if urgent else self._ready).append(mail_id)
+        if len(self._in_flight) >= self._line.slots(urgent):
+            self._line.wait(mail_id, urgent)
             return
         self._in_flight.add(mail_id)
         entry.last_attempt = self._reactor.seconds()
@@ -343,22 +315,6 @@ class Mailer(Service):
         d.addErrback(self._bookkeeping_failed, entry)
         d.addBoth(self._attempt_finished, entry)
         self._track(d)
-
-    def _slots(self, urgent: bool) -> int:
-        """Deliveries that may run at once: one slot is kept for security mails."""
-        return self.max_parallel if urgent else max(1, self.max_parallel - 1)
-
-    def _next_ready(self) -> str | None:
-        """The next waiting mail that may start now: security mails first."""
-        in_flight = len(self._in_flight)
-        if self._ready_urgent and in_flight < self._slots(True):
-            mail_id = self._ready_urgent.popleft()
-        elif self._ready and in_flight < self._slots(False):
-            mail_id = self._ready.popleft()
-        else:
-            return None
-        self._waiting.discard(mail_id)
-        return mail_id
 
     # Each outcome is logged once it is settled (in the spool, or in memory for a retry
     # that is not written): one line per attempt.
@@ -445,7 +401,7 @@ class Mailer(Service):
         self._in_flight.discard(entry.mail_id)
         self._schedule(entry)      # no-op unless the mail is still pending and we run
         while self.running:
-            mail_id = self._next_ready()
+            mail_id = self._line.next(len(self._in_flight))
             if mail_id is None:
                 break
             self._attempt(mail_id)

@@ -24,6 +24,7 @@ from messenger.client.calls.media import (
 )
 from messenger.server.relay import CallTable, RelayProtocol
 from messenger.wire import media
+from messenger.wire import media_payloads as payloads
 from messenger.wire.media import AUDIO, BYE, HELLO, PROBE, PROBE_ACK, CallCipher
 from tests.support.netsim import Switch, blocking_session_factory, relay_only, wait_until
 
@@ -244,11 +245,11 @@ class ProbingTests(SynchronousTestCase):
         session, transport = make_session(clock)
         peer = Peer()
         peer.seq = 41
-        session.datagramReceived(peer.seal(PROBE, 0, media.probe_payload(7.5)), STRANGER)
+        session.datagramReceived(peer.seal(PROBE, 0, payloads.probe_payload(7.5)), STRANGER)
         [ack] = transport.sent(PROBE_ACK, STRANGER)
         header = media.parse_header(ack)
         self.assertEqual((header.sender, header.stamp), (0, 41))
-        self.assertEqual(media.probe_time(CallCipher(KEY).open(ack)), 7.5)
+        self.assertEqual(payloads.probe_time(CallCipher(KEY).open(ack)), 7.5)
         self.assertIn(STRANGER, session.candidates)
         self.assertEqual(len(transport.sent(PROBE, STRANGER)), 1)
 
@@ -396,13 +397,6 @@ class ParamsTests(SynchronousTestCase):
             self.assertRaises(ValueError, call_params_from_jim, {**base, field: value})
         self.assertRaises(ValueError, call_params_from_jim, {"member": 0})
 
-    def test_local_endpoints(self) -> None:
-        """A wildcard socket announces the address that routes to the relay."""
-        self.assertEqual(session_module._local_endpoints("0.0.0.0", 5000, "127.0.0.1"),
-                         (("127.0.0.1", 5000),))
-        self.assertEqual(session_module._local_endpoints("10.0.0.2", 5000, "127.0.0.1"),
-                         (("10.0.0.2", 5000),))
-        self.assertEqual(session_module._local_endpoints("localhost", 5000, "127.0.0.1"), ())
 
 
 FAST = SessionTiming(tick=0.02, hello_first=0.05, probe_first=0.05,
