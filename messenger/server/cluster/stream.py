@@ -341,11 +341,17 @@ def frame_for(row: tuple[Any, ...]) -> bytes:
     else:
         msg_id, created, sender, recipient, group, body, mentions = row[:7]
     if group is None:
-        return jim.encode({"action": "msg", "msg_id": msg_id, "time": created,
-                           "from": sender, "to": recipient, "message": body})
-    return jim.encode({"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
-                       "group": group, "message": body,
-                       "mentions": mentions.split() if mentions else []})
+        push = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
+                "to": recipient, "message": body}
+    else:
+        push = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
+                "group": group, "message": body,
+                "mentions": mentions.split() if mentions else []}
+    # reply_to, edited, deleted (store.replies.EXTRA) when the row has them and they apply
+    for key, value in zip(("reply_to", "edited", "deleted"), row[7:10], strict=False):
+        if value is not None:
+            push[key] = value
+    return jim.encode(push)
 
 
 class ChainedGroupCommit(GroupCommit[Any, Any]):

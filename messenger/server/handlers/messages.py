@@ -133,10 +133,11 @@ class _Sent(Later):
                     self.recipient.id, push_frame(msg_id, created, session.account.name,
                                                   self.recipient.name, self.body))
             else:
-                session.ctx.router.push(self.recipient.id, {
+                # push_encoded, like every message push: a cluster orders them.
+                session.ctx.router.push_encoded(self.recipient.id, jim.encode({
                     "action": "msg", "msg_id": msg_id, "time": created,
                     "from": session.account.name, "to": self.recipient.name,
-                    "message": self.body, "reply_to": self.reply_to})
+                    "message": self.body, "reply_to": self.reply_to}))
         return Ack(msg_id, created)
 
 
