@@ -12,7 +12,7 @@ SERVER = [
     "psycopg2-binary>=2.9",   # the PostgreSQL store (--database postgresql://...)
     "txredisapi>=1.4.10",     # the cluster mode's Redis client (Twisted-native)
 ]
-CLIENT = SERVER + ["PyQt5>=5.15", "qt5reactor>=0.6.3"]
+CLIENT = SERVER + ["PyQt5>=5.15", "qt5reactor>=0.6.3", "Pillow>=10.1"]
 AUDIO = ["pyaudio>=0.2.13", "opuslib>=3.0", "livekit>=1.0"]   # livekit: WebRTC echo/noise
 TEST = ["ruff>=0.4", "numpy>=1.24", "pesq>=0.0.4"]           # call quality (PESQ-WB)
 

@@ -6,6 +6,7 @@
     messenger-bench relay -K 50 ...            UDP relay packets per second (own relay process)
     messenger-bench groups -N 100 -G 10 ...    group fan-out: deliveries per second
     messenger-bench calls [--simulated]         PESQ-WB, mouth-to-ear delay and CPU per network
+    messenger-bench files --size-mib 100        upload/download MiB/s, message p99 beside them
     messenger-bench report FILE.jsonl           Markdown table of the JSON lines
 
 Every figure prints one JSON line (appended to --json-out FILE too) and a readable line on
@@ -25,7 +26,8 @@ from typing import Any
 
 from messenger.wire.suites import AES_GCM, SUITES
 
-SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "groups", "calls", "report")
+SUBCOMMANDS = ("delivery", "connections", "logins", "relay", "groups", "calls", "files",
+               "report")
 
 
 def server_address(text: str) -> tuple[str, int]:
@@ -95,6 +97,13 @@ def delivery_parser() -> argparse.ArgumentParser:
                          " other nodes, PostgreSQL, Redis, HAProxy)")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="seconds to wait after the last login before the warm-up")
+    ap.add_argument("--read-receipts", type=float, default=0.0, metavar="SECONDS",
+                    help="each receiver sends a read receipt for its conversation (up to"
+                         " the newest message) at most every SECONDS, as a client with"
+                         " the chat open does (0: none)")
+    ap.add_argument("--typing", type=float, default=0.0, metavar="SECONDS",
+                    help="each sender sends a typing notice at most every SECONDS while"
+                         " it sends (0: none)")
     return ap
 
 
@@ -175,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "groups":
         from messenger.bench import groups
         return groups.main(argv)
+    if command == "files":
+        from messenger.bench import files
+        return files.main(argv)
     if command == "calls":
         from messenger.bench import calls
         return calls.main(argv)

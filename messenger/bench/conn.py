@@ -27,7 +27,7 @@ from messenger.wire.handshake import ClientHandshake, HandshakeError
 from messenger.wire.suites import ChannelError
 
 LEN = struct.Struct(">I").pack
-MAX_LENGTH = 1 << 20
+MAX_LENGTH = (1 << 20) + 64   # a 1 MiB payload sealed with aes-256-gcm (PROTOCOL.md 10)
 PASSWORD = "bench-password-1"  # noqa: S105 - test accounts; 8+ characters for --auto-register
 
 
@@ -64,6 +64,7 @@ class BenchConnection(Protocol):
         self.on_ready = on_ready
         self.on_fail = on_fail
         self.login_code: int | None = None
+        self.max_frame = 16 * 1024          # the server's limit after login (its reply)
         self.sock: Any = None
         self.t_start = time.monotonic_ns()
         self.t_ready = 0
@@ -190,6 +191,9 @@ class BenchConnection(Protocol):
             self.fail(f"{self.login} refused: {code} {reply.get('error')}")
             return
         self.login_code = code
+        limits = reply.get("limits")
+        if isinstance(limits, dict) and type(limits.get("max_frame")) is int:
+            self.max_frame = limits["max_frame"]
         if reply.get("token"):
             self.token = reply["token"]
         self.phase = "ready"

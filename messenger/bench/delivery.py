@@ -32,7 +32,9 @@ from messenger.wire.suites import ChannelError
 
 MSG_RE = re.compile(rb'"message":"(\d+) (\d+) (\d+) ')
 ACK_OK = b'{"response":200,'
+ACK_MSG = b'{"response":200,"msg_id":'
 ID_KEY = b'"id":"'
+MSG_ID_AT = len(b'{"action":"msg","msg_id":')
 
 
 class Stats:
@@ -43,6 +45,9 @@ class Stats:
         self.delivered = 0         # timed phase
         self.errors = 0            # lost, duplicated, reordered, refused
         self.error_samples: list[str] = []
+        self.receipts = 0          # read receipts sent by receivers (--read-receipts)
+        self.receipt_pushes = 0    # receipt pushes the senders got
+        self.typing = 0            # typing notices sent (--typing)
 
     def error(self, what: str) -> None:
         self.errors += 1
@@ -94,6 +99,10 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
             self.ack_expect = 0     # next server 200 ack (by seq) expected
             # receiver state
             self.expect_seq = 0
+            self.last_msg_id = 0    # the newest message id received (for read receipts)
+            self.receipt_due = False
+            # sender state for --typing
+            self.typed_at = 0.0
 
         def on_frames(self, frames: list[bytes]) -> None:
             if self.role == "recv":
@@ -116,6 +125,13 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
             t = now_ns()
             wall = int(time.time())
             out = []
+            if args.typing and t / 1e9 - self.typed_at >= args.typing:
+                # As a real client: "typing" at most every --typing seconds while writing.
+                self.typed_at = t / 1e9
+                stats.typing += 1
+                ct = seal((f'{{"action":"typing","id":"{os.urandom(16).hex()}","time":{wall},'
+                           f'"to":"{to}"}}').encode())
+                out += [LEN(len(ct)), ct]
             for s in range(seq, seq + n):
                 body = f"{pair} {s} {t} "
                 pt = (f'{{"action":"msg","id":"{prefix}{s:024x}","time":{wall},"to":"{to}",'
@@ -142,9 +158,12 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
                 except ChannelError as error:
                     self.fail(f"frame failed to open: {error}")
                     return
-                if not pt.startswith(ACK_OK):
-                    if self.maybe_probe(pt):
+                if not pt.startswith(ACK_MSG):
+                    if pt.startswith(b'{"action":"receipt"'):
+                        stats.receipt_pushes += 1
                         continue
+                    if pt.startswith(ACK_OK) or self.maybe_probe(pt):
+                        continue            # the answer to a typing notice; a probe
                     stats.error(f"{self.user}: unexpected frame: {pt[:300]!r}")
                     fail(f"{self.user} received a non-200 response")
                     return
@@ -161,6 +180,16 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
             self.ack_expect = expect
             if state["phase"] == "draining":
                 check_drained()
+
+        def send_receipt(self) -> None:
+            self.receipt_due = False
+            if state["phase"] == "closing" or self.transport is None:
+                return
+            stats.receipts += 1
+            pt = (f'{{"action":"receipt","id":"{os.urandom(16).hex()}","time":{int(time.time())},'
+                  f'"kind":"read","with":"{self.partner.user}","up_to":{self.last_msg_id}}}')
+            ct = self.seal(pt.encode())
+            self.transport.write(LEN(len(ct)) + ct)
 
         def on_recv(self, frames: list[bytes]) -> None:
             t = now_ns()
@@ -179,9 +208,12 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
                     return
                 m = MSG_RE.search(pt)
                 if m is None:
-                    if not self.maybe_probe(pt):
+                    if not (self.maybe_probe(pt) or pt.startswith(ACK_OK)
+                            or pt.startswith(b'{"action":"typing"')):
                         stats.error(f"{self.user}: unexpected frame: {pt[:300]!r}")
                     continue
+                if args.read_receipts:
+                    self.last_msg_id = int(pt[MSG_ID_AT:pt.index(b",", MSG_ID_AT)])
                 seq = int(m.group(2))
                 if seq != expect or int(m.group(1)) != self.pair:
                     if seq < expect or int(m.group(1)) != self.pair:
@@ -201,6 +233,11 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
                     lat.append(t - int(m.group(3)))
                 n += 1
             self.expect_seq = expect
+            if args.read_receipts and n and not self.receipt_due:
+                # As a real client with the chat open: one read receipt for the
+                # conversation, up to the newest message, at most every N seconds.
+                self.receipt_due = True
+                reactor.callLater(args.read_receipts, self.send_receipt)
             sender.acked += n + skipped
             if state["phase"] == "timed":
                 stats.delivered += n
@@ -318,6 +355,8 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> tuple[dict, 
         "errors": stats.errors, "error_samples": stats.error_samples, "fail": state["fail"],
         "t0_ns": state["t0"], "t1_ns": t_end,
         "gen_cpu_s": state.get("gen1", self_cpu_s()) - state.get("gen0", self_cpu_s()),
+        "receipts": stats.receipts, "receipt_pushes": stats.receipt_pushes,
+        "typing": stats.typing,
     }
     if "sample0" in state:
         res["sample0"] = state["sample0"]
@@ -368,6 +407,9 @@ def summarize(args: Any, res: dict, lat: Any, ack_lat: Any = ()) -> dict[str, An
         "ack_ms_p50": _ms(pct(ack_lat, 0.50)), "ack_ms_p95": _ms(pct(ack_lat, 0.95)),
         "ack_ms_p99": _ms(pct(ack_lat, 0.99)),
         "ack_ms_max": round(ack_lat[-1] / 1e6, 3) if ack_lat else None,
+        "read_receipts_s": args.read_receipts, "typing_s": args.typing,
+        "receipts": res.get("receipts", 0), "receipt_pushes": res.get("receipt_pushes", 0),
+        "typing": res.get("typing", 0),
     }
     if "sample0" in res and dur == dur:
         out.update(server_figures(res["sample0"], res["sample1"], res["delivered"], dur))
@@ -387,6 +429,8 @@ def summary_line(out: dict[str, Any]) -> str:
             + (f" all serving processes {out['total_cpu_us_per_msg']} us CPU/msg,"
                if "total_cpu_us_per_msg" in out else "") +
             f" RSS {out.get('server_rss_kib_after')} KiB; generator {out['gen_cpu_us_per_msg']}"
-            f" us CPU/msg; machine busy {out.get('machine_busy_2cores')}; ok={out['ok']}"
+            f" us CPU/msg; machine busy {out.get('machine_busy_2cores')};"
+            f" receipts {out['receipts']} ({out['receipt_pushes']} pushed), typing"
+            f" {out['typing']}; ok={out['ok']}"
             + (f" FAIL: {out['fail']}" if out["fail"] else "")
             + (f" ERRORS: {out['error_samples']}" if out["errors"] else ""))

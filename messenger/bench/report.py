@@ -137,6 +137,10 @@ def render(rows: list[dict[str, Any]]) -> str:
         rs = [r for r in rows if r.get("kind") == kind]
         if rs:
             lines += ["", f"### {kind}", ""] + generic_table(rs, keys)
+    transfers = [r for r in rows if r.get("kind") == "files"]
+    if transfers:
+        from messenger.bench import files
+        lines += ["", "### files", ""] + files.table(transfers)
     return "\n".join(lines)
 
 

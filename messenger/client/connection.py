@@ -76,7 +76,10 @@ class Account(Protocol):
                              account: AccountInfo) -> None: ...
     def connection_delivered(self, messages: list[IncomingMessage]) -> None: ...
     def account_changed(self, account: AccountInfo) -> None: ...
+    def conversation_pushed(self, message: dict[str, Any]) -> None: ...
     def connection_ended(self, connection: Connection) -> None: ...
+    def connection_file_data(self, plaintext: bytes) -> None: ...
+    def connection_file_push(self, message: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class Connection:
         self._timeouts = timeouts
         self._machine: Machine[Phase] = Machine(self, Phase.CONNECTING, self._TABLE, observers)
         self._pushes = PushDispatcher(observers, self._deliver_pushed,
-                                      account.account_changed)
+                                      account.account_changed, account.connection_file_push,
+                                      account.conversation_pushed)
         self._dialing: defer.Deferred | None = None
         self._protocol: ClientProtocol | None = None
         self._watchdog: IDelayedCall | None = None
@@ -132,6 +136,12 @@ class Connection:
         if self.phase not in LOGGED_IN or self._protocol is None:
             return defer.fail(NotConnected(f"not connected ({self.phase.value})"))
         return self._protocol.request(action, fields, request_id)
+
+    def send_binary(self, plaintext: bytes) -> None:
+        """A binary file frame of the logged-in session (`NotConnected` otherwise)."""
+        if self.phase not in LOGGED_IN or self._protocol is None:
+            raise NotConnected(f"not connected ({self.phase.value})")
+        self._protocol.send_binary(plaintext)
 
     def drop(self, cause: MessengerError) -> None:
         """Abort the connection with ``cause`` as the reason it closed."""
@@ -172,6 +182,7 @@ class Connection:
         self._protocol = protocol
         protocol.on_push = self._machine.on("push")
         protocol.on_orphan_reply = self._pushes.orphan_reply
+        protocol.on_binary = self._machine.on("binary")
         protocol.when_closed().addCallback(self._machine.on("lost"))
         protocol.established.addCallbacks(self._machine.on("established"), lambda _: None)
         self._arm_watchdog(self._timeouts.handshake)
@@ -239,6 +250,9 @@ class Connection:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         self._pushes(message)
+
+    def _file_data(self, plaintext: bytes) -> None:
+        self._account.connection_file_data(plaintext)
 
     def _deliver_pushed(self, message: dict[str, Any]) -> None:
         """A ``msg`` push: delivered unless seen already (or held while syncing)."""
@@ -330,6 +344,7 @@ class Connection:
         (Phase.SYNCING, "sync_failed"): (Phase.SYNCING, _sync_failed),
         (Phase.SYNCING, "synced"): (Phase.ONLINE, _go_online),
         **rows((Phase.LOGGING_IN, *LOGGED_IN), "push", _dispatch),
+        **rows(LOGGED_IN, "binary", _file_data),
         **rows(OPEN, "watchdog", _check_alive),
         **rows(OPEN, "drop", _abort),
         **rows(OPEN, "lost", _lost, to=Phase.CLOSED),

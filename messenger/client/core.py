@@ -45,14 +45,19 @@ from messenger.client.events import (
     State,
 )
 from messenger.client.failures import describe
+from messenger.client.filesapi import FilesMixin
 from messenger.client.groupevents import UnreadCounts
 from messenger.client.inbox import Inbox
 from messenger.client.known_servers import PinOutcome, format_address
 from messenger.client.outbox import Outbox, OutgoingMessage
+from messenger.client.outbox_file import FILE_NAME, DiskOutbox, OutboxFile
 from messenger.client.plan import AUTHENTICATE, REGISTER, RESUME, LoginPlan
+from messenger.client.receipts import Receipts
 from messenger.client.saved import RunBlocking, SavedState
 from messenger.client.sender import MessageSender
 from messenger.client.service import ConnectionService
+from messenger.client.transfers import Transfers
+from messenger.client.typing import Typing
 from messenger.wire.errors import MessengerError
 from messenger.wire.handshake import Established
 from messenger.wire.suites import SUITES
@@ -60,7 +65,7 @@ from messenger.wire.suites import SUITES
 Reply = defer.Deferred[dict[str, Any]]
 
 
-class MessengerClient(ActionsMixin, EditsMixin):
+class MessengerClient(ActionsMixin, FilesMixin, EditsMixin):
     """A session with one Messenger server that stays up, with a Deferred per action."""
 
     log = Logger()
@@ -82,7 +87,8 @@ class MessengerClient(ActionsMixin, EditsMixin):
                  quit_timeout: float = 2.0,
                  window: int = 64,
                  sync_page: int = 200,
-                 cursor_save_delay: float = 1.0) -> None:
+                 cursor_save_delay: float = 1.0,
+                 receipt_delay: float = 1.0) -> None:
         """``secret``: the deployment's shared secret (the stripped bytes of its file).
         ``tls``: an ``IOpenSSLClientConnectionCreator`` (`messenger.client.tls.
         client_tls_options`) to connect with TLS. ``accept_new_key``: trust a server key
@@ -90,7 +96,8 @@ class MessengerClient(ActionsMixin, EditsMixin):
         ``dead_after``: drop and remake a connection that has been silent this long (the
         server probes after 30 s of silence, so a live one never is). ``reactor``,
         ``run_blocking`` (default ``deferToThread``), ``connect`` and ``backoff`` are for
-        tests and tools."""
+        tests and tools. ``receipt_delay``: how long receipts wait to be sent together
+        (`receipts.Receipts`)."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -114,11 +121,22 @@ class MessengerClient(ActionsMixin, EditsMixin):
         self._service = ConnectionService(self, self.observers, reactor,
                                           backoff or reconnect.backoff_policy(), self.address)
         self._sender = MessageSender(Outbox(window), self.observers, reactor)
+        self._run_blocking = run_blocking or threads.deferToThread
+        self._transfers = Transfers(self.observers, self._run_blocking, reactor)
         self._inbox: Inbox | None = None
         self._inbox_owner: str | None = None
         self._cursor_call: IDelayedCall | None = None
         self._status = "online"
-        self.changes = ChangeFeed(self, self.observers)  # message_changed events
+        # Receipts and typing (issue 15): batched out, kept and expired here.
+        self.receipts = Receipts(self.observers, reactor, receipt_delay)
+        self.typing = Typing(self.observers, reactor)
+        # The outbox on disk: unsent messages survive the program (outbox_file.py).
+        self._disk_outbox = DiskOutbox(
+            OutboxFile(self._saved.store.config_dir / FILE_NAME,
+                       run_blocking or threads.deferToThread),
+            self._sender, self.observers, self.address)
+        # Edits and deletions (issue 15): message_changed events, caught up after login.
+        self.changes = ChangeFeed(self, self.observers)
 
     # == public: observing ===============================================================
 
@@ -211,9 +229,12 @@ class MessengerClient(ActionsMixin, EditsMixin):
         closing = "logout" if plan is not None and not plan.remember else "quit"
         if closing == "logout" or (plan is not None and not plan.resuming):
             self._service.plan = None       # a password, or a token never to be reused
-        d = self._service.stop(closing, "stopped")
+        # Receipts still waiting go out, and are answered, before quit (not for long).
+        d = self.receipts.flush().addTimeout(self._timeouts.goodbye, self._reactor)
+        d.addBoth(lambda _: self._service.stop(closing, "stopped"))
         d.addBoth(lambda _: self._save_cursor())
         d.addBoth(lambda _: self._saved.writes_done())
+        d.addBoth(lambda _: self._disk_outbox.written())
         return d
 
     def logout(self) -> defer.Deferred[None]:
@@ -229,6 +250,7 @@ class MessengerClient(ActionsMixin, EditsMixin):
         self._inbox = self._inbox_owner = None
         d = self._service.stop("logout" if logged_in else "quit", "logged out")
         self._sender.fail_all(NotConnected("logged out before the message was acknowledged"))
+        self._transfers.abandon_all(NotConnected("logged out before the transfer ended"))
         d.addBoth(lambda _: self._saved.prepare(reload_pins=False))
         d.addCallback(lambda _: self._saved.forget_token(self.address, name))
         d.addCallback(lambda _: self._saved.writes_done())
@@ -261,14 +283,18 @@ class MessengerClient(ActionsMixin, EditsMixin):
                                   reply_to=reply_to)
 
     def _sender_name(self, text: str) -> str:
+        owner = self._owner()
+        size = len(text.encode("utf-8"))
+        if size > self.limits.max_body:
+            raise MessageTooLong(size, self.limits.max_body)
+        return owner
+
+    def _owner(self) -> str:
         plan = self._service.plan
         owner = self.account.account_name if self.account else (
             plan.account_name if plan else None)
         if owner is None:
-            raise NotConnected("log in before sending messages")
-        size = len(text.encode("utf-8"))
-        if size > self.limits.max_body:
-            raise MessageTooLong(size, self.limits.max_body)
+            raise NotConnected("log in before sending messages or files")
         return owner
 
     def send_message(self, to: str, text: str, reply_to: int | None = None) -> Reply:
@@ -309,6 +335,26 @@ class MessengerClient(ActionsMixin, EditsMixin):
         self._status = status
         return self.request("presence", {"status": status})
 
+    def set_read_receipts(self, enabled: bool) -> defer.Deferred[bool]:
+        """Send read receipts (the default) or not; the server keeps the setting for the
+        account. Fires with the setting now stored."""
+        d = self.request("settings", {"read_receipts": enabled})
+        d.addCallback(lambda reply: bool(reply["settings"]["read_receipts"]))
+        return d
+
+    def get_settings(self) -> Reply:
+        """200; ``settings``: ``{"read_receipts": bool}``."""
+        return self.request("settings")
+
+    def notify_typing(self, to: str | None = None, group: int | None = None) -> bool:
+        """The user is typing to ``to`` (or in ``group``): call on every keystroke; a
+        ``typing`` notice goes out at most every few seconds (`typing.Typing`)."""
+        return self.typing.typing(to, group)
+
+    def outbox_saved(self) -> defer.Deferred[None]:
+        """Fires once the outbox on disk holds every change made so far."""
+        return self._disk_outbox.written()
+
     def _password_changed(self, reply: dict[str, Any]) -> dict[str, Any]:
         token, plan = reply.get("token"), self._service.plan
         if isinstance(token, str) and plan is not None and plan.resuming:
@@ -323,7 +369,9 @@ class MessengerClient(ActionsMixin, EditsMixin):
     def prepare(self) -> defer.Deferred[None]:
         """The key and saved logins loaded, the pins read again (the user may have
         edited the file to accept a new key)."""
-        return self._saved.prepare(reload_pins=True)
+        d = self._saved.prepare(reload_pins=True)
+        d.addCallback(lambda _: self._disk_outbox.load())
+        return d
 
     def saved_plan(self, account_name: str | None) -> LoginPlan | None:
         record = self._saved.account(self.address, account_name)
@@ -386,6 +434,7 @@ class MessengerClient(ActionsMixin, EditsMixin):
         if sender.owner is not None and sender.owner != name.lower():
             sender.fail_all(NotConnected(f"logged in as {name}, not as the sender"))
         sender.owner = name.lower()
+        self._disk_outbox.restore(name)
         self.account = account
         self._service.login_reply = reply
         self.limits = ServerLimits.from_reply(reply)
@@ -400,18 +449,39 @@ class MessengerClient(ActionsMixin, EditsMixin):
                                                             UnreadCounts.from_jim(reply)))
             d.addErrback(self._log_refusal, "reading the unread counts")
         sender.attach(connection)
+        self._transfers.attach(connection)
+        self.receipts.attach(connection)
+        self.typing.attach(connection)
+
+    def connection_file_data(self, plaintext: bytes) -> None:
+        self._transfers.file_data(plaintext)
+
+    def connection_file_push(self, message: dict[str, Any]) -> None:
+        self._transfers.file_push(message)
 
     def connection_delivered(self, messages: list[IncomingMessage]) -> None:
         if messages:
+            self.typing.arrived(messages)
             for incoming in messages:
                 self.observers.emit("message", incoming)
             self._cursor_moved()
+            self.receipts.delivered(messages)
+
+    def conversation_pushed(self, message: dict[str, Any]) -> None:
+        """A ``receipt`` or ``typing`` push (malformed ones raise: the dispatcher logs)."""
+        if message["action"] == "receipt":
+            self.receipts.pushed(message)
+        else:
+            self.typing.pushed(message)
 
     def account_changed(self, account: AccountInfo) -> None:
         self.account = account
 
     def connection_ended(self, connection: Connection) -> None:
         self._sender.detach()
+        self._transfers.detach()
+        self.receipts.detach()
+        self.typing.detach()
 
     # == the cursor ======================================================================
 

@@ -38,7 +38,9 @@ __all__ = [
     "AccountLocked", "AdminsOnly", "AlreadyConnected", "AlreadyLoggedIn", "BadRequest",
     "BlockedByUser",
     "ClientError", "ConfigDirUnusable", "ConnectTimedOut", "Conflict", "ConnectionClosed",
-    "ConnectionFailed", "ConnectionRefused", "EmailTaken", "Forbidden", "Gone",
+    "ConnectionFailed", "ConnectionRefused", "DownloadCorrupt", "EmailTaken", "FileChanged",
+    "FileNotReadable", "FileTooLarge", "Forbidden", "Gone", "LocalFileError",
+    "QuotaExceeded", "TransferCancelled",
     "HandshakeFailed", "HmacError", "HostNotFound", "InvalidPremiumCode", "LoginInProgress",
     "MessageTooLong", "MessengerError", "NameTaken", "NoResponse", "NoSavedLogin",
     "NotAuthorised", "NotConnected", "NotFound", "PasswordNeeded", "PremiumOnly",
@@ -94,6 +96,30 @@ class EmailTaken(Conflict):
 
 class InvalidPremiumCode(BadRequest):
     """Registering: the premium code is not valid or was used already."""
+
+
+class FileTooLarge(BadRequest):
+    """An upload larger than the server accepts; ``max_size`` is its limit in bytes."""
+
+    @property
+    def max_size(self) -> int | None:
+        size = self.extra.get("max_size")
+        return size if type(size) is int else None
+
+
+class QuotaExceeded(Forbidden):
+    """An upload that does not fit the user's storage quota; ``quota`` and ``used`` say
+    how much there is (bytes)."""
+
+
+class FileNotReadable(Forbidden):
+    """The file may not be downloaded (or attached) by this user, or does not exist:
+    the server does not say which."""
+
+
+class FileChanged(BadRequest):
+    """The uploaded content does not match the SHA-256 computed at the start: the local
+    file changed while it was being sent. Nothing was stored."""
 
 
 class PasswordNeeded(NotAuthorised):
@@ -159,6 +185,18 @@ class TooManyPending(ClientError):
 class ProtocolViolation(ClientError):
     """The server sent something this client cannot accept (an oversized frame, one that
     fails to open, a reply without its fields); the connection is dropped and made again."""
+
+
+class TransferCancelled(ClientError):
+    """The transfer was cancelled (``MessengerClient.cancel_transfer``)."""
+
+
+class LocalFileError(ClientError):
+    """A local file could not be read or written (the message says which and why)."""
+
+
+class DownloadCorrupt(ClientError):
+    """The downloaded bytes do not have the file's SHA-256; the partial file was removed."""
 
 
 class ConfigDirUnusable(ClientError):

@@ -20,10 +20,20 @@ Kinds and their records:
 ``notice``       `Notice`: a server notice (e.g. "your account was locked")
 ``call``         `CallEvent`: ``call_ring``, ``call_start`` or ``call_end``
 ``server_key``   `ServerKeyEvent`: a server key was pinned for the first time or replaced
+``transfer_progress``  `messenger.client.transfers.Transfer`: an upload or download
+                 moved on (``done`` of ``size`` bytes), or is waiting for a connection
+``transfer_done``  the same record, finished (``file_id``; for ``send_file`` also
+                 ``message``, the acknowledgement of the message that carries the file)
+``transfer_failed``  the same record, given up (``error``: a typed error; cancelled
+                 ones have `TransferCancelled`)
 ``group``        a change to one of the user's groups: `GroupCreated`, `GroupUpdated`,
                  `GroupMemberAdded`, `GroupMemberRemoved`, `GroupRoleChanged`,
                  `GroupDeleted` (`messenger.client.groupevents`)
 ``unread``       `UnreadCounts`: the server's unread counts, after every login
+``receipt``      `messenger.client.receipts.ReceiptUpdate`: another user has received or
+                 read a conversation further (the ticks of own messages)
+``typing``       `messenger.client.typing.TypingEvent`: someone started or stopped
+                 typing in a conversation
 ``message_changed``  `messenger.client.edits.MessageChange`: a message edited or deleted
                  for everyone (pushed, or caught up after a login)
 ``push``         the raw JIM dict of every push, known or not (for tools and debugging)
@@ -41,7 +51,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from messenger.wire.jim import MAX_SERVER_PAYLOAD
+from messenger.wire.jim import MAX_FILE_SIZE, MAX_SERVER_PAYLOAD
 
 # -- connection states --------------------------------------------------------------------
 
@@ -60,7 +70,9 @@ class State(enum.StrEnum):
 
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-               "notice", "call", "server_key", "group", "unread", "push", "message_changed")
+               "notice", "call", "server_key", "group", "unread", "transfer_progress",
+               "transfer_done", "transfer_failed", "receipt", "typing", "push",
+               "message_changed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,7 @@ class ServerLimits:
     max_frame: int = 128 * 1024         # bytes of a sealed client->server frame
     max_body: int = 16 * 1024           # bytes of UTF-8 in a message or broadcast
     max_payload: int = MAX_SERVER_PAYLOAD  # bytes of JSON in a server->client frame
+    max_file_size: int = 100 * 1024 * 1024  # bytes of one file (uploads)
 
     @classmethod
     def from_reply(cls, reply: dict[str, Any]) -> ServerLimits:
@@ -106,14 +119,56 @@ class ServerLimits:
             return cls()
         default = cls()
         values = {}
-        for name in ("max_frame", "max_body", "max_payload"):
+        for name, ceiling in (("max_frame", MAX_SERVER_PAYLOAD * 64),
+                              ("max_body", MAX_SERVER_PAYLOAD * 64),
+                              ("max_payload", MAX_SERVER_PAYLOAD * 64),
+                              ("max_file_size", MAX_FILE_SIZE)):
             value = limits.get(name)
-            ok = type(value) is int and 0 < value <= MAX_SERVER_PAYLOAD * 64
+            ok = type(value) is int and 0 < value <= ceiling
             values[name] = value if ok else getattr(default, name)
         return cls(**values)
 
 
 # -- pushes -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """The file a message carries (docs/PROTOCOL.md, "Attachments"). Images have
+    ``width``, ``height`` and a ``thumbnail`` (base64 JPEG, PNG, ...), made by the
+    sender: decode it only with `messenger.client.images.decode_thumbnail`."""
+
+    file_id: int
+    name: str
+    size: int
+    mime: str
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    thumbnail: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.mime.startswith("image/") and self.width is not None
+
+    @classmethod
+    def from_jim(cls, value: Any) -> Attachment | None:
+        """The attachment of a message, or None when there is none or it is malformed."""
+        if type(value) is not dict:
+            return None
+        try:
+            file_id, size = value["file_id"], value["size"]
+            name, mime, sha256 = value["name"], value["mime"], value["sha256"]
+        except KeyError:
+            return None
+        if type(file_id) is not int or type(size) is not int or not all(
+                isinstance(text, str) for text in (name, mime, sha256)):
+            return None
+        width, height, thumb = value.get("width"), value.get("height"), value.get("thumbnail")
+        return cls(file_id, name, size, mime, sha256,
+                   width if type(width) is int else None,
+                   height if type(height) is int else None,
+                   thumb if isinstance(thumb, str) else None)
+
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
@@ -128,21 +183,24 @@ class IncomingMessage:
     from_sync: bool = False             # fetched by sync (arrived while away), not pushed
     group: int | None = None            # the group's id, for a group message
     mentions: tuple[str, ...] = ()      # members written as @name (group messages)
+    attachment: Attachment | None = None  # the file it carries, if any
     reply_to: int | None = None         # the msg_id this one quotes (same conversation)
     edited: float | None = None         # when its author last edited it
     deleted: float | None = None        # when it was deleted for everyone (text "")
 
     @classmethod
     def from_jim(cls, message: dict[str, Any], from_sync: bool = False) -> IncomingMessage:
+        attachment = Attachment.from_jim(message.get("attachment"))
         group = message.get("group")
         extra = (_int_or_none(message.get("reply_to")), _number_or_none(message.get("edited")),
                  _number_or_none(message.get("deleted")))
         if group is None:
             return cls(message["msg_id"], message["time"], message["from"], message["to"],
-                       message["message"], from_sync, None, (), *extra)
+                       message["message"], from_sync, None, (), attachment, *extra)
         return cls(message["msg_id"], message["time"], message["from"], None,
                    message["message"], from_sync, group,
-                   tuple(str(name) for name in message.get("mentions") or ()), *extra)
+                   tuple(str(name) for name in message.get("mentions") or ()), attachment,
+                   *extra)
 
     def mentions_of(self, account_name: str) -> bool:
         """Does this group message mention ``account_name`` (a client highlights and

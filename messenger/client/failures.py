@@ -41,7 +41,12 @@ _REFINED: dict[tuple[str, int], tuple[tuple[str, type[MessengerError]], ...]] = 
     ("register", codes.BAD_REQUEST): (("premium code", errors.InvalidPremiumCode),),
     ("admin", codes.FORBIDDEN): (("", errors.AdminsOnly),),
     ("broadcast", codes.FORBIDDEN): (("", errors.PremiumOnly),),
-    ("msg", codes.FORBIDDEN): (("has blocked you", errors.BlockedByUser),),
+    ("file_upload", codes.BAD_REQUEST): (("files of at most", errors.FileTooLarge),),
+    ("file_upload", codes.FORBIDDEN): (("", errors.QuotaExceeded),),
+    ("file_get", codes.FORBIDDEN): (("", errors.FileNotReadable),),
+    ("file_finish", codes.BAD_REQUEST): (("sha-256", errors.FileChanged),),
+    ("msg", codes.FORBIDDEN): (("has blocked you", errors.BlockedByUser),
+                               ("cannot attach", errors.FileNotReadable)),
     ("call_dial", codes.FORBIDDEN): (("has blocked you", errors.BlockedByUser),),
 }
 

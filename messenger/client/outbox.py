@@ -36,14 +36,15 @@ class OutgoingMessage:
 
     __slots__ = ("request_id", "to", "group", "text", "created", "status", "msg_id", "time",
                  "error", "attempts", "in_flight", "not_before", "_waiters", "_key",
-                 "reply_to")
+                 "attachment", "reply_to")
 
     def __init__(self, request_id: str, to: str | None, text: str, created: float,
-                 group: int | None = None) -> None:
+                 group: int | None = None, attachment: dict[str, Any] | None = None) -> None:
         self.request_id = request_id
         self.to = to                        # the recipient of a direct message, else None
         self.group = group                  # the group of a group message, else None
         self.text = text
+        self.attachment = attachment        # the file it carries (``msg``'s attachment)
         self.created = created
         self.status = PENDING
         self.msg_id: int | None = None
@@ -108,10 +109,11 @@ class Outbox:
         return self._in_flight
 
     def add(self, to: str | None, text: str, request_id: str, now: float,
-            group: int | None = None) -> OutgoingMessage:
+            group: int | None = None,
+            attachment: dict[str, Any] | None = None) -> OutgoingMessage:
         if request_id in self._entries:
             raise ValueError("request id already in the outbox")
-        entry = OutgoingMessage(request_id, to, text, now, group)
+        entry = OutgoingMessage(request_id, to, text, now, group, attachment)
         self._entries[request_id] = entry
         if group is not None:
             self._warm.add(entry._key)  # a group id needs no name lookup: pipeline at once

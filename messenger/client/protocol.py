@@ -39,7 +39,7 @@ from messenger.client.errors import (
     TooManyPending,
 )
 from messenger.client.requests import PendingRequests, Reply
-from messenger.wire import jim
+from messenger.wire import binary, jim
 from messenger.wire.errors import BadRequest
 from messenger.wire.handshake import ClientHandshake, Established, HandshakeError
 from messenger.wire.suites import MAC_SIZE, OAEP_OVERHEAD, RSA_OAEP, ChannelError
@@ -59,6 +59,10 @@ def sealed_size(suite: str, payload: int, key_bytes: int = MIN_RSA_BYTES) -> int
 
 
 def _ignore(message: dict[str, Any]) -> None:
+    return None
+
+
+def _ignore_binary(plaintext: bytes) -> None:
     return None
 
 
@@ -83,6 +87,7 @@ class ClientProtocol(Int32StringReceiver):
         self._close_waiters: list[defer.Deferred[BaseException]] = []
         self.on_push: Callable[[dict[str, Any]], None] = _ignore
         self.on_orphan_reply: Callable[[dict[str, Any]], None] = _ignore
+        self.on_binary: Callable[[bytes], None] = _ignore_binary
         self.last_received = clock.seconds()
         self.probes_answered = 0
         self.connected_ = False
@@ -182,6 +187,9 @@ class ClientProtocol(Int32StringReceiver):
                 f"the server sent a payload of {len(plaintext)} bytes; the limit is"
                 f" {self._max_payload}"))
             return
+        if plaintext[:1] in binary.MARKS:   # file data (PROTOCOL.md "Files")
+            self.on_binary(plaintext)
+            return
         try:
             message = jim.decode(plaintext)
         except BadRequest as error:
@@ -229,6 +237,18 @@ class ClientProtocol(Int32StringReceiver):
         assert self._seal is not None
         self.sendString(self._seal(plaintext))
         return d
+
+    def send_binary(self, plaintext: bytes) -> None:
+        """Send one binary file frame (`messenger.wire.binary`): `NotConnected` unless
+        phase 3 is up, `RequestTooLarge` past the server's ``max_frame``."""
+        if not self.ready:
+            raise NotConnected("not connected")
+        size = self._sealed_size(len(plaintext))
+        if size > self.max_send:
+            raise RequestTooLarge(f"the frame is {size} bytes sealed; the server accepts"
+                                  f" frames of at most {self.max_send}")
+        assert self._seal is not None
+        self.sendString(self._seal(plaintext))
 
     @property
     def pending_requests(self) -> int:

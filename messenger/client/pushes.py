@@ -27,17 +27,25 @@ from messenger.client.groupevents import GROUP_PUSHES, group_event_from_jim
 from messenger.wire import codes
 
 CALL_PUSHES = ("call_ring", "call_start", "call_end")
+FILE_PUSHES = ("file_progress", "file_error")
 
 
 class PushDispatcher:
     log = Logger()
 
     def __init__(self, observers: Observers, on_msg: Callable[[dict[str, Any]], None],
-                 on_account: Callable[[AccountInfo], None]) -> None:
+                 on_account: Callable[[AccountInfo], None],
+                 on_file: Callable[[dict[str, Any]], None] | None = None,
+                 on_conversation: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._observers = observers
         self._on_account = on_account
+        ignore: Callable[[dict[str, Any]], None] = lambda message: None  # noqa: E731
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "msg": on_msg,
+            # receipts and typing: the client core keeps their state (receipts.py,
+            # typing.py) and tells the observers
+            "receipt": on_conversation or ignore,
+            "typing": on_conversation or ignore,
             "presence": self._presence,
             "broadcast": self._broadcast,
             "account": self._account,
@@ -46,6 +54,8 @@ class PushDispatcher:
             **{action: self._group for action in GROUP_PUSHES},
             "msg_changed": self._changed,
         }
+        if on_file is not None:   # transfers (messenger.client.transfers)
+            self._handlers.update({action: on_file for action in FILE_PUSHES})
 
     def __call__(self, message: dict[str, Any]) -> None:
         """Handle one push (``ClientProtocol.on_push``)."""

@@ -68,6 +68,18 @@ class LimitsConfig:
 
 
 @dataclass
+class FilesConfig:
+    """Files in conversations; see docs/OPERATIONS.md, "Files"."""
+
+    directory: str = ""                   # default: <data_dir>/files (shared by cluster nodes)
+    quota: int = 1024 * 1024 * 1024       # bytes a user's files and uploads may hold (0: off)
+    max_size: int = 100 * 1024 * 1024     # bytes of one file
+    upload_expiry: float = 24 * 3600.0    # an unfinished upload untouched this long is deleted
+    unposted_grace: float = 24 * 3600.0   # a finished file no message refers to, likewise
+    io_threads: int = 2                   # threads reading and writing file bytes
+
+
+@dataclass
 class TlsConfig:
     port: int = 0                 # 0 = no TLS listener
     cert: str = ""
@@ -115,6 +127,7 @@ class ServerConfig:
     edit_window: float = 48 * 3600.0      # seconds an author may edit/delete (0: no limit)
     mail: MailConfig = field(default_factory=MailConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     metrics_port: int = 0                 # Prometheus /metrics and /health (0: off)
@@ -146,6 +159,10 @@ class ServerConfig:
     @property
     def mail_spool_path(self) -> Path:
         return self.data_dir / "mail-spool"
+
+    @property
+    def files_path(self) -> Path:
+        return Path(self.files.directory) if self.files.directory else self.data_dir / "files"
 
     @property
     def control_socket_path(self) -> Path:

@@ -23,6 +23,7 @@ from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
+from messenger.server.files.service import FilesService
 from messenger.server.limits import Limits, lockout_policy
 from messenger.server.maintenance import Maintenance
 from messenger.server.memory import Trimmer
@@ -33,11 +34,12 @@ from messenger.server.refusals import RefusalLog
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
 from messenger.server.session import Account, Session
-from messenger.store import groupmsgs, messages, users
+from messenger.server.typing import GroupMembers
+from messenger.store import groupmsgs, messages, receipts, users
 from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
 from messenger.store.errors import Unavailable
-from messenger.store.groupcommit import GroupCommit
+from messenger.store.groupcommit import GroupCommit, fire_token
 from messenger.wire.errors import MessengerError
 
 __all__ = ["Account", "ServerContext"]
@@ -84,6 +86,12 @@ class ServerContext:
         # the message stream orders them with everyone's).
         self.group_messages: GroupCommit[Any, Any] = self.group_commit(
             db, groupmsgs.MemberCache().insert_batch_txn)
+        self.files = FilesService(config, clock, db, self.db, self.group_commit)
+        # Receipts commit in batches of their own, off the message path (issue 15);
+        # typing is never stored, but needs a group's members (cached).
+        self.receipts: GroupCommit[Any, Any] = GroupCommit(
+            db, receipts.apply_batch_txn, on_result=fire_token)
+        self.typing_members = GroupMembers(self.db, clock)
         self.limits = Limits(limits, clock)
         self.admission = Admission(limits, clock,
                                    limits.max_connections or total_cap_for(open_files))
@@ -119,6 +127,7 @@ class ServerContext:
         self.hasher.start()
         self.crypto.start()
         self.maintenance.start()
+        self.files.start()
         interval = max(0.05, min(self.config.probe_interval, self.config.probe_timeout) / 3)
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock

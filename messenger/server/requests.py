@@ -23,10 +23,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from messenger.server.dispatch import ROUTES
+from messenger.server.files import frames
 from messenger.server.ratelimit import Bucket
 from messenger.server.replies import Later
 from messenger.server.states import State
-from messenger.wire import jim
+from messenger.wire import binary, jim
 from messenger.wire.errors import (
     BadRequest,
     MessengerError,
@@ -136,6 +137,9 @@ def _request_id_of(message: Any) -> str | None:
 def dispatch(session: ServerProtocol, plaintext: bytes) -> None:
     """One opened frame: rate check, decode, validate, route, and settle its outcome."""
     session.active = True
+    if plaintext[:1] in binary.MARKS:   # file bytes (PROTOCOL.md "Files"): not a request
+        frames.handle(session.ctx.files, session, plaintext)
+        return
     state = session.requests
     bucket = state.bucket
     if bucket is not None:

@@ -260,6 +260,10 @@ class MessengerServer:
             yield ctx.close_connections()
             yield ctx.messages.flush()
             yield ctx.group_messages.flush()
+            yield ctx.files.messages.flush()
+            yield ctx.files.group_messages.flush()
+            yield ctx.files.stop()
+            yield ctx.receipts.flush()
             if ctx.cluster is not None:
                 yield ctx.cluster.stop()
             ctx.stop()

@@ -29,6 +29,7 @@ from twisted.python import usage
 
 from messenger.server.config import (
     ClusterConfig,
+    FilesConfig,
     LimitsConfig,
     MailConfig,
     ServerConfig,
@@ -52,7 +53,8 @@ RSA_SIZES = (2048, 3072, 4096)
 # Options that must be positive numbers of seconds, minutes or days.
 _POSITIVE = ("handshake-timeout", "login-timeout", "probe-interval", "probe-timeout",
              "token-days", "ring-timeout", "smtp-timeout", "lockout-window",
-             "lockout-duration")
+             "lockout-duration", "max-file-mib", "upload-expiry-hours",
+             "unposted-file-hours")
 # Options that may be 0 (a limit that is off) but not negative.
 _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minute",
                  "requests-per-second", "request-burst", "lockout-failures",
@@ -60,9 +62,10 @@ _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minu
                  "max-connections-per-network", "max-connections", "logins-per-minute-network",
                  "crypto-ops-per-second", "bad-requests-per-second", "max-contacts",
                  "stored-mib-per-day", "retention-days", "max-group-members",
-                 "max-groups-per-user", "edit-window")
+                 "max-groups-per-user", "file-quota-mib", "edit-window")
 # Options that must be at least 1.
-_AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue")
+_AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue", "file-io-threads")
+MAX_FILE_MIB = 2**33        # 8 PiB: the protocol's sizes stay exact JSON numbers
 
 
 # -- operations: metrics, logs, mail queue (issue 16) -------------------------------------
@@ -256,6 +259,17 @@ class Options(usage.Options):
                                     " everyone (0: no limit).", float],
         ["requests-per-second", None, 50.0, "Sustained requests per connection.", float],
         ["request-burst", None, 200, "Burst of requests per connection.", int],
+        ["files-dir", None, "", "Directory of the files users send (default:"
+                                " DATA_DIR/files; with PostgreSQL, one directory every node"
+                                " mounts)."],
+        ["file-quota-mib", None, 1024.0, "MiB a user's files and unfinished uploads may"
+                                         " hold (0: no quota).", float],
+        ["max-file-mib", None, 100.0, "Largest file a user may send, in MiB.", float],
+        ["upload-expiry-hours", None, 24.0, "An unfinished upload untouched this long is"
+                                            " deleted.", float],
+        ["unposted-file-hours", None, 24.0, "A sent file that no message refers to is"
+                                            " deleted after this long.", float],
+        ["file-io-threads", None, 2, "Threads reading and writing file bytes.", int],
         ["lockout-failures", None, 5, "Failed logins that lock an account ...", int],
         ["lockout-window", None, 15.0, "... within this many minutes ...", float],
         ["lockout-duration", None, 15.0, "... for this many minutes.", float],
@@ -358,6 +372,9 @@ class Options(usage.Options):
             raise usage.UsageError(f"--max-group-name must be 1..{jim.GROUP_NAME_MAX}")
         if not 0 <= self["max-group-topic"] <= jim.GROUP_TOPIC_MAX:
             raise usage.UsageError(f"--max-group-topic must be 0..{jim.GROUP_TOPIC_MAX}")
+        if self["max-file-mib"] > MAX_FILE_MIB or self["file-quota-mib"] > MAX_FILE_MIB:
+            raise usage.UsageError(f"--max-file-mib and --file-quota-mib must be at most"
+                                   f" {MAX_FILE_MIB}")
         if not 0 <= self["new-location-prefix"] <= 32:
             raise usage.UsageError("--new-location-prefix must be 0..32")
         if self["tls-port"] and not (self["tls-cert"] and self["tls-key"]):
@@ -486,6 +503,12 @@ class Options(usage.Options):
                 lockout_failures=self["lockout-failures"],
                 lockout_window=self["lockout-window"] * minute,
                 lockout_duration=self["lockout-duration"] * minute),
+            files=FilesConfig(directory=self["files-dir"],
+                              quota=int(self["file-quota-mib"] * MIB),
+                              max_size=int(self["max-file-mib"] * MIB),
+                              upload_expiry=self["upload-expiry-hours"] * 3600,
+                              unposted_grace=self["unposted-file-hours"] * 3600,
+                              io_threads=self["file-io-threads"]),
             tls=TlsConfig(port=self["tls-port"], cert=self["tls-cert"], key=self["tls-key"]),
             cluster=self._cluster_config(),
             metrics_port=self["metrics-port"],

@@ -168,8 +168,9 @@ def delete_txn(txn: Any, user_id: int, msg_id: int, now: float,
         # Overwrite the freed bytes of the old body on the pages written anyway (a
         # connection setting: the writer keeps it on from its first deletion).
         txn.execute("PRAGMA secure_delete = FAST")
-    txn.execute("UPDATE messages SET body = '', mentions = NULL, deleted = ? WHERE id = ?",
-                (now, msg_id))
+    txn.execute("UPDATE messages SET body = '', mentions = NULL, attachment = NULL,"
+                " file_id = NULL,"
+                " deleted = ? WHERE id = ?", (now, msg_id))
     return _record_txn(txn, target, user_id, now), True
 
 

@@ -35,7 +35,8 @@ ANNOUNCE_ONLY = "announce only"
 REPLY_ELSEWHERE = replies.REPLY_ELSEWHERE
 ID_REUSED = "request id reused"
 # A group message as read back: (id, created, sender name, group id, body, mentions),
-# then the `replies.EXTRA` columns (reply_to, edited, deleted: None unless set).
+# the `replies.EXTRA` columns (reply_to, edited, deleted: None unless set), then the
+# attachment as JSON text or None.
 GroupMessageRow = tuple[Any, ...]
 # SQLite allows 500 terms in one compound SELECT; windows beyond go in further queries.
 MAX_TERMS = 400
@@ -191,7 +192,7 @@ def _existing(txn: Any, item: NewGroupMessage, verdict: str | None) -> Stored:
 # -- reading ------------------------------------------------------------------------------
 
 _ROWS = ("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions,"
-         f" {replies.EXTRA} FROM messages m"
+         f" {replies.EXTRA}, m.attachment FROM messages m"
          " JOIN users s ON s.id = m.sender_id WHERE m.id IN ({}) ORDER BY m.id {}")
 GROUP_BODY = 4  # the body's column in a GroupMessageRow
 
@@ -279,7 +280,8 @@ def history_txn(txn: Any, user_id: int, group_id: int, before: int | None,
 def last_txn(txn: Any, group_id: int, low: int) -> GroupMessageRow | None:
     """The group's newest message above ``low`` (the member's window start), if any."""
     txn.execute("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions,"
-                f" {replies.EXTRA} FROM messages m JOIN users s ON s.id = m.sender_id"
+                f" {replies.EXTRA}, m.attachment FROM messages m"
+                " JOIN users s ON s.id = m.sender_id"
                 " WHERE m.group_id = ? AND m.id > ? ORDER BY m.id DESC LIMIT 1",
                 (group_id, low))
     row = txn.fetchone()

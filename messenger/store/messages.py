@@ -32,12 +32,14 @@ Stored = tuple[int, float, bool] | str
 RECIPIENT_GONE = "recipient gone"
 SENDER_GONE = "sender gone"
 REPLY_ELSEWHERE = replies.REPLY_ELSEWHERE
-# A stored message as read back: (id, created, sender name, recipient name, body), then
-# the `replies.EXTRA` columns (reply_to, edited, deleted: None unless set).
+# A stored message as read back: (id, created, sender name, recipient name, body), the
+# `replies.EXTRA` columns (reply_to, edited, deleted: None unless set), then the
+# attachment as JSON text or None.
 MessageRow = tuple[Any, ...]
 # A message in a sync: (id, created, sender name, recipient name or None, group id or
-# None, body, mentions or None), then the `replies.EXTRA` columns: a direct message has a
-# recipient, a group message a group.
+# None, body, mentions or None), the `replies.EXTRA` columns, then the attachment or None:
+# a direct message has a recipient, a group message a group. Every row type ends with the
+# attachment (`_until_bytes`).
 SyncRow = tuple[Any, ...]
 SYNC_BODY = 5   # the body's column in a SyncRow
 
@@ -179,7 +181,8 @@ def sync_txn(txn: Any, user_id: int, since: int, limit: int,
 
 
 _SYNC_COLUMNS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions,"
-                 f" {replies.EXTRA} FROM messages m JOIN users s ON s.id = m.sender_id")
+                 f" {replies.EXTRA}, m.attachment FROM messages m"
+                 " JOIN users s ON s.id = m.sender_id")
 _SYNC_DIRECT = (_SYNC_COLUMNS + " JOIN users r ON r.id = m.recipient_id"
                 " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?")
 _SYNC_ROWS = (_SYNC_COLUMNS + " LEFT JOIN users r ON r.id = m.recipient_id"
@@ -194,7 +197,7 @@ _SYNC_ROWS = (_SYNC_COLUMNS + " LEFT JOIN users r ON r.id = m.recipient_id"
 # and filter, where its statistics say the conversation is most of the table; either way
 # a page reads about a page: tests/store/test_history_cost.py checks the plans.)
 _HISTORY = (
-    f"SELECT m.id, m.created, s.name, r.name, m.body, {replies.EXTRA} FROM ("
+    f"SELECT m.id, m.created, s.name, r.name, m.body, {replies.EXTRA}, m.attachment FROM ("
     " SELECT * FROM (SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
     " AND id < ? ORDER BY id DESC LIMIT ?) AS mine"
     " UNION ALL"
@@ -204,7 +207,8 @@ _HISTORY = (
     " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
     " ORDER BY m.id DESC LIMIT ?")
 _HISTORY_SELF = (
-    f"SELECT m.id, m.created, s.name, r.name, m.body, {replies.EXTRA} FROM messages m"
+    f"SELECT m.id, m.created, s.name, r.name, m.body, {replies.EXTRA}, m.attachment"
+    " FROM messages m"
     " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
     " WHERE m.sender_id = ? AND m.recipient_id = ? AND m.id < ?"
     " ORDER BY m.id DESC LIMIT ?")
@@ -229,7 +233,8 @@ def history_txn(txn: Any, user_id: int, other_id: int, before: int | None,
 
 
 def _until_bytes(txn: Any, max_bytes: int, body: int = 4) -> list[Any]:
-    """The rows of the query just run, read until their bodies (column ``body``) pass
+    """The rows of the query just run, read until their bodies (column ``body``) and
+    attachments (the last column) pass
     ``max_bytes`` (the row that passes it included; 0: all). A reply cut to ``max_bytes``
     by its encoded size, which is never less than its bodies' length, then says there is
     more; rows past it are never read into memory (SQLite reads them as they are
@@ -244,7 +249,7 @@ def _until_bytes(txn: Any, max_bytes: int, body: int = 4) -> list[Any]:
             break
         for row in batch:
             rows.append(tuple(row))  # type: ignore[arg-type]
-            size += len(row[body])
+            size += len(row[body]) + len(row[-1] or "")   # body and attachment
             if size > max_bytes:
                 break
     return rows

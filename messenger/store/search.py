@@ -140,7 +140,7 @@ def ts_query(words: list[str], scope: Scope) -> str:
 
 
 _ROWS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions,"
-         f" {replies.EXTRA} FROM messages m JOIN users s ON s.id = m.sender_id"
+         f" {replies.EXTRA}, m.attachment FROM messages m JOIN users s ON s.id = m.sender_id"
          " LEFT JOIN users r ON r.id = m.recipient_id WHERE m.id IN ({})")
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from messenger.store.engines import MESSAGES_LOCK, engine_of
 
 # One message read back for a gap: (id, created, sender name, recipient id, recipient
-# name, body).
-StreamRow = tuple[int, float, str, int, str, str]
+# name, body, attachment as JSON text or None).
+StreamRow = tuple[int, float, str, int, str, str, str | None]
 
 
 def max_id_txn(txn: Any) -> int:
@@ -57,8 +57,8 @@ def has_group_rows_txn(txn: Any, after: int, up_to: int) -> bool:
 
 def range_txn(txn: Any, after: int, up_to: int, limit: int) -> list[StreamRow]:
     """Direct messages with ids in (after, up_to], oldest first, at most ``limit``."""
-    txn.execute("SELECT m.id, m.created, s.name, m.recipient_id, r.name, m.body"
-                " FROM messages m JOIN users s ON s.id = m.sender_id"
+    txn.execute("SELECT m.id, m.created, s.name, m.recipient_id, r.name, m.body,"
+                " m.attachment FROM messages m JOIN users s ON s.id = m.sender_id"
                 " JOIN users r ON r.id = m.recipient_id"
                 " WHERE m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?", (after, up_to, limit))
     return [tuple(row) for row in txn.fetchall()]

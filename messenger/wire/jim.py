@@ -11,6 +11,7 @@ keys are refused.
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import re
@@ -29,6 +30,16 @@ MAX_TEXT = 65536
 # push is cut to fit (paged replies by their encoded size), and clients refuse more.
 MAX_SERVER_PAYLOAD = 1024 * 1024
 STATUSES = ("online", "away")
+# Files (docs/PROTOCOL.md, "Files"): ceilings of the schema; the server's configured limits
+# (largest file, quota) apply on top.
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_MIME_PART = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+MIME_RE = re.compile(f"{_MIME_PART}/{_MIME_PART}")
+FILE_NAME_MAX = 255
+MAX_FILE_SIZE = 2**53               # a size any JSON number holds exactly
+THUMBNAIL_MAX = 16384               # base64 characters of an attachment's thumbnail (12 KiB)
+IMAGE_SIDE_MAX = 65535
+_FILE_NAME_BAD = re.compile(r"[\x00-\x1f\x7f/\\]")
 # Hard ceilings of group fields; the server's configured limits are at most these.
 GROUP_NAME_MAX = 256
 GROUP_TOPIC_MAX = 4096
@@ -161,6 +172,41 @@ def one_of(*choices: str) -> Validator:
     return check
 
 
+def sha256_hex(name: str, value: Any) -> None:
+    """A SHA-256 digest as 64 lowercase hex digits."""
+    if type(value) is not str or not SHA256_RE.fullmatch(value):
+        raise BadRequest(f"'{name}' must be a SHA-256 digest: 64 lowercase hex digits")
+
+
+def mime_type(name: str, value: Any) -> None:
+    """A MIME type ``type/subtype`` (RFC 6838 characters, no parameters)."""
+    if type(value) is not str or not MIME_RE.fullmatch(value):
+        raise BadRequest(f"'{name}' must be a MIME type such as 'image/png'")
+
+
+def file_name(name: str, value: Any) -> None:
+    """A file's name as people see it: 1 to 255 characters, no control characters, no
+    '/' or '\\' (it names a file, not a path; the server never uses it as a path)."""
+    _check_text(name, value, 1, FILE_NAME_MAX)
+    if _FILE_NAME_BAD.search(value):
+        raise BadRequest(f"'{name}' must be a file name without control characters, '/'"
+                         " or '\\'")
+    if not value.strip() or value.strip(".") == "":
+        raise BadRequest(f"'{name}' must be a file name, not only dots or white space")
+
+
+def base64_text(max_len: int) -> Validator:
+    """Standard padded base64 of at most ``max_len`` characters."""
+    def check(name: str, value: Any) -> None:
+        if type(value) is not str or not 0 < len(value) <= max_len or not value.isascii():
+            raise BadRequest(f"'{name}' must be base64 of at most {max_len} characters")
+        try:
+            binascii.a2b_base64(value, strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"'{name}' must be standard padded base64") from None
+    return check
+
+
 def string_list(item: Validator, max_items: int) -> Validator:
     def check(name: str, value: Any) -> None:
         if type(value) is not list:
@@ -215,6 +261,15 @@ body = text(1, MAX_TEXT)  # the server applies its configured, smaller body limi
 token = text(16, 128)
 page_limit = integer(1, 1000)
 message_id = integer(0)
+file_id = integer(1)
+image_side = integer(1, IMAGE_SIDE_MAX)
+attachment = obj(
+    Field("file_id", file_id),
+    optional("name", file_name),
+    optional("width", image_side),
+    optional("height", image_side),
+    optional("thumbnail", base64_text(THUMBNAIL_MAX)),
+)
 group_id = integer(1)
 group_name = label(1, GROUP_NAME_MAX)
 group_topic = label(0, GROUP_TOPIC_MAX, newlines=True)
@@ -254,8 +309,9 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
     "msg": (  # exactly one of "to" and "group" (see ONE_OF)
         optional("to", account_name),
         optional("group", group_id),
-        Field("message", body),
+        optional("message", body),      # required, but "" or absent with an attachment
         optional("from", account_name),
+        optional("attachment", attachment),
         optional("reply_to", integer(1)),
     ),
     "edit_msg": (Field("msg_id", integer(1)), Field("message", body)),
@@ -280,6 +336,16 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
         Field("up_to", message_id),
     ),
     "get_unread": (),
+    # receipts and typing (issue 15): exactly one of "with"/"to" and "group"
+    "receipt": (
+        Field("kind", one_of("delivered", "read")),
+        optional("with", account_name),
+        optional("group", group_id),
+        Field("up_to", integer(1)),
+    ),
+    "sync_receipts": (Field("since", message_id), optional("limit", integer(1, 1000))),
+    "settings": (optional("read_receipts", boolean),),
+    "typing": (optional("to", account_name), optional("group", group_id)),
     "group_create": (
         Field("name", group_name),
         optional("topic", group_topic),
@@ -310,6 +376,16 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
     "sync": (Field("since", message_id), optional("limit", integer(1, 1000))),
     "broadcast": (Field("message", body),),
     "get_broadcasts": (optional("before", message_id), optional("limit", integer(1, 100))),
+    # files (docs/PROTOCOL.md, "Files"); the bytes travel in binary frames (wire.binary)
+    "file_upload": (
+        Field("name", file_name),
+        Field("size", integer(0, MAX_FILE_SIZE)),
+        Field("mime", mime_type),
+        Field("sha256", sha256_hex),
+    ),
+    "file_finish": (Field("upload_id", file_id),),
+    "file_cancel": (Field("upload_id", file_id),),
+    "file_get": (Field("file_id", file_id),),
     "call_dial": (
         Field("user_id", account_name),
         optional("codecs", string_list(text(1, 16), 8)),
@@ -346,6 +422,8 @@ ONE_OF: dict[str, tuple[str, str]] = {
     "msg": ("to", "group"),
     "history": ("with", "group"),
     "mark_read": ("with", "group"),
+    "receipt": ("with", "group"),
+    "typing": ("to", "group"),
 }
 # Actions that may name one conversation: at most one of these keys.
 AT_MOST_ONE: dict[str, tuple[str, str]] = {
@@ -412,15 +490,25 @@ def _validate_msg(request: Mapping[str, Any]) -> None:
         raise BadRequest("give 'to' or 'group', not both")
     text_ = request.get("message")
     if type(text_) is not str or not 0 < len(text_) <= MAX_TEXT or not text_.isascii():
-        if text_ is None:
-            raise BadRequest("'message' is required")
-        _check_text("message", text_, 1, MAX_TEXT)
+        _check_caption(request, text_)
     sender = request.get("from")
     if sender is not None:
         account_name("from", sender)
     quoted = request.get("reply_to")
     if quoted is not None and (type(quoted) is not int or not 0 < quoted < 2**63):
         integer(1)("reply_to", quoted)
+    if request.get("attachment") is not None:
+        attachment("attachment", request["attachment"])
+
+
+def _check_caption(request: Mapping[str, Any], text_: Any) -> None:
+    """The body of a message that is not short ASCII: with an attachment it may be empty
+    or absent (a caption), without one it is 1 to MAX_TEXT characters."""
+    if (text_ is None or text_ == "") and request.get("attachment") is not None:
+        return
+    if text_ is None:
+        raise BadRequest("'message' is required")
+    _check_text("message", text_, 1, MAX_TEXT)
 
 
 _FAST: dict[str, Callable[[Mapping[str, Any]], None]] = {"msg": _validate_msg}

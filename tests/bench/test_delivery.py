@@ -86,6 +86,26 @@ class RealServerTests(unittest.TestCase):
         self.assertGreater(result["server_hwm_kib"], 0)
 
 
+    @defer.inlineCallbacks
+    def test_with_read_receipts_and_typing(self):
+        """With --read-receipts and --typing every receiver sends batched read receipts
+        (the server stores and pushes them back to the senders) and every sender typing
+        notices, and delivery is still exactly once, in order."""
+        server = yield start_server(self, limits=no_limits())
+        code, result, err = yield run_bench(self, server.tcp_port, "--read-receipts", "0.002",
+                                            "--typing", "0.002", "-M", "2000")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(result["ok"], err)
+        self.assertEqual((result["delivered"], result["errors"]), (4000, 0))
+        self.assertGreater(result["receipts"], 0)
+        self.assertGreater(result["typing"], 0)
+        self.assertLess(result["receipts"], 4000)           # batched, not one per message
+        stored = yield server.db.read(lambda txn: (txn.execute(
+            "SELECT COUNT(*), MIN(read_up_to) FROM receipts"), txn.fetchone())[1])
+        self.assertEqual(stored[0], 2)                       # one row per conversation
+        self.assertGreater(stored[1], 0)
+
+
 class FaultTests(unittest.TestCase):
     """The check fails the run (exit 1, ok false) for each kind of misdelivery."""
 

@@ -74,8 +74,17 @@ class Owners:
     def account_changed(self, account: Any) -> None:
         self.heard.append(("account", account.account_name))
 
+    def conversation_pushed(self, message: Any) -> None:
+        self.heard.append(("conversation", message["action"]))
+
     def connection_ended(self, connection: Any) -> None:
         self.heard.append(("ended",))
+
+    def connection_file_data(self, plaintext: bytes) -> None:
+        self.heard.append(("file data", plaintext))
+
+    def connection_file_push(self, message: Any) -> None:
+        self.heard.append(("file push", message["action"]))
 
 
 class ConnectionTestCase(unittest.TestCase):

@@ -6,7 +6,8 @@ challenge (section 4, both directions checked), the key exchange with both ciphe
 ephemeral X25519 shares and signature verification over the DER transcript (section 5,
 built with pyasn1), HKDF from S || Z (section 6), the phase-3 channels with rsa-oaep's
 labels and mask (section 7) and JIM requests, replies, pushes and probe answers
-(section 8).
+(section 8), and files ("Files": binary file frames, uploads with progress, downloads by
+reads).
 """
 
 import base64
@@ -37,6 +38,7 @@ HANDSHAKE_LIMIT = 16 * 1024
 FRAME_LIMIT = 1024 * 1024
 C2S = 0x01
 S2C = 0x02
+UPLOAD_DATA, READ, FILE_DATA = 0x01, 0x02, 0x03   # binary file frames ("Files")
 
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
@@ -354,6 +356,7 @@ class Client:
         self.suite = None
         self.fingerprint = None
         self.pushes = collections.deque()
+        self.file_data = collections.deque()   # (file id, offset, bytes), in arrival order
         self.probes_answered = 0
         self.closed = False
         self._buffer = bytearray()
@@ -499,8 +502,25 @@ class Client:
         self.send_plaintext(encode_json(message))
 
     def receive_message(self):
-        """One decrypted phase-3 JSON object; probes are answered here."""
-        frame = decode_json(self.channel.open(self.recv_frame()))
+        """One decrypted phase-3 JSON object; probes are answered here. Binary file
+        frames ("Files": first byte 0x01, 0x02 or 0x03) read meanwhile are queued in
+        ``file_data`` as (file id, offset, bytes)."""
+        while True:
+            frame = self.receive_any()
+            if frame is not None:
+                return frame
+
+    def receive_any(self):
+        """One phase-3 frame: a JSON object is returned (probes answered), a binary
+        file frame is queued in ``file_data`` and None returned."""
+        plaintext = self.channel.open(self.recv_frame())
+        if plaintext[:1] in (b"\x01", b"\x02", b"\x03"):
+            if plaintext[0] != FILE_DATA or len(plaintext) < 17:
+                raise ProtocolError(f"unexpected binary frame of type {plaintext[0]}")
+            file_id, offset = struct.unpack(">QQ", plaintext[1:17])
+            self.file_data.append((file_id, offset, plaintext[17:]))
+            return None
+        frame = decode_json(plaintext)
         if frame.get("action") == "probe" and "id" in frame and self.answer_probes:
             self.send_message({"response": 200, "id": frame["id"], "time": time.time()})
             self.probes_answered += 1
@@ -613,3 +633,51 @@ class Client:
     def register(self, name, password, email, **extra):
         return self.request("register", user={"account_name": name, "password": password,
                                               "email": email}, **extra)
+
+    # ---- files ("Files")
+
+    def send_chunk(self, upload_id, offset, data):
+        """One upload-data frame: 0x01, upload id, offset (uint64 each), the bytes."""
+        self.send_plaintext(bytes([UPLOAD_DATA]) + struct.pack(">QQ", upload_id, offset)
+                            + data)
+
+    def send_read(self, file_id, offset, length):
+        """One read frame: 0x02, file id, offset (uint64), length (uint32)."""
+        self.send_plaintext(bytes([READ]) + struct.pack(">QQI", file_id, offset, length))
+
+    def upload(self, data, name="file.bin", mime="application/octet-stream",
+               chunk=60000, window=4 * 1024 * 1024):
+        """file_upload, chunks at most ``window`` bytes beyond the last file_progress,
+        file_finish; returns the finish reply."""
+        reply = self.request("file_upload", name=name, size=len(data), mime=mime,
+                             sha256=hashlib.sha256(data).hexdigest())
+        if reply.get("response") not in (200, 201):
+            return reply
+        upload_id, offset = reply["upload_id"], reply["offset"]
+        confirmed = offset
+        while offset < len(data):
+            while offset < len(data) and offset - confirmed < window:
+                self.send_chunk(upload_id, offset, data[offset:offset + chunk])
+                offset += len(data[offset:offset + chunk])
+            if offset < len(data):
+                push = self.wait_push("file_progress",
+                                      match=lambda p: p.get("upload_id") == upload_id)
+                confirmed = push["offset"]
+        return self.request("file_finish", upload_id=upload_id)
+
+    def download(self, file_id, size, read=512 * 1024):
+        """Read ``size`` bytes of a file this connection was granted (file_get first)."""
+        for offset in range(0, size, read):
+            self.send_read(file_id, offset, min(read, size - offset))
+        parts, received = [], 0
+        while received < size:
+            while not self.file_data:
+                frame = self.receive_any()
+                if frame is not None and frame.get("action") != "probe":
+                    self.pushes.append(frame)
+            got_id, offset, data = self.file_data.popleft()
+            if got_id != file_id or offset != received:
+                raise ProtocolError(f"file data at {offset} of {got_id}, expected {received}")
+            parts.append(data)
+            received += len(data)
+        return b"".join(parts)

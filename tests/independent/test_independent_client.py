@@ -1837,6 +1837,14 @@ BAD_AFTER_LOGIN = {
     "sync": [{}, {"since": -1}, {"since": "0"}, {"since": True}, {"since": 1.0},
              {"since": 0, "limit": 0}, {"since": 0, "limit": 1001}]
             + [{"since": 0, "limit": v} for v in LIMIT_BAD],
+    "file_upload": [{}, {"name": "a", "size": 1, "mime": "text/plain"},
+                    {"name": "a/b", "size": 1, "mime": "text/plain", "sha256": "a" * 64},
+                    {"name": "a", "size": -1, "mime": "text/plain", "sha256": "a" * 64},
+                    {"name": "a", "size": 1, "mime": "text", "sha256": "a" * 64},
+                    {"name": "a", "size": 1, "mime": "text/plain", "sha256": "A" * 64}],
+    "file_finish": [{}, {"upload_id": 0}, {"upload_id": "1"}],
+    "file_cancel": [{}, {"upload_id": -1}],
+    "file_get": [{}, {"file_id": 0}, {"file_id": 1.5}],
     "history": [{}, {"with": 5}, {"with": SQL}, {"with": "a" * 120000},
                 {"with": "second", "before": "x"}, {"with": "second", "before": -1},
                 {"with": "second", "limit": 0}, {"with": "second", "limit": 201}]
@@ -1978,6 +1986,94 @@ class BadInputTests(ServerTestCase):
         c.send_plaintext(raw)
         self.assertReply(c.wait_reply(), 400)
         self.assertStillUp(c)
+
+
+# --------------------------------------------------------------------------- files
+
+
+class FileTests(ServerTestCase):
+    """"Files": uploads in binary frames, attachments, downloads by the participants."""
+
+    def test_upload_attach_download(self):
+        """Upload (progress pushes, finish), attach in a msg, the recipient's push
+        carries the attachment, the recipient downloads it whole; a third user is refused
+        with the same 403 as for a file that does not exist."""
+        alice, _ = self.user("fa")
+        bob, bob_name = self.user("fb")
+        carol, _ = self.user("fc")
+        data = os.urandom(3_000_000)
+        done = self.assertReply(alice.upload(data, name="notes.txt", mime="text/plain",
+                                             window=1024 * 1024), 201)
+        file = done["file"]
+        self.assertEqual((file["name"], file["size"], file["mime"], file["sha256"]),
+                         ("notes.txt", len(data), "text/plain",
+                          jim.hashlib.sha256(data).hexdigest()))
+        self.assertReply(alice.request("msg", to=bob_name, message="",
+                                       attachment={"file_id": file["file_id"],
+                                                   "name": "read me.txt"}), 200)
+        push = bob.wait_push("msg")
+        self.assertEqual(push["attachment"], {**file, "name": "read me.txt"})
+        self.assertEqual(push["message"], "")
+        self.assertReply(bob.request("file_get", file_id=file["file_id"]), 200, file=file)
+        self.assertEqual(bob.download(file["file_id"], len(data), read=100_000), data)
+        refused = self.assertReply(carol.request("file_get", file_id=file["file_id"]), 403,
+                                   error="you cannot download this file")
+        missing = carol.request("file_get", file_id=file["file_id"] + 10**6)
+        self.assertEqual({k: missing[k] for k in ("response", "error")},
+                         {k: refused[k] for k in ("response", "error")})
+        carol.send_read(file["file_id"], 0, 10)
+        error = carol.wait_push("file_error")
+        self.assertEqual((error["file_id"], error["response"]), (file["file_id"], 403))
+
+    def test_resume_and_refusals(self):
+        """A chunk that leaves a gap gets a file_error with the offset to go on from; a
+        second file_upload of the same content resumes (200, that offset); a finish
+        before the end is 409; a wrong SHA-256 is 400; a read past the end is refused."""
+        alice, _ = self.user("fr")
+        data = os.urandom(200_000)
+        started = self.assertReply(alice.request(
+            "file_upload", name="a.bin", size=len(data), mime="application/octet-stream",
+            sha256=jim.hashlib.sha256(data).hexdigest()), 201, offset=0)
+        upload_id = started["upload_id"]
+        alice.send_chunk(upload_id, 0, data[:50_000])
+        alice.send_chunk(upload_id, 80_000, data[80_000:90_000])
+        error = alice.wait_push("file_error")
+        self.assertEqual((error["upload_id"], error["response"], error["offset"]),
+                         (upload_id, 409, 50_000))
+        resumed = self.assertReply(alice.request(
+            "file_upload", name="a.bin", size=len(data), mime="application/octet-stream",
+            sha256=jim.hashlib.sha256(data).hexdigest()), 200, upload_id=upload_id,
+            offset=50_000)
+        alice.send_chunk(upload_id, resumed["offset"], data[50_000:150_000])
+        self.assertReply(alice.request("file_finish", upload_id=upload_id), 409,
+                         offset=150_000)
+        alice.send_chunk(upload_id, 150_000, data[150_000:])
+        file = self.assertReply(alice.request("file_finish", upload_id=upload_id), 201)["file"]
+        self.assertReply(alice.request("file_get", file_id=file["file_id"]), 200)
+        alice.send_read(file["file_id"], len(data), 1)
+        error = alice.wait_push("file_error")
+        self.assertEqual((error["response"], error["size"]), (400, len(data)))
+        wrong = alice.request("file_upload", name="b.bin", size=10, mime="text/plain",
+                              sha256="0" * 64)
+        alice.send_chunk(wrong["upload_id"], 0, b"0123456789")
+        self.assertReply(alice.request("file_finish", upload_id=wrong["upload_id"]), 400)
+
+    def test_limits_in_the_login_reply(self):
+        """The login reply announces the largest file; a larger one is refused at the
+        start with max_size."""
+        c = self.connect()
+        name = unique("fl")
+        reply = self.assertReply(c.register(name, PASSWORD, name + "@example.org"), 201)
+        largest = reply["limits"]["max_file_size"]
+        self.assertReply(c.request("file_upload", name="big", size=largest + 1,
+                                   mime="application/octet-stream", sha256="a" * 64),
+                         400, max_size=largest)
+
+    def test_binary_frames_before_login(self):
+        """A binary file frame before login is answered 401 with "id": null."""
+        c = self.connect()
+        c.send_read(1, 0, 10)
+        self.assertReply(c.wait_reply(), 401, id=None)
 
 
 # --------------------------------------------------------------------------- timeouts

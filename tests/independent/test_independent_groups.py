@@ -1,6 +1,7 @@
 """Black-box tests of groups, read markers and unread counts on a real ``twistd messenger``
 with the independent client (tests/independent/client.py). Every expectation is taken
-from docs/PROTOCOL.md, sections "Groups" and "Read markers and unread counts"."""
+from docs/PROTOCOL.md, sections "Groups", "Read markers and unread counts" and "Files"
+(files in a group)."""
 
 import time
 
@@ -165,6 +166,39 @@ class GroupTests(ServerTestCase):
         synced = self.assertReply(b.request("sync", since=before["msg_id"] - 1), 202)
         self.assertEqual([m["message"] for m in synced["alert"]], ["before"])
         self.assertReply(b.request("history", group=gid), 403, error=NOT_MEMBER)
+
+    def test_files_in_a_group(self):
+        """"Files", "Attachments" and "file_get": a group message carries a file; the
+        members get it pushed and download it; a member removed before a file was
+        posted gets 403 for it and keeps the one posted while it was a member; a
+        stranger gets 403."""
+        t, teacher, students, gid = self.class_of(count=2)
+        (a, ann), (b, ben) = students
+        first = self.assertReply(t.upload(b"worksheet one", name="one.txt",
+                                          mime="text/plain"), 201)["file"]
+        sent = self.assertReply(t.request("msg", group=gid, message="",
+                                          attachment={"file_id": first["file_id"]}), 200)
+        for client in (a, b):
+            push = client.wait_push("msg")
+            self.assertEqual((push["msg_id"], push["group"], push["message"],
+                              push["attachment"]), (sent["msg_id"], gid, "", first))
+        self.assertReply(t.request("group_remove", group=gid, user_id=ben), 200)
+        b.wait_push("group_member_removed")
+        second = self.assertReply(t.upload(b"worksheet two", name="two.txt",
+                                           mime="text/plain"), 201)["file"]
+        self.assertReply(t.request("msg", group=gid, message="two",
+                                   attachment={"file_id": second["file_id"]}), 200)
+        self.assertEqual(a.wait_push("msg")["attachment"], second)
+        self.assertReply(a.request("file_get", file_id=second["file_id"]), 200)
+        self.assertEqual(a.download(second["file_id"], second["size"]), b"worksheet two")
+        self.assertReply(b.request("file_get", file_id=first["file_id"]), 200)
+        self.assertReply(b.request("file_get", file_id=second["file_id"]), 403,
+                         error="you cannot download this file")
+        s, _ = self.user("stranger")
+        self.assertReply(s.request("file_get", file_id=first["file_id"]), 403,
+                         error="you cannot download this file")
+        self.assertReply(s.request("msg", group=gid, message="mine",
+                                   attachment={"file_id": first["file_id"]}), 403)
 
     def test_sync_one_sequence_and_history(self):
         """sync returns direct and group messages in one ascending sequence, without the

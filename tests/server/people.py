@@ -99,7 +99,8 @@ def rows(server: Any, sql: str, *args: Any) -> defer.Deferred:
 
 
 TABLES = ("users", "contacts", "blocks", "messages", "broadcasts", "premium_codes", "audit_log",
-          "resume_tokens", "chat_groups", "group_members", "read_markers", "message_changes")
+          "resume_tokens", "chat_groups", "group_members", "read_markers", "uploads", "files",
+          "blobs", "receipts", "message_changes")
 
 
 @defer.inlineCallbacks

@@ -70,7 +70,8 @@ class RegisterTests(AccountTestCase):
         config = self.server.config
         self.assertEqual(reply["limits"], {"max_frame": config.max_frame,
                                            "max_body": config.max_body,
-                                           "max_payload": 1048576})
+                                           "max_payload": 1048576,
+                                           "max_file_size": config.files.max_size})
 
     @defer.inlineCallbacks
     def test_first_user_is_admin(self) -> Any:

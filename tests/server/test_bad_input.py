@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from messenger.wire import jim
-from tests.server.people import rows, server_with, snapshot
+from tests.server.people import barrier, rows, server_with, snapshot
 from tests.support import jimclient
 from tests.support.services import OnPostgres
 
@@ -21,6 +21,8 @@ SQL_NAMES = ["x'; DROP TABLE users; --", "bob\" OR 1=1 --", "a%b", "robert');--"
              "é-accent", "_leading", "ab"]
 
 LOGIN = {"account_name": "alice", "password": "correct horse"}
+GOOD_SHA = "ab" * 32
+FILE = {"name": "notes.txt", "size": 10, "mime": "text/plain", "sha256": GOOD_SHA}
 
 # action -> [(fields, name of the field the error must mention)]
 BEFORE_LOGIN = {
@@ -113,7 +115,25 @@ AFTER_LOGIN = {
             ({"to": "bob", "message": "hi", "reply_to": 0}, "reply_to"),
             ({"to": "bob", "message": "hi", "reply_to": "1"}, "reply_to"),
             ({"group": 1, "message": "hi", "reply_to": 1.5}, "reply_to"),
-            *[({"to": name, "message": "hi"}, "to") for name in SQL_NAMES]],
+            *[({"to": name, "message": "hi"}, "to") for name in SQL_NAMES],
+            ({"to": "bob", "attachment": 5}, "attachment"),
+            ({"to": "bob", "attachment": {}}, "attachment.file_id"),
+            ({"to": "bob", "attachment": {"file_id": 0}}, "attachment.file_id"),
+            ({"to": "bob", "attachment": {"file_id": "1"}}, "attachment.file_id"),
+            ({"to": "bob", "attachment": {"file_id": 1, "name": "../etc/passwd"}},
+             "attachment.name"),
+            ({"to": "bob", "attachment": {"file_id": 1, "name": ".."}}, "attachment.name"),
+            ({"to": "bob", "attachment": {"file_id": 1, "name": "a\x00b"}},
+             "attachment.name"),
+            ({"to": "bob", "attachment": {"file_id": 1, "width": 0}}, "attachment.width"),
+            ({"to": "bob", "attachment": {"file_id": 1, "height": 70000}},
+             "attachment.height"),
+            ({"to": "bob", "attachment": {"file_id": 1, "thumbnail": "not base64!"}},
+             "attachment.thumbnail"),
+            ({"to": "bob", "attachment": {"file_id": 1, "thumbnail": "QQ"}},
+             "attachment.thumbnail"),
+            ({"to": "bob", "attachment": {"file_id": 1, "thumbnail": "QUFB" * 5000}},
+             "attachment.thumbnail")],
     "edit_msg": [({"message": "x"}, "msg_id"), ({"msg_id": 1}, "message"),
                  ({"msg_id": "1", "message": "x"}, "msg_id"),
                  ({"msg_id": 0, "message": "x"}, "msg_id"),
@@ -204,11 +224,44 @@ AFTER_LOGIN = {
                        ({"group": 1, "user_id": "bob", "role": "god"}, "role"),
                        ({"group": 1, "user_id": "bob", "role": "ADMIN"}, "role")],
     "group_delete": [({}, "group"), ({"group": None}, "group"), ({"group": True}, "group")],
+    "receipt": [({"with": "bob", "up_to": 1}, "kind"),
+                ({"kind": "seen", "with": "bob", "up_to": 1}, "kind"),
+                ({"kind": "read", "up_to": 1}, "with"),
+                ({"kind": "read", "with": "bob", "group": 1, "up_to": 1}, "with"),
+                ({"kind": "read", "with": "bob"}, "up_to"),
+                ({"kind": "read", "with": "bob", "up_to": 0}, "up_to"),
+                ({"kind": "read", "with": "bob", "up_to": "5"}, "up_to"),
+                ({"kind": "delivered", "group": 0, "up_to": 1}, "group"),
+                ({"kind": "read", "with": "x'--", "up_to": 1}, "with")],
+    "sync_receipts": [({}, "since"), ({"since": -1}, "since"), ({"since": "0"}, "since"),
+                      ({"since": 0, "limit": 0}, "limit"),
+                      ({"since": 0, "limit": 1001}, "limit")],
+    "settings": [({"read_receipts": "no"}, "read_receipts"),
+                 ({"read_receipts": 0}, "read_receipts")],
+    "typing": [({}, "to"), ({"to": "bob", "group": 1}, "to"), ({"to": 5}, "to"),
+               ({"group": -1}, "group"), ({"to": HUGE}, "to"),
+               *[({"to": name}, "to") for name in SQL_NAMES]],
     "call_dial": [({}, "user_id"), ({"user_id": "x'--"}, "user_id"),
                   ({"user_id": "bob", "codecs": "opus"}, "codecs"),
                   ({"user_id": "bob", "codecs": [1]}, "codecs[0]")],
     "call_hangup": [({"call_id": 7}, "call_id"), ({"user_id": "x y"}, "user_id"),
                     ({"call_id": HUGE}, "call_id")],
+    "file_upload": [({"size": 1, "mime": "text/plain", "sha256": GOOD_SHA}, "name"),
+                    ({**FILE, "name": ""}, "name"), ({**FILE, "name": "a/b"}, "name"),
+                    ({**FILE, "name": "C:\\x"}, "name"), ({**FILE, "name": "n" * 256}, "name"),
+                    ({**FILE, "name": "tab\there"}, "name"), ({**FILE, "name": "  "}, "name"),
+                    ({**FILE, "size": -1}, "size"), ({**FILE, "size": 1.5}, "size"),
+                    ({**FILE, "size": "10"}, "size"), ({**FILE, "size": 2**53 + 1}, "size"),
+                    ({**FILE, "mime": "text"}, "mime"), ({**FILE, "mime": "a/b; x=1"}, "mime"),
+                    ({**FILE, "mime": 5}, "mime"), ({**FILE, "sha256": "AB" * 32}, "sha256"),
+                    ({**FILE, "sha256": "ab" * 31}, "sha256"),
+                    ({**FILE, "sha256": "zz" * 32}, "sha256"),
+                    ({**FILE, "sha256": None}, "sha256")],
+    "file_finish": [({}, "upload_id"), ({"upload_id": 0}, "upload_id"),
+                    ({"upload_id": "7"}, "upload_id"), ({"upload_id": 2**63}, "upload_id")],
+    "file_cancel": [({}, "upload_id"), ({"upload_id": -2}, "upload_id")],
+    "file_get": [({}, "file_id"), ({"file_id": 0}, "file_id"), ({"file_id": True}, "file_id"),
+                 ({"file_id": "x'--"}, "file_id")],
 }
 
 
@@ -300,6 +353,37 @@ class BadInputTests(unittest.TestCase):
         self.assertEqual(reply["response"], 200)
 
 
+    @defer.inlineCallbacks
+    def test_receipts_and_typing_that_make_no_sense(self):
+        """Well-formed receipts past the last message, for a message of another
+        conversation or a group one is not in, and typing to a stranger's group or to
+        oneself: refused with a readable error, nothing stored, nothing pushed."""
+        server, (alice, bob, cat) = yield server_with(self, "alice", "bob", "cat")
+        sent = yield alice.request("msg", to="bob", message="hello")
+        elsewhere = yield alice.request("msg", to="cat", message="hi cat")
+        group = yield cat.request("group_create", name="cats only")
+        gid = group["group"]["group_id"]
+        before = yield snapshot(server)
+        cases = [
+            ("receipt", {"kind": "read", "with": "alice", "up_to": sent["msg_id"] + 99},
+             400, "past the last message"),
+            ("receipt", {"kind": "delivered", "with": "alice", "up_to": elsewhere["msg_id"]},
+             400, "not a message of this conversation"),
+            ("receipt", {"kind": "read", "group": gid, "up_to": sent["msg_id"]},
+             403, "not a member"),
+            ("receipt", {"kind": "read", "group": gid + 1, "up_to": 1}, 403, "not a member"),
+            ("typing", {"group": gid}, 403, "not a member"),
+            ("typing", {"to": "bob"}, 400, "another user"),
+        ]
+        for action, fields, code, text in cases:
+            reply = yield bob.request(action, **fields)
+            self.assertEqual(reply["response"], code, (action, fields))
+            self.assertIn(text, reply["error"])
+        self.assertEqual((yield snapshot(server)), before)
+        yield barrier(alice)
+        self.assertEqual([p["action"] for p in alice.pushes if p["action"] != "msg"], [])
+
+
 class ConversationRefusalTests(unittest.TestCase):
     """Issue 15's bad input: changing someone else's message, a reply into another
     conversation, an empty or huge search: a clear error, and nothing changed."""
@@ -341,9 +425,10 @@ class ConversationRefusalTests(unittest.TestCase):
         self.assertEqual(unchanged, bodies)
 
 
-class ConversationRefusalTestsOnPostgres(OnPostgres, ConversationRefusalTests):
+
+class BadInputTestsOnPostgres(OnPostgres, BadInputTests):
     """The same on a PostgreSQL store."""
 
 
-class BadInputTestsOnPostgres(OnPostgres, BadInputTests):
+class ConversationRefusalTestsOnPostgres(OnPostgres, ConversationRefusalTests):
     """The same on a PostgreSQL store."""

@@ -43,8 +43,9 @@ class CryptoPoolTests(unittest.TestCase):
         pages. Measured on this 2-core machine with other work on it: p50 1-2 ms, p99
         24-40 ms (the issue's bound is 20 ms on a quiet machine; it was 150 ms a request
         with sealing on the reactor, and 45-197 ms with the crypto threads at the reactor's
-        priority). Asserted: p50 under 20 ms, p99 under 100 ms, with room for CI's own
-        parallel jobs."""
+        priority). Asserted: p50 under 20 ms and p99 under 100 ms, or, on a machine so busy
+        that the bystander alone (measured first, in the same test) is slow, within 4x of
+        that baseline: a reactor that seals pages itself misses both by far."""
         server = yield start_twistd_server(self)
         names = [f"puller{i}" for i in range(10)]
         yield register_users(self, server.port, "watcher", "visitor", "filler", *names)
@@ -84,8 +85,10 @@ class CryptoPoolTests(unittest.TestCase):
         bystander.report("rsa-oaep pullers")
         self.assertGreater(pages, 10)
         self.assertGreater(len(bystander.requests.samples), 100)
-        bystander.assert_served(p99=0.1, login=3.0, min_logins=2)
-        self.assertLess(bystander.requests.p50, 0.020, bystander.requests.summary())
+        bystander.assert_served(p99=max(0.1, 4 * quiet.requests.p99), login=3.0,
+                                min_logins=2)
+        self.assertLess(bystander.requests.p50, max(0.020, 4 * quiet.requests.p50),
+                        bystander.requests.summary())
 
 class PagePuller:
     """A logged-in rsa-oaep client that asks for its inbox's first page again and again,

@@ -24,7 +24,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.protocols.basic import Int32StringReceiver
 
-from messenger.wire import jim
+from messenger.wire import binary, jim
 from messenger.wire.handshake import ClientHandshake, HandshakeError
 from messenger.wire.suites import SUITES
 from tests.support.keys import rsa_key
@@ -50,6 +50,8 @@ class JimTestClient(Int32StringReceiver):
         self.unmatched: list[dict[str, Any]] = []
         self._unmatched_waiters: list[defer.Deferred[dict[str, Any]]] = []
         self.lost_reason: Any = None
+        self.data_frames: list[Any] = []
+        self._data_waiters: list[defer.Deferred[Any]] = []
         self._push_waiters: list[tuple[str | None, defer.Deferred[dict[str, Any]]]] = []
         self.answer_probes = answer_probes
         self.connected_ = False
@@ -86,7 +88,11 @@ class JimTestClient(Int32StringReceiver):
                 self.channel = established.channel
                 self.ready.callback(self)
             return
-        message = jim.decode(self.channel.open(data))
+        plaintext = self.channel.open(data)
+        if binary.is_binary(plaintext):
+            self._binary(plaintext)
+            return
+        message = jim.decode(plaintext)
         if "action" in message:
             if message["action"] == "probe" and self.answer_probes:
                 self.send_raw({"response": 200, "id": message["id"], "time": time.time()})
@@ -106,6 +112,22 @@ class JimTestClient(Int32StringReceiver):
             self._unmatched_waiters.pop(0).callback(message)
         else:
             self.unmatched.append(message)
+
+    def _binary(self, plaintext: bytes) -> None:
+        """A binary file frame (FILE_DATA): queued in ``data_frames``."""
+        frame = binary.parse(plaintext)
+        self.data_frames.append(frame)
+        if self._data_waiters:
+            self._data_waiters.pop(0).callback(self.data_frames.pop(0))
+
+    def wait_data(self, timeout: float = 10.0) -> defer.Deferred[Any]:
+        """The next FILE_DATA frame (a `binary.DataFrame`; queued ones first)."""
+        if self.data_frames:
+            return defer.succeed(self.data_frames.pop(0))
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._data_waiters.append(d)
+        d.addTimeout(timeout, reactor)
+        return d
 
     def send_raw(self, message: dict[str, Any]) -> None:
         self.sendString(self.channel.seal(jim.encode(message)))

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import defer, task, threads
 
-from messenger.client.cli import edits, follow, groups
+from messenger.client.cli import edits, files, follow, groups, receipts
 from messenger.client.cli.options import (
     EXIT_OK,
     PROG,
@@ -193,12 +193,17 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "remove": cmd_remove,
     "search": cmd_search,
     "send": cmd_send,
+    "send-file": files.cmd_send_file,
+    "download": files.cmd_download,
     "history": cmd_history,
     "broadcast": cmd_broadcast,
     "broadcasts": cmd_broadcasts,
     "presence": cmd_presence,
     "tail": follow.cmd_tail,
     "group": groups.cmd_group,
+    "receipts": receipts.cmd_receipts,
+    "read": receipts.cmd_read,
+    "settings": receipts.cmd_settings,
     **edits.COMMANDS,
 }
 

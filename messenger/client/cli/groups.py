@@ -1,7 +1,7 @@
 """messenger-cli's ``group`` commands: create, list, info, add, remove, leave, send,
-history. Each logs in with the saved token, does one thing and says quit; ``group create``
-prints the new group's id alone on its last line, for scripts
-(``id=$(messenger-cli group create Team | tail -n 1)``)."""
+send-file (`messenger.client.cli.files`), history. Each logs in with the saved token,
+does one thing and says quit; ``group create`` prints the new group's id alone on its
+last line, for scripts (``id=$(messenger-cli group create Team | tail -n 1)``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from messenger.client.cli import files
 from messenger.client.cli.options import EXIT_OK
 from messenger.client.cli.output import format_message
 
@@ -46,6 +47,10 @@ def add_parser(commands: Any) -> None:
     sub.add_argument("text", nargs="+", metavar="TEXT")
     sub.add_argument("--reply-to", type=int, metavar="MSG_ID",
                      help="quote an earlier message of the group")
+    sub = action("send-file", "send a file to a group (images with a preview); prints the"
+                 " file id last", "group_id")
+    sub.add_argument("path", metavar="PATH")
+    sub.add_argument("--caption", metavar="TEXT", help="text of the message with the file")
     sub = action("history", "show a group's conversation", "group_id")
     sub.add_argument("--limit", type=int, default=50)
     sub.add_argument("--before", type=int, metavar="MSG_ID")
@@ -146,4 +151,5 @@ async def _history(session: Session, args: argparse.Namespace) -> int:
 ACTIONS: dict[str, Callable[..., Any]] = {
     "create": _create, "list": _list, "info": _info, "add": _add, "remove": _remove,
     "leave": _leave, "send": _send, "history": _history,
+    "send-file": files.cmd_group_send_file,
 }

@@ -93,6 +93,13 @@ def _add_commands(commands: Any) -> None:
     sub.add_argument("text", nargs="+", metavar="TEXT")
     sub.add_argument("--reply-to", type=int, metavar="MSG_ID",
                      help="quote an earlier message of the conversation")
+    sub = command("send-file", "send a file (images with a preview); prints the file id")
+    sub.add_argument("to", metavar="USER")
+    sub.add_argument("path", metavar="PATH")
+    sub.add_argument("--caption", metavar="TEXT", help="text of the message with the file")
+    sub = command("download", "download a file sent to you (into PATH, a file or a folder)")
+    sub.add_argument("file_id", type=int, metavar="FILE_ID")
+    sub.add_argument("path", metavar="PATH")
     sub = command("history", "show the conversation with someone")
     sub.add_argument("with_user", metavar="USER")
     sub.add_argument("--limit", type=int, default=50)
@@ -109,8 +116,9 @@ def _add_commands(commands: Any) -> None:
                   " interrupted")
     sub.add_argument("--count", type=int, metavar="N",
                      help="exit after printing N messages")
-    from messenger.client.cli import edits, groups
+    from messenger.client.cli import edits, groups, receipts
     groups.add_parser(commands)
+    receipts.add_parser(commands)
     edits.add_parsers(command)
 
 

@@ -20,7 +20,9 @@ from messenger.client.cli.options import (
 from messenger.client.edits import MessageChange
 from messenger.client.errors import (
     ClientError,
+    DownloadCorrupt,
     HmacError,
+    LocalFileError,
     MessageTooLong,
     MessengerError,
     PasswordNeeded,
@@ -45,11 +47,16 @@ def _when(stamp: Any) -> str:
 
 def format_message(message: dict[str, Any]) -> str:
     """``#<id> <time> <from> -> <to>: <text>``; for a group message the target is
-    ``group #<id>``, and ``@`` marks where members are mentioned."""
+    ``group #<id>``, ``@`` marks where members are mentioned, and a file is shown as
+    ``[file <id>: <name>, <size> bytes]``."""
     group = message.get("group")
     to = message.get("to") if group is None else f"group #{group}"
     mentions = message.get("mentions") or ()
     tail = f" [mentions: {', '.join(mentions)}]" if mentions else ""
+    attachment = message.get("attachment")
+    if isinstance(attachment, dict):
+        tail += (f" [file {attachment.get('file_id')}: {attachment.get('name')},"
+                 f" {attachment.get('size')} bytes]")
     text = message.get("message")
     if message.get("deleted") is not None:
         text = "(message deleted)"
@@ -64,11 +71,7 @@ def format_message(message: dict[str, Any]) -> str:
 def format_event(event: Any) -> str | None:
     """One line for a push, or None for kinds tail does not print."""
     if isinstance(event, IncomingMessage):
-        return format_message({"msg_id": event.msg_id, "time": event.time,
-                               "from": event.sender, "to": event.recipient,
-                               "group": event.group, "mentions": event.mentions,
-                               "message": event.text, "reply_to": event.reply_to,
-                               "edited": event.edited, "deleted": event.deleted})
+        return format_message(event_json(event))
     if isinstance(event, MessageChange):
         what = "deleted" if event.is_deleted else f"edited: {event.text}"
         return f"~ #{event.msg_id} {what} (by {event.by})"
@@ -87,10 +90,18 @@ def format_event(event: Any) -> str | None:
 
 def event_json(event: Any) -> dict[str, Any]:
     if isinstance(event, IncomingMessage):
-        out = {"event": "message", "msg_id": event.msg_id, "time": event.time,
-               "from": event.sender, "to": event.recipient, "message": event.text}
+        out: dict[str, Any] = {"event": "message", "msg_id": event.msg_id,
+                               "time": event.time, "from": event.sender,
+                               "to": event.recipient, "message": event.text}
         if event.group is not None:
             out.update(to=None, group=event.group, mentions=list(event.mentions))
+        if event.attachment is not None:
+            a = event.attachment
+            out["attachment"] = {"file_id": a.file_id, "name": a.name, "size": a.size,
+                                 "mime": a.mime}
+        for key in ("reply_to", "edited", "deleted"):
+            if getattr(event, key) is not None:
+                out[key] = getattr(event, key)
         return out
     if isinstance(event, MessageChange):
         return {"event": "message_changed", "change_id": event.change_id,
@@ -139,7 +150,7 @@ def explain(error: BaseException) -> tuple[str, int]:
                 " --secret-file)", EXIT_CONNECTION)
     if isinstance(error, PasswordNeeded):
         return (f"{error.message} (run: {PROG} login NAME)", EXIT_LOGIN)
-    if isinstance(error, (MessageTooLong, RequestTooLarge)):
+    if isinstance(error, (MessageTooLong, RequestTooLarge, LocalFileError, DownloadCorrupt)):
         return error.message, EXIT_REFUSED
     if isinstance(error, ClientError):
         return describe(error), EXIT_CONNECTION

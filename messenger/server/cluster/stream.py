@@ -310,12 +310,14 @@ class MessageStream:
 
         def got(rows: list[store_stream.StreamRow]) -> Any:
             session = self.sessions.session
-            for msg_id, created, sender, recipient_id, recipient, body in rows:
+            for msg_id, created, sender, recipient_id, recipient, body, attachment in rows:
                 target = session(recipient_id)
                 if target is not None:
-                    target.push_encoded(jim.encode({
-                        "action": "msg", "msg_id": msg_id, "time": created, "from": sender,
-                        "to": recipient, "message": body}))
+                    message = {"action": "msg", "msg_id": msg_id, "time": created,
+                               "from": sender, "to": recipient, "message": body}
+                    if attachment is not None:
+                        message["attachment"] = jim.decode(attachment.encode("utf-8"))
+                    target.push_encoded(jim.encode(message))
                     self.read_from_db += 1
             if len(rows) == READ_PAGE:
                 self.upto = rows[-1][0]
@@ -334,12 +336,14 @@ class MessageStream:
 def frame_for(row: tuple[Any, ...]) -> bytes:
     """The ``msg`` push of a message read back by `sync_txn`: a direct message
     (id, created, from, to, body) or, with groups, (id, created, from, to or None,
-    group or None, body, mentions)."""
+    group or None, body, mentions, attachment or None)."""
+    attachment = None
     if len(row) == 5:
         msg_id, created, sender, recipient, body = row
         group = mentions = None
     else:
         msg_id, created, sender, recipient, group, body, mentions = row[:7]
+        attachment = row[-1] if len(row) > 7 else None
     if group is None:
         push = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
                 "to": recipient, "message": body}
@@ -347,10 +351,12 @@ def frame_for(row: tuple[Any, ...]) -> bytes:
         push = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
                 "group": group, "message": body,
                 "mentions": mentions.split() if mentions else []}
-    # reply_to, edited, deleted (store.replies.EXTRA) when the row has them and they apply
+    # reply_to, edited, deleted (store.replies.EXTRA, before the attachment) when set
     for key, value in zip(("reply_to", "edited", "deleted"), row[7:10], strict=False):
-        if value is not None:
+        if value is not None and len(row) > 10:
             push[key] = value
+    if attachment is not None:
+        push["attachment"] = jim.decode(attachment.encode("utf-8"))
     return jim.encode(push)
 
 

@@ -67,7 +67,7 @@ def locked_error(state: lockout.LockState) -> Forbidden:
 def limits_info(ctx: Any) -> dict[str, int]:
     """The limits a client must know, announced in every login reply (one source)."""
     return {"max_frame": ctx.config.max_frame, "max_body": ctx.config.max_body,
-            "max_payload": jim.MAX_SERVER_PAYLOAD}
+            "max_payload": jim.MAX_SERVER_PAYLOAD, "max_file_size": ctx.config.files.max_size}
 
 
 def _alive(session: Session) -> Callable[[], bool]:

@@ -76,20 +76,29 @@ def extra_view(view: dict[str, Any], extra: tuple[Any, ...]) -> dict[str, Any]:
 
 def group_message_view(row: groupmsgs.GroupMessageRow) -> dict[str, Any]:
     msg_id, created, sender, group_id, body, mentions = row[:6]
-    return extra_view({"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
+    view = extra_view({"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
                        "message": body, "mentions": mentions.split() if mentions else []},
                       row[6:9])
+    attachment = row[-1]
+    if attachment is not None:
+        view["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return view
 
 
 def sync_view(row: SyncRow) -> dict[str, Any]:
-    """A message of a sync: direct (``to``) or group (``group`` and ``mentions``)."""
+    """A message of a sync: direct (``to``) or group (``group`` and ``mentions``), with
+    its ``attachment`` when it carries a file, and ``reply_to``, ``edited``, ``deleted``
+    when they apply."""
     msg_id, created, sender, recipient, group_id, body, mentions = row[:7]
+    attachment = row[-1]
     if group_id is None:
         view = {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
                 "message": body}
     else:
         view = {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
                 "message": body, "mentions": mentions.split() if mentions else []}
+    if attachment is not None:
+        view["attachment"] = jim.decode(attachment.encode("utf-8"))
     return extra_view(view, row[7:10])
 
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from messenger.server.directory import UserRef
-from messenger.server.handlers import conversations
+from messenger.server.handlers import attachments, conversations
 from messenger.server.replies import Ack, Later, Page, SessionOver
 from messenger.server.session import Session
 from messenger.server.states import LOGGED_IN
@@ -57,13 +57,20 @@ def check_quota(session: Session, body: str) -> None:
 
 def message_view(row: messages.MessageRow) -> dict[str, Any]:
     msg_id, created, sender, recipient, body = row[:5]
-    return conversations.extra_view({"msg_id": msg_id, "time": created, "from": sender,
+    view = conversations.extra_view({"msg_id": msg_id, "time": created, "from": sender,
                                      "to": recipient, "message": body}, row[5:8])
+    attachment = row[-1]
+    if attachment is not None:
+        view["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return view
 
 
 def msg(session: Session, request: dict[str, Any]) -> Any:
     """Queue the message for the next group commit; its `Ack` comes after the commit
-    (through a `Later`; a Deferred when the recipient had to be looked up first)."""
+    (through a `Later`; a Deferred when the recipient had to be looked up first). A
+    message with a file goes its own way (`attachments.send`)."""
+    if request.get("attachment") is not None:
+        return attachments.send(session, request)
     ctx = session.ctx
     body = request["message"]
     check_body(body, ctx.config.max_body)

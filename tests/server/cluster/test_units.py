@@ -161,13 +161,15 @@ class StreamTests(unittest.TestCase):
     def test_a_batch_that_never_comes_is_read(self):
         """A gap not filled within GAP_WAIT is read from the database, once; the late
         batch, if it comes, is skipped."""
-        self.db.rows = [(1, 1.0, "ann", 2, "bob", "hi"), (2, 1.0, "ann", 7, "zed", "x")]
+        self.db.rows = [(1, 1.0, "ann", 2, "bob", "hi", '{"file_id":5}'),
+                        (2, 1.0, "ann", 7, "zed", "x", None)]
         self.stream.received(self.remote(2, 3, 3))
         self.clock.advance(1.9)
         self.assertEqual(self.bob.frames, [])
         self.clock.advance(0.2)
         self.assertEqual(len(self.bob.frames), 2)
         self.assertIn(b'"msg_id":1', self.bob.frames[0])
+        self.assertIn(b'"attachment":{"file_id":5}', self.bob.frames[0])
         self.assertEqual(self.bob.frames[1], b"m3")
         self.stream.received(self.remote(0, 2, 1))
         self.assertEqual(len(self.bob.frames), 2)
@@ -175,23 +177,26 @@ class StreamTests(unittest.TestCase):
     def test_a_gap_with_group_messages_is_read_per_user(self):
         """A gap holding group messages is read per local user, as its sync would read it
         (membership windows), and pushed in id order with the direct ones."""
-        self.db.rows = [(1, 1.0, "ann", 2, "bob", "direct"), (2, 1.0, "ann", None, None, "g")]
-        self.db.synced[2] = [(1, 1.0, "ann", "bob", None, "direct", None),
-                             (2, 1.0, "ann", None, 7, "to the group", "bob"),
-                             (3, 1.0, "ann", "bob", None, "later", None)]
+        self.db.rows = [(1, 1.0, "ann", 2, "bob", "direct", None),
+                        (2, 1.0, "ann", None, None, "g", None)]
+        self.db.synced[2] = [(1, 1.0, "ann", "bob", None, "direct", None, None),
+                             (2, 1.0, "ann", None, 7, "to the group", "bob",
+                              '{"file_id":6}'),
+                             (3, 1.0, "ann", "bob", None, "later", None, None)]
         self.stream.received(self.remote(2, 3, 3))
         self.clock.advance(GAP)
         self.assertEqual(len(self.bob.frames), 3)
         self.assertIn(b'"to":"bob"', self.bob.frames[0])
         self.assertIn(b'"group":7', self.bob.frames[1])
         self.assertIn(b'"mentions":["bob"]', self.bob.frames[1])
+        self.assertIn(b'"attachment":{"file_id":6}', self.bob.frames[1])
         self.assertEqual(self.bob.frames[2], b"m3")
 
     def test_without_redis_gaps_are_read_at_once(self):
         """While Redis is away a gap is read at once: local users keep getting messages
         of other nodes, from the database."""
         self.up = False
-        self.db.rows = [(1, 1.0, "ann", 2, "bob", "hi")]
+        self.db.rows = [(1, 1.0, "ann", 2, "bob", "hi", None)]
         self.stream.begin(1, 2)
         self.stream.add([2], b"m2")
         self.stream.end()
