@@ -69,10 +69,12 @@ def _checked(item: Any) -> Saved:
             and (isinstance(to, str) != (type(group) is int))
             and isinstance(created, (int, float))):
         raise ValueError("not a saved message")
+    record = {"request_id": request_id, "to": to, "group": group, "text": text,
+              "created": float(created)}
     reply_to = item.get("reply_to")
-    return {"request_id": request_id, "to": to, "group": group, "text": text,
-            "created": float(created),
-            "reply_to": reply_to if type(reply_to) is int and reply_to > 0 else None}
+    if type(reply_to) is int and reply_to > 0:
+        record["reply_to"] = reply_to
+    return record
 
 
 def saved(entry: OutgoingMessage) -> Saved:

@@ -117,6 +117,7 @@ AFTER_LOGIN = {
             ({"group": 1, "message": "hi", "reply_to": 1.5}, "reply_to"),
             *[({"to": name, "message": "hi"}, "to") for name in SQL_NAMES],
             ({"to": "bob", "attachment": 5}, "attachment"),
+            ({"to": "bob", "attachment": {"file_id": 1}, "reply_to": 1}, "reply_to"),
             ({"to": "bob", "attachment": {}}, "attachment.file_id"),
             ({"to": "bob", "attachment": {"file_id": 0}}, "attachment.file_id"),
             ({"to": "bob", "attachment": {"file_id": "1"}}, "attachment.file_id"),

@@ -70,6 +70,9 @@ def msg(session: Session, request: dict[str, Any]) -> Any:
     (through a `Later`; a Deferred when the recipient had to be looked up first). A
     message with a file goes its own way (`attachments.send`)."""
     if request.get("attachment") is not None:
+        if request.get("reply_to") is not None:
+            raise BadRequest("'reply_to' cannot go with an 'attachment': send the file,"
+                             " then the reply")
         return attachments.send(session, request)
     ctx = session.ctx
     body = request["message"]
