@@ -38,6 +38,7 @@ APP = qtreactor.application()
 reactor = qtreactor.install()
 
 from PyQt5.QtCore import Qt  # noqa: E402
+from PyQt5.QtGui import QPainter  # noqa: E402
 from PyQt5.QtWidgets import QWidget  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
@@ -87,6 +88,21 @@ class Shots:
         self.saved.append(path)
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
               f" ({widget.width()}x{widget.height()})")
+
+
+    @defer.inlineCallbacks
+    def take_with_popup(self, widget: QWidget, popup: QWidget, name: str) -> Any:
+        """``widget`` with a popup window (a picker) drawn where it is on screen."""
+        yield sleep(0.4)
+        picture = widget.grab()
+        painter = QPainter(picture)
+        painter.drawPixmap(widget.mapFromGlobal(popup.pos()), popup.grab())
+        painter.end()
+        path = self.out / f"{name}.png"
+        if not picture.save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        self.saved.append(path)
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 class World:
@@ -226,6 +242,10 @@ def scenario(out: Path, base: Path) -> Any:
         yield shots.take(main, "narrow-chat", 380, 700)
         main.resize(1100, 720)
 
+        yield groups_scene(world, shots)
+        yield receipts_scene(world, shots)
+        yield files_scene(world, shots, base)
+
         # -- the search dialog, settings and shortcuts ---------------------------------------
         search = carol.main_window.open_search()
         search.query.setText("a")
@@ -284,6 +304,126 @@ def scenario(out: Path, base: Path) -> Any:
     finally:
         yield world.stop()
     return shots.saved
+
+
+@defer.inlineCallbacks
+def groups_scene(world: World, shots: Shots) -> Any:
+    """Alice, a teacher, makes a discussion group and an announcement channel for her
+    class; bob is mentioned; carol, a student, cannot post in the channel."""
+    alice, bob, carol = (world.desktops[name] for name in ("alice", "bob", "carol"))
+    main = alice.main_window
+    dialog = main.open_new_group()
+    dialog.name.setText("Class 5b")
+    dialog.topic.setText("Maths, spring term")
+    for row in range(dialog.members.count()):
+        if dialog.members.item(row).text() in ("bob", "carol"):
+            dialog.members.item(row).setCheckState(Qt.Checked)
+    yield shots.take(dialog, "group-new", 440, 600)
+    yield dialog.create()
+    group_id = int(main.current_key[1:])
+    reply = yield alice.client.group_create(
+        "Class 5b announcements", members=["bob", "carol", "dave"],
+        topic="Only the teacher posts here", announce_only=True)
+    channel_id = reply["group"]["group_id"]
+    yield alice.client.group_add(group_id, "dave")
+    yield alice.client.send_group_message(channel_id, "Test on Friday: chapters 4 and 5."
+                                          " Bring a calculator 🧮")
+    for sender, text in (
+            (bob, "Has anyone started the homework yet?"),
+            (carol, "Yes, question 3 is tricky 😅"),
+            (alice, "@bob can you collect the worksheets tomorrow morning?"),
+            (bob, "Sure! 👍"),
+            (carol, "Thanks @bob 🙏")):
+        yield sender.client.send_group_message(group_id, text)
+        yield sleep(0.05)
+    yield alice.client.send_group_message(channel_id, "The school trip form is due on"
+                                          " Monday.")
+    yield sleep(0.5)
+    bob_main = bob.main_window
+    bob_main.resize(1100, 720)
+    pane = bob_main.open_key(f"#{group_id}")
+    yield wait_for(lambda: pane.model.rowCount() >= 5, what="the group's history")
+    yield shots.take(bob_main, "group-chat", 1100, 720)
+    pane.compose.setPlainText("On my way ")
+    pane.compose.moveCursor(pane.compose.textCursor().End)
+    picker = pane.show_emoji()
+    picker.tabs.setCurrentIndex(1)
+    yield shots.take_with_popup(bob_main, picker, "emoji-picker")
+    picker.close()
+    pane.compose.clear()
+    carol_main = carol.main_window
+    carol_main.resize(1100, 720)
+    channel = carol_main.open_key(f"#{channel_id}")
+    yield wait_for(lambda: channel.model.rowCount() >= 2, what="the channel's history")
+    yield shots.take(carol_main, "group-channel", 1100, 720)
+    panel = main.open_members(group_id)
+    yield wait_for(lambda: panel.members.count() == 4, what="the members")
+    panel.select("bob")
+    yield shots.take(panel, "group-members", 460, 640)
+    panel.close()
+
+
+@defer.inlineCallbacks
+def receipts_scene(world: World, shots: Shots) -> Any:
+    """Bob writes to carol: the first messages read (✓✓ read), the last one delivered
+    (✓✓), and carol typing; in the class group, "read by N" on alice's message."""
+    bob, carol = world.desktops["bob"], world.desktops["carol"]
+    main = bob.main_window
+    main.resize(1100, 720)
+    pane = main.open_chat("carol")
+    for text in ("Hi Carol, are the minutes of Monday's meeting ready?",
+                 "No rush, Friday is fine."):
+        pane.compose.setPlainText(text)
+        pane.send()
+        yield wait_for(lambda: pane.model.entries()[-1].status == "acked", what="stored")
+    carol_pane = carol.main_window.open_chat("bob")
+    yield wait_for(lambda: carol_pane.model.rowCount() >= 2, what="carol reads")
+    yield wait_for(lambda: pane.model.entries()[-1].receipt == "read", what="read ticks")
+    carol.main_window.go_back()
+    pane.compose.setPlainText("I attached last week's too")
+    pane.send()
+    yield wait_for(lambda: pane.model.entries()[-1].receipt == "delivered",
+                   what="delivered ticks")
+    carol_pane.compose.setPlainText("Almost done, send")
+    yield wait_for(lambda: "typing" in pane.header.subtitle.full_text(), what="typing")
+    yield shots.take(main, "receipts", 1100, 720)
+    carol_pane.compose.clear()
+
+
+def make_picture(path: Path) -> Path:
+    """A small landscape drawn with Pillow (a photo to send)."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (800, 520), (135, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((560, 60, 680, 180), fill=(255, 214, 90))
+    draw.polygon([(0, 520), (230, 220), (470, 520)], fill=(70, 110, 90))
+    draw.polygon([(260, 520), (560, 170), (800, 430), (800, 520)], fill=(50, 90, 75))
+    draw.rectangle((0, 470, 800, 520), fill=(90, 150, 80))
+    image.save(path, "PNG")
+    return path
+
+
+@defer.inlineCallbacks
+def files_scene(world: World, shots: Shots, base: Path) -> Any:
+    """Alice sends bob a photo and a document; bob sees the preview and the card, and a
+    third file on its way shows its progress row."""
+    alice, bob = world.desktops["alice"], world.desktops["bob"]
+    pane = alice.main_window.open_chat("bob")
+    pane.compose.setPlainText("Photos from the hike 🏔️")
+    [photo] = pane.send_files([make_picture(base / "hike.png")])
+    yield photo.when_done()
+    notes = base / "Release notes 1.2.pdf"
+    notes.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 1400)
+    [document] = pane.send_files([notes])
+    yield document.when_done()
+    yield bob.client.send_message("alice", "Wow, great view! Thanks for the notes 🙏")
+    bob_main = bob.main_window
+    bob_pane = bob_main.open_chat("alice")
+    yield wait_for(lambda: any(e.attachment is not None and e.attachment.is_image
+                               and bob_pane.view.thumbnail(e) is not None
+                               for e in bob_pane.model.entries()), what="the preview")
+    yield sleep(0.3)
+    yield shots.take(bob_main, "files", 1100, 720)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from PyQt5.QtWidgets import (
 )
 
 from messenger.client.ui import style
+from messenger.client.ui.admin_groups import GroupsTabMixin
 from messenger.client.ui.admin_tables import (
     HISTORY_COLUMNS,
     USER_COLUMNS,
@@ -42,7 +43,7 @@ from messenger.client.ui.messages import explain, format_date
 from messenger.client.ui.widgets import Spinner, Toast
 
 
-class AdminPanel(CodesAuditMixin, QWidget):
+class AdminPanel(GroupsTabMixin, CodesAuditMixin, QWidget):
     """Administration of the server's accounts (for administrators)."""
 
     users_loaded = pyqtSignal()
@@ -72,6 +73,7 @@ class AdminPanel(CodesAuditMixin, QWidget):
         self.tabs.addTab(self._users_tab(), "Users")
         self.tabs.addTab(self._codes_tab(), "Premium codes")
         self.tabs.addTab(self._audit_tab(), "Audit log")
+        self.tabs.addTab(self._groups_tab(), "Groups")
         self.tabs.currentChanged.connect(self._tab_changed)
         layout.addWidget(self.tabs, 1)
         # Over the bottom of the tabs, not above them: a status line that appeared just
@@ -163,7 +165,8 @@ class AdminPanel(CodesAuditMixin, QWidget):
     # -- loading --------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        {0: self.load_users, 1: self.load_codes, 2: self.load_audit}.get(
+        {0: self.load_users, 1: self.load_codes, 2: self.load_audit,
+         3: self.load_groups}.get(
             self.tabs.currentIndex(), self.load_users)()
 
     def showEvent(self, event: Any) -> None:  # noqa: N802
@@ -176,6 +179,8 @@ class AdminPanel(CodesAuditMixin, QWidget):
             self.load_codes()
         elif index == 2:
             self.load_audit()
+        elif index == 3:
+            self.load_groups()
 
     def _call(self, deferred: Any, done: Any) -> Any:
         """Spinner while a request runs; errors as a sentence in the banner."""

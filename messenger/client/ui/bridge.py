@@ -16,7 +16,8 @@ from typing import Any
 from PyQt5.QtCore import QObject, pyqtSignal
 
 KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
-         "notice", "call", "server_key")
+         "notice", "call", "server_key", "group", "unread", "receipt", "typing",
+         "transfer_progress", "transfer_done", "transfer_failed")
 
 
 class ClientBridge(QObject):
@@ -31,6 +32,13 @@ class ClientBridge(QObject):
     notice = pyqtSignal(object)           # Notice
     call = pyqtSignal(object)             # CallEvent
     server_key = pyqtSignal(object)       # ServerKeyEvent
+    group = pyqtSignal(object)            # GroupCreated, GroupUpdated, ... (groupevents)
+    unread = pyqtSignal(object)           # UnreadCounts (after every login)
+    receipt = pyqtSignal(object)          # ReceiptUpdate (the ticks of own messages)
+    typing = pyqtSignal(object)           # TypingEvent
+    transfer_progress = pyqtSignal(object)  # Transfer: an upload or download moved on
+    transfer_done = pyqtSignal(object)    # Transfer, finished
+    transfer_failed = pyqtSignal(object)  # Transfer, given up (its error)
 
     def __init__(self, client: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)

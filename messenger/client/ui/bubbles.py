@@ -2,7 +2,11 @@
 selected part of the text; and where a point falls in a bubble's text (for selecting).
 
 Own messages are on the right in the accent colour, the other side's on the left; the
-time and (for own messages) sending… / ✓ / not sent under the text. Long texts wrap at
+time and (for own messages) sending… / ✓ stored / ✓✓ delivered / ✓✓ read (in a group
+"read by N") / not sent under the text. In a group each
+other member's bubble starts with its name (in that member's avatar colour), its avatar
+beside it; ``@name``
+mentions are bold, and a message that mentions the user is tinted and outlined. Long texts wrap at
 word boundaries, or anywhere in a word longer than the line. The text is laid out with
 one `QTextLayout` per (text, width, font), cached: painting, measuring and hit testing
 use the same layout, so a selection lands exactly on the characters drawn.
@@ -29,6 +33,7 @@ from PyQt5.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
 from messenger.client.ui import style
 from messenger.client.ui.chat_model import ENTRY_ROLE, FAILED, PENDING, ChatEntry
+from messenger.client.ui.media import media_size, paint_media
 from messenger.client.ui.messages import format_clock, format_day
 
 PAD_X, PAD_Y = 12, 8            # inside a bubble
@@ -37,6 +42,8 @@ DAY_HEIGHT = 36
 DIVIDER_HEIGHT = 30
 BEGINNING_HEIGHT = 40
 RADIUS = 14
+SENDER_AVATAR = 30              # a group member's avatar beside its bubble
+MEDIA_GAP = 6                   # between an image or file card and the caption
 UNREAD_WORDS = "Unread messages"
 
 
@@ -51,6 +58,8 @@ class Bubble:
     text_origin: QPointF         # where the layout is drawn
     text_height: float
     footer_height: float
+    sender_height: float = 0.0   # the sender's name above the text (groups)
+    media: QRectF | None = None  # an image preview or a file card, above the text
 
 
 class BubbleDelegate(QStyledItemDelegate):
@@ -116,6 +125,10 @@ class BubbleDelegate(QStyledItemDelegate):
             return f"{clock}  sending…"
         if entry.status == FAILED:
             return f"not sent: {entry.error}" if entry.error else "not sent"
+        if entry.receipt == "read":
+            return f"{clock}  ✓✓ read" + (f" by {entry.read_by}" if entry.read_by else "")
+        if entry.receipt == "delivered":
+            return f"{clock}  ✓✓"
         return f"{clock}  ✓"
 
     def bubble(self, option: QStyleOptionViewItem, index: QModelIndex) -> Bubble:
@@ -124,21 +137,49 @@ class BubbleDelegate(QStyledItemDelegate):
         view_width = max(200, option.rect.width())
         max_text = int(min(640, view_width * 0.72)) - 2 * PAD_X
         layout, natural, text_height = self.text_layout(entry.text, text_font, max_text)
+        if not entry.text:
+            natural = text_height = 0.0            # a file without a caption
+        media_width, media_height = media_size(entry, max_text)
         footer_width = QFontMetrics(small).horizontalAdvance(self.footer(entry))
         footer_height = QFontMetrics(small).height()
-        width = min(max(natural, footer_width + 2), max_text) + 2 * PAD_X
-        height = text_height + footer_height + 2 * PAD_Y + 2
-        show_day = self.show_day(index)
         model = index.model()
+        sender_height = sender_width = 0.0
+        if getattr(model, "show_senders", False) and not entry.own:
+            metrics = QFontMetrics(self.sender_font(option))
+            sender_height = metrics.height() + 2
+            sender_width = metrics.horizontalAdvance(entry.sender) + 2
+        width = min(max(natural, footer_width + 2, sender_width, media_width),
+                    max_text) + 2 * PAD_X
+        media_gap = MEDIA_GAP if media_height else 0.0
+        height = text_height + footer_height + sender_height + media_height + media_gap + \
+            2 * PAD_Y + 2
+        show_day = self.show_day(index)
         divider = getattr(model, "divider_row", None) == index.row()
         beginning = getattr(model, "beginning", "") if index.row() == 0 else ""
         top = option.rect.top() + (BEGINNING_HEIGHT if beginning else 0) + \
             (DAY_HEIGHT if show_day else 0) + (DIVIDER_HEIGHT if divider else 0) + GAP
         left = (option.rect.left() + view_width - MARGIN_X - width if entry.own
-                else option.rect.left() + MARGIN_X)
+                else option.rect.left() + MARGIN_X + (SENDER_AVATAR + 8 if sender_height
+                                                      else 0))
         rect = QRectF(left, top, width, height)
-        return Bubble(entry, beginning, show_day, divider, layout,
-                      rect, QPointF(left + PAD_X, top + PAD_Y), text_height, footer_height)
+        media = QRectF(left + PAD_X, top + PAD_Y + sender_height, media_width,
+                       media_height) if media_height else None
+        return Bubble(entry, beginning, show_day, divider, layout, rect,
+                      QPointF(left + PAD_X, top + PAD_Y + sender_height + media_height
+                              + media_gap), text_height, footer_height, sender_height, media)
+
+    def media_at(self, option: QStyleOptionViewItem, index: QModelIndex,
+                 point: QPointF) -> bool:
+        """Is ``point`` on the row's image preview or file card?"""
+        media = self.bubble(option, index).media
+        return media is not None and media.contains(point)
+
+    @staticmethod
+    def sender_font(option: QStyleOptionViewItem) -> QFont:
+        font = QFont(option.font)
+        font.setPointSizeF(max(7.0, option.font.pointSizeF() - 1))
+        font.setBold(True)
+        return font
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
         if index.data(ENTRY_ROLE) is None:
@@ -191,6 +232,17 @@ class BubbleDelegate(QStyledItemDelegate):
         if bubble.divider:
             self._paint_divider(painter, option, small, top)
         text_colour, footer_colour, link_colour = self._paint_shape(painter, bubble)
+        if bubble.sender_height:
+            avatar = QRectF(option.rect.left() + MARGIN_X,
+                            bubble.rect.bottom() - SENDER_AVATAR, SENDER_AVATAR, SENDER_AVATAR)
+            style.paint_avatar(painter, avatar, entry.sender)
+            painter.setFont(self.sender_font(option))
+            painter.setPen(style.avatar_colour(entry.sender))
+            painter.drawText(QRectF(bubble.rect.left() + PAD_X, bubble.rect.top() + PAD_Y,
+                                    bubble.rect.width() - 2 * PAD_X, bubble.sender_height),
+                             Qt.AlignLeft | Qt.AlignTop, entry.sender)
+        if bubble.media is not None:
+            paint_media(painter, bubble.media, entry, small, self.parent())
         painter.setPen(text_colour)
         painter.setFont(text_font)
         bubble.layout.draw(painter, bubble.text_origin,
@@ -218,9 +270,11 @@ class BubbleDelegate(QStyledItemDelegate):
                 painter.drawPath(path)
                 return QColor(palette.text), QColor(palette.danger), QColor(palette.link)
             return QColor("white"), QColor(palette.own_footer), QColor(palette.own_link)
-        painter.fillPath(path, QColor(palette.other_bubble))
+        painter.fillPath(path, QColor(palette.accent_soft if entry.mentioned
+                                      else palette.other_bubble))
         painter.setBrush(Qt.NoBrush)
-        painter.setPen(QPen(QColor(palette.border), 1))
+        painter.setPen(QPen(QColor(palette.accent if entry.mentioned else palette.border),
+                            1.5 if entry.mentioned else 1))
         painter.drawPath(path)
         return QColor(palette.text), QColor(palette.muted), QColor(palette.link)
 
@@ -228,6 +282,12 @@ class BubbleDelegate(QStyledItemDelegate):
                  ) -> list[QTextLayout.FormatRange]:
         """Links underlined, then the selection over them."""
         ranges = []
+        for start, end in entry.mention_spans:
+            fmt = QTextCharFormat()
+            fmt.setFontWeight(QFont.Bold)
+            if not entry.own:
+                fmt.setForeground(link_colour)
+            ranges.append(_range(start, end - start, fmt))
         for start, end, _ in entry.links:
             fmt = QTextCharFormat()
             fmt.setForeground(link_colour)

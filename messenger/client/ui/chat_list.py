@@ -1,6 +1,7 @@
-"""The chat list as a model: people (contacts, and strangers who wrote), the broadcast
-feed and the service messages, newest activity first, each with its unread count,
-muted state, preview and, for people, presence.
+"""The chat list as a model: people (contacts, and strangers who wrote), groups, the
+broadcast feed and the service messages, newest activity first, each with its unread
+count, muted state, preview and, for people, presence; for groups, the mention mark and
+what is known of the group (`GroupMeta`).
 
 Each row's counts and preview are the `ChatRecord` of the account's `ChatState`
 (shared, not copied): the `Conversations` controller changes the record and then calls
@@ -16,23 +17,36 @@ from typing import Any
 from PyQt5.QtCore import QAbstractListModel, QModelIndex, Qt
 
 from messenger.client.ui import style
-from messenger.client.ui.chat_state import FEED, NOTICES, ChatRecord, ChatState, person_key
+from messenger.client.ui.chat_state import (
+    FEED,
+    NOTICES,
+    ChatRecord,
+    ChatState,
+    GroupMeta,
+    group_key,
+    person_key,
+)
 
 ITEM_ROLE = Qt.UserRole + 20
 
-PERSON, FEED_KIND, NOTICES_KIND = "person", "feed", "notices"
+PERSON, GROUP, FEED_KIND, NOTICES_KIND = "person", "group", "feed", "notices"
 TITLES = {FEED: "Home", NOTICES: "Messenger"}
 
 
 @dataclass
 class ChatItem:
     key: str
-    kind: str                            # person, feed, notices (group when issue 13 lands)
+    kind: str                            # person, group, feed, notices
     title: str
     record: ChatRecord = field(default_factory=ChatRecord)
     status: str = "offline"              # people: online, away, offline
     is_contact: bool = True              # people: False for someone who just wrote to us
     blocked: bool = False
+    group: GroupMeta | None = None       # groups: name, role, channel or not, ...
+
+    @property
+    def mentions(self) -> int:
+        return self.record.mentions
 
     @property
     def unread(self) -> int:
@@ -43,8 +57,9 @@ class ChatItem:
         return self.record.muted
 
     def sort_key(self) -> tuple[int, float, str]:
-        """Newest activity first; chats without any, by name, after them."""
-        when = self.record.last_time
+        """Newest activity first (a group without messages: its creation); chats
+        without any, by name, after them."""
+        when = self.record.last_time or (self.group.created if self.group else 0.0)
         return (0 if when else 1, -when, self.title.lower())
 
 
@@ -72,10 +87,13 @@ class ChatListModel(QAbstractListModel):
             return item
         if role == Qt.ToolTipRole and item.kind == PERSON:
             return f"{item.title} — {self.presence_words(item)}"
+        if role == Qt.ToolTipRole and item.group is not None:
+            return f"{item.title} — {group_words(item.group)}"
         if role == Qt.AccessibleTextRole:
             unread = f", {item.unread} unread" if item.unread else ""
+            mentions = ", you were mentioned" if item.mentions else ""
             muted = ", muted" if item.muted else ""
-            return f"{item.title}{unread}{muted}: {item.record.preview}"
+            return f"{item.title}{unread}{mentions}{muted}: {item.record.preview}"
         return None
 
     def presence_words(self, item: ChatItem) -> str:
@@ -100,6 +118,8 @@ class ChatListModel(QAbstractListModel):
             if key.startswith("@"):
                 items.append(ChatItem(key, PERSON, record.title or key[1:], record,
                                       is_contact=False))
+        for key, meta in state.groups.items():
+            items.append(ChatItem(key, GROUP, meta.name, state.record(key), group=meta))
         self._reset(items)
 
     def set_contacts(self, contacts: list[dict[str, Any]]) -> None:
@@ -155,6 +175,24 @@ class ChatListModel(QAbstractListModel):
         self.touched(key)
         return item
 
+    def group(self, meta: GroupMeta) -> ChatItem:
+        """The row of a group (added when missing), showing ``meta`` (the state's)."""
+        key = group_key(meta.group_id)
+        self.state.groups[key] = meta
+        item = self.item(key)
+        if item is None:
+            item = ChatItem(key, GROUP, meta.name, self.state.record(key), group=meta)
+            self._insert(item)
+        item.title, item.group = meta.name, meta
+        self.touched(key)
+        return item
+
+    def groups(self) -> list[ChatItem]:
+        return [item for item in self._items if item.kind == GROUP]
+
+    def items(self) -> list[ChatItem]:
+        return list(self._items)
+
     def remove(self, key: str) -> None:
         row = self.row_of(key)
         if row is not None:
@@ -204,8 +242,9 @@ class ChatListModel(QAbstractListModel):
         return [item.key for item in self._items]
 
     def total_unread(self) -> int:
-        """Unread messages in chats that are not muted (the title's and tray's count)."""
-        return sum(item.unread for item in self._items if not item.muted)
+        """Unread messages in chats that are not muted (the title's and tray's count),
+        and in muted ones those that mention the user."""
+        return sum(item.mentions if item.muted else item.unread for item in self._items)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -228,3 +267,14 @@ class ChatListModel(QAbstractListModel):
     def _all_changed(self) -> None:
         if self._items:
             self.dataChanged.emit(self.index(0), self.index(len(self._items) - 1))
+
+
+def group_words(meta: GroupMeta) -> str:
+    """A group's state in a few words: "announcement channel · 6 members"."""
+    if meta.gone:
+        return {"left": "you left this group", "deleted": "this group was deleted"}.get(
+            meta.gone, "you are no longer a member")
+    kind = "announcement channel" if meta.announce_only else "group"
+    members = f" · {meta.members} member{'s' if meta.members != 1 else ''}" \
+        if meta.members else ""
+    return f"{kind}{members}"

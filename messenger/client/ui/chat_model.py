@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from PyQt5.QtCore import QAbstractListModel, QModelIndex, Qt
 
+from messenger.client.events import Attachment
 from messenger.client.ui.links import find_links
 from messenger.client.ui.messages import format_clock
 
@@ -22,6 +24,7 @@ ACKED = "acked"
 FAILED = "failed"
 
 _order = itertools.count()
+MENTION = re.compile(r"@([\w.\-]+)")
 
 
 @dataclass
@@ -35,6 +38,11 @@ class ChatEntry:
     request_id: str | None = None    # own messages: the outbox's id
     error: str = ""
     seq: int = 0                     # order among pending entries
+    mentions: tuple[str, ...] = ()   # group messages: members written as @name
+    mentioned: bool = False          # ... the user among them (highlighted)
+    receipt: str = ""                # own, stored: "sent", "delivered" or "read"
+    read_by: int = 0                 # own group messages: how many members read it
+    attachment: Attachment | None = None   # the file it carries (a card, or a preview)
     _links: list[tuple[int, int, str]] | None = field(default=None, repr=False,
                                                       compare=False)
 
@@ -44,6 +52,19 @@ class ChatEntry:
         if self._links is None:
             self._links = find_links(self.text)
         return self._links
+
+    @property
+    def mention_spans(self) -> list[tuple[int, int]]:
+        """(start, end) of each ``@name`` in the text that names a mentioned member."""
+        if not self.mentions:
+            return []
+        names = {name.lower() for name in self.mentions}
+        spans = []
+        for match in MENTION.finditer(self.text):
+            name = match.group(1).rstrip(".-_")     # "@ann." ends a sentence
+            if name.lower() in names:
+                spans.append((match.start(), match.start() + 1 + len(name)))
+        return spans
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -63,6 +84,7 @@ class ChatModel(QAbstractListModel):
         self.unread_after: int | None = None   # entries received after this id are new
         self.divider_row: int | None = None    # the first of them ("Unread messages")
         self.beginning = ""                    # said above the first message, at the top
+        self.show_senders = False              # a group: each other's name on its bubble
 
     # -- Qt -------------------------------------------------------------------------------
 
@@ -132,12 +154,18 @@ class ChatModel(QAbstractListModel):
 
     # -- changes --------------------------------------------------------------------------
 
-    def add_stored(self, msg_id: int, time: float, sender: str, text: str) -> bool:
-        """A stored message (history page or live); False if it is here already."""
+    def add_stored(self, msg_id: int, time: float, sender: str, text: str,
+                   mentions: tuple[str, ...] = (),
+                   attachment: Attachment | None = None) -> bool:
+        """A stored message (history page or live); False if it is here already.
+        ``mentions``: of a group message (the user's own name among them highlights it)."""
         if msg_id in self._msg_ids:
             return False
         own = sender.lower() == self.me.lower()
-        self._insert(ChatEntry(msg_id, time, sender, text, own, ACKED if own else RECEIVED))
+        me = self.me.lower()
+        self._insert(ChatEntry(msg_id, time, sender, text, own, ACKED if own else RECEIVED,
+                               mentions=mentions, attachment=attachment,
+                               mentioned=not own and any(n.lower() == me for n in mentions)))
         return True
 
     def add_history(self, messages: list[dict[str, Any]]) -> int:
@@ -145,19 +173,30 @@ class ChatModel(QAbstractListModel):
         added = 0
         for message in messages:
             try:
+                mentions = message.get("mentions")
+                mentions = tuple(str(name) for name in mentions) \
+                    if isinstance(mentions, list) else ()
                 added += self.add_stored(int(message["msg_id"]), float(message["time"]),
-                                         str(message["from"]), str(message["message"]))
+                                         str(message["from"]), str(message["message"]),
+                                         mentions, Attachment.from_jim(
+                                             message.get("attachment")))
             except (KeyError, TypeError, ValueError):
                 continue
         return added
 
-    def add_outgoing(self, outgoing: Any) -> ChatEntry:
-        """An own message just written (an `OutgoingMessage`), pending."""
+    def add_outgoing(self, outgoing: Any) -> None:
+        """An own message just written, or left in the outbox (an `OutgoingMessage`),
+        pending; once only (a second call updates the first)."""
+        if self._row_of_request(outgoing.request_id) is not None:
+            self.update_outgoing(outgoing)
+            return
+        if outgoing.msg_id is not None and outgoing.msg_id in self._msg_ids:
+            return                           # acknowledged and shown already
         entry = ChatEntry(None, outgoing.created, self.me, outgoing.text, True, PENDING,
-                          request_id=outgoing.request_id, seq=next(_order))
+                          request_id=outgoing.request_id, seq=next(_order),
+                          attachment=own_attachment(getattr(outgoing, "attachment", None)))
         self._insert(entry)
         self.update_outgoing(outgoing)       # it may have been settled already
-        return entry
 
     def update_outgoing(self, outgoing: Any) -> bool:
         """The outbox says an own message changed: acked (gets its ``msg_id`` and moves
@@ -179,6 +218,16 @@ class ChatModel(QAbstractListModel):
             entry.error = getattr(error, "message", None) or str(error or "not sent")
             self._changed(row)
         return True
+
+    def apply_receipts(self, status: Any) -> None:
+        """``status(msg_id)`` -> (receipt, read_by) of each own stored message: the
+        ticks follow the others' receipts."""
+        for row, entry in enumerate(self._entries):
+            if entry.own and entry.msg_id is not None and entry.status == ACKED:
+                receipt, read_by = status(entry.msg_id)
+                if (receipt, read_by) != (entry.receipt, entry.read_by):
+                    entry.receipt, entry.read_by = receipt, read_by
+                    self._changed(row)
 
     def _row_of_request(self, request_id: str) -> int | None:
         for row in range(len(self._entries) - 1, -1, -1):
@@ -212,3 +261,13 @@ class ChatModel(QAbstractListModel):
     def _changed(self, row: int) -> None:
         index = self.index(row)
         self.dataChanged.emit(index, index)
+
+
+def own_attachment(fields: Any) -> Attachment | None:
+    """What an own message carries (the outbox keeps the fields the sender sets: the
+    server adds size, type and hash when it stores the message)."""
+    if not isinstance(fields, dict) or type(fields.get("file_id")) is not int:
+        return None
+    complete = {"size": 0, "mime": "image/*" if "width" in fields else "", "sha256": "",
+                **fields}
+    return Attachment.from_jim(complete)

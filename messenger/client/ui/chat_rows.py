@@ -12,7 +12,15 @@ from PyQt5.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from PyQt5.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from messenger.client.ui import style
-from messenger.client.ui.chat_list import FEED_KIND, ITEM_ROLE, NOTICES_KIND, PERSON, ChatItem
+from messenger.client.ui.chat_list import (
+    FEED_KIND,
+    GROUP,
+    ITEM_ROLE,
+    NOTICES_KIND,
+    PERSON,
+    ChatItem,
+    group_words,
+)
 from messenger.client.ui.messages import format_list_time
 
 HEIGHT = 64
@@ -23,14 +31,18 @@ def preview_line(item: ChatItem, me: str, words: str) -> tuple[str, bool]:
     """The second line of a row and whether it is a message (else a state, greyed).
     ``words``: what is known of a person's presence when there is nothing to preview."""
     record = item.record
+    if item.group is not None and item.group.gone:
+        return group_words(item.group), False
     if not record.preview:
         if item.kind == PERSON:
             return words, False
+        if item.group is not None:
+            return group_words(item.group), False
         return ("No posts yet" if item.kind == FEED_KIND else "No service messages"), False
     who = record.preview_from
     if who and who.lower() == me.lower():
         return f"You: {record.preview}", True
-    if item.kind == FEED_KIND and who:
+    if item.kind in (FEED_KIND, GROUP) and who:
         return f"{who}: {record.preview}", True
     return record.preview, True
 
@@ -145,6 +157,10 @@ class ChatRowDelegate(QStyledItemDelegate):
             paint_symbol_avatar(painter, rect, style.ACCENT, "⌂")
         elif item.kind == NOTICES_KIND:
             paint_symbol_avatar(painter, rect, "#64748b", "i")
+        elif item.group is not None and (item.group.announce_only or item.group.gone):
+            paint_symbol_avatar(painter, rect, style.MUTED if item.group.gone else
+                                style.avatar_colour(item.title).name(), "📢"
+                                if item.group.announce_only else style.initials(item.title))
         else:
             style.paint_avatar(painter, rect, item.title, dot)
 
@@ -167,6 +183,19 @@ class ChatRowDelegate(QStyledItemDelegate):
             painter.drawRoundedRect(badge, 11, 11)
             painter.setPen(QColor("white"))
             painter.drawText(badge, Qt.AlignCenter, label)
+            painter.setFont(small)
+        if item.mentions:
+            bold = QFont(small)
+            bold.setBold(True)
+            painter.setFont(bold)
+            mark = QRectF(rect.right() - badge_width - (30 if badge_width else 22),
+                          rect.center().y() - 11, 22, 22)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(QColor(style.ACCENT))
+            painter.drawEllipse(mark)
+            painter.setPen(QColor("white"))
+            painter.drawText(mark, Qt.AlignCenter, "@")
+            badge_width += 30 if badge_width else 22
             painter.setFont(small)
         text, is_message = line
         online = not is_message and item.kind == PERSON and text == "Online"

@@ -24,7 +24,10 @@ from PyQt5.QtWidgets import (
 from messenger.client.errors import MessageTooLong, MessengerError
 from messenger.client.ui import style
 from messenger.client.ui.chat_model import ChatModel
+from messenger.client.ui.emoji import EmojiPicker, insert_emoji
+from messenger.client.ui.file_actions import FileActionsMixin
 from messenger.client.ui.header import PaneHeader, icon_button
+from messenger.client.ui.live_marks import LiveMarksMixin
 from messenger.client.ui.message_view import MessageView
 from messenger.client.ui.messages import explain
 from messenger.client.ui.widgets import ComposeEdit, Toast, if_alive
@@ -33,7 +36,7 @@ PAGE = 50
 NEAR_TOP = 24                 # pixels from the top that ask for an older page
 
 
-class ConversationPane(QWidget):
+class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
     back_requested = pyqtSignal()
     call_requested = pyqtSignal(str)
     menu_requested = pyqtSignal(str, object)      # peer, the QMenu to fill
@@ -81,12 +84,15 @@ class ConversationPane(QWidget):
         self.view.installEventFilter(self)         # the note follows the view's size
         self.banner = Toast(self.view)
         layout.addWidget(self._bottom())
+        self.init_files(layout, self.composer_row)
+        self.init_live_marks()
+        self.show_pending()
 
     def _bottom(self) -> QWidget:
         self.bottom = QStackedWidget()
         box = style.named(QWidget(), "header")
         box.setAttribute(Qt.WA_StyledBackground, True)
-        row = QHBoxLayout(box)
+        row = self.composer_row = QHBoxLayout(box)
         row.setContentsMargins(10, 8, 10, 10)
         row.setSpacing(8)
         self.compose = ComposeEdit(f"Message {self.peer}…")
@@ -94,6 +100,12 @@ class ConversationPane(QWidget):
         self.compose.setAccessibleName(f"Message to {self.peer}")
         self.compose.submitted.connect(self.send)
         row.addWidget(self.compose, 1)
+        self.emoji_button = style.set_kind(icon_button("🙂", "Emoji"), "emoji")
+        self.emoji_button.setFixedSize(38, 38)
+        self.emoji_button.setFocusPolicy(Qt.NoFocus)
+        self.emoji_button.clicked.connect(self.show_emoji)
+        row.addWidget(self.emoji_button, 0, Qt.AlignBottom)
+        self.emoji_picker: EmojiPicker | None = None
         self.send_button = style.set_kind(QPushButton("Send"), "primary")
         self.send_button.clicked.connect(self.send)
         row.addWidget(self.send_button, 0, Qt.AlignBottom)
@@ -121,7 +133,7 @@ class ConversationPane(QWidget):
             words, live = "not in your contacts", False
         else:
             words, live = style.PRESENCE_WORDS.get(status, status).lower(), status == "online"
-        self.header.set_subtitle(words, highlight=live)
+        self.set_subtitle(words, live)
         self.header.avatar.set_presence(status if online and is_contact and not self.blocked
                                         else None)
         self.call_button.setEnabled(online and is_contact and status != "offline"
@@ -163,13 +175,34 @@ class ConversationPane(QWidget):
         """A live (or synced) message of this conversation; True if it is new here."""
         at_bottom = self._at_bottom()
         added = self.model.add_stored(message.msg_id, message.time, message.sender,
-                                      message.text)
+                                      message.text, tuple(getattr(message, "mentions", ())),
+                                      getattr(message, "attachment", None))
         if added and at_bottom:
             self.scroll_to_bottom()
         return added
 
+    def conversation(self) -> dict[str, Any]:
+        return {"to": self.peer}
+
+    def belongs(self, outgoing: Any) -> bool:
+        """Is this own message (an `OutgoingMessage`) one of this conversation's?"""
+        return outgoing.group is None and (outgoing.to or "").lower() == self.peer.lower()
+
+    def show_pending(self) -> None:
+        """The messages of this conversation still in the outbox (written before this
+        pane was opened, or before the program was last closed), shown as pending."""
+        for outgoing in self.client.pending_messages():
+            if self.belongs(outgoing):
+                self.model.add_outgoing(outgoing)
+
     def update_outgoing(self, outgoing: Any) -> None:
-        if self.model.update_outgoing(outgoing) and outgoing.status == "failed":
+        if not self.model.update_outgoing(outgoing):
+            if outgoing.status == "pending" and self.belongs(outgoing):
+                self.model.add_outgoing(outgoing)        # queued elsewhere, or restored
+            return
+        if outgoing.status == "acked":
+            self.refresh_receipts()
+        if outgoing.status == "failed":
             self.banner.show_error("A message could not be sent: "
                                    + explain(outgoing.error, self.address))
 
@@ -178,7 +211,7 @@ class ConversationPane(QWidget):
         if not text:
             return
         try:
-            outgoing = self.client.queue_message(self.peer, text)
+            outgoing = self.queue(text)
         except MessageTooLong as error:
             self.banner.show_error(f"This message is too long ({error.size} bytes; at most"
                                    f" {error.limit}). Split it into several.")
@@ -191,6 +224,22 @@ class ConversationPane(QWidget):
         self.model.add_outgoing(outgoing)
         self.compose.clear()
         self.scroll_to_bottom()
+
+    def show_emoji(self) -> EmojiPicker:
+        """The emoji picker, above the composer; a click puts one at the cursor."""
+        if self.emoji_picker is None:
+            self.emoji_picker = EmojiPicker(self)
+            self.emoji_picker.chosen.connect(lambda emoji: insert_emoji(self.compose, emoji))
+        self.emoji_picker.popup_above(self.emoji_button)
+        return self.emoji_picker
+
+    def queue(self, text: str) -> Any:
+        """Hand a message to the client core's outbox (a group pane sends to its group)."""
+        return self.client.queue_message(self.peer, text)
+
+    def fetch_page(self, before: int | None) -> Any:
+        """The page of history before ``before`` (a group pane asks for its group's)."""
+        return self.client.history(self.peer, before=before, limit=PAGE)
 
     def quote(self, entry: Any) -> None:
         """Reply: the message quoted at the top of the composer."""
@@ -212,7 +261,7 @@ class ConversationPane(QWidget):
         self.loading = True
         self.header.spinner.start()
         self._note("Loading earlier messages…")
-        d = self.client.history(self.peer, before=self.model.first_msg_id(), limit=PAGE)
+        d = self.fetch_page(self.model.first_msg_id())
         d.addCallbacks(self._page_loaded, self._page_failed)
 
     @if_alive
@@ -226,6 +275,7 @@ class ConversationPane(QWidget):
             self._anchor = (bar.maximum(), bar.value())
         messages = reply.get("alert") if isinstance(reply.get("alert"), list) else []
         self.model.add_history(messages)
+        self.refresh_receipts()
         self.more = bool(reply.get("more")) and bool(messages)
         self._update_note()
         if first:
@@ -243,12 +293,17 @@ class ConversationPane(QWidget):
     def _update_note(self) -> None:
         if self.loading:
             return
-        beginning = f"This is the beginning of your conversation with {self.peer}."
+        beginning, empty = self.beginning_words()
         self.model.set_beginning(beginning if self.loaded_once and not self.more else "")
         if self.loaded_once and not self.more and not self.model.rowCount():
-            self._note(f"No messages with {self.peer} yet. Say hello!")
+            self._note(empty)
         else:
             self._note("")
+
+    def beginning_words(self) -> tuple[str, str]:
+        """Above the first message, and over an empty conversation."""
+        return (f"This is the beginning of your conversation with {self.peer}.",
+                f"No messages with {self.peer} yet. Say hello!")
 
     @property
     def beginning_shown(self) -> str:
@@ -277,7 +332,8 @@ class ConversationPane(QWidget):
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802
         if watched is self.view and event.type() == QEvent.Resize:
             self._place_note()
-        return False
+            return False
+        return super().eventFilter(watched, event)      # the composer's paste
 
     def _fill_view(self) -> None:
         """Keep loading while the messages do not fill the pane (no scrolling yet)."""

@@ -6,6 +6,13 @@ notified like any other. It owns the chat list model and the account's `ChatStat
 decides what is unread (a message is read at once only in the chat the user is looking
 at: ``reading``), groups notifications per chat, keeps the service messages, and saves
 the state a second after each change. The main window shows what it holds.
+
+Unread counts and read positions are the server's: its counts after each login
+(``unread``) replace the remembered ones, and what the user reads is sent back as read
+markers (`read_markers`). Between the login and the counts, what the sync brings is
+counted provisionally and its notifications held; once the counts are known, messages
+that came by sync are not counted again (the server's counts include them), live ones
+are. Groups are kept up to date by `group_tracking`.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from PyQt5.QtCore import QObject, pyqtSignal
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from messenger.client.events import ConnectionState
+from messenger.client.events import ConnectionState, State
 from messenger.client.ui.chat_list import ChatListModel
 from messenger.client.ui.chat_state import (
     FEED,
@@ -26,10 +33,15 @@ from messenger.client.ui.chat_state import (
     ChatRecord,
     ChatState,
     ChatStateFile,
+    group_key,
     person_key,
+    shown_text,
 )
+from messenger.client.ui.group_tracking import GroupTrackingMixin
 from messenger.client.ui.messages import explain
 from messenger.client.ui.notify import NotificationBatcher, Notifier
+from messenger.client.ui.read_markers import ReadMarkers
+from messenger.client.ui.server_counts import COUNTS_GRACE, ServerCountsMixin
 
 SAVE_DELAY = 1.0
 PREVIEW_FETCHES = 40          # chats whose last message is asked for after a login
@@ -42,11 +54,13 @@ class NoticeItem:
     important: bool
 
 
-class Conversations(QObject):
+class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
     unread_changed = pyqtSignal(int)          # the total (muted chats left out)
     notice_added = pyqtSignal(object)         # NoticeItem
     contacts_failed = pyqtSignal(str)         # a sentence
     blocks_changed = pyqtSignal()             # the blocked list was read again
+    group_changed = pyqtSignal(str)           # a group's key: its meta changed
+    group_event = pyqtSignal(object)          # a group record, after the state took it
 
     log = Logger()
 
@@ -67,6 +81,11 @@ class Conversations(QObject):
         self.notices_record = ChatRecord()    # of this session only (notices are not kept)
         self.blocked: set[str] = set()
         self.batcher = NotificationBatcher(notifier, reactor)
+        self.markers = ReadMarkers(client, reactor)
+        self.counts_known = False             # the server's counts of this login came
+        self._ahead: set[str] = set()         # chats counted here: read further than the
+                                              # server knew when it counted
+        self._grace_call: Any = None
         self._save_call: Any = None
         self._was_logged_in = False
         self._connections = [(bridge.account, self.on_account), (bridge.state, self.on_state),
@@ -75,7 +94,9 @@ class Conversations(QObject):
                              (bridge.presence, self.on_presence),
                              (bridge.broadcast, self.on_broadcast),
                              (bridge.notice, self.on_notice),
-                             (bridge.server_key, self.on_server_key)]
+                             (bridge.server_key, self.on_server_key),
+                             (bridge.unread, self.on_unread),
+                             (bridge.group, self.on_group)]
         for signal, slot in self._connections:
             signal.connect(slot)
 
@@ -89,6 +110,8 @@ class Conversations(QObject):
         if account.account_name.lower() != self.me.lower():
             self.me = account.account_name
             self.batcher.cancel()
+            if not self.counts_known:
+                self.batcher.hold()          # until this login's counts come
             state = self.state_file.state_for(self.address, self.me)
             state.chats[NOTICES] = self.notices_record
             self.model.load(state)
@@ -97,11 +120,18 @@ class Conversations(QObject):
     def on_state(self, state: ConnectionState) -> None:
         self.model.set_connected(state.logged_in)
         if state.logged_in and not self._was_logged_in:
+            self.counts_known = False
+            self._ahead = set()
+            self.batcher.hold()
             self.reload()
+            self.markers.resend()
+        if state.name == State.ONLINE and not self.counts_known and self._grace_call is None:
+            self._grace_call = self.reactor.callLater(COUNTS_GRACE, self._no_counts)
         self._was_logged_in = state.logged_in
 
     def reload(self) -> None:
-        """After each login: contacts with presence, the blocked list, then previews."""
+        """After each login: contacts with presence, the blocked list, the groups, then
+        previews."""
         d = self.client.get_contacts()
         d.addCallback(lambda reply: self.model.set_contacts(reply.get("alert") or []))
         d.addCallbacks(lambda _: self._fetch_previews(),
@@ -109,6 +139,7 @@ class Conversations(QObject):
                            "Your contacts could not be loaded: "
                            + explain(failure, self.address)))
         self.load_blocked()
+        self.load_groups()
 
     def load_blocked(self) -> defer.Deferred[Any]:
         d = self.client.get_blocked()
@@ -154,32 +185,54 @@ class Conversations(QObject):
     # == events ============================================================================
 
     def on_message(self, message: Any) -> None:
+        text = shown_text(message.text, getattr(message, "attachment", None))
         own = message.sender.lower() == self.me.lower()
-        peer = message.recipient if own else message.sender
-        key = person_key(peer)
-        self.model.person(peer)
+        if message.group is not None:
+            key, title = group_key(message.group), self.ensure_group(message.group).name
+        else:
+            peer = message.recipient if own else message.sender
+            key, title = person_key(peer), peer
+            self.model.person(peer)
+        mention = message.group is not None and message.mentions_of(self.me)
         if own:
             self.state.outgoing(key, message.msg_id, message.time, message.sender,
-                                message.text)
+                                text)
+            self._unread_changed()
             counted = False
         else:
-            counted = self.state.incoming(key, message.msg_id, message.time, message.sender,
-                                          message.text, reading=self.reading == key)
+            counted = self.state.incoming(
+                key, message.msg_id, message.time, message.sender, text,
+                reading=self.reading == key, mention=mention,
+                count=not (message.from_sync and self.counts_known
+                           and key not in self._ahead))
+        if self.reading == key:
+            self.markers.want(key, self.state.record(key).last_read)
         self.model.touched(key)
         if counted:
             self._unread_changed()
-            if not self.state.record(key).muted:
-                self.batcher.add(key, peer, message.text)
+            if mention:
+                self.batcher.add(key, title, f"{message.sender} mentioned you:"
+                                             f" {text}")
+            elif not self.state.record(key).muted:
+                self.batcher.add(key, title, text if message.group is None
+                                 else f"{message.sender}: {text}")
         self._save_soon()
 
     def on_message_status(self, outgoing: Any) -> None:
         if outgoing.status != "acked" or outgoing.msg_id is None:
             return
-        key = person_key(outgoing.to)
-        self.model.person(outgoing.to)
+        if getattr(outgoing, "group", None) is not None:
+            key = group_key(outgoing.group)
+            self.ensure_group(outgoing.group)
+        else:
+            key = person_key(outgoing.to)
+            self.model.person(outgoing.to)
         self.state.outgoing(key, int(outgoing.msg_id), float(outgoing.time or time.time()),
-                            self.me, outgoing.text)
+                            self.me, shown_text(outgoing.text,
+                                                getattr(outgoing, "attachment", None)))
+        self.markers.want(key, self.state.record(key).last_read)
         self.model.touched(key)
+        self._unread_changed()
         self._save_soon()
 
     def on_presence(self, change: Any) -> None:
@@ -241,9 +294,13 @@ class Conversations(QObject):
     # == what the user does ================================================================
 
     def read(self, key: str) -> None:
-        """The user looks at this chat: it is read up to its end."""
+        """The user looks at this chat: it is read up to its end (and the server is
+        told, for a conversation)."""
         self.batcher.drop(key)
-        if self.state.read(key):
+        changed = self.state.read(key)
+        if key.startswith(("@", "#")):
+            self.markers.want(key, self.state.record(key).last_read)
+        if changed:
             self.model.touched(key)
             self._unread_changed()
             self._save_soon()
@@ -292,6 +349,10 @@ class Conversations(QObject):
         d.addErrback(lambda failure: self.log.failure("Cannot save the chat list", failure))
         return d
 
+    def flush_markers(self) -> defer.Deferred[Any]:
+        """Send the read markers waiting for their interval (before the client stops)."""
+        return self.markers.flush()
+
     def close(self) -> defer.Deferred[Any]:
         """Stop listening, drop pending notifications, write the state."""
         for signal, slot in self._connections:
@@ -301,4 +362,7 @@ class Conversations(QObject):
                 pass
         self._connections = []
         self.batcher.cancel()
+        self.markers.cancel()
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
         return self.save()

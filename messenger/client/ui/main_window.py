@@ -26,11 +26,13 @@ from messenger.client.calls import controller as calls
 from messenger.client.events import AccountInfo, ConnectionState, State
 from messenger.client.ui import shortcuts, style
 from messenger.client.ui.chat_actions import ChatActionsMixin
-from messenger.client.ui.chat_list import PERSON
+from messenger.client.ui.chat_list import GROUP, PERSON
 from messenger.client.ui.chat_state import FEED, NOTICES, person_key
 from messenger.client.ui.conversation import ConversationPane
 from messenger.client.ui.feed import FeedPane, NoticesPane
+from messenger.client.ui.group_actions import GroupActionsMixin
 from messenger.client.ui.messages import describe_state, explain, header_status
+from messenger.client.ui.pane_routing import PaneRoutingMixin
 from messenger.client.ui.sidebar import Sidebar
 from messenger.client.ui.widgets import ElidedLabel
 from messenger.client.ui.windows import WindowsMixin
@@ -41,7 +43,8 @@ STATE_COLOURS = {"online": style.PRESENCE_COLOURS["online"], "syncing": "#22c55e
                  "handshaking": "#d97706", "logging_in": "#d97706"}
 
 
-class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
+class MainWindow(WindowsMixin, GroupActionsMixin, PaneRoutingMixin, ChatActionsMixin,
+                 QMainWindow):
     logout_requested = pyqtSignal()
     settings_requested = pyqtSignal()
     preferences_requested = pyqtSignal()
@@ -64,6 +67,7 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
         self.quit_on_close = False
         self._state: ConnectionState = client.state
         self.init_windows()
+        self.init_groups()
         self.setMinimumSize(360, 460)
         self.resize(1100, 720)
 
@@ -72,6 +76,7 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
         self.sidebar.context_requested.connect(self._chat_context_menu)
         self.sidebar.presence_chosen.connect(self._presence_chosen)
         self.sidebar.find_button.clicked.connect(self.open_search)
+        self.sidebar.new_group_button.clicked.connect(self.open_new_group)
         self.sidebar.menu_button.setMenu(self.build_main_menu())
         self.stack = QStackedWidget()
         self.placeholder = style.named(QLabel("Select a chat to start messaging"), "muted")
@@ -103,7 +108,12 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
             (bridge.account, self.on_account), (call_bridge.status, self.on_call_status),
             (conversations.unread_changed, self.update_title),
             (conversations.contacts_failed, lambda text: self.show_status(text, True)),
-            (conversations.blocks_changed, self._refresh_chats)]
+            (conversations.blocks_changed, self._refresh_chats),
+            (conversations.group_changed, self.refresh_chat),
+            (bridge.receipt, self.on_receipt), (bridge.typing, self.on_typing),
+            (bridge.transfer_progress, self.on_transfer),
+            (bridge.transfer_done, self.on_transfer),
+            (bridge.transfer_failed, self.on_transfer)]
         for signal, slot in self._connections:
             signal.connect(slot)
         if self.account is not None:
@@ -154,17 +164,6 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
             if state.reason else "")
 
     # == events from the core ===============================================================
-
-    def on_message(self, message: Any) -> None:
-        own = message.sender.lower() == self.me.lower()
-        pane = self.panes.get(person_key(message.recipient if own else message.sender))
-        if pane is not None:
-            pane.add_incoming(message)
-
-    def on_message_status(self, outgoing: Any) -> None:
-        pane = self.panes.get(person_key(outgoing.to))
-        if pane is not None:
-            pane.update_outgoing(outgoing)
 
     def on_presence(self, change: Any) -> None:
         self.refresh_chat(person_key(change.account_name))
@@ -231,7 +230,8 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
         elif key == NOTICES:
             pane = self.notices
         else:
-            pane = self._pane_for(item.title)
+            pane = self.group_pane_for(item.group.group_id) if item.kind == GROUP \
+                else self._pane_for(item.title)
             pane.set_unread_after(item.record.last_read if item.unread else None)
         self.current_key = key
         self.stack.setCurrentWidget(pane)
@@ -262,6 +262,9 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
     def refresh_chat(self, key: str) -> None:
         pane = self.panes.get(key)
         item = self.conversations.model.item(key)
+        if item is not None and item.kind == GROUP:
+            self.refresh_group(key)
+            return
         if pane is None or item is None or item.kind != PERSON:
             return
         pane.set_blocked(item.blocked)
@@ -303,7 +306,9 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
             self.open_key(keys[position])
 
     def _chat_context_menu(self, key: str, position: Any) -> None:
-        menu = self.fill_chat_menu(key, QMenu(self))
+        item = self.conversations.model.item(key)
+        menu = self.fill_group_menu(key, QMenu(self)) if item is not None and \
+            item.kind == GROUP else self.fill_chat_menu(key, QMenu(self))
         self.chat_menu = menu
         menu.popup(position)
 
@@ -365,6 +370,7 @@ class MainWindow(WindowsMixin, ChatActionsMixin, QMainWindow):
         self._connections = []
         self.conversations.reading = None
         self.close_windows()
+        self.close_group_windows()
         self.quit_on_close = False
         self.close()
 

@@ -13,7 +13,13 @@ from typing import Any
 
 from PyQt5.QtCore import QEvent, QModelIndex, QPoint, QPointF, Qt, QUrl, pyqtSignal
 from PyQt5.QtGui import QDesktopServices, QGuiApplication, QKeySequence
-from PyQt5.QtWidgets import QAbstractItemView, QListView, QMenu, QStyleOptionViewItem
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QMenu,
+    QStyleOptionViewItem,
+    QToolTip,
+)
 
 from messenger.client.ui.bubbles import BubbleDelegate
 from messenger.client.ui.chat_model import ENTRY_ROLE, ChatEntry
@@ -24,6 +30,7 @@ WORD = re.compile(r"\w+|\S")
 
 class MessageView(QListView):
     reply_requested = pyqtSignal(object)     # ChatEntry
+    attachment_activated = pyqtSignal(object)  # ChatEntry: its file or image clicked
     link_activated = pyqtSignal(str)
 
     def __init__(self, parent: Any = None) -> None:
@@ -47,6 +54,9 @@ class MessageView(QListView):
         self.open_links = True                # tests turn the browser off
         self.menu: QMenu | None = None
         self.laying_out = False
+        self.tooltip_for: Any = None          # ChatEntry -> str, or None
+        self.menu_extras: Any = None          # (ChatEntry, QMenu) -> None: more actions
+        self.thumbnail: Any = lambda entry: None   # ChatEntry -> QPixmap (images)
 
     def setModel(self, model: Any) -> None:  # noqa: N802
         super().setModel(model)
@@ -173,6 +183,16 @@ class MessageView(QListView):
         position, inside = self.bubbles.cursor_at(option, index, QPointF(point))
         return (index.row(), position), inside
 
+    def media_at(self, point: QPoint) -> ChatEntry | None:
+        """The message whose image or file card is under ``point``."""
+        index = self.indexAt(point)
+        entry = self._entry(index.row()) if index.isValid() else None
+        if entry is None or entry.attachment is None:
+            return None
+        option = QStyleOptionViewItem(self.viewOptions())
+        option.rect = self.visualRect(index)
+        return entry if self.bubbles.media_at(option, index, QPointF(point)) else None
+
     def link_at(self, point: QPoint) -> str | None:
         end, inside = self.position_at(point)
         if end is None or not inside:
@@ -206,7 +226,7 @@ class MessageView(QListView):
                 self._dragged = self._dragged or end != self._pressed
                 self.select(self.anchor, end)
             return
-        link = self.link_at(event.pos())
+        link = self.link_at(event.pos()) or self.media_at(event.pos())
         _, inside = self.position_at(event.pos())
         self.viewport().setCursor(Qt.PointingHandCursor if link else
                                   Qt.IBeamCursor if inside else Qt.ArrowCursor)
@@ -214,6 +234,10 @@ class MessageView(QListView):
     def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802
         pressed, self._pressed = self._pressed, None
         if event.button() == Qt.LeftButton and pressed is not None and not self._dragged:
+            entry = self.media_at(event.pos())
+            if entry is not None:
+                self.attachment_activated.emit(entry)
+                return
             link = self.link_at(event.pos())
             if link:
                 self.link_activated.emit(link)
@@ -245,6 +269,18 @@ class MessageView(QListView):
             return True
         return super().event(event)
 
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802
+        """A tooltip over a message, when the pane gives one (who read it, in a group)."""
+        if event.type() == QEvent.ToolTip and self.tooltip_for is not None:
+            entry = self._entry(self.indexAt(event.pos()).row())
+            text = self.tooltip_for(entry) if entry is not None else ""
+            if text:
+                QToolTip.showText(event.globalPos(), text, self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().viewportEvent(event)
+
     # -- the context menu -----------------------------------------------------------------
 
     def message_menu(self, point: QPoint) -> QMenu | None:
@@ -262,6 +298,8 @@ class MessageView(QListView):
         if link:
             menu.addAction("Copy link", lambda: QGuiApplication.clipboard().setText(link))
             menu.addAction("Open link", lambda: self._open(link))
+        if self.menu_extras is not None:
+            self.menu_extras(entry, menu)
         menu.addSeparator()
         reply = menu.addAction("Reply", lambda: self.reply_requested.emit(entry))
         reply.setEnabled(entry.msg_id is not None)

@@ -5,10 +5,14 @@ title carry the unread total.
 `NotificationBatcher` groups a burst: messages of one chat that arrive within `QUIET`
 seconds of each other (a sync after login brings them all at once) make one
 notification per chat ("bob: 12 new messages", the last one's text), not one each.
+After a login it holds what comes until the server's unread counts are known
+(`hold`/`release`): a message read meanwhile on another computer is not announced, and
+the count said is the server's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +89,7 @@ class NotificationBatcher:
         self.reactor = reactor
         self.quiet = quiet
         self.pending: dict[str, _Burst] = {}
+        self.held = False
         self._call: Any = None
 
     def add(self, key: str, title: str, text: str) -> None:
@@ -94,10 +99,37 @@ class NotificationBatcher:
         else:
             burst.count += 1
             burst.last = text
+        if not self.held:
+            self._later()
+
+    def _later(self) -> None:
         if self._call is not None and self._call.active():
             self._call.reset(self.quiet)
         else:
             self._call = self.reactor.callLater(self.quiet, self.flush)
+
+    def hold(self) -> None:
+        """Gather without showing until `release` (the sync after a login)."""
+        self.held = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def release(self, unread: Callable[[str], int] | None = None) -> None:
+        """Show what was gathered; ``unread(key)``, when given, is the chat's count now:
+        a chat with none is not announced, the others say that count."""
+        if not self.held:
+            return
+        self.held = False
+        if unread is not None:
+            for key, burst in list(self.pending.items()):
+                count = unread(key)
+                if count <= 0:
+                    del self.pending[key]
+                else:
+                    burst.count = count
+        if self.pending:
+            self._later()
 
     def flush(self) -> None:
         """Show what is pending now, one notification per chat."""
@@ -111,6 +143,12 @@ class NotificationBatcher:
                 text = f"{burst.count} new messages. The last: {text}"
             self.notifier.notify(burst.title, text)
 
+    def retitle(self, key: str, title: str) -> None:
+        """The chat's name became known (a group first seen in the sync)."""
+        burst = self.pending.get(key)
+        if burst is not None:
+            burst.title = title
+
     def drop(self, key: str) -> None:
         """The chat was read meanwhile: nothing to announce for it."""
         self.pending.pop(key, None)
@@ -120,6 +158,7 @@ class NotificationBatcher:
             self._call.cancel()
         self._call = None
         self.pending = {}
+        self.held = False
 
 
 def _cut(text: str) -> str:

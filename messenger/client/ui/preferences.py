@@ -1,4 +1,5 @@
-"""Settings (Ctrl+,): the theme, the sound devices for calls, and the people you blocked.
+"""Settings (Ctrl+,): the theme, the sound devices for calls, read receipts and the people
+you blocked.
 
 The connection's settings (server, secret, TLS) are the separate Server settings dialog,
 reachable before login too. Changes here apply at once: the theme switches every window,
@@ -11,6 +12,7 @@ from typing import Any
 
 from PyQt5.QtCore import Qt, pyqtSignal
 from PyQt5.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -52,7 +54,7 @@ class PreferencesDialog(QDialog):
         self.tabs = QTabWidget()
         self.tabs.addTab(self._appearance(), "Appearance")
         self.tabs.addTab(self._calls(), "Calls")
-        self.tabs.addTab(self._privacy(), "Blocked users")
+        self.tabs.addTab(self._privacy(), "Privacy")
         layout.addWidget(self.tabs, 1)
         self.banner = Banner()
         layout.addWidget(self.banner)
@@ -64,6 +66,7 @@ class PreferencesDialog(QDialog):
             self.devices_loaded = run_blocking(devices.list_devices)
             self.devices_loaded.addCallback(self.show_devices)
         self.load_blocked()
+        self.load_privacy()
 
     # -- appearance -----------------------------------------------------------------------
 
@@ -126,6 +129,13 @@ class PreferencesDialog(QDialog):
         page = QWidget()
         column = QVBoxLayout(page)
         column.setContentsMargins(8, 12, 8, 8)
+        self.read_receipts = QCheckBox("Send read receipts")
+        self.read_receipts.setToolTip("Off: the people who write to you do not see when"
+                                      " you have read their messages (delivery is still"
+                                      " shown).")
+        self.read_receipts.setEnabled(False)
+        self.read_receipts.clicked.connect(self.set_read_receipts)
+        column.addWidget(self.read_receipts)
         note = style.named(QLabel("Blocked people cannot send you messages or call you."
                                   " Block someone from their chat's ⋮ menu."), "muted")
         note.setWordWrap(True)
@@ -141,6 +151,38 @@ class PreferencesDialog(QDialog):
         column.addLayout(row)
         self._update_unblock()
         return page
+
+    def load_privacy(self) -> Any:
+        """Whether read receipts go out (a server-side setting of the account)."""
+        client = getattr(self.conversations, "client", None)
+        if client is None or not hasattr(client, "set_read_receipts"):
+            return None
+        d = client.get_settings()
+
+        def loaded(reply: dict[str, Any]) -> None:
+            settings = reply.get("settings") if isinstance(reply, dict) else None
+            if isinstance(settings, dict):
+                self.read_receipts.setChecked(bool(settings.get("read_receipts", True)))
+                self.read_receipts.setEnabled(True)
+        d.addCallbacks(loaded, lambda failure: self.banner.show_error(explain(failure)))
+        return d
+
+    def set_read_receipts(self, enabled: bool) -> Any:
+        self.read_receipts.setEnabled(False)
+        d = self.conversations.client.set_read_receipts(enabled)
+
+        def stored(value: bool) -> None:
+            self.read_receipts.setChecked(value)
+            self.read_receipts.setEnabled(True)
+            self.banner.show_info("Read receipts are on." if value else
+                                  "Read receipts are off: nobody sees when you read.")
+
+        def refused(failure: Any) -> None:
+            self.read_receipts.setChecked(not enabled)
+            self.read_receipts.setEnabled(True)
+            self.banner.show_error(explain(failure))
+        d.addCallbacks(stored, refused)
+        return d
 
     def load_blocked(self) -> Any:
         if self.conversations is None:

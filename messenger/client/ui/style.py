@@ -113,6 +113,9 @@ QToolButton[kind="icon"] {{ background: transparent; border: none; border-radius
     padding: 4px 6px; font-size: 13pt; color: {p.muted}; }}
 QToolButton[kind="icon"]:hover {{ background: {p.hover}; color: {p.text}; }}
 QToolButton[kind="icon"]:disabled {{ color: {p.disabled_text}; background: transparent; }}
+QToolButton[kind="emoji"] {{ background: transparent; border: none; border-radius: 6px;
+    padding: 0; font-family: "Noto Color Emoji"; font-size: 18pt; }}
+QToolButton[kind="emoji"]:hover {{ background: {p.hover}; }}
 QPushButton::menu-indicator, QToolButton::menu-indicator {{ image: none; width: 0; }}
 QCheckBox, QRadioButton {{ spacing: 6px; }}
 QTabWidget::pane {{ border: none; }}

@@ -42,6 +42,7 @@ class WindowsMixin:
         # The keys are shown after a tab, not bound here: the window's shortcuts (the
         # `shortcuts` table) already are, and a key bound twice would do nothing.
         menu.addAction(f"Find people…\t{_keys('Ctrl+F')}", self.open_search)
+        menu.addAction("New group…", self.open_new_group)  # type: ignore[attr-defined]
         self.admin_action = menu.addAction(f"Administration\t{_keys('Ctrl+Shift+A')}",
                                            self.open_admin)
         self.admin_action.setVisible(False)

@@ -114,6 +114,26 @@ class ExchangeTests(ConversationTestCase):
         self.assertEqual(pane.model.rowCount(), 1)
 
     @defer.inlineCallbacks
+    def test_outbox_shown_pending_in_a_chat_opened_later(self) -> Any:
+        """Messages still in the outbox (written elsewhere, or kept from before a
+        restart) show as pending when their chat is opened, and as they are queued in
+        an open chat; each once, then acknowledged once the server is back."""
+        yield self.stop_server()
+        yield wait_for(lambda: self.alice.client.state.name == "reconnecting",
+                       what="reconnecting")
+        self.alice.client.queue_message("bob", "written before the chat was open")
+        pane = self.alice.main_window.open_chat("bob")
+        self.alice.client.queue_message("bob", "and one more")
+        self.assertEqual([(e.text, e.status) for e in pane.model.entries()],
+                         [("written before the chat was open", "pending"),
+                          ("and one more", "pending")])
+        yield self.restart_server()
+        yield wait_for(lambda: [e.status for e in pane.model.entries()] == ["acked"] * 2,
+                       timeout=30, what="both acknowledged")
+        yield wait_for(lambda: pane.loaded_once, what="history")
+        self.assertEqual(pane.model.rowCount(), 2)
+
+    @defer.inlineCallbacks
     def test_chat_list_resorts_on_a_new_message(self) -> Any:
         """The chat list is ordered by last activity: a message from carol puts her
         above bob, the next from bob puts him back on top; each row previews the last
