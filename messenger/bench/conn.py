@@ -68,6 +68,7 @@ class BenchConnection(Protocol):
         self.sock: Any = None
         self.t_start = time.monotonic_ns()
         self.t_ready = 0
+        self.probes = 0             # keepalive probes answered
         self._login_id = ""
 
     # -- framing ----------------------------------------------------------------------------
@@ -222,6 +223,7 @@ class BenchConnection(Protocol):
             return False
         probe = json.loads(plaintext)
         self.send_jim({"response": 200, "id": probe.get("id"), "time": time.time()})
+        self.probes += 1
         return True
 
     def close(self) -> None:
@@ -254,20 +256,29 @@ class Launcher:
     """
 
     def __init__(self, reactor: Any, host: str, port: int, conns: list[BenchConnection],
-                 concurrency: int = 50) -> None:
+                 concurrency: int = 50, sources: list[str] | None = None) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
         self.pending = list(reversed(conns))
         self.in_flight = 0
         self.concurrency = max(1, concurrency)
+        # Local addresses to connect from, in turn: one address reaches one server port
+        # from at most ~28,000 ephemeral ports, so more connections need more addresses.
+        self.sources = sources or []
+        self.started = 0
 
     def start(self) -> None:
         while self.pending and self.in_flight < self.concurrency:
             conn = self.pending.pop()
             self.in_flight += 1
             conn.t_start = time.monotonic_ns()
-            self.reactor.connectTCP(self.host, self.port, OneFactory(conn), timeout=30)
+            bind = None
+            if self.sources:
+                bind = (self.sources[self.started % len(self.sources)], 0)
+            self.started += 1
+            self.reactor.connectTCP(self.host, self.port, OneFactory(conn), timeout=30,
+                                    bindAddress=bind)
 
     def done(self) -> None:
         self.in_flight -= 1

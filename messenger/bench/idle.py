@@ -5,9 +5,12 @@
 Each client does the real handshake and logs in (register, or authenticate when the name
 is taken), at most --connect-concurrency at a time. Once all N are logged in the clients
 stay silent for --hold seconds (answering the server's keepalive probes if any come), then
-the server's RSS is read again. Reported: server RSS before the first connection and with
-all N held, KiB per connection (the difference over N), the server CPU spent connecting
-and its utilisation while the connections sit idle, and the file-descriptor limits in
+the server's RSS is read again. With --then-hold they stay connected that much longer after
+the reading, and --ready-file is written at the reading: scripts/bench/conns_traffic.sh
+starts active one-to-one traffic then, to see what the held connections cost it.
+Reported: server RSS before the first connection and with all N held, KiB per connection
+(the difference over N), the server CPU spent connecting and its utilisation while the
+connections sit idle, the keepalive probes answered, and the file-descriptor limits in
 force. RLIMIT_NOFILE is raised for this process; the server's must be raised by whoever
 starts it (scripts/bench/server.sh does). Bounded by N and by --max-seconds.
 """
@@ -55,6 +58,19 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> dict[str, An
         state["mem_held"] = proc_mem_kib(pid) if pid else {}
         state["cpu_held"] = proc_cpu_ticks(pid) if pid else None
         state["t_held"] = time.monotonic()
+        state["probes_idle"] = sum(conn.probes for conn in conns)
+        if args.ready_file:
+            # Tell a script that the reading is taken: active traffic may start now.
+            with open(args.ready_file, "w") as fh:
+                fh.write(f"{state['ready']}\n")
+        if args.then_hold > 0:
+            state["phase"] = "holding-more"
+            reactor.callLater(args.then_hold, done)
+        else:
+            done()
+
+    def done() -> None:
+        state["probes"] = sum(conn.probes for conn in conns)
         state["phase"] = "closing"
         reactor.stop()
 
@@ -69,7 +85,9 @@ def run(args: Any, reactor: Any, secret: bytes, client_key: Any) -> dict[str, An
                              client_key, args.cipher, on_ready=ready, on_fail=fail,
                              login=args.login, quickack=False)
              for i in range(args.connections)]
-    launcher = Launcher(reactor, args.host, args.port, conns, args.connect_concurrency)
+    sources = [f"127.0.0.{k}" for k in range(1, args.source_addresses + 1)]
+    launcher = Launcher(reactor, args.host, args.port, conns, args.connect_concurrency,
+                        sources if args.source_addresses > 1 else None)
     state["mem0"] = proc_mem_kib(pid) if pid else {}
     state["cpu0"] = proc_cpu_ticks(pid) if pid else None
     state["t0"] = time.monotonic()
@@ -92,7 +110,10 @@ def summarize(args: Any, state: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": "connections", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "label": args.label, "connections": args.connections, "held": state["ready"],
-        "cipher": args.cipher, "hold_s": args.hold, "ok": ok, "fail": state["fail"],
+        "cipher": args.cipher, "hold_s": args.hold, "then_hold_s": args.then_hold,
+        "source_addresses": args.source_addresses,
+        "probes_answered_idle": state.get("probes_idle"),
+        "probes_answered": state.get("probes"), "ok": ok, "fail": state["fail"],
         "gen_cpu_s": round(state["gen_cpu_s"], 3), "gen_rss_kib": proc_mem_kib_self(),
         "nofile_generator": raise_nofile(0),
     }
@@ -129,10 +150,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--connections", "-N", type=int, default=10000)
     ap.add_argument("--hold", type=float, default=5.0,
                     help="seconds all N stay connected and idle before the reading")
+    ap.add_argument("--then-hold", type=float, default=0.0,
+                    help="seconds all N stay connected after the reading (for traffic)")
+    ap.add_argument("--source-addresses", type=int, default=1,
+                    help="connect from 127.0.0.1 .. 127.0.0.K in turn (past ~28,000"
+                         " connections one source address runs out of ephemeral ports)")
+    ap.add_argument("--ready-file",
+                    help="written once the reading is taken (a script starts traffic then)")
     ap.set_defaults(max_seconds=600)
     args = ap.parse_args(argv)
     if args.connections < 1:
         ap.error("--connections must be >= 1")
+    if not 1 <= args.source_addresses <= 254:
+        ap.error("--source-addresses must be 1..254")
     args.host, args.port = args.server
     limit = raise_nofile(args.connections + 256)
     if limit < args.connections + 64:

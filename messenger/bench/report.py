@@ -3,9 +3,9 @@
     messenger-bench report docs/bench-results/results.jsonl [--since 2026-11-23T18]
 
 One row per run, in file order, grouped by figure; then, for the delivery runs, the
-same-sitting ratios of each label's mean against Prosody's and the floor's. The delivery
-rows use the keys of the shared harness's summarize(), so Prosody and floor lines render
-in the same table.
+same-sitting ratios of each label's mean against Prosody's, ejabberd's and the floor's at
+the same P and rate. The delivery rows use the keys of the shared harness's summarize(), so
+Prosody, ejabberd (xmpp_load.py, label ``ejabberd…``) and floor lines render in one table.
 """
 
 from __future__ import annotations
@@ -25,14 +25,27 @@ def f(v: Any, nd: int = 0) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def server_name(r: dict[str, Any]) -> str:
+def server_kind(r: dict[str, Any]) -> str:
+    """messenger, floor, ejabberd or prosody: which server a delivery line measured.
+
+    xmpp_load.py lines carry no ``server`` key; the matrix labels the ejabberd runs
+    ``ejabberd…`` (scripts/bench/run_matrix.sh), every other XMPP line is Prosody's.
+    """
     server = r.get("server")
     if server == "messenger":
+        return "messenger"
+    if server == "relay_server.py":
+        return "floor"
+    return "ejabberd" if (r.get("label") or "").startswith("ejabberd") else "prosody"
+
+
+def server_name(r: dict[str, Any]) -> str:
+    kind = server_kind(r)
+    if kind == "messenger":
         persist = {True: "persist", False: "no-persist"}.get(r.get("persist"), "?")
         return f"messenger {r.get('cipher')} {persist}"
-    if server == "relay_server.py":
-        return "floor (relay_server.py)"
-    return "prosody 0.12"
+    names = {"floor": "floor (relay_server.py)", "ejabberd": "ejabberd 23.01"}
+    return names.get(kind, "prosody 0.12")
 
 
 def delivery_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -67,31 +80,50 @@ def delivery_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def ratio_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Means per (label, P, rate) of passing runs, and ratios to Prosody and the floor."""
-    groups: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
-    for r in rows:
-        if r["ok"]:
-            groups.setdefault((r.get("label") or "-", r["pairs"], r.get("rate") or 0), []).append(r)
+PEERS = ("prosody", "ejabberd", "floor")
 
-    def means(key: tuple) -> tuple[float, float] | None:
-        rs = groups.get(key)
-        if not rs or any(r.get("server_cpu_us_per_msg") is None for r in rs):
+
+def _ratio(ours: tuple[float, float], peer: tuple[float, float] | None, i: int) -> str:
+    """ours[i] / peer[i] with two decimals, or a dash without that peer."""
+    return f"{ours[i] / peer[i]:.2f}" if peer else "–"
+
+
+def ratio_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Means per (label, P, rate) of passing runs, and ratios to the peers at the same P and rate.
+
+    A peer's mean is over all its passing runs at that P and rate (whatever their label), so
+    a messenger row is compared with the Prosody, ejabberd and floor runs of the same cell.
+    Cores = the server's mean utilisation (ejabberd uses both cores, the others one thread
+    each for the reactor).
+    """
+    groups: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
+    peers: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if not r["ok"] or r.get("server_cpu_us_per_msg") is None:
+            continue
+        cell = (r["pairs"], r.get("rate") or 0)
+        groups.setdefault((r.get("label") or "-",) + cell, []).append(r)
+        peers.setdefault((server_kind(r),) + cell, []).append(r)
+
+    def means(rs: list[dict[str, Any]] | None) -> tuple[float, float] | None:
+        if not rs:
             return None
         return mean(r["msgs_per_s"] for r in rs), mean(r["server_cpu_us_per_msg"] for r in rs)
 
-    out = ["| label | P | rate | runs | msg/s (mean) | srv µs/msg (mean) | msg/s ÷ Prosody"
-           " | µs/msg ÷ Prosody | µs/msg ÷ floor |", "|" + "---|" * 9]
+    out = ["| label | P | rate | runs | msg/s (mean) | srv µs/msg (mean) | srv cores"
+           " | msg/s ÷ Prosody | µs/msg ÷ Prosody | msg/s ÷ ejabberd | µs/msg ÷ ejabberd"
+           " | µs/msg ÷ floor |", "|" + "---|" * 12]
     for (label, pairs, rate), rs in groups.items():
-        m = means((label, pairs, rate))
-        if m is None:
-            continue
-        pro = means(("prosody-rate2000" if rate else "prosody", pairs, rate))
-        flo = means(("floor", pairs, rate))
+        m = means(rs)
+        assert m is not None
+        p = {name: means(peers.get((name, pairs, rate))) for name in PEERS}
+        cores = mean(r.get("server_cpu_util") or 0.0 for r in rs)
+
         out.append("| " + " | ".join([
             label, f(pairs), f(rate) if rate else "closed", f(len(rs)), f(m[0], 0), f(m[1], 1),
-            f"{m[0] / pro[0]:.2f}" if pro else "–", f"{m[1] / pro[1]:.2f}" if pro else "–",
-            f"{m[1] / flo[1]:.2f}" if flo else "–"]) + " |")
+            f(cores, 2), _ratio(m, p["prosody"], 0), _ratio(m, p["prosody"], 1),
+            _ratio(m, p["ejabberd"], 0), _ratio(m, p["ejabberd"], 1),
+            _ratio(m, p["floor"], 1)]) + " |")
     return out
 
 

@@ -23,6 +23,7 @@ from messenger.server.calls import CallService
 from messenger.server.config import ServerConfig
 from messenger.server.crypto import CryptoPool
 from messenger.server.directory import Directory
+from messenger.server.directwrite import CORK
 from messenger.server.files.service import FilesService
 from messenger.server.limits import Limits, lockout_policy
 from messenger.server.maintenance import Maintenance
@@ -46,6 +47,11 @@ __all__ = ["Account", "ServerContext"]
 
 # Seconds between checks for accounts deleted or locked with messenger-admin.
 ACCOUNT_CHECK_INTERVAL = 10.0
+# The keepalive sweep checks its snapshot of the connections in slices, one slice every
+# SWEEP_TICK seconds, spread over the sweep interval: with 50,000 connections no reactor
+# turn checks (and perhaps probes) more than a few hundred, and probes that fall due
+# together (clients that logged in together) go out, and are answered, over seconds.
+SWEEP_TICK = 0.02
 
 
 class ServerContext:
@@ -112,6 +118,12 @@ class ServerContext:
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._sweeper: task.LoopingCall | None = None
         self._account_check: task.LoopingCall | None = None
+        sweep_interval = max(0.05, min(config.probe_interval, config.probe_timeout) / 3)
+        self._sweep_ticks = max(1, int(sweep_interval / SWEEP_TICK))  # slices per sweep
+        self._sweep_list: list[Any] = []    # the current sweep's snapshot of the connections
+        self._sweep_pos = 0                 # ... and how far it got
+        self._sweep_slice_size = 1
+        self._sweep_next: Any = None        # the pending slice (an IDelayedCall)
 
     def group_commit(self, db: Database, batch_txn: Any,
                      on_batch: Any = None) -> GroupCommit[Any, Any]:
@@ -119,7 +131,7 @@ class ServerContext:
         the cluster's id order (`messenger.server.cluster.stream`)."""
         if self.cluster is not None:
             return self.cluster.stream.group_commit(db, batch_txn, on_batch)
-        return GroupCommit(db, batch_txn, on_batch=on_batch)
+        return GroupCommit(db, batch_txn, on_batch=on_batch, settling=CORK)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -128,10 +140,9 @@ class ServerContext:
         self.crypto.start()
         self.maintenance.start()
         self.files.start()
-        interval = max(0.05, min(self.config.probe_interval, self.config.probe_timeout) / 3)
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
-        self._sweeper.start(interval, now=False)
+        self._sweeper.start(self._sweep_ticks * SWEEP_TICK, now=False)
         self._account_check = task.LoopingCall(self.check_accounts)
         self._account_check.clock = self.clock
         self._account_check.start(ACCOUNT_CHECK_INTERVAL, now=False)
@@ -140,6 +151,8 @@ class ServerContext:
         for loop in (self._sweeper, self._account_check):
             if loop is not None and loop.running:
                 loop.stop()
+        if self._sweep_next is not None and self._sweep_next.active():
+            self._sweep_next.cancel()
         self.maintenance.stop()
         self.hasher.stop()
         self.crypto.stop()
@@ -226,14 +239,33 @@ class ServerContext:
             key=lambda entry: entry["account_name"].lower())
 
     def sweep(self) -> None:
-        """Keepalive: probe silent sessions and drop those that stopped answering."""
+        """Keepalive: probe silent sessions and drop those that stopped answering.
+
+        Every connection is checked once per sweep, in slices (`SWEEP_TICK`): a sweep
+        starts with the first slice and the rest follow over the interval. A connection
+        that closed meanwhile is skipped by its own ``check_alive``."""
         now = self.clock.seconds()
-        for connection in list(self.connections):
-            connection.check_alive(now)
         self.refusals.flush_if_due(now)
         self.limits.prune()
         self.admission.prune()
         self.trimmer.check(len(self.connections))
+        if self._sweep_next is not None and self._sweep_next.active():
+            self._sweep_next.cancel()   # the last sweep has not finished: this one restarts it
+        self._sweep_list, self._sweep_pos = list(self.connections), 0
+        self._sweep_slice_size = -(-len(self._sweep_list) // self._sweep_ticks)
+        self._sweep_slice()
+
+    def _sweep_slice(self) -> None:
+        self._sweep_next = None
+        start = self._sweep_pos
+        end = self._sweep_pos = start + self._sweep_slice_size
+        now = self.clock.seconds()
+        for connection in self._sweep_list[start:end]:
+            connection.check_alive(now)
+        if end < len(self._sweep_list):
+            self._sweep_next = self.clock.callLater(SWEEP_TICK, self._sweep_slice)
+        else:
+            self._sweep_list = []
 
     # -- connections ----------------------------------------------------------------------
 

@@ -33,6 +33,8 @@ from typing import Any
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from messenger.server.directwrite import direct_writer
+
 HOLD_READING_AT = 64 * 1024
 
 
@@ -74,12 +76,13 @@ class Outbound:
     limit as well.
     """
 
-    __slots__ = ("_write", "limit", "paused", "queued", "pending", "_gate", "_overflow",
-                 "overflowed")
+    __slots__ = ("_write", "_buffered", "limit", "paused", "queued", "pending", "_gate",
+                 "_overflow", "overflowed")
 
     def __init__(self, transport: Any, limit: int, gate: ReadGate,
                  on_overflow: Callable[[int], None]) -> None:
-        self._write = transport.write
+        self._write = direct_writer(transport)
+        self._buffered = getattr(self._write, "buffered", transport.write)
         self.limit = limit
         self.paused = False
         self.queued = 0          # bytes written while the transport held us back
@@ -88,10 +91,12 @@ class Outbound:
         self._overflow = on_overflow
         self.overflowed = False
 
-    def write(self, data: bytes, reply: bool = False) -> None:
+    def write(self, data: bytes, reply: bool = False, direct: bool = True) -> None:
         """Hand ``data`` to the transport, or drop the connection when a push would pass
         the limit. A ``reply`` (to one of the client's own requests) is never dropped:
-        replies are bounded by the requests in flight, as reading stops meanwhile."""
+        replies are bounded by the requests in flight, as reading stops meanwhile.
+        ``direct`` False: through ``transport.write`` (sent on the reactor's next turn)
+        even where `messenger.server.directwrite` could send at once."""
         if self.paused:
             queued = self.queued = self.queued + len(data)
             if queued + self.pending > self.limit and not reply:
@@ -99,7 +104,10 @@ class Outbound:
                 return
             if queued > HOLD_READING_AT:
                 self._gate.hold("writes")
-        self._write(data)
+        if direct:
+            self._write(data)
+        else:
+            self._buffered(data)
 
     def reserve(self, size: int, reply: bool = False) -> bool:
         """Count ``size`` bytes that will be written later; False (and the connection is

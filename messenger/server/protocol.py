@@ -29,6 +29,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
 from messenger.server import replies, requests
+from messenger.server.directwrite import CORK
 from messenger.server.keepalive import KeepaliveMixin
 from messenger.server.metrics import reply_code
 from messenger.server.outbound import Outbound, ReadGate
@@ -118,7 +119,8 @@ class ServerProtocol(KeepaliveMixin, Int32StringReceiver):
             return
         self._receiving = True
         try:
-            super().dataReceived(data)
+            with CORK:   # the answers to one read leave as one send per connection
+                super().dataReceived(data)
         finally:
             self._receiving = False
 
@@ -324,9 +326,11 @@ class ServerProtocol(KeepaliveMixin, Int32StringReceiver):
     # -- sending --------------------------------------------------------------------------
 
     def sendString(self, string: bytes) -> None:
-        """A plain (handshake-phase) frame."""
+        """A plain (handshake-phase) frame, on the reactor's next turn as Twisted writes: a
+        TLS client on this port gets its hello out before our challenge reaches it, so
+        the refusal can name it (`is_tls_hello`)."""
         if self.outbound is not None and not self._lost:
-            self.outbound.write(_prefix(len(string)) + string)
+            self.outbound.write(_prefix(len(string)) + string, direct=False)
 
     def push_encoded(self, payload: bytes, reply: bool = False) -> None:
         """Send an already encoded JIM object (a push, or with ``reply`` the answer to one

@@ -17,12 +17,17 @@ Deferred and fires it with the row's result (or fails it with the exception).
 ``on_batch(rows, seconds)``, when given, hears of every committed batch: its size and how
 long its transaction took (monotonic clock), for the server's metrics. Once per batch,
 never per row.
+
+``settling``, when given, is a context manager held around each batch's callbacks: the
+server's `messenger.server.directwrite.CORK`, so that a batch's pushes and answers leave
+as one ``send`` per connection.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from twisted.internet import defer
@@ -56,8 +61,10 @@ class GroupCommit(Generic[Item, Result]):
     def __init__(self, db: Database,
                  batch_txn: Callable[[Any, list[Item]], list[Result]],
                  on_result: OnResult = settle_token, max_batch: int = 2000,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None,
+                 settling: AbstractContextManager[Any] | None = None) -> None:
         self._db = db
+        self._settling = settling if settling is not None else nullcontext()
         self._batch_txn = batch_txn
         self._on_result = on_result
         self._max_batch = max_batch
@@ -109,11 +116,12 @@ class GroupCommit(Generic[Item, Result]):
             self.log.error("Group commit: {error}", error=error)
             results = [error] * len(items)  # type: ignore[list-item]
         on_result = self._on_result
-        for item, token, result in zip(items, tokens, results, strict=True):
-            try:
-                on_result(item, token, result)
-            except Exception:
-                self.log.failure("Group commit callback failed")
+        with self._settling:
+            for item, token, result in zip(items, tokens, results, strict=True):
+                try:
+                    on_result(item, token, result)
+                except Exception:
+                    self.log.failure("Group commit callback failed")
         self._maybe_idle()
 
     def _failed(self, failure: Failure, items: list[Item], tokens: list[Any]) -> None:
@@ -123,11 +131,12 @@ class GroupCommit(Generic[Item, Result]):
         if self._items:
             self._start()
         error = failure.value
-        for item, token in zip(items, tokens, strict=True):
-            try:
-                self._on_result(item, token, error)
-            except Exception:
-                self.log.failure("Group commit callback failed")
+        with self._settling:
+            for item, token in zip(items, tokens, strict=True):
+                try:
+                    self._on_result(item, token, error)
+                except Exception:
+                    self.log.failure("Group commit callback failed")
         self._maybe_idle()
 
     def _maybe_idle(self) -> None:

@@ -49,6 +49,32 @@ class FigureTests(unittest.TestCase):
         self.assertIn("server_kib_per_conn", result)
 
     @defer.inlineCallbacks
+    def test_seeded_connections_held_longer_answer_probes(self):
+        """Accounts seeded straight into the database log in with a password; with
+        --then-hold the connections stay after the reading, --ready-file says when the
+        reading was taken, and the server's keepalive probes are answered (none dropped)."""
+        server = yield start_server(self, limits=no_limits(), probe_interval=0.3,
+                                    probe_timeout=0.3)
+        sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+        self.addCleanup(sys.path.remove, str(ROOT / "scripts" / "bench"))
+        import seed_accounts
+        seed_accounts.main([str(server.config.data_dir / "messenger.sqlite"), "idle", "12"])
+        ready = Path(self.mktemp()).resolve()
+        code, result, err = yield run_figure(
+            self, server.tcp_port, "connections", "-N", "12", "--login", "authenticate",
+            "--user-prefix", "idle", "--hold", "0.2", "--then-hold", "1.2",
+            "--ready-file", str(ready), "--source-addresses", "3")
+        self.assertEqual(code, 0, err)
+        self.assertEqual((result["held"], result["ok"], result["then_hold_s"]), (12, True, 1.2))
+        self.assertEqual(ready.read_text(), "12\n")
+        self.assertGreaterEqual(result["probes_answered"], 12)
+        # --source-addresses 3: the server saw the connections come from three addresses
+        self.assertEqual(result["source_addresses"], 3)
+        rows = yield server.ctx.db.read(lambda txn: txn.execute(
+            "SELECT DISTINCT address FROM login_history").fetchall())
+        self.assertEqual(sorted(row[0] for row in rows), ["127.0.0.1", "127.0.0.2", "127.0.0.3"])
+
+    @defer.inlineCallbacks
     def test_resume_logins(self):
         """Token logins on new connections are counted and timed."""
         server = yield start_server(self, limits=no_limits())

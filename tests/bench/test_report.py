@@ -22,22 +22,30 @@ def line(label: str, server: str | None, msgs: float, us: float, **extra) -> dic
 
 class ReportTests(unittest.TestCase):
     def test_side_by_side_and_ratios(self):
-        """Messenger, Prosody (no 'server' key) and floor lines share one table and ratios."""
+        """Messenger, Prosody, ejabberd (no 'server' key) and floor lines share one table and
+        the ratios: each against the peers' mean at the same P, whatever their label."""
         rows = [
             line("messenger-aes-persist", "messenger", 20000.0, 40.0, cipher="aes-256-gcm",
                  persist=True, ack_ms_p50=1.5, ack_ms_p99=3.5, server_main_thread_s=4.0,
                  server_other_threads_s=2.4),
             line("prosody", None, 10000.0, 100.0),
+            line("ejabberd", None, 40000.0, 40.0, server_cpu_util=1.6),
+            line("ejabberd-again", None, 40000.0, 60.0),
             line("floor", "relay_server.py", 50000.0, 16.0),
         ]
         text = report.render(rows)
         self.assertIn("messenger aes-256-gcm persist", text)
         self.assertIn("prosody 0.12", text)
+        self.assertIn("ejabberd 23.01", text)
         self.assertIn("floor (relay_server.py)", text)
         self.assertIn("25.0+15.0", text)  # main thread + other threads, µs per message
         ratio = [r for r in text.splitlines() if r.startswith("| messenger-aes-persist | 100")]
         self.assertEqual(len(ratio), 1)
-        self.assertIn("| 2.00 | 0.40 | 2.50 |", ratio[0])
+        # cores, then msg/s and µs/msg against Prosody, against ejabberd (mean of two runs:
+        # 40,000 msg/s, 50 µs), and µs/msg against the floor
+        self.assertIn("| 0.90 | 2.00 | 0.40 | 0.50 | 0.80 | 2.50 |", ratio[0])
+        peer = [r for r in text.splitlines() if r.startswith("| ejabberd | 100")]
+        self.assertIn("| 1.60 | 4.00 | 0.40 | 1.00 | 0.80 |", peer[0])
 
     def test_other_figures(self):
         """Connection, login and relay lines get their own tables."""

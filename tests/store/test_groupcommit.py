@@ -107,6 +107,36 @@ class GroupCommitTests(unittest.TestCase):
         self.assertEqual([value for _, value in stored], ["first"] + [f"c{i}" for i in range(30)])
 
     @defer.inlineCallbacks
+    def test_settling_context_wraps_each_batchs_callbacks(self):
+        """The ``settling`` context is held around all the callbacks of a batch, once per
+        batch (the server corks its writes there), also for a failed batch."""
+        seen = []
+
+        class Settling:
+            depth = 0
+
+            def __enter__(self):
+                Settling.depth += 1
+                seen.append("enter")
+
+            def __exit__(self, *exc):
+                Settling.depth -= 1
+                seen.append("exit")
+
+        self.commit = GroupCommit(
+            self.database, self.recorder,
+            lambda item, done, result: (seen.append(Settling.depth), done(result)),
+            settling=Settling())
+        self.recorder.gate = threading.Event()
+        self.submit_all(["x"])
+        self.submit_all(["y", "z"])      # these three form the second batch, which fails
+        self.submit_all(["boom"])
+        self.recorder.gate.set()
+        yield self.commit.flush()
+        self.assertEqual(seen, ["enter", 1, "exit", "enter", 1, 1, 1, "exit"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
     def test_failed_batch_reports_to_every_row_and_goes_on(self):
         """When a batch's transaction fails, each of its rows gets the exception, nothing
         of it is stored, and the next batch is written normally."""

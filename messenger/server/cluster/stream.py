@@ -30,6 +30,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from messenger.server.directwrite import CORK
 from messenger.store import messages as store_messages
 from messenger.store import stream as store_stream
 from messenger.store.groupcommit import GroupCommit
@@ -216,11 +217,12 @@ class MessageStream:
 
     def _deliver(self, entries: list[Entry]) -> None:
         session = self.sessions.session
-        for user_ids, frame in entries:
-            for user_id in user_ids:
-                target = session(user_id)
-                if target is not None:
-                    target.push_encoded(frame)
+        with CORK:   # one send per connection for the batch (messenger.server.directwrite)
+            for user_ids, frame in entries:
+                for user_id in user_ids:
+                    target = session(user_id)
+                    if target is not None:
+                        target.push_encoded(frame)
 
     def _wait_for_gap(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -372,8 +374,9 @@ class ChainedGroupCommit(GroupCommit[Any, Any]):
     def _committed(self, results: Any, items: list[Any], tokens: list[Any]) -> None:
         prev, hi, rows = results
         stream = self.stream
-        stream.begin(prev, hi)
-        try:
-            super()._committed(rows, items, tokens)
-        finally:
-            stream.end()
+        with CORK:   # one send per connection for the batch (messenger.server.directwrite)
+            stream.begin(prev, hi)
+            try:
+                super()._committed(rows, items, tokens)
+            finally:
+                stream.end()
