@@ -28,6 +28,7 @@ from messenger.client.actions import ActionsMixin
 from messenger.client.connection import Connection, Timeouts
 from messenger.client.credentials import CredentialStore
 from messenger.client.dialer import Connector, Dialer
+from messenger.client.edits import ChangeFeed, EditsMixin
 from messenger.client.errors import (
     AlreadyLoggedIn,
     LoginInProgress,
@@ -64,7 +65,7 @@ from messenger.wire.suites import SUITES
 Reply = defer.Deferred[dict[str, Any]]
 
 
-class MessengerClient(ActionsMixin, FilesMixin):
+class MessengerClient(ActionsMixin, FilesMixin, EditsMixin):
     """A session with one Messenger server that stays up, with a Deferred per action."""
 
     log = Logger()
@@ -134,6 +135,8 @@ class MessengerClient(ActionsMixin, FilesMixin):
             OutboxFile(self._saved.store.config_dir / FILE_NAME,
                        run_blocking or threads.deferToThread),
             self._sender, self.observers, self.address)
+        # Edits and deletions (issue 15): message_changed events, caught up after login.
+        self.changes = ChangeFeed(self, self.observers)
 
     # == public: observing ===============================================================
 
@@ -263,17 +266,21 @@ class MessengerClient(ActionsMixin, FilesMixin):
             return defer.fail(NotConnected(f"not connected ({self.state})"))
         return connection.request(action, fields)
 
-    def queue_message(self, to: str, text: str) -> OutgoingMessage:
+    def queue_message(self, to: str, text: str,
+                      reply_to: int | None = None) -> OutgoingMessage:
         """Put a message in the outbox and return its record at once (status pending);
         it is sent now if online, else after the next login, and resent with the same id
         until acknowledged. ``message_status`` observers hear of every change. Raises
-        `NotConnected` before any login, `MessageTooLong` past the server's limit."""
-        return self._sender.queue(self._sender_name(text), to, text)
+        `NotConnected` before any login, `MessageTooLong` past the server's limit.
+        ``reply_to``: the msg_id of an earlier message of the conversation it quotes."""
+        return self._sender.queue(self._sender_name(text), to, text, reply_to=reply_to)
 
-    def queue_group_message(self, group_id: int, text: str) -> OutgoingMessage:
+    def queue_group_message(self, group_id: int, text: str,
+                            reply_to: int | None = None) -> OutgoingMessage:
         """`queue_message` for a group: the same outbox, resends and statuses (the
         record's ``group`` is set, its ``to`` None)."""
-        return self._sender.queue(self._sender_name(text), None, text, group=group_id)
+        return self._sender.queue(self._sender_name(text), None, text, group=group_id,
+                                  reply_to=reply_to)
 
     def _sender_name(self, text: str) -> str:
         owner = self._owner()
@@ -290,21 +297,22 @@ class MessengerClient(ActionsMixin, FilesMixin):
             raise NotConnected("log in before sending messages or files")
         return owner
 
-    def send_message(self, to: str, text: str) -> Reply:
+    def send_message(self, to: str, text: str, reply_to: int | None = None) -> Reply:
         """`queue_message`, as a Deferred firing with the acknowledgement (``msg_id``,
         ``time``), however many reconnects it takes, or failing with the refusal."""
         try:
-            entry = self.queue_message(to, text)
+            entry = self.queue_message(to, text, reply_to)
         except MessengerError as error:
             return defer.fail(error)
         return entry.when_done()
 
-    def send_group_message(self, group_id: int, text: str) -> Reply:
+    def send_group_message(self, group_id: int, text: str,
+                           reply_to: int | None = None) -> Reply:
         """`send_message` to a group: fires with the acknowledgement, or fails with the
         refusal (`Forbidden` for a non-member or a plain member of an announcement
         channel)."""
         try:
-            entry = self.queue_group_message(group_id, text)
+            entry = self.queue_group_message(group_id, text, reply_to)
         except MessengerError as error:
             return defer.fail(error)
         return entry.when_done()

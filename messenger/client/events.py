@@ -34,6 +34,8 @@ Kinds and their records:
                  read a conversation further (the ticks of own messages)
 ``typing``       `messenger.client.typing.TypingEvent`: someone started or stopped
                  typing in a conversation
+``message_changed``  `messenger.client.edits.MessageChange`: a message edited or deleted
+                 for everyone (pushed, or caught up after a login)
 ``push``         the raw JIM dict of every push, known or not (for tools and debugging)
 ===============  =====================================================================
 """
@@ -69,7 +71,8 @@ class State(enum.StrEnum):
 
 EVENT_KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
                "notice", "call", "server_key", "group", "unread", "transfer_progress",
-               "transfer_done", "transfer_failed", "receipt", "typing", "push")
+               "transfer_done", "transfer_failed", "receipt", "typing", "push",
+               "message_changed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,23 +184,37 @@ class IncomingMessage:
     group: int | None = None            # the group's id, for a group message
     mentions: tuple[str, ...] = ()      # members written as @name (group messages)
     attachment: Attachment | None = None  # the file it carries, if any
+    reply_to: int | None = None         # the msg_id this one quotes (same conversation)
+    edited: float | None = None         # when its author last edited it
+    deleted: float | None = None        # when it was deleted for everyone (text "")
 
     @classmethod
     def from_jim(cls, message: dict[str, Any], from_sync: bool = False) -> IncomingMessage:
         attachment = Attachment.from_jim(message.get("attachment"))
         group = message.get("group")
+        extra = (_int_or_none(message.get("reply_to")), _number_or_none(message.get("edited")),
+                 _number_or_none(message.get("deleted")))
         if group is None:
             return cls(message["msg_id"], message["time"], message["from"], message["to"],
-                       message["message"], from_sync, attachment=attachment)
+                       message["message"], from_sync, None, (), attachment, *extra)
         return cls(message["msg_id"], message["time"], message["from"], None,
                    message["message"], from_sync, group,
-                   tuple(str(name) for name in message.get("mentions") or ()), attachment)
+                   tuple(str(name) for name in message.get("mentions") or ()), attachment,
+                   *extra)
 
     def mentions_of(self, account_name: str) -> bool:
         """Does this group message mention ``account_name`` (a client highlights and
         notifies those, even in a muted conversation)?"""
         wanted = account_name.lower()
         return any(name.lower() == wanted for name in self.mentions)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _number_or_none(value: Any) -> float | None:
+    return value if type(value) in (int, float) else None
 
 
 @dataclass(frozen=True, slots=True)

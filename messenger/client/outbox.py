@@ -36,7 +36,7 @@ class OutgoingMessage:
 
     __slots__ = ("request_id", "to", "group", "text", "created", "status", "msg_id", "time",
                  "error", "attempts", "in_flight", "not_before", "_waiters", "_key",
-                 "attachment")
+                 "attachment", "reply_to")
 
     def __init__(self, request_id: str, to: str | None, text: str, created: float,
                  group: int | None = None, attachment: dict[str, Any] | None = None) -> None:
@@ -53,6 +53,7 @@ class OutgoingMessage:
         self.attempts = 0                   # how many times it was sent
         self.in_flight = False
         self.not_before = 0.0               # clock time before which it is not resent
+        self.reply_to: int | None = None    # the msg_id it quotes (a reply), else None
         self._waiters: list[defer.Deferred[dict[str, Any]]] = []
         # Account names compare without case; a group is its own queue.
         self._key = to.lower() if to is not None else f"#{group}"

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 FILE_NAME = "outbox.json"
 VERSION = 1
 
-# A saved message: {"request_id", "to" or "group", "text", "created"}.
+# A saved message: {"request_id", "to" or "group", "text", "created"}, and "reply_to"
+# (the msg_id a reply quotes) when it is one.
 Saved = dict[str, Any]
 
 
@@ -68,13 +69,20 @@ def _checked(item: Any) -> Saved:
             and (isinstance(to, str) != (type(group) is int))
             and isinstance(created, (int, float))):
         raise ValueError("not a saved message")
-    return {"request_id": request_id, "to": to, "group": group, "text": text,
-            "created": float(created)}
+    record = {"request_id": request_id, "to": to, "group": group, "text": text,
+              "created": float(created)}
+    reply_to = item.get("reply_to")
+    if type(reply_to) is int and reply_to > 0:
+        record["reply_to"] = reply_to
+    return record
 
 
 def saved(entry: OutgoingMessage) -> Saved:
-    return {"request_id": entry.request_id, "to": entry.to, "group": entry.group,
-            "text": entry.text, "created": entry.created}
+    record = {"request_id": entry.request_id, "to": entry.to, "group": entry.group,
+              "text": entry.text, "created": entry.created}
+    if entry.reply_to is not None:
+        record["reply_to"] = entry.reply_to
+    return record
 
 
 class OutboxFile:
@@ -208,6 +216,7 @@ class DiskOutbox:
             if item["request_id"] not in queued:
                 entry = outbox.add(item["to"], item["text"], item["request_id"],
                                    item["created"], item["group"])
+                entry.reply_to = item.get("reply_to")
                 self._observers.emit("message_status", entry)
         self.changed(None)
 

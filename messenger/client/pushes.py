@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from messenger.client.edits import MessageChange
 from messenger.client.events import (
     AccountInfo,
     Broadcast,
@@ -51,6 +52,7 @@ class PushDispatcher:
             "notice": self._notice,
             **{action: self._call for action in CALL_PUSHES},
             **{action: self._group for action in GROUP_PUSHES},
+            "msg_changed": self._changed,
         }
         if on_file is not None:   # transfers (messenger.client.transfers)
             self._handlers.update({action: on_file for action in FILE_PUSHES})
@@ -97,6 +99,9 @@ class PushDispatcher:
 
     def _call(self, message: dict[str, Any]) -> None:
         self._observers.emit("call", CallEvent(message["action"], message))
+
+    def _changed(self, message: dict[str, Any]) -> None:
+        self._observers.emit("message_changed", MessageChange.from_jim(message))
 
     def _group(self, message: dict[str, Any]) -> None:
         event = group_event_from_jim(message)

@@ -51,11 +51,13 @@ class MessageSender:
         self.owner: str | None = None       # lowercase account name of the queued messages
 
     def queue(self, owner: str, to: str | None, text: str, group: int | None = None,
-              attachment: dict[str, Any] | None = None) -> OutgoingMessage:
+              attachment: dict[str, Any] | None = None,
+              reply_to: int | None = None) -> OutgoingMessage:
         if self.owner is None:
             self.owner = owner.lower()
         entry = self.outbox.add(to, text, new_request_id(), self._clock.seconds(), group,
                                 attachment)
+        entry.reply_to = reply_to
         self._observers.emit("message_status", entry)
         self.pump()
         return entry
@@ -78,6 +80,8 @@ class MessageSender:
                                       {"group": entry.group, "message": entry.text})
             if entry.attachment is not None:
                 fields["attachment"] = entry.attachment
+            if entry.reply_to is not None:
+                fields["reply_to"] = entry.reply_to
             d = connection.request("msg", fields, request_id=entry.request_id)
             d.addCallbacks(self._acked, self._refused, callbackArgs=(entry,),
                            errbackArgs=(entry, connection))

@@ -124,6 +124,7 @@ class ServerConfig:
     persist: bool = True                  # False only for benchmarks: messages not stored
     db_sync: str = "full"                 # SQLite synchronous: "full" or "normal"
     retention_days: float = 0.0           # delete messages older than this (0: keep all)
+    edit_window: float = 48 * 3600.0      # seconds an author may edit/delete (0: no limit)
     mail: MailConfig = field(default_factory=MailConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     files: FilesConfig = field(default_factory=FilesConfig)

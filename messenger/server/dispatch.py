@@ -37,16 +37,18 @@ def _build() -> dict[str, Route]:
         calls,
         contacts,
         conversations,
+        edits,
         files,
         groups,
         messages,
         receipts,
+        search,
         typing,
     )
     from messenger.wire import jim
     table: dict[str, Route] = {}
     for module in (accounts, contacts, blocks, messages, broadcasts, admin, calls, groups,
-                   conversations, files, receipts, typing):
+                   conversations, files, receipts, typing, edits, search):
         for action, route in module.ROUTES.items():
             if action in table:
                 raise RuntimeError(f"action {action!r} is routed twice")

@@ -62,7 +62,7 @@ _NOT_NEGATIVE = ("mail-give-up-days", "connections-per-minute", "logins-per-minu
                  "max-connections-per-network", "max-connections", "logins-per-minute-network",
                  "crypto-ops-per-second", "bad-requests-per-second", "max-contacts",
                  "stored-mib-per-day", "retention-days", "max-group-members",
-                 "max-groups-per-user", "file-quota-mib")
+                 "max-groups-per-user", "file-quota-mib", "edit-window")
 # Options that must be at least 1.
 _AT_LEAST_ONE = ("hash-queue", "decoy-queue", "db-queue", "file-io-threads")
 MAX_FILE_MIB = 2**33        # 8 PiB: the protocol's sizes stay exact JSON numbers
@@ -255,6 +255,8 @@ class Options(usage.Options):
                                            " no quota).", float],
         ["retention-days", None, 0.0, "Delete messages older than this many days (0: keep"
                                       " them).", float],
+        ["edit-window", None, 48.0, "Hours an author may edit or delete a message for"
+                                    " everyone (0: no limit).", float],
         ["requests-per-second", None, 50.0, "Sustained requests per connection.", float],
         ["request-burst", None, 200, "Burst of requests per connection.", int],
         ["files-dir", None, "", "Directory of the files users send (default:"
@@ -448,6 +450,7 @@ class Options(usage.Options):
             max_frame=self["max-frame"],
             max_queued_bytes=self["max-queued-bytes"],
             retention_days=self["retention-days"],
+            edit_window=self["edit-window"] * 3600,
             suites=_suites(self["cipher"]),
             auto_register=bool(self["auto-register"]),
             rsa_bits=self["rsa-bits"],

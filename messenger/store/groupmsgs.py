@@ -16,24 +16,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger.store import groups, messages
+from messenger.store import groups, messages, replies
 
-INSERT = ("INSERT INTO messages (sender_id, group_id, client_id, body, created, mentions)"
-          " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id) DO NOTHING")
+INSERT = ("INSERT INTO messages (sender_id, group_id, client_id, body, created, mentions,"
+          " reply_to) VALUES (?, ?, ?, ?, ?, ?, ?)"
+          " ON CONFLICT (sender_id, client_id) DO NOTHING")
 EXISTING = "SELECT id, created, group_id FROM messages WHERE sender_id = ? AND client_id = ?"
 
 # One queued message: (sender id, group id, client request id, body, created,
-# lower-case names written as @name in the body).
-NewGroupMessage = tuple[int, int, str, str, float, tuple[str, ...]]
+# lower-case names written as @name in the body), and for a reply a seventh field: the id
+# of the message it quotes (`messenger.store.replies`).
+NewGroupMessage = tuple[Any, ...]
 # The outcome per message: (message id, created, newly stored, ids to push to, names
 # mentioned), or one of the refusals below.
 Stored = tuple[int, float, bool, tuple[int, ...], tuple[str, ...]] | str
 NOT_MEMBER = "not a member"
 ANNOUNCE_ONLY = "announce only"
+REPLY_ELSEWHERE = replies.REPLY_ELSEWHERE
 ID_REUSED = "request id reused"
-# A group message as read back: (id, created, sender name, group id, body, mentions,
-# attachment as JSON text or None).
-GroupMessageRow = tuple[int, float, str, int, str, str | None, str | None]
+# A group message as read back: (id, created, sender name, group id, body, mentions),
+# the `replies.EXTRA` columns (reply_to, edited, deleted: None unless set), then the
+# attachment as JSON text or None.
+GroupMessageRow = tuple[Any, ...]
 # SQLite allows 500 terms in one compound SELECT; windows beyond go in further queries.
 MAX_TERMS = 400
 
@@ -143,11 +147,13 @@ def insert_batch_txn(txn: Any, items: list[NewGroupMessage],
             verdicts.append(NOT_MEMBER)
         elif group.announce_only and role == groups.MEMBER:  # type: ignore[union-attr]
             verdicts.append(ANNOUNCE_ONLY)
+        elif len(item) > 6 and not replies.group_reply_ok_txn(txn, item[0], item[1], item[6]):
+            verdicts.append(REPLY_ELSEWHERE)
         else:
             verdicts.append(None)
             mentions = _mentions(item, group)  # type: ignore[arg-type]
             rows.append((item[0], item[1], item[2], item[3], item[4],
-                         " ".join(mentions) or None))
+                         " ".join(mentions) or None, item[6] if len(item) > 6 else None))
     fresh: dict[tuple[int, str], int] = {}
     if rows:
         floor = groups.message_floor_txn(txn)
@@ -185,9 +191,9 @@ def _existing(txn: Any, item: NewGroupMessage, verdict: str | None) -> Stored:
 
 # -- reading ------------------------------------------------------------------------------
 
-_ROWS = ("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions, m.attachment"
-         " FROM messages m JOIN users s ON s.id = m.sender_id WHERE m.id IN ({})"
-         " ORDER BY m.id {}")
+_ROWS = ("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions,"
+         f" {replies.EXTRA}, m.attachment FROM messages m"
+         " JOIN users s ON s.id = m.sender_id WHERE m.id IN ({}) ORDER BY m.id {}")
 GROUP_BODY = 4  # the body's column in a GroupMessageRow
 
 
@@ -274,7 +280,8 @@ def history_txn(txn: Any, user_id: int, group_id: int, before: int | None,
 def last_txn(txn: Any, group_id: int, low: int) -> GroupMessageRow | None:
     """The group's newest message above ``low`` (the member's window start), if any."""
     txn.execute("SELECT m.id, m.created, s.name, m.group_id, m.body, m.mentions,"
-                " m.attachment FROM messages m JOIN users s ON s.id = m.sender_id"
+                f" {replies.EXTRA}, m.attachment FROM messages m"
+                " JOIN users s ON s.id = m.sender_id"
                 " WHERE m.group_id = ? AND m.id > ? ORDER BY m.id DESC LIMIT 1",
                 (group_id, low))
     row = txn.fetchone()

@@ -12,27 +12,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger.store import groupmsgs, groups
+from messenger.store import groupmsgs, groups, replies
 from messenger.store.engines import MESSAGES_LOCK, engine_of
 
 INSERT = ("INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
           " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_id, client_id) DO NOTHING")
+# A batch with a reply in it (an item with a sixth field, ``reply_to``) uses this one.
+INSERT_REPLIES = ("INSERT INTO messages (sender_id, recipient_id, client_id, body, created,"
+                  " reply_to) VALUES (?, ?, ?, ?, ?, ?)"
+                  " ON CONFLICT (sender_id, client_id) DO NOTHING")
 EXISTING = "SELECT id, created FROM messages WHERE sender_id = ? AND client_id = ?"
 
-# One queued message: (sender id, recipient id, client request id, body, created).
-NewMessage = tuple[int, int, str, str, float]
+# One queued message: (sender id, recipient id, client request id, body, created), and
+# for a reply a sixth field: the id of the message it quotes (`messenger.store.replies`).
+NewMessage = tuple[int, int, str, str, float] | tuple[int, int, str, str, float, int]
 # The outcome per message: (message id, created, newly stored); RECIPIENT_GONE or
 # SENDER_GONE when that account no longer exists (deleted after it was looked up).
 Stored = tuple[int, float, bool] | str
 RECIPIENT_GONE = "recipient gone"
 SENDER_GONE = "sender gone"
-# A stored message as read back: (id, created, sender name, recipient name, body,
-# attachment as JSON text or None).
-MessageRow = tuple[int, float, str, str, str, str | None]
+REPLY_ELSEWHERE = replies.REPLY_ELSEWHERE
+# A stored message as read back: (id, created, sender name, recipient name, body), the
+# `replies.EXTRA` columns (reply_to, edited, deleted: None unless set), then the
+# attachment as JSON text or None.
+MessageRow = tuple[Any, ...]
 # A message in a sync: (id, created, sender name, recipient name or None, group id or
-# None, body, mentions or None, attachment or None): a direct message has a recipient, a
-# group message a group. Every row type ends with the attachment (`_until_bytes`).
-SyncRow = tuple[int, float, str, str | None, int | None, str, str | None, str | None]
+# None, body, mentions or None), the `replies.EXTRA` columns, then the attachment or None:
+# a direct message has a recipient, a group message a group. Every row type ends with the
+# attachment (`_until_bytes`).
+SyncRow = tuple[Any, ...]
 SYNC_BODY = 5   # the body's column in a SyncRow
 
 
@@ -59,9 +67,13 @@ def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
         valid = items
     else:
         valid = [item for item in items if item[0] in existing and item[1] in existing]
+    insert = INSERT
+    if any(len(item) > 5 for item in valid):    # a reply: rare, checked apart
+        valid = replies.checked_direct_txn(txn, valid)
+        insert = INSERT_REPLIES
     txn.execute("SELECT MAX(id) FROM messages")
     floor = txn.fetchone()[0] or 0
-    txn.executemany(INSERT, valid)
+    txn.executemany(insert, valid)
     txn.execute("SELECT sender_id, client_id, id FROM messages WHERE id > ?", (floor,))
     fresh = {(row[0], row[1]): row[2] for row in txn.fetchall()}
     results: list[Stored] = []
@@ -78,7 +90,7 @@ def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
         else:
             txn.execute(EXISTING, (item[0], item[2]))
             row = txn.fetchone()
-            append((row[0], row[1], False))
+            append((row[0], row[1], False) if row is not None else REPLY_ELSEWHERE)
     return results
 
 
@@ -87,10 +99,10 @@ def insert_batch_txn(txn: Any, items: list[NewMessage]) -> list[Stored]:
 # statement's size does not depend on the batch's), in batch order, skipping rows whose
 # sender or recipient is gone and rows already stored.
 _PG_INSERT = (
-    " INSERT INTO messages (sender_id, recipient_id, client_id, body, created)"
-    " SELECT t.s, t.r, t.c, t.b, t.t"
-    " FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::float8[])"
-    " WITH ORDINALITY AS t(s, r, c, b, t, n)"
+    " INSERT INTO messages (sender_id, recipient_id, client_id, body, created, reply_to)"
+    " SELECT t.s, t.r, t.c, t.b, t.t, t.q"
+    " FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::float8[], ?::bigint[])"
+    " WITH ORDINALITY AS t(s, r, c, b, t, q, n)"
     " WHERE EXISTS (SELECT 1 FROM users WHERE id = t.s)"
     " AND EXISTS (SELECT 1 FROM users WHERE id = t.r)"
     " ORDER BY t.n"
@@ -109,7 +121,12 @@ def _insert_batch_postgres(txn: Any, items: list[NewMessage]) -> list[Stored]:
     holder committed. Rows not inserted are either already stored (a resend,
     maybe through another node) or addressed from or to an account that is gone.
     """
-    columns = [[item[k] for item in items] for k in range(5)]
+    rows: list[Any] = items
+    if any(len(item) > 5 for item in items):    # a reply: rare, checked apart
+        rows = replies.checked_direct_txn(txn, items)
+    columns = [[item[k] for item in rows] for k in range(5)]
+    columns.append([item[5] if len(item) > 5 else None for item in rows]
+                   if rows is not items else [None] * len(rows))
     txn.execute(engine_of(txn).serial_section_sql(txn) + _PG_INSERT, (MESSAGES_LOCK, *columns))
     fresh = {(row[0], row[1]): row[2] for row in txn.fetchall()}
     results: list[Stored] = []
@@ -123,6 +140,9 @@ def _insert_batch_postgres(txn: Any, items: list[NewMessage]) -> list[Stored]:
         row = txn.fetchone()
         if row is not None:
             results.append((row[0], row[1], False))
+            continue
+        if len(item) > 5 and item not in rows:
+            results.append(REPLY_ELSEWHERE)
             continue
         if existing is None:
             ids = list({i[0] for i in items} | {i[1] for i in items})
@@ -161,7 +181,8 @@ def sync_txn(txn: Any, user_id: int, since: int, limit: int,
 
 
 _SYNC_COLUMNS = ("SELECT m.id, m.created, s.name, r.name, m.group_id, m.body, m.mentions,"
-                 " m.attachment FROM messages m JOIN users s ON s.id = m.sender_id")
+                 f" {replies.EXTRA}, m.attachment FROM messages m"
+                 " JOIN users s ON s.id = m.sender_id")
 _SYNC_DIRECT = (_SYNC_COLUMNS + " JOIN users r ON r.id = m.recipient_id"
                 " WHERE m.recipient_id = ? AND m.id > ? ORDER BY m.id LIMIT ?")
 _SYNC_ROWS = (_SYNC_COLUMNS + " LEFT JOIN users r ON r.id = m.recipient_id"
@@ -176,7 +197,7 @@ _SYNC_ROWS = (_SYNC_COLUMNS + " LEFT JOIN users r ON r.id = m.recipient_id"
 # and filter, where its statistics say the conversation is most of the table; either way
 # a page reads about a page: tests/store/test_history_cost.py checks the plans.)
 _HISTORY = (
-    "SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM ("
+    f"SELECT m.id, m.created, s.name, r.name, m.body, {replies.EXTRA}, m.attachment FROM ("
     " SELECT * FROM (SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
     " AND id < ? ORDER BY id DESC LIMIT ?) AS mine"
     " UNION ALL"
@@ -186,7 +207,8 @@ _HISTORY = (
     " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
     " ORDER BY m.id DESC LIMIT ?")
 _HISTORY_SELF = (
-    "SELECT m.id, m.created, s.name, r.name, m.body, m.attachment FROM messages m"
+    f"SELECT m.id, m.created, s.name, r.name, m.body, {replies.EXTRA}, m.attachment"
+    " FROM messages m"
     " JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.recipient_id"
     " WHERE m.sender_id = ? AND m.recipient_id = ? AND m.id < ?"
     " ORDER BY m.id DESC LIMIT ?")

@@ -45,6 +45,7 @@ GROUP_NAME_MAX = 256
 GROUP_TOPIC_MAX = 4096
 GROUP_ROLES = ("owner", "admin", "member")
 MAX_INITIAL_MEMBERS = 1000
+SEARCH_QUERY_MAX = 256
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_NEWLINE_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
@@ -311,6 +312,17 @@ ACTIONS: dict[str, tuple[Field, ...]] = {
         optional("message", body),      # required, but "" or absent with an attachment
         optional("from", account_name),
         optional("attachment", attachment),
+        optional("reply_to", integer(1)),
+    ),
+    "edit_msg": (Field("msg_id", integer(1)), Field("message", body)),
+    "delete_msg": (Field("msg_id", integer(1)),),
+    "sync_changes": (optional("since", message_id), optional("limit", integer(1, 500))),
+    "search_messages": (  # at most one of "with" and "group" (see AT_MOST_ONE)
+        Field("query", text(1, SEARCH_QUERY_MAX)),
+        optional("with", account_name),
+        optional("group", group_id),
+        optional("offset", integer(0, 10000)),
+        optional("limit", integer(1, 50)),
     ),
     "history": (  # exactly one of "with" and "group"
         optional("with", account_name),
@@ -413,6 +425,10 @@ ONE_OF: dict[str, tuple[str, str]] = {
     "receipt": ("with", "group"),
     "typing": ("to", "group"),
 }
+# Actions that may name one conversation: at most one of these keys.
+AT_MOST_ONE: dict[str, tuple[str, str]] = {
+    "search_messages": ("with", "group"),
+}
 # Actions that change something optional: at least one of these keys.
 ANY_OF: dict[str, tuple[str, ...]] = {
     "group_update": ("name", "topic", "announce_only"),
@@ -431,6 +447,9 @@ def _check_rules(action: str, request: Mapping[str, Any]) -> None:
     pair = ONE_OF.get(action)
     if pair is not None:
         _exactly_one(request, *pair)
+    pair = AT_MOST_ONE.get(action)
+    if pair is not None and all(request.get(key) is not None for key in pair):
+        raise BadRequest(f"give '{pair[0]}' or '{pair[1]}', not both")
     keys = ANY_OF.get(action)
     if keys is not None and all(request.get(key) is None for key in keys):
         raise BadRequest(f"give at least one of {', '.join(repr(k) for k in keys)}")
@@ -475,6 +494,9 @@ def _validate_msg(request: Mapping[str, Any]) -> None:
     sender = request.get("from")
     if sender is not None:
         account_name("from", sender)
+    quoted = request.get("reply_to")
+    if quoted is not None and (type(quoted) is not int or not 0 < quoted < 2**63):
+        integer(1)("reply_to", quoted)
     if request.get("attachment") is not None:
         attachment("attachment", request["attachment"])
 
@@ -499,5 +521,5 @@ def validate_request(action: str, request: Mapping[str, Any]) -> None:
         fast(request)
     else:
         _check_fields(request, ACTIONS[action])
-        if action in ONE_OF or action in ANY_OF:
+        if action in ONE_OF or action in ANY_OF or action in AT_MOST_ONE:
             _check_rules(action, request)

@@ -100,7 +100,7 @@ def rows(server: Any, sql: str, *args: Any) -> defer.Deferred:
 
 TABLES = ("users", "contacts", "blocks", "messages", "broadcasts", "premium_codes", "audit_log",
           "resume_tokens", "chat_groups", "group_members", "read_markers", "uploads", "files",
-          "blobs", "receipts")
+          "blobs", "receipts", "message_changes")
 
 
 @defer.inlineCallbacks

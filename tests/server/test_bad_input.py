@@ -112,8 +112,12 @@ AFTER_LOGIN = {
             ({"to": "bob", "message": "x" * 20_000}, "message"),
             ({"to": "bob", "message": "\ud800"}, "message"),
             ({"to": "bob", "message": "hi", "from": "x y"}, "from"),
+            ({"to": "bob", "message": "hi", "reply_to": 0}, "reply_to"),
+            ({"to": "bob", "message": "hi", "reply_to": "1"}, "reply_to"),
+            ({"group": 1, "message": "hi", "reply_to": 1.5}, "reply_to"),
             *[({"to": name, "message": "hi"}, "to") for name in SQL_NAMES],
             ({"to": "bob", "attachment": 5}, "attachment"),
+            ({"to": "bob", "attachment": {"file_id": 1}, "reply_to": 1}, "reply_to"),
             ({"to": "bob", "attachment": {}}, "attachment.file_id"),
             ({"to": "bob", "attachment": {"file_id": 0}}, "attachment.file_id"),
             ({"to": "bob", "attachment": {"file_id": "1"}}, "attachment.file_id"),
@@ -131,6 +135,24 @@ AFTER_LOGIN = {
              "attachment.thumbnail"),
             ({"to": "bob", "attachment": {"file_id": 1, "thumbnail": "QUFB" * 5000}},
              "attachment.thumbnail")],
+    "edit_msg": [({"message": "x"}, "msg_id"), ({"msg_id": 1}, "message"),
+                 ({"msg_id": "1", "message": "x"}, "msg_id"),
+                 ({"msg_id": 0, "message": "x"}, "msg_id"),
+                 ({"msg_id": 1, "message": ""}, "message"),
+                 ({"msg_id": 1, "message": "x" * 20_000}, "message"),
+                 ({"msg_id": 1, "message": ["x"]}, "message")],
+    "delete_msg": [({}, "msg_id"), ({"msg_id": -1}, "msg_id"), ({"msg_id": True}, "msg_id")],
+    "sync_changes": [({"since": -1}, "since"), ({"since": "0"}, "since"),
+                     ({"since": 0, "limit": 501}, "limit"), ({"limit": 0}, "limit")],
+    "search_messages": [({}, "query"), ({"query": ""}, "query"), ({"query": HUGE}, "query"),
+                        ({"query": "q" * 257}, "query"), ({"query": 5}, "query"),
+                        ({"query": "?!"}, "query"),
+                        ({"query": " ".join(f"w{n}" for n in range(17))}, "query"),
+                        ({"query": "a", "with": "bob", "group": 1}, "with"),
+                        ({"query": "a", "with": "x'--"}, "with"),
+                        ({"query": "a", "group": 0}, "group"),
+                        ({"query": "a", "offset": 10001}, "offset"),
+                        ({"query": "a", "limit": 51}, "limit")],
     "history": [({}, "with"), ({"with": 3}, "with"), ({"with": "bob", "before": -1}, "before"),
                 ({"with": "bob", "group": 1}, "group"), ({"group": -3}, "group"),
                 ({"group": 1, "before": "x"}, "before"),
@@ -332,8 +354,6 @@ class BadInputTests(unittest.TestCase):
         self.assertEqual(reply["response"], 200)
 
 
-class ConversationRefusalTests(unittest.TestCase):
-
     @defer.inlineCallbacks
     def test_receipts_and_typing_that_make_no_sense(self):
         """Well-formed receipts past the last message, for a message of another
@@ -363,6 +383,48 @@ class ConversationRefusalTests(unittest.TestCase):
         self.assertEqual((yield snapshot(server)), before)
         yield barrier(alice)
         self.assertEqual([p["action"] for p in alice.pushes if p["action"] != "msg"], [])
+
+
+class ConversationRefusalTests(unittest.TestCase):
+    """Issue 15's bad input: changing someone else's message, a reply into another
+    conversation, an empty or huge search: a clear error, and nothing changed."""
+
+    @defer.inlineCallbacks
+    def test_refused_and_nothing_changed(self):
+        """Each is refused with its code and text; no table changes."""
+        server, (alice, bob, carol) = yield server_with(self, "alice", "bob", "carol")
+        sent = yield alice.request("msg", to="bob", message="original")
+        msg_id = sent["msg_id"]
+        before = yield snapshot(server)
+        bodies = yield rows(server, "SELECT id, body, edited, deleted FROM messages")
+        cases = [
+            (bob, "edit_msg", {"msg_id": msg_id, "message": "forged"},
+             403, "you may only edit your own messages"),
+            (carol, "edit_msg", {"msg_id": msg_id, "message": "forged"},
+             404, f"no message {msg_id} that you can see"),
+            (carol, "delete_msg", {"msg_id": msg_id},
+             404, f"no message {msg_id} that you can see"),
+            (alice, "msg", {"to": "carol", "message": "fwd", "reply_to": msg_id},
+             404, f"'reply_to': no message {msg_id} in this conversation (a reply quotes"
+                  " an earlier message of the same conversation)"),
+            (alice, "search_messages", {"query": ""},
+             400, "'query' must be 1 to 256 characters long"),
+            (alice, "search_messages", {"query": "x" * 5000},
+             400, "'query' must be 1 to 256 characters long"),
+            (alice, "search_messages", {"query": "*** ---"},
+             400, "'query' has no words to search for (letters or digits)"),
+        ]
+        for client, action, fields, code, text in cases:
+            reply = yield client.request(action, **fields)
+            self.assertEqual((reply["response"], reply.get("error")), (code, text), action)
+        reply = yield bob.request("delete_msg", msg_id=msg_id)
+        self.assertEqual(reply["response"], 403)
+        self.assertIn("you may only delete your own messages", reply["error"])
+        after = yield snapshot(server)
+        self.assertEqual(after, before)
+        unchanged = yield rows(server, "SELECT id, body, edited, deleted FROM messages")
+        self.assertEqual(unchanged, bodies)
+
 
 
 class BadInputTestsOnPostgres(OnPostgres, BadInputTests):

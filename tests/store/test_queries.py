@@ -109,7 +109,7 @@ class MessageStoreTests(StoreCase):
                     (self.bob, self.carol, "3", "b1", 2.0),
                     (self.alice, self.carol, "4", "a2", 3.0))
         rows = self.read(messages.sync_txn, self.carol, 0, 10)
-        self.assertEqual([(sender, to, body) for _, _, sender, to, _, body, _, _ in rows],
+        self.assertEqual([(row[2], row[3], row[5]) for row in rows],
                          [("alice", "carol", "a1"), ("bob", "carol", "b1"),
                           ("alice", "carol", "a2")])
         after_first = self.read(messages.sync_txn, self.carol, rows[0][0], 10)

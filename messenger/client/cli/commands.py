@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from twisted.internet import defer, task, threads
 
-from messenger.client.cli import files, follow, groups, receipts
+from messenger.client.cli import edits, files, follow, groups, receipts
 from messenger.client.cli.options import (
     EXIT_OK,
     PROG,
@@ -145,7 +145,8 @@ async def cmd_search(session: Session, args: argparse.Namespace, _: Any) -> int:
 
 async def cmd_send(session: Session, args: argparse.Namespace, _: Any) -> int:
     text = " ".join(args.text)
-    reply = await session.ask(lambda client: client.send_message(args.to, text),
+    reply = await session.ask(lambda client: client.send_message(args.to, text,
+                                                                 args.reply_to),
                               patient=True)
     session.output.line(f"sent #{reply.get('msg_id')} to {args.to}",
                         {"msg_id": reply.get("msg_id"), "time": reply.get("time"),
@@ -203,6 +204,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "receipts": receipts.cmd_receipts,
     "read": receipts.cmd_read,
     "settings": receipts.cmd_settings,
+    **edits.COMMANDS,
 }
 
 

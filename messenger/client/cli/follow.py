@@ -52,7 +52,7 @@ async def cmd_tail(session: Session, args: argparse.Namespace, _: Any) -> int:
         if state.name == State.RECONNECTING:
             output.note(f"{PROG}: {state}")
 
-    for kind in ("message", "presence", "broadcast", "notice", "call"):
+    for kind in ("message", "presence", "broadcast", "notice", "call", "message_changed"):
         client.subscribe(kind, show)
     client.subscribe("state", on_state)
     client.subscribe("state", _ends_with_the_session(done))
@@ -121,7 +121,7 @@ async def cmd_chat(session: Session, args: argparse.Namespace, _: Any) -> int:
         elif state.name == State.ONLINE:
             output.note(f"{PROG}: online")
 
-    for kind in ("message", "presence", "notice"):
+    for kind in ("message", "presence", "notice", "message_changed"):
         client.subscribe(kind, show)
     client.subscribe("state", on_state)
     client.subscribe("state", _ends_with_the_session(done))

@@ -43,8 +43,10 @@ def add_parser(commands: Any) -> None:
     action("remove", "remove a member (owners and admins)", "group_id").add_argument(
         "account_name", metavar="USER")
     action("leave", "leave a group", "group_id")
-    action("send", "send a message to a group", "group_id").add_argument(
-        "text", nargs="+", metavar="TEXT")
+    sub = action("send", "send a message to a group", "group_id")
+    sub.add_argument("text", nargs="+", metavar="TEXT")
+    sub.add_argument("--reply-to", type=int, metavar="MSG_ID",
+                     help="quote an earlier message of the group")
     sub = action("send-file", "send a file to a group (images with a preview); prints the"
                  " file id last", "group_id")
     sub.add_argument("path", metavar="PATH")
@@ -129,7 +131,8 @@ async def _leave(session: Session, args: argparse.Namespace) -> int:
 
 async def _send(session: Session, args: argparse.Namespace) -> int:
     text = " ".join(args.text)
-    reply = await session.ask(lambda client: client.send_group_message(args.group_id, text),
+    reply = await session.ask(lambda client: client.send_group_message(args.group_id, text,
+                                                                       args.reply_to),
                               patient=True)
     session.output.line(f"sent #{reply.get('msg_id')} to group #{args.group_id}",
                         {"msg_id": reply.get("msg_id"), "time": reply.get("time"),

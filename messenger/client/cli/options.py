@@ -91,6 +91,8 @@ def _add_commands(commands: Any) -> None:
     sub = command("send", "send a message")
     sub.add_argument("to", metavar="USER")
     sub.add_argument("text", nargs="+", metavar="TEXT")
+    sub.add_argument("--reply-to", type=int, metavar="MSG_ID",
+                     help="quote an earlier message of the conversation")
     sub = command("send-file", "send a file (images with a preview); prints the file id")
     sub.add_argument("to", metavar="USER")
     sub.add_argument("path", metavar="PATH")
@@ -114,9 +116,10 @@ def _add_commands(commands: Any) -> None:
                   " interrupted")
     sub.add_argument("--count", type=int, metavar="N",
                      help="exit after printing N messages")
-    from messenger.client.cli import groups, receipts
+    from messenger.client.cli import edits, groups, receipts
     groups.add_parser(commands)
     receipts.add_parser(commands)
+    edits.add_parsers(command)
 
 
 # -- settings -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from messenger.client.cli.options import (
     PROG,
     CliError,
 )
+from messenger.client.edits import MessageChange
 from messenger.client.errors import (
     ClientError,
     DownloadCorrupt,
@@ -56,14 +57,24 @@ def format_message(message: dict[str, Any]) -> str:
     if isinstance(attachment, dict):
         tail += (f" [file {attachment.get('file_id')}: {attachment.get('name')},"
                  f" {attachment.get('size')} bytes]")
+    text = message.get("message")
+    if message.get("deleted") is not None:
+        text = "(message deleted)"
+    elif message.get("edited") is not None:
+        tail += " (edited)"
+    if message.get("reply_to") is not None:
+        text = f"[re #{message['reply_to']}] {text}"
     return (f"#{message.get('msg_id')} {_when(message.get('time'))}"
-            f" {message.get('from')} -> {to}: {message.get('message')}{tail}")
+            f" {message.get('from')} -> {to}: {text}{tail}")
 
 
 def format_event(event: Any) -> str | None:
     """One line for a push, or None for kinds tail does not print."""
     if isinstance(event, IncomingMessage):
         return format_message(event_json(event))
+    if isinstance(event, MessageChange):
+        what = "deleted" if event.is_deleted else f"edited: {event.text}"
+        return f"~ #{event.msg_id} {what} (by {event.by})"
     if isinstance(event, PresenceChange):
         return f"* {event.account_name} is {event.status}"
     if isinstance(event, Broadcast):
@@ -88,7 +99,14 @@ def event_json(event: Any) -> dict[str, Any]:
             a = event.attachment
             out["attachment"] = {"file_id": a.file_id, "name": a.name, "size": a.size,
                                  "mime": a.mime}
+        for key in ("reply_to", "edited", "deleted"):
+            if getattr(event, key) is not None:
+                out[key] = getattr(event, key)
         return out
+    if isinstance(event, MessageChange):
+        return {"event": "message_changed", "change_id": event.change_id,
+                "msg_id": event.msg_id, "kind": event.kind, "message": event.text,
+                "by": event.by}
     if isinstance(event, PresenceChange):
         return {"event": "presence", "account_name": event.account_name,
                 "status": event.status}

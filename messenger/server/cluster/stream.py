@@ -345,17 +345,21 @@ def frame_for(row: tuple[Any, ...]) -> bytes:
         group = mentions = None
     else:
         msg_id, created, sender, recipient, group, body, mentions = row[:7]
-        attachment = row[7] if len(row) > 7 else None
+        attachment = row[-1] if len(row) > 7 else None
     if group is None:
-        message = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
-                   "to": recipient, "message": body}
+        push = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
+                "to": recipient, "message": body}
     else:
-        message = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
-                   "group": group, "message": body,
-                   "mentions": mentions.split() if mentions else []}
+        push = {"action": "msg", "msg_id": msg_id, "time": created, "from": sender,
+                "group": group, "message": body,
+                "mentions": mentions.split() if mentions else []}
+    # reply_to, edited, deleted (store.replies.EXTRA, before the attachment) when set
+    for key, value in zip(("reply_to", "edited", "deleted"), row[7:10], strict=False):
+        if value is not None and len(row) > 10:
+            push[key] = value
     if attachment is not None:
-        message["attachment"] = jim.decode(attachment.encode("utf-8"))
-    return jim.encode(message)
+        push["attachment"] = jim.decode(attachment.encode("utf-8"))
+    return jim.encode(push)
 
 
 class ChainedGroupCommit(GroupCommit[Any, Any]):

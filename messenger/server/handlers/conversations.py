@@ -60,10 +60,26 @@ def mention_candidates(body: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def extra_view(view: dict[str, Any], extra: tuple[Any, ...]) -> dict[str, Any]:
+    """Add ``reply_to``, ``edited`` and ``deleted`` (the `replies.EXTRA` columns at the
+    end of a message row) to its view, each only when set: a plain message keeps the
+    shape it always had."""
+    reply_to, edited, deleted = extra
+    if reply_to is not None:
+        view["reply_to"] = reply_to
+    if edited is not None:
+        view["edited"] = edited
+    if deleted is not None:
+        view["deleted"] = deleted
+    return view
+
+
 def group_message_view(row: groupmsgs.GroupMessageRow) -> dict[str, Any]:
-    msg_id, created, sender, group_id, body, mentions, attachment = row
-    view = {"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
-            "message": body, "mentions": mentions.split() if mentions else []}
+    msg_id, created, sender, group_id, body, mentions = row[:6]
+    view = extra_view({"msg_id": msg_id, "time": created, "from": sender, "group": group_id,
+                       "message": body, "mentions": mentions.split() if mentions else []},
+                      row[6:9])
+    attachment = row[-1]
     if attachment is not None:
         view["attachment"] = jim.decode(attachment.encode("utf-8"))
     return view
@@ -71,8 +87,10 @@ def group_message_view(row: groupmsgs.GroupMessageRow) -> dict[str, Any]:
 
 def sync_view(row: SyncRow) -> dict[str, Any]:
     """A message of a sync: direct (``to``) or group (``group`` and ``mentions``), with
-    its ``attachment`` when it carries a file."""
-    msg_id, created, sender, recipient, group_id, body, mentions, attachment = row
+    its ``attachment`` when it carries a file, and ``reply_to``, ``edited``, ``deleted``
+    when they apply."""
+    msg_id, created, sender, recipient, group_id, body, mentions = row[:7]
+    attachment = row[-1]
     if group_id is None:
         view = {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
                 "message": body}
@@ -81,7 +99,7 @@ def sync_view(row: SyncRow) -> dict[str, Any]:
                 "message": body, "mentions": mentions.split() if mentions else []}
     if attachment is not None:
         view["attachment"] = jim.decode(attachment.encode("utf-8"))
-    return view
+    return extra_view(view, row[7:10])
 
 
 # -- sending ------------------------------------------------------------------------------
@@ -90,11 +108,15 @@ def send(session: Session, request: dict[str, Any], body: str) -> _GroupSent:
     """Queue a group message (body, quota and ``from`` already checked by ``msg``); its
     `Ack` comes after the commit, through a `Later`."""
     ctx = session.ctx
-    sent = _GroupSent(session, request["id"], request["group"], body)
+    sent = _GroupSent(session, request["id"], request["group"], body,
+                      request.get("reply_to"))
     # Group messages are stored even with persistence off (a benchmark switch): their
     # membership check lives in the database.
-    ctx.group_messages.submit((session.account.id, sent.group_id, sent.request_id, body,  # type: ignore[union-attr]
-                               ctx.clock.seconds(), mention_candidates(body)), sent)
+    item: tuple[Any, ...] = (session.account.id, sent.group_id, sent.request_id, body,  # type: ignore[union-attr]
+                             ctx.clock.seconds(), mention_candidates(body))
+    if sent.reply_to is not None:
+        item += (sent.reply_to,)
+    ctx.group_messages.submit(item, sent)
     return sent
 
 
@@ -102,12 +124,14 @@ class _GroupSent(Later):
     """One group message on its way to the database; `settle` runs after its batch
     committed: one push for the members online, then the sender's answer."""
 
-    __slots__ = ("group_id", "body")
+    __slots__ = ("group_id", "body", "reply_to")
 
-    def __init__(self, session: Session, request_id: str, group_id: int, body: str) -> None:
+    def __init__(self, session: Session, request_id: str, group_id: int, body: str,
+                 reply_to: int | None = None) -> None:
         Later.__init__(self, session, request_id)
         self.group_id = group_id
         self.body = body
+        self.reply_to = reply_to
 
     def settle(self, result: Any) -> None:
         try:
@@ -118,18 +142,26 @@ class _GroupSent(Later):
 
     def _stored(self, result: Any) -> Ack:
         if type(result) is not tuple:
-            _not_stored(result)
+            _not_stored(result, self.reply_to)
         msg_id, created, new, recipients, mentions = result
         if new and recipients:
             session = self.session
-            session.ctx.router.push_many(recipients, {
-                "action": "msg", "msg_id": msg_id, "time": created,
-                "from": session.account.name, "group": self.group_id,
-                "message": self.body, "mentions": list(mentions)})
+            push = {"action": "msg", "msg_id": msg_id, "time": created,
+                    "from": session.account.name, "group": self.group_id,
+                    "message": self.body, "mentions": list(mentions)}
+            if self.reply_to is not None:
+                push["reply_to"] = self.reply_to
+            session.ctx.router.push_many(recipients, push)
         return Ack(msg_id, created)
 
 
-def _not_stored(result: Any) -> None:
+def reply_elsewhere(reply_to: int | None) -> NotFound:
+    """The refusal of a reply whose quoted message is not of its conversation."""
+    return NotFound(f"'reply_to': no message {reply_to} in this conversation (a reply"
+                    " quotes an earlier message of the same conversation)")
+
+
+def _not_stored(result: Any, reply_to: int | None = None) -> None:
     """A refusal from the batch transaction, or a failed transaction."""
     if isinstance(result, Unavailable):
         raise result  # a store that is down answers 503 (the outage is logged once)
@@ -141,6 +173,8 @@ def _not_stored(result: Any) -> None:
                         " channel")
     if result == groupmsgs.ID_REUSED:
         raise Conflict("this request id was already used for another message")
+    if result == groupmsgs.REPLY_ELSEWHERE:
+        raise reply_elsewhere(reply_to)
     raise Forbidden(NOT_MEMBER)
 
 

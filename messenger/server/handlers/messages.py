@@ -56,9 +56,10 @@ def check_quota(session: Session, body: str) -> None:
 
 
 def message_view(row: messages.MessageRow) -> dict[str, Any]:
-    msg_id, created, sender, recipient, body, attachment = row
-    view = {"msg_id": msg_id, "time": created, "from": sender, "to": recipient,
-            "message": body}
+    msg_id, created, sender, recipient, body = row[:5]
+    view = conversations.extra_view({"msg_id": msg_id, "time": created, "from": sender,
+                                     "to": recipient, "message": body}, row[5:8])
+    attachment = row[-1]
     if attachment is not None:
         view["attachment"] = jim.decode(attachment.encode("utf-8"))
     return view
@@ -69,6 +70,9 @@ def msg(session: Session, request: dict[str, Any]) -> Any:
     (through a `Later`; a Deferred when the recipient had to be looked up first). A
     message with a file goes its own way (`attachments.send`)."""
     if request.get("attachment") is not None:
+        if request.get("reply_to") is not None:
+            raise BadRequest("'reply_to' cannot go with an 'attachment': send the file,"
+                             " then the reply")
         return attachments.send(session, request)
     ctx = session.ctx
     body = request["message"]
@@ -84,7 +88,8 @@ def msg(session: Session, request: dict[str, Any]) -> Any:
         return conversations.send(session, request, body)
     recipient = ctx.directory.cached(to)
     if recipient is not None:
-        return _submit(_Sent(session, request["id"], recipient, body))
+        return _submit(_Sent(session, request["id"], recipient, body,
+                             request.get("reply_to")))
     d = ctx.directory.lookup(to)
     d.addCallback(_resolved, session, request, body)
     return d
@@ -94,7 +99,7 @@ def _resolved(recipient: UserRef | None, session: Session, request: dict[str, An
               body: str) -> defer.Deferred[Ack]:
     if recipient is None:
         raise NotFound(f"no user named '{request['to']}'")
-    sent = _Sent(session, request["id"], recipient, body)
+    sent = _Sent(session, request["id"], recipient, body, request.get("reply_to"))
     sent.waiter = defer.Deferred()
     _submit(sent)
     return sent.waiter
@@ -104,14 +109,15 @@ class _Sent(Later):
     """One message on its way to the database; `settle` runs after its batch committed:
     the push to the recipient, then the sender's answer."""
 
-    __slots__ = ("recipient", "body", "waiter")
+    __slots__ = ("recipient", "body", "waiter", "reply_to")
 
     def __init__(self, session: Session, request_id: str, recipient: UserRef,
-                 body: str) -> None:
+                 body: str, reply_to: int | None = None) -> None:
         Later.__init__(self, session, request_id)
         self.recipient = recipient
         self.body = body
         self.waiter: defer.Deferred[Ack] | None = None
+        self.reply_to = reply_to
 
     def settle(self, result: Any) -> None:
         try:
@@ -128,13 +134,20 @@ class _Sent(Later):
 
     def _stored(self, result: Any) -> Ack:
         if type(result) is not tuple:
-            _not_stored(self.session, self.recipient, result)
+            _not_stored(self.session, self.recipient, result, self.reply_to)
         msg_id, created, new = result
         if new:
             session = self.session
-            session.ctx.router.push_encoded(
-                self.recipient.id, push_frame(msg_id, created, session.account.name,
-                                              self.recipient.name, self.body))
+            if self.reply_to is None:
+                session.ctx.router.push_encoded(
+                    self.recipient.id, push_frame(msg_id, created, session.account.name,
+                                                  self.recipient.name, self.body))
+            else:
+                # push_encoded, like every message push: a cluster orders them.
+                session.ctx.router.push_encoded(self.recipient.id, jim.encode({
+                    "action": "msg", "msg_id": msg_id, "time": created,
+                    "from": session.account.name, "to": self.recipient.name,
+                    "message": self.body, "reply_to": self.reply_to}))
         return Ack(msg_id, created)
 
 
@@ -143,7 +156,10 @@ def _submit(sent: _Sent) -> _Sent:
     ctx = session.ctx
     ctx.blocks.check(sent.recipient.id, session.account.id, sent.recipient.name)
     now = ctx.clock.seconds()
-    item = (session.account.id, sent.recipient.id, sent.request_id, sent.body, now)
+    item: tuple[Any, ...] = (session.account.id, sent.recipient.id, sent.request_id,
+                             sent.body, now)
+    if sent.reply_to is not None:
+        item += (sent.reply_to,)
     if ctx.config.persist:
         ctx.messages.submit(item, sent)
     else:
@@ -163,7 +179,8 @@ def push_frame(msg_id: int, created: float, sender: str, recipient: str, body: s
             f'"message":{_json_string(body)}}}').encode()
 
 
-def _not_stored(session: Session, recipient: UserRef, result: Any) -> None:
+def _not_stored(session: Session, recipient: UserRef, result: Any,
+                reply_to: int | None = None) -> None:
     """The rare outcomes: an account deleted meanwhile, or a failed transaction."""
     if isinstance(result, Unavailable):
         raise result  # a store that is down answers 503 (the outage is logged once)
@@ -175,6 +192,8 @@ def _not_stored(session: Session, recipient: UserRef, result: Any) -> None:
         raise NotFound(f"no user named '{recipient.name}'")
     if result == messages.SENDER_GONE:
         raise SessionOver("your account no longer exists")
+    if result == messages.REPLY_ELSEWHERE:
+        raise conversations.reply_elsewhere(reply_to)
     raise ServerError("the message could not be stored")
 
 
