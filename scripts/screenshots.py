@@ -245,6 +245,7 @@ def scenario(out: Path, base: Path) -> Any:
         yield groups_scene(world, shots)
         yield receipts_scene(world, shots)
         yield files_scene(world, shots, base)
+        yield edits_scene(world, shots)
 
         # -- the search dialog, settings and shortcuts ---------------------------------------
         search = carol.main_window.open_search()
@@ -424,6 +425,35 @@ def files_scene(world: World, shots: Shots, base: Path) -> Any:
                                for e in bob_pane.model.entries()), what="the preview")
     yield sleep(0.3)
     yield shots.take(bob_main, "files", 1100, 720)
+
+
+def edits_scene(world: World, shots: Shots) -> Any:
+    """Carol and alice: a reply with its quote, an edited message, a deleted one, and a
+    search for an old message."""
+    alice, carol = world.desktops["alice"], world.desktops["carol"]
+    question = yield alice.client.send_message("carol", "Which room is the review in?")
+    yield carol.client.send_message("alice", "Room 4.12, second floor",
+                                    reply_to=question["msg_id"])
+    typo = yield alice.client.send_message("carol", "Thanks! I'll bring the slides and"
+                                           " the budjet sheet")
+    yield alice.client.edit_message(typo["msg_id"], "Thanks! I'll bring the slides and"
+                                    " the budget sheet")
+    oops = yield carol.client.send_message("alice", "(sent to the wrong chat, sorry)")
+    yield carol.client.delete_message(oops["msg_id"])
+    yield carol.client.send_message("alice", "See you there 👍")
+    main = alice.main_window
+    main.resize(1100, 720)
+    pane = main.open_chat("carol")
+    yield wait_for(lambda: pane.model.rowCount() >= 6, what="carol's chat")
+    pane.quote(pane.model.entries()[-1])
+    yield shots.take(main, "edits", 1100, 720)
+    pane.cancel_context()
+    search = main.open_message_search()
+    search.query.setText("review room")
+    search.search_now()
+    yield wait_for(lambda: search.results.count() >= 1, what="search results")
+    yield shots.take(search, "search-messages", 560, 480)
+    search.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from PyQt5.QtCore import QObject, pyqtSignal
 
 KINDS = ("state", "message", "message_status", "presence", "broadcast", "account",
          "notice", "call", "server_key", "group", "unread", "receipt", "typing",
-         "transfer_progress", "transfer_done", "transfer_failed")
+         "transfer_progress", "transfer_done", "transfer_failed", "message_changed")
 
 
 class ClientBridge(QObject):
@@ -39,6 +39,7 @@ class ClientBridge(QObject):
     transfer_progress = pyqtSignal(object)  # Transfer: an upload or download moved on
     transfer_done = pyqtSignal(object)    # Transfer, finished
     transfer_failed = pyqtSignal(object)  # Transfer, given up (its error)
+    message_changed = pyqtSignal(object)  # MessageChange: edited or deleted for everyone
 
     def __init__(self, client: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)

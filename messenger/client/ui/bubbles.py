@@ -42,6 +42,8 @@ DAY_HEIGHT = 36
 DIVIDER_HEIGHT = 30
 BEGINNING_HEIGHT = 40
 RADIUS = 14
+QUOTE_HEIGHT, QUOTE_WIDTH = 44, 180     # a reply's quote of the message it answers
+DELETED_WORDS = "🚫 message deleted"
 SENDER_AVATAR = 30              # a group member's avatar beside its bubble
 MEDIA_GAP = 6                   # between an image or file card and the caption
 UNREAD_WORDS = "Unread messages"
@@ -60,6 +62,7 @@ class Bubble:
     footer_height: float
     sender_height: float = 0.0   # the sender's name above the text (groups)
     media: QRectF | None = None  # an image preview or a file card, above the text
+    quote: QRectF | None = None  # the message it replies to, above the text
 
 
 class BubbleDelegate(QStyledItemDelegate):
@@ -119,6 +122,8 @@ class BubbleDelegate(QStyledItemDelegate):
     @staticmethod
     def footer(entry: ChatEntry) -> str:
         clock = format_clock(entry.time)
+        if entry.edited and not entry.deleted:
+            clock = f"edited {clock}"
         if not entry.own:
             return clock
         if entry.status == PENDING:
@@ -136,10 +141,12 @@ class BubbleDelegate(QStyledItemDelegate):
         text_font, small = self.fonts(option)
         view_width = max(200, option.rect.width())
         max_text = int(min(640, view_width * 0.72)) - 2 * PAD_X
-        layout, natural, text_height = self.text_layout(entry.text, text_font, max_text)
-        if not entry.text:
+        layout, natural, text_height = self.text_layout(shown_text(entry), text_font,
+                                                        max_text)
+        if not shown_text(entry):
             natural = text_height = 0.0            # a file without a caption
         media_width, media_height = media_size(entry, max_text)
+        quote_height = QUOTE_HEIGHT if entry.reply_to is not None else 0.0
         footer_width = QFontMetrics(small).horizontalAdvance(self.footer(entry))
         footer_height = QFontMetrics(small).height()
         model = index.model()
@@ -148,10 +155,11 @@ class BubbleDelegate(QStyledItemDelegate):
             metrics = QFontMetrics(self.sender_font(option))
             sender_height = metrics.height() + 2
             sender_width = metrics.horizontalAdvance(entry.sender) + 2
-        width = min(max(natural, footer_width + 2, sender_width, media_width),
-                    max_text) + 2 * PAD_X
+        width = min(max(natural, footer_width + 2, sender_width, media_width,
+                        QUOTE_WIDTH if quote_height else 0), max_text) + 2 * PAD_X
         media_gap = MEDIA_GAP if media_height else 0.0
-        height = text_height + footer_height + sender_height + media_height + media_gap + \
+        height = text_height + footer_height + sender_height + quote_height + \
+            media_height + media_gap + \
             2 * PAD_Y + 2
         show_day = self.show_day(index)
         divider = getattr(model, "divider_row", None) == index.row()
@@ -162,17 +170,26 @@ class BubbleDelegate(QStyledItemDelegate):
                 else option.rect.left() + MARGIN_X + (SENDER_AVATAR + 8 if sender_height
                                                       else 0))
         rect = QRectF(left, top, width, height)
-        media = QRectF(left + PAD_X, top + PAD_Y + sender_height, media_width,
-                       media_height) if media_height else None
+        quote = QRectF(left + PAD_X, top + PAD_Y + sender_height, width - 2 * PAD_X,
+                       quote_height - 6) if quote_height else None
+        media_top = top + PAD_Y + sender_height + quote_height
+        media = QRectF(left + PAD_X, media_top, media_width, media_height) \
+            if media_height else None
         return Bubble(entry, beginning, show_day, divider, layout, rect,
-                      QPointF(left + PAD_X, top + PAD_Y + sender_height + media_height
-                              + media_gap), text_height, footer_height, sender_height, media)
+                      QPointF(left + PAD_X, media_top + media_height + media_gap),
+                      text_height, footer_height, sender_height, media, quote)
 
     def media_at(self, option: QStyleOptionViewItem, index: QModelIndex,
                  point: QPointF) -> bool:
         """Is ``point`` on the row's image preview or file card?"""
         media = self.bubble(option, index).media
         return media is not None and media.contains(point)
+
+    def quote_at(self, option: QStyleOptionViewItem, index: QModelIndex,
+                 point: QPointF) -> bool:
+        """Is ``point`` on the row's quote of the message it replies to?"""
+        quote = self.bubble(option, index).quote
+        return quote is not None and quote.contains(point)
 
     @staticmethod
     def sender_font(option: QStyleOptionViewItem) -> QFont:
@@ -241,9 +258,12 @@ class BubbleDelegate(QStyledItemDelegate):
             painter.drawText(QRectF(bubble.rect.left() + PAD_X, bubble.rect.top() + PAD_Y,
                                     bubble.rect.width() - 2 * PAD_X, bubble.sender_height),
                              Qt.AlignLeft | Qt.AlignTop, entry.sender)
+        if bubble.quote is not None:
+            paint_quote(painter, bubble.quote, entry, index.model().quoted(entry), small)
         if bubble.media is not None:
             paint_media(painter, bubble.media, entry, small, self.parent())
-        painter.setPen(text_colour)
+        painter.setPen(QColor(style.PALETTE.muted) if entry.deleted and not entry.own
+                       else text_colour)
         painter.setFont(text_font)
         bubble.layout.draw(painter, bubble.text_origin,
                            self._formats(entry, index.row(), link_colour))
@@ -340,3 +360,41 @@ def _range(start: int, length: int, fmt: QTextCharFormat) -> QTextLayout.FormatR
     format_range = QTextLayout.FormatRange()
     format_range.start, format_range.length, format_range.format = start, length, fmt
     return format_range
+
+
+def shown_text(entry: ChatEntry) -> str:
+    """What a bubble says: the text, or that the message was deleted."""
+    return DELETED_WORDS if entry.deleted else entry.text
+
+
+def paint_quote(painter: QPainter, rect: QRectF, entry: ChatEntry,
+                quoted: ChatEntry | None, font: QFont) -> None:
+    """The quoted message: a bar, its sender, its first line (a click jumps to it)."""
+    painter.save()
+    path = QPainterPath()
+    path.addRoundedRect(rect, 6, 6)
+    painter.fillPath(path, QColor(0, 0, 0, 35) if entry.own
+                     else QColor(style.PALETTE.accent_soft))
+    bar = style.avatar_colour(quoted.sender) if quoted is not None else \
+        QColor(style.PALETTE.muted)
+    painter.fillRect(QRectF(rect.left(), rect.top(), 3, rect.height()),
+                     QColor("white") if entry.own else bar)
+    who = ("you" if quoted.own else quoted.sender) if quoted is not None else "a message"
+    text = (shown_text(quoted) if quoted is not None
+            else "earlier in this conversation (click to find it)")
+    inner = rect.adjusted(10, 3, -6, -3)
+    bold = QFont(font)
+    bold.setBold(True)
+    painter.setFont(bold)
+    painter.setPen(QColor("white") if entry.own else bar)
+    half = inner.height() / 2
+    painter.drawText(QRectF(inner.left(), inner.top(), inner.width(), half),
+                     Qt.AlignLeft | Qt.AlignVCenter, who)
+    painter.setFont(font)
+    painter.setPen(QColor(style.PALETTE.own_footer if entry.own else style.PALETTE.muted))
+    line = " ".join(text.split())
+    painter.drawText(QRectF(inner.left(), inner.top() + half, inner.width(), half),
+                     Qt.AlignLeft | Qt.AlignVCenter,
+                     painter.fontMetrics().elidedText(line, Qt.ElideRight,
+                                                      int(inner.width())))
+    painter.restore()

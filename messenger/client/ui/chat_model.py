@@ -43,6 +43,9 @@ class ChatEntry:
     receipt: str = ""                # own, stored: "sent", "delivered" or "read"
     read_by: int = 0                 # own group messages: how many members read it
     attachment: Attachment | None = None   # the file it carries (a card, or a preview)
+    reply_to: int | None = None      # the msg_id it quotes (same conversation)
+    edited: bool = False             # its author changed it ("edited" in the footer)
+    deleted: bool = False            # deleted for everyone ("message deleted")
     _links: list[tuple[int, int, str]] | None = field(default=None, repr=False,
                                                       compare=False)
 
@@ -156,7 +159,8 @@ class ChatModel(QAbstractListModel):
 
     def add_stored(self, msg_id: int, time: float, sender: str, text: str,
                    mentions: tuple[str, ...] = (),
-                   attachment: Attachment | None = None) -> bool:
+                   attachment: Attachment | None = None, reply_to: int | None = None,
+                   edited: bool = False, deleted: bool = False) -> bool:
         """A stored message (history page or live); False if it is here already.
         ``mentions``: of a group message (the user's own name among them highlights it)."""
         if msg_id in self._msg_ids:
@@ -165,6 +169,7 @@ class ChatModel(QAbstractListModel):
         me = self.me.lower()
         self._insert(ChatEntry(msg_id, time, sender, text, own, ACKED if own else RECEIVED,
                                mentions=mentions, attachment=attachment,
+                               reply_to=reply_to, edited=edited, deleted=deleted,
                                mentioned=not own and any(n.lower() == me for n in mentions)))
         return True
 
@@ -176,10 +181,14 @@ class ChatModel(QAbstractListModel):
                 mentions = message.get("mentions")
                 mentions = tuple(str(name) for name in mentions) \
                     if isinstance(mentions, list) else ()
+                reply_to = message.get("reply_to")
                 added += self.add_stored(int(message["msg_id"]), float(message["time"]),
                                          str(message["from"]), str(message["message"]),
                                          mentions, Attachment.from_jim(
-                                             message.get("attachment")))
+                                             message.get("attachment")),
+                                         reply_to if type(reply_to) is int else None,
+                                         message.get("edited") is not None,
+                                         message.get("deleted") is not None)
             except (KeyError, TypeError, ValueError):
                 continue
         return added
@@ -194,7 +203,8 @@ class ChatModel(QAbstractListModel):
             return                           # acknowledged and shown already
         entry = ChatEntry(None, outgoing.created, self.me, outgoing.text, True, PENDING,
                           request_id=outgoing.request_id, seq=next(_order),
-                          attachment=own_attachment(getattr(outgoing, "attachment", None)))
+                          attachment=own_attachment(getattr(outgoing, "attachment", None)),
+                          reply_to=getattr(outgoing, "reply_to", None))
         self._insert(entry)
         self.update_outgoing(outgoing)       # it may have been settled already
 
@@ -228,6 +238,29 @@ class ChatModel(QAbstractListModel):
                 if (receipt, read_by) != (entry.receipt, entry.read_by):
                     entry.receipt, entry.read_by = receipt, read_by
                     self._changed(row)
+
+    def apply_change(self, msg_id: int, text: str, deleted: bool) -> bool:
+        """A message edited or deleted for everyone (as it is now); False if it is not
+        shown here."""
+        row = self.row_of_msg_id(msg_id)
+        if row is None:
+            return False
+        entry = self._entries[row]
+        entry.text, entry._links = ("" if deleted else text), None
+        entry.deleted = deleted
+        entry.edited = entry.edited or not deleted
+        self._changed(row)
+        for other_row, other in enumerate(self._entries):      # the quotes of it
+            if other.reply_to == msg_id:
+                self._changed(other_row)
+        return True
+
+    def quoted(self, entry: ChatEntry) -> ChatEntry | None:
+        """The message ``entry`` replies to, when it is loaded."""
+        if entry.reply_to is None:
+            return None
+        row = self.row_of_msg_id(entry.reply_to)
+        return self._entries[row] if row is not None else None
 
     def _row_of_request(self, request_id: str) -> int | None:
         for row in range(len(self._entries) - 1, -1, -1):

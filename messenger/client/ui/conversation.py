@@ -24,6 +24,7 @@ from PyQt5.QtWidgets import (
 from messenger.client.errors import MessageTooLong, MessengerError
 from messenger.client.ui import style
 from messenger.client.ui.chat_model import ChatModel
+from messenger.client.ui.edit_actions import EditActionsMixin
 from messenger.client.ui.emoji import EmojiPicker, insert_emoji
 from messenger.client.ui.file_actions import FileActionsMixin
 from messenger.client.ui.header import PaneHeader, icon_button
@@ -36,7 +37,7 @@ PAGE = 50
 NEAR_TOP = 24                 # pixels from the top that ask for an older page
 
 
-class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
+class ConversationPane(EditActionsMixin, FileActionsMixin, LiveMarksMixin, QWidget):
     back_requested = pyqtSignal()
     call_requested = pyqtSignal(str)
     menu_requested = pyqtSignal(str, object)      # peer, the QMenu to fill
@@ -86,6 +87,8 @@ class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
         layout.addWidget(self._bottom())
         self.init_files(layout, self.composer_row)
         self.init_live_marks()
+        self.init_edits(layout)
+        self.view.menu_extras = self._message_menu_extras
         self.show_pending()
 
     def _bottom(self) -> QWidget:
@@ -176,10 +179,18 @@ class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
         at_bottom = self._at_bottom()
         added = self.model.add_stored(message.msg_id, message.time, message.sender,
                                       message.text, tuple(getattr(message, "mentions", ())),
-                                      getattr(message, "attachment", None))
+                                      getattr(message, "attachment", None),
+                                      getattr(message, "reply_to", None),
+                                      getattr(message, "edited", None) is not None,
+                                      getattr(message, "deleted", None) is not None)
         if added and at_bottom:
             self.scroll_to_bottom()
         return added
+
+    def _message_menu_extras(self, entry: Any, menu: Any) -> None:
+        """A message's menu: Save file…, then Edit and Delete… where they apply."""
+        self._menu_extras(entry, menu)
+        self.edit_menu(entry, menu)
 
     def conversation(self) -> dict[str, Any]:
         return {"to": self.peer}
@@ -210,8 +221,11 @@ class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
         text = self.compose.toPlainText().strip()
         if not text:
             return
+        if self.editing is not None:
+            self.save_edit(text)
+            return
         try:
-            outgoing = self.queue(text)
+            outgoing = self.queue(text, self.reply_to_id())
         except MessageTooLong as error:
             self.banner.show_error(f"This message is too long ({error.size} bytes; at most"
                                    f" {error.limit}). Split it into several.")
@@ -223,6 +237,7 @@ class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
         self.model.set_unread_after(None)
         self.model.add_outgoing(outgoing)
         self.compose.clear()
+        self.cancel_context()
         self.scroll_to_bottom()
 
     def show_emoji(self) -> EmojiPicker:
@@ -233,24 +248,18 @@ class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
         self.emoji_picker.popup_above(self.emoji_button)
         return self.emoji_picker
 
-    def queue(self, text: str) -> Any:
-        """Hand a message to the client core's outbox (a group pane sends to its group)."""
-        return self.client.queue_message(self.peer, text)
+    def queue(self, text: str, reply_to: int | None = None) -> Any:
+        """Hand a message to the client core's outbox (a group pane sends to its group),
+        quoting ``reply_to`` when it is a reply."""
+        return self.client.queue_message(self.peer, text, reply_to=reply_to)
 
     def fetch_page(self, before: int | None) -> Any:
         """The page of history before ``before`` (a group pane asks for its group's)."""
         return self.client.history(self.peer, before=before, limit=PAGE)
 
     def quote(self, entry: Any) -> None:
-        """Reply: the message quoted at the top of the composer."""
-        who = "you" if entry.own else entry.sender
-        first = " ".join(entry.text.split())
-        first = first if len(first) <= 80 else first[:79] + "…"
-        self.compose.setPlainText(f"> {who}: {first}\n{self.compose.toPlainText()}")
-        cursor = self.compose.textCursor()
-        cursor.movePosition(cursor.End)
-        self.compose.setTextCursor(cursor)
-        self.compose.setFocus()
+        """Reply: the message quoted above the composer; the next one sent answers it."""
+        self.start_reply(entry)
 
     # -- history --------------------------------------------------------------------------
 
@@ -281,6 +290,7 @@ class ConversationPane(FileActionsMixin, LiveMarksMixin, QWidget):
         if first:
             self.scroll_to_bottom()
         QTimer.singleShot(0, self._fill_view)
+        self.continue_jump()
 
     @if_alive
     def _page_failed(self, failure: Any) -> None:

@@ -35,6 +35,7 @@ from messenger.client.ui.chat_state import (
     ChatStateFile,
     group_key,
     person_key,
+    preview_of,
     shown_text,
 )
 from messenger.client.ui.group_tracking import GroupTrackingMixin
@@ -96,7 +97,8 @@ class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
                              (bridge.notice, self.on_notice),
                              (bridge.server_key, self.on_server_key),
                              (bridge.unread, self.on_unread),
-                             (bridge.group, self.on_group)]
+                             (bridge.group, self.on_group),
+                             (bridge.message_changed, self.on_message_changed)]
         for signal, slot in self._connections:
             signal.connect(slot)
 
@@ -234,6 +236,18 @@ class Conversations(ServerCountsMixin, GroupTrackingMixin, QObject):
         self.model.touched(key)
         self._unread_changed()
         self._save_soon()
+
+    def on_message_changed(self, change: Any) -> None:
+        """An edit or deletion of a chat's last message changes its preview."""
+        own = change.sender.lower() == self.me.lower()
+        key = group_key(change.group) if change.group is not None else \
+            person_key((change.recipient or "") if own else change.sender)
+        record = self.state.chats.get(key)
+        if record is not None and record.last_id == change.msg_id:
+            record.preview = "message deleted" if change.is_deleted else \
+                preview_of(change.text)
+            self.model.touched(key)
+            self._save_soon()
 
     def on_presence(self, change: Any) -> None:
         self.model.set_status(change.account_name, change.status)

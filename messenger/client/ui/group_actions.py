@@ -70,6 +70,17 @@ class GroupActionsMixin:
         if isinstance(pane, GroupPane) and item is not None and item.group is not None:
             pane.set_meta(item.group, header_status(self._state))
 
+    def show_message(self, message: Any) -> Any:
+        """Open a message's chat at it (a search result)."""
+        if message.group is not None:
+            pane = self.open_group(message.group)
+        else:
+            own = message.sender.lower() == self.me.lower()
+            pane = self.open_chat((message.recipient or "") if own  # type: ignore
+                                  else message.sender)
+        pane.jump_to(message.msg_id)
+        return pane
+
     # -- dialogs --------------------------------------------------------------------------
 
     def open_new_group(self) -> NewGroupDialog:

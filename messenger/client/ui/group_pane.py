@@ -104,8 +104,11 @@ class GroupPane(ConversationPane):
     def belongs(self, outgoing: Any) -> bool:
         return outgoing.group == self.group_id
 
-    def queue(self, text: str) -> Any:
-        return self.client.queue_group_message(self.group_id, text)
+    def queue(self, text: str, reply_to: int | None = None) -> Any:
+        return self.client.queue_group_message(self.group_id, text, reply_to=reply_to)
+
+    def may_delete_others(self) -> bool:
+        return self.meta.manages
 
     def fetch_page(self, before: int | None) -> Any:
         return self.client.group_history(self.group_id, before=before, limit=PAGE)

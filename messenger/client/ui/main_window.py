@@ -113,7 +113,8 @@ class MainWindow(WindowsMixin, GroupActionsMixin, PaneRoutingMixin, ChatActionsM
             (bridge.receipt, self.on_receipt), (bridge.typing, self.on_typing),
             (bridge.transfer_progress, self.on_transfer),
             (bridge.transfer_done, self.on_transfer),
-            (bridge.transfer_failed, self.on_transfer)]
+            (bridge.transfer_failed, self.on_transfer),
+            (bridge.message_changed, self.on_message_changed)]
         for signal, slot in self._connections:
             signal.connect(slot)
         if self.account is not None:

@@ -31,6 +31,7 @@ WORD = re.compile(r"\w+|\S")
 class MessageView(QListView):
     reply_requested = pyqtSignal(object)     # ChatEntry
     attachment_activated = pyqtSignal(object)  # ChatEntry: its file or image clicked
+    quote_activated = pyqtSignal(object)     # ChatEntry: its quote clicked (jump to it)
     link_activated = pyqtSignal(str)
 
     def __init__(self, parent: Any = None) -> None:
@@ -193,6 +194,16 @@ class MessageView(QListView):
         option.rect = self.visualRect(index)
         return entry if self.bubbles.media_at(option, index, QPointF(point)) else None
 
+    def quote_at(self, point: QPoint) -> ChatEntry | None:
+        """The reply whose quote is under ``point``."""
+        index = self.indexAt(point)
+        entry = self._entry(index.row()) if index.isValid() else None
+        if entry is None or entry.reply_to is None:
+            return None
+        option = QStyleOptionViewItem(self.viewOptions())
+        option.rect = self.visualRect(index)
+        return entry if self.bubbles.quote_at(option, index, QPointF(point)) else None
+
     def link_at(self, point: QPoint) -> str | None:
         end, inside = self.position_at(point)
         if end is None or not inside:
@@ -226,7 +237,8 @@ class MessageView(QListView):
                 self._dragged = self._dragged or end != self._pressed
                 self.select(self.anchor, end)
             return
-        link = self.link_at(event.pos()) or self.media_at(event.pos())
+        link = self.link_at(event.pos()) or self.media_at(event.pos()) or \
+            self.quote_at(event.pos())
         _, inside = self.position_at(event.pos())
         self.viewport().setCursor(Qt.PointingHandCursor if link else
                                   Qt.IBeamCursor if inside else Qt.ArrowCursor)
@@ -237,6 +249,10 @@ class MessageView(QListView):
             entry = self.media_at(event.pos())
             if entry is not None:
                 self.attachment_activated.emit(entry)
+                return
+            quoting = self.quote_at(event.pos())
+            if quoting is not None:
+                self.quote_activated.emit(quoting)
                 return
             link = self.link_at(event.pos())
             if link:

@@ -45,3 +45,11 @@ class PaneRoutingMixin:
         """An upload or download moved on: the pane that started it shows it."""
         for pane in self.panes.values():
             pane.on_transfer(transfer)
+
+    def on_message_changed(self, change: Any) -> None:
+        """Edited or deleted for everyone: the open pane shows it as it is now."""
+        own = change.sender.lower() == self.me.lower()
+        pane = self.panes.get(group_key(change.group) if change.group is not None else
+                              person_key((change.recipient or "") if own else change.sender))
+        if pane is not None:
+            pane.apply_change(change)

@@ -27,6 +27,7 @@ from messenger.client.ui import style
 MAIN_WINDOW = (
     ("jump_to_chat", ("Ctrl+K",), "Jump to a chat: type part of its name, Enter opens it"),
     ("open_search", ("Ctrl+F",), "Find people on the server (and add them)"),
+    ("open_message_search", ("Ctrl+Shift+F",), "Search your messages (every conversation)"),
     ("previous_chat", ("Alt+Up",), "Open the chat above in the list"),
     ("next_chat", ("Alt+Down",), "Open the chat below in the list"),
     ("go_back", ("Esc",), "Back: close the chat (narrow window: back to the list)"),

@@ -13,6 +13,7 @@ from PyQt5.QtWidgets import QAction, QMenu
 from messenger.client.calls import controller as calls
 from messenger.client.ui.admin import AdminPanel
 from messenger.client.ui.call_window import CallWindow
+from messenger.client.ui.message_search import MessageSearchDialog
 from messenger.client.ui.search import SearchDialog
 from messenger.client.ui.shortcuts import ShortcutsDialog
 
@@ -36,12 +37,15 @@ class WindowsMixin:
         self.search_dialog: SearchDialog | None = None
         self.call_window: CallWindow | None = None
         self.shortcuts_dialog: ShortcutsDialog | None = None
+        self.message_search: MessageSearchDialog | None = None
 
     def build_main_menu(self) -> QMenu:
         menu = QMenu(self)  # type: ignore[arg-type]
         # The keys are shown after a tab, not bound here: the window's shortcuts (the
         # `shortcuts` table) already are, and a key bound twice would do nothing.
         menu.addAction(f"Find people…\t{_keys('Ctrl+F')}", self.open_search)
+        menu.addAction(f"Search messages…\t{_keys('Ctrl+Shift+F')}",
+                       self.open_message_search)
         menu.addAction("New group…", self.open_new_group)  # type: ignore[attr-defined]
         self.admin_action = menu.addAction(f"Administration\t{_keys('Ctrl+Shift+A')}",
                                            self.open_admin)
@@ -80,6 +84,19 @@ class WindowsMixin:
         self.search_dialog.activateWindow()
         self.search_dialog.query.setFocus()
         return self.search_dialog
+
+    def open_message_search(self) -> MessageSearchDialog:
+        if self.message_search is None:
+            names = self.conversations.state  # type: ignore[attr-defined]
+            self.message_search = MessageSearchDialog(
+                self.client, self.me, lambda group_id: names.group(group_id).name,
+                self, self.address)  # type: ignore[arg-type]
+            self.message_search.open_message.connect(self.show_message)  # type: ignore
+        self.message_search.show()
+        self.message_search.raise_()
+        self.message_search.query.setFocus()
+        self.message_search.query.selectAll()
+        return self.message_search
 
     def _searched_contact_added(self, contact: dict[str, Any]) -> None:
         self.contact_added(contact)  # type: ignore[attr-defined]
@@ -122,6 +139,6 @@ class WindowsMixin:
 
     def close_windows(self) -> None:
         for window in (self.admin_panel, self.search_dialog, self.call_window,
-                       self.shortcuts_dialog):
+                       self.shortcuts_dialog, self.message_search):
             if window is not None:
                 window.close()

@@ -235,7 +235,7 @@ class MessagesAsObjectsTests(ConversationTestCase):
     @defer.inlineCallbacks
     def test_context_menu_copies_a_message_and_its_link(self) -> Any:
         """Each message has a menu: Copy text puts its whole text on the clipboard, Copy
-        link the link under the mouse; Reply quotes it in the composer."""
+        link the link under the mouse; Reply quotes it above the composer."""
         pane = yield self.open_with("see https://example.org/notes, page 2")
         point = self.text_point(pane, 0, 10)
         menu = pane.view.message_menu(point)
@@ -247,7 +247,8 @@ class MessagesAsObjectsTests(ConversationTestCase):
         actions["Copy link"].trigger()
         self.assertEqual(QGuiApplication.clipboard().text(), "https://example.org/notes")
         actions["Reply"].trigger()
-        self.assertTrue(pane.compose.toPlainText().startswith("> bob: see https://"))
+        self.assertTrue(pane.context_label.full_text().startswith(
+            "Replying to bob: see https://"))
         menu = pane.view.message_menu(self.text_point(pane, 0, 1))
         self.assertNotIn("Copy link", [a.text() for a in menu.actions()])
 
