@@ -94,7 +94,8 @@ class EditDeleteTests(EditsTestCase):
         yield wait_for(lambda: texts(bob_pane) == ["see you at 6"], what="edited there")
         self.assertTrue(bob_pane.model.entry(0).edited)
         self.assertIn("edited", bob_pane.view.bubbles.footer(bob_pane.model.entry(0)))
-        self.assertEqual(texts(pane), ["see you at 6"])
+        # bob's push may come before alice's own reply: wait for hers too
+        yield wait_for(lambda: texts(pane) == ["see you at 6"], what="edited here")
         other = Menu()
         bob_pane.edit_menu(bob_pane.model.entry(0), other)
         self.assertEqual(other.actions, {})           # not bob's to change
