@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from messenger.wire.jim import SHA256_RE
+from messenger.wire.validators import SHA256_RE
 
 READ_BLOCK = 1024 * 1024
 SYNC_EVERY = 16 * 1024 * 1024
