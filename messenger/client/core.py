@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from messenger.client import reconnect
+from messenger.client.account_settings import AccountSettingsMixin, expiry
 from messenger.client.actions import ActionsMixin
 from messenger.client.connection import Connection, Timeouts
 from messenger.client.credentials import CredentialStore
@@ -32,7 +33,6 @@ from messenger.client.edits import ChangeFeed, EditsMixin
 from messenger.client.errors import (
     AlreadyLoggedIn,
     LoginInProgress,
-    MessageTooLong,
     NotConnected,
 )
 from messenger.client.events import (
@@ -49,6 +49,7 @@ from messenger.client.filesapi import FilesMixin
 from messenger.client.groupevents import UnreadCounts
 from messenger.client.inbox import Inbox
 from messenger.client.known_servers import PinOutcome, format_address
+from messenger.client.messaging import MessagingMixin
 from messenger.client.outbox import Outbox, OutgoingMessage
 from messenger.client.outbox_file import FILE_NAME, DiskOutbox, OutboxFile
 from messenger.client.plan import AUTHENTICATE, REGISTER, RESUME, LoginPlan
@@ -58,14 +59,14 @@ from messenger.client.sender import MessageSender
 from messenger.client.service import ConnectionService
 from messenger.client.transfers import Transfers
 from messenger.client.typing import Typing
-from messenger.wire.errors import MessengerError
 from messenger.wire.handshake import Established
 from messenger.wire.suites import SUITES
 
 Reply = defer.Deferred[dict[str, Any]]
 
 
-class MessengerClient(ActionsMixin, FilesMixin, EditsMixin):
+class MessengerClient(MessagingMixin, AccountSettingsMixin, ActionsMixin, FilesMixin,
+                      EditsMixin):
     """A session with one Messenger server that stays up, with a Deferred per action."""
 
     log = Logger()
@@ -266,104 +267,6 @@ class MessengerClient(ActionsMixin, FilesMixin, EditsMixin):
             return defer.fail(NotConnected(f"not connected ({self.state})"))
         return connection.request(action, fields)
 
-    def queue_message(self, to: str, text: str,
-                      reply_to: int | None = None) -> OutgoingMessage:
-        """Put a message in the outbox and return its record at once (status pending);
-        it is sent now if online, else after the next login, and resent with the same id
-        until acknowledged. ``message_status`` observers hear of every change. Raises
-        `NotConnected` before any login, `MessageTooLong` past the server's limit.
-        ``reply_to``: the msg_id of an earlier message of the conversation it quotes."""
-        return self._sender.queue(self._sender_name(text), to, text, reply_to=reply_to)
-
-    def queue_group_message(self, group_id: int, text: str,
-                            reply_to: int | None = None) -> OutgoingMessage:
-        """`queue_message` for a group: the same outbox, resends and statuses (the
-        record's ``group`` is set, its ``to`` None)."""
-        return self._sender.queue(self._sender_name(text), None, text, group=group_id,
-                                  reply_to=reply_to)
-
-    def _sender_name(self, text: str) -> str:
-        owner = self._owner()
-        size = len(text.encode("utf-8"))
-        if size > self.limits.max_body:
-            raise MessageTooLong(size, self.limits.max_body)
-        return owner
-
-    def _owner(self) -> str:
-        plan = self._service.plan
-        owner = self.account.account_name if self.account else (
-            plan.account_name if plan else None)
-        if owner is None:
-            raise NotConnected("log in before sending messages or files")
-        return owner
-
-    def send_message(self, to: str, text: str, reply_to: int | None = None) -> Reply:
-        """`queue_message`, as a Deferred firing with the acknowledgement (``msg_id``,
-        ``time``), however many reconnects it takes, or failing with the refusal."""
-        try:
-            entry = self.queue_message(to, text, reply_to)
-        except MessengerError as error:
-            return defer.fail(error)
-        return entry.when_done()
-
-    def send_group_message(self, group_id: int, text: str,
-                           reply_to: int | None = None) -> Reply:
-        """`send_message` to a group: fires with the acknowledgement, or fails with the
-        refusal (`Forbidden` for a non-member or a plain member of an announcement
-        channel)."""
-        try:
-            entry = self.queue_group_message(group_id, text, reply_to)
-        except MessengerError as error:
-            return defer.fail(error)
-        return entry.when_done()
-
-    def unread_counts(self) -> defer.Deferred[UnreadCounts]:
-        """The server's unread counts (``get_unread``) as an `UnreadCounts`. The core asks
-        after every login by itself and tells the ``unread`` observers."""
-        return self.get_unread().addCallback(UnreadCounts.from_jim)
-
-    def set_password(self, old_password: str, new_password: str) -> Reply:
-        """Change the password. The server revokes every token of the account and gives
-        this session a new one, which replaces the saved token."""
-        d = self.request("set_password", {"old_password": old_password,
-                                          "new_password": new_password})
-        d.addCallback(self._password_changed)
-        return d
-
-    def set_presence(self, status: str) -> Reply:
-        """``online`` or ``away``; remembered and restored after a reconnect."""
-        self._status = status
-        return self.request("presence", {"status": status})
-
-    def set_read_receipts(self, enabled: bool) -> defer.Deferred[bool]:
-        """Send read receipts (the default) or not; the server keeps the setting for the
-        account. Fires with the setting now stored."""
-        d = self.request("settings", {"read_receipts": enabled})
-        d.addCallback(lambda reply: bool(reply["settings"]["read_receipts"]))
-        return d
-
-    def get_settings(self) -> Reply:
-        """200; ``settings``: ``{"read_receipts": bool}``."""
-        return self.request("settings")
-
-    def notify_typing(self, to: str | None = None, group: int | None = None) -> bool:
-        """The user is typing to ``to`` (or in ``group``): call on every keystroke; a
-        ``typing`` notice goes out at most every few seconds (`typing.Typing`)."""
-        return self.typing.typing(to, group)
-
-    def outbox_saved(self) -> defer.Deferred[None]:
-        """Fires once the outbox on disk holds every change made so far."""
-        return self._disk_outbox.written()
-
-    def _password_changed(self, reply: dict[str, Any]) -> dict[str, Any]:
-        token, plan = reply.get("token"), self._service.plan
-        if isinstance(token, str) and plan is not None and plan.resuming:
-            plan.token = token
-            if plan.remember:
-                self._saved.remember_login(self.address, plan.account_name, token,
-                                           _expiry(reply))
-        return reply
-
     # == the service's hooks (service.ServiceHooks) ======================================
 
     def prepare(self) -> defer.Deferred[None]:
@@ -429,7 +332,7 @@ class MessengerClient(ActionsMixin, FilesMixin, EditsMixin):
                               " the password")
             self._service.plan = plan.resumed(name, token)
             if plan.remember and token is not None:
-                self._saved.remember_login(self.address, name, token, _expiry(reply))
+                self._saved.remember_login(self.address, name, token, expiry(reply))
         sender = self._sender
         if sender.owner is not None and sender.owner != name.lower():
             sender.fail_all(NotConnected(f"logged in as {name}, not as the sender"))
@@ -503,8 +406,3 @@ class MessengerClient(ActionsMixin, FilesMixin, EditsMixin):
         connection not even that."""
         if not failure.check(NotConnected):
             self.log.warn("While {what}: {error}", what=what, error=describe(failure.value))
-
-
-def _expiry(reply: dict[str, Any]) -> float | None:
-    expires = reply.get("token_expires")
-    return float(expires) if isinstance(expires, (int, float)) else None
