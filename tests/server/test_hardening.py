@@ -73,6 +73,10 @@ class CryptoPoolTests(unittest.TestCase):
         for puller in pullers:
             puller.start()
         yield pause(6.0)
+        # The crypto threads yield to everything else: on a loaded machine the pullers
+        # get fewer pages, so the window runs on (up to 30 s) until the attack is real.
+        while sum(p.frames for p in pullers) < 20 and time.monotonic() - started < 30:
+            yield pause(0.5)
         for puller in pullers:
             puller.stop()
         elapsed = time.monotonic() - started
@@ -83,7 +87,7 @@ class CryptoPoolTests(unittest.TestCase):
         print(f"[figures] rsa-oaep pullers: {pages} pages ({pulled / MIB:.0f} MiB sealed)"
               f" in {elapsed:.1f} s, server CPU {cpu / elapsed:.2f} cores")
         bystander.report("rsa-oaep pullers")
-        self.assertGreater(pages, 10)
+        self.assertGreaterEqual(pages, 20)
         self.assertGreater(len(bystander.requests.samples), 100)
         bystander.assert_served(p99=max(0.1, 4 * quiet.requests.p99), login=3.0,
                                 min_logins=2)
