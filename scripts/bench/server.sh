@@ -23,7 +23,7 @@ NOFILE="${BENCH_NOFILE:-65536}"
 PIDFILE="$RUN/server.pid"
 DATA="$RUN/data"
 KEY="$RUN/server_key.3072.pem"
-TWISTD="$ROOT/.venv/bin/twistd"
+TWISTD="${BENCH_TWISTD:-$ROOT/.venv/bin/twistd}"   # an experiments/ wrapper may stand in
 
 running_pid() {
 	[[ -f "$PIDFILE" ]] || return 1
