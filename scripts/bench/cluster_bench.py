@@ -32,7 +32,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():   # run with the project venv
-    os.execv(str(ROOT / ".venv" / "bin" / "python"), [sys.executable, *sys.argv])  # noqa: S606
+    # argv[0] must be the venv's python too: Python finds its prefix from it (with the
+    # system python's path there, the exec'd process would exec again, for ever)
+    VENV_PYTHON = str(ROOT / ".venv" / "bin" / "python")
+    os.execv(VENV_PYTHON, [VENV_PYTHON, *sys.argv])  # noqa: S606
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
