@@ -171,32 +171,13 @@ def start_nodes(base: Path, state: dict, database: str, redis: str) -> None:
     state["secret"] = str(secret)
 
 
-HAPROXY = """global
-    maxconn 4096
-defaults
-    mode tcp
-    retries 2
-    option redispatch 1
-    timeout connect 2s
-    timeout client 10m
-    timeout server 10m
-    timeout check 1s
-frontend messenger
-    bind 127.0.0.1:{port}
-    default_backend nodes
-backend nodes
-    balance roundrobin
-    option tcp-check
-    default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions
-{servers}
-"""
-
-
 def start_haproxy(base: Path, state: dict) -> None:
     port = free_port()
     config = base / "haproxy.cfg"
-    config.write_text(HAPROXY.format(port=port, servers="\n".join(
-        f"    server {n['name']} 127.0.0.1:{n['port']} check" for n in state["nodes"])))
+    # the same configuration as the tests' (one frontend, the nodes as checked backends)
+    from tests.support.services import haproxy_config
+    config.write_text(haproxy_config(port, [(n["name"], n["port"]) for n in state["nodes"]],
+                                     check_ms=1000))
     state["pids"]["haproxy"] = spawn([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db",
                                       "-f", str(config)], base / "haproxy.log", cwd=base)
     wait(lambda: accepts(port), "HAProxy")
