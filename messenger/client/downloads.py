@@ -30,7 +30,7 @@ from messenger.client.errors import (
     NotConnected,
 )
 from messenger.client.failures import reply_error
-from messenger.client.transfers import RUNNING, WAITING, Job, Transfer, Transfers
+from messenger.client.transfers import RUNNING, Job, Transfer, Transfers
 from messenger.wire import binary, codes
 
 if TYPE_CHECKING:
@@ -141,13 +141,6 @@ class DownloadJob(Job):
         d = connection.request("file_get", {"file_id": self.file_id})
         d.addCallbacks(self._granted, self._refused, callbackArgs=(generation,),
                        errbackArgs=(generation,))
-
-    def pause(self) -> None:
-        self._connection = None
-        self._generation += 1
-        if not self.transfer.finished:
-            self.transfer.state = WAITING
-            self._transfers.progress(self.transfer)
 
     def cancel(self) -> None:
         self._generation += 1

@@ -101,9 +101,20 @@ class Job:
     """What the coordinator needs of an upload or a download."""
 
     transfer: Transfer
+    _connection: Connection | None
+    _generation: int          # bumped by every pause/resume/cancel: late replies are stale
+    _transfers: Transfers
 
     def resume(self, connection: Connection) -> None: ...
-    def pause(self) -> None: ...
+
+    def pause(self) -> None:
+        """The session is gone: wait for the next one (replies of this one are stale)."""
+        self._connection = None
+        self._generation += 1
+        if not self.transfer.finished:
+            self.transfer.state = WAITING
+            self._transfers.progress(self.transfer)
+
     def cancel(self) -> None: ...
     def push(self, message: dict[str, Any]) -> None: ...
     def data(self, offset: int, data: memoryview) -> None: ...

@@ -37,7 +37,7 @@ from messenger.client.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
-from messenger.client.transfers import RUNNING, WAITING, Job, Transfer, Transfers
+from messenger.client.transfers import RUNNING, Job, Transfer, Transfers
 from messenger.wire import binary
 
 if TYPE_CHECKING:
@@ -115,13 +115,6 @@ class UploadJob(Job):
         self._generation += 1
         if self.local is not None and not self.transfer.finished and not self._posting:
             self._start()
-
-    def pause(self) -> None:
-        self._connection = None
-        self._generation += 1
-        if not self.transfer.finished:
-            self.transfer.state = WAITING
-            self._transfers.progress(self.transfer)
 
     def cancel(self) -> None:
         connection, upload_id = self._connection, self.upload_id
