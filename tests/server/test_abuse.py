@@ -272,8 +272,11 @@ class HalfSentFrameTests(unittest.TestCase):
         second crowd reuses the first one's memory); a 1 MiB frame is refused at once;
         when they leave, the sockets are back at rest and the memory near it."""
         # Probes every 3 s: the keepalive sweep (which gives memory back) runs every 1 s.
+        # A handshake timeout of 30 s: on a loaded machine opening 400 connections can take
+        # longer than the default 10 s, and the first ones must still be open at the end.
         server, probe, bystander = yield watched(self, "--probe-interval", "3",
-                                                 "--probe-timeout", "3")
+                                                 "--probe-timeout", "3",
+                                                 "--handshake-timeout", "30")
         resting_sockets = probe.sockets()
         yield pause(1.5)
         resting = probe.rss()
@@ -284,6 +287,7 @@ class HalfSentFrameTests(unittest.TestCase):
         peaks, afters = [], []
         for _ in range(2):
             sampler = RssSampler(probe)
+            self.addCleanup(sampler.stop)     # stops its loop even if a wait times out
             clients = []
             for address in addresses(20, first=60):
                 for _ in range(20):
