@@ -34,6 +34,7 @@ from messenger.server.presence import Presence
 from messenger.server.refusals import RefusalLog
 from messenger.server.relay import CallTable
 from messenger.server.router import Router
+from messenger.server.searchindex import SearchIndexer
 from messenger.server.session import Account, Session
 from messenger.server.typing import GroupMembers
 from messenger.store import groupmsgs, messages, receipts, users
@@ -118,7 +119,9 @@ class ServerContext:
                        else Blocks(self.db))
 
     def _writers(self, db: Database) -> None:
-        """The batched writers: direct and group messages, files, receipts."""
+        """The batched writers: direct and group messages, files, receipts; the search
+        index, written after the messages (each message batch nudges it)."""
+        self.search_index = SearchIndexer(db, self.clock)
         self.messages: GroupCommit[Any, Any] = self.group_commit(
             db, messages.insert_batch_txn, self.metrics.batch_committed)
         # Group messages commit apart, so the direct path stays as it was; one writer
@@ -137,6 +140,7 @@ class ServerContext:
                      on_batch: Any = None) -> GroupCommit[Any, Any]:
         """A group commit for message rows; in a cluster its batches keep their place in
         the cluster's id order (`messenger.server.cluster.stream`)."""
+        on_batch = self.search_index.after_batch(on_batch)
         if self.cluster is not None:
             return self.cluster.stream.group_commit(db, batch_txn, on_batch)
         return GroupCommit(db, batch_txn, on_batch=on_batch, settling=CORK)
@@ -147,6 +151,7 @@ class ServerContext:
         self.hasher.start()
         self.crypto.start()
         self.maintenance.start()
+        self.search_index.start()
         self.files.start()
         self._sweeper = task.LoopingCall(self.sweep)
         self._sweeper.clock = self.clock
@@ -162,6 +167,7 @@ class ServerContext:
         if self._sweep_next is not None and self._sweep_next.active():
             self._sweep_next.cancel()
         self.maintenance.stop()
+        self.search_index.stop()
         self.hasher.stop()
         self.crypto.stop()
         self.refusals.flush()

@@ -264,6 +264,7 @@ class MessengerServer:
             yield ctx.files.group_messages.flush()
             yield ctx.files.stop()
             yield ctx.receipts.flush()
+            yield ctx.search_index.stop()
             if ctx.cluster is not None:
                 yield ctx.cluster.stop()
             ctx.stop()

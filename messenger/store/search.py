@@ -28,7 +28,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from messenger.store import groups, messages, replies
+from messenger.store import groups, messages, replies, searchindex
 from messenger.store.engines import engine_of
 
 MAX_WORDS = 16
@@ -160,18 +160,64 @@ def search_txn(txn: Any, scope: Scope, words: list[str], offset: int,
         txn.execute("SELECT m.id, m.body FROM messages m"
                     f" WHERE m.search @@ to_tsquery('simple', ?) AND {scope.condition()}"
                     " ORDER BY m.id DESC LIMIT ?", (ts_query(words, scope), window))
+        candidates = txn.fetchall()
     else:
-        txn.execute("SELECT m.id, m.body FROM messages_fts"
-                    " JOIN messages m ON m.id = messages_fts.rowid"
-                    f" WHERE messages_fts MATCH ? AND {scope.condition()}"
-                    " ORDER BY messages_fts.rowid DESC LIMIT ?",
-                    (fts5_query(words, scope), window))
-    ids = rank(txn.fetchall(), words)[offset:offset + limit]
+        candidates = _fts5_candidates(txn, scope, words, window)
+    ids = rank(candidates, words)[offset:offset + limit]
     if not ids:
         return []
     txn.execute(_ROWS.format(",".join("?" * len(ids))), tuple(ids))
     by_id = {row[0]: tuple(row) for row in txn.fetchall()}
     return [by_id[msg_id] for msg_id in ids if msg_id in by_id]
+
+
+def _fts5_candidates(txn: Any, scope: Scope, words: list[str], window: int) -> list[Any]:
+    """The newest ``window`` matches on SQLite, newest first, as (id, body): those not
+    indexed yet (above the indexer's progress, `messenger.store.searchindex`), matched
+    here, then the index's, up to that progress.
+
+    Each part is exact whenever the indexer commits between them: the progress is read
+    first, the index is asked for nothing above it, and the rows above it are read as
+    they are now."""
+    query = fts5_query(words, scope)
+    indexed = searchindex.progress_txn(txn)
+    found = _match_pending(txn, searchindex.pending_rows_txn(txn, indexed, scope.condition()),
+                           query)[:window]
+    if len(found) < window:
+        txn.execute("SELECT m.id, m.body FROM messages_fts"
+                    " JOIN messages m ON m.id = messages_fts.rowid"
+                    f" WHERE messages_fts MATCH ? AND messages_fts.rowid <= ?"
+                    f" AND {scope.condition()}"
+                    " ORDER BY messages_fts.rowid DESC LIMIT ?",
+                    (query, indexed, window - len(found)))
+        found.extend(txn.fetchall())
+    return found
+
+
+# The messages not indexed yet are matched by FTS5 itself, with the index's tokenizer and
+# the same query, so they match exactly as they will once indexed: in a table of the
+# connection's own (TEMP: private, never on disk with the data), emptied after each use.
+_PENDING_TABLE = ("CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_pending USING fts5(body, vis,"
+                  " content='', tokenize='unicode61 remove_diacritics 2')")
+_PENDING_EMPTY = "INSERT INTO temp.search_pending (search_pending) VALUES ('delete-all')"
+
+
+def _match_pending(txn: Any, rows: list[tuple[int, str, str]], query: str) -> list[Any]:
+    """The (id, body) of ``rows`` (id, body, conversation tokens; newest first) that the
+    FTS5 ``query`` matches, newest first."""
+    if not rows:
+        return []
+    txn.execute(_PENDING_TABLE)
+    txn.execute(_PENDING_EMPTY)
+    try:
+        txn.executemany("INSERT INTO temp.search_pending (rowid, body, vis) VALUES (?, ?, ?)",
+                        rows)
+        txn.execute("SELECT rowid FROM temp.search_pending WHERE search_pending MATCH ?",
+                    (query,))
+        matched = {row[0] for row in txn.fetchall()}
+    finally:
+        txn.execute(_PENDING_EMPTY)
+    return [(msg_id, body) for msg_id, body, _ in rows if msg_id in matched]
 
 
 def rank(candidates: list[Any], words: list[str]) -> list[int]:

@@ -1,0 +1,92 @@
+"""The search index written in batches of its own, after the messages it indexes.
+
+Why: on SQLite, indexing each message inside the transaction that stores it made FTS5
+write (and merge) a small segment for every group commit; the writer's work per message
+tripled and the server's throughput halved (issue 17). Indexing thousands of stored
+messages in one transaction costs FTS5 a fraction of that per message.
+
+How (schema 016): ``search_progress.last_id`` splits the messages in two. Every message
+with an id up to it is in the FTS5 index, kept in step with edits, deletions and purges
+by triggers; no message above it is indexed at all. `index_pending_txn` indexes the next
+messages after it, in id order, each with its body as it is now (edited, emptied by a
+deletion; a purged one is simply not there), and moves ``last_id`` to the last of them,
+in one transaction. That is exact because SQLite has one writer: ids are given out and
+committed in one order, so no message can appear below ``last_id`` later.
+
+Search does not wait for the indexer: `messenger.store.search` reads the index up to
+``last_id`` and matches the few newer messages itself (`pending_rows_txn`), so a message
+is found the moment its send is acknowledged. The server runs the indexer in the
+background (`messenger.server.searchindex`).
+
+PostgreSQL keeps indexing each message in its insert (schema 014's trigger): measured,
+the trigger is about a third of PostgreSQL's CPU per stored message, but indexing the
+same messages afterwards in batches costs PostgreSQL as much again (its rows are
+rewritten, or a side table's are written and checked), so batches would move that CPU,
+not save it. There `index_pending_txn` has nothing to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messenger.store.engines import engine_of
+
+# Messages indexed per transaction: enough that FTS5's fixed cost per transaction (a
+# segment, its merges) is spread thin, few enough that the message writes queued behind
+# one pass wait some tens of milliseconds at most.
+BATCH = 5000
+
+# The conversation tokens of a message (column ``vis`` of the index, see schema 013).
+VIS = ("CASE WHEN group_id IS NULL THEN 'u' || sender_id || ' u' || recipient_id"
+       " ELSE 'g' || group_id END")
+
+
+def batched(txn: Any) -> bool:
+    """Does this engine index in batches (SQLite), or each message as it is stored?"""
+    return engine_of(txn).name == "sqlite"
+
+
+def progress_txn(txn: Any) -> int:
+    """The newest message id up to which every message is indexed (SQLite only)."""
+    txn.execute("SELECT last_id FROM search_progress")
+    return txn.fetchone()[0]
+
+
+def pending_txn(txn: Any) -> int:
+    """How many stored messages wait to be indexed (0 on an engine that indexes each
+    message as it is stored)."""
+    if not batched(txn):
+        return 0
+    txn.execute("SELECT COUNT(*) FROM messages WHERE id > (SELECT last_id FROM search_progress)")
+    return txn.fetchone()[0]
+
+
+def index_pending_txn(txn: Any, limit: int = BATCH) -> int:
+    """Index up to ``limit`` of the messages waiting, oldest first, and move the progress
+    past them (in a writer transaction); returns how many were indexed, so a result of
+    ``limit`` means there may be more."""
+    if not batched(txn):
+        return 0
+    last = progress_txn(txn)
+    txn.execute("SELECT COUNT(*), MAX(id) FROM (SELECT id FROM messages WHERE id > ?"
+                " ORDER BY id LIMIT ?)", (last, limit))
+    count, newest = txn.fetchone()
+    if not count:
+        return 0
+    txn.execute(f"INSERT INTO messages_fts (rowid, body, vis) SELECT id, body, {VIS}"
+                " FROM messages WHERE id > ? AND id <= ? ORDER BY id", (last, newest))
+    txn.execute("UPDATE search_progress SET last_id = ?", (newest,))
+    return count
+
+
+def pending_rows_txn(txn: Any, after: int, condition: str) -> list[tuple[int, str, str]]:
+    """(id, body, conversation tokens) of the messages above ``after`` (not indexed yet)
+    that satisfy ``condition`` (SQL over ``m``), newest first.
+
+    Read along the primary key from ``after`` on (NOT INDEXED keeps SQLite from
+    preferring, say, the sender's index, which would read all of a sender's messages):
+    the messages not yet indexed are the newest second or so of traffic."""
+    txn.execute(f"SELECT m.id, m.body, {VIS} FROM messages AS m NOT INDEXED"
+                f" WHERE m.id > ? AND {condition} ORDER BY m.id DESC",
+                (after,))
+    return [(row[0], row[1], row[2]) for row in txn.fetchall()]
