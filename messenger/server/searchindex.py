@@ -51,9 +51,11 @@ class SearchIndexer:
         self.enabled = not getattr(db, "postgres", False)
         self._next: Any = None                  # the scheduled pass (an IDelayedCall)
         self._running: defer.Deferred[Any] | None = None
-        self._again = False                     # messages committed during the pass
+        self._again: float | None = None        # the next pass's delay, asked for
+                                                # while one ran (None: not asked)
         self._stopped = True
         self._idle_waiters: list[defer.Deferred[None]] = []
+        self._pass_waiters: list[defer.Deferred[int]] = []
         self.passes = 0
         self.indexed = 0
 
@@ -82,7 +84,8 @@ class SearchIndexer:
         if self._stopped:
             return
         if self._running is not None:
-            self._again = True
+            if self._again is None:
+                self._again = self.interval
         elif self._next is None:
             self._schedule(self.interval)
 
@@ -100,6 +103,25 @@ class SearchIndexer:
             on_batch(rows, seconds)
         return committed
 
+    def index_now(self) -> defer.Deferred[None]:
+        """Run a pass now instead of when it is due (tests, operators); fires once no
+        pass is running or scheduled."""
+        if not self._stopped:
+            if self._running is not None:
+                self._again = 0
+            else:
+                if self._next is not None and self._next.active():
+                    self._next.cancel()
+                self._schedule(0)
+        return self.idle()
+
+    def when_passed(self) -> defer.Deferred[int]:
+        """Fires after the next pass with how many messages it indexed (0 for a pass
+        that failed)."""
+        waiter: defer.Deferred[int] = defer.Deferred()
+        self._pass_waiters.append(waiter)
+        return waiter
+
     def idle(self) -> defer.Deferred[None]:
         """Fires once no pass is running or scheduled (everything nudged is indexed)."""
         if self._running is None and self._next is None:
@@ -113,7 +135,7 @@ class SearchIndexer:
 
     def _run(self) -> None:
         self._next = None
-        self._again = False
+        self._again = None
         self._running = self._db.write(searchindex.index_pending_txn, self.batch)
         self._running.addCallbacks(self._done, self._failed)
 
@@ -124,9 +146,9 @@ class SearchIndexer:
         if not self._stopped:
             if count >= self.batch:
                 self._schedule(0)           # more are waiting now: no pause
-            elif self._again:
-                self._schedule(self.interval)
-        self._maybe_idle()
+            elif self._again is not None:
+                self._schedule(self._again)
+        self._passed(count)
 
     def _failed(self, failure: Any) -> None:
         self._running = None
@@ -134,6 +156,12 @@ class SearchIndexer:
             self.log.failure("Indexing messages for search failed", failure)
         if not self._stopped:
             self._schedule(self.interval)   # try again; searches match them meanwhile
+        self._passed(0)
+
+    def _passed(self, count: int) -> None:
+        waiters, self._pass_waiters = self._pass_waiters, []
+        for waiter in waiters:
+            waiter.callback(count)
         self._maybe_idle()
 
     def _maybe_idle(self) -> None:
