@@ -180,13 +180,13 @@ def _fts5_candidates(txn: Any, scope: Scope, words: list[str], window: int) -> l
     first, the index is asked for nothing above it, and the rows above it are read as
     they are now."""
     query = fts5_query(words, scope)
-    indexed = searchindex.progress_txn(txn)
-    found = _match_pending(txn, searchindex.pending_rows_txn(txn, indexed, scope.condition()),
-                           query)[:window]
+    txn.execute("SELECT (SELECT last_id FROM search_progress), (SELECT MAX(id) FROM messages)")
+    indexed, newest = txn.fetchone()
+    found = _match_pending(txn, indexed, scope, query, window) if (newest or 0) > indexed else []
     if len(found) < window:
         txn.execute("SELECT m.id, m.body FROM messages_fts"
                     " JOIN messages m ON m.id = messages_fts.rowid"
-                    f" WHERE messages_fts MATCH ? AND messages_fts.rowid <= ?"
+                    " WHERE messages_fts MATCH ? AND messages_fts.rowid <= ?"
                     f" AND {scope.condition()}"
                     " ORDER BY messages_fts.rowid DESC LIMIT ?",
                     (query, indexed, window - len(found)))
@@ -195,29 +195,36 @@ def _fts5_candidates(txn: Any, scope: Scope, words: list[str], window: int) -> l
 
 
 # The messages not indexed yet are matched by FTS5 itself, with the index's tokenizer and
-# the same query, so they match exactly as they will once indexed: in a table of the
-# connection's own (TEMP: private, never on disk with the data), emptied after each use.
+# the same query, so they match exactly as they will once indexed: copied, in one
+# statement (one FTS5 transaction), into a table of the connection's own (TEMP: private,
+# never written with the data), emptied after each use. They are the newest second or so
+# of traffic, read along the primary key from the progress on: NOT INDEXED keeps SQLite
+# from preferring, say, the sender's index, which would read all of a sender's messages.
 _PENDING_TABLE = ("CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_pending USING fts5(body, vis,"
                   " content='', tokenize='unicode61 remove_diacritics 2')")
 _PENDING_EMPTY = "INSERT INTO temp.search_pending (search_pending) VALUES ('delete-all')"
+_PENDING_COPY = ("INSERT INTO temp.search_pending (rowid, body, vis)"
+                 f" SELECT m.id, m.body, {searchindex.VIS} FROM messages AS m NOT INDEXED"
+                 " WHERE m.id > ? AND {}")
+_PENDING_MATCH = ("SELECT m.id, m.body FROM temp.search_pending p"
+                  " JOIN messages m ON m.id = p.rowid WHERE p.search_pending MATCH ?"
+                  " ORDER BY p.rowid DESC LIMIT ?")
 
 
-def _match_pending(txn: Any, rows: list[tuple[int, str, str]], query: str) -> list[Any]:
-    """The (id, body) of ``rows`` (id, body, conversation tokens; newest first) that the
-    FTS5 ``query`` matches, newest first."""
-    if not rows:
-        return []
+def _match_pending(txn: Any, indexed: int, scope: Scope, query: str,
+                   window: int) -> list[Any]:
+    """(id, body) of the scope's messages above ``indexed`` that the FTS5 ``query``
+    matches, newest first, at most ``window``."""
     txn.execute(_PENDING_TABLE)
     txn.execute(_PENDING_EMPTY)
     try:
-        txn.executemany("INSERT INTO temp.search_pending (rowid, body, vis) VALUES (?, ?, ?)",
-                        rows)
-        txn.execute("SELECT rowid FROM temp.search_pending WHERE search_pending MATCH ?",
-                    (query,))
-        matched = {row[0] for row in txn.fetchall()}
+        txn.execute(_PENDING_COPY.format(scope.condition()), (indexed,))
+        if txn.rowcount == 0:
+            return []
+        txn.execute(_PENDING_MATCH, (query, window))
+        return [tuple(row) for row in txn.fetchall()]
     finally:
         txn.execute(_PENDING_EMPTY)
-    return [(msg_id, body) for msg_id, body, _ in rows if msg_id in matched]
 
 
 def rank(candidates: list[Any], words: list[str]) -> list[int]:

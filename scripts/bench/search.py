@@ -3,11 +3,12 @@
 stored messages). docs/BENCHMARKS.md, "Message search", has the figures.
 
     .venv/bin/python scripts/bench/search.py [--messages 1000000] [--db FILE]
-        [--database postgresql://...] [--queries 2000] [--json-out FILE]
+        [--database postgresql://...] [--queries 2000] [--pending N] [--json-out FILE]
 
-Fills a fresh database through the shipped schema (SQLite FTS5, or PostgreSQL tsvector +
-GIN with --database) with users, groups and messages whose words follow a Zipf law, so
-that a few words are in a large share of all messages, as in real chat; then times, one
+Fills a fresh database through the shipped schema (SQLite FTS5, written by the indexer
+after the fill; or PostgreSQL tsvector + GIN with --database) with users, groups and
+messages whose words follow a Zipf law, so that a few words are in a large share of all
+messages, as in real chat; then times, one
 at a time on one reader connection, what the server does for ``search_messages``: the
 scope and ranked query (`messenger.store.search.find_txn`), the result views with their
 match offsets, and the page encoded for the wire. Shorter words are the more frequent, as
@@ -16,8 +17,10 @@ Query kinds: a very common word, a word of middling frequency, two words, a thre
 prefix; for ordinary users and for a "heavy" user who is in a tenth of all direct
 messages. Prints one JSON line per kind and
 overall (p50, p90, p99, max in milliseconds) and a readable table on stderr. An existing
---db file is reused (no refill), so several runs can be timed on one fill.
-``--insert-cost N`` times instead what the index adds to storing a message.
+--db file is reused (no refill), so several runs can be timed on one fill. ``--pending N``
+first stores N more messages and leaves them unindexed, as under load.
+``--insert-cost N`` times instead what the index costs the SQLite writer per message:
+in batches after the inserts (schema 016) and, for comparison, in each insert (013).
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ sys.path.insert(0, str(ROOT))
 
 from messenger.server.handlers.search import result_view  # noqa: E402
 from messenger.server.replies import Page, encode_page  # noqa: E402
-from messenger.store import db, groupchanges, groups, plain, search  # noqa: E402
+from messenger.store import (  # noqa: E402
+    db,
+    groupchanges,
+    groups,
+    plain,
+    search,
+    searchindex,
+)
 
 USERS = 2000
 GROUPS = 100
@@ -150,16 +160,28 @@ def time_queries(connection: plain.PlainConnection, plan) -> dict[str, list[floa
     return timings
 
 
+# Schema 013's insert trigger: each message indexed in the transaction that stores it
+# (what search did before schema 016), recreated for comparison.
+PER_MESSAGE_TRIGGER = (
+    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN INSERT INTO"
+    " messages_fts (rowid, body, vis) VALUES (new.id, new.body, CASE WHEN new.group_id IS"
+    " NULL THEN 'u' || new.sender_id || ' u' || new.recipient_id ELSE 'g' || new.group_id"
+    " END); END")
+
+
 def insert_cost(base: Path, total: int, rng: random.Random, words: list[str]) -> None:
-    """What the index costs the message path: `messages.insert_batch_txn` in batches of
-    500 (a busy group commit) into a fresh SQLite file, with the search triggers and
-    without them (dropped), alternating rounds; microseconds per message."""
+    """What the index costs the SQLite writer per message: `messages.insert_batch_txn` in
+    batches of 500 (a busy group commit) into a fresh file, then the indexer's passes
+    (`searchindex.index_pending_txn`, `searchindex.BATCH` a transaction), against the
+    same inserts with schema 013's trigger indexing each message in its insert;
+    alternating rounds, microseconds per message."""
     from messenger.store import messages
     cumulative = list(_accumulate(zipf_weights(len(words))))
-    results: dict[str, list[float]] = {"with index": [], "without index": []}
+    results: dict[str, list[float]] = {"trigger: insert": [], "batches: insert": [],
+                                       "batches: index passes": []}
     for round_ in range(4):
-        for kind in ("with index", "without index"):
-            path = base / f"insert-{round_}-{kind.replace(' ', '-')}.sqlite"
+        for kind in ("trigger", "batches"):
+            path = base / f"insert-{round_}-{kind}.sqlite"
             path.unlink(missing_ok=True)
             connection = plain.open_plain(path)
             db.migrate_plain(connection)
@@ -167,24 +189,52 @@ def insert_cost(base: Path, total: int, rng: random.Random, words: list[str]) ->
                 "INSERT INTO users (name, name_lower, email, email_lower, password_hash,"
                 " created, password_changed) VALUES (?, ?, ?, ?, 'x', 1.0, 1.0)",
                 [(f"u{n}", f"u{n}", f"u{n}@x.org", f"u{n}@x.org") for n in range(1, 101)]))
-            if kind == "without index":
-                for trigger in ("insert", "delete", "update"):
-                    connection.raw.execute(f"DROP TRIGGER messages_fts_{trigger}")
+            if kind == "trigger":
+                connection.raw.execute(PER_MESSAGE_TRIGGER)
             started = time.perf_counter()
             for start in range(0, total, 500):
                 batch = [(rng.randint(1, 100), rng.randint(1, 100), f"c{n}",
                           " ".join(rng.choices(words, cum_weights=cumulative, k=9)), 1.0)
                          for n in range(start, start + 500)]
                 connection.write(messages.insert_batch_txn, batch)
-            results[kind].append((time.perf_counter() - started) / total * 1e6)
+            results[f"{kind}: insert"].append((time.perf_counter() - started) / total * 1e6)
+            if kind == "batches":
+                started = time.perf_counter()
+                while connection.write(searchindex.index_pending_txn, searchindex.BATCH):
+                    pass
+                results["batches: index passes"].append(
+                    (time.perf_counter() - started) / total * 1e6)
             connection.close()
     for kind, values in results.items():
         line = {"bench": "search-insert-cost", "kind": kind, "messages": total,
                 "us_per_message": round(statistics.median(values), 1),
                 "rounds": [round(v, 1) for v in values]}
         print(json.dumps(line))
-        print(f"insert {kind:>14}: {line['us_per_message']} us per message (median of"
+        print(f"{kind:>22}: {line['us_per_message']} us per message (median of"
               f" {len(values)}: {line['rounds']})", file=sys.stderr)
+
+
+def add_pending(connection: plain.PlainConnection, count: int, rng: random.Random,
+                words: list[str]) -> None:
+    """``count`` more direct messages (a tenth to or from the heavy user), left for the
+    indexer: what searches meet under load, when the newest messages are matched by the
+    search itself (SQLite; PostgreSQL indexes them as they are stored)."""
+    cumulative = list(_accumulate(zipf_weights(len(words))))
+    newest = connection.read(lambda txn: txn.execute("SELECT MAX(id) FROM messages")
+                             .fetchone()[0])
+    rows = []
+    for n in range(count):
+        body = " ".join(rng.choices(words, cum_weights=cumulative,
+                                    k=min(40, max(2, int(rng.expovariate(1 / 9))))))
+        sender = HEAVY if n % 10 == 0 else rng.randint(2, USERS)
+        rows.append((sender, rng.randint(2, USERS), None, f"p{newest}-{n}", body, n))
+    connection.write(_insert_txn, rows)
+
+
+def index_all(connection: plain.PlainConnection) -> None:
+    """Run the indexer until nothing waits (SQLite; PostgreSQL indexed every insert)."""
+    while connection.write(searchindex.index_pending_txn, 50000):
+        pass
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -201,6 +251,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--json-out")
+    ap.add_argument("--pending", type=int, default=0, metavar="N",
+                    help="first store N more messages and leave them for the indexer")
     ap.add_argument("--insert-cost", type=int, metavar="N",
                     help="instead: time N message inserts with and without the index")
     args = ap.parse_args()
@@ -230,6 +282,9 @@ def main() -> None:
         else:
             connection.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         filled = time.perf_counter() - started
+    index_all(connection)           # what a fill or an earlier --pending run left
+    if args.pending:
+        add_pending(connection, args.pending, rng, words)
     count = connection.read(lambda txn: txn.execute("SELECT COUNT(*) FROM messages")
                             .fetchone()[0])
     plan = queries(random.Random(args.seed + 1), words, args.queries)
@@ -239,6 +294,7 @@ def main() -> None:
     lines = []
     for kind, values in timings.items():
         line = {"bench": "search", "engine": engine, "messages": count, "kind": kind,
+                "pending": args.pending,
                 "queries": len(values), "p50_ms": round(statistics.median(values), 2),
                 "p90_ms": round(percentile(values, 90), 2),
                 "p99_ms": round(percentile(values, 99), 2), "max_ms": round(max(values), 2),
