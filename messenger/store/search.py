@@ -2,13 +2,20 @@
 
 Both engines keep an index of every body's words beside the message's conversation,
 written as tokens: ``u<sender> u<recipient>`` for a direct message, ``g<group>`` for a
-group message (SQLite: the FTS5 table ``messages_fts``, schema 013; PostgreSQL: the
-``search`` tsvector with a GIN index, schema 014; triggers keep both in step with every
-insert, edit, deletion and purge). A search asks for every word of the query AND one of
-the caller's conversation tokens, so the index narrows the matches to the caller's own
-conversations before anything is ranked; the SQL around it then keeps only direct
-messages the caller sent or received and group messages inside its membership windows
-(the rules of ``history``: groups it is a member of now, each window of its membership).
+group message. SQLite: the FTS5 table ``messages_fts`` (schema 013), written in batches
+after the messages by the indexer (`messenger.store.searchindex`, schema 016), because
+indexing each message in its own insert halved the server's throughput; a search reads
+the index up to the indexer's progress and matches the newer messages itself with FTS5
+and the same query (`_match_pending`), so it is as current as the messages table.
+PostgreSQL: the ``search`` tsvector with a GIN index (schema 014), written by a trigger
+in each insert. Triggers keep both in step with every edit, deletion and purge of an
+indexed message.
+
+A search asks for every word of the query AND one of the caller's conversation tokens,
+so the index narrows the matches to the caller's own conversations before anything is
+ranked; the SQL around it then keeps only direct messages the caller sent or received
+and group messages inside its membership windows (the rules of ``history``: groups it
+is a member of now, each window of its membership).
 
 Words are runs of letters and digits; each query word of two characters or more matches
 the words that start with it ("mee" finds "meeting"), a one-character word only itself.

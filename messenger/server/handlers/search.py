@@ -2,7 +2,10 @@
 
 The query's words are checked here (`messenger.store.search.query_words`), the search
 runs on a reader connection (FTS5 or PostgreSQL full text, `messenger.store.search`),
-and each result carries ``matches``: where in its body the query's words are, as
+and it never waits for the search index: on SQLite the index is written in the
+background (`messenger.server.searchindex`), and the store's search matches the messages
+not indexed yet itself, so a message is found as soon as its send was acknowledged.
+Each result carries ``matches``: where in its body the query's words are, as
 [start, length] pairs in code points, so a client highlights them without searching
 again. A page is cut by its encoded size like every list; the next one starts at
 ``offset`` plus the number of results received.
