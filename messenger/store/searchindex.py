@@ -18,11 +18,12 @@ Search does not wait for the indexer: `messenger.store.search` reads the index u
 is found the moment its send is acknowledged. The server runs the indexer in the
 background (`messenger.server.searchindex`).
 
-PostgreSQL keeps indexing each message in its insert (schema 014's trigger): measured,
-the trigger is about a third of PostgreSQL's CPU per stored message, but indexing the
-same messages afterwards in batches costs PostgreSQL as much again (its rows are
-rewritten, or a side table's are written and checked), so batches would move that CPU,
-not save it. There `index_pending_txn` has nothing to do.
+PostgreSQL keeps indexing each message in its insert (schema 014's trigger): measured
+(`scripts/bench/pg_search_cost.py`), the trigger is about a third of PostgreSQL's CPU
+per stored message (16 of 46 µs), but indexing the same messages afterwards in batches
+costs PostgreSQL 15-22 µs each again (a side table's rows written and checked, or the
+messages' rows rewritten), so batches would move that CPU, not save it. There
+`index_pending_txn` has nothing to do.
 """
 
 from __future__ import annotations
