@@ -14,9 +14,9 @@ in one transaction. That is exact because SQLite has one writer: ids are given o
 committed in one order, so no message can appear below ``last_id`` later.
 
 Search does not wait for the indexer: `messenger.store.search` reads the index up to
-``last_id`` and matches the few newer messages itself, so a message
-is found the moment its send is acknowledged. The server runs the indexer in the
-background (`messenger.server.searchindex`).
+``last_id`` and matches the few newer messages itself, so a message is found the moment
+its send is acknowledged. The server runs the indexer in the background
+(`messenger.server.searchindex`).
 
 PostgreSQL keeps indexing each message in its insert (schema 014's trigger): measured
 (`scripts/bench/pg_search_cost.py`), the trigger is about a third of PostgreSQL's CPU
