@@ -123,6 +123,7 @@ class ServerConfig:
     public_host: str = ""                 # relay address told to clients (default: interface)
     persist: bool = True                  # False only for benchmarks: messages not stored
     db_sync: str = "full"                 # SQLite synchronous: "full" or "normal"
+    commit_window: float = 0.002          # seconds a lone message waits for company
     retention_days: float = 0.0           # delete messages older than this (0: keep all)
     edit_window: float = 48 * 3600.0      # seconds an author may edit/delete (0: no limit)
     mail: MailConfig = field(default_factory=MailConfig)

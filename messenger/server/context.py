@@ -141,9 +141,11 @@ class ServerContext:
         """A group commit for message rows; in a cluster its batches keep their place in
         the cluster's id order (`messenger.server.cluster.stream`)."""
         on_batch = self.search_index.after_batch(on_batch)
+        window = self.config.commit_window
         if self.cluster is not None:
-            return self.cluster.stream.group_commit(db, batch_txn, on_batch)
-        return GroupCommit(db, batch_txn, on_batch=on_batch, settling=CORK)
+            return self.cluster.stream.group_commit(db, batch_txn, on_batch, window, self.clock)
+        return GroupCommit(db, batch_txn, on_batch=on_batch, settling=CORK, window=window,
+                           clock=self.clock)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -83,6 +83,9 @@ PARAMETERS: list[list[Any]] = [
     ["db-sync", None, "full", "SQLite durability: 'full' (every commit reaches the disk"
                               " before the sender's acknowledgement) or 'normal'"
                               " (survives a crash of the server, not of the machine)."],
+    ["commit-window", None, 2.0, "Milliseconds a message arriving at an idle writer waits"
+                                 " for others to share its transaction (0: none).",
+     float],
     ["tls-port", None, 0, "Also listen with TLS on this port (0: no TLS).", int],
     ["tls-cert", None, "", "PEM certificate for the TLS listener."],
     ["tls-key", None, "", "PEM private key for the TLS listener."],

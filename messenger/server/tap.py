@@ -207,6 +207,8 @@ class Options(usage.Options):
         if self["db-sync"].lower() not in ("full", "normal"):
             raise usage.UsageError("--db-sync must be 'full' or 'normal'")
         self["db-sync"] = self["db-sync"].lower()
+        if not 0 <= self["commit-window"] <= 100:
+            raise usage.UsageError("--commit-window must be 0 to 100 milliseconds")
         self._check_database()
         self._check_cluster()
         for name in ("port", "tls-port", "udp-port"):
@@ -372,6 +374,7 @@ class Options(usage.Options):
             public_host=self["public-host"],
             persist=not self["no-persist"],
             db_sync=self["db-sync"],
+            commit_window=self["commit-window"] / 1000.0,
             database=self["database"],
             db_readers=self["db-readers"],
             db_writers=self["db-writers"],

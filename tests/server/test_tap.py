@@ -141,6 +141,16 @@ class OptionsTests(unittest.TestCase):
         error = self.assertRaises(usage.UsageError, parse, "--db-sync", "off")
         self.assertIn("--db-sync", str(error))
 
+    def test_commit_window(self) -> None:
+        """--commit-window is milliseconds (2 by default), kept in seconds; 0 turns it
+        off; a negative or huge window is refused."""
+        self.assertEqual(parse().config.commit_window, 0.002)
+        self.assertEqual(parse("--commit-window", "0").config.commit_window, 0.0)
+        self.assertAlmostEqual(parse("--commit-window", "5").config.commit_window, 0.005)
+        for bad in ("-1", "101"):
+            error = self.assertRaises(usage.UsageError, parse, "--commit-window", bad)
+            self.assertIn("--commit-window", str(error))
+
     def test_validation(self) -> None:
         """Every impossible value stops with a usage error naming the option."""
         cases = [

@@ -179,5 +179,125 @@ class GroupCommitTests(unittest.TestCase):
         self.assertTrue(idle.called)
 
 
+    @defer.inlineCallbacks
+    def test_window_gathers_rows_arriving_apart(self):
+        """With a collection window, rows submitted one after another while the writer
+        is idle share one transaction instead of one each, and all are stored."""
+        commit = GroupCommit(self.database, self.recorder,
+                             lambda item, done, result: done(result), window=0.05,
+                             clock=reactor)
+        got = []
+        for value in ("w1", "w2", "w3"):
+            commit.submit(value, got.append)
+        self.assertEqual(self.recorder.sizes, [])   # waiting for company
+        yield commit.flush()
+        self.assertEqual(self.recorder.sizes, [3])
+        self.assertEqual([value for _, value in (yield self.stored())], ["w1", "w2", "w3"])
+        self.assertEqual(len(got), 3)
+
+
 class GroupCommitTestsOnPostgres(OnPostgres, GroupCommitTests):
     pass
+
+
+class ControlledWrites:
+    """A Database double whose ``write`` answers when the test says: the batches it was
+    given, and one Deferred per batch."""
+
+    def __init__(self):
+        self.batches = []
+        self.pending = []
+
+    def write(self, batch_txn, items):
+        self.batches.append(list(items))
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+    def commit_next(self):
+        d = self.pending.pop(0)
+        d.callback(list(self.batches[len(self.batches) - len(self.pending) - 1]))
+
+
+class WindowTests(unittest.TestCase):
+    """The collection window on a task.Clock: when a transaction starts, never how long
+    anything takes."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.db = ControlledWrites()
+        self.results = []
+        self.commit = GroupCommit(self.db, None, self.record, window=0.002, clock=self.clock,
+                                  max_batch=4)
+
+    def record(self, item, token, result):
+        self.results.append((token, result))
+
+    def test_lone_row_waits_the_window_then_commits(self):
+        """A row at an idle writer starts a transaction only when the window is over (its
+        own timer), and its callback follows that transaction's commit."""
+        self.commit.submit("a", "ta")
+        self.clock.advance(0.0019)
+        self.assertEqual(self.db.batches, [])
+        self.clock.advance(0.0001)
+        self.assertEqual(self.db.batches, [["a"]])
+        self.db.commit_next()
+        self.assertEqual(self.results, [("ta", "a")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_rows_within_the_window_share_a_transaction(self):
+        """Rows that arrive while the oldest waits go into its transaction; a row that
+        comes after the window has passed starts it at once, without the timer."""
+        self.commit.submit("a", "ta")
+        self.clock.advance(0.001)
+        self.commit.submit("b", "tb")
+        self.assertEqual(self.db.batches, [])
+        self.clock.advance(0.0015)     # the timer fired: a and b together
+        self.assertEqual(self.db.batches, [["a", "b"]])
+        self.db.commit_next()
+        self.commit.submit("c", "tc")
+        self.clock.advance(0.002)
+        self.assertEqual(self.db.batches, [["a", "b"], ["c"]])
+        self.assertEqual([token for token, _ in self.results], ["ta", "tb"])
+
+    def test_a_full_batch_does_not_wait(self):
+        """max_batch rows start at once, whatever the window."""
+        for value in "abcd":
+            self.commit.submit(value, "t" + value)
+        self.assertEqual(self.db.batches, [list("abcd")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_rows_queued_during_a_transaction_wait_only_what_is_left(self):
+        """Rows queued while a transaction runs start the next one as soon as it commits
+        if the oldest has already waited the window, and otherwise when it has."""
+        self.commit.submit("a", "ta")
+        self.clock.advance(0.002)
+        self.commit.submit("b", "tb")          # during a's transaction
+        self.clock.advance(0.003)
+        self.db.commit_next()                  # b waited 3 ms: starts now
+        self.assertEqual(self.db.batches, [["a"], ["b"]])
+        self.commit.submit("c", "tc")          # during b's transaction
+        self.clock.advance(0.0005)
+        self.db.commit_next()                  # c waited 0.5 ms: 1.5 ms more
+        self.assertEqual(self.db.batches, [["a"], ["b"]])
+        self.clock.advance(0.0014)
+        self.assertEqual(self.db.batches, [["a"], ["b"]])
+        self.clock.advance(0.0002)
+        self.assertEqual(self.db.batches, [["a"], ["b"], ["c"]])
+
+    def test_flush_does_not_wait_for_the_window(self):
+        """flush starts the waiting rows at once (a shutdown waits for no company)."""
+        self.commit.submit("a", "ta")
+        done = self.commit.flush()
+        self.assertEqual(self.db.batches, [["a"]])
+        self.assertFalse(done.called)
+        self.db.commit_next()
+        self.assertTrue(done.called)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_no_window_starts_at_once(self):
+        """A window of 0 keeps the old behaviour: a row at an idle writer starts its
+        transaction immediately."""
+        commit = GroupCommit(self.db, None, self.record, window=0.0, clock=self.clock)
+        commit.submit("a", "ta")
+        self.assertEqual(self.db.batches, [["a"]])

@@ -142,9 +142,10 @@ class MessageStream:
             self._timer.cancel()
         self._timer = None
 
-    def group_commit(self, db: Any, batch_txn: Any, on_batch: Any = None
-                     ) -> GroupCommit[Any, Any]:
-        return ChainedGroupCommit(db, store_stream.chained(batch_txn), self, on_batch)
+    def group_commit(self, db: Any, batch_txn: Any, on_batch: Any = None,
+                     window: float = 0.0, clock: Any = None) -> GroupCommit[Any, Any]:
+        return ChainedGroupCommit(db, store_stream.chained(batch_txn), self, on_batch,
+                                  window, clock)
 
     # -- a batch of this node -------------------------------------------------------------
 
@@ -367,8 +368,8 @@ class ChainedGroupCommit(GroupCommit[Any, Any]):
     each batch before its rows' callbacks (which push) and after them."""
 
     def __init__(self, db: Any, batch_txn: Any, stream: MessageStream,
-                 on_batch: Any = None) -> None:
-        super().__init__(db, batch_txn, on_batch=on_batch)
+                 on_batch: Any = None, window: float = 0.0, clock: Any = None) -> None:
+        super().__init__(db, batch_txn, on_batch=on_batch, window=window, clock=clock)
         self.stream = stream
 
     def _committed(self, results: Any, items: list[Any], tokens: list[Any]) -> None:

@@ -12,7 +12,7 @@ DELAY = float(os.environ.get("BENCH_WINDOW_MS", "2")) / 1000
 
 def submit(self, item, done):
     self._items.append(item)
-    self._done.append(done)
+    self._tokens.append(done)
     if not self._busy and getattr(self, "_window", None) is None:
         self._window = reactor.callLater(DELAY, _fire, self)
 
