@@ -27,7 +27,7 @@ starts once the oldest queued row has waited the window (or a full batch has que
 and takes every row that arrived meanwhile; no row waits longer than the window for
 company. At 2,000 messages a second arriving one at a time, every transaction would
 otherwise carry one or two messages and pay its own commit, WAL sync and two thread
-hand-offs (docs/BENCHMARKS.md, "Everyday load"). Under load nothing waits: rows queued
+hand-offs (docs/BENCHMARKS.md, sitting S). Under load nothing waits: rows queued
 while a transaction ran have waited longer than the window by the time it commits. A
 window of 0 starts at once, as before.
 """
