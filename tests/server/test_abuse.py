@@ -272,12 +272,12 @@ class HalfSentFrameTests(unittest.TestCase):
         second crowd reuses the first one's memory); a 1 MiB frame is refused at once;
         when they leave, the sockets are back at rest and the memory near it."""
         # Probes every 3 s: the keepalive sweep (which gives memory back) runs every 1 s.
-        # A handshake timeout of 30 s: on a loaded machine opening 400 connections can take
-        # longer than the default 10 s, and the first ones must still be open at the end.
+        # A handshake timeout of 60 s: on a loaded machine (CI runs suites in parallel)
+        # opening 400 connections can take far longer than the default 10 s, and the first
+        # ones must still be open when the last is counted.
         server, probe, bystander = yield watched(self, "--probe-interval", "3",
                                                  "--probe-timeout", "3",
-                                                 "--handshake-timeout", "30")
-        resting_sockets = probe.sockets()
+                                                 "--handshake-timeout", "60")
         yield pause(1.5)
         resting = probe.rss()
         big = yield jimclient.raw_connect(self, server.port, bind="127.5.5.5")
@@ -285,26 +285,31 @@ class HalfSentFrameTests(unittest.TestCase):
         yield jimclient.wait_closed(big)
         self.assertIn(b"frame too large", big.received)
         peaks, afters = [], []
+        crowd = set(addresses(20, first=60))
         for _ in range(2):
             sampler = RssSampler(probe)
             self.addCleanup(sampler.stop)     # stops its loop even if a wait times out
             clients = []
-            for address in addresses(20, first=60):
+            for address in sorted(crowd):
                 for _ in range(20):
                     client = yield jimclient.raw_connect(self, server.port, bind=address)
                     client.transport.write(struct.pack(">I", FRAME - 1) + b"{" * (FRAME - 2))
                     clients.append(client)
-            yield wait_for(lambda: probe.sockets() >= resting_sockets + 400, 10,
-                           "400 connections open")
+            # Counted by peer address: the bystander's logins come and go meanwhile.
+            yield wait_for(lambda: probe.sockets_from(crowd) == 400, 20,
+                           "400 connections open",
+                           lambda: f"{probe.sockets_from(crowd)} open, "
+                                   f"{sum(c.connected_ for c in clients)} connected")
             yield pause(0.5)
             sampler.stop()
             peaks.append(sampler.peak)
             yield defer.gatherResults([client.close() for client in clients])
-            yield wait_for(lambda: probe.sockets() <= resting_sockets, 10,
-                           "the server's sockets back at rest")
+            yield wait_for(lambda: probe.sockets_from(crowd) == 0, 10,
+                           "the crowd's sockets closed")
             yield pause(1.5)
             afters.append(probe.rss())
         yield bystander.stop()
+        yield released(probe)
         held = peaks[0] - resting
         print(f"[figures] half-sent frames: RSS at rest {resting / MIB:.1f} MiB, 400"
               f" connections {held / MIB:.1f} MiB ({held / 400 / 1024:.0f} KiB each),"

@@ -69,6 +69,26 @@ class ProcessProbe:
                 continue  # closed meanwhile
         return count
 
+    def sockets_from(self, hosts: set[str]) -> int:
+        """The process's TCP sockets whose peer is one of ``hosts`` (IPv4): connections it
+        has accepted from those clients. Unlike `sockets`, other clients coming and going
+        (a bystander logging in every few seconds) do not change the count."""
+        inodes = set()
+        for entry in Path(f"/proc/{self.pid}/fd").iterdir():
+            try:
+                target = os.readlink(entry)
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        peers = {socket.inet_aton(host)[::-1].hex().upper() for host in hosts}
+        count = 0
+        for line in Path(f"/proc/{self.pid}/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[2].split(":")[0] in peers:
+                count += 1
+        return count
+
 
 class RssSampler:
     """Samples a process's RSS every ``interval`` seconds; keeps the first and the peak."""

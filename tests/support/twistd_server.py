@@ -199,10 +199,13 @@ def start_twistd_server(testcase: Any, *extra_args: str,
 
 
 @defer.inlineCallbacks
-def wait_for(condition: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``condition()`` every 20 ms until true; fail after ``timeout`` seconds."""
+def wait_for(condition: Any, timeout: float = 30.0, what: str = "condition",
+             detail: Any = None) -> Any:
+    """Poll ``condition()`` every 20 ms until true; fail after ``timeout`` seconds (saying
+    ``detail()`` too, when given: what the state was instead)."""
     deadline = reactor.seconds() + timeout
     while not condition():
         if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            found = f" ({detail()})" if detail is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{found}")
         yield task.deferLater(reactor, 0.02, lambda: None)
