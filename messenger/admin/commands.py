@@ -200,7 +200,14 @@ def cmd_delete(args: argparse.Namespace, out: TextIO) -> None:
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandError("not deleted")
     row = change(args, adminops.delete_user_txn, args.name)
-    _changed(out, row, "deleted", args)
+    live = ""
+    try:
+        if control.account_deleted(_socket_path(args), row.id, row.name) == "closed":
+            live = _LIVE["closed"]
+    except (control.ControlError, OSError, ValueError) as error:
+        live = (f"; the running server did not confirm it ({error}): it closes the"
+                " session within 10 s")
+    out.write(f"{row.name}: deleted{live}\n")
 
 
 # -- premium codes and audit --------------------------------------------------------------
@@ -269,7 +276,14 @@ def cmd_groups_delete(args: argparse.Namespace, out: TextIO) -> None:
         group, member_ids = change(args, groupchanges.operator_delete_txn, args.group_id)
     except groups.NoSuchGroup:
         raise CommandError(f"no group with id {args.group_id}") from None
-    out.write(f"Deleted group #{group.id} {group.name!r} ({len(member_ids)} members).\n")
+    live = ""
+    try:
+        told = control.group_deleted(_socket_path(args), group.id, group.name, member_ids)
+        if told is not None:
+            live = f"; the members online were told ({told} on this server)"
+    except (control.ControlError, OSError, ValueError) as error:
+        live = f"; the running server did not confirm telling the members ({error})"
+    out.write(f"Deleted group #{group.id} {group.name!r} ({len(member_ids)} members){live}.\n")
 
 
 # -- database -----------------------------------------------------------------------------

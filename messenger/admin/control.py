@@ -12,9 +12,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from messenger.server.control import MAX_LINE, short_path
+from messenger.server.control import short_path
 
 TIMEOUT = 10.0
+MAX_ANSWER = 256 * 1024 * 1024     # `online` on a server holding 50,000 sessions fits
 
 
 class ServerNotRunning(Exception):
@@ -42,7 +43,7 @@ def call(socket_path: Path, request: dict[str, Any], timeout: float = TIMEOUT) -
             if not chunk:
                 raise ControlError("the server closed the control connection")
             data += chunk
-            if len(data) > 64 * MAX_LINE * 1024:
+            if len(data) > MAX_ANSWER:
                 raise ControlError("the server's answer is too long")
     finally:
         sock.close()
@@ -57,6 +58,27 @@ def account_changed(socket_path: Path, user_id: int) -> str | None:
     when no server runs on this data dir."""
     try:
         return call(socket_path, {"command": "account_changed", "user_id": user_id})
+    except ServerNotRunning:
+        return None
+
+
+def account_deleted(socket_path: Path, user_id: int, name: str) -> str | None:
+    """Tell the running server an account is gone: ``"closed"`` (its session here was
+    ended) or ``"forgotten"``; None when no server runs on this data dir."""
+    try:
+        return call(socket_path, {"command": "account_deleted", "user_id": user_id,
+                                  "account_name": name})
+    except ServerNotRunning:
+        return None
+
+
+def group_deleted(socket_path: Path, group_id: int, name: str,
+                  member_ids: list[int]) -> int | None:
+    """Tell the running server a group is gone, so that its members online hear it: how
+    many were told on that node; None when no server runs on this data dir."""
+    try:
+        return call(socket_path, {"command": "group_deleted", "group_id": group_id,
+                                  "name": name, "member_ids": member_ids})
     except ServerNotRunning:
         return None
 

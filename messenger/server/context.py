@@ -37,7 +37,7 @@ from messenger.server.router import Router
 from messenger.server.searchindex import SearchIndexer
 from messenger.server.session import Account, Session
 from messenger.server.typing import GroupMembers
-from messenger.store import groupmsgs, messages, receipts, users
+from messenger.store import groupmsgs, groups, messages, receipts, users
 from messenger.store.bounded import BoundedDatabase
 from messenger.store.db import Database
 from messenger.store.errors import Unavailable
@@ -53,6 +53,8 @@ ACCOUNT_CHECK_INTERVAL = 10.0
 # turn checks (and perhaps probes) more than a few hundred, and probes that fall due
 # together (clients that logged in together) go out, and are answered, over seconds.
 SWEEP_TICK = 0.02
+DELETED_BY_ADMIN = "Your account was deleted by an administrator."
+LOCKED_BY_ADMIN = "Your account was locked by an administrator."
 
 
 class ServerContext:
@@ -194,15 +196,18 @@ class ServerContext:
         if not failure.check(Unavailable):  # an outage is logged once, by the store
             self.log.failure("Account check failed", failure)
 
-    def _end_barred(self, user_ids: list[int]) -> None:
-        for user_id in user_ids:
+    def _end_barred(self, barred: list[tuple[int, bool]]) -> None:
+        for user_id, deleted in barred:
             session = self.router.session(user_id)
-            if session is None:
+            if session is None or session.account is None:
                 continue
-            self.log.info("Closing the session of {account}: account deleted or locked",
-                          account=session.account_name)
-            self.router.end_session(
-                user_id, "Your account was locked or deleted by an administrator.")
+            self.log.info("Closing the session of {account}: account {how}",
+                          account=session.account_name,
+                          how="deleted" if deleted else "locked")
+            if deleted:
+                self.account_deleted(user_id, session.account.name, DELETED_BY_ADMIN)
+            else:
+                self.router.end_session(user_id, LOCKED_BY_ADMIN)
 
     # -- live account changes (messenger-admin, later the cluster) ---------------------
 
@@ -224,18 +229,52 @@ class ServerContext:
         d.addCallback(self._apply_account, user_id)
         return d
 
+    def operator_deleted_account(self, user_id: int, name: str) -> Any:
+        """``messenger-admin delete`` removed an account: forget it here and on every node
+        (`account_deleted`), whether or not it was online. Fires with ``"closed"`` when
+        its session was on this node, else ``"forgotten"``; refuses (`ValueError`) while
+        the account still exists, so a wrong id cannot end someone's session."""
+        d = self.db.read(users.get_by_id_txn, user_id)
+
+        def forget(row: users.UserRow | None) -> str:
+            if row is not None:
+                raise ValueError(f"account {user_id} still exists")
+            here = self.router.session(user_id) is not None
+            self.log.info("Forgetting account {account} (#{user_id}): deleted by the"
+                          " operator", account=name, user_id=user_id)
+            self.account_deleted(user_id, name, DELETED_BY_ADMIN)
+            return "closed" if here else "forgotten"
+        return d.addCallback(forget)
+
+    def operator_deleted_group(self, group_id: int, name: str, member_ids: list[int]) -> Any:
+        """``messenger-admin groups delete`` removed a group: its members online (on any
+        node: the router knows where) get ``group_deleted`` with ``by`` empty, which says
+        the server's operator did it. Fires with how many got it on this node; refuses
+        (`ValueError`) while the group still exists."""
+        d = self.db.read(groups.group_txn, group_id)
+
+        def tell(group: Any) -> int:
+            if group is not None:
+                raise ValueError(f"group {group_id} still exists")
+            self.log.info("Group #{group} {name!r} deleted by the operator; telling its"
+                          " {count} members", group=group_id, name=name, count=len(member_ids))
+            return self.router.push_many(member_ids, {
+                "action": "group_deleted", "group_id": group_id, "name": name, "by": "",
+                "time": self.clock.seconds()})
+        return d.addCallback(tell)
+
     def _apply_account(self, row: users.UserRow | None, user_id: int) -> str:
         session = self.router.session(user_id)
         if session is None or session.account is None:
             return "offline"
         if row is None or row.admin_locked or (row.locked_until or 0.0) > self.clock.seconds():
-            why = ("Your account was deleted by an administrator." if row is None else
-                   "Your account was locked by an administrator.")
+            why = DELETED_BY_ADMIN if row is None else LOCKED_BY_ADMIN
             self.log.info("Closing the session of {account}: {why}",
                           account=session.account.name, why=why)
             if row is None:
-                self.directory.forget(session.account.name)
-            self.router.end_session(user_id, why)
+                self.account_deleted(user_id, session.account.name, why)
+            else:
+                self.router.end_session(user_id, why)
             return "closed"
         account = session.account
         account.is_admin, account.is_premium = row.is_admin, row.is_premium

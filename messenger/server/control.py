@@ -5,10 +5,19 @@ server's own user, and root, can connect). One JSON object per line each way:
 
     -> {"command": "account_changed", "user_id": 7}
     <- {"ok": true, "result": "closed"}          (or "refreshed", "offline")
+    -> {"command": "account_deleted", "user_id": 7, "account_name": "bob"}
+    <- {"ok": true, "result": "closed"}          (or "forgotten")
+    -> {"command": "group_deleted", "group_id": 3, "name": "Maths 5b",
+        "member_ids": [2, 7, 9]}
+    <- {"ok": true, "result": 2}                 (members told on this node)
     -> {"command": "online"}
     <- {"ok": true, "result": [{"account_name": "bob", "address": "127.0.0.1",
                                 "since": 1767225600.5, "status": "online"}, ...]}
     <- {"ok": false, "error": "unknown command 'x'"}
+
+The two ``..._deleted`` commands follow a deletion ``messenger-admin`` has committed: the
+server forgets the account everywhere, or tells the group's members; both refuse while
+the account or group still exists.
 
 The socket code only parses and answers; what a command does is one method of the
 server context (`ServerContext.account_changed`, `ServerContext.online`), which a cluster
@@ -31,7 +40,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
-MAX_LINE = 4096
+MAX_LINE = 64 * 1024        # a group_deleted request names up to several thousand members
+MAX_MEMBER_IDS = 10_000
+MAX_NAME = 256
 SUN_PATH_MAX = 107      # bytes of a UNIX socket path (108 with the terminating NUL)
 
 
@@ -102,10 +113,18 @@ class ControlProtocol(LineOnlyReceiver):
     def _run(self, request: dict[str, Any]) -> Any:
         command = request["command"]
         if command == "account_changed":
-            user_id = request.get("user_id")
-            if type(user_id) is not int or user_id < 1:
-                raise ValueError("'user_id' must be a positive integer")
-            return self.ctx.account_changed(user_id)
+            return self.ctx.account_changed(_positive(request, "user_id"))
+        if command == "account_deleted":
+            return self.ctx.operator_deleted_account(_positive(request, "user_id"),
+                                                     _name(request, "account_name"))
+        if command == "group_deleted":
+            member_ids = request.get("member_ids")
+            if not isinstance(member_ids, list) or len(member_ids) > MAX_MEMBER_IDS or \
+                    not all(type(i) is int and i > 0 for i in member_ids):
+                raise ValueError(f"'member_ids' must be a list of at most {MAX_MEMBER_IDS}"
+                                 " positive integers")
+            return self.ctx.operator_deleted_group(_positive(request, "group_id"),
+                                                   _name(request, "name"), member_ids)
         if command == "online":
             return self.ctx.online()
         raise ValueError(f"unknown command {command[:40]!r}")
@@ -124,6 +143,20 @@ class ControlProtocol(LineOnlyReceiver):
     def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802
         self._answer({"ok": False, "error": "request too long"})
         self.transport.loseConnection()
+
+
+def _positive(request: dict[str, Any], key: str) -> int:
+    value = request.get(key)
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{key!r} must be a positive integer")
+    return value
+
+
+def _name(request: dict[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise ValueError(f"{key!r} must be a string of 1 to {MAX_NAME} characters")
+    return value
 
 
 class ControlFactory(Factory):

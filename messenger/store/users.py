@@ -151,13 +151,15 @@ def delete_txn(txn: Any, user_id: int) -> bool:
     return txn.rowcount == 1
 
 
-def barred_txn(txn: Any, user_ids: list[int]) -> list[int]:
-    """Of these ids, those whose account was deleted or locked by an administrator."""
-    barred: list[int] = []
+def barred_txn(txn: Any, user_ids: list[int]) -> list[tuple[int, bool]]:
+    """Of these ids, those whose account was deleted or locked by an administrator, each
+    with True when it was deleted."""
+    barred: list[tuple[int, bool]] = []
     for start in range(0, len(user_ids), 500):
         chunk = user_ids[start:start + 500]
         txn.execute(f"SELECT id, admin_locked FROM users WHERE id IN"
                     f" ({','.join('?' * len(chunk))})", tuple(chunk))
         found = {row[0]: bool(row[1]) for row in txn.fetchall()}
-        barred.extend(user_id for user_id in chunk if found.get(user_id, True))
+        barred.extend((user_id, user_id not in found) for user_id in chunk
+                      if found.get(user_id, True))
     return barred

@@ -208,6 +208,34 @@ class LiveActionTests(LiveServerCase):
         self.assertEqual(out, "alice: premium\n")
 
     @defer.inlineCallbacks
+    def test_delete_of_someone_offline_is_forgotten_by_the_server(self):
+        """delete of an account that is offline still reaches the running server: its
+        name leaves the server's directory, its id leaves the contact lists of the
+        sessions online and the presence watch lists; a new account may take the name
+        and gets the messages sent to it."""
+        reply = yield self.alice.request("add_contact", user_id="bob")
+        self.assertEqual(reply["response"], 201, reply)
+        ctx = self.server.ctx
+        bob_id = ctx.directory.cached("bob").id
+        alice_session = ctx.router.session(ctx.directory.cached("alice").id)
+        self.assertIn(bob_id, alice_session.contact_ids)
+        yield quit_(self.bob)
+        yield wait_until(lambda: not ctx.router.is_online(bob_id))
+        out = yield self.admin_cli("delete", "bob", "--yes")
+        self.assertEqual(out, "bob: deleted\n")
+        self.assertIsNone(ctx.directory.cached("bob"))
+        self.assertNotIn(bob_id, alice_session.contact_ids)
+        self.assertNotIn(bob_id, ctx.presence.watchers_of(alice_session.account.id))
+        self.assertEqual(ctx.presence.watchers_of(bob_id), set())
+        new_bob, reply = yield jimclient.register(self, self.server.tcp_port, "bob")
+        self.assertEqual(reply["response"], 201, reply)
+        self.assertNotEqual(ctx.directory.cached("bob").id, bob_id)
+        reply = yield self.alice.request("msg", to="bob", message="welcome back")
+        self.assertEqual(reply["response"], 200, reply)
+        push = yield new_bob.wait_push("msg")
+        self.assertEqual(push["message"], "welcome back")
+
+    @defer.inlineCallbacks
     def test_online_lists_sessions(self):
         """online lists who is connected, from where and since when."""
         out = yield self.admin_cli("online")

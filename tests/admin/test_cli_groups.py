@@ -37,14 +37,22 @@ class GroupCommandTests(LiveServerCase):
     @defer.inlineCallbacks
     def test_delete(self):
         """groups delete needs --yes off a terminal, deletes the group with its messages,
-        is audited as the operator, and names a missing group."""
+        is audited as the operator, tells the members online through the running server
+        (``group_deleted`` with an empty ``by``: the operator), and names a missing
+        group."""
         gid = yield self.create("Maths 5b", ["bob"])
         reply = yield self.bob.request("msg", group=gid, message="hello")
         self.assertEqual(reply["response"], 200)
         err = yield self.admin_cli("groups", "delete", str(gid), status=1)
         self.assertIn("add --yes", err)
         out = yield self.admin_cli("groups", "delete", str(gid), "--yes")
-        self.assertEqual(out, f"Deleted group #{gid} 'Maths 5b' (2 members).\n")
+        self.assertEqual(out, f"Deleted group #{gid} 'Maths 5b' (2 members); the members"
+                              " online were told (2 on this server).\n")
+        for member in (self.alice, self.bob):
+            push = yield member.wait_push("group_deleted")
+            self.assertEqual((push["group_id"], push["name"], push["by"]),
+                             (gid, "Maths 5b", ""))
+        self.assertFalse([p for p in self.admin.pushes if p["action"] == "group_deleted"])
         for table in ("chat_groups", "messages"):
             left = yield count(self.server, table)
             self.assertEqual(left, 0, table)
@@ -54,6 +62,14 @@ class GroupCommandTests(LiveServerCase):
         self.assertEqual(err, f"messenger-admin: no group with id {gid}\n")
         reply = yield self.bob.request("group_info", group=gid)
         self.assertEqual(reply["response"], 403)
+
+    @defer.inlineCallbacks
+    def test_delete_without_a_server(self):
+        """With no server running, groups delete just deletes (nobody to tell)."""
+        gid = yield self.create("Chess club", ["bob"])
+        yield self.server.stop()
+        out = yield self.admin_cli("groups", "delete", str(gid), "--yes")
+        self.assertEqual(out, f"Deleted group #{gid} 'Chess club' (2 members).\n")
 
     @defer.inlineCallbacks
     def test_empty(self):

@@ -37,19 +37,29 @@ class AccountCheckTests(unittest.TestCase):
         yield self.change(server, adminops.lock_txn, "bob", None)
         yield server.ctx.check_accounts()
         notice = yield bob.wait_push("notice")
-        self.assertIn("locked or deleted", notice["message"])
+        self.assertEqual(notice["message"], "Your account was locked by an administrator.")
         yield bob.closed
         self.assertFalse(online(server, "bob"))
         self.assertTrue(online(server, "alice"))
 
     @defer.inlineCallbacks
     def test_deleted_account_ends_the_session(self) -> Any:
-        """An account deleted from the command line is disconnected."""
+        """An account deleted from the command line is told, disconnected and forgotten
+        (its name leaves the directory, its id alice's contact list)."""
         server, (alice, bob) = yield server_with(self, "alice", "bob")
+        reply = yield alice.request("add_contact", user_id="bob")
+        self.assertEqual(reply["response"], 201, reply)
+        ctx = server.ctx
+        bob_id = ctx.directory.cached("bob").id
+        alice_session = ctx.router.session(ctx.directory.cached("alice").id)
         yield self.change(server, adminops.delete_user_txn, "bob")
         yield server.ctx.check_accounts()
+        notice = yield bob.wait_push("notice")
+        self.assertEqual(notice["message"], "Your account was deleted by an administrator.")
         yield bob.closed
         self.assertFalse(online(server, "bob"))
+        self.assertIsNone(ctx.directory.cached("bob"))
+        self.assertNotIn(bob_id, alice_session.contact_ids)
 
     @defer.inlineCallbacks
     def test_timed_lock_does_not_kick(self) -> Any:

@@ -22,6 +22,14 @@ class FakeCtx:
         self.changed.append(user_id)
         return defer.succeed("closed")
 
+    def operator_deleted_account(self, user_id: int, name: str) -> Any:
+        self.changed.append((user_id, name))
+        return defer.succeed("forgotten")
+
+    def operator_deleted_group(self, group_id: int, name: str, member_ids: list[int]) -> Any:
+        self.changed.append((group_id, name, member_ids))
+        return defer.succeed(len(member_ids))
+
     def online(self) -> list[dict[str, Any]]:
         return [{"account_name": "alice", "address": "127.0.0.1", "since": 1.0,
                  "status": "online"}]
@@ -45,6 +53,23 @@ class ControlProtocolTests(unittest.TestCase):
         self.assertEqual(reply, {"ok": True, "result": "closed"})
         self.assertEqual(self.ctx.changed, [7])
 
+    def test_account_and_group_deleted(self) -> None:
+        """account_deleted and group_deleted go to the context with their fields."""
+        reply = self.ask(b'{"command": "account_deleted", "user_id": 7,'
+                         b' "account_name": "bob"}')
+        self.assertEqual(reply, {"ok": True, "result": "forgotten"})
+        reply = self.ask(b'{"command": "group_deleted", "group_id": 3, "name": "Maths 5b",'
+                         b' "member_ids": [2, 7]}')
+        self.assertEqual(reply, {"ok": True, "result": 2})
+        self.assertEqual(self.ctx.changed, [(7, "bob"), (3, "Maths 5b", [2, 7])])
+
+    def test_a_big_group_fits_in_one_line(self) -> None:
+        """A group_deleted naming 5,000 members (seven-digit ids) is one valid line."""
+        ids = list(range(1_000_000, 1_005_000))
+        line = json.dumps({"command": "group_deleted", "group_id": 1, "name": "School",
+                           "member_ids": ids}).encode()
+        self.assertEqual(self.ask(line), {"ok": True, "result": 5000})
+
     def test_online(self) -> None:
         """online answers the context's list."""
         reply = self.ask(b'{"command": "online"}')
@@ -56,7 +81,19 @@ class ControlProtocolTests(unittest.TestCase):
         for line in (b"not json", b"[1]", b'{"command": "shutdown"}',
                      b'{"command": "account_changed", "user_id": "7"}',
                      b'{"command": "account_changed", "user_id": true}',
-                     b'{"command": "account_changed", "user_id": 0}'):
+                     b'{"command": "account_changed", "user_id": 0}',
+                     b'{"command": "account_deleted", "user_id": 7}',
+                     b'{"command": "account_deleted", "user_id": 7, "account_name": ""}',
+                     b'{"command": "account_deleted", "user_id": -1, "account_name": "b"}',
+                     b'{"command": "group_deleted", "group_id": 3, "name": "x"}',
+                     b'{"command": "group_deleted", "group_id": 3, "name": "x",'
+                     b' "member_ids": [1, "2"]}',
+                     b'{"command": "group_deleted", "group_id": 3, "name": "x",'
+                     b' "member_ids": [0]}',
+                     b'{"command": "group_deleted", "group_id": 3, "name": 5,'
+                     b' "member_ids": []}',
+                     json.dumps({"command": "group_deleted", "group_id": 3, "name": "x",
+                                 "member_ids": [1] * (control.MAX_MEMBER_IDS + 1)}).encode()):
             reply = self.ask(line)
             self.assertFalse(reply["ok"], line)
             self.assertTrue(reply["error"])

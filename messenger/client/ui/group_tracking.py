@@ -174,7 +174,8 @@ class GroupTrackingMixin:
             meta = self.state.group(event.group_id)
             meta.name = event.name or meta.name
             meta.gone = "deleted"
-            self.add_notice(f"{event.by} deleted the group “{event.name}”.")
+            who = event.by or "The server's administrator"   # messenger-admin
+            self.add_notice(f"{who} deleted the group “{event.name}”.")
             self._group_touched(meta)
         self.group_event.emit(event)
 

@@ -15,6 +15,7 @@ from messenger.client.ui.chat_list import GROUP
 from messenger.client.ui.chat_rows import preview_line
 from messenger.client.ui.chat_state import group_key
 from messenger.client.ui.group_pane import CHANNEL_LINE, COMPOSER, GONE_LINES, READ_ONLY
+from tests.admin.test_cli import run_admin
 from tests.client.ui.helpers import DesktopTestCase, click, clipped, type_into, wait_for
 
 
@@ -296,3 +297,21 @@ class OwnerAndAdminTests(GroupTestCase):
         yield wait_for(lambda: any(panel.audit_table.item(row, 2).text() == "delete group"
                                    for row in range(panel.audit_table.rowCount())),
                        what="the audit entry")
+
+    @defer.inlineCallbacks
+    def test_operator_deletes_a_group_with_messenger_admin(self) -> Any:
+        """The server's operator deletes a group with ``messenger-admin groups delete``
+        beside the running server: the members' desktops mark it deleted at once and
+        their notices say the server's administrator did it."""
+        reply = yield self.bob.client.group_create("Secret plans", members=["carol"])
+        group_id = reply["group"]["group_id"]
+        yield wait_for(lambda: group_item(self.carol, group_id) is not None, what="listed")
+        status, out, err = yield run_admin(self.server.config.data_dir.resolve(),
+                                           "groups", "delete", str(group_id), "--yes")
+        self.assertEqual(status, 0, out + err)
+        for desktop in (self.bob, self.carol):
+            yield wait_for(lambda desktop=desktop:
+                           group_item(desktop, group_id).group.gone == "deleted",
+                           what="told")
+            self.assertIn("The server's administrator deleted the group “Secret plans”.",
+                          desktop.main_window.notices.texts())

@@ -202,6 +202,45 @@ class AdminAcrossNodesTests(unittest.TestCase):
         yield jimclient.wait_closed(bob)
 
 
+    @defer.inlineCallbacks
+    def test_messenger_admin_delete_reaches_every_node(self):
+        """messenger-admin on node a's data dir deletes a group whose member is online on
+        node b, then that member's account: b pushes ``group_deleted`` (``by`` empty: the
+        operator), closes the session at once, and both nodes forget the account."""
+        a, b = yield start_nodes(self)
+        root = yield user_on(self, a, "root")
+        carol = yield user_on(self, b, "carol")
+        reply = yield root.request("group_create", name="Maths 5b", members=["carol"])
+        self.assertEqual(reply["response"], 201, reply)
+        gid = reply["group"]["group_id"]
+        carol_id = b.ctx.directory.cached("carol").id
+
+        def admin(*args):
+            out = io.StringIO()
+            d = threads.deferToThread(admin_cli.main, [
+                "--data-dir", str(a.config.data_dir), "--database", a.config.database,
+                *args], out, out)
+            return d.addCallback(lambda status: (status, out.getvalue()))
+        status, out = yield admin("groups", "delete", str(gid), "--yes")
+        self.assertEqual((status, out), (0, f"Deleted group #{gid} 'Maths 5b' (2 members);"
+                                           " the members online were told (1 on this"
+                                           " server).\n"))
+        for member in (root, carol):
+            push = yield member.wait_push("group_deleted")
+            self.assertEqual((push["group_id"], push["by"]), (gid, ""))
+        yield wait_until(lambda: a.ctx.presence.status_of(carol_id) == "online",
+                         what="carol online on a")
+        status, out = yield admin("delete", "carol", "--yes")
+        self.assertEqual((status, out), (0, "carol: deleted\n"))
+        notice = yield carol.wait_push("notice")
+        self.assertIn("deleted by an administrator", notice["message"])
+        yield jimclient.wait_closed(carol)
+        for node in (a, b):
+            yield wait_until(lambda node=node: node.ctx.directory.cached("carol") is None
+                             and node.ctx.presence.status_of(carol_id) != "online",
+                             what="carol forgotten")
+
+
 class OrderTests(unittest.TestCase):
 
     @defer.inlineCallbacks
