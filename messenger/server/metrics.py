@@ -247,6 +247,12 @@ class ServerCollector(Collector):
                        group.batches)
         yield _gauge("messenger_db_commit_queue_rows", "Messages waiting for the next"
                      " group commit.", group.pending)
+        index = ctx.search_index
+        yield _gauge("messenger_search_index_waiting", "Messages stored but not indexed for"
+                     " search yet (SQLite indexes in batches; search still finds them).",
+                     index.waiting)
+        yield _counter("messenger_search_indexed", "Messages indexed for search in batches.",
+                       index.indexed)
 
     @staticmethod
     def _relay(relay: Any, calls: int) -> Iterator[Metric]:

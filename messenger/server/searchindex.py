@@ -58,6 +58,11 @@ class SearchIndexer:
         self._pass_waiters: list[defer.Deferred[int]] = []
         self.passes = 0
         self.indexed = 0
+        # Messages stored but not indexed yet (the metrics' gauge): what a pass left, plus
+        # the rows committed since. Rows whose commit is reported while a pass runs are
+        # counted as waiting even if the pass took them in; the next pass sets it right.
+        # Before the first pass after a start it does not know what an earlier run left.
+        self.waiting = 0
 
     def start(self) -> None:
         """Begin; the first pass runs at once (messages stored before a restart)."""
@@ -79,10 +84,11 @@ class SearchIndexer:
         self._running.addBoth(lambda result: (done.callback(None), result)[1])
         return done
 
-    def nudge(self) -> None:
-        """Messages were committed: index them within `interval` seconds."""
+    def nudge(self, rows: int = 0) -> None:
+        """``rows`` messages were committed: index them within `interval` seconds."""
         if self._stopped:
             return
+        self.waiting += rows
         if self._running is not None:
             if self._again is None:
                 self._again = self.interval
@@ -96,10 +102,10 @@ class SearchIndexer:
             return on_batch
         nudge = self.nudge
         if on_batch is None:
-            return lambda rows, seconds: nudge()
+            return lambda rows, seconds: nudge(rows)
 
         def committed(rows: int, seconds: float) -> None:
-            nudge()
+            nudge(rows)
             on_batch(rows, seconds)
         return committed
 
@@ -136,13 +142,16 @@ class SearchIndexer:
     def _run(self) -> None:
         self._next = None
         self._again = None
-        self._running = self._db.write(searchindex.index_pending_txn, self.batch)
-        self._running.addCallbacks(self._done, self._failed)
+        self._running = self._db.write(searchindex.index_pass_txn, self.batch)
+        self._running.addCallbacks(self._done, self._failed, callbackArgs=(self.waiting,))
 
-    def _done(self, count: int) -> None:
+    def _done(self, result: tuple[int, int], waiting_before: int) -> None:
+        count, left = result
         self._running = None
         self.passes += 1
         self.indexed += count
+        # Rows committed while the pass ran (nudges since it began) wait still.
+        self.waiting = left + max(0, self.waiting - waiting_before)
         if not self._stopped:
             if count >= self.batch:
                 self._schedule(0)           # more are waiting now: no pause

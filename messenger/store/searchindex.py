@@ -81,3 +81,11 @@ def index_pending_txn(txn: Any, limit: int = BATCH) -> int:
                 " FROM messages WHERE id > ? AND id <= ? ORDER BY id", (last, newest))
     txn.execute("UPDATE search_progress SET last_id = ?", (newest,))
     return count
+
+
+def index_pass_txn(txn: Any, limit: int = BATCH) -> tuple[int, int]:
+    """`index_pending_txn`, then how many still wait: ``(indexed, waiting)``. Only a
+    full batch can leave any (there is one writer: nothing commits during the pass), so
+    the count costs a query only then."""
+    indexed = index_pending_txn(txn, limit)
+    return indexed, pending_txn(txn) if indexed >= limit else 0

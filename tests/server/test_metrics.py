@@ -54,6 +54,28 @@ class MetricsEndpointTests(unittest.TestCase):
         self.assertEqual(server.config.metrics_interface, "127.0.0.1")
 
     @defer.inlineCallbacks
+    def test_messages_waiting_for_the_search_index(self) -> Any:
+        """Messages stored but not indexed for search yet show as a gauge (SQLite indexes
+        in batches); a pass takes the gauge to 0 and counts them as indexed."""
+        port = free_port()
+        server, (alice, bob) = yield server_with(self, "alice", "bob", metrics_port=port)
+        indexer = server.ctx.search_index
+        yield indexer.idle()
+        indexer.interval = 3600.0                   # no pass unless the test asks
+        for n in range(3):
+            reply = yield alice.request("msg", to="bob", message=f"hello {n}")
+            self.assertEqual(reply["response"], 200)
+        status, text = yield get(f"http://127.0.0.1:{port}/metrics")
+        found = samples(text)
+        self.assertEqual(found["messenger_search_index_waiting"], 3)
+        self.assertEqual(found["messenger_search_indexed_total"], 0)
+        yield indexer.index_now()
+        status, text = yield get(f"http://127.0.0.1:{port}/metrics")
+        found = samples(text)
+        self.assertEqual(found["messenger_search_index_waiting"], 0)
+        self.assertEqual(found["messenger_search_indexed_total"], 3)
+
+    @defer.inlineCallbacks
     def test_unknown_actions_add_no_series(self) -> Any:
         """An action name a client makes up is refused and never becomes a label."""
         port = free_port()

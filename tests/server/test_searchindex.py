@@ -82,14 +82,16 @@ class SchedulingTests(unittest.TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         for _ in range(3):
             yield self.store(2)
-            indexer.nudge()
+            indexer.nudge(2)
             self.clock.advance(0.1)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         self.assertEqual((yield self.pending()), 6)
+        self.assertEqual(indexer.waiting, 6)
         passed = indexer.when_passed()
         self.clock.advance(0.2)                         # 0.5 s after the first nudge
         self.assertEqual((yield passed), 6)
         self.assertEqual((yield self.pending()), 0)
+        self.assertEqual(indexer.waiting, 0)
         self.assertEqual((indexer.passes, indexer.indexed), (2, 6))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -100,14 +102,16 @@ class SchedulingTests(unittest.TestCase):
         yield self.store(5)
         indexer = self.indexer(batch=2)
         indexer.start()
-        counts = []
+        counts, waiting = [], []
         for _ in range(3):
             passed = indexer.when_passed()
             self.assertEqual([call.getTime() for call in self.clock.getDelayedCalls()],
                              [self.clock.seconds()])
             self.clock.advance(0)
             counts.append((yield passed))
+            waiting.append(indexer.waiting)
         self.assertEqual(counts, [2, 2, 1])
+        self.assertEqual(waiting, [3, 1, 0])            # what each pass left, counted
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual((yield self.pending()), 0)
 
