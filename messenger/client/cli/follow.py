@@ -52,7 +52,8 @@ async def cmd_tail(session: Session, args: argparse.Namespace, _: Any) -> int:
         if state.name == State.RECONNECTING:
             output.note(f"{PROG}: {state}")
 
-    for kind in ("message", "presence", "broadcast", "notice", "call", "message_changed"):
+    for kind in ("message", "presence", "broadcast", "notice", "call", "message_changed",
+                 "group"):
         client.subscribe(kind, show)
     client.subscribe("state", on_state)
     client.subscribe("state", _ends_with_the_session(done))

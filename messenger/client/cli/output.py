@@ -37,6 +37,14 @@ from messenger.client.events import (
     PresenceChange,
 )
 from messenger.client.failures import describe
+from messenger.client.groupevents import (
+    GroupCreated,
+    GroupDeleted,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+    GroupRoleChanged,
+    GroupUpdated,
+)
 
 
 def _when(stamp: Any) -> str:
@@ -85,6 +93,63 @@ def format_event(event: Any) -> str | None:
     if isinstance(event, CallEvent):
         peer = event.fields.get("from") or event.fields.get("user_id") or ""
         return f"~ {event.kind} {peer}".rstrip()
+    return _group_line(event)
+
+
+def _by(by: str) -> str:
+    """Who made a group change: an account, or (empty) the server's operator."""
+    return by or "the server's administrator"
+
+
+def _group_line(event: Any) -> str | None:
+    """One line for a change to one of the user's groups (kind ``group``), else None."""
+    if isinstance(event, GroupCreated):
+        group = event.group
+        return f"~ group #{group.group_id} {group.name!r}: created by {_by(event.by)}"
+    if isinstance(event, GroupUpdated):
+        group = event.group
+        return f"~ group #{group.group_id} {group.name!r}: changed by {_by(event.by)}"
+    if isinstance(event, GroupMemberAdded):
+        group = event.group
+        return (f"~ group #{group.group_id} {group.name!r}: {event.account_name} added"
+                f" by {_by(event.by)}")
+    if isinstance(event, GroupMemberRemoved):
+        how = "left" if event.reason == "left" else f"removed by {_by(event.by)}"
+        return f"~ group #{event.group_id}: {event.account_name} {how}"
+    if isinstance(event, GroupRoleChanged):
+        return (f"~ group #{event.group_id}: {event.account_name} is now {event.role}"
+                f" (by {_by(event.by)})")
+    if isinstance(event, GroupDeleted):
+        return f"~ group #{event.group_id} {event.name!r}: deleted by {_by(event.by)}"
+    return None
+
+
+def _group_json(event: Any) -> dict[str, Any] | None:
+    """``event_json`` of a group change: its push's action and fields."""
+    if not isinstance(event, (GroupCreated, GroupUpdated, GroupMemberAdded,
+                              GroupMemberRemoved, GroupRoleChanged, GroupDeleted)):
+        return None
+    group = getattr(event, "group", None)
+    fields: dict[str, Any] = {"by": event.by, "time": event.time}
+    if group is not None:
+        fields.update(group_id=group.group_id, name=group.name)
+    if isinstance(event, GroupCreated):
+        return {"event": "group_created", **fields}
+    if isinstance(event, GroupUpdated):
+        return {"event": "group_updated", **fields, "topic": group.topic,
+                "announce_only": group.announce_only}
+    if isinstance(event, GroupMemberAdded):
+        return {"event": "group_member_added", **fields,
+                "account_name": event.account_name, "role": event.role}
+    if isinstance(event, GroupMemberRemoved):
+        return {"event": "group_member_removed", **fields, "group_id": event.group_id,
+                "account_name": event.account_name, "reason": event.reason}
+    if isinstance(event, GroupRoleChanged):
+        return {"event": "group_role_changed", **fields, "group_id": event.group_id,
+                "account_name": event.account_name, "role": event.role}
+    if isinstance(event, GroupDeleted):
+        return {"event": "group_deleted", **fields, "group_id": event.group_id,
+                "name": event.name}
     return None
 
 
@@ -118,7 +183,7 @@ def event_json(event: Any) -> dict[str, Any]:
     if isinstance(event, CallEvent):
         return {"event": event.kind, **{k: v for k, v in event.fields.items()
                                         if k not in ("key", "token")}}
-    return {"event": type(event).__name__}
+    return _group_json(event) or {"event": type(event).__name__}
 
 
 class Output:

@@ -4,12 +4,16 @@ own config dir) against the server run by twistd as a child process
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from messenger.client.cli.output import format_event
+from messenger.client.groupevents import GroupDeleted
+from tests.admin.test_cli import run_admin
 from tests.client.cli.runner import CliRunner
 from tests.support.twistd_server import start_twistd_server
 
@@ -81,3 +85,32 @@ class GroupCommandTests(unittest.TestCase):
             f"teacher -> group #{gid}: @ann please check [mentions: ann]"), out)
         as_json = yield self.run_ok(self.teacher, "--json", "group", "create", "Other")
         self.assertIn('"group_id":', as_json)
+
+    @defer.inlineCallbacks
+    def test_tail_prints_group_changes(self):
+        """tail prints the changes to the user's groups as they come: a member added by
+        the owner, the group deleted by the server's operator with messenger-admin (and,
+        with --json, each as its push's action and fields)."""
+        out = yield self.run_ok(self.teacher, "group", "create", "Team", "--members", "ann")
+        gid = out.splitlines()[-1]
+        tail = self.ann.run("--json", "tail", "--count", "1")
+        online = ""
+        while "ann" not in online:          # tail logged in: pushes reach it from now on
+            code, online, err = yield run_admin(self.server.data_dir, "online")
+            self.assertEqual(code, 0, err)
+        yield self.run_ok(self.teacher, "group", "add", gid, "ben")
+        code, out, err = yield run_admin(self.server.data_dir, "groups", "delete", gid,
+                                         "--yes")
+        self.assertEqual(code, 0, err)
+        yield self.run_ok(self.teacher, "send", "ann", "the group is gone")
+        out, err, code = yield tail
+        self.assertEqual(code, 0, err)
+        events = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([(e["event"], e.get("account_name"), e["by"]) for e in events
+                          if e["event"].startswith("group_")],
+                         [("group_member_added", "ben", "teacher"),
+                          ("group_deleted", None, "")])
+        self.assertEqual(events[-1]["message"], "the group is gone")
+        self.assertEqual(
+            format_event(GroupDeleted(int(gid), "Team", "", 0.0)),
+            f"~ group #{gid} 'Team': deleted by the server's administrator")
