@@ -11,13 +11,13 @@ from typing import Any
 from PyQt5.QtCore import Qt, pyqtSignal
 from PyQt5.QtGui import QKeySequence
 from PyQt5.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
     QShortcut,
-    QSpinBox,
     QSplitter,
     QTableWidgetItem,
     QTabWidget,
@@ -41,6 +41,11 @@ from messenger.client.ui.admin_tables import (
 )
 from messenger.client.ui.messages import explain, format_date
 from messenger.client.ui.widgets import Spinner, Toast
+
+# How long "Lock account" locks: a label and minutes (None: until an administrator
+# unlocks it). A few common choices rather than a number of minutes to type.
+LOCK_DURATIONS = (("until unlocked", None), ("15 minutes", 15), ("1 hour", 60),
+                  ("1 day", 24 * 60), ("1 week", 7 * 24 * 60), ("30 days", 30 * 24 * 60))
 
 
 class AdminPanel(GroupsTabMixin, CodesAuditMixin, QWidget):
@@ -139,12 +144,11 @@ class AdminPanel(GroupsTabMixin, CodesAuditMixin, QWidget):
         column.addSpacing(8)
         lock_row = QHBoxLayout()
         lock_row.addWidget(QLabel("Lock for"))
-        self.lock_minutes = QSpinBox()
-        self.lock_minutes.setRange(0, 10_000_000)
-        self.lock_minutes.setValue(0)
-        self.lock_minutes.setSpecialValueText("until unlocked")
-        self.lock_minutes.setSuffix(" min")
-        lock_row.addWidget(self.lock_minutes, 1)
+        self.lock_for = QComboBox()
+        self.lock_for.setAccessibleName("How long to lock the account")
+        for label, minutes in LOCK_DURATIONS:
+            self.lock_for.addItem(label, minutes)
+        lock_row.addWidget(self.lock_for, 1)
         column.addLayout(lock_row)
         self.lock_button = QPushButton("Lock account")
         self.lock_button.clicked.connect(self.lock)
@@ -158,7 +162,7 @@ class AdminPanel(GroupsTabMixin, CodesAuditMixin, QWidget):
         column.addWidget(self.delete_button)
         column.addStretch(1)
         self._action_buttons = [self.admin_button, self.premium_button, self.lock_button,
-                                self.unlock_button, self.delete_button, self.lock_minutes]
+                                self.unlock_button, self.delete_button, self.lock_for]
         self._update_actions()
         return box
 
@@ -345,9 +349,10 @@ class AdminPanel(GroupsTabMixin, CodesAuditMixin, QWidget):
         if user is None:
             return None
         name = user["account_name"]
-        minutes = self.lock_minutes.value() or None
-        sentence = (f"{name} is locked for {minutes} minutes and was logged out." if minutes
-                    else f"{name} is locked until an administrator unlocks the account.")
+        minutes = self.lock_for.currentData() or None
+        sentence = (f"{name} is locked for {self.lock_for.currentText()} and was logged out."
+                    if minutes else
+                    f"{name} is locked until an administrator unlocks the account.")
         return self._call(self.client.admin_lock(name, minutes),
                           lambda reply: self._user_changed(reply, sentence))
 

@@ -98,8 +98,11 @@ class AdminActionTests(AdminTestCase):
         the lock; unlocking lets him log in again."""
         panel = yield self.open_panel()
         panel.select_user("bob")
-        panel.lock_minutes.setValue(30)
+        self.assertEqual(panel.lock_for.currentText(), "until unlocked")
+        panel.lock_for.setCurrentIndex(panel.lock_for.findText("1 hour"))
         click(panel.lock_button)
+        yield wait_for(lambda: "bob is locked for 1 hour" in panel.banner.text(),
+                       what="the sentence")
         yield wait_for(lambda: self.column(panel.users_table, 4)[1].startswith("until "),
                        what="the lock in the table")
         yield wait_for(lambda: self.bob.main_window is None, timeout=30, what="bob out")
