@@ -72,12 +72,12 @@ QFrame#info QLabel {{ background: transparent; border: none; color: {p.accent_te
 QLabel#badge {{ background: {p.accent_soft}; color: {p.accent_text}; border-radius: 8px;
     padding: 1px 7px; font-size: 8pt; font-weight: 600; }}
 QLabel#code {{ font-family: "DejaVu Sans Mono", monospace; font-size: 16pt; }}
-QLineEdit, QPlainTextEdit, QTextEdit, QSpinBox {{
+QLineEdit, QPlainTextEdit, QTextEdit {{
     background: {p.surface}; border: 1px solid {p.input_border}; border-radius: 7px;
     padding: 5px 8px; selection-background-color: {p.accent}; selection-color: white; }}
-QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus, QSpinBox:focus {{
+QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus {{
     border: 1px solid {p.accent}; }}
-QLineEdit:disabled, QPlainTextEdit:disabled, QTextEdit:disabled, QSpinBox:disabled {{
+QLineEdit:disabled, QPlainTextEdit:disabled, QTextEdit:disabled {{
     background: {p.disabled_background}; color: {p.disabled_text};
     border-color: {p.disabled_border}; }}
 QComboBox QAbstractItemView {{ background: {p.surface}; border: 1px solid {p.border};
