@@ -36,7 +36,7 @@ from messenger.client.ui.widgets import Avatar
 CALL_STYLE = """
 QWidget#callwindow { background: qlineargradient(x1:0, y1:0, x2:0, y2:1,
     stop:0 #1e293b, stop:1 #0f172a); }
-QWidget#callwindow QLabel { color: #e2e8f0; }
+QWidget#callwindow QLabel, QWidget#callwindow QCheckBox { color: #e2e8f0; }
 QLabel#peer { font-size: 18pt; font-weight: 600; color: white; }
 QLabel#callstate { font-size: 12pt; color: #cbd5e1; }
 QLabel#chip { background: #334155; color: #e2e8f0; border-radius: 10px; padding: 3px 10px;
@@ -94,6 +94,7 @@ class QualityBars(QWidget):
 
 class CallWindow(QWidget):
     CLOSE_DELAY = 2.5          # seconds the ended call stays on screen
+    MIN_WIDTH, MIN_HEIGHT = 360, 500
 
     closed = pyqtSignal()
 
@@ -106,7 +107,7 @@ class CallWindow(QWidget):
         self.setObjectName("callwindow")
         self.setAttribute(Qt.WA_StyledBackground, True)
         self.setStyleSheet(CALL_STYLE)
-        self.setMinimumSize(360, 500)
+        self.setMinimumSize(self.MIN_WIDTH, self.MIN_HEIGHT)
         self.resize(400, 560)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(26, 30, 26, 26)
@@ -184,6 +185,7 @@ class CallWindow(QWidget):
         """Microphone and loudspeaker choosers (the system default first)."""
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
+        grid.setColumnStretch(1, 1)                     # the choosers take the width
         self.input_choice = QComboBox()
         self.output_choice = QComboBox()
         inputs, outputs = self.controller.list_devices()
@@ -219,6 +221,21 @@ class CallWindow(QWidget):
     def _show_audio_problem(self, problem: str) -> None:
         self.audio_warning.setText(problem)
         self.audio_warning.setVisible(bool(problem))
+        self._fit()
+
+    def _fit(self) -> None:
+        """Be at least as tall as the content needs at this width. A top-level window's
+        minimum ignores height-for-width, so a wrapped sentence (the sound devices'
+        warning) would otherwise squeeze the counters into each other."""
+        layout = self.layout()
+        layout.activate()
+        need = layout.totalHeightForWidth(self.width())
+        self.setMinimumHeight(max(self.MIN_HEIGHT, need))
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self._fit()              # narrower: the sentence wraps onto more lines
 
     def _buttons(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -273,6 +290,7 @@ class CallWindow(QWidget):
             self.state_label.setText(describe_call_end(status, self.me))
             self._close_timer.start(int(self.CLOSE_DELAY * 1000))
         self.refresh()
+        self._fit()
 
     def refresh(self) -> None:
         status = self.controller.status
@@ -287,7 +305,9 @@ class CallWindow(QWidget):
         stats = self.controller.stats()
         if stats is None:
             return
-        self.panel.show()
+        if self.panel.isHidden():
+            self.panel.show()
+            self._fit()
         path = stats.path
         words = PATH_WORDS.get(path, path)
         self.path_chip.setText(f"{words} · {stats.codec.upper()}" if stats.codec else words)

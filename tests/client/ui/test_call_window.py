@@ -126,6 +126,23 @@ class CallWindowTests(CallWindowBase):
 
 
 class DeviceAndLineTests(CallWindowBase):
+    def assert_laid_out(self, window: Any) -> None:
+        """With the sentence about the sound devices wrapped over several lines, the
+        window is tall enough that nothing is squeezed: the counters' panel, the warning
+        and the buttons get their full height and do not overlap."""
+        QApplication.processEvents()
+        self.assertGreaterEqual(window.panel.height(), window.panel.sizeHint().height())
+        warning = window.audio_warning
+        self.assertGreaterEqual(warning.height(), warning.heightForWidth(warning.width()))
+        for above, below in ((window.panel, warning), (warning, window.input_choice),
+                             (window.processing_box, window.hangup_button)):
+            self.assertLessEqual(above.mapTo(window, above.rect().bottomLeft()).y(),
+                                 below.mapTo(window, below.rect().topLeft()).y())
+        window.resize(window.MIN_WIDTH, window.MIN_HEIGHT)   # narrower: more lines
+        QApplication.processEvents()
+        self.assertGreaterEqual(warning.height(), warning.heightForWidth(warning.width()))
+        self.assertGreaterEqual(window.panel.height(), window.panel.sizeHint().height())
+
     @defer.inlineCallbacks
     def test_no_microphone_said_before_answering_and_reconnecting_shown(self) -> Any:
         """Without a microphone the ringing window says so in a sentence (not PortAudio's
@@ -141,6 +158,8 @@ class DeviceAndLineTests(CallWindowBase):
         self.assertEqual(theirs.input_choice.itemText(0), "System default")
         click(theirs.accept_button)
         yield wait_for(lambda: self.bob.calls.status.state == "active", what="active")
+        yield wait_for(lambda: theirs.panel.isVisible(), what="the counters")
+        self.assert_laid_out(theirs)
         self.bob.calls._media("reconnecting", "")
         theirs.refresh()
         self.assertTrue(theirs.state_label.text().startswith("Reconnecting…"))
