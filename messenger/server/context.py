@@ -256,6 +256,7 @@ class ServerContext:
         def tell(group: Any) -> int:
             if group is not None:
                 raise ValueError(f"group {group_id} still exists")
+            self.typing_members.forget(group_id)
             self.log.info("Group #{group} {name!r} deleted by the operator; telling its"
                           " {count} members", group=group_id, name=name, count=len(member_ids))
             return self.router.push_many(member_ids, {

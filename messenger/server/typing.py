@@ -52,6 +52,12 @@ class GroupMembers:
         d.addBoth(self._loaded, group_id, now)
         return waiter
 
+    def forget(self, group_id: int) -> None:
+        """The group's members changed on this node (added, removed, left, deleted): the
+        next typing reads them again, so a member removed a moment ago is refused and
+        one added is heard at once. Other nodes of a cluster follow within the TTL."""
+        self._cache.pop(group_id, None)
+
     def _loaded(self, result: Any, group_id: int, now: float) -> None:
         waiters = self._waiting.pop(group_id, [])
         if isinstance(result, Failure):

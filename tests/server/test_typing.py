@@ -57,6 +57,24 @@ class TypingTests(unittest.TestCase):
         self.assertEqual(reads.count("member_ids_txn"), 1)
 
     @defer.inlineCallbacks
+    def test_membership_changes_count_at_once(self):
+        """A member removed from the group is refused typing at once (not when the
+        cached members expire), and one added back is heard at once."""
+        server, (root, teacher, ann, ben, cat), gid = yield class_of_five(self)
+        reply = yield ben.request("typing", group=gid)          # the members are cached
+        self.assertEqual(reply["response"], 200)
+        reply = yield teacher.request("group_remove", group=gid, user_id="ben")
+        self.assertEqual(reply["response"], 200, reply)
+        reply = yield ben.request("typing", group=gid)
+        self.assertEqual(error(reply), NOT_MEMBER)
+        reply = yield teacher.request("group_add", group=gid, user_id="ben")
+        self.assertEqual(reply["response"], 200, reply)
+        reply = yield ann.request("typing", group=gid)
+        self.assertEqual(reply["response"], 200)
+        push = yield ben.wait_push("typing")
+        self.assertEqual((push["from"], push["group"]), ("ann", gid))
+
+    @defer.inlineCallbacks
     def test_refusals(self):
         """Typing to a group one is not in, to an unknown person, to oneself, or to
         someone who blocked the typist: clear errors, nothing pushed."""

@@ -162,6 +162,7 @@ def group_add(session: Session, request: dict[str, Any]) -> Any:
     group, member, member_ids = yield write(
         session, groupchanges.add_txn, session.account.id, request["group"], request["user_id"],
         ctx.clock.seconds(), store_limits(session), target=request["user_id"])
+    ctx.typing_members.forget(group.id)
     view = {**group_view(group), "members": len(member_ids)}
     push(session, member_ids, "group_member_added", group=view, member=member_view(member),
          by=session.account.name)
@@ -176,6 +177,7 @@ def group_remove(session: Session, request: dict[str, Any]) -> Any:
     member, remaining = yield write(
         session, groupchanges.remove_txn, session.account.id, group_id, request["user_id"],
         ctx.clock.seconds(), target=request["user_id"])
+    ctx.typing_members.forget(group_id)
     push(session, [*remaining, member.user_id], "group_member_removed", group_id=group_id,
          account_name=member.name, reason="removed", by=session.account.name)
     return {"response": codes.OK}
@@ -188,6 +190,7 @@ def group_leave(session: Session, request: dict[str, Any]) -> Any:
     group_id = request["group"]
     remaining = yield write(session, groupchanges.leave_txn, me.id, group_id,
                             session.ctx.clock.seconds())
+    session.ctx.typing_members.forget(group_id)
     push(session, remaining, "group_member_removed", group_id=group_id,
          account_name=me.name, reason="left", by=me.name)
     return {"response": codes.OK}
@@ -236,6 +239,7 @@ def group_delete(session: Session, request: dict[str, Any]) -> Any:
         raise NotFound(f"no group with id {group_id}") from None
     except (groups.NotMember, groups.NotAllowed) as error:
         raise as_jim_error(error) from None
+    ctx.typing_members.forget(group_id)
     session.log.info("{account} deleted group #{group}{how}", account=me.name, group=group_id,
                      how=" as a server administrator" if by_admin else "")
     push(session, member_ids, "group_deleted", group_id=group_id, name=group.name,
