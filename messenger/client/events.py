@@ -13,7 +13,8 @@ Kinds and their records:
                  once, in increasing ``msg_id`` order (live pushes and sync merged)
 ``message_status``  `messenger.client.outbox.OutgoingMessage`: an own message changed
                  status (pending, acked with its ``msg_id``, or failed)
-``presence``     `PresenceChange`: a contact went online, away or offline
+``presence``     `PresenceChange`: a contact went online, away or offline, or its
+                 account was deleted (status ``deleted``)
 ``broadcast``    `Broadcast`: a premium user's post to everyone
 ``account``      `AccountInfo`: the logged-in account (after login, and when an admin
                  changes its roles)
@@ -220,8 +221,8 @@ def _number_or_none(value: Any) -> float | None:
 @dataclass(frozen=True, slots=True)
 class PresenceChange:
     account_name: str
-    status: str                         # "online", "away" or "offline"
-    time: float
+    status: str                         # "online", "away", "offline"; "deleted": the
+    time: float                         # account is gone (``contact_deleted``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ class PushDispatcher:
             "receipt": on_conversation or ignore,
             "typing": on_conversation or ignore,
             "presence": self._presence,
+            "contact_deleted": self._contact_deleted,
             "broadcast": self._broadcast,
             "account": self._account,
             "notice": self._notice,
@@ -82,6 +83,11 @@ class PushDispatcher:
     def _presence(self, message: dict[str, Any]) -> None:
         self._observers.emit("presence", PresenceChange(
             str(message["account_name"]), str(message["status"]), message.get("time", 0)))
+
+    def _contact_deleted(self, message: dict[str, Any]) -> None:
+        """A contact's account was deleted: a presence that never changes again."""
+        self._observers.emit("presence", PresenceChange(
+            str(message["account_name"]), "deleted", message.get("time", 0)))
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         self._observers.emit("broadcast", Broadcast.from_jim(message))

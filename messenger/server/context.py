@@ -401,9 +401,15 @@ class ServerContext:
         self.directory.forget(name)
         self.calls.user_gone(user_id)
         self.limits.forget_account(user_id)
+        contacts = []
         for session in self.router.sessions():
             if user_id in session.contact_ids:
                 session.contact_ids.remove(user_id)
+                if session.account is not None:
+                    contacts.append(session.account.id)
+        # Those who had it as a contact (online here) see it gone, not just offline.
+        self.router.push_many(contacts, {"action": "contact_deleted", "account_name": name,
+                                         "time": self.clock.seconds()})
 
     def notify_mail(self, template: str, to: str, **fields: Any) -> None:
         """Queue one e-mail; a failure to queue is logged, never raised into a request.

@@ -209,10 +209,11 @@ class LiveActionTests(LiveServerCase):
 
     @defer.inlineCallbacks
     def test_delete_of_someone_offline_is_forgotten_by_the_server(self):
-        """delete of an account that is offline still reaches the running server: its
-        name leaves the server's directory, its id leaves the contact lists of the
-        sessions online and the presence watch lists; a new account may take the name
-        and gets the messages sent to it."""
+        """delete of an account that is offline still reaches the running server: those
+        online who had it as a contact get ``contact_deleted``; its name leaves the
+        server's directory, its id the contact lists of the sessions online and the
+        presence watch lists; a new account may take the name and gets the messages sent
+        to it."""
         reply = yield self.alice.request("add_contact", user_id="bob")
         self.assertEqual(reply["response"], 201, reply)
         ctx = self.server.ctx
@@ -223,6 +224,8 @@ class LiveActionTests(LiveServerCase):
         yield wait_until(lambda: not ctx.router.is_online(bob_id))
         out = yield self.admin_cli("delete", "bob", "--yes")
         self.assertEqual(out, "bob: deleted\n")
+        push = yield self.alice.wait_push("contact_deleted")   # she had him as a contact
+        self.assertEqual(push["account_name"], "bob")
         self.assertIsNone(ctx.directory.cached("bob"))
         self.assertNotIn(bob_id, alice_session.contact_ids)
         self.assertNotIn(bob_id, ctx.presence.watchers_of(alice_session.account.id))

@@ -41,6 +41,14 @@ class PushDispatcherTests(unittest.TestCase):
         self.assertEqual(self.messages, [{"action": "msg", "msg_id": 1}])
         self.assertEqual(len(self.seen["push"]), 6)
 
+    def test_contact_deleted_is_a_last_presence(self):
+        """contact_deleted becomes a presence change to "deleted"; without a name it is
+        dropped."""
+        self.dispatch({"action": "contact_deleted", "account_name": "bob", "time": 5})
+        self.dispatch({"action": "contact_deleted"})
+        self.assertEqual([(c.account_name, c.status, c.time) for c in self.seen["presence"]],
+                         [("bob", "deleted", 5)])
+
     def test_malformed_and_unknown_pushes_harm_nothing(self):
         """A push missing fields is dropped; an unknown action only reaches 'push'."""
         self.dispatch({"action": "broadcast", "message": "no id"})

@@ -84,6 +84,8 @@ def format_event(event: Any) -> str | None:
         what = "deleted" if event.is_deleted else f"edited: {event.text}"
         return f"~ #{event.msg_id} {what} (by {event.by})"
     if isinstance(event, PresenceChange):
+        if event.status == "deleted":
+            return f"* {event.account_name}'s account was deleted"
         return f"* {event.account_name} is {event.status}"
     if isinstance(event, Broadcast):
         return (f"[broadcast #{event.broadcast_id}] {_when(event.time)} {event.sender}:"

@@ -37,6 +37,10 @@ PAGE = 50
 NEAR_TOP = 24                 # pixels from the top that ask for an older page
 
 
+GONE_LINE = ("{peer}'s account was deleted: nobody can receive messages here any more."
+             " What was said stays.")
+
+
 class ConversationPane(EditActionsMixin, FileActionsMixin, LiveMarksMixin, QWidget):
     back_requested = pyqtSignal()
     call_requested = pyqtSignal(str)
@@ -53,6 +57,7 @@ class ConversationPane(EditActionsMixin, FileActionsMixin, LiveMarksMixin, QWidg
         self.loading = False
         self.loaded_once = False
         self.blocked = False
+        self._gone_box: QWidget | None = None  # "this account was deleted", made when needed
         self._stick_to_bottom = True
         self._anchor: tuple[int, int] | None = None
         style.named(self, "pane")
@@ -128,7 +133,11 @@ class ConversationPane(EditActionsMixin, FileActionsMixin, LiveMarksMixin, QWidg
                      is_contact: bool = True) -> None:
         """Presence as known, or the connection's word ("connecting…") when it is not."""
         online = connection_words is None
-        if self.blocked:
+        gone = status == "deleted"
+        self._show_gone(gone)
+        if gone:
+            words, live = "account deleted", False
+        elif self.blocked:
             words, live = "blocked", False
         elif not online:
             words, live = connection_words or "", False
@@ -139,12 +148,32 @@ class ConversationPane(EditActionsMixin, FileActionsMixin, LiveMarksMixin, QWidg
         self.set_subtitle(words, live)
         self.header.avatar.set_presence(status if online and is_contact and not self.blocked
                                         else None)
-        self.call_button.setEnabled(online and is_contact and status != "offline"
+        self.call_button.setEnabled(online and is_contact and status not in ("offline", "deleted")
                                     and not self.blocked)
 
     def set_blocked(self, blocked: bool) -> None:
         self.blocked = blocked
-        self.bottom.setCurrentIndex(1 if blocked else 0)
+        if self.bottom.currentWidget() is not self._gone_box:
+            self.bottom.setCurrentIndex(1 if blocked else 0)
+
+    def _show_gone(self, gone: bool) -> None:
+        """Instead of the composer, say that the peer's account was deleted (nobody can
+        receive what would be written); what was said stays readable above."""
+        if gone:
+            if self._gone_box is None:
+                box = self._gone_box = style.named(QWidget(), "header")
+                box.setAttribute(Qt.WA_StyledBackground, True)
+                row = QHBoxLayout(box)
+                row.setContentsMargins(14, 12, 14, 14)
+                self.gone_label = style.named(QLabel(GONE_LINE.format(peer=self.peer)),
+                                              "muted")
+                self.gone_label.setWordWrap(True)
+                self.gone_label.setAlignment(Qt.AlignCenter)
+                row.addWidget(self.gone_label, 1)
+                self.bottom.addWidget(box)
+            self.bottom.setCurrentWidget(self._gone_box)
+        elif self._gone_box is not None and self.bottom.currentWidget() is self._gone_box:
+            self.bottom.setCurrentIndex(1 if self.blocked else 0)
 
     def set_narrow(self, narrow: bool) -> None:
         self.header.set_narrow(narrow)

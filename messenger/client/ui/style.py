@@ -21,8 +21,10 @@ BACKGROUND = SURFACE = TEXT = MUTED = BORDER = ACCENT = ACCENT_DARK = ACCENT_SOF
 DANGER = DANGER_SOFT = SUCCESS = WARNING = CHAT_BACKGROUND = OWN_BUBBLE = OWN_PENDING = ""
 OTHER_BUBBLE = HOVER = LINK = ""
 
-PRESENCE_COLOURS = {"online": "#22c55e", "away": "#f59e0b", "offline": "#9ca3af"}
-PRESENCE_WORDS = {"online": "Online", "away": "Away", "offline": "Offline"}
+PRESENCE_COLOURS = {"online": "#22c55e", "away": "#f59e0b", "offline": "#9ca3af",
+                    "deleted": "#9ca3af"}
+PRESENCE_WORDS = {"online": "Online", "away": "Away", "offline": "Offline",
+                  "deleted": "Account deleted"}
 
 AVATAR_COLOURS = ("#2563eb", "#7c3aed", "#db2777", "#ea580c", "#0891b2", "#059669",
                   "#4f46e5", "#b45309", "#0d9488", "#9333ea")

@@ -57,6 +57,8 @@ class ExplainTests(unittest.TestCase):
         line = cli.format_event(IncomingMessage(3, 0.0, "alice", "bob", "hi"))
         self.assertTrue(line.startswith("#3 ") and line.endswith("alice -> bob: hi"))
         self.assertEqual(cli.format_event(PresenceChange("bob", "away", 0)), "* bob is away")
+        self.assertEqual(cli.format_event(PresenceChange("bob", "deleted", 0)),
+                         "* bob's account was deleted")
 
     def test_json_output_is_one_object_per_line(self):
         """--json writes each item as one JSON object on its own line."""

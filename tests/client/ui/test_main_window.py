@@ -11,9 +11,11 @@ from PyQt5.QtWidgets import QApplication
 from twisted.internet import defer, reactor
 
 from messenger.client.ui.chat_state import FEED, NOTICES
+from tests.admin.test_cli import run_admin
 from tests.client.ui.helpers import (
     DesktopTestCase,
     chat_item,
+    click,
     clipped,
     type_into,
     wait_for,
@@ -85,6 +87,28 @@ class SearchDialogTests(DesktopTestCase):
                        what="offline")
         self.assertEqual(pane.header.subtitle.full_text(), "offline")
         self.assertFalse(pane.call_button.isEnabled())
+
+    @defer.inlineCallbacks
+    def test_a_deleted_contact_says_so(self) -> Any:
+        """When the operator deletes bob's account, alice's list and open chat say
+        "account deleted" at once (not just offline), the Call button is off, and the
+        composer gives way to a sentence saying why; what was said stays."""
+        yield self.add_contact(self.alice, "bob")
+        pane = self.alice.main_window.open_chat("bob")
+        type_into(pane.compose, "see you tomorrow")
+        click(pane.send_button)
+        yield wait_for(lambda: pane.model.rowCount() >= 1, what="the message shown")
+        status, out, err = yield run_admin(self.server.config.data_dir.resolve(),
+                                           "delete", "bob", "--yes")
+        self.assertEqual(status, 0, out + err)
+        yield wait_for(lambda: chat_item(self.alice, "bob").status == "deleted",
+                       what="bob deleted")
+        self.assertEqual(pane.header.subtitle.full_text(), "account deleted")
+        self.assertFalse(pane.call_button.isEnabled())
+        self.assertIs(pane.bottom.currentWidget(), pane._gone_box)
+        self.assertTrue(pane.gone_label.isVisibleTo(pane))
+        self.assertIn("bob's account was deleted", pane.gone_label.text())
+        self.assertGreaterEqual(pane.model.rowCount(), 1)
 
 
 class FeedTests(DesktopTestCase):

@@ -206,7 +206,8 @@ class AdminAcrossNodesTests(unittest.TestCase):
     def test_messenger_admin_delete_reaches_every_node(self):
         """messenger-admin on node a's data dir deletes a group whose member is online on
         node b, then that member's account: b pushes ``group_deleted`` (``by`` empty: the
-        operator), closes the session at once, and both nodes forget the account."""
+        operator), closes the session at once, both nodes forget the account, and a's
+        user who had it as a contact gets ``contact_deleted``."""
         a, b = yield start_nodes(self)
         root = yield user_on(self, a, "root")
         carol = yield user_on(self, b, "carol")
@@ -214,6 +215,8 @@ class AdminAcrossNodesTests(unittest.TestCase):
         self.assertEqual(reply["response"], 201, reply)
         gid = reply["group"]["group_id"]
         carol_id = b.ctx.directory.cached("carol").id
+        reply = yield root.request("add_contact", user_id="carol")
+        self.assertEqual(reply["response"], 201, reply)
 
         def admin(*args):
             out = io.StringIO()
@@ -235,6 +238,8 @@ class AdminAcrossNodesTests(unittest.TestCase):
         notice = yield carol.wait_push("notice")
         self.assertIn("deleted by an administrator", notice["message"])
         yield jimclient.wait_closed(carol)
+        push = yield root.wait_push("contact_deleted")     # told by node a, its own
+        self.assertEqual(push["account_name"], "carol")
         for node in (a, b):
             yield wait_until(lambda node=node: node.ctx.directory.cached("carol") is None
                              and node.ctx.presence.status_of(carol_id) != "online",
