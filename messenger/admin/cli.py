@@ -39,6 +39,7 @@ from messenger.admin.commands import (
     cmd_gen_cert,
     cmd_groups_delete,
     cmd_groups_list,
+    cmd_groups_show,
     cmd_history,
     cmd_lock,
     cmd_mail_list,
@@ -152,13 +153,17 @@ def _data_commands(commands: Any, command: _Commands) -> None:
 
 def _group_and_mail_commands(commands: Any, command: _Commands) -> None:
     """groups, mail, gen-cert."""
-    groups_parser = commands.add_parser("groups", help="list or delete group conversations")
+    groups_parser = commands.add_parser("groups", help="list, show or delete group"
+                                                          " conversations")
     groups_commands = groups_parser.add_subparsers(dest="groups_command", metavar="ACTION",
                                                    required=True)
     sub = command("list", cmd_groups_list, "list groups by id (paged)", groups_commands)
     sub.add_argument("--query", "-q", help="only names containing this (any case)")
     sub.add_argument("--offset", type=int, default=0)
     sub.add_argument("--limit", type=int, default=100)
+    sub = command("show", cmd_groups_show, "one group with its members and their roles",
+                  groups_commands)
+    sub.add_argument("group_id", type=int)
     sub = command("delete", cmd_groups_delete, "delete a group with its messages (audited)",
                   groups_commands)
     sub.add_argument("group_id", type=int)

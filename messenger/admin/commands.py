@@ -265,6 +265,30 @@ def cmd_groups_list(args: argparse.Namespace, out: TextIO) -> None:
          for g, owner, members in rows]) + "\n")
 
 
+ROLE_ORDER = {"owner": 0, "admin": 1}
+
+
+def cmd_groups_show(args: argparse.Namespace, out: TextIO) -> None:
+    """One group: what it is and who is in it, the owner and admins first."""
+    def show_txn(txn: Any) -> tuple[groups.GroupRow | None, list[groups.Member]]:
+        group = groups.group_txn(txn, args.group_id)
+        return group, groups.all_members_txn(txn, args.group_id) if group else []
+    group, members = read(args, show_txn)
+    if group is None:
+        raise CommandError(f"no group with id {args.group_id}")
+    out.write(format_record([
+        ("Group", f"#{group.id} {group.name!r}"),
+        ("Kind", "announcement channel" if group.announce_only else "group"),
+        ("Topic", group.topic or "—"),
+        ("Created", f"{when(group.created)} UTC by {group.created_by}"),
+        ("Messages", f"up to #{group.last_msg_id}" if group.last_msg_id else "none yet"),
+        ("Members", len(members)),
+    ]) + "\n\n")
+    members.sort(key=lambda m: (ROLE_ORDER.get(m.role, 2), m.name.lower()))
+    out.write(format_table(("id", "name", "role"),
+                           [(m.user_id, m.name, m.role) for m in members]) + "\n")
+
+
 def cmd_groups_delete(args: argparse.Namespace, out: TextIO) -> None:
     if not args.yes:
         if not sys.stdin.isatty():

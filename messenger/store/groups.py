@@ -196,6 +196,18 @@ def members_page_txn(txn: Any, group_id: int, after_name_lower: str,
     return [Member(*row) for row in txn.fetchall()]
 
 
+def all_members_txn(txn: Any, group_id: int, page: int = 1000) -> list[Member]:
+    """Every current member by name, read page by page (the operator's ``groups show``)."""
+    members: list[Member] = []
+    after = ""
+    while True:
+        found = members_page_txn(txn, group_id, after, page)
+        members.extend(found)
+        if len(found) < page:
+            return members
+        after = found[-1].name.lower()
+
+
 def info_txn(txn: Any, group_id: int, user_id: int, after_name_lower: str,
              limit: int) -> tuple[Membership, int, str | None, list[Member]]:
     """For a member: (its membership, member count, owner's name, a page of members)."""

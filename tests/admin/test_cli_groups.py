@@ -35,6 +35,29 @@ class GroupCommandTests(LiveServerCase):
         self.assertIn("Chess club", out)
 
     @defer.inlineCallbacks
+    def test_show(self):
+        """groups show prints the group and its members, owner and admins first; a
+        missing group is named."""
+        gid = yield self.create("Maths 5b", ["bob", "admin"])
+        reply = yield self.alice.request("group_update", group=gid, topic="Spring term",
+                                         announce_only=True)
+        self.assertEqual(reply["response"], 200, reply)
+        reply = yield self.alice.request("group_set_role", group=gid, user_id="bob",
+                                         role="admin")
+        self.assertEqual(reply["response"], 200, reply)
+        out = yield self.admin_cli("groups", "show", str(gid))
+        head, table = out.split("\n\n")
+        fields = dict(line.split(":", 1) for line in head.splitlines())
+        self.assertEqual({k: v.strip() for k, v in fields.items() if k != "Created"},
+                         {"Group": f"#{gid} 'Maths 5b'", "Kind": "announcement channel",
+                          "Topic": "Spring term", "Messages": "none yet", "Members": "3"})
+        self.assertTrue(fields["Created"].strip().endswith("UTC by alice"), fields)
+        rows = [line.split()[1:] for line in table.splitlines()[1:]]
+        self.assertEqual(rows, [["alice", "owner"], ["bob", "admin"], ["admin", "member"]])
+        err = yield self.admin_cli("groups", "show", str(gid + 100), status=1)
+        self.assertEqual(err, f"messenger-admin: no group with id {gid + 100}\n")
+
+    @defer.inlineCallbacks
     def test_delete(self):
         """groups delete needs --yes off a terminal, deletes the group with its messages,
         is audited as the operator, tells the members online through the running server

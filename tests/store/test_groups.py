@@ -167,6 +167,16 @@ class MembershipTests(GroupCase):
         self.assertEqual(self.read(groups.owner_name_txn, gid), "carol")
         self.assertIsNone(self.read(groups.group_txn, alone))
 
+    def test_all_members_page_by_page(self):
+        """all_members_txn reads every member, in name order, however many pages."""
+        group_id = self.create(members=("bob", "carol", "dave", "root"),
+                               limits=groups.Limits(max_members=10))
+        for page in (1, 2, 5, 1000):
+            members = self.read(groups.all_members_txn, group_id, page)
+            self.assertEqual([m.name for m in members],
+                             ["alice", "bob", "carol", "dave", "root"], page)
+        self.assertEqual(self.read(groups.all_members_txn, group_id + 99), [])
+
     def test_admin_list(self):
         """Server administrators list every group (audited); others get NotAdmin."""
         first = self.create(name="Maths 5b")
