@@ -199,10 +199,12 @@ def cmd_delete(args: argparse.Namespace, out: TextIO) -> None:
                        " [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandError("not deleted")
-    row = change(args, adminops.delete_user_txn, args.name)
+    deleted = change(args, adminops.delete_user_txn, args.name)
+    row = deleted.row
     live = ""
     try:
-        if control.account_deleted(_socket_path(args), row.id, row.name) == "closed":
+        if control.account_deleted(_socket_path(args), row.id, row.name,
+                                   deleted.groups) == "closed":
             live = _LIVE["closed"]
     except (control.ControlError, OSError, ValueError) as error:
         live = (f"; the running server did not confirm it ({error}): it closes the"

@@ -62,12 +62,15 @@ def account_changed(socket_path: Path, user_id: int) -> str | None:
         return None
 
 
-def account_deleted(socket_path: Path, user_id: int, name: str) -> str | None:
-    """Tell the running server an account is gone: ``"closed"`` (its session here was
-    ended) or ``"forgotten"``; None when no server runs on this data dir."""
+def account_deleted(socket_path: Path, user_id: int, name: str,
+                    left_groups: list[tuple[int, str | None]]) -> str | None:
+    """Tell the running server an account is gone, with the groups it left (each with
+    its new owner, or None): ``"closed"`` (its session here was ended) or
+    ``"forgotten"``; None when no server runs on this data dir."""
     try:
         return call(socket_path, {"command": "account_deleted", "user_id": user_id,
-                                  "account_name": name})
+                                  "account_name": name,
+                                  "groups": [list(pair) for pair in left_groups]})
     except ServerNotRunning:
         return None
 

@@ -229,11 +229,13 @@ class ServerContext:
         d.addCallback(self._apply_account, user_id)
         return d
 
-    def operator_deleted_account(self, user_id: int, name: str) -> Any:
+    def operator_deleted_account(self, user_id: int, name: str,
+                                 left_groups: list[tuple[int, str | None]]) -> Any:
         """``messenger-admin delete`` removed an account: forget it here and on every node
-        (`account_deleted`), whether or not it was online. Fires with ``"closed"`` when
-        its session was on this node, else ``"forgotten"``; refuses (`ValueError`) while
-        the account still exists, so a wrong id cannot end someone's session."""
+        (`account_deleted`), whether or not it was online, and tell the members of the
+        groups it was in (`account_left_groups`). Fires with ``"closed"`` when its session
+        was on this node, else ``"forgotten"``; refuses (`ValueError`) while the account
+        still exists, so a wrong id cannot end someone's session."""
         d = self.db.read(users.get_by_id_txn, user_id)
 
         def forget(row: users.UserRow | None) -> str:
@@ -243,8 +245,37 @@ class ServerContext:
             self.log.info("Forgetting account {account} (#{user_id}): deleted by the"
                           " operator", account=name, user_id=user_id)
             self.account_deleted(user_id, name, DELETED_BY_ADMIN)
+            self.account_left_groups(name, left_groups)
             return "closed" if here else "forgotten"
         return d.addCallback(forget)
+
+    def account_left_groups(self, name: str,
+                            left_groups: list[tuple[int, str | None]]) -> defer.Deferred[Any]:
+        """A deleted account's groups that remain: their members online, on any node, get
+        ``group_member_removed`` (reason ``deleted``) and, where it was the owner,
+        ``group_role_changed`` naming the new owner; ``by`` is empty (no member did it).
+        Called once, by the node that deleted the account."""
+        if not left_groups:
+            return defer.succeed(None)
+        for group_id, _ in left_groups:
+            self.typing_members.forget(group_id)
+        d = self.db.read(groups.member_ids_of_txn, [group_id for group_id, _ in left_groups])
+
+        def tell(members: dict[int, list[int]]) -> None:
+            now = self.clock.seconds()
+            for group_id, owner in left_groups:
+                member_ids = members.get(group_id, [])
+                self.router.push_many(member_ids, {
+                    "action": "group_member_removed", "group_id": group_id,
+                    "account_name": name, "reason": "deleted", "by": "", "time": now})
+                if owner is not None:
+                    self.router.push_many(member_ids, {
+                        "action": "group_role_changed", "group_id": group_id,
+                        "account_name": owner, "role": "owner", "by": "", "time": now})
+        d.addCallback(tell)
+        d.addErrback(lambda failure: self.log.failure(
+            "Could not tell the groups of deleted account {account}", failure, account=name))
+        return d
 
     def operator_deleted_group(self, group_id: int, name: str, member_ids: list[int]) -> Any:
         """``messenger-admin groups delete`` removed a group: its members online (on any

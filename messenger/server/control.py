@@ -5,7 +5,8 @@ server's own user, and root, can connect). One JSON object per line each way:
 
     -> {"command": "account_changed", "user_id": 7}
     <- {"ok": true, "result": "closed"}          (or "refreshed", "offline")
-    -> {"command": "account_deleted", "user_id": 7, "account_name": "bob"}
+    -> {"command": "account_deleted", "user_id": 7, "account_name": "bob",
+        "groups": [[3, "carol"], [5, null]]}       (its groups left; new owner or null)
     <- {"ok": true, "result": "closed"}          (or "forgotten")
     -> {"command": "group_deleted", "group_id": 3, "name": "Maths 5b",
         "member_ids": [2, 7, 9]}
@@ -42,6 +43,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 MAX_LINE = 64 * 1024        # a group_deleted request names up to several thousand members
 MAX_MEMBER_IDS = 10_000
+MAX_GROUPS = 10_000
 MAX_NAME = 256
 SUN_PATH_MAX = 107      # bytes of a UNIX socket path (108 with the terminating NUL)
 
@@ -116,7 +118,8 @@ class ControlProtocol(LineOnlyReceiver):
             return self.ctx.account_changed(_positive(request, "user_id"))
         if command == "account_deleted":
             return self.ctx.operator_deleted_account(_positive(request, "user_id"),
-                                                     _name(request, "account_name"))
+                                                     _name(request, "account_name"),
+                                                     _left_groups(request))
         if command == "group_deleted":
             member_ids = request.get("member_ids")
             if not isinstance(member_ids, list) or len(member_ids) > MAX_MEMBER_IDS or \
@@ -150,6 +153,21 @@ def _positive(request: dict[str, Any], key: str) -> int:
     if type(value) is not int or value < 1:
         raise ValueError(f"{key!r} must be a positive integer")
     return value
+
+
+def _left_groups(request: dict[str, Any]) -> list[tuple[int, str | None]]:
+    """``groups`` of account_deleted: ``[[group_id, new owner's name or null], ...]``."""
+    items = request.get("groups", [])
+    if not isinstance(items, list) or len(items) > MAX_GROUPS:
+        raise ValueError(f"'groups' must be a list of at most {MAX_GROUPS} pairs")
+    left: list[tuple[int, str | None]] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and type(item[0]) is int
+                and item[0] > 0 and (item[1] is None or (isinstance(item[1], str)
+                                                         and 0 < len(item[1]) <= MAX_NAME))):
+            raise ValueError("each of 'groups' must be [group_id, owner's name or null]")
+        left.append((item[0], item[1]))
+    return left
 
 
 def _name(request: dict[str, Any], key: str) -> str:

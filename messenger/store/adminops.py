@@ -14,6 +14,7 @@ that an admin looked at users, login history, codes or the audit log itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from messenger.store import audit, groupchanges, logins, premium, users
@@ -90,7 +91,16 @@ def unlock_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
     return _user(txn, name)
 
 
-def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRow:
+@dataclass(frozen=True, slots=True)
+class DeletedAccount:
+    """What `delete_user_txn` did: the account as it was, and the groups it was in that
+    remain, each with its new owner's name (None where it was not the owner)."""
+
+    row: users.UserRow
+    groups: list[tuple[int, str | None]]
+
+
+def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> DeletedAccount:
     """Delete an account and everything that cascades from it (contacts, messages,
     login history, tokens, group memberships; a group it owned passes to another member);
     its broadcasts stay, under its name.
@@ -101,10 +111,10 @@ def delete_user_txn(txn: Any, actor: str, name: str, now: float) -> users.UserRo
     row = _user(txn, name)
     if _last_admin(txn, row, now):
         raise LastAdmin(name)
-    groupchanges.user_deleted_txn(txn, row.id)
+    remaining = groupchanges.user_deleted_txn(txn, row.id)
     users.delete_txn(txn, row.id)
     audit.record_txn(txn, now, actor, "delete_user", row.name, row.email)
-    return row
+    return DeletedAccount(row, remaining)
 
 
 def create_code_txn(txn: Any, actor: str, code_hash: str, hint: str, now: float) -> int:

@@ -270,26 +270,34 @@ def _delete(txn: Any, group_id: int) -> None:
     txn.execute("DELETE FROM chat_groups WHERE id = ?", (group_id,))
 
 
-def user_deleted_txn(txn: Any, user_id: int) -> None:
+def user_deleted_txn(txn: Any, user_id: int) -> list[tuple[int, str | None]]:
     """Before an account is deleted: each group it owns passes to its longest-standing
     admin, else to its longest-standing member; a group left with nobody is deleted.
     Every group the account is in gets a new ``members_version`` (its rows go with the
-    account)."""
+    account). Returns the groups that remain, each with the name of its new owner (None
+    where the account was not the owner), for telling their members."""
     txn.execute("UPDATE chat_groups SET members_version = members_version + 1 WHERE id IN"
                 " (SELECT group_id FROM group_members WHERE user_id = ? AND left_at IS NULL)",
                 (user_id,))
-    txn.execute("SELECT group_id FROM group_members WHERE user_id = ? AND left_at IS NULL"
-                " AND role = ?", (user_id, OWNER))
-    for (group_id,) in txn.fetchall():
-        txn.execute("SELECT user_id FROM group_members WHERE group_id = ?"
-                    " AND left_at IS NULL AND user_id <> ?"
-                    " ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, id LIMIT 1",
+    txn.execute("SELECT group_id, role FROM group_members WHERE user_id = ?"
+                " AND left_at IS NULL ORDER BY group_id", (user_id,))
+    remaining: list[tuple[int, str | None]] = []
+    for group_id, role in txn.fetchall():
+        if role != OWNER:
+            remaining.append((group_id, None))
+            continue
+        txn.execute("SELECT w.user_id, u.name FROM group_members w"
+                    " JOIN users u ON u.id = w.user_id WHERE w.group_id = ?"
+                    " AND w.left_at IS NULL AND w.user_id <> ?"
+                    " ORDER BY CASE w.role WHEN 'admin' THEN 0 ELSE 1 END, w.id LIMIT 1",
                     (group_id, user_id))
         heir = txn.fetchone()
         if heir is None:
             _delete(txn, group_id)
         else:
             _set_role(txn, group_id, heir[0], OWNER)
+            remaining.append((group_id, heir[1]))
+    return remaining
 
 
 # -- server administrators ----------------------------------------------------------------

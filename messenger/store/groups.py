@@ -196,6 +196,11 @@ def members_page_txn(txn: Any, group_id: int, after_name_lower: str,
     return [Member(*row) for row in txn.fetchall()]
 
 
+def member_ids_of_txn(txn: Any, group_ids: list[int]) -> dict[int, list[int]]:
+    """The current members' ids of each of these groups (one read for many)."""
+    return {group_id: member_ids_txn(txn, group_id) for group_id in group_ids}
+
+
 def all_members_txn(txn: Any, group_id: int, page: int = 1000) -> list[Member]:
     """Every current member by name, read page by page (the operator's ``groups show``)."""
     members: list[Member] = []

@@ -95,6 +95,23 @@ class GroupCommandTests(LiveServerCase):
         self.assertEqual(out, f"Deleted group #{gid} 'Chess club' (2 members).\n")
 
     @defer.inlineCallbacks
+    def test_deleting_the_owner_tells_the_members(self):
+        """messenger-admin delete of a group's owner: the members online get
+        group_member_removed (reason "deleted") and group_role_changed naming the new
+        owner, both with an empty ``by``."""
+        gid = yield self.create("Maths 5b", ["bob"])
+        out = yield self.admin_cli("delete", "alice", "--yes")
+        self.assertEqual(out, "alice: deleted; disconnected from the running server\n")
+        removed = yield self.bob.wait_push("group_member_removed")
+        self.assertEqual((removed["group_id"], removed["account_name"], removed["reason"],
+                          removed["by"]), (gid, "alice", "deleted", ""))
+        owner = yield self.bob.wait_push("group_role_changed")
+        self.assertEqual((owner["group_id"], owner["account_name"], owner["role"],
+                          owner["by"]), (gid, "bob", "owner", ""))
+        reply = yield self.bob.request("group_info", group=gid)
+        self.assertEqual(reply["group"]["owner"], "bob")
+
+    @defer.inlineCallbacks
     def test_empty(self):
         """With no groups, groups list says so."""
         out = yield self.admin_cli("groups", "list")

@@ -200,15 +200,26 @@ class AdminActionTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_delete_user(self):
         """Deleting an account closes its session, removes it and what it owns, and the
-        name can no longer log in."""
+        name can no longer log in; bob, who had it as a contact, gets contact_deleted, and
+        as a member of the group it owned, group_member_removed and the ownership."""
         server, (admin, alice, bob) = yield server_with(self, "admin", "alice", "bob")
         yield alice.request("msg", to="bob", message="soon gone")
         yield bob.request("add_contact", user_id="alice")
+        reply = yield alice.request("group_create", name="Chess", members=["bob"])
+        gid = reply["group"]["group_id"]
         reply = yield admin.request("admin_delete_user", user_id="alice")
         self.assertEqual(reply["response"], 200)
         notice = yield alice.wait_push("notice")
         self.assertIn("deleted", notice["message"])
         yield alice.closed
+        gone = yield bob.wait_push("contact_deleted")
+        self.assertEqual(gone["account_name"], "alice")
+        removed = yield bob.wait_push("group_member_removed")
+        self.assertEqual((removed["group_id"], removed["account_name"], removed["reason"]),
+                         (gid, "alice", "deleted"))
+        owner = yield bob.wait_push("group_role_changed")
+        self.assertEqual((owner["account_name"], owner["role"], owner["by"]),
+                         ("bob", "owner", ""))
         for table, where in (("users", "WHERE name = 'alice'"), ("messages", ""),
                              ("contacts", "")):
             left = yield count(server, table, where)

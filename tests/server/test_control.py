@@ -22,8 +22,8 @@ class FakeCtx:
         self.changed.append(user_id)
         return defer.succeed("closed")
 
-    def operator_deleted_account(self, user_id: int, name: str) -> Any:
-        self.changed.append((user_id, name))
+    def operator_deleted_account(self, user_id: int, name: str, left: list[Any]) -> Any:
+        self.changed.append((user_id, name, left))
         return defer.succeed("forgotten")
 
     def operator_deleted_group(self, group_id: int, name: str, member_ids: list[int]) -> Any:
@@ -58,10 +58,14 @@ class ControlProtocolTests(unittest.TestCase):
         reply = self.ask(b'{"command": "account_deleted", "user_id": 7,'
                          b' "account_name": "bob"}')
         self.assertEqual(reply, {"ok": True, "result": "forgotten"})
+        reply = self.ask(b'{"command": "account_deleted", "user_id": 8, "account_name": "cy",'
+                         b' "groups": [[3, "ann"], [5, null]]}')
+        self.assertEqual(reply, {"ok": True, "result": "forgotten"})
         reply = self.ask(b'{"command": "group_deleted", "group_id": 3, "name": "Maths 5b",'
                          b' "member_ids": [2, 7]}')
         self.assertEqual(reply, {"ok": True, "result": 2})
-        self.assertEqual(self.ctx.changed, [(7, "bob"), (3, "Maths 5b", [2, 7])])
+        self.assertEqual(self.ctx.changed, [(7, "bob", []), (8, "cy", [(3, "ann"), (5, None)]),
+                                            (3, "Maths 5b", [2, 7])])
 
     def test_a_big_group_fits_in_one_line(self) -> None:
         """A group_deleted naming 5,000 members (seven-digit ids) is one valid line."""
@@ -85,6 +89,14 @@ class ControlProtocolTests(unittest.TestCase):
                      b'{"command": "account_deleted", "user_id": 7}',
                      b'{"command": "account_deleted", "user_id": 7, "account_name": ""}',
                      b'{"command": "account_deleted", "user_id": -1, "account_name": "b"}',
+                     b'{"command": "account_deleted", "user_id": 7, "account_name": "b",'
+                     b' "groups": [[3]]}',
+                     b'{"command": "account_deleted", "user_id": 7, "account_name": "b",'
+                     b' "groups": [[0, null]]}',
+                     b'{"command": "account_deleted", "user_id": 7, "account_name": "b",'
+                     b' "groups": [[3, 4]]}',
+                     b'{"command": "account_deleted", "user_id": 7, "account_name": "b",'
+                     b' "groups": {"3": null}}',
                      b'{"command": "group_deleted", "group_id": 3, "name": "x"}',
                      b'{"command": "group_deleted", "group_id": 3, "name": "x",'
                      b' "member_ids": [1, "2"]}',

@@ -159,13 +159,17 @@ class MembershipTests(GroupCase):
 
     def test_deleted_owner_hands_over(self):
         """Deleting an account that owns groups makes the longest-standing admin (else
-        member) the owner; a group with nobody left goes."""
+        member) the owner; a group with nobody left goes; the groups that remain are
+        returned, with the new owner where there is one."""
         gid = self.create(members=("bob", "carol"))
         self.write(groupchanges.set_role_txn, self.alice, gid, "carol", "admin")
         alone = self.create(members=())
-        self.write(adminops.delete_user_txn, "operator:test", "alice", 5.0)
+        joined = self.create(owner="bob", members=("alice",))
+        deleted = self.write(adminops.delete_user_txn, "operator:test", "alice", 5.0)
         self.assertEqual(self.read(groups.owner_name_txn, gid), "carol")
         self.assertIsNone(self.read(groups.group_txn, alone))
+        self.assertEqual(deleted.row.name, "alice")
+        self.assertEqual(deleted.groups, [(gid, "carol"), (joined, None)])  # alone: gone
 
     def test_all_members_page_by_page(self):
         """all_members_txn reads every member, in name order, however many pages."""

@@ -116,7 +116,8 @@ def _group_line(event: Any) -> str | None:
         return (f"~ group #{group.group_id} {group.name!r}: {event.account_name} added"
                 f" by {_by(event.by)}")
     if isinstance(event, GroupMemberRemoved):
-        how = "left" if event.reason == "left" else f"removed by {_by(event.by)}"
+        how = {"left": "left", "deleted": "is gone (account deleted)"}.get(
+            event.reason, f"removed by {_by(event.by)}")
         return f"~ group #{event.group_id}: {event.account_name} {how}"
     if isinstance(event, GroupRoleChanged):
         return (f"~ group #{event.group_id}: {event.account_name} is now {event.role}"

@@ -170,8 +170,11 @@ def delete_user(session: Session, request: dict[str, Any]) -> Any:
     ctx = session.ctx
     yield _not_self(session, request, "admin_delete_user",
                     "you cannot delete your own account here")
-    row = yield _run(session, "admin_delete_user", adminops.delete_user_txn, request["user_id"])
+    deleted = yield _run(session, "admin_delete_user", adminops.delete_user_txn,
+                         request["user_id"])
+    row = deleted.row
     ctx.account_deleted(row.id, row.name, "Your account was deleted by an administrator.")
+    ctx.account_left_groups(row.name, deleted.groups)
     return {"response": codes.OK}
 
 
