@@ -109,12 +109,16 @@ _LIVE = {"closed": "; disconnected from the running server",
 
 
 def _changed(out: TextIO, row: users.UserRow, what: str,
-             args: argparse.Namespace | None = None) -> None:
-    """Report a change, after telling the running server (if any) about it."""
+             args: argparse.Namespace | None = None, tell: Callable[[Path], Any] | None = None
+             ) -> None:
+    """Report a change, after telling the running server (if any) about it: by
+    ``tell(socket_path)`` (its outcome), else as `control.account_changed`."""
     live = ""
     if args is not None:
         try:
-            outcome = control.account_changed(_socket_path(args), row.id)
+            path = _socket_path(args)
+            outcome = (tell(path) if tell is not None
+                       else control.account_changed(path, row.id))
             live = _LIVE.get(outcome or "", "")
         except (control.ControlError, OSError, ValueError) as error:
             live = (f"; the running server did not confirm it ({error}): it applies"
@@ -201,15 +205,8 @@ def cmd_delete(args: argparse.Namespace, out: TextIO) -> None:
             raise CommandError("not deleted")
     deleted = change(args, adminops.delete_user_txn, args.name)
     row = deleted.row
-    live = ""
-    try:
-        if control.account_deleted(_socket_path(args), row.id, row.name,
-                                   deleted.groups) == "closed":
-            live = _LIVE["closed"]
-    except (control.ControlError, OSError, ValueError) as error:
-        live = (f"; the running server did not confirm it ({error}): it closes the"
-                " session within 10 s")
-    out.write(f"{row.name}: deleted{live}\n")
+    _changed(out, row, "deleted", args, lambda path: control.account_deleted(
+        path, row.id, row.name, deleted.groups))
 
 
 # -- premium codes and audit --------------------------------------------------------------

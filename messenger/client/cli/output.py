@@ -103,57 +103,46 @@ def _by(by: str) -> str:
     return by or "the server's administrator"
 
 
+GROUP_ACTIONS = {GroupCreated: "group_created", GroupUpdated: "group_updated",
+                 GroupMemberAdded: "group_member_added",
+                 GroupMemberRemoved: "group_member_removed",
+                 GroupRoleChanged: "group_role_changed", GroupDeleted: "group_deleted"}
+REMOVED_HOW = {"left": "left", "deleted": "is gone (account deleted)"}
+
+
 def _group_line(event: Any) -> str | None:
     """One line for a change to one of the user's groups (kind ``group``), else None."""
-    if isinstance(event, GroupCreated):
-        group = event.group
-        return f"~ group #{group.group_id} {group.name!r}: created by {_by(event.by)}"
-    if isinstance(event, GroupUpdated):
-        group = event.group
-        return f"~ group #{group.group_id} {group.name!r}: changed by {_by(event.by)}"
-    if isinstance(event, GroupMemberAdded):
-        group = event.group
-        return (f"~ group #{group.group_id} {group.name!r}: {event.account_name} added"
-                f" by {_by(event.by)}")
-    if isinstance(event, GroupMemberRemoved):
-        how = {"left": "left", "deleted": "is gone (account deleted)"}.get(
-            event.reason, f"removed by {_by(event.by)}")
-        return f"~ group #{event.group_id}: {event.account_name} {how}"
-    if isinstance(event, GroupRoleChanged):
-        return (f"~ group #{event.group_id}: {event.account_name} is now {event.role}"
-                f" (by {_by(event.by)})")
-    if isinstance(event, GroupDeleted):
-        return f"~ group #{event.group_id} {event.name!r}: deleted by {_by(event.by)}"
-    return None
+    data = _group_json(event)
+    if data is None:
+        return None
+    action, by = data["event"], _by(data["by"])
+    who = data.get("account_name")
+    how = REMOVED_HOW.get(data.get("reason", ""), f"removed by {by}")
+    what = {"group_created": f"created by {by}",
+            "group_updated": f"changed by {by}",
+            "group_member_added": f"{who} added by {by}",
+            "group_member_removed": f"{who} {how}",
+            "group_role_changed": f"{who} is now {data.get('role')} (by {by})",
+            "group_deleted": f"deleted by {by}"}[action]
+    name = f" {data['name']!r}" if "name" in data else ""
+    return f"~ group #{data['group_id']}{name}: {what}"
 
 
 def _group_json(event: Any) -> dict[str, Any] | None:
     """``event_json`` of a group change: its push's action and fields."""
-    if not isinstance(event, (GroupCreated, GroupUpdated, GroupMemberAdded,
-                              GroupMemberRemoved, GroupRoleChanged, GroupDeleted)):
+    action = GROUP_ACTIONS.get(type(event))
+    if action is None:
         return None
+    out: dict[str, Any] = {"event": action, "by": event.by, "time": event.time}
     group = getattr(event, "group", None)
-    fields: dict[str, Any] = {"by": event.by, "time": event.time}
     if group is not None:
-        fields.update(group_id=group.group_id, name=group.name)
-    if isinstance(event, GroupCreated):
-        return {"event": "group_created", **fields}
-    if isinstance(event, GroupUpdated):
-        return {"event": "group_updated", **fields, "topic": group.topic,
-                "announce_only": group.announce_only}
-    if isinstance(event, GroupMemberAdded):
-        return {"event": "group_member_added", **fields,
-                "account_name": event.account_name, "role": event.role}
-    if isinstance(event, GroupMemberRemoved):
-        return {"event": "group_member_removed", **fields, "group_id": event.group_id,
-                "account_name": event.account_name, "reason": event.reason}
-    if isinstance(event, GroupRoleChanged):
-        return {"event": "group_role_changed", **fields, "group_id": event.group_id,
-                "account_name": event.account_name, "role": event.role}
-    if isinstance(event, GroupDeleted):
-        return {"event": "group_deleted", **fields, "group_id": event.group_id,
-                "name": event.name}
-    return None
+        out.update(group_id=group.group_id, name=group.name)
+        if action == "group_updated":
+            out.update(topic=group.topic, announce_only=group.announce_only)
+    for key in ("group_id", "name", "account_name", "role", "reason"):
+        if hasattr(event, key):
+            out[key] = getattr(event, key)
+    return out
 
 
 def event_json(event: Any) -> dict[str, Any]:

@@ -60,6 +60,40 @@ class ExplainTests(unittest.TestCase):
         self.assertEqual(cli.format_event(PresenceChange("bob", "deleted", 0)),
                          "* bob's account was deleted")
 
+    def test_group_event_lines_and_json(self):
+        """Each group change is one line naming the group and who did it (the server's
+        administrator when ``by`` is empty), and as JSON its push's action and fields."""
+        from messenger.client.cli.output import event_json, format_event
+        from messenger.client.groupevents import (
+            GroupInfo,
+            GroupMemberAdded,
+            GroupMemberRemoved,
+            GroupRoleChanged,
+            GroupUpdated,
+        )
+        team = GroupInfo(7, "Team", "maths", True, 0.0, "ann", 3, None, None)
+        cases = [
+            (GroupMemberAdded(team, "ben", "member", "ann", 1.0),
+             "~ group #7 'Team': ben added by ann",
+             {"event": "group_member_added", "group_id": 7, "name": "Team",
+              "account_name": "ben", "role": "member", "by": "ann", "time": 1.0}),
+            (GroupMemberRemoved(7, "ben", "deleted", "", 2.0),
+             "~ group #7: ben is gone (account deleted)",
+             {"event": "group_member_removed", "group_id": 7, "account_name": "ben",
+              "reason": "deleted", "by": "", "time": 2.0}),
+            (GroupMemberRemoved(7, "ben", "removed", "ann", 2.0),
+             "~ group #7: ben removed by ann", None),
+            (GroupRoleChanged(7, "cy", "owner", "", 3.0),
+             "~ group #7: cy is now owner (by the server's administrator)", None),
+            (GroupUpdated(team, "ann", 4.0), "~ group #7 'Team': changed by ann",
+             {"event": "group_updated", "group_id": 7, "name": "Team", "topic": "maths",
+              "announce_only": True, "by": "ann", "time": 4.0}),
+        ]
+        for event, line, data in cases:
+            self.assertEqual(format_event(event), line)
+            if data is not None:
+                self.assertEqual(event_json(event), data)
+
     def test_json_output_is_one_object_per_line(self):
         """--json writes each item as one JSON object on its own line."""
         out = io.StringIO()
